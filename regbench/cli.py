@@ -1,0 +1,306 @@
+"""The `regbench` command line. Commands parse, call one library function, render.
+
+Nothing heavy is imported at module level, so `regbench --help` answers at once.
+"""
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compare regularizers under identical conditions, with honest statistics.")
+STATE = {"debug": False}
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    csv = "csv"
+    latex = "latex"
+
+
+class Kind(str, Enum):
+    all = "all"
+    regularizers = "regularizers"
+    datasets = "datasets"
+    models = "models"
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # logs and CI: do not fold the tables
+    return console
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"regbench: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def guarded(function):
+    """Run a command body, turning user errors into one line and an exit code."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from regbench.errors import RegbenchError
+
+        try:
+            return function(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except RegbenchError as exc:
+            if STATE["debug"]:
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            print("regbench: interrupted", file=sys.stderr)
+            raise typer.Exit(130)
+    return wrapper
+
+
+def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
+    from regbench.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers such as 0,1,2 (got {text!r})",
+                          source="--seeds") from None
+    if not seeds:
+        raise ConfigError("expected at least one seed", source="--seeds")
+    return seeds
+
+
+@app.callback()
+def main_options(debug: Annotated[bool, typer.Option(
+        "--debug", help="Show Python tracebacks for errors.")] = False) -> None:
+    STATE["debug"] = debug
+
+
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a config value before validation: key.path=value (YAML value).")]
+
+
+def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds: Optional[str],
+         workers: int, executor: Executor, address: Optional[str], device: Optional[Device],
+         resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str]) -> None:
+    from regbench.compare import rich_table
+    from regbench.config import load_config
+    from regbench.errors import ConfigError
+    from regbench.experiment import run_experiment
+    from regbench.plan import build_plan
+    from regbench.progress import make_progress
+    from regbench.sweeps import apply_params, shrink_for_smoke
+
+    if workers < 1:
+        raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
+    loaded = load_config(config, overrides or [])
+    if params:
+        loaded = apply_params(loaded, params)
+    if smoke:
+        loaded = shrink_for_smoke(loaded)
+    seed_list = parse_seeds(seeds)
+    console = _console()
+    if dry_run:
+        plan = build_plan(loaded, seed_list, device.value if device else None)
+        render_plan(plan, console)
+        return
+    outcome = run_experiment(loaded, out=out, seeds=seed_list, workers=workers,
+                             executor=executor.value, address=address,
+                             device=device.value if device else None, resume=resume,
+                             progress=make_progress(), report=report)
+    for warning in outcome.plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if outcome.comparison is not None:
+        from regbench.compare import build_comparison
+
+        comparison = outcome.comparison
+        if metric:
+            from regbench.results import load_summaries
+
+            comparison = build_comparison(load_summaries(outcome.results_dir), metric)
+        console.print(rich_table(comparison, title=f"{outcome.plan.experiment['name']}: "
+                                 f"{comparison.metric}"))
+        for note in comparison.notes:
+            console.print(f"  • {note}")
+    console.print(f"results: {outcome.results_dir}")
+    if outcome.interrupted:
+        console.print("interrupted: finished runs are saved; run the same command again to "
+                      "resume")
+    raise typer.Exit(outcome.exit_code)
+
+
+def render_plan(plan, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"plan: {plan.experiment['name']}")
+    for column in ("run", "epochs", "regularizers"):
+        table.add_column(column)
+    for run in plan.runs:
+        table.add_row(run["run_id"], str(run["train"]["epochs"]),
+                      ", ".join(run["regularizers"]) or "—")
+    console.print(table)
+    console.print(f"{len(plan.runs)} runs, {plan.total_epochs} epochs in total (dry run: "
+                  "nothing trained)")
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+@app.command()
+@guarded
+def run(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    set_: SetOption = None,
+    out: Annotated[Path, typer.Option("--out", help="Results root; results go to OUT/<name>/.")] = Path("results"),
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds to run, e.g. 0,1,2 (replaces the file's).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Runs trained in parallel processes.")] = 1,
+    executor: Annotated[Executor, typer.Option("--executor", help="local processes or Ray tasks.")] = Executor.local,
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (none: start a local Ray).")] = None,
+    device: Annotated[Optional[Device], typer.Option("--device", help="auto, cpu or cuda (overrides train.device).")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--fresh", help="Skip completed runs, or start a new results folder (the old one is kept aside).")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; train nothing.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed.")] = False,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write plots and report.html at the end.")] = True,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="Metric the table compares (default: accuracy or mse).")] = None,
+) -> None:
+    """Train every recipe × sweep point × seed and print the comparison."""
+    _run(config, set_ or [], [], out, seeds, workers, executor, address, device, resume,
+         dry_run, smoke, report, metric)
+
+
+@app.command()
+@guarded
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    param: Annotated[list[str], typer.Option("--param", help="Sweep grid: key.path=v1,v2,... (adds to or replaces the file's sweep:).")],
+    set_: SetOption = None,
+    out: Annotated[Path, typer.Option("--out")] = Path("results"),
+    seeds: Annotated[Optional[str], typer.Option("--seeds")] = None,
+    workers: Annotated[int, typer.Option("--workers")] = 1,
+    executor: Annotated[Executor, typer.Option("--executor")] = Executor.local,
+    address: Annotated[Optional[str], typer.Option("--address")] = None,
+    device: Annotated[Optional[Device], typer.Option("--device")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--fresh")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    report: Annotated[bool, typer.Option("--report/--no-report")] = True,
+    metric: Annotated[Optional[str], typer.Option("--metric")] = None,
+) -> None:
+    """Like run, with the sweep grid given on the command line."""
+    _run(config, set_ or [], param, out, seeds, workers, executor, address, device, resume,
+         dry_run, False, report, metric)
+
+
+@app.command()
+@guarded
+def compare(
+    results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")],
+    metric: Annotated[Optional[str], typer.Option("--metric", help="accuracy, f1, loss, mse, r2, ...")] = None,
+    format: Annotated[Format, typer.Option("--format", help="table, md, csv or latex.")] = Format.table,
+) -> None:
+    """Rebuild the comparison from stored runs only."""
+    from regbench import compare as cmp
+
+    comparison = cmp.compare_results(results_dir, metric)
+    if format is Format.table:
+        console = _console()
+        console.print(cmp.rich_table(comparison, title=f"{results_dir.name}: {comparison.metric}"))
+        for note in comparison.notes:
+            console.print(f"  • {note}")
+    else:
+        render = {Format.md: cmp.to_markdown, Format.csv: cmp.to_csv, Format.latex: cmp.to_latex}
+        sys.stdout.write(render[format](comparison))
+
+
+@app.command()
+@guarded
+def report(results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")]) -> None:
+    """Write a self-contained report.html (tables and plots)."""
+    from regbench.report import write_report
+
+    path = write_report(results_dir)
+    _console().print(f"report: {path}")
+
+
+@app.command()
+@guarded
+def diagnose(target: Annotated[Path, typer.Argument(help="results/<name> folder or a metrics CSV.")]) -> None:
+    """Print the overfitting verdict and its evidence per run."""
+    from regbench.diagnose import diagnose_path, render_diagnoses
+
+    render_diagnoses(diagnose_path(target), _console())
+
+
+@app.command()
+@guarded
+def validate(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Check the config (and that every name resolves) without training."""
+    from regbench.config import load_config
+    from regbench.plan import build_plan
+    from regbench.validate import describe_plan
+
+    loaded = load_config(config, set_ or [])
+    plan = build_plan(loaded)
+    console = _console()
+    for line in describe_plan(plan):
+        console.print(line)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"[green]ok[/]: {config} is valid ({len(plan.runs)} runs)")
+
+
+@app.command("list")
+@guarded
+def list_(
+    kind: Annotated[Kind, typer.Argument(help="regularizers, datasets, models (default: all).")] = Kind.all,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables (for the README).")] = False,
+) -> None:
+    """The catalogue: each entry's parameters, defaults and meaning."""
+    from regbench import catalogue
+
+    kinds = catalogue.KINDS if kind is Kind.all else (kind.value,)
+    if markdown:
+        sys.stdout.write(catalogue.to_markdown(kinds))
+        return
+    from rich.table import Table
+
+    console = _console()
+    for name in kinds:
+        rows = catalogue.entries(name)
+        table = Table(title=name, show_lines=True)
+        for column in rows[0]:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("regbench: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,127 @@
+"""The typed config schema (pydantic v2, unknown keys refused).
+
+Component-specific parameters (a dataset's, a model's, a regularizer's) are declared by the
+component's own ``Params`` model in its registry entry; this file holds what every experiment
+shares. Every default sits on one line with its meaning or unit.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_safe_name(value: str, what: str) -> str:
+    """Names become folder names: refuse anything that could escape the results folder."""
+    if not NAME_PATTERN.match(value) or ".." in value or len(value) > 100:
+        raise ValueError(f"{what} must be letters, digits, '_', '-' or '.', start with a "
+                         f"letter or digit, contain no '..' and be at most 100 characters")
+    return value
+
+
+class OptimizerConfig(StrictModel):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"   # update rule
+    lr: float = Field(0.1, gt=0)                    # learning rate η per step
+    momentum: float = Field(0.0, ge=0, lt=1)        # SGD momentum (sgd only)
+    nesterov: bool = False                          # Nesterov momentum (sgd only)
+    betas: tuple[float, float] = (0.9, 0.999)       # Adam moment decay rates (adam/adamw only)
+
+
+class SchedulerConfig(StrictModel):
+    name: Literal["cosine", "step"]                 # cosine: anneal to 0 over the run; step: × gamma every step_size epochs
+    step_size: int = Field(10, ge=1)                # epochs between decays (step only)
+    gamma: float = Field(0.1, gt=0, le=1)           # decay factor (step only)
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(10, ge=1)                   # passes over the training split
+    batch_size: int = Field(64, ge=1)               # samples per SGD step
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: Optional[SchedulerConfig] = None     # learning-rate schedule, per epoch
+    device: Literal["auto", "cpu", "cuda"] = "auto" # auto: cuda when available
+    threads: Optional[int] = Field(None, ge=1)      # torch CPU threads per run; None: cores ÷ workers
+    train_eval_samples: int = Field(10_000, ge=1)   # size of the fixed subset measured for train metrics
+    save_model: bool = False                        # also write model.pt (a state_dict)
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class DiagnosisConfig(StrictModel):
+    accuracy_gap: float = Field(0.05, ge=0)         # train − val accuracy above this is a large gap
+    loss_ratio: float = Field(1.5, ge=1)            # val loss ÷ train loss above this is a large gap
+    r2_gap: float = Field(0.1, ge=0)                # train − val R² above this is a large gap (regression)
+    rise_window: int = Field(3, ge=1)               # epochs after the val-loss minimum to check for a rise
+    rise_tolerance: float = Field(0.02, ge=0)       # relative val-loss rise above the minimum that counts
+    f1_drop: float = Field(0.05, ge=0)              # train − val F1 (or precision/recall) drop that counts
+    underfit_accuracy: float = Field(0.6, ge=0, le=1)  # train accuracy below this (no gap) is underfitting
+    underfit_r2: float = Field(0.3, le=1)           # train R² below this (no gap) is underfitting
+
+
+class DatasetConfig(StrictModel):
+    """Options shared by every dataset; the dataset's own parameters sit beside them."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = "digits"                            # registry name (see `regbench list datasets`)
+    root: str = "data"                              # folder holding (or receiving) dataset files
+    download: bool = False                          # fetch torchvision datasets when missing
+    val_fraction: float = Field(0.1, gt=0, lt=1)    # held out of the training split, stratified
+    test_fraction: float = Field(0.2, gt=0, lt=1)   # held out first when the dataset has no test split
+    train_subset: Optional[int] = Field(None, ge=2) # cap on training samples (after the split)
+    label_noise: float = Field(0.0, ge=0, lt=1)     # fraction of training labels replaced at random
+    split_seed: int = 0                             # seed of every split, shared by all runs
+    standardize_target: bool = False                # regression: scale targets to unit variance
+
+
+class ModelConfig(StrictModel):
+    """A model's registry name; the model's own parameters sit beside it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = "mlp"                               # registry name (see `regbench list models`)
+
+
+class ExperimentConfig(StrictModel):
+    name: str                                       # experiment name -> results/<name>/
+    seeds: list[int] = [0]                          # every recipe and sweep point runs once per seed
+    dataset: DatasetConfig = DatasetConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    recipes: dict[str, dict[str, Any]] = {}         # recipe name -> {regularizer -> parameters}
+    sweep: dict[str, list[Any]] = {}                # key path -> values; grid product with seeds
+    diagnosis: DiagnosisConfig = DiagnosisConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_safe_name(value, "experiment name")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one seed is needed")
+        if len(set(value)) != len(value):
+            raise ValueError("seeds must be distinct")
+        return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"sweep '{key}' needs at least one value")
+        return value

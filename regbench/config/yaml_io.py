@@ -1,0 +1,122 @@
+"""Safe YAML loading that keeps the line/column of every key, reads 1e-4 as a float,
+and refuses duplicate keys and object-constructing tags."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regbench.errors import ConfigError
+
+Position = tuple[int, int]  # 1-based line, column
+KeyPath = tuple[str, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose float resolver accepts exponents without a dot (YAML 1.2 style)."""
+
+
+# PyYAML (YAML 1.1) needs a '.' in a float, so '1e-4' would stay a string.
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap"}
+
+
+def _mark(node: yaml.Node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
+               positions: dict[KeyPath, Position], source: str) -> Any:
+    positions.setdefault(path, _mark(node))
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        line, col = _mark(node)
+        raise ConfigError(f"tag {node.tag!r} is not allowed (safe YAML only: plain values, "
+                          "lists and mappings)", path=".".join(path), source=source,
+                          line=line, column=col)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                line, col = _mark(key_node)
+                raise ConfigError("mapping keys must be plain names", path=".".join(path),
+                                  source=source, line=line, column=col)
+            key = str(_construct_scalar(key_node, loader, path, source))
+            child = path + (key,)
+            if key in out:
+                line, col = _mark(key_node)
+                raise ConfigError(f"duplicate key '{key}'", path=".".join(child),
+                                  source=source, line=line, column=col)
+            # Scalars are located at their value (where "got ..." points), the rest at the key.
+            positions[child] = (_mark(value_node) if isinstance(value_node, yaml.ScalarNode)
+                                else _mark(key_node))
+            out[key] = _to_python(value_node, loader, child, positions, source)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, loader, path + (str(i),), positions, source)
+                for i, item in enumerate(node.value)]
+    return _construct_scalar(node, loader, path, source)
+
+
+def _construct_scalar(node: yaml.Node, loader: _Loader, path: KeyPath, source: str) -> Any:
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as exc:
+        line, col = _mark(node)
+        raise ConfigError(f"tag {node.tag!r} is not allowed (safe YAML only: plain values, "
+                          "lists and mappings)", path=".".join(path), source=source,
+                          line=line, column=col) from None
+
+
+def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, dict[KeyPath, Position]]:
+    """Parse YAML text into plain Python data plus the position of every key path."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or "malformed YAML"
+        raise ConfigError(f"malformed YAML: {problem}", source=source,
+                          line=mark.line + 1 if mark else None,
+                          column=mark.column + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML: {exc}", source=source) from None
+    finally:
+        loader.dispose()
+    positions: dict[KeyPath, Position] = {}
+    if node is None:
+        return None, positions
+    return _to_python(node, _Loader(""), (), positions, source), positions
+
+
+def parse_value(text: str, source: str) -> Any:
+    """Parse one ``--set`` / ``--param`` value with the same YAML rules as the file."""
+    value, _ = parse_yaml(text, source)
+    return value
+
+
+def read_yaml_file(path: Path) -> tuple[Any, dict[KeyPath, Position]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", source=str(path)) from None
+    return parse_yaml(text, str(path))
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True)

@@ -1,0 +1,169 @@
+"""Image datasets: MNIST, Fashion-MNIST (IDX files) and CIFAR-10 (python pickles).
+
+Files are looked up under ``root`` (a folder that holds the files itself, as Debian's
+``dataset-fashion-mnist`` installs them, or torchvision's ``root/<Name>/raw`` layout) and are
+downloaded through torchvision only when ``download: true`` and they are missing.
+"""
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regbench.data import DataSpec, RawData, dataset
+from regbench.errors import DataError
+
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped) into a uint8 array, checking its header."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read IDX file ({exc})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim < 1 or len(data) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(data) - header != expected:
+        raise DataError(f"{path}: IDX file holds {len(data) - header} bytes of data, its "
+                        f"header promises {expected} (truncated or corrupt)")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _idx_folder(root: Path, torchvision_name: str) -> Path | None:
+    for folder in (root, root / torchvision_name / "raw", root / torchvision_name):
+        if all(_find(folder, stem) for stem in IDX_FILES.values()):
+            return folder
+    return None
+
+
+def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str) -> RawData:
+    root = Path(config["root"]).expanduser()
+    folder = _idx_folder(root, torchvision_name)
+    if folder is None and config.get("download"):
+        import torchvision
+
+        try:
+            getattr(torchvision.datasets, torchvision_name)(str(root), train=True, download=True)
+            getattr(torchvision.datasets, torchvision_name)(str(root), train=False, download=True)
+        except Exception as exc:  # network errors come in many types
+            raise DataError(f"dataset.download: could not download {pretty} into {root} "
+                            f"({type(exc).__name__}: {exc}); without network, put the four IDX "
+                            f"files ({', '.join(s + '.gz' for s in IDX_FILES.values())}) in "
+                            f"{root}") from None
+        folder = _idx_folder(root, torchvision_name)
+    if folder is None:
+        raise DataError(f"dataset.root: {pretty} files not found in {root} (nor in "
+                        f"{root / torchvision_name / 'raw'}); put the four IDX files "
+                        f"({', '.join(s + '.gz' for s in IDX_FILES.values())}) there, or set "
+                        "dataset.download: true where there is network")
+    arrays = {key: read_idx(_find(folder, stem)) for key, stem in IDX_FILES.items()}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"{folder}: {split} images {x.shape} and labels {y.shape} do not "
+                            "match (expected N×H×W images and N labels)")
+    return RawData(x_train=arrays["x_train"][:, None].astype(np.float32) / 255.0,
+                   y_train=arrays["y_train"].astype(np.int64),
+                   x_test=arrays["x_test"][:, None].astype(np.float32) / 255.0,
+                   y_test=arrays["y_test"].astype(np.int64),
+                   task="classification", num_classes=10)
+
+
+@dataset("mnist", summary="MNIST handwritten digits (28×28, 10 classes) from IDX files under "
+         "root; torchvision download when download: true",
+         spec=DataSpec("classification", (1, 28, 28), 10))
+def load_mnist(config: dict[str, Any]) -> RawData:
+    return _load_idx_dataset(config, "MNIST", "MNIST")
+
+
+@dataset("fashion_mnist", summary="Fashion-MNIST (28×28, 10 classes) from IDX files under root, "
+         "e.g. /usr/share/datasets/fashion-mnist", spec=DataSpec("classification", (1, 28, 28), 10))
+def load_fashion_mnist(config: dict[str, Any]) -> RawData:
+    return _load_idx_dataset(config, "FashionMNIST", "Fashion-MNIST")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and numpy arrays: a CIFAR batch, never code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as handle:
+            batch = _ArrayUnpickler(handle, encoding="bytes").load()
+        data = np.asarray(batch[b"data"] if b"data" in batch else batch["data"], dtype=np.uint8)
+        labels = batch.get(b"labels", batch.get("labels"))
+        images = data.reshape(-1, 3, 32, 32)
+        labels = np.asarray(labels, dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError,
+            OSError) as exc:
+        raise DataError(f"{path}: not a readable CIFAR-10 batch ({exc})") from None
+    if len(images) != len(labels):
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+@dataset("cifar10", summary="CIFAR-10 (32×32 colour, 10 classes) from the python batches under "
+         "root/cifar-10-batches-py; torchvision download when download: true",
+         spec=DataSpec("classification", (3, 32, 32), 10))
+def load_cifar10(config: dict[str, Any]) -> RawData:
+    root = Path(config["root"]).expanduser()
+    folder = root / CIFAR_FOLDER if (root / CIFAR_FOLDER).is_dir() else root
+    files = [folder / name for name in CIFAR_TRAIN + ["test_batch"]]
+    if not all(f.is_file() for f in files) and config.get("download"):
+        import torchvision
+
+        try:
+            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        except Exception as exc:  # network errors come in many types
+            raise DataError(f"dataset.download: could not download CIFAR-10 into {root} "
+                            f"({type(exc).__name__}: {exc})") from None
+        folder = root / CIFAR_FOLDER
+        files = [folder / name for name in CIFAR_TRAIN + ["test_batch"]]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"dataset.root: CIFAR-10 files missing in {folder}: {', '.join(missing)}; "
+                        "put the python version's batches there, or set dataset.download: true "
+                        "where there is network")
+    parts = [_read_cifar_batch(f) for f in files]
+    x_train = np.concatenate([p[0] for p in parts[:-1]]).astype(np.float32) / 255.0
+    y_train = np.concatenate([p[1] for p in parts[:-1]])
+    x_test, y_test = parts[-1]
+    return RawData(x_train=x_train, y_train=y_train, x_test=x_test.astype(np.float32) / 255.0,
+                   y_test=y_test, task="classification", num_classes=10)

@@ -1,0 +1,170 @@
+"""Tables: scikit-learn's bundled sets, generated data, and a user's CSV files."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from regbench.config.schema import StrictModel
+from regbench.data import DataSpec, RawData, dataset
+from regbench.errors import DataError
+
+
+@dataset("digits", summary="scikit-learn's bundled 8×8 handwritten digits (1,797 images, "
+         "10 classes); works offline", spec=DataSpec("classification", (1, 8, 8), 10))
+def load_digits(config: dict[str, Any]) -> RawData:
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    return RawData(x_train=bunch.images[:, None, :, :], y_train=bunch.target,
+                   task="classification", num_classes=10)
+
+
+@dataset("breast_cancer", summary="scikit-learn's bundled Wisconsin breast cancer table "
+         "(569 × 30, 2 classes)", spec=DataSpec("classification", (30,), 2))
+def load_breast_cancer(config: dict[str, Any]) -> RawData:
+    from sklearn.datasets import load_breast_cancer as sk_cancer
+
+    bunch = sk_cancer()
+    return RawData(x_train=bunch.data, y_train=bunch.target, task="classification",
+                   num_classes=2, class_names=list(bunch.target_names))
+
+
+@dataset("diabetes", summary="scikit-learn's bundled diabetes progression table "
+         "(442 × 10, regression)", spec=DataSpec("regression", (10,)))
+def load_diabetes(config: dict[str, Any]) -> RawData:
+    from sklearn.datasets import load_diabetes as sk_diabetes
+
+    bunch = sk_diabetes()
+    return RawData(x_train=bunch.data, y_train=bunch.target, task="regression")
+
+
+class SyntheticClassificationParams(StrictModel):
+    n_samples: int = Field(1000, ge=10)           # rows generated (before splits)
+    n_features: int = Field(20, ge=1)             # input columns
+    n_informative: Optional[int] = Field(None, ge=1)  # informative columns; None: half of n_features (at least 2)
+    n_classes: int = Field(2, ge=2)               # classes
+    noise: float = Field(0.0, ge=0, le=1)         # fraction of labels flipped at generation
+    class_sep: float = Field(1.0, gt=0)           # distance between class clusters
+    seed: int = 0                                 # generation seed (the data, not the runs)
+
+
+def _informative(params: dict[str, Any]) -> int:
+    if params.get("n_informative"):
+        return min(params["n_informative"], params["n_features"])
+    return min(params["n_features"], max(2, params["n_features"] // 2))
+
+
+@dataset("synthetic_classification", Params=SyntheticClassificationParams,
+         summary="generated, seeded classification of any size (make_classification); few "
+         "samples + many features + noise give a controllable overfitting regime",
+         spec=lambda c: DataSpec("classification", (c["n_features"],), c["n_classes"]))
+def load_synthetic_classification(config: dict[str, Any]) -> RawData:
+    from sklearn.datasets import make_classification
+
+    informative = _informative(config)
+    if config["n_classes"] * 2 > 2 ** informative:
+        raise DataError(f"dataset.n_classes: {config['n_classes']} classes need more "
+                        f"informative features than {informative} (raise n_features)")
+    x, y = make_classification(
+        n_samples=config["n_samples"], n_features=config["n_features"],
+        n_informative=informative, n_redundant=0, n_classes=config["n_classes"],
+        flip_y=config["noise"], class_sep=config["class_sep"], random_state=config["seed"])
+    return RawData(x_train=x, y_train=y, task="classification",
+                   num_classes=config["n_classes"])
+
+
+class SyntheticRegressionParams(StrictModel):
+    n_samples: int = Field(1000, ge=10)           # rows generated (before splits)
+    n_features: int = Field(20, ge=1)             # input columns
+    n_informative: Optional[int] = Field(None, ge=1)  # columns with a non-zero coefficient; None: half
+    noise: float = Field(0.0, ge=0)               # std of Gaussian noise added to the target
+    seed: int = 0                                 # generation seed (the data, not the runs)
+
+
+@dataset("synthetic_regression", Params=SyntheticRegressionParams,
+         summary="generated, seeded linear regression of any size (make_regression)",
+         spec=lambda c: DataSpec("regression", (c["n_features"],)))
+def load_synthetic_regression(config: dict[str, Any]) -> RawData:
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n_samples=config["n_samples"], n_features=config["n_features"],
+                           n_informative=_informative(config), noise=config["noise"],
+                           random_state=config["seed"])
+    return RawData(x_train=x, y_train=y, task="regression")
+
+
+class CsvParams(StrictModel):
+    path: str                                     # the training table (or the whole table)
+    target: str                                   # name of the target column
+    task: Literal["classification", "regression"] = "classification"
+    val_path: Optional[str] = None                # a user's own validation table
+    test_path: Optional[str] = None               # a user's own test table
+
+
+def _read_table(path: str, target: str, what: str):
+    import pandas as pd
+
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"dataset.{what}: file not found: {path}")
+    try:
+        frame = pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"dataset.{what}: {path}: not a readable CSV table "
+                        f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    if target not in frame.columns:
+        raise DataError(f"dataset.target: column '{target}' not in {path}; columns are: "
+                        f"{', '.join(map(str, frame.columns))}")
+    features = frame.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise DataError(f"dataset.{what}: {path} has no feature columns besides '{target}'")
+    for column in features.columns:
+        if not np.issubdtype(features[column].dtype, np.number):
+            raise DataError(f"dataset.{what}: {path}: column '{column}' is not numeric "
+                            "(categorical values are not supported; encode them first)")
+        if features[column].isna().any():
+            row = int(features[column].isna().to_numpy().argmax()) + 2
+            raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' has a missing "
+                            "value (fill or drop missing values first)")
+    if frame[target].isna().any():
+        row = int(frame[target].isna().to_numpy().argmax()) + 2
+        raise DataError(f"dataset.{what}: {path}:{row}: target '{target}' has a missing value")
+    return features.to_numpy(dtype=np.float64), frame[target].to_numpy(), list(features.columns)
+
+
+@dataset("csv", Params=CsvParams, summary="a user's CSV table: path, target, task, optional "
+         "val_path/test_path; numeric features only",
+         spec=lambda c: DataSpec(c["task"], None))
+def load_csv(config: dict[str, Any]) -> RawData:
+    target, task = config["target"], config["task"]
+    tables = {"path": _read_table(config["path"], target, "path")}
+    for key in ("val_path", "test_path"):
+        if config.get(key):
+            tables[key] = _read_table(config[key], target, key)
+    columns = tables["path"][2]
+    for key, (_, _, cols) in tables.items():
+        if cols != columns:
+            raise DataError(f"dataset.{key}: columns differ from dataset.path's ({config[key]})")
+    labels = None
+    if task == "classification":
+        labels = sorted({str(v) for _, y, _ in tables.values() for v in y})
+        code = {label: i for i, label in enumerate(labels)}
+        tables = {k: (x, np.array([code[str(v)] for v in y]), c) for k, (x, y, c) in tables.items()}
+    else:
+        for key, (_, y, _) in tables.items():
+            if not np.issubdtype(np.asarray(y).dtype, np.number):
+                raise DataError(f"dataset.target: '{target}' in {config[key]} is not numeric; "
+                                "a regression target must be")
+
+    def part(key):
+        return tables[key][:2] if key in tables else (None, None)
+
+    x_val, y_val = part("val_path")
+    x_test, y_test = part("test_path")
+    x, y = part("path")
+    return RawData(x_train=x, y_train=y, task=task, x_val=x_val, y_val=y_val, x_test=x_test,
+                   y_test=y_test, num_classes=len(labels) if labels else None,
+                   class_names=labels)

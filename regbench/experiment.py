@@ -1,0 +1,168 @@
+"""Run an experiment: plan the runs, skip completed ones, train the rest, write results.
+
+Usable from Python without the CLI::
+
+    from regbench import run_experiment
+    outcome = run_experiment("configs/quickstart.yaml")
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from regbench.config import LoadedConfig, load_config
+from regbench.config.yaml_io import dump_yaml
+from regbench.errors import RegbenchError
+from regbench.plan import Plan, build_plan
+from regbench.results import (SUMMARY, atomic_write_text, read_summary, write_run)
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class ExperimentOutcome:
+    results_dir: Path
+    plan: Plan
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    comparison: Any = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if any(s.get("status") != "completed" for s in self.summaries):
+            return EXIT_RUN_FAILED
+        return EXIT_OK
+
+
+def default_threads(workers: int) -> int:
+    """Split the machine's cores between parallel runs (at least one thread each)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, workers))
+
+
+def execute_run(spec: dict[str, Any], threads: int, on_epoch=None):
+    """Train one run in this process and diagnose it. Never raises for a run's own failure."""
+    import torch
+
+    from regbench.data import load_bundle
+    from regbench.diagnose import diagnose_rows
+    from regbench.train import RunResult, resolve_device, train_run
+
+    torch.set_num_threads(spec["train"].get("threads") or threads)
+    try:
+        device = resolve_device(spec["train"]["device"])
+        data = load_bundle(spec["dataset"], spec["train"]["train_eval_samples"])
+        callback = (lambda row: on_epoch(spec, row)) if on_epoch else None
+        result = train_run(spec, data, device, callback)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing run must not stop the sweep
+        message = f"{type(exc).__name__}: {exc}"
+        summary = {"status": "failed", "run_id": spec["run_id"],
+                   "point_id": spec.get("point_id"), "recipe": spec["recipe"],
+                   "seed": spec["seed"], "sweep": spec.get("sweep", {}),
+                   "config_hash": spec["config_hash"], "error": message,
+                   "train_differs": spec.get("train_differs", False)}
+        return RunResult(status="failed", rows=[], summary=summary, error=message)
+    result.summary["verdict"] = diagnose_rows(result.rows, result.summary["task"],
+                                              spec.get("diagnosis"), result.status)
+    return result
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".regbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise RegbenchError(f"--out: cannot write to {folder} ({exc.strerror or exc}); choose a "
+                            "writable folder with --out") from None
+
+
+def is_complete(run_dir: Path, spec: dict[str, Any]) -> bool:
+    summary = read_summary(run_dir)
+    return bool(summary and summary.get("status") == "completed"
+                and summary.get("config_hash") == spec["config_hash"])
+
+
+def prepare_results_dir(out: Path, name: str, fresh: bool) -> Path:
+    results_dir = out / name
+    if fresh and results_dir.exists() and any(results_dir.iterdir()):
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        aside = out / f"{name}.old-{stamp}"
+        results_dir.rename(aside)  # never delete finished work: keep it beside the new folder
+    check_writable(results_dir)
+    return results_dir
+
+
+def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str] = (),
+                   out: str | Path = "results", seeds: Optional[list[int]] = None,
+                   workers: int = 1, executor: str = "local", address: Optional[str] = None,
+                   device: Optional[str] = None, resume: bool = True, progress=None,
+                   report: bool = True) -> ExperimentOutcome:
+    """Plan, train and compare every run of an experiment (see SPEC §6)."""
+    from regbench.compare import compare_results
+    from regbench.executors import make_executor
+
+    loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
+    plan = build_plan(loaded, seeds, device)
+    check_device(plan)
+    results_dir = prepare_results_dir(Path(out), plan.experiment["name"], fresh=not resume)
+    atomic_write_text(results_dir / "experiment.yaml", dump_yaml(plan.experiment))
+    outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
+    pending = []
+    for spec in plan.runs:
+        run_dir = results_dir / "runs" / spec["run_id"]
+        if resume and is_complete(run_dir, spec):
+            outcome.skipped.append(spec["run_id"])
+            outcome.summaries.append(read_summary(run_dir))
+        else:
+            pending.append(spec)
+    runner = make_executor(executor, workers=workers, address=address)
+    if progress is not None:
+        progress.start(len(plan.runs), len(outcome.skipped))
+    try:
+        for spec, result in runner.run(pending, default_threads(workers), progress):
+            write_run(results_dir / "runs" / spec["run_id"], spec, result)
+            outcome.summaries.append(result.summary)
+            if progress is not None:
+                progress.run_finished(spec, result.summary)
+            if result.status == "interrupted":
+                outcome.interrupted = True
+                break
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        runner.close()
+        if progress is not None:
+            progress.close()
+    if any(read_summary(p.parent) for p in (results_dir / "runs").glob(f"*/{SUMMARY}")):
+        outcome.comparison = compare_results(results_dir)
+        if report and not outcome.interrupted:
+            write_report_if_available(results_dir)
+    return outcome
+
+
+def check_device(plan: Plan) -> None:
+    if any(run["train"]["device"] == "cuda" for run in plan.runs):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RegbenchError("train.device: cuda was requested but no CUDA GPU is available "
+                                "here; use device: auto or cpu")
+
+
+def write_report_if_available(results_dir: Path) -> None:
+    """Plots and report.html (see regbench.report)."""
+    try:
+        from regbench.report import write_report
+    except ImportError:
+        return
+    write_report(results_dir)

@@ -1,0 +1,88 @@
+"""Metrics computed on the device from whole-split outputs, one host sync per call.
+
+Classification: cross-entropy loss, accuracy, macro precision/recall/F1 (a class with no
+predictions or no samples contributes 0, as scikit-learn's zero_division=0), and expected
+calibration error over ``ECE_BINS`` equal-width confidence bins. Regression: the loss
+C₀ = 1/(2n)·Σ‖y − a‖², MSE, MAE and R² (averaged over outputs).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+ECE_BINS = 15
+CLASSIFICATION = ("loss", "accuracy", "precision", "recall", "f1", "ece")
+REGRESSION = ("loss", "mse", "mae", "r2")
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy; ``target`` is class indices or soft probabilities."""
+    return F.cross_entropy(logits, target)
+
+
+def regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """C₀ = 1/(2n)·Σ‖y − a‖² (half the per-sample squared error, averaged over samples)."""
+    return 0.5 * (prediction - target).pow(2).sum(dim=1).mean()
+
+
+def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor,
+                               bins: int = ECE_BINS) -> torch.Tensor:
+    """Σ_b (n_b/N)·|accuracy_b − confidence_b| over equal-width confidence bins."""
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == target).to(probs.dtype)
+    # Bin b holds confidences in (b/B, (b+1)/B]; confidence 0 goes to the first bin.
+    index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
+    count = torch.zeros(bins, dtype=probs.dtype, device=probs.device).index_add_(
+        0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros_like(count).index_add_(0, index, confidence)
+    acc_sum = torch.zeros_like(count).index_add_(0, index, correct)
+    return (acc_sum - conf_sum).abs().sum() / probs.shape[0]
+
+
+def classification_metrics(logits: torch.Tensor, target: torch.Tensor,
+                           num_classes: int) -> dict[str, torch.Tensor]:
+    """All classification metrics as 0-dim tensors (no host sync)."""
+    logits = logits.float()
+    predicted = logits.argmax(dim=1)
+    confusion = torch.bincount(target * num_classes + predicted,
+                               minlength=num_classes * num_classes).view(num_classes, num_classes)
+    confusion = confusion.to(logits.dtype)
+    true_positive = confusion.diagonal()
+    predicted_count = confusion.sum(dim=0)
+    actual_count = confusion.sum(dim=1)
+    precision = torch.where(predicted_count > 0, true_positive / predicted_count.clamp_min(1), 0.0)
+    recall = torch.where(actual_count > 0, true_positive / actual_count.clamp_min(1), 0.0)
+    denom = precision + recall
+    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-12), 0.0)
+    return {
+        "loss": F.cross_entropy(logits, target),
+        "accuracy": true_positive.sum() / target.shape[0],
+        "precision": precision.mean(),
+        "recall": recall.mean(),
+        "f1": f1.mean(),
+        "ece": expected_calibration_error(logits.softmax(dim=1), target),
+    }
+
+
+def regression_metrics(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """All regression metrics as 0-dim tensors (no host sync)."""
+    prediction, target = prediction.float(), target.float()
+    error = prediction - target
+    total = (target - target.mean(dim=0)).pow(2).sum(dim=0)
+    residual = error.pow(2).sum(dim=0)
+    r2 = torch.where(total > 0, 1 - residual / total.clamp_min(1e-30),
+                     torch.where(residual > 0, torch.zeros_like(total), torch.ones_like(total)))
+    return {
+        "loss": 0.5 * error.pow(2).sum(dim=1).mean(),
+        "mse": error.pow(2).mean(),
+        "mae": error.abs().mean(),
+        "r2": r2.mean(),
+    }
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    return CLASSIFICATION if task == "classification" else REGRESSION
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.rsplit("_", 1)[-1] in ("loss", "mse", "mae", "ece", "objective", "gap")

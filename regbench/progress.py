@@ -1,0 +1,103 @@
+"""Progress display: a live rich view on a terminal, plain log lines otherwise (CI)."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Optional
+
+
+def _metric_text(row: dict[str, Any]) -> str:
+    keys = [k for k in ("train_loss", "val_loss", "val_accuracy", "val_mse") if k in row]
+    return "  ".join(f"{k} {row[k]:.4f}" for k in keys)
+
+
+class PlainProgress:
+    """One line per finished run (and per epoch with ``verbose``)."""
+
+    def __init__(self, console=None, verbose: bool = False):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True, highlight=False)
+        self.verbose = verbose
+        self.total = 0
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def start(self, total: int, skipped: int) -> None:
+        self.total, self.done = total, skipped
+        note = f" ({skipped} already completed, skipped)" if skipped else ""
+        self.console.print(f"regbench: {total} runs{note}")
+
+    def run_started(self, spec: dict[str, Any]) -> None:
+        pass
+
+    def epoch(self, spec: dict[str, Any], row: dict[str, Any]) -> None:
+        if self.verbose:
+            self.console.print(f"  {spec['run_id']} epoch {row['epoch']}/"
+                               f"{spec['train']['epochs']}  {_metric_text(row)}")
+
+    def run_finished(self, spec: dict[str, Any], summary: dict[str, Any]) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.started
+        verdict = summary.get("verdict") or {}
+        self.console.print(f"[{self.done}/{self.total}] {spec['run_id']}: {summary['status']}"
+                           f" ({verdict.get('verdict', '')}) in {summary.get('seconds', 0):.1f}s"
+                           f"  elapsed {elapsed:.0f}s")
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress(PlainProgress):
+    """Sweep bar with ETA, one bar per active run with its epoch and latest metrics."""
+
+    def __init__(self, console=None):
+        super().__init__(console)
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TimeRemainingColumn(),
+                             TextColumn("{task.fields[metrics]}"), console=self.console,
+                             transient=False)
+        self.sweep_task = None
+        self.run_tasks: dict[str, Any] = {}
+
+    def start(self, total: int, skipped: int) -> None:
+        self.total, self.done = total, skipped
+        self.bars.start()
+        self.sweep_task = self.bars.add_task("sweep", total=total, completed=skipped,
+                                             metrics=f"{skipped} skipped" if skipped else "")
+
+    def run_started(self, spec: dict[str, Any]) -> None:
+        self.run_tasks[spec["run_id"]] = self.bars.add_task(
+            f"  {spec['run_id']}", total=spec["train"]["epochs"], metrics="")
+
+    def epoch(self, spec: dict[str, Any], row: dict[str, Any]) -> None:
+        task = self.run_tasks.get(spec["run_id"])
+        if task is None:
+            self.run_started(spec)
+            task = self.run_tasks[spec["run_id"]]
+        self.bars.update(task, completed=row["epoch"], metrics=_metric_text(row))
+
+    def run_finished(self, spec: dict[str, Any], summary: dict[str, Any]) -> None:
+        self.done += 1
+        task = self.run_tasks.pop(spec["run_id"], None)
+        if task is not None:
+            self.bars.remove_task(task)
+        verdict = (summary.get("verdict") or {}).get("verdict", "")
+        self.bars.console.print(f"  {spec['run_id']}: {summary['status']} {verdict} "
+                                f"({summary.get('seconds', 0):.1f}s)")
+        self.bars.update(self.sweep_task, completed=self.done)
+
+    def close(self) -> None:
+        self.bars.stop()
+
+
+def make_progress(console=None, live: Optional[bool] = None):
+    from rich.console import Console
+
+    console = console or Console(stderr=True, highlight=False)
+    if live is None:
+        live = console.is_terminal and sys.stderr.isatty()
+    return LiveProgress(console) if live else PlainProgress(console)

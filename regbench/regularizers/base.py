@@ -1,0 +1,140 @@
+"""The regularizer base class: hook points of the training loop, no-ops by default.
+
+A regularizer overrides only the hooks it uses; the loop calls just those (see
+``regbench/train.py`` for where each one fires).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from regbench.config.schema import StrictModel
+from regbench.models import LayerFactory, penalized_parameters
+
+HOOKS = ("build", "wrap", "batch", "penalty", "after_backward", "after_step", "epoch_end",
+         "fit_end", "epoch_metrics")
+
+
+class NoParams(StrictModel):
+    """This regularizer takes no parameters."""
+
+
+class Incompatible(Exception):
+    """A recipe that cannot work; the text says why."""
+
+
+@dataclass
+class CheckContext:
+    """What validation knows about a run before any data is loaded."""
+
+    task: str                                   # classification | regression
+    input_shape: Optional[tuple[int, ...]]      # None: tabular with unknown width
+    model_name: str
+    model_residual: bool
+    batch_size: int
+    recipe: dict[str, dict[str, Any]]           # every regularizer of the recipe -> params
+    train: dict[str, Any]
+
+    @property
+    def is_image(self) -> bool:
+        return self.input_shape is not None and len(self.input_shape) == 3
+
+
+@dataclass
+class RunContext:
+    """What a regularizer may read while a run trains."""
+
+    task: str
+    n_train: int                                # training samples after the validation split
+    output_dim: int                             # classes (classification) or targets (regression)
+    input_shape: tuple[int, ...]
+    device: torch.device
+    train: dict[str, Any]                       # effective training settings of this recipe
+    optimizer: Optional[torch.optim.Optimizer] = None
+    epoch: int = 0
+    log: dict[str, Any] = field(default_factory=dict)  # extra per-run facts for summary.json
+
+    @property
+    def lr(self) -> float:
+        """Current learning rate η of the first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else 0.0
+
+
+class Regularizer:
+    """Base class. Subclasses set the class attributes and override the hooks they use."""
+
+    name: ClassVar[str] = ""                    # registry name == module name == YAML key
+    summary: ClassVar[str] = ""                 # one-line meaning for `regbench list`
+    paper: ClassVar[str] = ""                   # where it comes from
+    Params: ClassVar[type[StrictModel]] = NoParams
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
+    needs_images: ClassVar[bool] = False        # image transforms: (C, H, W) inputs only
+    needs_residual: ClassVar[bool] = False      # acts on residual blocks
+    exclusive: ClassVar[Optional[str]] = None   # at most one regularizer per recipe with this tag (e.g. "norm")
+    penalizes: ClassVar[bool] = False           # adds a weight penalty (reported with its parameters)
+
+    def __init__(self, params: StrictModel, ctx: RunContext):
+        self.params = params
+        self.ctx = ctx
+        self.should_stop = False                # set by epoch_end to stop training
+
+    # --- hooks (no-ops) -----------------------------------------------------------------
+    def build(self, factory: LayerFactory) -> None:
+        """Choose layer factories before the model is constructed."""
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """Wrap or inspect the constructed model (still part of the build step)."""
+        return model
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform a training batch on the device; y may become soft targets."""
+        return x, y
+
+    def penalty(self, model: nn.Module) -> torch.Tensor:
+        """A term added to the data loss."""
+        raise NotImplementedError
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Act on gradients before the optimizer step."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Act on parameters after the optimizer step."""
+
+    def epoch_end(self, epoch: int, row: dict[str, float], model: nn.Module) -> None:
+        """See the epoch's metrics after validation; may set ``should_stop``."""
+
+    def fit_end(self, model: nn.Module) -> Optional[int]:
+        """After training; may restore a state and return the epoch it came from."""
+        return None
+
+    def epoch_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Extra columns for metrics.csv (e.g. kl, prunable_fraction)."""
+        return {}
+
+    # --- description and validation --------------------------------------------------------
+    @classmethod
+    def hooks(cls) -> list[str]:
+        """The hook points this regularizer overrides."""
+        return [hook for hook in HOOKS if getattr(cls, hook) is not getattr(Regularizer, hook)]
+
+    @classmethod
+    def check(cls, params: StrictModel, ctx: CheckContext) -> list[str]:
+        """Refuse (raise Incompatible) or warn (return messages) about a recipe."""
+        return []
+
+    def describe(self) -> str:
+        """What this regularizer does in this run, with its effective coefficient."""
+        return ""
+
+    def penalized(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+        return penalized_parameters(model, getattr(self.params, "include_bias", False))
+
+
+def soft_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices -> one-hot probabilities; soft targets pass through unchanged."""
+    if y.dtype.is_floating_point:
+        return y
+    return torch.nn.functional.one_hot(y, num_classes).to(torch.get_default_dtype())

@@ -1,0 +1,33 @@
+"""Inverted dropout on hidden activations (and optionally on the inputs).
+
+Paper: Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014.
+Hook: build (a dropout layer after every hidden activation; one on the inputs if p_input > 0).
+Formula: in training each activation is zeroed with probability p and the survivors are scaled
+by 1/(1−p); in eval the layer is the identity.
+"""
+from __future__ import annotations
+
+from pydantic import Field
+from torch import nn
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Regularizer, register
+
+
+class Params(StrictModel):
+    p: float = Field(0.5, ge=0, lt=1)        # drop probability of hidden activations
+    p_input: float = Field(0.0, ge=0, lt=1)  # drop probability of inputs (0: none)
+
+
+@register
+class Dropout(Regularizer):
+    name = "dropout"
+    summary = "zero hidden activations with prob p (×1/(1−p) on survivors) in training; off in eval"
+    paper = "Srivastava et al. 2014"
+    Params = Params
+
+    def build(self, factory):
+        p, p_input = self.params.p, self.params.p_input
+        factory.dropout = lambda kind: nn.Dropout(p)
+        if p_input > 0:
+            factory.input_dropout = lambda: nn.Dropout(p_input)

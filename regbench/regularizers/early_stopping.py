@@ -1,0 +1,81 @@
+"""Early stopping on a validation metric, restoring the best epoch.
+
+Paper: Prechelt 1998, "Early Stopping — But When?".
+Hooks: epoch_end (track the monitored metric, set ``should_stop``), fit_end (restore the best
+weights; test metrics then come from that epoch).
+Rule: an epoch improves when the metric beats the best so far by more than ``min_delta``; after
+``patience`` epochs without improvement training stops.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Incompatible, Regularizer, register
+
+LOWER_IS_BETTER = ("loss", "mse", "mae", "ece")
+CLASSIFICATION_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "ece")
+REGRESSION_METRICS = ("loss", "mse", "mae", "r2")
+
+
+class Params(StrictModel):
+    monitor: str = "val_loss"                        # metrics.csv column to watch
+    mode: Literal["auto", "min", "max"] = "auto"     # auto: min for loss/mse/mae/ece, else max
+    patience: int = Field(5, ge=1)                   # epochs without improvement before stopping
+    min_delta: float = Field(0.0, ge=0)              # smallest change that counts as improvement
+    restore_best: bool = True                        # reload the best epoch's weights at the end
+
+
+def lower_is_better(monitor: str, mode: str) -> bool:
+    if mode != "auto":
+        return mode == "min"
+    return monitor.rsplit("_", 1)[-1] in LOWER_IS_BETTER
+
+
+@register
+class EarlyStopping(Regularizer):
+    name = "early_stopping"
+    summary = "stop when the monitored metric stops improving; restore the best epoch's weights"
+    paper = "Prechelt 1998"
+    Params = Params
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self.minimise = lower_is_better(params.monitor, params.mode)
+        self.best: Optional[float] = None
+        self.best_epoch: Optional[int] = None
+        self.best_state: Optional[dict] = None
+        self.waited = 0
+
+    @classmethod
+    def check(cls, params, ctx):
+        metrics = CLASSIFICATION_METRICS if ctx.task == "classification" else REGRESSION_METRICS
+        valid = [f"{split}_{m}" for split in ("val", "train") for m in metrics]
+        if params.monitor not in valid:
+            raise Incompatible(f"monitor '{params.monitor}' is not a {ctx.task} metric; expected "
+                               f"one of: {', '.join(valid)}")
+        if params.monitor.startswith("train_"):
+            return ["monitoring a training metric: early stopping then cannot detect overfitting"]
+        return []
+
+    def epoch_end(self, epoch, row, model):
+        value = row[self.params.monitor]
+        delta = self.params.min_delta
+        improved = (self.best is None
+                    or (value < self.best - delta if self.minimise else value > self.best + delta))
+        if improved:
+            self.best, self.best_epoch, self.waited = value, epoch, 0
+            if self.params.restore_best:
+                self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.waited += 1
+            self.should_stop = self.waited >= self.params.patience
+
+    def fit_end(self, model):
+        if self.params.restore_best and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+            return self.best_epoch
+        return None

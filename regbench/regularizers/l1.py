@@ -1,0 +1,44 @@
+"""L1 weight penalty (lasso).
+
+Paper: Tibshirani 1996.
+Hook: penalty.
+Formula: loss += λ/n · Σ |w| over weight matrices and kernels (biases excluded unless
+``include_bias``), n = training samples. Pushes many weights to (near) zero.
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Regularizer, register
+
+
+class Params(StrictModel):
+    lambda_: float = Field(1.0, alias="lambda", ge=0)  # λ, per the λ/n convention
+    include_bias: bool = False                         # also penalise biases
+
+
+def l1_penalty(weights: list[torch.Tensor], lam: float, n: int) -> torch.Tensor:
+    """λ/n · Σ|w|."""
+    return lam / n * sum(w.abs().sum() for w in weights)
+
+
+@register
+class L1(Regularizer):
+    name = "l1"
+    summary = "loss += λ/n·Σ|w| on weights; drives many weights to zero (sparsity)"
+    paper = "Tibshirani 1996"
+    Params = Params
+    penalizes = True
+
+    def wrap(self, model):
+        self.weights = [w for _, w in self.penalized(model)]
+        return model
+
+    def penalty(self, model):
+        return l1_penalty(self.weights, self.params.lambda_, self.ctx.n_train)
+
+    def describe(self) -> str:
+        lam, n = self.params.lambda_, self.ctx.n_train
+        return f"l1: loss += λ/n·Σ|w|, λ={lam:g}, n={n}; coefficient λ/n = {lam / n:.4g}"

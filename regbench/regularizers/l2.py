@@ -1,0 +1,47 @@
+"""L2 weight penalty (ridge / Tikhonov; "weight decay" under plain SGD).
+
+Paper: Hoerl & Kennard 1970 (ridge); Krogh & Hertz 1992 (weight decay in neural nets).
+Hook: penalty.
+Formula: loss += λ/(2n) · Σ w² over the weight matrices and kernels (biases excluded unless
+``include_bias``), n = training samples. With plain SGD one step is
+w ← (1 − ηλ/n)·w − η·∂C₀/∂w.
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Regularizer, register
+
+
+class Params(StrictModel):
+    lambda_: float = Field(1.0, alias="lambda", ge=0)  # λ, per the λ/(2n) convention
+    include_bias: bool = False                         # also penalise biases
+
+
+def l2_penalty(weights: list[torch.Tensor], lam: float, n: int) -> torch.Tensor:
+    """λ/(2n) · Σ w²."""
+    return lam / (2 * n) * sum(w.pow(2).sum() for w in weights)
+
+
+@register
+class L2(Regularizer):
+    name = "l2"
+    summary = "loss += λ/(2n)·Σw² on weights; shrinks all weights towards zero"
+    paper = "Hoerl & Kennard 1970; Krogh & Hertz 1992"
+    Params = Params
+    penalizes = True
+
+    def wrap(self, model):
+        self.weights = [w for _, w in self.penalized(model)]
+        return model
+
+    def penalty(self, model):
+        return l2_penalty(self.weights, self.params.lambda_, self.ctx.n_train)
+
+    def describe(self) -> str:
+        lam, n = self.params.lambda_, self.ctx.n_train
+        return (f"l2: loss += λ/(2n)·Σw², λ={lam:g}, n={n}; gradient coefficient λ/n = "
+                f"{lam / n:.4g} (plain SGD: w shrinks by ηλ/n = {self.ctx.lr * lam / n:.4g} "
+                "per step)")

@@ -1,0 +1,35 @@
+"""Label smoothing of classification targets.
+
+Paper: Szegedy et al. 2016 (Inception v3); Müller, Kornblith & Hinton 2019.
+Hook: batch (targets become soft).
+Formula: target = (1−ε)·y + ε/K for one-hot (or already soft) y over K classes; with K=3 and
+ε=0.3, [0, 1, 0] becomes [0.1, 0.8, 0.1].
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Regularizer, register, soft_targets
+
+
+class Params(StrictModel):
+    epsilon: float = Field(0.1, ge=0, lt=1)  # ε: probability mass spread uniformly over classes
+
+
+def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:
+    """(1−ε)·onehot(y) + ε/K (y may be class indices or soft targets)."""
+    return soft_targets(y, num_classes) * (1 - epsilon) + epsilon / num_classes
+
+
+@register
+class LabelSmoothing(Regularizer):
+    name = "label_smoothing"
+    summary = "target = (1−ε)·onehot + ε/K; discourages over-confident predictions"
+    paper = "Szegedy et al. 2016; Müller et al. 2019"
+    Params = Params
+    tasks = frozenset({"classification"})
+
+    def batch(self, x, y):
+        return x, smooth_labels(y, self.ctx.output_dim, self.params.epsilon)

@@ -1,0 +1,176 @@
+"""Run folders and experiment files: written atomically, read back without trust.
+
+    results/<name>/
+      experiment.yaml
+      runs/<run_id>/config.yaml  metrics.csv  weights.npy  [model.pt]  summary.json (last)
+      runs.csv
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from regbench.config.yaml_io import dump_yaml
+from regbench.errors import RegbenchError
+
+LEADING_COLUMNS = ["epoch", "seconds", "lr", "objective", "penalty", "weight_norm", "sparsity",
+                   "grad_norm"]
+SUMMARY = "summary.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(value: Any):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf are not JSON: store them as strings that say what they were."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(_clean(data), indent=2, default=_json_default, allow_nan=False,
+                      ensure_ascii=False) + "\n"
+
+
+def metrics_csv(rows: list[dict[str, float]]) -> str:
+    """Wide CSV, one row per epoch, columns in SPEC order then regularizer extras."""
+    if not rows:
+        return ",".join(LEADING_COLUMNS) + "\n"
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    split = [k for k in keys if k.startswith(("train_", "val_"))]
+    ordered = ([k for k in LEADING_COLUMNS if k in keys] + [k for k in split if k.startswith("train_")]
+               + [k for k in split if k.startswith("val_")])
+    ordered += [k for k in keys if k not in ordered]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ordered, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _format(row.get(k)) for k in ordered})
+    return buffer.getvalue()
+
+
+def _format(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else value
+
+
+def run_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config of one run, as written next to its results."""
+    keys = ("run_id", "experiment", "recipe", "seed", "sweep", "dataset", "model", "train",
+            "regularizers", "diagnosis", "config_hash")
+    return {k: spec[k] for k in keys}
+
+
+def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
+    """Write a run folder; summary.json goes last, so its presence means the folder is whole."""
+    import numpy as np
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = run_dir / SUMMARY
+    if summary_path.exists():
+        summary_path.unlink()  # a stale summary must never describe new files
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(run_config(spec)))
+    atomic_write_text(run_dir / "metrics.csv", metrics_csv(result.rows))
+    if result.weights is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, result.weights.astype("float32"), allow_pickle=False)
+        atomic_write_bytes(run_dir / "weights.npy", buffer.getvalue())
+    if result.model_state is not None:
+        atomic_write_bytes(run_dir / "model.pt", result.model_state)
+    atomic_write_text(summary_path, to_json(result.summary))
+
+
+def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
+    path = run_dir / SUMMARY
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def run_dirs(results_dir: Path) -> list[Path]:
+    runs = results_dir / "runs"
+    return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+
+
+def load_summaries(results_dir: Path) -> list[dict[str, Any]]:
+    """Summaries of every run folder that holds one (unfinished runs have none)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise RegbenchError(f"{results_dir}: no such results folder")
+    summaries = []
+    for run_dir in run_dirs(results_dir):
+        summary = read_summary(run_dir)
+        if summary is not None:
+            summary["_dir"] = str(run_dir)
+            summaries.append(summary)
+    if not summaries:
+        raise RegbenchError(f"{results_dir}: no finished runs (no runs/*/summary.json); run "
+                            "`regbench run CONFIG` first")
+    return summaries
+
+
+def load_metrics(run_dir: Path):
+    import pandas as pd
+
+    return pd.read_csv(Path(run_dir) / "metrics.csv")
+
+
+def write_runs_csv(results_dir: Path, summaries: Iterable[dict[str, Any]]) -> Path:
+    """One row per run with the summary's scalar fields."""
+    import pandas as pd
+
+    rows = []
+    for summary in summaries:
+        row = {k: v for k, v in summary.items()
+               if not k.startswith("_") and not isinstance(v, (dict, list))}
+        row.update({f"sweep.{k}": v for k, v in (summary.get("sweep") or {}).items()})
+        verdict = summary.get("verdict")
+        if isinstance(verdict, dict):
+            row["verdict"] = verdict.get("verdict")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    path = Path(results_dir) / "runs.csv"
+    atomic_write_text(path, frame.to_csv(index=False))
+    return path

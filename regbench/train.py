@@ -1,0 +1,296 @@
+"""One training run: build the model through the regularizers' hooks, train, measure.
+
+The loop, with the hook points every regularizer may use (only overridden hooks are called):
+
+    factory = LayerFactory()
+    for reg in regs: reg.build(factory)                  # <BUILD>   choose layer factories
+    model = build_model(config, factory)
+    for reg in regs: model = reg.wrap(model)             # <BUILD>   wrap / collect weights
+    for epoch in 1..epochs:
+        for idx in randperm(n).split(batch_size):
+            x, y = X[idx], Y[idx]                        # tensors already on the device
+            for reg in regs: x, y = reg.batch(x, y)      # <BATCH>   augment, mix, smooth
+            loss = data_loss(model(x), y)
+            loss += Σ reg.penalty(model)                 # <PENALTY> l1, l2, KL terms
+            loss.backward()
+            for reg in regs: reg.after_backward(model)   # <AFTER_BACKWARD> clip gradients
+            optimizer.step()
+            for reg in regs: reg.after_step(model)       # <AFTER_STEP> decay, max-norm
+        row = measure(train subset, val) in eval mode    #   + reg.epoch_metrics(model)
+        if not finite(row): status = diverged; stop
+        for reg in regs: reg.epoch_end(epoch, row, model) # <EPOCH_END> early stopping
+        if any(reg.should_stop): stop
+    for reg in regs: chosen = reg.fit_end(model)         #   restore the best epoch
+    test metrics from the chosen epoch's weights
+"""
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from regbench.data import DataBundle
+from regbench.metrics import (classification_loss, classification_metrics, metric_names,
+                              regression_loss, regression_metrics)
+from regbench.models import LayerFactory, build_model, penalized_parameters
+from regbench.regularizers import REGULARIZERS, Regularizer, RunContext
+
+SPARSITY_THRESHOLD = 1e-3      # |w| below this counts as zero in the sparsity column
+EVAL_CHUNK = 8192              # samples per forward pass when measuring
+WEIGHT_SAMPLE = 50_000         # weights kept per run for the weight histograms
+
+
+@dataclass
+class RunResult:
+    """What a run returns to the driver, which writes the run folder."""
+
+    status: str                                  # completed | diverged | failed | interrupted
+    rows: list[dict[str, float]]
+    summary: dict[str, Any]
+    weights: Optional[np.ndarray] = None         # sample of final penalizable weights
+    model_state: Optional[bytes] = None          # torch.save'd state_dict when save_model
+    error: Optional[str] = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(parameters, config: dict[str, Any]) -> torch.optim.Optimizer:
+    name, lr = config["name"], config["lr"]
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=config["momentum"],
+                               nesterov=config["nesterov"] and config["momentum"] > 0)
+    optimizer = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    extra = {"weight_decay": 0.0} if name == "adamw" else {}  # decay belongs to weight_decay
+    return optimizer(parameters, lr=lr, betas=tuple(config["betas"]), **extra)
+
+
+def make_scheduler(optimizer, config: Optional[dict[str, Any]], epochs: int):
+    if not config:
+        return None
+    if config["name"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"],
+                                           gamma=config["gamma"])
+
+
+def _overrides(reg: Regularizer, hook: str) -> bool:
+    return getattr(type(reg), hook) is not getattr(Regularizer, hook)
+
+
+class Trainer:
+    """Holds one run's model, optimizer and regularizers; ``fit`` trains it."""
+
+    def __init__(self, spec: dict[str, Any], data: DataBundle, device: torch.device):
+        self.spec, self.data, self.device = spec, data, device
+        self.train_cfg = spec["train"]
+        torch.manual_seed(spec["seed"])
+        self.ctx = RunContext(task=data.task, n_train=data.n_train, output_dim=data.output_dim,
+                              input_shape=data.input_shape, device=device, train=self.train_cfg)
+        self.regularizers: list[Regularizer] = []
+        for name, params in spec["regularizers"].items():
+            cls = REGULARIZERS.get(name)
+            self.regularizers.append(cls(cls.Params.model_validate(params), self.ctx))
+        factory = LayerFactory()
+        for reg in self.regularizers:
+            reg.build(factory)
+        model = build_model(spec["model"], data.input_shape, data.output_dim, factory)
+        model = model.to(device)
+        for reg in self.regularizers:
+            model = reg.wrap(model)
+        self.model = model.to(device)
+        self.optimizer = make_optimizer(self.model.parameters(), self.train_cfg["optimizer"])
+        self.ctx.optimizer = self.optimizer
+        self.scheduler = make_scheduler(self.optimizer, self.train_cfg.get("scheduler"),
+                                        self.train_cfg["epochs"])
+        self.hooks = {hook: [r for r in self.regularizers if _overrides(r, hook)]
+                      for hook in ("batch", "penalty", "after_backward", "after_step",
+                                   "epoch_end", "fit_end", "epoch_metrics")}
+        self.data_loss = classification_loss if data.task == "classification" else regression_loss
+        self.weights = [w for _, w in penalized_parameters(self.model)]
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ one epoch of SGD
+    def train_epoch(self) -> dict[str, float]:
+        model, data = self.model, self.data
+        model.train()
+        x_all, y_all = data.x_train, data.y_train
+        batch_size = self.train_cfg["batch_size"]
+        permutation = torch.randperm(data.n_train, device=self.device)
+        totals = torch.zeros(3, device=self.device)  # objective, penalty, grad norm (sums)
+        steps = 0
+        for index in permutation.split(batch_size):
+            x, y = x_all[index], y_all[index]
+            for reg in self.hooks["batch"]:
+                x, y = reg.batch(x, y)
+            loss = self.data_loss(model(x), y)
+            penalty = None
+            for reg in self.hooks["penalty"]:
+                term = reg.penalty(model)
+                penalty = term if penalty is None else penalty + term
+            objective = loss if penalty is None else loss + penalty
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            grads = [p.grad for p in self.parameters if p.grad is not None]
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            for reg in self.hooks["after_backward"]:
+                reg.after_backward(model)
+            self.optimizer.step()
+            for reg in self.hooks["after_step"]:
+                reg.after_step(model)
+            totals += torch.stack([objective.detach(),
+                                   penalty.detach() if penalty is not None else totals[1] * 0,
+                                   grad_norm.detach()])
+            steps += 1
+        objective, penalty, grad_norm = (totals / steps).tolist()
+        return {"objective": objective, "penalty": penalty, "grad_norm": grad_norm}
+
+    # ------------------------------------------------------------------ measuring
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        return torch.cat([self.model(chunk) for chunk in x.split(EVAL_CHUNK)])
+
+    def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        output = self.predict(x)
+        if self.data.task == "classification":
+            return classification_metrics(output, y, self.data.output_dim)
+        return regression_metrics(output, y)
+
+    @torch.inference_mode()
+    def weight_stats(self) -> dict[str, torch.Tensor]:
+        if not self.weights:
+            zero = torch.zeros((), device=self.device)
+            return {"weight_norm": zero, "sparsity": zero}
+        norms = torch.stack(torch._foreach_norm(self.weights))
+        small = sum((w.abs() < SPARSITY_THRESHOLD).sum() for w in self.weights)
+        count = sum(w.numel() for w in self.weights)
+        return {"weight_norm": torch.linalg.vector_norm(norms), "sparsity": small / count}
+
+    def epoch_row(self, epoch: int, train_stats: dict[str, float], seconds: float) -> dict:
+        data = self.data
+        index = data.train_eval_index
+        measured = {}
+        for split, (x, y) in {"train": (data.x_train[index], data.y_train[index]),
+                              "val": (data.x_val, data.y_val)}.items():
+            for key, value in self.measure(x, y).items():
+                measured[f"{split}_{key}"] = value
+        measured.update(self.weight_stats())
+        keys = list(measured)
+        values = torch.stack([measured[k].float() for k in keys]).tolist()  # one host sync
+        row = {"epoch": epoch, "seconds": seconds, "lr": self.ctx.lr, **train_stats,
+               **dict(zip(keys, values))}
+        for reg in self.hooks["epoch_metrics"]:
+            row.update({k: float(v) for k, v in reg.epoch_metrics(self.model).items()})
+        return row
+
+    # ------------------------------------------------------------------ the run
+    def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
+        started = time.perf_counter()
+        rows: list[dict] = []
+        status = "completed"
+        try:
+            for epoch in range(1, self.train_cfg["epochs"] + 1):
+                self.ctx.epoch = epoch
+                lr = self.ctx.lr
+                t0 = time.perf_counter()
+                stats = self.train_epoch()
+                row = self.epoch_row(epoch, stats, 0.0)
+                row["lr"] = lr
+                row["seconds"] = time.perf_counter() - t0
+                rows.append(row)
+                if on_epoch is not None:
+                    on_epoch(row)
+                if not all(math.isfinite(row[k]) for k in ("objective", "train_loss", "val_loss")):
+                    status = "diverged"
+                    break
+                for reg in self.hooks["epoch_end"]:
+                    reg.epoch_end(epoch, row, self.model)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                if any(reg.should_stop for reg in self.regularizers):
+                    break
+        except KeyboardInterrupt:
+            status = "interrupted"
+        return self.finish(rows, status, time.perf_counter() - started)
+
+    def finish(self, rows: list[dict], status: str, seconds: float) -> RunResult:
+        chosen = None
+        if status == "completed":
+            for reg in self.hooks["fit_end"]:
+                chosen = reg.fit_end(self.model) or chosen
+        summary = run_summary(self, rows, status, chosen, seconds)
+        weights = None
+        if self.weights:
+            flat = torch.cat([w.detach().flatten() for w in self.weights]).float().cpu()
+            if flat.numel() > WEIGHT_SAMPLE:
+                generator = torch.Generator().manual_seed(0)
+                flat = flat[torch.randperm(flat.numel(), generator=generator)[:WEIGHT_SAMPLE]]
+            weights = flat.numpy()
+        state = None
+        if self.train_cfg.get("save_model") and status == "completed":
+            buffer = io.BytesIO()
+            torch.save({k: v.cpu() for k, v in self.model.state_dict().items()}, buffer)
+            state = buffer.getvalue()
+        return RunResult(status=status, rows=rows, summary=summary, weights=weights,
+                         model_state=state)
+
+
+def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optional[int],
+                seconds: float) -> dict[str, Any]:
+    spec, data = trainer.spec, trainer.data
+    names = metric_names(data.task)
+    finite_val = [r for r in rows if math.isfinite(r.get("val_loss", math.nan))]
+    best = min(finite_val, key=lambda r: r["val_loss"]) if finite_val else None
+    chosen_row = next((r for r in rows if r["epoch"] == chosen), None) if chosen else None
+    final = chosen_row or (rows[-1] if rows else {})
+    summary: dict[str, Any] = {
+        "status": status,
+        "run_id": spec["run_id"],
+        "point_id": spec.get("point_id", spec["recipe"]),
+        "recipe": spec["recipe"],
+        "seed": spec["seed"],
+        "sweep": spec.get("sweep", {}),
+        "config_hash": spec["config_hash"],
+        "regularizers": spec["regularizers"],
+        "train_differs": spec.get("train_differs", False),
+        "best_epoch": best["epoch"] if best else None,
+        "chosen_epoch": final.get("epoch"),
+        "stopped_epoch": rows[-1]["epoch"] if rows else 0,
+        "epochs_planned": trainer.train_cfg["epochs"],
+        "task": data.task,
+        "n_train": data.n_train,
+        "parameter_count": sum(p.numel() for p in trainer.model.parameters()),
+        "penalized_parameters": [name for name, _ in penalized_parameters(trainer.model)],
+        "regularizer_details": [d for d in (r.describe() for r in trainer.regularizers) if d],
+        "seconds": seconds,
+        "seconds_per_epoch": (sum(r["seconds"] for r in rows) / len(rows)) if rows else None,
+    }
+    for split in ("train", "val"):
+        for name in names:
+            summary[f"{split}_{name}"] = final.get(f"{split}_{name}")
+    for key in ("sparsity", "weight_norm"):
+        summary[key] = final.get(key)
+    if status == "completed":
+        test = trainer.measure(data.x_test, data.y_test)
+        values = torch.stack([v.float() for v in test.values()]).tolist()
+        summary.update({f"test_{k}": v for k, v in zip(test, values)})
+    else:
+        summary.update({f"test_{k}": None for k in names})
+    summary.update(trainer.ctx.log)
+    return summary
+
+
+def train_run(spec: dict[str, Any], data: DataBundle, device: torch.device,
+              on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
+    """Train one run on already-loaded data; never raises for divergence or Ctrl-C."""
+    return Trainer(spec, data.to(device), device).fit(on_epoch)
