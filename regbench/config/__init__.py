@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from regbench.config.schema import (DatasetConfig, ExperimentConfig, ModelConfig, StrictModel,
                                     TrainConfig, check_safe_name)
-from regbench.config.yaml_io import KeyPath, Position, parse_value, read_yaml_file
+from regbench.config.yaml_io import KEY_MARK, KeyPath, Position, parse_value, read_yaml_file
 from regbench.errors import ConfigError
 from regbench.registry import UnknownName, did_you_mean
 
@@ -40,8 +40,15 @@ def _nearest_position(positions: dict[KeyPath, Position], path: KeyPath) -> Posi
 
 def located_error(message: str, path: Iterable[str], positions: dict[KeyPath, Position],
                   source: str) -> ConfigError:
+    """A ConfigError at the nearest known position of ``path``.
+
+    A position may be a string naming a command-line option (``--set key``) instead of a
+    (line, column) pair when the value came from there.
+    """
     path = tuple(str(p) for p in path)
     pos = _nearest_position(positions, path)
+    if isinstance(pos, str):
+        return ConfigError(message, path=".".join(path), source=pos)
     return ConfigError(message, path=".".join(path), source=source,
                        line=pos[0] if pos else None, column=pos[1] if pos else None)
 
@@ -73,13 +80,22 @@ def set_path(data: dict[str, Any], key_path: str, value: Any, source: str) -> No
     node[parts[-1]] = value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``--set key.path=value`` strings; values are parsed as YAML like the file."""
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str],
+                    positions: dict[KeyPath, Position] | None = None) -> dict[str, Any]:
+    """Apply ``--set key.path=value`` strings; values are parsed as YAML like the file.
+
+    Errors in an overridden value are then located at the option, not at the file's line.
+    """
     raw = copy.deepcopy(raw)
     for text in overrides:
         key, value_text = split_assignment(text, "--set")
         value = parse_value(value_text, f"--set {key}")
         set_path(raw, key, value, f"--set {key}")
+        if positions is not None:
+            prefix = tuple(key.split("."))
+            for path in [p for p in positions if p[:len(prefix)] == prefix]:
+                del positions[path]
+            positions[prefix] = f"--set {key}"
     return raw
 
 
@@ -107,6 +123,7 @@ def _describe(error: dict[str, Any]) -> str:
               "less_than_equal": "<="}
     if kind in bounds:
         bound = next(iter(ctx.values()))
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
         return f"must be {bounds[kind]} {bound} (got {got!r})"
     if kind == "missing":
         return "is required"
@@ -138,6 +155,9 @@ def pydantic_error(exc: ValidationError, model: type[BaseModel], prefix: KeyPath
         choices = _fields_at(model, loc[:-1])
         message = (f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], choices)}; "
                    f"expected one of: {', '.join(choices)}")
+        key_position = positions.get((KEY_MARK,) + prefix + loc)
+        if key_position is not None:
+            return located_error(message, prefix + loc, {prefix + loc: key_position}, source)
     else:
         message = _describe(error)
     return located_error(message, prefix + loc, positions, source)
@@ -257,6 +277,6 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> LoadedConfig
     path = Path(path)
     raw, positions = read_yaml_file(path)
     if isinstance(raw, dict):
-        raw = apply_overrides(raw, overrides)
+        raw = apply_overrides(raw, overrides, positions)
     config, _ = resolve_experiment(raw, positions, str(path))
     return LoadedConfig(raw=raw, positions=positions, source=str(path), config=config)

@@ -60,14 +60,18 @@ class TrainConfig(StrictModel):
 
 
 class DiagnosisConfig(StrictModel):
-    accuracy_gap: float = Field(0.05, ge=0)         # train − val accuracy above this is a large gap
-    loss_ratio: float = Field(1.5, ge=1)            # val loss ÷ train loss above this is a large gap
+    """Thresholds of the overfitting diagnosis; the rules and their reasons are in regbench/diagnose.py."""
+
+    accuracy_gap: float = Field(0.05, ge=0, le=1)   # train − val accuracy (fraction) above this is a large gap
     r2_gap: float = Field(0.1, ge=0)                # train − val R² above this is a large gap (regression)
-    rise_window: int = Field(3, ge=1)               # epochs after the val-loss minimum to check for a rise
-    rise_tolerance: float = Field(0.02, ge=0)       # relative val-loss rise above the minimum that counts
-    f1_drop: float = Field(0.05, ge=0)              # train − val F1 (or precision/recall) drop that counts
+    loss_ratio: float = Field(2.0, ge=1)            # val ÷ train loss above this is a gap, if also ...
+    loss_gap: float = Field(0.2, ge=0)              # ... val − train loss exceeds this (loss units; nats for cross-entropy)
+    rise_tolerance: float = Field(0.1, ge=0)        # val loss ending this fraction above its minimum counts as rising
+    rise_window: int = Field(3, ge=1)               # ... when the end is at least this many epochs after the minimum
+    f1_drop: float = Field(0.05, ge=0, le=1)        # train − val macro F1 (else precision/recall) drop that counts
     underfit_accuracy: float = Field(0.6, ge=0, le=1)  # train accuracy below this (no gap) is underfitting
-    underfit_r2: float = Field(0.3, le=1)           # train R² below this (no gap) is underfitting
+    underfit_r2: float = Field(0.3, le=1)           # train R² below this (no gap) is underfitting (regression)
+    underfit_loss_drop: float = Field(0.1, ge=0, le=1)  # losses-only logs: train loss falling less than this fraction is flat
 
 
 class DatasetConfig(StrictModel):

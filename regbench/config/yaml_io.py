@@ -12,6 +12,7 @@ from regbench.errors import ConfigError
 
 Position = tuple[int, int]  # 1-based line, column
 KeyPath = tuple[str, ...]
+KEY_MARK = "\0key"  # positions[(KEY_MARK, *path)]: where the key itself is written
 
 
 class _Loader(yaml.SafeLoader):
@@ -63,6 +64,7 @@ def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
             # Scalars are located at their value (where "got ..." points), the rest at the key.
             positions[child] = (_mark(value_node) if isinstance(value_node, yaml.ScalarNode)
                                 else _mark(key_node))
+            positions[(KEY_MARK,) + child] = _mark(key_node)
             out[key] = _to_python(value_node, loader, child, positions, source)
         return out
     if isinstance(node, yaml.SequenceNode):
