@@ -122,7 +122,8 @@ def _read_table(path: str, target: str, what: str):
     if features.shape[1] == 0:
         raise DataError(f"dataset.{what}: {path} has no feature columns besides '{target}'")
     for column in features.columns:
-        if not np.issubdtype(features[column].dtype, np.number):
+        if not pd.api.types.is_numeric_dtype(features[column]) or \
+                pd.api.types.is_bool_dtype(features[column]):
             raise DataError(f"dataset.{what}: {path}: column '{column}' is not numeric "
                             "(categorical values are not supported; encode them first)")
         if features[column].isna().any():
@@ -155,7 +156,7 @@ def load_csv(config: dict[str, Any]) -> RawData:
         tables = {k: (x, np.array([code[str(v)] for v in y]), c) for k, (x, y, c) in tables.items()}
     else:
         for key, (_, y, _) in tables.items():
-            if not np.issubdtype(np.asarray(y).dtype, np.number):
+            if not np.issubdtype(np.asarray(y).dtype, np.number) or np.asarray(y).dtype == bool:
                 raise DataError(f"dataset.target: '{target}' in {config[key]} is not numeric; "
                                 "a regression target must be")
 
