@@ -245,10 +245,14 @@ def report(results_dir: Annotated[Path, typer.Argument(help="results/<name> fold
 @app.command()
 @guarded
 def diagnose(target: Annotated[Path, typer.Argument(help="results/<name> folder or a metrics CSV.")]) -> None:
-    """Print the overfitting verdict and its evidence per run."""
-    from regbench.diagnose import diagnose_path, render_diagnoses
+    """Print the overfitting verdict and its evidence per run, and what to try next.
 
-    render_diagnoses(diagnose_path(target), _console())
+    TARGET is a results folder or any CSV with an `epoch` column and train/val loss or
+    accuracy columns (Keras' loss/val_loss/acc/val_acc work too; percents are detected).
+    """
+    from regbench.advice import diagnose_path, render_diagnosis
+
+    render_diagnosis(diagnose_path(target), _console())
 
 
 @app.command()
@@ -266,7 +270,7 @@ def validate(
     plan = build_plan(loaded)
     console = _console()
     for line in describe_plan(plan):
-        console.print(line)
+        console.print(line, markup=False)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"[green]ok[/]: {config} is valid ({len(plan.runs)} runs)")
