@@ -1,163 +1,313 @@
-"""Overfitting diagnosis from per-epoch metrics (SPEC §5).
+"""Overfitting diagnosis from per-epoch metrics (SPEC §5): pure rules on a list of rows.
 
-Rules (thresholds from the config's ``diagnosis:`` section):
-1. a large gap: train − val accuracy, val loss ÷ train loss, or train − val R²;
-2. val loss rising while train loss keeps falling, over a window after the val-loss minimum;
-3. F1 (or precision/recall) dropping from train to val by more than a threshold.
-Verdicts: overfitting | underfitting | ok | diverged, each with its evidence.
+A row is one logged epoch, keyed like metrics.csv (``epoch``, ``train_loss``, ``val_loss``,
+``train_accuracy``, ...). A missing value (key absent or ``None``) means "not logged that
+epoch"; a present NaN/inf loss means the run diverged. Epochs may be sparse (1, 5, 10) and
+rates (accuracy, precision, recall, F1) may be fractions or percents: a pair with any value
+above 1 is read as percent.
+
+The rules, thresholds from the config's ``diagnosis:`` section (``DiagnosisConfig``):
+
+1. **Gap.** train − val accuracy > ``accuracy_gap`` (regression: train − val R² > ``r2_gap``),
+   measured on the last logged epochs. Val ÷ train loss counts only together with an absolute
+   gap: val − train loss > ``loss_gap`` *and* the ratio > ``loss_ratio``. Why: a network that
+   fits its training set drives train loss towards 0, so the ratio explodes on healthy runs
+   (digits: val 0.08 nats vs train 0.003 = 23×, with a 2-point accuracy gap).
+2. **Rising val loss.** After its minimum, val loss ends more than ``rise_tolerance`` (relative)
+   above that minimum, at least ``rise_window`` epochs later, while train loss kept falling.
+   Overfitting started at the minimum's epoch — where early stopping would have stopped.
+3. **F1 / precision / recall drop** from train to val by more than ``f1_drop``.
+
+Robustness: with ≥ ``SMOOTH_MIN_POINTS`` logged epochs every series is smoothed by a running
+median of 3 before a rule looks at it, so one noisy epoch (a spike or a dip) can neither
+create nor hide a verdict. Sparser logs are used as they are: each point then stands for
+several epochs.
+
+Verdicts: ``diverged`` (a loss became NaN/inf, or the run says so), ``overfitting`` (any rule
+fired), ``underfitting`` (no gap, and train accuracy < ``underfit_accuracy`` or train R² <
+``underfit_r2``; with losses only, train loss fell by less than ``underfit_loss_drop``),
+else ``ok``. Every verdict carries its evidence in words and numbers.
 """
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any, Optional
 
 from regbench.config.schema import DiagnosisConfig
 
+VERDICTS = ("overfitting", "underfitting", "ok", "diverged")
+RATES = ("accuracy", "precision", "recall", "f1")  # fractions in [0, 1] (or percents)
+SMOOTH_MIN_POINTS = 6                              # fewer logged epochs: no smoothing
+LOSS_KEYS = ("objective", "train_loss", "val_loss")
+
+
+def _number(value: Any) -> Optional[float]:
+    """A float, or None for a value that was not logged (None, '', absent)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number
+
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    number = _number(value)
+    return number is not None and math.isfinite(number)
 
 
-def _series(rows: list[dict[str, Any]], key: str) -> list[Optional[float]]:
-    return [row.get(key) if _finite(row.get(key)) else None for row in rows]
+def _running(values: list[float], reduce) -> list[float]:
+    n = len(values)
+    return [reduce(values[lo:lo + 3]) for lo in (min(max(i - 1, 0), n - 3) for i in range(n))]
 
 
-def diagnose_rows(rows: list[dict[str, Any]], task: str, thresholds: Optional[dict] = None,
-                  status: str = "completed") -> dict[str, Any]:
-    """Verdict and evidence for one run's epochs (rows as in metrics.csv)."""
-    t = DiagnosisConfig.model_validate(thresholds or {})
-    if status == "diverged" or any(
-            not _finite(row.get(k)) for row in rows for k in ("train_loss", "val_loss")
-            if k in row):
-        bad = next((row["epoch"] for row in rows if any(
-            k in row and not _finite(row[k]) for k in ("objective", "train_loss", "val_loss"))),
-            rows[-1]["epoch"] if rows else None)
-        return {"verdict": "diverged", "started_epoch": bad,
-                "evidence": [f"loss became NaN/inf at epoch {bad}"]}
-    if not rows:
-        return {"verdict": "ok", "started_epoch": None, "evidence": ["no epochs recorded"]}
-    evidence: list[str] = []
-    last = rows[-1]
-    started: Optional[int] = None
-    overfit = False
-    epochs = [row["epoch"] for row in rows]
+def smooth(values: list[float]) -> list[float]:
+    """Running median of 3, then running mean of 3 (windows shifted inward at the ends).
 
-    # rule 2: val loss rising after its minimum while train loss keeps falling
-    val_loss, train_loss = _series(rows, "val_loss"), _series(rows, "train_loss")
-    if all(v is not None for v in val_loss) and len(rows) >= 2:
-        best = min(range(len(rows)), key=lambda i: val_loss[i])
-        after = list(range(best + 1, len(rows)))
-        if after:
-            window = after[: max(t.rise_window, 1)]
-            tail = after[-max(t.rise_window, 1):]
-            rise = [val_loss[i] > val_loss[best] * (1 + t.rise_tolerance) for i in window]
-            rising_at_end = all(val_loss[i] > val_loss[best] * (1 + t.rise_tolerance)
-                                for i in tail)
-            train_falling = (train_loss[-1] is not None and train_loss[best] is not None
-                             and train_loss[-1] < train_loss[best])
-            if (sum(rise) >= max(1, math.ceil(len(window) / 2))) and rising_at_end and train_falling:
-                overfit = True
-                started = epochs[best]
-                evidence.append(
-                    f"val loss reached its minimum {val_loss[best]:.4g} at epoch {epochs[best]} "
-                    f"and rose to {val_loss[-1]:.4g} by epoch {epochs[-1]} while train loss fell "
-                    f"from {train_loss[best]:.4g} to {train_loss[-1]:.4g}")
-
-    # rule 1: a large gap at the end
-    gap_found = False
-    if task == "classification" and _finite(last.get("train_accuracy")) and _finite(last.get("val_accuracy")):
-        gap = last["train_accuracy"] - last["val_accuracy"]
-        if gap > t.accuracy_gap:
-            gap_found = True
-            evidence.append(f"train accuracy {last['train_accuracy']:.4f} exceeds val accuracy "
-                            f"{last['val_accuracy']:.4f} by {gap:.4f} (> {t.accuracy_gap})")
-    if task == "regression" and _finite(last.get("train_r2")) and _finite(last.get("val_r2")):
-        gap = last["train_r2"] - last["val_r2"]
-        if gap > t.r2_gap:
-            gap_found = True
-            evidence.append(f"train R² {last['train_r2']:.4f} exceeds val R² "
-                            f"{last['val_r2']:.4f} by {gap:.4f} (> {t.r2_gap})")
-    if _finite(last.get("train_loss")) and _finite(last.get("val_loss")) and last["train_loss"] > 0:
-        ratio = last["val_loss"] / last["train_loss"]
-        if ratio > t.loss_ratio:
-            gap_found = True
-            evidence.append(f"val loss is {ratio:.2f}× train loss (> {t.loss_ratio})")
-
-    # rule 3: F1 / precision / recall drop
-    for metric in ("f1", "precision", "recall"):
-        a, b = last.get(f"train_{metric}"), last.get(f"val_{metric}")
-        if _finite(a) and _finite(b) and a - b > t.f1_drop:
-            gap_found = True
-            evidence.append(f"{metric} drops from {a:.4f} (train) to {b:.4f} (val)")
-            break
-
-    if gap_found:
-        overfit = True
-        if started is None:
-            started = _gap_start(rows, task, t)
-    if overfit:
-        return {"verdict": "overfitting", "started_epoch": started, "evidence": evidence}
-
-    under = []
-    if task == "classification" and _finite(last.get("train_accuracy")) and \
-            last["train_accuracy"] < t.underfit_accuracy:
-        under.append(f"train accuracy {last['train_accuracy']:.4f} is below "
-                     f"{t.underfit_accuracy} with no gap to validation")
-    if task == "regression" and _finite(last.get("train_r2")) and last["train_r2"] < t.underfit_r2:
-        under.append(f"train R² {last['train_r2']:.4f} is below {t.underfit_r2} with no gap "
-                     "to validation")
-    if under:
-        return {"verdict": "underfitting", "started_epoch": None, "evidence": under}
-    return {"verdict": "ok", "started_epoch": None,
-            "evidence": ["no large gap and no rising validation loss"]}
+    The median removes a single spike or dip; the mean then damps epoch-to-epoch zig-zag,
+    which a median alone turns into a trough-to-peak swing. Short series stay unchanged.
+    """
+    if len(values) < SMOOTH_MIN_POINTS:
+        return list(values)
+    return _running(_running(values, statistics.median), statistics.fmean)
 
 
-def _gap_start(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig) -> Optional[int]:
-    """First epoch from which the accuracy (or R²) gap stays above its threshold."""
-    key, limit = ("accuracy", t.accuracy_gap) if task == "classification" else ("r2", t.r2_gap)
-    start = None
+def end_level(values: list[float]) -> float:
+    """The value at the end of a series: median of the last 3 points when smoothing applies."""
+    if len(values) < SMOOTH_MIN_POINTS:
+        return values[-1]
+    return statistics.median(values[-3:])
+
+
+def normalise_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows sorted by epoch with numbers as floats; percent rate pairs scaled to fractions."""
+    clean = []
     for row in rows:
-        a, b = row.get(f"train_{key}"), row.get(f"val_{key}")
-        if _finite(a) and _finite(b) and a - b > limit:
-            start = start if start is not None else row["epoch"]
+        epoch = _number(row.get("epoch"))
+        if epoch is None or not math.isfinite(epoch):
+            continue
+        clean.append({k: (_number(v) if k != "epoch" else epoch) for k, v in row.items()})
+    clean.sort(key=lambda r: r["epoch"])
+    for rate in RATES:
+        keys = (f"train_{rate}", f"val_{rate}")
+        values = [r[k] for r in clean for k in keys if _finite(r.get(k))]
+        if values and max(values) > 1.0:  # percents: no fraction exceeds 1
+            for r in clean:
+                for k in keys:
+                    if _finite(r.get(k)):
+                        r[k] = r[k] / 100.0
+    return clean
+
+
+def infer_task(columns) -> str:
+    """classification | regression | unknown (losses only), from the metric columns."""
+    names = {c.split("_", 1)[-1] for c in columns}
+    if names & set(RATES):
+        return "classification"
+    if names & {"r2", "mse", "mae"}:
+        return "regression"
+    return "unknown"
+
+
+def _pairs(rows: list[dict[str, Any]], name: str) -> tuple[list[float], list[float], list[float]]:
+    """Epochs where both train_<name> and val_<name> are finite, with both series."""
+    epochs, train, val = [], [], []
+    for row in rows:
+        a, b = row.get(f"train_{name}"), row.get(f"val_{name}")
+        if _finite(a) and _finite(b):
+            epochs.append(row["epoch"])
+            train.append(a)
+            val.append(b)
+    return epochs, train, val
+
+
+def _epoch(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _divergence(rows: list[dict[str, Any]], status: str) -> Optional[dict[str, Any]]:
+    for row in rows:
+        bad = [k for k in LOSS_KEYS if row.get(k) is not None and not math.isfinite(row[k])]
+        if bad:
+            epoch = _epoch(row["epoch"])
+            return {"verdict": "diverged", "started_epoch": epoch, "rules": ["diverged"],
+                    "numbers": {"diverged_epoch": epoch},
+                    "evidence": [f"{bad[0].replace('_', ' ')} became {row[bad[0]]} at epoch "
+                                 f"{epoch}: training diverged (try a lower learning rate or "
+                                 "gradient clipping)"]}
+    if status == "diverged":
+        epoch = _epoch(rows[-1]["epoch"]) if rows else None
+        return {"verdict": "diverged", "started_epoch": epoch, "rules": ["diverged"],
+                "numbers": {"diverged_epoch": epoch},
+                "evidence": [f"the run diverged (loss became NaN/inf) after epoch {epoch}"]}
+    return None
+
+
+def _gap_start(epochs: list[float], gaps: list[float], limit: float) -> float:
+    """First epoch of the final stretch in which the (smoothed) gap stays above ``limit``."""
+    start = len(gaps) - 1
+    while start > 0 and gaps[start - 1] > limit:
+        start -= 1
+    return epochs[start]
+
+
+def rule_gap(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig,
+             numbers: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """Rule 1: (rule, start epoch, evidence) for each gap above its threshold."""
+    found = []
+    metric, limit = ("accuracy", t.accuracy_gap) if task != "regression" else ("r2", t.r2_gap)
+    epochs, train, val = _pairs(rows, metric)
+    if epochs:
+        raw = [a - b for a, b in zip(train, val)]
+        gaps, final = smooth(raw), end_level(raw)
+        numbers[f"{metric}_gap"] = final
+        shown = _pct if metric == "accuracy" else (lambda v: f"{v:.3f}")
+        unit = " points" if metric == "accuracy" else ""
+        scale = 100 if metric == "accuracy" else 1
+        label = "accuracy" if metric == "accuracy" else "R²"
+        words = (f"train {label} {shown(train[-1])} vs val {shown(val[-1])} at epoch "
+                 f"{_epoch(epochs[-1])}: gap {scale * final:.{1 if scale == 100 else 3}f}{unit}")
+        how = "median of the last 3 epochs; " if len(gaps) >= SMOOTH_MIN_POINTS else ""
+        if final > limit:
+            found.append((f"{metric}_gap", _gap_start(epochs, gaps, limit),
+                          f"{words} ({how}> {scale * limit:g}{unit})"))
         else:
-            start = None
-    return start
+            numbers["_gap_words"] = f"{words} ({how}≤ {scale * limit:g}{unit})"
+    epochs, train, val = _pairs(rows, "loss")
+    if epochs and task != "regression":
+        excess = smooth([b - a for a, b in zip(train, val)])
+        final = end_level(val) - end_level(train)
+        ratio = end_level(val) / end_level(train) if end_level(train) > 0 else math.inf
+        numbers.update(loss_gap=final, loss_ratio=ratio)
+        if final > t.loss_gap and ratio > t.loss_ratio:
+            ok = [e > t.loss_gap for e in excess]
+            start = len(ok) - 1
+            while start > 0 and ok[start - 1]:
+                start -= 1
+            found.append(("loss_gap", epochs[start],
+                          f"val loss {val[-1]:.4g} is {ratio:.1f}× train loss {train[-1]:.4g} "
+                          f"(> {t.loss_ratio:g}×, and {final:.3g} above it > "
+                          f"{t.loss_gap:g})"))
+    return found
 
 
-def diagnose_path(target) -> list[dict[str, Any]]:
-    """Diagnoses for a results folder (every run) or one metrics CSV."""
-    from pathlib import Path
-
-    from regbench.errors import RegbenchError
-    from regbench.results import load_metrics, load_summaries
-
-    target = Path(target)
-    if target.is_dir():
-        out = []
-        for summary in load_summaries(target):
-            frame = load_metrics(summary["_dir"])
-            rows = frame.to_dict("records")
-            out.append({"run": summary["run_id"],
-                        **diagnose_rows(rows, summary.get("task", "classification"),
-                                        None, summary.get("status", "completed"))})
-        return out
-    if target.is_file():
-        import pandas as pd
-
-        frame = pd.read_csv(target)
-        if "epoch" not in frame.columns:
-            raise RegbenchError(f"{target}: no 'epoch' column; expected epoch plus train/val "
-                                "loss or accuracy columns")
-        task = "regression" if "train_r2" in frame.columns or "train_mse" in frame.columns \
-            else "classification"
-        return [{"run": target.name, **diagnose_rows(frame.to_dict("records"), task)}]
-    raise RegbenchError(f"{target}: no such results folder or CSV file")
+def rule_rising_val_loss(rows: list[dict[str, Any]], t: DiagnosisConfig,
+                         numbers: dict[str, Any]) -> Optional[tuple[str, float, str]]:
+    """Rule 2: val loss ends well above its minimum while train loss kept falling."""
+    epochs, train, val = _pairs(rows, "loss")
+    if len(epochs) < 2:
+        return None
+    train_s, val_s = smooth(train), smooth(val)
+    best = min(range(len(val_s)), key=lambda i: val_s[i])
+    if val_s != val:  # report the raw minimum next to the smoothed one: the epoch people see
+        best = min(range(max(best - 1, 0), min(best + 2, len(val))), key=lambda i: val[i])
+    rise = val_s[-1] / val_s[best] - 1 if val_s[best] > 0 else 0.0
+    numbers.update(val_loss_min=val[best], val_loss_min_epoch=_epoch(epochs[best]),
+                   val_loss_rise=rise)
+    if (best < len(epochs) - 1 and epochs[-1] - epochs[best] >= t.rise_window
+            and rise > t.rise_tolerance and train_s[-1] < train_s[best]):
+        return ("val_loss_rising", epochs[best],
+                f"val loss reached its minimum {val[best]:.4g} at epoch {_epoch(epochs[best])} "
+                f"and rose to {val[-1]:.4g} by epoch {_epoch(epochs[-1])} (+{100 * rise:.0f}% "
+                f"> {100 * t.rise_tolerance:g}%) while train loss fell from {train[best]:.4g} "
+                f"to {train[-1]:.4g}")
+    return None
 
 
-def render_diagnoses(diagnoses: list[dict[str, Any]], console) -> None:
-    for item in diagnoses:
-        start = f" (from epoch {item['started_epoch']})" if item.get("started_epoch") else ""
-        console.print(f"{item['run']}: [bold]{item['verdict']}[/]{start}")
-        for line in item["evidence"]:
-            console.print(f"  - {line}")
+def rule_f1_drop(rows: list[dict[str, Any]], t: DiagnosisConfig
+                 ) -> Optional[tuple[str, float, str]]:
+    """Rule 3: macro F1 (else precision, else recall) drops from train to val."""
+    for metric in ("f1", "precision", "recall"):
+        epochs, train, val = _pairs(rows, metric)
+        if not epochs:
+            continue
+        raw = [a - b for a, b in zip(train, val)]
+        drops, final = smooth(raw), end_level(raw)
+        if final > t.f1_drop:
+            return (f"{metric}_drop", _gap_start(epochs, drops, t.f1_drop),
+                    f"{metric} drops from {_pct(train[-1])} (train) to {_pct(val[-1])} (val): "
+                    f"{100 * final:.1f} points (> {100 * t.f1_drop:g})")
+        return None
+    return None
+
+
+def rule_underfitting(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig
+                      ) -> Optional[str]:
+    """No gap but a poor fit of the training data itself; says whether it is still improving."""
+    words = None
+    if task == "classification":
+        epochs, train, _ = _pairs(rows, "accuracy")
+        if epochs and end_level(train) < t.underfit_accuracy:
+            words = (f"train accuracy is only {_pct(train[-1])} (< "
+                     f"{_pct(t.underfit_accuracy)}) and val is no worse")
+    elif task == "regression":
+        epochs, train, _ = _pairs(rows, "r2")
+        if epochs and end_level(train) < t.underfit_r2:
+            words = f"train R² is only {train[-1]:.3f} (< {t.underfit_r2:g}) and val is no worse"
+    losses = [r["train_loss"] for r in rows if _finite(r.get("train_loss"))]
+    if words is None and task == "unknown" and len(losses) >= 3 and losses[0] > 0:
+        drop = 1 - losses[-1] / losses[0]
+        if drop < t.underfit_loss_drop:
+            words = (f"train loss barely moved: {losses[0]:.4g} → {losses[-1]:.4g} "
+                     f"({100 * drop:.0f}% < {100 * t.underfit_loss_drop:g}%) with no gap to val")
+    if words is None:
+        return None
+    if len(losses) >= 3:
+        tail = losses[-max(2, len(losses) // 3):]
+        still = tail[-1] < tail[0] * 0.95
+        words += ("; train loss was still falling at the end: train longer or raise the "
+                  "learning rate" if still else
+                  "; the curves are flat: use a bigger model or weaker regularization")
+    return words
+
+
+def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
+                  thresholds: Optional[dict] = None,
+                  status: str = "completed") -> dict[str, Any]:
+    """Verdict and evidence for one run's epochs (rows as in metrics.csv).
+
+    Returns ``{"verdict", "started_epoch", "evidence": [str], "rules": [str], "numbers"}``;
+    ``task`` may be ``unknown`` (a CSV with losses only).
+    """
+    t = thresholds if isinstance(thresholds, DiagnosisConfig) else \
+        DiagnosisConfig.model_validate(thresholds or {})
+    rows = normalise_rows(rows)
+    diverged = _divergence(rows, status)
+    if diverged:
+        return diverged
+    if not rows:
+        return {"verdict": "ok", "started_epoch": None, "rules": [], "numbers": {},
+                "evidence": ["no epochs were recorded, so there is nothing to judge"]}
+    numbers: dict[str, Any] = {}
+    found = rule_gap(rows, task, t, numbers)
+    rising = rule_rising_val_loss(rows, t, numbers)
+    if rising:
+        found.insert(0, rising)  # its start (the val-loss minimum) is the most telling
+    f1 = rule_f1_drop(rows, t)
+    if f1:
+        found.append(f1)
+    gap_words = numbers.pop("_gap_words", None)
+    if found:
+        return {"verdict": "overfitting", "started_epoch": _epoch(found[0][1]),
+                "rules": [f[0] for f in found], "evidence": [f[2] for f in found],
+                "numbers": numbers}
+    under = rule_underfitting(rows, task, t)
+    if under:
+        return {"verdict": "underfitting", "started_epoch": None, "rules": ["underfitting"],
+                "evidence": [under], "numbers": numbers}
+    evidence = [gap_words] if gap_words else []
+    if "val_loss_min_epoch" in numbers:
+        rise = numbers["val_loss_rise"]
+        evidence.append(
+            f"val loss ends {100 * rise:.0f}% above its minimum {numbers['val_loss_min']:.4g} "
+            f"(epoch {numbers['val_loss_min_epoch']}), within the {100 * t.rise_tolerance:g}% "
+            "that would count as rising" if rise > 0.005 else
+            f"val loss is still at its lowest at the end ({numbers['val_loss_min']:.4g})")
+    return {"verdict": "ok", "started_epoch": None, "rules": [], "numbers": numbers,
+            "evidence": evidence or ["no large gap and no rising validation loss"]}

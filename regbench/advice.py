@@ -1,0 +1,218 @@
+"""`regbench diagnose`: verdicts for a results folder or a CSV, and what to try next.
+
+When runs overfit, the advice comes first from the experiment itself (recipes whose runs did
+not overfit, best validation metric first, and which recipe shrank the gap most), then from the
+catalogue: registered regularizers the experiment has not tried, in a practitioner's order
+(cheapest and most reliable first).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from regbench.curves import read_curve_csv
+from regbench.diagnose import diagnose_rows, infer_task
+from regbench.errors import RegbenchError
+
+# Regularizers worth trying against overfitting, in the order one would try them.
+TRY_ORDER = ("early_stopping", "l2", "weight_decay", "dropout", "augment", "mixup", "cutout",
+             "random_erasing", "cutmix", "label_smoothing", "input_noise", "weight_noise",
+             "dropconnect", "max_norm", "stochastic_depth", "elastic_net", "l1",
+             "variational_dropout", "bayes_by_backprop")
+
+
+@dataclass
+class Diagnosis:
+    """Every diagnosed run of one target plus the advice that follows."""
+
+    target: Path
+    runs: list[dict[str, Any]]              # {"run", "point", "regularizers", verdict fields}
+    task: str
+    images: Optional[bool] = None           # image data? None: unknown (a CSV)
+    advice: list[str] = field(default_factory=list)
+
+
+def _thresholds(run_dir: Path) -> Optional[dict[str, Any]]:
+    from regbench.config.yaml_io import read_yaml_file
+
+    for path in (run_dir / "config.yaml", run_dir.parent.parent / "experiment.yaml"):
+        if path.is_file():
+            try:
+                data, _ = read_yaml_file(path)
+            except RegbenchError:
+                continue
+            if isinstance(data, dict) and isinstance(data.get("diagnosis"), dict):
+                return data["diagnosis"]
+    return None
+
+
+def diagnose_path(target: str | Path) -> Diagnosis:
+    """Diagnose every run of a results folder (re-read from metrics.csv) or one CSV file."""
+    from regbench.results import load_summaries
+
+    target = Path(target)
+    if target.is_dir():
+        runs = []
+        summaries = load_summaries(target)
+        for summary in summaries:
+            run_dir = Path(summary["_dir"])
+            path = run_dir / "metrics.csv"
+            rows = read_curve_csv(path) if path.is_file() and summary.get("status") != "failed" \
+                else []
+            verdict = diagnose_rows(rows, summary.get("task", "classification"),
+                                    _thresholds(run_dir), summary.get("status", "completed"))
+            if summary.get("status") == "failed":
+                verdict = {"verdict": "failed", "started_epoch": None, "rules": [],
+                           "evidence": [summary.get("error", "the run failed")]}
+            runs.append({"run": summary["run_id"], "point": summary.get("point_id"),
+                         "regularizers": sorted(summary.get("regularizers") or {}), **verdict})
+        diagnosis = Diagnosis(target, runs, summaries[0].get("task", "classification"),
+                              _is_image(target))
+        diagnosis.advice = advise(diagnosis, summaries)
+        return diagnosis
+    if target.is_file():
+        rows = read_curve_csv(target)
+        task = infer_task({k for row in rows for k in row})
+        run = {"run": target.name, "point": target.name, "regularizers": [],
+               **diagnose_rows(rows, task)}
+        diagnosis = Diagnosis(target, [run], task)
+        diagnosis.advice = advise(diagnosis, None)
+        return diagnosis
+    raise RegbenchError(f"{target}: no such results folder or CSV file")
+
+
+def _is_image(results_dir: Path) -> Optional[bool]:
+    """Whether the experiment's dataset holds images, from experiment.yaml (None: unknown)."""
+    from regbench.config.yaml_io import read_yaml_file
+    from regbench.data import DATASETS
+
+    try:
+        data, _ = read_yaml_file(results_dir / "experiment.yaml")
+        dataset = data["dataset"]
+        return DATASETS.get(dataset["name"]).spec(dataset).is_image
+    except Exception:  # an old or hand-made folder: advice just stays generic
+        return None
+
+
+def _catalogue(task: str, exclude: set[str], images: Optional[bool]) -> list[str]:
+    from regbench.regularizers import REGULARIZERS
+
+    lines = []
+    for name in TRY_ORDER:
+        if name in exclude or name not in REGULARIZERS:
+            continue
+        cls = REGULARIZERS.get(name)
+        if task in ("classification", "regression") and task not in cls.tasks:
+            continue
+        if cls.needs_images and images is False:
+            continue
+        where = " (image data)" if cls.needs_images and images is None else ""
+        lines.append(f"{name}{where}: {cls.summary}")
+    return lines[:6]
+
+
+def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> list[str]:
+    """Plain-language next steps for the verdicts found."""
+    by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in diagnosis.runs:
+        by_point[run["point"]].append(run)
+    overfit = [p for p, runs in by_point.items() if any(r["verdict"] == "overfitting" for r in runs)]
+    under = [p for p, runs in by_point.items() if any(r["verdict"] == "underfitting" for r in runs)]
+    lines = []
+    if under:
+        lines.append(f"underfitting in {_names(under)}: weaken the regularization, use a bigger "
+                     "model or train longer")
+    if not overfit:
+        if not under:
+            lines.append("no overfitting found: the gap between train and val is small")
+        return lines
+    starts = [r["started_epoch"] for r in diagnosis.runs
+              if r["verdict"] == "overfitting" and r.get("started_epoch") is not None]
+    lines.append(f"overfitting in {_names(overfit)}"
+                 + (f", starting around epoch {_median(starts)}" if starts else ""))
+    tried: set[str] = set()
+    if summaries:
+        lines += _from_experiment(summaries, by_point, overfit, under)
+        tried = {name for s in summaries for name in (s.get("regularizers") or {})}
+    suggestions = _catalogue(diagnosis.task, tried, diagnosis.images)
+    if starts and suggestions and suggestions[0].startswith("early_stopping"):
+        suggestions[0] += f" (here it would stop near epoch {_median(starts)})"
+    if suggestions:
+        lines.append("from the catalogue" + (", not yet tried here" if summaries else "")
+                     + ", try:")
+        lines += [f"  {s}" for s in suggestions]
+    return lines
+
+
+def _from_experiment(summaries, by_point, overfit, under) -> list[str]:
+    from regbench.compare import build_comparison
+
+    try:
+        comparison = build_comparison(summaries)
+    except RegbenchError:
+        return []
+    metric, lines = comparison.metric, []
+    gap_text = _points if comparison.metric != "mse" and summaries[0].get("task") != "regression" \
+        else (lambda gap: f"R² {gap:+.3f}")
+    healthy = [row for row in comparison.rows if row["point"] not in overfit
+               and all(r["verdict"] == "ok" for r in by_point.get(row["point"], []))
+               and not math.isnan(row[f"val_{metric}"])]
+    if healthy:
+        best = ", ".join(f"{_label(r['point'])} (val {metric} {r[f'val_{metric}']:.4f}, gap "
+                         f"{gap_text(r['gap'])})" for r in healthy[:4])
+        lines.append(f"did not overfit in this experiment, best val {metric} first: {best}")
+    gaps = [row for row in comparison.rows if not math.isnan(row["gap"])]
+    base = next((row for row in gaps if row["point"] == "baseline"), None)
+    others = [r for r in gaps if r["point"] != "baseline" and r["point"] not in under]
+    if base and others:  # an underfitting recipe closes the gap by not learning: not advice
+        smallest = min(others, key=lambda r: r["gap"])
+        if smallest["gap"] < base["gap"]:
+            lines.append(f"smallest train−val gap without underfitting: "
+                         f"{_label(smallest['point'])} ({gap_text(smallest['gap'])} vs "
+                         f"baseline {gap_text(base['gap'])})")
+    return lines
+
+
+def _points(gap: float) -> str:
+    return f"{100 * gap:.1f} points"
+
+
+def _label(point: str) -> str:
+    return point.replace("__", " ")
+
+
+def _names(points: list[str]) -> str:
+    shown = ", ".join(_label(p) for p in points[:6])
+    return shown + (f" and {len(points) - 6} more" if len(points) > 6 else "")
+
+
+def _median(values: list[float]) -> int | float:
+    import statistics
+
+    value = statistics.median(values)
+    return int(value) if float(value).is_integer() else round(value, 1)
+
+
+VERDICT_STYLE = {"overfitting": "bold red", "underfitting": "bold yellow", "ok": "bold green",
+                 "diverged": "bold magenta", "failed": "bold magenta"}
+
+
+def render_diagnosis(diagnosis: Diagnosis, console) -> None:
+    """Print one line per run with its evidence, then the advice."""
+    from rich.markup import escape
+
+    for run in diagnosis.runs:
+        style = VERDICT_STYLE.get(run["verdict"], "bold")
+        start = run.get("started_epoch")
+        since = f" from epoch {start}" if start is not None and run["verdict"] == "overfitting" \
+            else ""
+        console.print(f"{escape(run['run'])}: [{style}]{run['verdict']}[/]{since}")
+        for line in run["evidence"]:
+            console.print(f"  - {escape(line)}")
+    if diagnosis.advice:
+        console.print("\n[bold]What to try[/]")
+        for line in diagnosis.advice:
+            console.print(escape(line) if line.startswith("  ") else f"• {escape(line)}")

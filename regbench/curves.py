@@ -1,0 +1,99 @@
+"""Read learning curves from a CSV: regbench's metrics.csv or another tool's log.
+
+Columns are matched case-insensitively after turning ``/ - . space`` into ``_``, so these all
+name the same series: ``val_accuracy`` (regbench), ``val_acc`` (Keras), ``val/acc``
+(Lightning), ``validation_accuracy``, ``accuracy_val``. A metric with no split prefix is a
+training metric (Keras writes ``loss``, ``acc``, ``val_loss``, ``val_acc``). Rows that share an
+epoch are merged (Lightning logs train and val steps on separate rows). Empty cells mean "not
+logged"; ``nan``/``inf`` are kept, because a NaN loss means the run diverged.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from regbench.errors import RegbenchError
+
+TRAIN_PREFIXES = ("train_", "training_", "tr_")
+VAL_PREFIXES = ("val_", "valid_", "validation_", "eval_", "dev_")
+METRIC_ALIASES = {
+    "loss": "loss", "accuracy": "accuracy", "acc": "accuracy", "f1": "f1", "f1_score": "f1",
+    "precision": "precision", "recall": "recall", "ece": "ece", "r2": "r2", "r2_score": "r2",
+    "mse": "mse", "mean_squared_error": "mse", "mae": "mae", "mean_absolute_error": "mae",
+}
+PAIRED = ("loss", "accuracy", "f1", "precision", "recall", "r2", "mse", "mae")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[/\-. ]+", "_", name.strip().lower())
+
+
+def canonical_column(name: str) -> str:
+    """The regbench name of a column (``val_acc`` -> ``val_accuracy``); unknown names kept."""
+    key = _key(name)
+    if key in ("epoch", "epochs"):
+        return "epoch"
+    for prefixes, split in ((VAL_PREFIXES, "val_"), (TRAIN_PREFIXES, "train_")):
+        for prefix in prefixes:
+            if key.startswith(prefix) and key[len(prefix):] in METRIC_ALIASES:
+                return split + METRIC_ALIASES[key[len(prefix):]]
+    for suffix, split in (("_val", "val_"), ("_valid", "val_"), ("_train", "train_")):
+        if key.endswith(suffix) and key[: -len(suffix)] in METRIC_ALIASES:
+            return split + METRIC_ALIASES[key[: -len(suffix)]]
+    if key in METRIC_ALIASES:
+        return "train_" + METRIC_ALIASES[key]
+    return key
+
+
+def _cell(text: str) -> Optional[float]:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)  # accepts nan, inf, -inf
+    except ValueError:
+        return None
+
+
+def read_curve_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows keyed by regbench column names, one per epoch, sorted; a located error if unusable."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            body = list(reader)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegbenchError(f"{path}: cannot read the CSV ({exc})") from None
+    if not header:
+        raise RegbenchError(f"{path}: the file is empty; expected a CSV with an 'epoch' column")
+    names: list[Optional[str]] = []
+    for raw in header:
+        name = canonical_column(raw)
+        names.append(None if name in names else name)  # the first of two aliases wins
+    check_columns(path, header, [n for n in names if n])
+    merged: dict[float, dict[str, Any]] = {}
+    for line in body:
+        cells = {n: _cell(v) for n, v in zip(names, line) if n}
+        epoch = cells.get("epoch")
+        if epoch is None or not math.isfinite(epoch):
+            continue
+        row = merged.setdefault(epoch, {"epoch": epoch})
+        row.update({k: v for k, v in cells.items() if v is not None})
+    if not merged:
+        raise RegbenchError(f"{path}: no rows with a numeric epoch")
+    return [merged[e] for e in sorted(merged)]
+
+
+def check_columns(path: Path, header: list[str], names: list[str]) -> None:
+    found = ", ".join(header) if header else "none"
+    if "epoch" not in names:
+        raise RegbenchError(f"{path}: no 'epoch' column (found: {found}); expected epoch plus "
+                            "train/val loss or accuracy columns, e.g. "
+                            "epoch,train_loss,val_loss or Keras' epoch,loss,val_loss")
+    if not any(f"train_{m}" in names and f"val_{m}" in names for m in PAIRED):
+        raise RegbenchError(f"{path}: no train/val pair of loss or accuracy columns (found: "
+                            f"{found}); expected e.g. train_loss,val_loss or acc,val_acc")

@@ -1,0 +1,258 @@
+"""Overfitting diagnosis (SPEC §5): each verdict from curves built by hand, the CLI on CSVs."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from regbench.cli import app
+from regbench.curves import canonical_column, read_curve_csv
+from regbench.diagnose import diagnose_rows, smooth
+
+runner = CliRunner()
+
+
+def overfitting_curves(epochs=20, turn=8, val_acc_end=0.75):
+    """Train loss keeps falling; val loss falls until ``turn`` then rises; accuracy gap grows."""
+    rows = []
+    for e in range(1, epochs + 1):
+        train_loss = 1.2 * math.exp(-0.3 * e)
+        val_loss = 0.4 + 0.05 * abs(e - turn) if e < turn else 0.4 + 0.06 * (e - turn)
+        if e < turn:
+            val_loss = 0.4 + 0.1 * (turn - e)
+        train_acc = min(1.0, 0.6 + 0.05 * e)
+        val_acc = min(0.6 + 0.04 * e, 0.9) if e < turn else max(val_acc_end, 0.9 - 0.02 * (e - turn))
+        rows.append({"epoch": e, "train_loss": train_loss, "val_loss": val_loss,
+                     "train_accuracy": train_acc, "val_accuracy": val_acc,
+                     "train_f1": train_acc, "val_f1": val_acc})
+    return rows
+
+
+def healthy_curves(epochs=15):
+    """Both losses fall together; val accuracy trails train by ~2 points."""
+    return [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.05 / e + 0.02,
+             "train_accuracy": 0.96 - 0.5 / e, "val_accuracy": 0.94 - 0.5 / e,
+             "train_f1": 0.96 - 0.5 / e, "val_f1": 0.94 - 0.5 / e} for e in range(1, epochs + 1)]
+
+
+def test_overfitting_has_start_epoch_and_evidence():
+    rows = overfitting_curves(turn=8)
+    result = diagnose_rows(rows, "classification")
+    assert result["verdict"] == "overfitting"
+    assert result["started_epoch"] == 8  # the val-loss minimum, where early stopping would stop
+    assert {"val_loss_rising", "accuracy_gap", "f1_drop"} <= set(result["rules"])
+    last3 = [r["train_accuracy"] - r["val_accuracy"] for r in rows[-3:]]
+    assert result["numbers"]["accuracy_gap"] == pytest.approx(sorted(last3)[1])
+    assert result["numbers"]["val_loss_min_epoch"] == 8
+    assert any("epoch 8" in line for line in result["evidence"])
+    json.dumps(result)  # stored in summary.json
+
+
+def test_sparse_epochs_and_percent_accuracies():
+    rows = [{"epoch": 1, "train_loss": 0.9, "val_loss": 0.92, "train_accuracy": 70.0,
+             "val_accuracy": 68.0},
+            {"epoch": 5, "train_loss": 0.3, "val_loss": 0.50, "train_accuracy": 90.0,
+             "val_accuracy": 82.0},
+            {"epoch": 10, "train_loss": 0.05, "val_loss": 0.80, "train_accuracy": 99.0,
+             "val_accuracy": 75.0}]
+    result = diagnose_rows(rows, "classification")
+    assert result["verdict"] == "overfitting"
+    assert result["started_epoch"] == 5
+    assert result["numbers"]["accuracy_gap"] == pytest.approx(0.24)  # percents read as fractions
+    fractions = [{**r, "train_accuracy": r["train_accuracy"] / 100,
+                  "val_accuracy": r["val_accuracy"] / 100} for r in rows]
+    assert diagnose_rows(fractions, "classification")["numbers"] == result["numbers"]
+
+
+def test_steady_small_gap_is_ok():
+    result = diagnose_rows(healthy_curves(), "classification")
+    assert result["verdict"] == "ok", result
+    assert result["started_epoch"] is None
+    assert result["numbers"]["accuracy_gap"] == pytest.approx(0.02)
+
+
+def test_tiny_train_loss_alone_is_not_overfitting():
+    """Digits-like: val loss 25× a near-zero train loss, but 2.5 points of accuracy gap."""
+    rows = [{"epoch": e, "train_loss": 0.3 * 0.7 ** e, "val_loss": 0.08 + 0.004 * (-1) ** e,
+             "train_accuracy": min(1.0, 0.9 + 0.01 * e), "val_accuracy": 0.975}
+            for e in range(1, 21)]
+    result = diagnose_rows(rows, "classification")
+    assert result["numbers"]["loss_ratio"] > 2.0
+    assert result["verdict"] == "ok", result["evidence"]
+    # the same ratio with a meaningful absolute gap does count
+    big = [{**r, "val_loss": r["val_loss"] + 0.5} for r in rows]
+    assert "loss_gap" in diagnose_rows(big, "classification")["rules"]
+
+
+def test_flat_high_loss_is_underfitting():
+    rows = [{"epoch": e, "train_loss": 2.2 - 0.002 * e, "val_loss": 2.21 - 0.002 * e,
+             "train_accuracy": 0.21, "val_accuracy": 0.20} for e in range(1, 11)]
+    result = diagnose_rows(rows, "classification")
+    assert result["verdict"] == "underfitting"
+    assert "flat" in result["evidence"][0]
+    losses_only = [{k: r[k] for k in ("epoch", "train_loss", "val_loss")} for r in rows]
+    assert diagnose_rows(losses_only, "unknown")["verdict"] == "underfitting"
+    assert diagnose_rows(healthy_curves(), "unknown")["verdict"] == "ok"
+
+
+def test_still_improving_underfit_says_train_longer():
+    rows = [{"epoch": e, "train_loss": 2.0 * 0.8 ** e, "val_loss": 2.0 * 0.8 ** e,
+             "train_accuracy": 0.1 + 0.04 * e, "val_accuracy": 0.1 + 0.04 * e} for e in range(1, 9)]
+    result = diagnose_rows(rows, "classification")
+    assert result["verdict"] == "underfitting"
+    assert "train longer" in result["evidence"][0]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_nan_or_inf_loss_is_diverged(bad):
+    rows = healthy_curves(6)
+    rows[3]["val_loss"] = bad
+    result = diagnose_rows(rows, "classification", None, "diverged")
+    assert result["verdict"] == "diverged"
+    assert result["started_epoch"] == 4
+    assert diagnose_rows(rows, "classification")["verdict"] == "diverged"  # from the rows alone
+
+
+def test_diverged_status_without_bad_values():
+    result = diagnose_rows(healthy_curves(3), "classification", None, "diverged")
+    assert result["verdict"] == "diverged" and result["started_epoch"] == 3
+
+
+def test_one_noisy_epoch_changes_nothing():
+    ok = healthy_curves(15)
+    ok[-1] = {**ok[-1], "val_loss": ok[-1]["val_loss"] * 3, "val_accuracy": 0.5}  # spike at the end
+    ok[6] = {**ok[6], "val_loss": 0.01}                                               # dip mid-run
+    assert diagnose_rows(ok, "classification")["verdict"] == "ok"
+    over = overfitting_curves(turn=8)
+    over[12] = {**over[12], "val_loss": 0.3, "val_accuracy": 0.99}
+    result = diagnose_rows(over, "classification")
+    assert result["verdict"] == "overfitting" and result["started_epoch"] == 8
+
+
+def test_rise_needs_a_window_of_epochs():
+    rows = healthy_curves(10)
+    rows[-1] = {**rows[-1], "val_loss": 5.0}
+    rows[-2] = {**rows[-2], "val_loss": 5.0}
+    # the rise spans only 2 epochs after the minimum (< rise_window 3)
+    assert "val_loss_rising" not in diagnose_rows(rows, "classification")["rules"]
+    assert "val_loss_rising" in diagnose_rows(rows, "classification", {"rise_window": 1})["rules"]
+
+
+def test_few_epochs_do_not_crash():
+    one = diagnose_rows(healthy_curves(15)[-1:], "classification")
+    assert one["verdict"] == "ok"
+    two = overfitting_curves(epochs=2)
+    two[1]["val_accuracy"] = 0.3
+    assert diagnose_rows(two, "classification")["verdict"] == "overfitting"
+    assert diagnose_rows([], "classification")["verdict"] == "ok"
+
+
+def test_thresholds_come_from_config():
+    rows = overfitting_curves(turn=8)
+    loose = {"accuracy_gap": 0.5, "f1_drop": 0.5, "loss_gap": 10, "rise_tolerance": 10}
+    assert diagnose_rows(rows, "classification", loose)["verdict"] == "ok"
+    assert diagnose_rows(rows, "classification", {"accuracy_gap": 0.5})["rules"] \
+        == ["val_loss_rising", "loss_gap", "f1_drop"]
+
+
+def test_regression_r2_gap_and_f1_drop():
+    rows = [{"epoch": e, "train_loss": 10 / e, "val_loss": 12 / e, "train_r2": 0.5 + 0.04 * e,
+             "val_r2": 0.5 + 0.01 * e} for e in range(1, 11)]
+    result = diagnose_rows(rows, "regression")
+    assert result["verdict"] == "overfitting" and result["rules"] == ["r2_gap"]
+    assert result["numbers"]["r2_gap"] == pytest.approx(0.27)
+    # imbalanced classes: accuracy gap small, macro F1 collapses on val
+    f1 = [{**r, "train_f1": 0.9, "val_f1": 0.6} for r in healthy_curves()]
+    result = diagnose_rows(f1, "classification")
+    assert result["rules"] == ["f1_drop"] and result["started_epoch"] == 1
+
+
+def test_smooth_is_running_median():
+    assert smooth([1, 1, 1, 9, 1, 1]) == [1, 1, 1, 1, 1, 1]
+    assert smooth([1, 2, 3]) == [1, 2, 3]  # too few points: unchanged
+
+
+def test_diagnosis_config_is_validated(tiny_config: Path):
+    tiny_config.write_text(tiny_config.read_text() + "diagnosis: {accuracy_gapp: 0.1}\n")
+    result = runner.invoke(app, ["validate", str(tiny_config)])
+    assert result.exit_code == 2
+    assert "accuracy_gapp" in result.output + (result.stderr or "")
+
+
+# ----------------------------------------------------------------------------- CSV and CLI
+
+def test_column_aliases():
+    assert canonical_column("val_acc") == "val_accuracy"
+    assert canonical_column("acc") == "train_accuracy"
+    assert canonical_column("Val/Loss") == "val_loss"
+    assert canonical_column("loss_val") == "val_loss"
+    assert canonical_column("validation_accuracy") == "val_accuracy"
+    assert canonical_column("Epoch") == "epoch"
+
+
+def test_keras_csv(tmp_path: Path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,acc,loss,val_acc,val_loss\n0,70.1,0.90,68.0,0.92\n"
+                    "4,90.0,0.30,82.0,0.50\n9,99.0,0.05,75.0,0.80\n")
+    rows = read_curve_csv(path)
+    assert [r["epoch"] for r in rows] == [0, 4, 9]
+    result = runner.invoke(app, ["diagnose", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "overfitting from epoch 4" in result.output
+    assert "gap 24.0 points" in result.output
+    assert "early_stopping" in result.output  # a suggestion from the catalogue
+
+
+def test_lightning_rows_are_merged_and_nan_kept(tmp_path: Path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,train/loss,val/loss\n1,10,0.9,\n1,10,,0.95\n2,20,0.5,\n"
+                    "2,20,,nan\n")
+    rows = read_curve_csv(path)
+    assert rows[0] == {"epoch": 1, "train_loss": 0.9, "val_loss": 0.95, "step": 10}
+    assert math.isnan(rows[1]["val_loss"])
+    result = runner.invoke(app, ["diagnose", str(path)])
+    assert result.exit_code == 0 and "diverged" in result.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("step,train_loss,val_loss\n1,1,1\n", "no 'epoch' column"),
+    ("epoch,train_loss,accuracy\n1,1,0.5\n", "no train/val pair"),
+    ("", "empty"),
+])
+def test_csv_without_needed_columns_exits_2(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    result = runner.invoke(app, ["diagnose", str(path)])
+    assert result.exit_code == 2
+    assert message in result.output + (result.stderr or "")
+    assert "Traceback" not in result.output
+
+
+def _fake_run(root: Path, run_id: str, point: str, rows: list[dict], regs: dict) -> None:
+    run = root / "runs" / run_id
+    run.mkdir(parents=True)
+    columns = list(rows[0])
+    run.joinpath("metrics.csv").write_text(
+        ",".join(columns) + "\n" + "".join(",".join(repr(r[c]) for c in columns) + "\n"
+                                           for r in rows))
+    last = rows[-1]
+    run.joinpath("summary.json").write_text(json.dumps({
+        "status": "completed", "run_id": run_id, "point_id": point, "recipe": point, "seed": 0,
+        "sweep": {}, "task": "classification", "regularizers": regs,
+        **{k: last[k] for k in last if k != "epoch"},
+        "test_accuracy": last["val_accuracy"], "test_loss": last["val_loss"]}))
+
+
+def test_results_folder_advice_comes_from_the_experiment(tmp_path: Path):
+    _fake_run(tmp_path, "baseline__seed=0", "baseline", overfitting_curves(), {})
+    _fake_run(tmp_path, "l2__seed=0", "l2", healthy_curves(20), {"l2": {"lambda": 1.0}})
+    result = runner.invoke(app, ["diagnose", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "baseline__seed=0: overfitting from epoch 8" in result.output
+    assert "l2__seed=0: ok" in result.output
+    assert "did not overfit in this experiment" in result.output and "l2 (val" in result.output
+    catalogue = result.output.split("from the catalogue")[1]
+    assert "early_stopping" in catalogue and "\n  l2:" not in catalogue  # l2 already tried
