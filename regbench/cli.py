@@ -124,7 +124,7 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
     console = _console()
     if dry_run:
         plan = build_plan(loaded, seed_list, device.value if device else None)
-        render_plan(plan, console)
+        render_plan(plan, console, None if not resume else out / plan.experiment["name"])
         return
     outcome = run_experiment(loaded, out=out, seeds=seed_list, workers=workers,
                              executor=executor.value, address=address,
@@ -151,18 +151,28 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
     raise typer.Exit(outcome.exit_code)
 
 
-def render_plan(plan, console) -> None:
+def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
+    """The runs a command would train, with those already completed in ``results_dir``."""
     from rich.table import Table
 
+    from regbench.experiment import is_complete
+
+    done = {run["run_id"] for run in plan.runs
+            if results_dir is not None and is_complete(results_dir / "runs" / run["run_id"], run)}
     table = Table(title=f"plan: {plan.experiment['name']}")
-    for column in ("run", "epochs", "regularizers"):
+    for column in ("run", "epochs", "regularizers", "status"):
         table.add_column(column)
     for run in plan.runs:
         table.add_row(run["run_id"], str(run["train"]["epochs"]),
-                      ", ".join(run["regularizers"]) or "—")
+                      ", ".join(run["regularizers"]) or "—",
+                      "completed (skipped)" if run["run_id"] in done else "to train")
     console.print(table)
-    console.print(f"{len(plan.runs)} runs, {plan.total_epochs} epochs in total (dry run: "
-                  "nothing trained)")
+    todo = [run for run in plan.runs if run["run_id"] not in done]
+    points = len({run["point_id"] for run in plan.runs})
+    console.print(f"{len(plan.runs)} runs ({points} recipes/sweep points × "
+                  f"{len(plan.experiment['seeds'])} seeds), {plan.total_epochs} epochs in total; "
+                  f"to train: {len(todo)} runs, {sum(r['train']['epochs'] for r in todo)} epochs "
+                  "(dry run: nothing trained)")
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 
@@ -193,7 +203,7 @@ def run(
 @guarded
 def sweep(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
-    param: Annotated[list[str], typer.Option("--param", help="Sweep grid: key.path=v1,v2,... (adds to or replaces the file's sweep:).")],
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Sweep grid: key.path=v1,v2,... (adds to or replaces the file's sweep:).")] = None,
     set_: SetOption = None,
     out: Annotated[Path, typer.Option("--out")] = Path("results"),
     seeds: Annotated[Optional[str], typer.Option("--seeds")] = None,
@@ -207,7 +217,7 @@ def sweep(
     metric: Annotated[Optional[str], typer.Option("--metric")] = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
-    _run(config, set_ or [], param, out, seeds, workers, executor, address, device, resume,
+    _run(config, set_ or [], param or [], out, seeds, workers, executor, address, device, resume,
          dry_run, False, report, metric)
 
 

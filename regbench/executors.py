@@ -1,15 +1,38 @@
-"""Executors: where runs train. Each yields (spec, RunResult) to the driver, which writes."""
+"""Executors: where runs train. Every executor yields ``(spec, RunResult)`` to the driver, which
+alone writes run folders, so workers need no shared filesystem.
+
+    executor.run(specs, threads, progress)  -> (spec, result) as runs finish
+    executor.interrupt()                    -> (spec, partial result) of the runs in flight
+    executor.close()
+
+- ``SequentialExecutor``: one run after another in this process (epoch-level progress).
+- ``ProcessExecutor``: ``--workers N`` spawned processes; each loads the dataset once (the
+  ``load_bundle`` cache lives as long as the process) and sends start/epoch events back on a queue.
+- ``RayExecutor``: one Ray task per run (``num_cpus`` = threads per run, ``num_gpus`` = 1 on CUDA).
+
+Ctrl-C: workers ignore the terminal's SIGINT while idle; the driver decides. On interrupt it stops
+handing out runs, signals the workers that are training (SIGINT, turned into KeyboardInterrupt inside
+the training loop, which returns the partial run as ``interrupted``) and collects those results.
+"""
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Optional
+import os
+import signal
+import time
+from typing import Any, Iterator, Optional
 
 from regbench.errors import RegbenchError
 
+INTERRUPT_GRACE_SECONDS = 30.0   # how long the driver waits for interrupted runs to report back
+POLL_SECONDS = 0.2               # driver wake-up interval (progress events, Ctrl-C)
+
+Item = tuple[dict[str, Any], Any]   # (run spec, RunResult)
+
 
 class SequentialExecutor:
-    """Runs one after another in this process (epoch-level progress)."""
+    """Runs one after another in this process. A Ctrl-C lands in the training loop itself."""
 
-    def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator:
+    def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
         from regbench.experiment import execute_run
 
         for spec in specs:
@@ -18,11 +41,244 @@ class SequentialExecutor:
             on_epoch = progress.epoch if progress is not None else None
             yield spec, execute_run(spec, threads, on_epoch)
 
+    def interrupt(self) -> Iterator[Item]:
+        return iter(())
+
     def close(self) -> None:
         pass
 
 
-def make_executor(name: str, workers: int = 1, address: Optional[str] = None):
-    if name == "local" and workers <= 1:
-        return SequentialExecutor()
-    raise RegbenchError(f"--executor {name} with --workers {workers}: not available yet")
+# ----------------------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}   # per worker process: event queue, stop flag, threads
+
+
+def _init_worker(threads: int, events, stop) -> None:
+    """Process start: ignore the terminal's Ctrl-C (the driver forwards it), set torch threads."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    _WORKER.update(events=events, stop=stop)
+
+
+def _interrupt_once(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not break the clean-up
+    raise KeyboardInterrupt
+
+
+def _worker_run(spec: dict[str, Any], threads: int):
+    """Train one run in a worker process; None when the sweep was stopped before it began."""
+    from regbench.experiment import execute_run
+
+    events, stop = _WORKER["events"], _WORKER["stop"]
+    if stop.is_set():
+        return None
+    run_id = spec["run_id"]
+
+    def on_epoch(_spec, row):
+        events.put(("epoch", run_id, row))
+        if stop.is_set():  # a stop that raced the signal handler's installation
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        events.put(("start", run_id, os.getpid()))
+        return execute_run(spec, threads, on_epoch)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ProcessExecutor:
+    """``--workers N``: N runs at once in spawned processes (a fresh interpreter: no forked torch
+    state, same behaviour on Linux and macOS)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = None
+        self.futures: dict[Any, dict[str, Any]] = {}
+        self.active: dict[str, int] = {}          # run id -> worker pid, while training
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.progress = None
+
+    def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        if not specs:
+            return
+        context = multiprocessing.get_context("spawn")
+        self.events, self.stop = context.Queue(), context.Event()
+        self.progress = progress
+        self.pool = ProcessPoolExecutor(min(self.workers, len(specs)), mp_context=context,
+                                        initializer=_init_worker,
+                                        initargs=(threads, self.events, self.stop))
+        self.by_id = {spec["run_id"]: spec for spec in specs}
+        self.futures = {self.pool.submit(_worker_run, spec, threads): spec for spec in specs}
+        pending = set(self.futures)
+        while pending:
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            self._drain_events()
+            for future in done:
+                item = self._collect(future)
+                if item is not None:
+                    yield item
+
+    def _collect(self, future) -> Optional[Item]:
+        from regbench.experiment import failed_result
+
+        spec = self.futures[future]
+        self.active.pop(spec["run_id"], None)
+        try:
+            result = future.result()
+        except Exception as exc:  # a worker died (killed, out of memory): the sweep goes on
+            return spec, failed_result(spec, f"worker process failed: {type(exc).__name__}: {exc}")
+        return None if result is None else (spec, result)
+
+    def _drain_events(self) -> None:
+        import queue
+
+        while True:
+            try:
+                kind, run_id, payload = self.events.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            spec = self.by_id.get(run_id)
+            if kind == "start":
+                self.active[run_id] = payload
+                if self.progress is not None:
+                    self.progress.run_started(spec)
+            elif kind == "epoch" and self.progress is not None:
+                self.progress.epoch(spec, payload)
+
+    def interrupt(self) -> Iterator[Item]:
+        """Stop handing out runs, interrupt the ones training, yield their partial results."""
+        from concurrent.futures import wait
+
+        if self.pool is None:
+            return
+        self.stop.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        unfinished = {f for f in self.futures if not f.done()}
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        signalled: set[str] = set()
+        while unfinished and time.monotonic() < deadline:
+            self._drain_events()
+            for run_id, pid in list(self.active.items()):
+                if run_id not in signalled:
+                    signalled.add(run_id)
+                    try:
+                        os.kill(pid, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
+            done, unfinished = wait(unfinished, timeout=POLL_SECONDS)
+            for future in done:
+                if future.cancelled():
+                    continue
+                item = self._collect(future)
+                if item is not None:
+                    yield item
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+# ----------------------------------------------------------------------------- Ray
+
+def _ray_run(spec: dict[str, Any], threads: int):
+    """A Ray task: the worker process keeps its ``load_bundle`` cache between tasks."""
+    from regbench.experiment import execute_run
+
+    return execute_run(spec, threads)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RegbenchError("--executor ray needs Ray, which is not installed; install it with "
+                            "pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
+    return ray
+
+
+class RayExecutor:
+    """Each run a Ray task. ``address`` joins a running cluster (regbench must be importable on
+    its nodes); without it a local Ray is started with this machine's cores and stopped at the end.
+    """
+
+    def __init__(self, workers: int, address: Optional[str] = None, cores: Optional[int] = None):
+        import logging
+
+        ray = import_ray()
+        self.ray = ray
+        self.started = False
+        self.refs: dict[Any, dict[str, Any]] = {}
+        if not ray.is_initialized():
+            options = dict(include_dashboard=False, log_to_driver=False,
+                           logging_level=logging.WARNING, configure_logging=True)
+            try:
+                if address:
+                    ray.init(address=address, **options)
+                else:
+                    ray.init(num_cpus=cores, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"the Ray cluster at {address}" if address else "a local Ray"
+                raise RegbenchError(f"--executor ray: cannot start or join {where}: {exc}") from None
+            self.started = True
+
+    def _gpus(self, spec: dict[str, Any]) -> float:
+        device = spec["train"]["device"]
+        if device == "cuda":
+            return 1
+        if device == "auto" and self.ray.cluster_resources().get("GPU", 0) > 0:
+            return 1  # Ray hides GPUs from tasks that do not ask for one
+        return 0
+
+    def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
+        from regbench.experiment import failed_result
+
+        remote = self.ray.remote(_ray_run)
+        for spec in specs:
+            cpus = spec["train"].get("threads") or threads
+            ref = remote.options(num_cpus=cpus, num_gpus=self._gpus(spec),
+                                 max_retries=0).remote(spec, threads)
+            self.refs[ref] = spec
+        pending = list(self.refs)
+        while pending:  # per-run progress only: Ray does not report which task is running
+            ready, pending = self.ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+            for ref in ready:
+                spec = self.refs.pop(ref)
+                try:
+                    yield spec, self.ray.get(ref)
+                except self.ray.exceptions.RayError as exc:
+                    yield spec, failed_result(spec, f"Ray task failed: {type(exc).__name__}: "
+                                                    f"{str(exc).splitlines()[0]}")
+
+    def interrupt(self) -> Iterator[Item]:
+        """Cancel every task; runs in flight have no summary and are redone on resume."""
+        for ref in list(self.refs):
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # already finished or gone: nothing to cancel
+                pass
+        self.refs.clear()
+        return iter(())
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
+def make_executor(name: str, workers: int = 1, address: Optional[str] = None,
+                  cores: Optional[int] = None):
+    """``local`` with one worker: in this process; ``local`` with N: processes; ``ray``: tasks."""
+    if name == "ray":
+        return RayExecutor(workers, address, cores)
+    if address:
+        raise RegbenchError("--address is only used with --executor ray")
+    if name != "local":
+        raise RegbenchError(f"--executor: unknown executor '{name}'; expected local or ray")
+    return SequentialExecutor() if workers <= 1 else ProcessExecutor(workers)

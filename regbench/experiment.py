@@ -17,7 +17,7 @@ from regbench.config import LoadedConfig, load_config
 from regbench.config.yaml_io import dump_yaml
 from regbench.errors import RegbenchError
 from regbench.plan import Plan, build_plan
-from regbench.results import (SUMMARY, atomic_write_text, read_summary, write_run)
+from regbench.results import SUMMARY, atomic_write_text, read_summary, write_run
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -40,19 +40,40 @@ class ExperimentOutcome:
         return EXIT_OK
 
 
-def default_threads(workers: int) -> int:
-    """Split the machine's cores between parallel runs (at least one thread each)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, workers))
+def available_cores() -> int:
+    """Cores this process may use (the affinity mask, not the machine's total)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads(workers: int, cores: Optional[int] = None) -> int:
+    """Split the cores between parallel runs (at least one thread each): oversubscribed torch
+    threads make CPU training many times slower, so this is set even for one worker."""
+    return max(1, (cores or available_cores()) // max(1, workers))
+
+
+def failed_result(spec: dict[str, Any], message: str):
+    """A RunResult for a run that could not train (its error is kept in summary.json)."""
+    from regbench.train import RunResult
+
+    summary = {"status": "failed", "run_id": spec["run_id"], "point_id": spec.get("point_id"),
+               "recipe": spec["recipe"], "seed": spec["seed"], "sweep": spec.get("sweep", {}),
+               "sweep_paths": spec.get("sweep_paths", {}), "config_hash": spec["config_hash"],
+               "error": message, "train_differs": spec.get("train_differs", False)}
+    return RunResult(status="failed", rows=[], summary=summary, error=message)
 
 
 def execute_run(spec: dict[str, Any], threads: int, on_epoch=None):
-    """Train one run in this process and diagnose it. Never raises for a run's own failure."""
+    """Train one run in this process and diagnose it. Never raises for a run's own failure.
+
+    The dataset comes from the per-process ``load_bundle`` cache: a worker loads it once.
+    """
     import torch
 
     from regbench.data import load_bundle
     from regbench.diagnose import diagnose_rows
-    from regbench.train import RunResult, resolve_device, train_run
+    from regbench.train import resolve_device, train_run
 
     torch.set_num_threads(spec["train"].get("threads") or threads)
     try:
@@ -63,13 +84,8 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None):
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failing run must not stop the sweep
-        message = f"{type(exc).__name__}: {exc}"
-        summary = {"status": "failed", "run_id": spec["run_id"],
-                   "point_id": spec.get("point_id"), "recipe": spec["recipe"],
-                   "seed": spec["seed"], "sweep": spec.get("sweep", {}),
-                   "config_hash": spec["config_hash"], "error": message,
-                   "train_differs": spec.get("train_differs", False)}
-        return RunResult(status="failed", rows=[], summary=summary, error=message)
+        return failed_result(spec, f"{type(exc).__name__}: {exc}")
+    result.summary["sweep_paths"] = spec.get("sweep_paths", {})
     result.summary["verdict"] = diagnose_rows(result.rows, result.summary["task"],
                                               spec.get("diagnosis"), result.status)
     return result
@@ -93,11 +109,16 @@ def is_complete(run_dir: Path, spec: dict[str, Any]) -> bool:
 
 
 def prepare_results_dir(out: Path, name: str, fresh: bool) -> Path:
+    """``out/name``; with ``fresh`` an existing folder is renamed aside, never deleted."""
     results_dir = out / name
     if fresh and results_dir.exists() and any(results_dir.iterdir()):
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         aside = out / f"{name}.old-{stamp}"
-        results_dir.rename(aside)  # never delete finished work: keep it beside the new folder
+        counter = 1
+        while aside.exists():
+            counter += 1
+            aside = out / f"{name}.old-{stamp}-{counter}"
+        results_dir.rename(aside)
     check_writable(results_dir)
     return results_dir
 
@@ -113,7 +134,8 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
 
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
-    check_device(plan)
+    if executor != "ray":  # a Ray cluster's GPUs are not this machine's
+        check_device(plan)
     results_dir = prepare_results_dir(Path(out), plan.experiment["name"], fresh=not resume)
     atomic_write_text(results_dir / "experiment.yaml", dump_yaml(plan.experiment))
     outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
@@ -125,20 +147,33 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
             outcome.summaries.append(read_summary(run_dir))
         else:
             pending.append(spec)
-    runner = make_executor(executor, workers=workers, address=address)
+    # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
+    threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
+    runner = make_executor(executor, workers=workers, address=address, cores=available_cores())
     if progress is not None:
         progress.start(len(plan.runs), len(outcome.skipped))
+
+    def record(spec: dict[str, Any], result) -> None:
+        write_run(results_dir / "runs" / spec["run_id"], spec, result)
+        outcome.summaries.append(result.summary)
+        if progress is not None:
+            progress.run_finished(spec, result.summary)
+
     try:
-        for spec, result in runner.run(pending, default_threads(workers), progress):
-            write_run(results_dir / "runs" / spec["run_id"], spec, result)
-            outcome.summaries.append(result.summary)
-            if progress is not None:
-                progress.run_finished(spec, result.summary)
-            if result.status == "interrupted":
-                outcome.interrupted = True
-                break
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+        try:
+            for spec, result in runner.run(pending, threads, progress):
+                record(spec, result)
+                if result.status == "interrupted":  # Ctrl-C landed in the training loop
+                    outcome.interrupted = True
+                    break
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        if outcome.interrupted:
+            try:  # save what the runs in flight had done; a second Ctrl-C stops waiting
+                for spec, result in runner.interrupt():
+                    record(spec, result)
+            except KeyboardInterrupt:
+                pass
     finally:
         runner.close()
         if progress is not None:

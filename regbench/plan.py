@@ -1,7 +1,10 @@
 """Expand an experiment into runs: recipes × sweep points × seeds, with readable ids.
 
 A sweep key under ``recipes.<name>.`` varies only that recipe; any other key path (e.g.
-``train.optimizer.lr``) varies every recipe. Each sweep point is validated like the file.
+``train.optimizer.lr``) varies every recipe, baseline included. Each sweep point is validated like
+the file. Run ids read ``<recipe>[__<key>=<value>...]__seed=<s>``, with each key shortened to the
+shortest suffix of its path that is unique among the recipe's sweep keys
+(``l2__lambda=0.1__seed=2``).
 """
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from regbench.config import (LoadedConfig, located_error, resolve_experiment, set_path)
+from regbench.config import LoadedConfig, resolve_experiment, set_path
 from regbench.compat import check_recipe
-from regbench.config.schema import ExperimentConfig
 from regbench.errors import ConfigError
+from regbench.sweeps import check_sweep_path, sweep_error
 
 
 @dataclass
@@ -33,8 +36,11 @@ class Plan:
 
 
 def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        text = f"{value:g}"
+    """A sweep value as it appears in a run id: short, readable, safe as a folder name."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:.12g}"   # 0.1 not 0.1000000000000000055, 1e-05 kept short
     elif isinstance(value, (list, tuple)):
         text = "-".join(format_value(v) for v in value)
     else:
@@ -43,91 +49,94 @@ def format_value(value: Any) -> str:
 
 
 def config_hash(spec: dict[str, Any]) -> str:
-    """Hash of everything that changes what a run computes."""
+    """Hash of everything that changes what a run computes (a resumed run must match it)."""
     keys = ("recipe", "seed", "dataset", "model", "train", "regularizers", "sweep")
     payload = json.dumps({k: spec[k] for k in keys}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _short_names(paths: list[str]) -> dict[str, str]:
+def short_names(paths: list[str]) -> dict[str, str]:
     """Shortest unique suffix of each key path: recipes.l2.l2.lambda -> lambda."""
     names = {}
     for path in paths:
         parts = path.split(".")
         for length in range(1, len(parts) + 1):
-            candidate = ".".join(parts[-length:])
             if sum(p.split(".")[-length:] == parts[-length:] for p in paths) == 1:
-                names[path] = candidate
+                names[path] = ".".join(parts[-length:])
                 break
         else:
             names[path] = path
     return names
 
 
-def _sweep_owner(path: str, recipes: dict[str, Any], loaded: LoadedConfig) -> str | None:
+def _point_experiment(loaded: LoadedConfig, recipe: str, values: dict[str, Any],
+                      short: dict[str, str]) -> dict[str, Any]:
+    """Resolve the experiment with one sweep point's values set; errors point at the sweep key."""
+    raw = copy.deepcopy(loaded.raw)
+    raw.setdefault("recipes", {})
+    if recipe == "baseline" and "baseline" not in raw["recipes"]:
+        raw["recipes"]["baseline"] = {}
+    raw.pop("sweep", None)
+    described = ", ".join(f"{short[p]}={format_value(v)}" for p, v in values.items())
+    where = f" [sweep point {described}]" if len(values) > 1 else ""
+    for path, value in values.items():
+        try:
+            set_path(raw, path, value, f"sweep {path}")
+        except ConfigError as exc:
+            raise sweep_error(exc.message, path, loaded) from None
+    try:
+        _, experiment = resolve_experiment(raw, loaded.positions, loaded.source)
+    except ConfigError as exc:
+        if exc.path in values:
+            raise sweep_error(f"{exc.message}{where}", exc.path,
+                              loaded) from None
+        raise ConfigError(f"{exc.message} [sweep point {described}]", path=exc.path,
+                          source=exc.source, line=exc.line, column=exc.column) from None
+    return experiment
+
+
+def typed_value(experiment: dict[str, Any], path: str, default: Any) -> Any:
+    """The value a sweep path resolved to (``lambda: 1`` is the float 1.0 once validated)."""
     parts = path.split(".")
     if parts[0] == "recipes":
-        if len(parts) < 3:
-            raise located_error(f"sweep path '{path}' must name a recipe and a setting "
-                                "(recipes.<recipe>.<regularizer>.<parameter>)",
-                                ("sweep", path), loaded.positions, loaded.source)
-        if parts[1] not in recipes:
-            raise located_error(f"sweep path '{path}' matches no recipe; recipes are: "
-                                f"{', '.join(recipes)}", ("sweep", path), loaded.positions,
-                                loaded.source)
-        return parts[1]
-    if parts[0] in ("name", "seeds", "sweep", "diagnosis"):
-        raise located_error(f"sweep path '{path}' cannot be swept (sweep dataset.*, model.*, "
-                            "train.* or recipes.*)", ("sweep", path), loaded.positions,
-                            loaded.source)
-    if parts[0] not in ExperimentConfig.model_fields:
-        raise located_error(f"sweep path '{path}' matches no setting; it must start with "
-                            "dataset, model, train or recipes", ("sweep", path),
-                            loaded.positions, loaded.source)
-    return None
+        recipe = experiment["recipes"][parts[1]]
+        node = recipe["train"] if parts[2] == "train" else recipe["regularizers"][parts[2]]
+        parts = parts[3:]
+    else:
+        node = experiment
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def build_plan(loaded: LoadedConfig, seeds: list[int] | None = None,
                device: str | None = None) -> Plan:
-    """All runs of the experiment; every sweep point is validated before anything runs."""
-    config, experiment = resolve_experiment(loaded.raw, loaded.positions, loaded.source)
+    """All runs of the experiment; every sweep point is validated before anything runs.
+
+    Order: recipe (as in the file, baseline first) → sweep point (grid order) → seed.
+    """
+    _, experiment = resolve_experiment(loaded.raw, loaded.positions, loaded.source)
     seeds = list(seeds) if seeds else experiment["seeds"]
     experiment["seeds"] = seeds
     if device:
         experiment["train"]["device"] = device
     sweep = experiment["sweep"]
     recipes = experiment["recipes"]
-    owners = {path: _sweep_owner(path, recipes, loaded) for path in sweep}
-    short = _short_names(list(sweep))
+    owners = {path: check_sweep_path(path, experiment, loaded) for path in sweep}
     warnings = list(loaded.warnings)
     runs: list[dict[str, Any]] = []
     for recipe in recipes:
         paths = [p for p in sweep if owners[p] in (None, recipe)]
+        short = short_names(paths)   # unique within this recipe's run ids
         for point in itertools.product(*(sweep[p] for p in paths)):
             values = dict(zip(paths, point))
-            if values:
-                raw = copy.deepcopy(loaded.raw)
-                raw.setdefault("recipes", {})
-                if recipe == "baseline" and "baseline" not in raw["recipes"]:
-                    raw["recipes"]["baseline"] = {}
-                raw.pop("sweep", None)
-                for path, value in values.items():
-                    set_path(raw, path, value, f"sweep {path}")
-                positions = {**loaded.positions}
-                for path in values:
-                    # errors in a swept value point at its line in `sweep:`
-                    key = tuple(path.split("."))
-                    positions[key] = loaded.positions.get(("sweep", path), (0, 0))
-                try:
-                    _, point_experiment = resolve_experiment(raw, positions, loaded.source)
-                except ConfigError as exc:
-                    exc.message = f"{exc.message} [sweep value {format_value(values)}]"
-                    raise ConfigError(exc.message, path=exc.path, source=exc.source,
-                                      line=exc.line, column=exc.column) from None
-                if device:
-                    point_experiment["train"]["device"] = device
-            else:
-                point_experiment = experiment
+            point_experiment = (_point_experiment(loaded, recipe, values, short) if values
+                                else copy.deepcopy(experiment))
+            values = {p: typed_value(point_experiment, p, v) for p, v in values.items()}
+            if device:
+                point_experiment["train"]["device"] = device
             resolved_recipe = point_experiment["recipes"][recipe]
             for warning in check_recipe(point_experiment, recipe, resolved_recipe, loaded):
                 if warning not in warnings:
@@ -135,7 +144,19 @@ def build_plan(loaded: LoadedConfig, seeds: list[int] | None = None,
             for seed in seeds:
                 runs.append(run_spec(point_experiment, recipe, resolved_recipe, seed, values,
                                      short, experiment["train"]))
+    _refuse_duplicates(runs, loaded)
     return Plan(experiment=experiment, runs=runs, warnings=warnings)
+
+
+def _refuse_duplicates(runs: list[dict[str, Any]], loaded: LoadedConfig) -> None:
+    """Two sweep values that print alike (1 and 1.0) would share one run folder."""
+    seen: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        other = seen.setdefault(run["run_id"], run)
+        if other is not run:
+            path = next(iter(run["sweep_paths"]), "")
+            raise sweep_error(f"two sweep values give the same run id '{run['run_id']}' "
+                              "(e.g. 1 and 1.0); remove the duplicate", path, loaded)
 
 
 def run_spec(experiment: dict[str, Any], recipe: str, resolved_recipe: dict[str, Any],
@@ -151,7 +172,7 @@ def run_spec(experiment: dict[str, Any], recipe: str, resolved_recipe: dict[str,
         "recipe": recipe,
         "seed": seed,
         "sweep": {short[p]: v for p, v in sweep_values.items()},
-        "sweep_paths": dict(sweep_values),
+        "sweep_paths": dict(sweep_values),     # full key path -> value (typed by the schema)
         "dataset": experiment["dataset"],
         "model": experiment["model"],
         "train": train,

@@ -1,9 +1,29 @@
-"""Progress display: a live rich view on a terminal, plain log lines otherwise (CI)."""
+"""Progress display: a live rich view on a terminal, plain log lines otherwise (CI).
+
+Both receive the same calls from the driver: ``start(total, skipped)``, ``run_started(spec)``,
+``epoch(spec, row)`` (from this process or relayed from worker processes), ``run_finished(spec,
+summary)`` and ``close()``.
+"""
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any, Optional
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def eta_seconds(elapsed: float, finished: int, remaining: int) -> Optional[float]:
+    """Remaining wall time at the pace of the runs finished in this session (skipped runs cost
+    nothing, so they do not count); parallel runs are included since the pace is wall time."""
+    if finished <= 0:
+        return None
+    return elapsed / finished * remaining
 
 
 def _metric_text(row: dict[str, Any]) -> str:
@@ -17,14 +37,15 @@ class PlainProgress:
     def __init__(self, console=None, verbose: bool = False):
         from rich.console import Console
 
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self.total = 0
         self.done = 0
         self.started = time.perf_counter()
 
     def start(self, total: int, skipped: int) -> None:
-        self.total, self.done = total, skipped
+        self.total, self.done, self.skipped = total, skipped, skipped
+        self.started = time.perf_counter()
         note = f" ({skipped} already completed, skipped)" if skipped else ""
         self.console.print(f"regbench: {total} runs{note}")
 
@@ -40,9 +61,11 @@ class PlainProgress:
         self.done += 1
         elapsed = time.perf_counter() - self.started
         verdict = summary.get("verdict") or {}
+        eta = eta_seconds(elapsed, self.done - self.skipped, self.total - self.done)
+        eta_text = f", ETA {_duration(eta)}" if eta is not None and self.done < self.total else ""
         self.console.print(f"[{self.done}/{self.total}] {spec['run_id']}: {summary['status']}"
-                           f" ({verdict.get('verdict', '')}) in {summary.get('seconds', 0):.1f}s"
-                           f"  elapsed {elapsed:.0f}s")
+                           f" ({verdict.get('verdict', '')}) in {summary.get('seconds') or 0:.2f}s"
+                           f"  elapsed {_duration(elapsed)}{eta_text}")
 
     def close(self) -> None:
         pass
@@ -64,7 +87,7 @@ class LiveProgress(PlainProgress):
         self.run_tasks: dict[str, Any] = {}
 
     def start(self, total: int, skipped: int) -> None:
-        self.total, self.done = total, skipped
+        self.total, self.done, self.skipped = total, skipped, skipped
         self.bars.start()
         self.sweep_task = self.bars.add_task("sweep", total=total, completed=skipped,
                                              metrics=f"{skipped} skipped" if skipped else "")
@@ -87,7 +110,7 @@ class LiveProgress(PlainProgress):
             self.bars.remove_task(task)
         verdict = (summary.get("verdict") or {}).get("verdict", "")
         self.bars.console.print(f"  {spec['run_id']}: {summary['status']} {verdict} "
-                                f"({summary.get('seconds', 0):.1f}s)")
+                                f"({summary.get('seconds') or 0:.1f}s)")
         self.bars.update(self.sweep_task, completed=self.done)
 
     def close(self) -> None:
@@ -97,7 +120,7 @@ class LiveProgress(PlainProgress):
 def make_progress(console=None, live: Optional[bool] = None):
     from rich.console import Console
 
-    console = console or Console(stderr=True, highlight=False)
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     if live is None:
         live = console.is_terminal and sys.stderr.isatty()
     return LiveProgress(console) if live else PlainProgress(console)

@@ -1,16 +1,49 @@
-"""Command-line sweep grids (`--param key.path=v1,v2`) and the `--smoke` budget."""
+"""Sweep grids: the file's ``sweep:``, command-line ``--param key.path=v1,v2``, the checks that
+every swept key path names a real setting, and the ``--smoke`` budget.
+
+A sweep key is a dotted path into the config, e.g. ``recipes.l2.l2.lambda`` (one recipe's
+regularizer parameter), ``recipes.dropout_long.train.epochs`` (one recipe's training setting) or
+``train.optimizer.lr`` (every recipe). A path that matches no setting is a located error, never a
+silently added key.
+"""
 from __future__ import annotations
 
-import copy
-from typing import Iterable
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Union, get_args, get_origin
 
-from regbench.config import LoadedConfig, resolve_experiment, split_assignment
+from pydantic import BaseModel
+
+from regbench.config import (LoadedConfig, located_error, resolve_experiment,
+                             split_assignment)
+from regbench.config.schema import DatasetConfig, ModelConfig, TrainConfig
 from regbench.config.yaml_io import parse_value
 from regbench.errors import ConfigError
+from regbench.registry import did_you_mean
 
 SMOKE_EPOCHS = 1          # epochs per run in a smoke run
 SMOKE_SAMPLES = 256       # training samples kept in a smoke run
+SWEEPABLE = ("dataset", "model", "train", "recipes")
 
+
+@dataclass
+class SweptConfig(LoadedConfig):
+    """A loaded config whose sweep grid was (partly) given with ``--param`` on the command line.
+
+    Errors about those keys name the option instead of a line of the file.
+    """
+
+    cli_params: tuple[str, ...] = ()
+
+
+def sweep_error(message: str, path: str, loaded: LoadedConfig) -> ConfigError:
+    """A ConfigError located at the sweep key: its ``--param`` option, or its line in the file."""
+    if path in getattr(loaded, "cli_params", ()):
+        return ConfigError(message, source=f"--param {path}")
+    return located_error(message, ("sweep", path), loaded.positions, loaded.source)
+
+
+# ----------------------------------------------------------------------------- parsing
 
 def parse_param(text: str) -> tuple[str, list]:
     """``key.path=v1,v2,...`` (or a YAML list ``[v1, v2]``) -> (path, values)."""
@@ -27,23 +60,125 @@ def parse_param(text: str) -> tuple[str, list]:
     return key, values
 
 
-def apply_params(loaded: LoadedConfig, params: Iterable[str]) -> LoadedConfig:
+def apply_params(loaded: LoadedConfig, params: Iterable[str]) -> SweptConfig:
     """Add command-line sweep keys to (or replace them in) the file's ``sweep:``."""
+    import copy
+
     raw = copy.deepcopy(loaded.raw)
     sweep = dict(raw.get("sweep") or {})
-    positions = dict(loaded.positions)
+    cli = list(getattr(loaded, "cli_params", ()))
     for text in params:
         key, values = parse_param(text)
         sweep[key] = values
-        positions[("sweep", key)] = f"--param {key}"
+        cli.append(key)
     raw["sweep"] = sweep
-    config, _ = resolve_experiment(raw, positions, loaded.source)
-    return LoadedConfig(raw=raw, positions=positions, source=loaded.source, config=config,
-                        warnings=list(loaded.warnings))
+    config, _ = resolve_experiment(raw, loaded.positions, loaded.source)
+    return SweptConfig(raw=raw, positions=dict(loaded.positions), source=loaded.source,
+                       config=config, warnings=list(loaded.warnings), cli_params=tuple(cli))
 
+
+# ----------------------------------------------------------------------------- path checks
+
+def _field_names(model: type[BaseModel]) -> dict[str, Any]:
+    """Field name and alias -> annotation."""
+    names = {}
+    for name, info in model.model_fields.items():
+        names[info.alias or name] = info.annotation
+        names[name] = info.annotation
+    return names
+
+
+def _sub_model(annotation: Any) -> Optional[type[BaseModel]]:
+    """The pydantic model inside ``X`` or ``Optional[X]``, if any."""
+    candidates = [annotation]
+    if get_origin(annotation) is Union:
+        candidates = list(get_args(annotation))
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _walk(models: list[type[BaseModel]], parts: list[str], prefix: str) -> Optional[str]:
+    """Follow ``parts`` through the schema; the reason it fails, or None when it names a field."""
+    fields: dict[str, Any] = {}
+    for model in models:
+        fields.update(_field_names(model))
+    head, rest = parts[0], parts[1:]
+    if head not in fields:
+        choices = sorted({info.alias or name for m in models
+                          for name, info in m.model_fields.items()})
+        return (f"'{head}' matches no setting of {prefix.rstrip('.')}{did_you_mean(head, choices)};"
+                f" expected one of: {', '.join(choices)}")
+    if not rest:
+        return None
+    sub = _sub_model(fields[head])
+    if sub is None:
+        return f"{prefix}{head} is a single value, not a mapping of settings"
+    return _walk([sub], rest, f"{prefix}{head}.")
+
+
+def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig) -> Optional[str]:
+    """Raise a located error unless ``path`` names a real setting; return the recipe it belongs
+    to (``recipes.<name>.…``) or None for a path that applies to every recipe."""
+    from regbench.data import DATASETS
+    from regbench.models import MODELS
+    from regbench.regularizers import REGULARIZERS
+
+    parts = path.split(".")
+    if parts[0] not in SWEEPABLE:
+        if parts[0] in ("name", "seeds", "sweep", "diagnosis"):
+            reason = (f"'{parts[0]}' cannot be swept (use --seeds for seeds); sweep "
+                      "dataset.*, model.*, train.* or recipes.*")
+        else:
+            reason = (f"'{parts[0]}' matches no setting{did_you_mean(parts[0], list(SWEEPABLE))}; "
+                      "a sweep path starts with dataset, model, train or recipes")
+        raise sweep_error(reason, path, loaded)
+    if len(parts) == 1:
+        raise sweep_error(f"'{path}' is a whole section; sweep one setting inside it, e.g. "
+                          f"{parts[0]}.<key>", path, loaded)
+    owner = None
+    if parts[0] == "dataset":
+        models = [DatasetConfig, DATASETS.get(experiment["dataset"]["name"]).Params]
+        reason = _walk(models, parts[1:], "dataset.")
+    elif parts[0] == "model":
+        models = [ModelConfig, MODELS.get(experiment["model"]["name"]).Params]
+        reason = _walk(models, parts[1:], "model.")
+    elif parts[0] == "train":
+        reason = _walk([TrainConfig], parts[1:], "train.")
+    else:
+        owner = parts[1]
+        recipes = experiment["recipes"]
+        if owner not in recipes:
+            raise sweep_error(f"no recipe '{owner}'{did_you_mean(owner, list(recipes))}; "
+                              f"recipes are: {', '.join(recipes)}", path, loaded)
+        if len(parts) < 4:
+            raise sweep_error(f"a recipe sweep must name one setting: recipes.<recipe>.<regularizer>."
+                              "<parameter> or recipes.<recipe>.train.<setting>", path, loaded)
+        prefix = f"recipes.{owner}."
+        if parts[2] == "train":
+            reason = _walk([TrainConfig], parts[3:], prefix + "train.")
+        else:
+            present = list(recipes[owner]["regularizers"])
+            if parts[2] not in present:
+                hint = did_you_mean(parts[2], present + ["train"])
+                has = ", ".join(present) if present else "no regularizers"
+                raise sweep_error(f"recipe '{owner}' has no regularizer '{parts[2]}'{hint} "
+                                  f"(it has: {has}); add it to the recipe to sweep it", path,
+                                  loaded)
+            params = REGULARIZERS.get(parts[2]).Params
+            reason = _walk([params], parts[3:], f"{prefix}{parts[2]}.")
+    if reason:
+        raise sweep_error(reason, path, loaded)
+    return owner
+
+
+# ----------------------------------------------------------------------------- smoke budget
 
 def shrink_for_smoke(loaded: LoadedConfig) -> LoadedConfig:
     """One epoch, a few hundred samples, one seed, the first value of each sweep list."""
+    import copy
+
     raw = copy.deepcopy(loaded.raw)
     raw.setdefault("train", {})["epochs"] = SMOKE_EPOCHS
     dataset = raw.setdefault("dataset", {})
@@ -57,7 +192,6 @@ def shrink_for_smoke(loaded: LoadedConfig) -> LoadedConfig:
     if isinstance(raw.get("sweep"), dict):
         raw["sweep"] = {k: v[:1] if isinstance(v, list) else v for k, v in raw["sweep"].items()}
     config, _ = resolve_experiment(raw, loaded.positions, loaded.source)
-    return LoadedConfig(raw=raw, positions=loaded.positions, source=loaded.source, config=config,
-                        warnings=list(loaded.warnings) + ["smoke run: 1 epoch, at most "
-                                                          f"{SMOKE_SAMPLES} training samples, "
-                                                          "one seed"])
+    note = f"smoke run: 1 epoch, at most {SMOKE_SAMPLES} training samples, one seed"
+    return dataclasses.replace(loaded, raw=raw, config=config,
+                               warnings=list(loaded.warnings) + [note])
