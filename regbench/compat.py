@@ -1,10 +1,43 @@
-"""Compatibility rules: refuse recipes that cannot work, warn about doubtful ones."""
+"""Compatibility rules: refuse recipes that cannot work, warn about doubtful ones.
+
+Rules come from three places, checked in this order for every regularizer of a recipe:
+1. its declared attributes: ``tasks`` (e.g. label smoothing, mixup, cutmix: classification
+   only), ``needs_images`` (image transforms on a table), ``needs_residual`` (stochastic depth
+   on a model without residual blocks) and ``exclusive`` (two norm layers; two replacements of
+   the linear/conv layers);
+2. its own ``check`` classmethod (parameter-dependent: batch sizes, patch sizes, groupnorm on
+   a model without convs);
+3. the pair rules below, for combinations that work but defeat each other.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from regbench.config import LoadedConfig, located_error
 from regbench.regularizers import REGULARIZERS, CheckContext, Incompatible
+
+EXCLUSIVE_MEANING = {
+    "norm": "normalisation layers (each inserts a norm after every hidden layer)",
+    "weight_layer": "replacements of the model's linear/conv layers",
+}
+
+WEIGHT_PENALTIES = ("l1", "l2", "elastic_net")
+
+# (regularizer a, regularizer b, warning): both run, but the result is probably not what was meant.
+PAIR_WARNINGS: list[tuple[str, str, str]] = [
+    *[("bayes_by_backprop", penalty,
+       f"the KL to the Gaussian prior already penalises the posterior means; {penalty} "
+       "counts a second prior on them") for penalty in WEIGHT_PENALTIES],
+    *[("variational_dropout", penalty,
+       f"{penalty} shrinks θ and so raises log α = log σ² − log θ²: the pruned fraction then "
+       "reflects the penalty, not only the data") for penalty in WEIGHT_PENALTIES],
+    ("dropout", "batchnorm",
+     "dropout before a batchnorm layer shifts its variance between training and eval "
+     "(Li et al. 2019); expect a train/eval mismatch"),
+]
+
+# Datasets whose classes change under a horizontal flip (a mirrored 2 or 3 is not a digit).
+FLIP_SENSITIVE = ("digits", "mnist")
 
 
 def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, Any],
@@ -21,10 +54,14 @@ def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, An
                        train=resolved["train"])
     warnings: list[str] = []
     exclusive: dict[str, str] = {}
+    regularizers = resolved["regularizers"]
 
     def refuse(name: str, reason: str):
         return located_error(f"{reason}", ("recipes", recipe, name), loaded.positions,
                              loaded.source)
+
+    def warn(name: str, message: str) -> None:
+        warnings.append(f"recipe '{recipe}': {name}: {message}")
 
     if model_entry.needs_images and not spec.is_image and spec.input_shape is not None:
         raise located_error(f"model '{ctx.model_name}' needs image inputs (C, H, W); dataset "
@@ -34,7 +71,7 @@ def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, An
         raise located_error(f"model '{ctx.model_name}' needs image inputs (C, H, W); a csv "
                             "table is flat (use mlp, resmlp or linear)", ("model", "name"),
                             loaded.positions, loaded.source)
-    for name, params in resolved["regularizers"].items():
+    for name, params in regularizers.items():
         cls = REGULARIZERS.get(name)
         if spec.task not in cls.tasks:
             raise refuse(name, f"{name} does not apply to {spec.task} "
@@ -47,12 +84,21 @@ def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, An
                          f"model '{ctx.model_name}' has none")
         if cls.exclusive:
             if cls.exclusive in exclusive:
-                raise refuse(name, f"{name} and {exclusive[cls.exclusive]} are both "
-                             f"{cls.exclusive} layers; a recipe may use only one")
+                meaning = EXCLUSIVE_MEANING.get(cls.exclusive, f"{cls.exclusive} regularizers")
+                raise refuse(name, f"{name} and {exclusive[cls.exclusive]} are both {meaning}; "
+                             "a recipe may use only one")
             exclusive[cls.exclusive] = name
         try:
             found = cls.check(cls.Params.model_validate(params), ctx)
         except Incompatible as exc:
             raise refuse(name, str(exc)) from None
-        warnings.extend(f"recipe '{recipe}': {name}: {w}" for w in found)
+        for message in found:
+            warn(name, message)
+    for first, second, message in PAIR_WARNINGS:
+        if first in regularizers and second in regularizers:
+            warn(f"{first} + {second}", message)
+    flip = regularizers.get("augment", {}).get("hflip", 0)
+    if flip and experiment["dataset"]["name"] in FLIP_SENSITIVE:
+        warn("augment", f"hflip {flip:g} mirrors handwritten digits, which changes what they "
+             "show; set hflip: 0 for digit datasets")
     return warnings

@@ -129,3 +129,4 @@ def penalized_parameters(model: nn.Module, include_bias: bool = False
 
 # Importing the modules fills the registry.
 from regbench.models import basic  # noqa: E402,F401
+from regbench.models import residual  # noqa: E402,F401

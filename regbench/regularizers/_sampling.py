@@ -1,0 +1,92 @@
+"""Random draws shared by the data regularizers, vectorised over the batch on its device.
+
+Every function takes an optional ``torch.Generator`` (None: torch's global generator, which
+the trainer seeds per run) so the pure transforms are reproducible in tests.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+GAMMA_CANDIDATES = 8   # Marsaglia–Tsang proposals per draw; all rejected has prob < 1e-9
+
+
+def uniform(shape: tuple[int, ...], low: float | torch.Tensor, high: float | torch.Tensor,
+            device: torch.device, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """U(low, high) of ``shape``."""
+    u = torch.rand(shape, device=device, generator=generator)
+    return low + (high - low) * u
+
+
+def log_gamma_sample(shape: tuple[int, ...], concentration: float, device: torch.device,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """log of Gamma(concentration, 1) draws (Marsaglia & Tsang 2000), without a Python loop.
+
+    For a < 1 the boost G(a) = G(a+1)·U^{1/a} is used; working in log space keeps Beta draws
+    with tiny α (mixup's usual 0.1–0.4) free of underflow.
+    """
+    a = concentration + 1.0 if concentration < 1 else concentration
+    d = a - 1.0 / 3.0
+    c = 1.0 / (9.0 * d) ** 0.5
+    x = torch.randn((*shape, GAMMA_CANDIDATES), device=device, generator=generator)
+    u = torch.rand((*shape, GAMMA_CANDIDATES), device=device, generator=generator)
+    v = (1 + c * x) ** 3
+    log_v = torch.log(v.clamp_min(1e-30))
+    accept = (v > 0) & (torch.log(u) < 0.5 * x ** 2 + d - d * v + d * log_v)
+    # first accepted candidate; if none was (prob < 1e-9), the mode d·1 is used
+    first = torch.where(accept, torch.arange(GAMMA_CANDIDATES, device=device), GAMMA_CANDIDATES)
+    index = first.min(dim=-1, keepdim=True).values
+    chosen = torch.where(index < GAMMA_CANDIDATES,
+                         log_v.gather(-1, index.clamp_max(GAMMA_CANDIDATES - 1)),
+                         torch.zeros_like(index, dtype=log_v.dtype)).squeeze(-1)
+    log_g = torch.log(torch.tensor(d, device=device)) + chosen
+    if concentration < 1:
+        boost = torch.rand(shape, device=device, generator=generator).clamp_min(1e-30)
+        log_g = log_g + torch.log(boost) / concentration
+    return log_g
+
+
+def sample_beta(alpha: float, size: int, device: torch.device,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``size`` independent draws of λ ~ Beta(α, α) = G₁/(G₁+G₂)."""
+    log_g1 = log_gamma_sample((size,), alpha, device, generator)
+    log_g2 = log_gamma_sample((size,), alpha, device, generator)
+    return torch.sigmoid(log_g1 - log_g2)
+
+
+def pair_partners(size: int, device: torch.device,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A random pairing of the batch as an involution: partner[partner[i]] = i.
+
+    Samples are matched two by two (mixup and cutmix mix each pair with each other); with an
+    odd size the one sample left over is its own partner, i.e. stays unmixed.
+    """
+    order = torch.randperm(size, device=device, generator=generator)
+    partner = torch.arange(size, device=device)
+    even = size - size % 2
+    first, second = order[0:even:2], order[1:even:2]
+    partner[first] = second
+    partner[second] = first
+    return partner
+
+
+def box_mask(top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right: torch.Tensor,
+             height: int, width: int) -> torch.Tensor:
+    """(B, H, W) boolean masks of the boxes rows [top, bottom) × columns [left, right).
+
+    Built from coordinate grids, so each sample has its own box with no per-sample loop.
+    Boxes reaching past the border are simply clipped by the grid.
+    """
+    rows = torch.arange(height, device=top.device).view(1, height, 1)
+    cols = torch.arange(width, device=top.device).view(1, 1, width)
+    return ((rows >= top.view(-1, 1, 1)) & (rows < bottom.view(-1, 1, 1))
+            & (cols >= left.view(-1, 1, 1)) & (cols < right.view(-1, 1, 1)))
+
+
+def pairing_warnings(name: str, batch_size: int) -> list[str]:
+    """Why an odd batch size matters to pairwise mixing (mixup, cutmix)."""
+    if batch_size % 2:
+        return [f"odd batch_size {batch_size}: samples are mixed in pairs, so one sample of "
+                f"every batch is left un-mixed by {name}; use an even batch size"]
+    return []

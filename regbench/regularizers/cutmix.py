@@ -1,0 +1,68 @@
+"""CutMix: paste a box cut from a paired sample; labels mixed by the box's true area.
+
+Paper: Yun, Han, Oh, Chun, Choe & Yoo 2019, "CutMix: Regularization Strategy to Train Strong
+Classifiers with Localizable Features".
+Hook: batch (targets become soft).
+Formula: per sample, λ ~ Beta(α, α); a box of side (H·√(1−λ), W·√(1−λ)) centred uniformly in
+the image, clipped at the border, is filled from the partner j. With A = (clipped box area)/(H·W),
+ỹ = (1−A)·y_i + A·y_j: the label uses the area actually pasted, not the drawn λ.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pydantic import Field
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Incompatible, Regularizer, register, soft_targets
+from regbench.regularizers._sampling import (box_mask, pair_partners, pairing_warnings,
+                                             sample_beta, uniform)
+
+
+class Params(StrictModel):
+    alpha: float = Field(1.0, gt=0)  # α of Beta(α, α); 1 draws the box's area ratio uniformly
+
+
+def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
+           generator: Optional[torch.Generator] = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Paste partner boxes into (B, C, H, W) images. Returns (x̃, ỹ, pasted area A, partner)."""
+    size, _, height, width = x.shape
+    device = x.device
+    lam = sample_beta(alpha, size, device, generator)
+    partner = pair_partners(size, device, generator)
+    cut = torch.sqrt(1 - lam)
+    centre_y = uniform((size,), 0, height, device, generator)
+    centre_x = uniform((size,), 0, width, device, generator)
+    half_h, half_w = cut * height / 2, cut * width / 2
+    top = torch.round(centre_y - half_h).clamp(0, height).long()
+    bottom = torch.round(centre_y + half_h).clamp(0, height).long()
+    left = torch.round(centre_x - half_w).clamp(0, width).long()
+    right = torch.round(centre_x + half_w).clamp(0, width).long()
+    mask = box_mask(top, left, bottom, right, height, width).unsqueeze(1)  # (B, 1, H, W)
+    mixed_x = torch.where(mask, x[partner], x)
+    area = mask.flatten(1).sum(dim=1).to(y_soft.dtype) / (height * width)
+    mixed_y = (1 - area).view(-1, 1) * y_soft + area.view(-1, 1) * y_soft[partner]
+    return mixed_x, mixed_y, area, partner
+
+
+@register
+class CutMix(Regularizer):
+    name = "cutmix"
+    summary = "paste a random box from a paired sample; labels mixed by the pasted area"
+    paper = "Yun et al. 2019"
+    Params = Params
+    tasks = frozenset({"classification"})
+    needs_images = True
+
+    @classmethod
+    def check(cls, params, ctx):
+        if ctx.batch_size < 2:
+            raise Incompatible("batch_size 1 leaves no second sample to mix with")
+        return pairing_warnings(cls.name, ctx.batch_size)
+
+    def batch(self, x, y):
+        mixed_x, mixed_y, _, _ = cutmix(x, soft_targets(y, self.ctx.output_dim),
+                                        self.params.alpha)
+        return mixed_x, mixed_y

@@ -1,0 +1,51 @@
+"""Group normalisation after every hidden conv layer, before the activation.
+
+Paper: Wu & He 2018, "Group Normalization".
+Hook: build (the layer factory's ``norm``; conv layers only, fully connected layers are left
+as they are).
+Formula: per sample, the C channels are split into G groups and each group is normalised over
+its channels and all positions: ŷ = γ_c·(y − μ_g)/√(σ²_g + eps) + β_c. G is ``groups`` or, when
+that does not divide a layer's C, the largest divisor of C below it (a layer with 6 channels and
+groups 4 uses 3 groups). A model without conv layers is refused: use layernorm.
+"""
+from __future__ import annotations
+
+from pydantic import Field
+from torch import nn
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Incompatible, Regularizer, register
+
+
+class Params(StrictModel):
+    groups: int = Field(8, ge=1)    # G, channel groups per layer (at most; see the docstring)
+    eps: float = Field(1e-5, gt=0)  # added to the variance for numerical stability
+
+
+def group_count(channels: int, groups: int) -> int:
+    """The largest divisor of ``channels`` that is ≤ ``groups``."""
+    return max(g for g in range(1, min(groups, channels) + 1) if channels % g == 0)
+
+
+@register
+class GroupNorm(Regularizer):
+    name = "groupnorm"
+    summary = "GroupNorm (G groups of channels) after every hidden conv, before the activation"
+    paper = "Wu & He 2018"
+    Params = Params
+    exclusive = "norm"
+
+    @classmethod
+    def check(cls, params, ctx):
+        from regbench.models import MODELS
+
+        if not MODELS.get(ctx.model_name).needs_images:
+            raise Incompatible(f"groupnorm normalises conv channels; model '{ctx.model_name}' "
+                               "has no conv layers (name layernorm instead)")
+        return []
+
+    def build(self, factory):
+        groups, eps = self.params.groups, self.params.eps
+        factory.norm = lambda features, kind: (
+            nn.GroupNorm(group_count(features, groups), features, eps=eps) if kind == "conv"
+            else nn.Identity())

@@ -1,0 +1,35 @@
+"""Layer normalisation after every hidden linear/conv layer, before the activation.
+
+Paper: Ba, Kiros & Hinton 2016, "Layer Normalization".
+Hook: build (the layer factory's ``norm``).
+Formula: per sample, ŷ = γ ⊙ (y − μ)/√(σ² + eps) + β with μ, σ² over the layer's features;
+for a conv layer over all of (C, H, W) (implemented as GroupNorm with one group, so the same
+statistics, with one γ, β per channel because H, W are not known when the layer is made).
+Same computation in training and eval.
+"""
+from __future__ import annotations
+
+from pydantic import Field
+from torch import nn
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Regularizer, register
+
+
+class Params(StrictModel):
+    eps: float = Field(1e-5, gt=0)  # added to the variance for numerical stability
+
+
+@register
+class LayerNorm(Regularizer):
+    name = "layernorm"
+    summary = "LayerNorm after every hidden linear (conv: over C,H,W), before the activation"
+    paper = "Ba et al. 2016"
+    Params = Params
+    exclusive = "norm"
+
+    def build(self, factory):
+        eps = self.params.eps
+        factory.norm = lambda features, kind: (
+            nn.GroupNorm(1, features, eps=eps) if kind == "conv"
+            else nn.LayerNorm(features, eps=eps))

@@ -1,0 +1,56 @@
+"""Mixup: train on convex combinations of pairs of samples and of their labels.
+
+Paper: Zhang, Cisse, Dauphin & Lopez-Paz 2018, "mixup: Beyond Empirical Risk Minimization".
+Hook: batch (targets become soft, so label smoothing and cutmix stack on them).
+Formula: λ ~ Beta(α, α), x̃ = λ·x_i + (1−λ)·x_j, ỹ = λ·y_i + (1−λ)·y_j, where j is the
+partner of i in a random pairing of the batch. λ is drawn independently for every sample
+(the paper draws one per batch; per-sample draws are the usual vectorised variant). With an odd
+batch size one sample per batch has no partner and stays unmixed (a compatibility warning).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pydantic import Field
+
+from regbench.config.schema import StrictModel
+from regbench.regularizers import Incompatible, Regularizer, register, soft_targets
+from regbench.regularizers._sampling import pair_partners, pairing_warnings, sample_beta
+
+
+class Params(StrictModel):
+    alpha: float = Field(0.2, gt=0)  # α of Beta(α, α); small α keeps λ near 0 or 1
+
+
+def mixup(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
+          generator: Optional[torch.Generator] = None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mix each sample with its partner. Returns (x̃, ỹ, λ per sample, partner index)."""
+    size = x.shape[0]
+    lam = sample_beta(alpha, size, x.device, generator).to(x.dtype)
+    partner = pair_partners(size, x.device, generator)
+    lam_x = lam.view(-1, *([1] * (x.dim() - 1)))
+    mixed_x = lam_x * x + (1 - lam_x) * x[partner]
+    lam_y = lam.view(-1, 1).to(y_soft.dtype)
+    mixed_y = lam_y * y_soft + (1 - lam_y) * y_soft[partner]
+    return mixed_x, mixed_y, lam, partner
+
+
+@register
+class Mixup(Regularizer):
+    name = "mixup"
+    summary = "train on λ·(x_i, y_i) + (1−λ)·(x_j, y_j) of sample pairs, λ ~ Beta(α, α) per sample"
+    paper = "Zhang et al. 2018"
+    Params = Params
+    tasks = frozenset({"classification"})
+
+    @classmethod
+    def check(cls, params, ctx):
+        if ctx.batch_size < 2:
+            raise Incompatible("batch_size 1 leaves no second sample to mix with")
+        return pairing_warnings(cls.name, ctx.batch_size)
+
+    def batch(self, x, y):
+        mixed_x, mixed_y, _, _ = mixup(x, soft_targets(y, self.ctx.output_dim), self.params.alpha)
+        return mixed_x, mixed_y
