@@ -56,9 +56,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for summary in summaries:
         groups[summary.get("point_id") or _point_id(summary)].append(summary)
-    baseline_runs = groups.get("baseline", [])
-    baseline_test = {s["seed"]: _num(s.get(f"test_{metric}")) for s in baseline_runs
-                     if s.get("status") == "completed"}
+    baselines = _baselines(summaries, metric)
     gap_metric = "accuracy" if task == "classification" else "r2"
     rows = []
     for point, runs in groups.items():
@@ -69,8 +67,9 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
                 for r in done]
         gap_mean, _ = mean_std(gaps)
         test_by_seed = {r["seed"]: _num(r.get(f"test_{metric}")) for r in done}
+        baseline_test = baselines.get(_global_key(runs[0]))
         diff = (paired_difference(test_by_seed, baseline_test, higher)
-                if point != "baseline" and baseline_test else None)
+                if runs[0].get("recipe") != "baseline" and baseline_test else None)
         verdicts = sorted({v for v in (_verdict(r) for r in runs) if v})
         statuses = defaultdict(int)
         for r in runs:
@@ -85,6 +84,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "runs": len(runs),
             "status": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
             f"val_{metric}": val_mean, f"val_{metric}_std": val_std,
+            "val_loss": mean_std(_num(r.get("val_loss")) for r in done)[0],
             f"test_{metric}": test_mean, f"test_{metric}_std": test_std,
             "diff": diff.mean if diff else math.nan,
             "diff_low": diff.low if diff else math.nan,
@@ -105,6 +105,22 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     return comparison
 
 
+def _global_key(summary: dict[str, Any]) -> str:
+    """The values of sweep keys that apply to every recipe (``train.optimizer.lr``): a recipe is
+    compared with the baseline trained under the same values."""
+    paths = summary.get("sweep_paths") or {}
+    return repr(sorted((k, repr(v)) for k, v in paths.items() if not k.startswith("recipes.")))
+
+
+def _baselines(summaries: list[dict[str, Any]], metric: str) -> dict[str, dict[int, float]]:
+    """Completed baseline runs' test metric by seed, per global sweep point."""
+    baselines: dict[str, dict[int, float]] = defaultdict(dict)
+    for summary in summaries:
+        if summary.get("recipe") == "baseline" and summary.get("status") == "completed":
+            baselines[_global_key(summary)][summary["seed"]] = _num(summary.get(f"test_{metric}"))
+    return baselines
+
+
 def _point_id(summary: dict[str, Any]) -> str:
     from regbench.plan import format_value
 
@@ -122,7 +138,10 @@ def _best_points(comparison: Comparison, higher: bool) -> None:
     for recipe, rows in by_recipe.items():
         scored = [r for r in rows if not math.isnan(r[key])]
         if len(rows) > 1 and scored:
-            best = max(scored, key=lambda r: r[key] if higher else -r[key])
+            # ties on the metric (accuracy on a small val split often ties) go to the lower
+            # val loss; test metrics never take part in the choice
+            best = min(scored, key=lambda r: (-r[key] if higher else r[key],
+                                              _nan_last(r["val_loss"])))
             best["best_of_sweep"] = True
             comparison.best_points[recipe] = best
             values = ", ".join(f"{k}={v}" for k, v in best["sweep"].items())
@@ -130,11 +149,16 @@ def _best_points(comparison: Comparison, higher: bool) -> None:
                                     f"({key} {best[key]:.4f})")
 
 
+def _nan_last(value: float) -> float:
+    return math.inf if math.isnan(value) else value
+
+
 def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
-    seeds = max((row["seeds"] for row in comparison.rows), default=0)
+    seeds = min((row["seeds"] for row in comparison.rows if row["seeds"]), default=0)
     if seeds < MIN_SEEDS_FOR_INTERVALS:
-        comparison.notes.append(f"only {seeds} seed(s) per recipe: bootstrap intervals need at "
-                                f"least {MIN_SEEDS_FOR_INTERVALS} seeds to mean much")
+        comparison.notes.append(f"warning: only {seeds} seed(s) for some recipes: bootstrap "
+                                f"intervals and P(better) need at least {MIN_SEEDS_FOR_INTERVALS}"
+                                " seeds to mean much (add seeds: --seeds 0,1,2)")
     if not any(row["point"] == "baseline" for row in comparison.rows):
         comparison.notes.append("no baseline runs: differences cannot be computed")
     if any(row["train_differs"] for row in comparison.rows):

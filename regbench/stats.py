@@ -9,6 +9,7 @@ import numpy as np
 BOOTSTRAP_RESAMPLES = 10_000   # resamples of the seeds
 CONFIDENCE = 0.95              # interval coverage
 BOOTSTRAP_SEED = 0             # fixed: the same runs always give the same interval
+TIE_TOLERANCE = 1e-12          # |bootstrap mean| below this is a tie (float noise of a − b)
 
 
 @dataclass
@@ -32,9 +33,12 @@ def mean_std(values) -> tuple[float, float]:
 def paired_difference(recipe: dict[int, float], baseline: dict[int, float],
                       higher_is_better: bool = True,
                       resamples: int = BOOTSTRAP_RESAMPLES) -> Difference:
-    """Bootstrap the mean of per-seed differences (percentile interval).
+    """Bootstrap the mean of per-seed differences d_s = recipe_s − baseline_s (percentile interval).
 
-    P(better) is the share of bootstrap means on the recipe's better side (ties count half).
+    Pairing by seed removes what the seed does to both runs (same split, same initialisation), so
+    the interval is about the regularizer alone. Resample the seeds with replacement B times,
+    take the mean of each resample: the interval is the 2.5% and 97.5% percentiles of those
+    means, and P(better) is the share of them on the recipe's better side (ties count half).
     With one shared seed the interval is undefined (NaN).
     """
     seeds = sorted(s for s in recipe if s in baseline
@@ -50,8 +54,8 @@ def paired_difference(recipe: dict[int, float], baseline: dict[int, float],
                              confidence_level=CONFIDENCE, method="percentile",
                              random_state=np.random.default_rng(BOOTSTRAP_SEED))
     means = result.bootstrap_distribution
-    better = means > 0 if higher_is_better else means < 0
-    ties = means == 0
+    ties = np.abs(means) <= TIE_TOLERANCE
+    better = ~ties & ((means > 0) if higher_is_better else (means < 0))
     p_better = float(better.mean() + 0.5 * ties.mean())
     low, high = result.confidence_interval
     if not math.isfinite(low):  # every resample equal (no spread): the interval is the point
