@@ -193,6 +193,16 @@ class Trainer:
             row.update({k: float(v) for k, v in reg.epoch_metrics(self.model).items()})
         return row
 
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch and measure it: one row of metrics.csv."""
+        self.ctx.epoch = epoch
+        lr = self.ctx.lr
+        started = time.perf_counter()
+        row = self.epoch_row(epoch, self.train_epoch(), 0.0)
+        row["lr"] = lr
+        row["seconds"] = time.perf_counter() - started
+        return row
+
     # ------------------------------------------------------------------ the run
     def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
         started = time.perf_counter()
@@ -200,13 +210,7 @@ class Trainer:
         status = "completed"
         try:
             for epoch in range(1, self.train_cfg["epochs"] + 1):
-                self.ctx.epoch = epoch
-                lr = self.ctx.lr
-                t0 = time.perf_counter()
-                stats = self.train_epoch()
-                row = self.epoch_row(epoch, stats, 0.0)
-                row["lr"] = lr
-                row["seconds"] = time.perf_counter() - t0
+                row = self.run_epoch(epoch)
                 rows.append(row)
                 if on_epoch is not None:
                     on_epoch(row)

@@ -1,0 +1,180 @@
+"""Seconds per epoch: regbench's engine vs a minimal hand-written PyTorch loop vs the common
+torchvision DataLoader + per-sample transform pipeline, on the same data, model and batch size.
+
+    python benchmarks/epoch_overhead.py            # full: 10k samples, ~3 minutes on 2 cores
+    python benchmarks/epoch_overhead.py --quick    # 2k samples
+
+Contenders run one epoch each in turn, round after round, so background load hits them alike.
+Prints medians over rounds after a warm-up round, and the ratios (b)/(a) engine ÷ hand-written
+loop (target ≤ 1.10) and (c)/(b) DataLoader ÷ engine with the same augmentation (target ≥ 3),
+plus the share of a training epoch spent in augmentation + mixup (target ≤ 15%).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from regbench.data import DataBundle  # noqa: E402
+from regbench.models import LayerFactory, build_model  # noqa: E402
+from regbench.plan import config_hash  # noqa: E402
+from regbench.train import Trainer  # noqa: E402
+
+MODELS = {"mlp": {"name": "mlp", "hidden": [256, 256], "activation": "relu"},
+          "cnn": {"name": "cnn", "channels": [6, 16], "hidden": [120, 84], "kernel_size": 5,
+                  "activation": "relu"}}
+BATCH = 128
+LR = 0.05
+AUGMENT = {"augment": {"rotate": 10.0, "translate": 0.1, "crop_padding": 2, "hflip": 0.0}}
+MIXUP = {"mixup": {"alpha": 0.2}}
+
+
+def synthetic_mnist(n_train: int, n_val: int, seed: int = 0) -> DataBundle:
+    """MNIST-shaped data with a learnable signal (a class-dependent mean image)."""
+    generator = torch.Generator().manual_seed(seed)
+    means = torch.randn(10, 1, 28, 28, generator=generator)
+
+    def make(n):
+        y = torch.randint(0, 10, (n,), generator=generator)
+        return means[y] + 2 * torch.randn(n, 1, 28, 28, generator=generator), y
+
+    x_train, y_train = make(n_train)
+    x_val, y_val = make(n_val)
+    return DataBundle(task="classification", input_shape=(1, 28, 28), output_dim=10,
+                      x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
+                      x_test=x_val, y_test=y_val,
+                      train_eval_index=torch.arange(min(10_000, n_train)), meta={})
+
+
+def run_spec(model: str, regularizers: dict) -> dict:
+    spec = {"run_id": "bench", "point_id": "bench", "recipe": "bench", "seed": 0, "sweep": {},
+            "dataset": {"name": "synthetic"}, "model": MODELS[model],
+            "train": {"epochs": 1000, "batch_size": BATCH, "device": "cpu", "threads": None,
+                      "train_eval_samples": 10_000, "save_model": False, "scheduler": None,
+                      "optimizer": {"name": "sgd", "lr": LR, "momentum": 0.9,
+                                    "nesterov": False, "betas": (0.9, 0.999)}},
+            "regularizers": regularizers}
+    spec["config_hash"] = config_hash(spec)
+    return spec
+
+
+def engine(data: DataBundle, model: str, regularizers: dict) -> Callable[[], None]:
+    """(b) regbench's Trainer: one call = one epoch exactly as `regbench run` does it."""
+    trainer = Trainer(run_spec(model, regularizers), data, torch.device("cpu"))
+    epochs = iter(range(1, 10**6))
+    return lambda: trainer.run_epoch(next(epochs))
+
+
+def _plain(model: str, data: DataBundle):
+    torch.manual_seed(0)
+    net = build_model(MODELS[model], data.input_shape, data.output_dim, LayerFactory())
+    return net, torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+
+
+def _evaluate(net, data: DataBundle) -> None:
+    net.eval()
+    index = data.train_eval_index
+    with torch.inference_mode():
+        for xs, ys in ((data.x_train[index], data.y_train[index]), (data.x_val, data.y_val)):
+            out = net(xs)
+            nn.functional.cross_entropy(out, ys).item()
+            (out.argmax(1) == ys).float().mean().item()
+
+
+def handwritten(data: DataBundle, model: str) -> Callable[[], None]:
+    """(a) The minimal loop doing the same per-epoch work: a shuffled SGD pass, then an
+    eval pass over up to 10k training samples and over the validation set."""
+    net, optimizer = _plain(model, data)
+
+    def epoch():
+        net.train()
+        for index in torch.randperm(len(data.x_train)).split(BATCH):
+            loss = nn.functional.cross_entropy(net(data.x_train[index]), data.y_train[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _evaluate(net, data)
+    return epoch
+
+
+class _Samples(torch.utils.data.Dataset):
+    def __init__(self, x, y, transform):
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.transform(self.x[i]), self.y[i]
+
+
+def dataloader(data: DataBundle, model: str) -> Callable[[], None]:
+    """(c) The common pipeline: torchvision v2 transforms per sample in a DataLoader."""
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
+                            v2.RandomCrop(28, padding=2)])
+    loader = torch.utils.data.DataLoader(_Samples(data.x_train, data.y_train, transform),
+                                         batch_size=BATCH, shuffle=True, num_workers=0)
+    net, optimizer = _plain(model, data)
+
+    def epoch():
+        net.train()
+        for xb, yb in loader:
+            loss = nn.functional.cross_entropy(net(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _evaluate(net, data)
+    return epoch
+
+
+def interleaved(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median seconds per epoch of each contender, one epoch each per round, first round dropped."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds + 1):
+        for name, epoch in contenders.items():
+            started = time.perf_counter()
+            epoch()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values[1:]) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 samples, 3 rounds")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
+    parser.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn")
+    args = parser.parse_args()
+    n_train, rounds = (2_000, 3) if args.quick else (10_000, 5)
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    data = synthetic_mnist(n_train, 2_000)
+    print(f"torch {torch.__version__}, {threads} thread(s), {n_train} training samples, "
+          f"batch {BATCH}, median of {rounds} interleaved epochs after a warm-up")
+    for model in args.models.split(","):
+        t = interleaved({"hand": handwritten(data, model), "engine": engine(data, model, {}),
+                         "augment": engine(data, model, AUGMENT),
+                         "augment_mixup": engine(data, model, {**AUGMENT, **MIXUP}),
+                         "loader": dataloader(data, model)}, rounds)
+        print(f"{model}: (a) hand-written loop {t['hand']:.3f} s/epoch | (b) regbench "
+              f"{t['engine']:.3f} s/epoch | (b)/(a) = {t['engine'] / t['hand']:.3f} (target ≤ 1.10)")
+        print(f"{model}: (b) regbench + augment {t['augment']:.3f} s/epoch | (c) DataLoader + "
+              f"per-sample transforms {t['loader']:.3f} s/epoch | (c)/(b) = "
+              f"{t['loader'] / t['augment']:.2f} (target ≥ 3)")
+        share = (t["augment_mixup"] - t["engine"]) / t["augment_mixup"]
+        print(f"{model}: regbench + augment + mixup {t['augment_mixup']:.3f} s/epoch: "
+              f"augmentation + mixup take {100 * share:.1f}% of it (target ≤ 15%)")
+
+
+if __name__ == "__main__":
+    main()
