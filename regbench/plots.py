@@ -1,0 +1,298 @@
+"""Figures of an experiment, drawn from its run folders alone (matplotlib, Agg, PNG).
+
+Each ``*_figure`` function is pure: data in, a ``matplotlib.figure.Figure`` out (no pyplot
+state), so tests can inspect axes, lines and scales. ``make_plots`` loads run folders and
+writes every figure to ``results/<name>/plots/``:
+
+- ``curves__<point>.png`` learning curves: train and val on the same axes (loss, and the main
+  metric), mean over seeds with a ±1 std band, the best epoch (lowest mean val loss) marked;
+- ``validation__<param>.png`` for each swept parameter: val (and train) metric against the value,
+  error bars over seeds, best value starred, log axis when the values span a decade or more;
+- ``gap.png`` train − val gap per recipe and sweep point, coloured by verdict;
+- ``weights.png`` final weight histograms per recipe (L1 piles weights at 0, L2 shrinks them);
+- ``sparsity.png`` fraction of |w| < 1e-3 per epoch, when a recipe induces sparsity.
+
+Diverged runs are drawn up to their last finite epoch and named in the captions.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from regbench.plot_data import (Series, aggregate, finite, gap_metric, load_runs, points_of,
+                                sweep_series)
+
+TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#d62728"
+VERDICT_COLORS = {"ok": "#2ca02c", "overfitting": "#d62728", "underfitting": "#ff7f0e",
+                  "diverged": "#9467bd", "": "#7f7f7f"}
+SPARSE_REGULARIZERS = {"l1", "elastic_net", "variational_dropout"}
+DPI = 90
+
+
+@dataclass
+class Plot:
+    kind: str          # curves | validation | gap | weights | sparsity
+    title: str
+    path: Path
+    caption: str
+
+
+def _figure(width: float = 10.0, height: float = 4.0, ncols: int = 1):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    axes = figure.subplots(1, ncols, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def _log_if_wide(ax, values, axis: str = "y") -> None:
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if positive and min(positive) > 0 and max(positive) / min(positive) >= 100:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+def learning_curves_figure(title: str, frames: list, metric: Optional[str],
+                           diverged_at: Optional[list[float]] = None):
+    """Train and val per panel (loss, then ``metric``), mean ± std over the seeds' frames.
+
+    ``diverged_at``: the epochs where runs of this point diverged, drawn as purple lines.
+    """
+    diverged_at = sorted(set(diverged_at or []))
+    panels = ["loss"] + ([metric] if metric and any(f"val_{metric}" in f for f in frames) else [])
+    figure, axes = _figure(5.2 * len(panels), 3.6, len(panels))
+    val_loss = aggregate(frames, "val_loss")
+    best = val_loss.epochs[int(np.argmin(val_loss.mean))] if len(val_loss.epochs) else None
+    for ax, name in zip(axes, panels):
+        drawn = []
+        for split, color in (("train", TRAIN_COLOR), ("val", VAL_COLOR)):
+            series = aggregate(frames, f"{split}_{name}")
+            if not len(series.epochs):
+                continue
+            ax.plot(series.epochs, series.mean, color=color, marker="o" if len(series.epochs) < 12
+                    else None, markersize=3, label=f"{split} (mean of {series.runs})")
+            ax.fill_between(series.epochs, series.mean - series.std, series.mean + series.std,
+                            color=color, alpha=0.2, linewidth=0)
+            drawn.extend(series.mean)
+        if best is not None:
+            ax.axvline(best, color="#555555", linestyle="--", linewidth=1,
+                       label=f"best epoch {best:g} (lowest val loss)")
+        for epoch in diverged_at:
+            ax.axvline(epoch, color=VERDICT_COLORS["diverged"], linewidth=1.5,
+                       label=f"diverged at epoch {epoch:g}")
+        if not drawn:
+            ax.text(0.5, 0.5, f"no finite {name} values", transform=ax.transAxes,
+                    ha="center", va="center", color=VERDICT_COLORS["diverged"])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(f"{title}: {name}")
+        if name == "loss" or name in ("mse", "mae"):
+            _log_if_wide(ax, drawn)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if diverged_at:
+        figure.suptitle("diverged runs are drawn up to their last finite epoch",
+                        color=VERDICT_COLORS["diverged"], fontsize=9)
+    return figure
+
+
+def validation_curve_figure(param: str, series: list[Series], metric: str, higher: bool):
+    """Val metric (error bars over seeds) and train metric (dashed) against a swept value."""
+    figure, (ax,) = _figure(6.4, 4.0)
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                  for s in series for x in s.x)
+    labels = sorted({x for s in series for x in s.x}, key=str) if not numeric else []
+    for index, s in enumerate(series):
+        color = f"C{index}"
+        xs = list(s.x) if numeric else [labels.index(x) for x in s.x]
+        ax.errorbar(xs, s.val_mean, yerr=s.val_std, color=color, marker="o", capsize=3,
+                    label=f"{s.label} val")
+        if s.train_mean is not None:
+            ax.plot(xs, s.train_mean, color=color, linestyle="--", alpha=0.7,
+                    label=f"{s.label} train")
+        scored = [i for i, v in enumerate(s.val_mean) if math.isfinite(v)]
+        if scored:
+            best = (max if higher else min)(scored, key=lambda i: s.val_mean[i])
+            ax.plot([xs[best]], [s.val_mean[best]], marker="*", markersize=16, color=color,
+                    linestyle="none", markeredgecolor="black",
+                    label=f"best {param}={s.x[best]:g}" if numeric else f"best {s.x[best]}")
+    if numeric:
+        values = [x for s in series for x in s.x]
+        positive = [x for x in values if x > 0]
+        if positive and max(positive) / min(positive) >= 10:
+            if min(values) <= 0:
+                ax.set_xscale("symlog", linthresh=min(positive))
+            else:
+                ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(labels)), [str(x) for x in labels])
+    ax.set_xlabel(param)
+    ax.set_ylabel(f"{metric} (final epoch)")
+    ax.set_title(f"validation curve: {metric} vs {param}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure
+
+
+def gap_figure(points: list[dict[str, Any]], label: str):
+    """Bars of the train − val gap per recipe/point, error bars over seeds, verdict colours."""
+    figure, (ax,) = _figure(max(5.0, 0.9 * len(points) + 2), 3.8)
+    xs = range(len(points))
+    heights = [p["gap"] if math.isfinite(p["gap"]) else 0.0 for p in points]
+    ax.bar(xs, heights, yerr=[p["gap_std"] if math.isfinite(p["gap_std"]) else 0 for p in points],
+           color=[VERDICT_COLORS.get(p["verdict"], "#7f7f7f") for p in points], capsize=3)
+    for x, p in zip(xs, points):
+        if not math.isfinite(p["gap"]):
+            ax.annotate(p["verdict"] or "no data", (x, 0), ha="center", va="bottom", fontsize=8,
+                        rotation=90, color=VERDICT_COLORS.get(p["verdict"], "#333333"))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(list(xs), [p["label"] for p in points], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"train − val {label}")
+    ax.set_title("generalization gap per recipe (colour: verdict)")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=v) for v, c in VERDICT_COLORS.items()
+               if v and v in {p["verdict"] for p in points}]
+    if handles:
+        ax.legend(handles=handles, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def weights_figure(weights: dict[str, np.ndarray], threshold: float = 1e-3):
+    """Overlaid histograms of final weights per recipe, log count axis, shared bins."""
+    figure, (ax,) = _figure(7.0, 4.0)
+    everything = np.concatenate([np.abs(w) for w in weights.values()])
+    reach = float(np.quantile(everything, 0.999)) if everything.size else 1.0
+    bins = np.linspace(-reach, reach, 81) if reach > 0 else 81
+    for index, (name, values) in enumerate(weights.items()):
+        near_zero = float(np.mean(np.abs(values) < threshold)) if values.size else math.nan
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.5,
+                color=f"C{index}", label=f"{name} ({100 * near_zero:.0f}% |w|<{threshold:g})")
+    ax.set_yscale("log")
+    ax.set_xlabel("weight value")
+    ax.set_ylabel("count (log)")
+    ax.set_title("final weights per recipe")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return figure
+
+
+def sparsity_figure(frames_by_point: dict[str, list]):
+    """Fraction of weights with |w| < 1e-3 per epoch, mean over seeds, one line per point."""
+    figure, (ax,) = _figure(7.0, 4.0)
+    for index, (name, frames) in enumerate(frames_by_point.items()):
+        series = aggregate(frames, "sparsity")
+        if len(series.epochs):
+            ax.plot(series.epochs, series.mean, color=f"C{index % 10}", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("sparsity (fraction |w| < 1e-3)")
+    ax.set_title("weight sparsity during training")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return figure
+
+
+# ----------------------------------------------------------------------------- files
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)[:120]
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
+    """Write every figure of an experiment under ``plots/``; return them in report order."""
+    from regbench.compare import build_comparison
+    from regbench.metrics import lower_is_better
+
+    results_dir = Path(results_dir)
+    runs = load_runs(results_dir)
+    summaries = [run.summary for run in runs]
+    comparison = comparison or build_comparison(summaries)
+    metric, out, plots = comparison.metric, results_dir / "plots", []
+    for old in out.glob("*.png") if out.is_dir() else []:
+        old.unlink()  # a plot of a recipe no longer in the results must not linger
+    by_point = defaultdict(list)
+    for run in runs:
+        by_point[run.point].append(run)
+    order = [row["point"] for row in comparison.rows if row["point"] in by_point]
+    for point in order + [p for p in by_point if p not in order]:
+        group = by_point[point]
+        frames = [run.frame for run in group if run.frame is not None and len(run.frame)]
+        if not frames:
+            continue
+        diverged = [diverged_epoch(run) for run in group
+                    if run.summary.get("status") == "diverged"]
+        figure = learning_curves_figure(point.replace("__", " "), frames, metric,
+                                        [e for e in diverged if e is not None])
+        path = _save(figure, out / f"curves__{_safe(point)}.png")
+        caption = (f"{len(frames)} seed(s); band: ±1 std over seeds; dashed line: epoch of the "
+                   "lowest mean val loss" + (f"; {len(diverged)} diverged" if diverged else ""))
+        plots.append(Plot("curves", f"learning curves: {point.replace('__', ' ')}", path, caption))
+    higher = not lower_is_better(metric)
+    for param, series in sweep_series(summaries, metric).items():
+        figure = validation_curve_figure(param, series, metric, higher)
+        path = _save(figure, out / f"validation__{_safe(param)}.png")
+        plots.append(Plot("validation", f"validation curve: {param}", path,
+                          f"val {metric} at the final epoch, mean ± std over seeds; dashed: "
+                          f"train; ★ best value by validation"))
+    points = points_of(comparison, runs)
+    if points:
+        label = gap_metric(summaries)
+        path = _save(gap_figure(points, label), out / "gap.png")
+        plots.append(Plot("gap", f"train − val {label} gap", path,
+                          "mean over seeds (error bar: std); colour: the worst verdict among the seeds"))
+    weights = _weights_per_recipe(comparison, by_point)
+    if weights:
+        path = _save(weights_figure(weights), out / "weights.png")
+        plots.append(Plot("weights", "weight histograms", path,
+                          "final penalized weights (up to 50,000 sampled per run, all seeds; the central "
+                          "99.9% of |w| shown); "
+                          "L1 piles weights at zero, L2 shrinks them smoothly"))
+    sparse = {p for p, group in by_point.items() if any(
+        SPARSE_REGULARIZERS & set(r.summary.get("regularizers") or {}) for r in group)}
+    if sparse:
+        frames = {p.replace("__", " "): [r.frame for r in by_point[p] if r.frame is not None]
+                  for p in order if p in sparse or p == "baseline"}
+        path = _save(sparsity_figure(frames), out / "sparsity.png")
+        plots.append(Plot("sparsity", "weight sparsity", path,
+                          "mean over seeds of the fraction of weights with |w| < 1e-3"))
+    return plots
+
+
+def diverged_epoch(run) -> Optional[float]:
+    """First epoch with a non-finite loss (else the last logged epoch) of a diverged run."""
+    frame = run.frame
+    if frame is None or not len(frame):
+        return None
+    columns = [c for c in ("objective", "train_loss", "val_loss") if c in frame]
+    bad = ~np.isfinite(frame[columns].to_numpy(float)).all(axis=1)
+    return float(frame["epoch"][bad].iloc[0]) if bad.any() else float(frame["epoch"].iloc[-1])
+
+
+def _weights_per_recipe(comparison, by_point) -> dict[str, np.ndarray]:
+    """One histogram per recipe: its best sweep point (by validation) or its only point."""
+    chosen: dict[str, str] = {}
+    for row in comparison.rows:  # sorted best first, so the first point of a recipe wins
+        chosen.setdefault(row["recipe"], row["point"])
+    for recipe, best in comparison.best_points.items():
+        chosen[recipe] = best["point"]
+    weights = {}
+    for recipe, point in chosen.items():
+        arrays = [run.weights for run in by_point.get(point, []) if run.weights is not None]
+        arrays = [finite(a) for a in arrays if a.size]
+        if arrays and sum(a.size for a in arrays):
+            weights[point.replace("__", " ")] = np.concatenate(arrays)
+    return weights

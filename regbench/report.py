@@ -1,0 +1,241 @@
+"""report.html: one self-contained page per experiment, rebuilt from its run folders.
+
+Order, for a reader in a hurry: what was run, the comparison table, the verdicts with their
+evidence and what to try, then every plot. Images are PNG data URIs and the CSS is inline, so
+the file opens anywhere with no network and no JavaScript.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from regbench.results import atomic_write_text, load_summaries
+
+CSS = """
+body{font:13.5px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
+ color:#1d2330;background:#fff;margin:0 auto;max-width:1320px;padding:20px 28px}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:20px;margin:32px 0 8px;border-bottom:2px solid #e3e7ee;
+ padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
+.meta{color:#4a5468;margin:0 0 4px}.meta b{color:#1d2330}
+table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #d7dce5;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f1f4f9;text-align:center;white-space:normal}td.text{white-space:normal;text-align:left;
+ font-size:13px}.scroll{overflow-x:auto}td:first-child,th:first-child{text-align:left}
+tr:nth-child(even) td{background:#fafbfd}
+.verdict{font-weight:600;border-radius:4px;padding:1px 6px;color:#fff;display:inline-block}
+.v-ok{background:#2e8b3e}.v-overfitting{background:#c62828}.v-underfitting{background:#d9822b}
+.v-diverged,.v-failed,.v-interrupted{background:#7b4bb0}.v-unknown{background:#777}
+ul.notes{color:#4a5468;margin:4px 0 0 0;padding-left:20px}
+.advice{background:#f4f8ff;border-left:4px solid #3b6fd8;padding:8px 14px;margin:12px 0}
+.advice li{margin:2px 0}details{margin:4px 0}summary{cursor:pointer}
+.evidence{margin:2px 0 8px 0;padding-left:22px;color:#333}
+figure{margin:12px 0 20px}figure img{max-width:100%;border:1px solid #e3e7ee}
+figcaption{color:#4a5468;font-size:13px}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _badge(verdict: str) -> str:
+    return f'<span class="verdict v-{_e(verdict or "unknown")}">{_e(verdict or "—")}</span>'
+
+
+def _experiment(results_dir: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load((results_dir / "experiment.yaml").read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _params(mapping: dict[str, Any], skip=("name",)) -> str:
+    return ", ".join(f"{k}={v}" for k, v in mapping.items() if k not in skip and v is not None)
+
+
+def summary_html(experiment: dict[str, Any], summaries: list[dict[str, Any]]) -> str:
+    """The experiment in a few lines: data, model, training, recipes, sweep, runs."""
+    dataset, model = experiment.get("dataset") or {}, experiment.get("model") or {}
+    train = experiment.get("train") or {}
+    optimizer = train.get("optimizer") or {}
+    statuses = Counter(s.get("status", "?") for s in summaries)
+    lines = [
+        f"<b>dataset</b> {_e(dataset.get('name', '?'))} "
+        f"(val fraction {_e(dataset.get('val_fraction', '?'))}"
+        + (f", train subset {_e(dataset['train_subset'])}" if dataset.get("train_subset") else "")
+        + f") · <b>task</b> {_e(summaries[0].get('task', '?'))}"
+        + (f" · <b>n train</b> {_e(summaries[0]['n_train'])}" if summaries[0].get("n_train") else ""),
+        f"<b>model</b> {_e(model.get('name', '?'))}({_e(_params(model))}) · "
+        f"<b>parameters</b> {_e(summaries[0].get('parameter_count', '?'))}",
+        f"<b>training</b> {_e(train.get('epochs', '?'))} epochs, batch {_e(train.get('batch_size', '?'))}, "
+        f"{_e(optimizer.get('name', '?'))} lr {_e(optimizer.get('lr', '?'))}"
+        + (f", momentum {_e(optimizer['momentum'])}" if optimizer.get("momentum") else "")
+        + (f", scheduler {_e(train['scheduler'])}" if train.get("scheduler") else ""),
+        f"<b>seeds</b> {_e(', '.join(str(s) for s in experiment.get('seeds', [])) or '?')} · "
+        f"<b>runs</b> {len(summaries)} ("
+        + ", ".join(f"{n} {_e(k)}" for k, n in sorted(statuses.items())) + ")",
+    ]
+    recipes = experiment.get("recipes") or {}
+    if recipes:
+        parts = []
+        for name, recipe in recipes.items():
+            regs = (recipe or {}).get("regularizers") or {}
+            parts.append(f"<b>{_e(name)}</b>: " + (", ".join(
+                f"{_e(r)}({_e(_params(p or {}, ()))})" for r, p in regs.items()) or "none"))
+        lines.append("<b>recipes</b> " + " · ".join(parts))
+    sweep = experiment.get("sweep") or {}
+    if sweep:
+        lines.append("<b>sweep</b> " + " · ".join(
+            f"{_e(k)} ∈ {{{_e(', '.join(str(v) for v in values))}}}" for k, values in sweep.items()))
+    return "\n".join(f'<p class="meta">{line}</p>' for line in lines)
+
+
+def table_html(comparison) -> str:
+    """The comparison table (compare.display_rows) with verdicts as coloured badges."""
+    from regbench.compare import display_rows
+
+    header, cells = display_rows(comparison)
+    verdict_col = header.index("verdict") if "verdict" in header else -1
+    out = ['<div class="scroll"><table><thead><tr>'
+           + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>",
+           "<tbody>"]
+    for row in cells:
+        tds = []
+        for i, cell in enumerate(row):
+            text = " ".join(_badge(v) for v in str(cell).split("/")) if i == verdict_col and cell \
+                else _e(cell)
+            tds.append(f"<td>{text}</td>")
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    out.append("</tbody></table></div>")
+    if comparison.notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in comparison.notes)
+                   + "</ul>")
+    return "\n".join(out)
+
+
+def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
+    verdict = summary.get("verdict")
+    if isinstance(verdict, dict):
+        return verdict
+    status = summary.get("status", "unknown")
+    return {"verdict": verdict or status, "started_epoch": None,
+            "evidence": [summary.get("error") or f"run {status}; no diagnosis stored"]}
+
+
+def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Path) -> str:
+    """Verdicts per recipe/point (counts over seeds), each run's evidence, and the advice."""
+    from regbench.advice import Diagnosis, _is_image, advise
+
+    by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in summaries:
+        by_point[s.get("point_id") or s.get("recipe", "?")].append(s)
+    order = [r["point"] for r in comparison.rows if r["point"] in by_point]
+    rows, details, runs = [], [], []
+    for point in order + [p for p in by_point if p not in order]:
+        group = sorted(by_point[point], key=lambda s: str(s.get("seed")))
+        verdicts = [_verdict(s) for s in group]
+        counts = Counter(v["verdict"] for v in verdicts)
+        badges = " ".join(f"{_badge(v)}&nbsp;×{n}" for v, n in counts.most_common())
+        starts = sorted({v["started_epoch"] for v in verdicts
+                         if v.get("started_epoch") is not None and v["verdict"] == "overfitting"})
+        worst = next((v for rank in WORST_FIRST for v in verdicts if v["verdict"] == rank),
+                     verdicts[0])
+        evidence = "<br>".join(_e(line) for line in worst.get("evidence", [])[:2])
+        rows.append(f"<tr><td>{_e(point.replace('__', ' '))}</td><td>{badges}</td>"
+                    f"<td>{_e(', '.join(str(s) for s in starts))}</td>"
+                    f'<td class="text">{evidence}</td></tr>')
+        for s, v in zip(group, verdicts):
+            details.append(f"<div><b>{_e(s.get('run_id'))}</b> {_badge(v['verdict'])}</div>"
+                           '<ul class="evidence">' + "".join(
+                               f"<li>{_e(line)}</li>" for line in v.get("evidence", [])) + "</ul>")
+            runs.append({"run": s.get("run_id"), "point": point, **v})
+    out = ['<div class="scroll"><table><thead><tr><th>recipe</th><th>verdicts over seeds</th>'
+           "<th>overfitting from epoch</th><th>evidence (one run)</th></tr></thead><tbody>"
+           + "".join(rows) + "</tbody></table></div>",
+           f"<details><summary>evidence of every run ({len(runs)})</summary>"
+           + "".join(details) + "</details>"]
+    diagnosis = Diagnosis(results_dir, runs, summaries[0].get("task", "classification"),
+                          _is_image(results_dir))
+    advice = advise(diagnosis, summaries)
+    if advice:
+        items, nested = [], []
+        for line in advice:
+            if line.startswith("  "):
+                nested.append(f"<li>{_e(line.strip())}</li>")
+            else:
+                if nested:
+                    items[-1] += "<ul>" + "".join(nested) + "</ul>"
+                    nested = []
+                items.append(_e(line))
+        if nested:
+            items[-1] += "<ul>" + "".join(nested) + "</ul>"
+        out.append('<div class="advice"><b>What to try</b><ul>'
+                   + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>")
+    return "\n".join(out)
+
+
+WORST_FIRST = ("diverged", "failed", "interrupted", "overfitting", "underfitting", "ok")
+
+
+def _image(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+SECTIONS = (("curves", "Learning curves"), ("validation", "Validation curves"),
+            ("gap", "Generalization gap"), ("weights", "Weights"), ("sparsity", "Sparsity"))
+
+
+def plots_html(plots) -> str:
+    out = []
+    for kind, heading in SECTIONS:
+        chosen = [p for p in plots if p.kind == kind]
+        if not chosen:
+            continue
+        out.append(f"<h2>{_e(heading)}</h2>")
+        for plot in chosen:
+            out.append(f'<figure><img alt="{_e(plot.title)}" src="{_image(plot.path)}">'
+                       f"<figcaption><b>{_e(plot.title)}</b> — {_e(plot.caption)}</figcaption>"
+                       "</figure>")
+    return "\n".join(out)
+
+
+def build_html(results_dir: Path) -> str:
+    from regbench.compare import build_comparison
+    from regbench.plots import make_plots
+
+    results_dir = Path(results_dir)
+    summaries = load_summaries(results_dir)
+    comparison = build_comparison(summaries)
+    plots = make_plots(results_dir, comparison)
+    experiment = _experiment(results_dir)
+    name = experiment.get("name") or results_dir.name
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>regbench report: {_e(name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>regbench report: {_e(name)}</h1>",
+        f'<p class="meta">generated {_e(stamp)} from {_e(results_dir)}</p>',
+        summary_html(experiment, summaries),
+        f"<h2>Comparison: {_e(comparison.metric)}</h2>",
+        table_html(comparison),
+        "<h2>Diagnosis</h2>",
+        diagnosis_html(comparison, summaries, results_dir),
+        plots_html(plots),
+        "</body></html>",
+    ]) + "\n"
+
+
+def write_report(results_dir: str | Path) -> Path:
+    """Write plots/*.png and report.html for a results folder; return the report's path."""
+    results_dir = Path(results_dir)
+    path = results_dir / "report.html"
+    atomic_write_text(path, build_html(results_dir))
+    return path
