@@ -1,0 +1,274 @@
+"""Architecture regularizers (build hook) and the residual models: DropConnect masks weights at
+rate p, weight noise perturbs the forward but not the stored weights, stochastic depth drops
+whole branches per sample at p·l/L, norm layers sit after every hidden layer before the
+activation, batchnorm uses its running statistics in eval."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regbench.models import LayerFactory, build_model
+from regbench.regularizers import REGULARIZERS, RunContext
+from regbench.regularizers._weight_layers import TransformedConv2d, TransformedLinear
+from regbench.regularizers.batchnorm import BatchNorm1d
+from regbench.regularizers.dropconnect import dropconnect
+from regbench.regularizers.stochastic_depth import StochasticDepthDrop, drop_path
+
+DIGITS = (1, 8, 8)
+
+
+def build(model: dict, regularizers: dict, input_shape=DIGITS, output_dim: int = 10,
+          task: str = "classification") -> nn.Module:
+    """Build a model through the regularizers' build and wrap hooks, as the trainer does."""
+    ctx = RunContext(task=task, n_train=100, output_dim=output_dim, input_shape=input_shape,
+                     device=torch.device("cpu"), train={})
+    regs = [REGULARIZERS.get(n)(REGULARIZERS.get(n).Params.model_validate(p), ctx)
+            for n, p in regularizers.items()]
+    factory = LayerFactory()
+    for reg in regs:
+        reg.build(factory)
+    net = build_model(model, input_shape, output_dim, factory)
+    for reg in regs:
+        net = reg.wrap(net)
+    return net
+
+
+def effective_weight(layer: nn.Linear) -> torch.Tensor:
+    """The weight one forward used, read back by feeding the identity (bias removed)."""
+    eye = torch.eye(layer.in_features)
+    return (layer(eye) - layer.bias).T
+
+
+# ----------------------------------------------------------------------------- stochastic vs eval
+STOCHASTIC = [
+    ("dropconnect", {"p": 0.5}, {"name": "mlp", "hidden": [32]}),
+    ("dropconnect", {"p": 0.5}, {"name": "cnn", "channels": [4], "hidden": [8], "kernel_size": 3}),
+    ("weight_noise", {"sigma": 0.1}, {"name": "mlp", "hidden": [32]}),
+    ("weight_noise", {"sigma": 0.1}, {"name": "cnn", "channels": [4], "hidden": [8], "kernel_size": 3}),
+    ("stochastic_depth", {"p": 0.5}, {"name": "resmlp", "width": 16, "blocks": 3}),
+    ("stochastic_depth", {"p": 0.5}, {"name": "resnet", "channels": [4, 8], "blocks": 1}),
+    ("bayes_by_backprop", {"samples": 3}, {"name": "mlp", "hidden": [32]}),
+    ("variational_dropout", {}, {"name": "cnn", "channels": [4], "hidden": [8], "kernel_size": 3}),
+]
+
+
+@pytest.mark.parametrize("name,params,model", STOCHASTIC,
+                         ids=[f"{n}-{m['name']}" for n, _, m in STOCHASTIC])
+def test_stochastic_in_train_deterministic_in_eval(name, params, model):
+    torch.manual_seed(0)
+    net = build(model, {name: params})
+    x = torch.randn(16, *DIGITS)
+    net.train()
+    assert not torch.allclose(net(x), net(x))
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x), rtol=0, atol=0)
+    plain = build(model, {})  # the same architecture without the regularizer, for contrast
+    plain.train()
+    if not any(isinstance(m, nn.Dropout) for m in plain.modules()):
+        torch.testing.assert_close(plain(x), plain(x))
+
+
+# ----------------------------------------------------------------------------- dropconnect
+def test_dropconnect_drops_weights_at_rate_p_with_inverted_scaling():
+    weight = torch.randn(300, 200)
+    dropped = dropconnect(weight, 0.3, torch.Generator().manual_seed(0))
+    kept = dropped != 0
+    assert abs(1 - kept.float().mean() - 0.3) < 0.01
+    torch.testing.assert_close(dropped[kept], weight[kept] / 0.7)
+
+
+def test_dropconnect_masks_weights_not_activations_fresh_each_batch_full_in_eval():
+    torch.manual_seed(0)
+    net = build({"name": "mlp", "hidden": [64, 64]}, {"dropconnect": {"p": 0.4}})
+    hidden = [m for m in net.modules() if isinstance(m, TransformedLinear)]
+    output = net[-1]
+    assert len(hidden) == 2 and type(output) is nn.Linear     # the output layer is not dropped
+    layer = hidden[1]
+    layer.train()
+    first, second = effective_weight(layer), effective_weight(layer)
+    zero = first == 0
+    assert abs(zero.float().mean() - 0.4) < 0.05               # per-weight rate ≈ p
+    torch.testing.assert_close(first[~zero], layer.weight[~zero] / 0.6)
+    # scattered per weight: no unit (row) or input (column) is dropped as a whole
+    assert not zero.all(dim=1).any() and not zero.all(dim=0).any()
+    assert not torch.equal(zero, second == 0)                  # a fresh mask every forward
+    # one forward (= one batch) shares its mask across samples: a repeated sample gives the
+    # same output, which per-sample activation dropout would not
+    x = torch.randn(1, 64).repeat(8, 1)
+    out = layer(x)
+    assert torch.equal(out, out[:1].expand_as(out))
+    layer.eval()
+    torch.testing.assert_close(effective_weight(layer), layer.weight.detach())
+
+
+def test_dropconnect_conv_kernels_are_masked():
+    conv = build({"name": "cnn", "channels": [8], "hidden": [8], "kernel_size": 3},
+                 {"dropconnect": {"p": 0.5}})
+    layer = next(m for m in conv.modules() if isinstance(m, TransformedConv2d))
+    grads = []
+    for _ in range(2):
+        layer.zero_grad()
+        layer(torch.randn(4, 1, 8, 8)).sum().backward()
+        grads.append(layer.weight.grad == 0)
+    # dropped kernel weights get no gradient in that batch, about half of them, not the same ones
+    assert 0.35 < grads[0].float().mean() < 0.65 and not torch.equal(grads[0], grads[1])
+
+
+# ----------------------------------------------------------------------------- weight noise
+def test_weight_noise_perturbs_every_forward_and_updates_the_clean_weights():
+    torch.manual_seed(0)
+    net = build({"name": "mlp", "hidden": [50]}, {"weight_noise": {"sigma": 0.05}})
+    layers = [m for m in net.modules() if isinstance(m, TransformedLinear)]
+    assert len(layers) == 2                                   # hidden and output layer
+    layer = layers[0]
+    clean = layer.weight.detach().clone()
+    noise_a, noise_b = effective_weight(layer) - clean, effective_weight(layer) - clean
+    assert abs(noise_a.std() - 0.05) < 0.005 and abs(noise_a.mean()) < 0.005
+    assert not torch.allclose(noise_a, noise_b)                # fresh noise every forward
+    assert torch.equal(layer.weight.detach(), clean)           # the noise is never stored
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(32, *DIGITS)
+    F.cross_entropy(net(x), torch.arange(32) % 10).backward()
+    grad = layer.weight.grad.clone()
+    optimizer.step()
+    torch.testing.assert_close(layer.weight.detach(), clean - 0.1 * grad)  # clean w − η·∂L/∂w̃
+    layer.eval()
+    torch.testing.assert_close(effective_weight(layer), layer.weight.detach())
+
+
+# ----------------------------------------------------------------------------- stochastic depth
+@pytest.mark.parametrize("p", [0.2, 0.6])
+def test_drop_path_row_drops_whole_samples_at_rate_p(p):
+    x = torch.ones(4000, 3, 4, 4)
+    out = drop_path(x, p, "row", True, torch.Generator().manual_seed(0))
+    per_sample = out.flatten(1)
+    dropped = (per_sample == 0).all(1)
+    kept = (per_sample == 1 / (1 - p)).all(1)
+    assert torch.equal(dropped | kept, torch.ones(4000, dtype=torch.bool))  # all or nothing
+    assert abs(dropped.float().mean() - p) < 0.03
+    batch = drop_path(x, p, "batch", True, torch.Generator().manual_seed(1))
+    assert (batch == 0).all() or (batch == 1 / (1 - p)).all()
+    assert torch.equal(drop_path(x, p, "row", False), x)
+
+
+@pytest.mark.parametrize("model,blocks", [({"name": "resmlp", "width": 8, "blocks": 4}, 4),
+                                          ({"name": "resnet", "channels": [4, 8], "blocks": 2}, 4)])
+def test_stochastic_depth_rates_decay_linearly_and_drop_branches_per_sample(model, blocks):
+    torch.manual_seed(0)
+    net = build(model, {"stochastic_depth": {"p": 0.8}})
+    drops = [m for m in net.modules() if isinstance(m, StochasticDepthDrop)]
+    assert [round(d.p, 6) for d in drops] == [round(0.8 * l / blocks, 6) for l in range(1, blocks + 1)]
+    seen = {}
+
+    def record(module, inputs, output):
+        branch = inputs[0].flatten(1)
+        out = output.flatten(1)
+        dropped = (out == 0).all(1) & (branch != 0).any(1)
+        scale = 1 / (1 - module.p) if module.training else 1.0
+        scaled = torch.isclose(out, branch * scale).all(1)
+        assert torch.equal(dropped | scaled, torch.ones_like(dropped))  # whole branch or none
+        seen[module] = dropped.float().mean().item()
+
+    for drop in drops:
+        drop.register_forward_hook(record)
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(3000, *DIGITS))
+    for drop in drops:
+        assert abs(seen[drop] - drop.p) < 0.04
+    net.eval()
+    with torch.no_grad():
+        net(torch.randn(500, *DIGITS))
+    assert all(rate == 0 for rate in seen.values())           # nothing dropped in eval
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+def test_resnet_builds_for_digits_mnist_and_cifar_shapes(shape):
+    net = build({"name": "resnet"}, {"batchnorm": {}}, input_shape=shape)
+    assert net(torch.randn(2, *shape)).shape == (2, 10)
+    assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 1 + 3 * 2 + 2  # stem, blocks, 2 projections
+
+
+def test_resmlp_works_on_flat_and_image_inputs():
+    for shape in [(30,), DIGITS]:
+        net = build({"name": "resmlp", "width": 12, "blocks": 3}, {}, input_shape=shape,
+                    output_dim=2)
+        assert net(torch.randn(5, *shape)).shape == (5, 2)
+
+
+# ----------------------------------------------------------------------------- norm layers
+def sequence_types(net: nn.Module) -> list[list[type]]:
+    """Types inside every hidden block (nn.Sequential that starts with a weight layer)."""
+    return [[type(m) for m in block] for block in net.modules()
+            if isinstance(block, nn.Sequential) and len(block) > 1
+            and isinstance(block[0], (nn.Linear, nn.Conv2d))]
+
+
+CNN = {"name": "cnn", "channels": [4, 8], "hidden": [16], "kernel_size": 3}
+
+
+@pytest.mark.parametrize("name,conv_norm,linear_norm", [
+    ("batchnorm", nn.BatchNorm2d, nn.BatchNorm1d),
+    ("layernorm", nn.GroupNorm, nn.LayerNorm),
+    ("groupnorm", nn.GroupNorm, nn.Identity),
+])
+def test_norm_after_every_hidden_layer_before_the_activation(name, conv_norm, linear_norm):
+    blocks = sequence_types(build(CNN, {name: {}}))
+    assert len(blocks) == 3
+    for block, norm in zip(blocks, [conv_norm, conv_norm, linear_norm]):
+        assert issubclass(block[1], norm) and block[2] is nn.ReLU
+    mlp = build({"name": "mlp", "hidden": [16, 8]}, {name: {}})
+    if name != "groupnorm":
+        assert all(issubclass(b[1], linear_norm) and b[2] is nn.ReLU for b in sequence_types(mlp))
+    assert type(build(CNN, {name: {}})[-1]) is nn.Linear       # no norm after the output layer
+
+
+def test_norm_layers_inside_residual_branches():
+    net = build({"name": "resnet", "channels": [4, 8], "blocks": 1}, {"batchnorm": {}})
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == len(convs) == 6     # stem, 2 convs per branch, the stage-2 projection
+
+
+def test_layernorm_on_conv_normalises_over_channels_and_positions():
+    norm = build(CNN, {"layernorm": {}})[0][1]
+    x = torch.randn(3, 4, 5, 5) * 3 + 1
+    torch.testing.assert_close(norm(x), F.layer_norm(x, x.shape[1:]), atol=1e-5, rtol=1e-5)
+
+
+def test_groupnorm_groups_divide_the_channels():
+    net = build({"name": "cnn", "channels": [6, 16], "hidden": [8], "kernel_size": 3},
+                {"groupnorm": {"groups": 4}})
+    assert [m.num_groups for m in net.modules() if isinstance(m, nn.GroupNorm)] == [3, 4]
+
+
+def test_batchnorm_uses_running_statistics_in_eval():
+    torch.manual_seed(0)
+    net = build({"name": "mlp", "hidden": [6]}, {"batchnorm": {"momentum": 0.25}})
+    linear, norm = net[1][0], net[1][1]
+    x = torch.randn(64, *DIGITS) * 2 + 0.5
+    net.train()
+    with torch.no_grad():
+        pre = linear(x.flatten(1))
+        net(x)
+    torch.testing.assert_close(norm.running_mean, 0.25 * pre.mean(0))
+    torch.testing.assert_close(norm.running_var, 0.75 + 0.25 * pre.var(0, unbiased=True))
+    net.eval()
+    with torch.no_grad():
+        expected = (pre - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+        torch.testing.assert_close(norm(pre), expected * norm.weight + norm.bias)
+        # in eval a sample's output does not depend on the rest of the batch
+        torch.testing.assert_close(net(x[:1]), net(x)[:1])
+    net.train()
+    with torch.no_grad():
+        assert not torch.allclose(net(x[:2])[:1], net(x)[:1])  # in training it does
+
+
+def test_batchnorm_survives_a_training_batch_of_one():
+    norm = BatchNorm1d(4)
+    norm.train()
+    out = norm(torch.randn(1, 4))
+    assert torch.isfinite(out).all()

@@ -1,0 +1,214 @@
+"""Data regularizers (batch hook): each sample gets its own random parameters, shapes and value
+ranges are kept, and mixed targets equal the mixing coefficient / the pasted area."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from regbench.regularizers import REGULARIZERS, RunContext
+from regbench.regularizers._sampling import pair_partners, sample_beta
+from regbench.regularizers.augment import augment
+from regbench.regularizers.cutmix import cutmix
+from regbench.regularizers.cutout import cutout
+from regbench.regularizers.input_noise import add_input_noise
+from regbench.regularizers.label_smoothing import smooth_labels
+from regbench.regularizers.mixup import mixup
+from regbench.regularizers.random_erasing import random_erasing
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def same_images(batch: int = 64, channels: int = 3, side: int = 12) -> torch.Tensor:
+    """One random image repeated: any difference between outputs comes from the transform."""
+    image = torch.randn(1, channels, side, side, generator=gen(1))
+    return image.repeat(batch, 1, 1, 1)
+
+
+def within_range(out: torch.Tensor, x: torch.Tensor, fill: float = 0.0) -> bool:
+    low, high = min(float(x.min()), fill), max(float(x.max()), fill)
+    return bool((out >= low - 1e-5).all() and (out <= high + 1e-5).all())
+
+
+def distinct_outputs(out: torch.Tensor) -> int:
+    return len({tuple(row) for row in out.flatten(1).round(decimals=4).tolist()})
+
+
+# ----------------------------------------------------------------------------- augment
+def test_augment_gives_each_sample_its_own_transform_and_keeps_shape_and_range():
+    x = same_images()
+    out, params = augment(x, rotate=30, crop_padding=2, hflip=0.5, translate=0.1, generator=gen())
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert within_range(out, x)          # bilinear mixes of pixels and the zero (mean) fill
+    assert distinct_outputs(out) == x.shape[0]
+    assert len(set(params["angle"].tolist())) == x.shape[0]
+    assert 0.3 < params["flip"].float().mean() < 0.7
+    assert params["angle"].abs().max() <= 30 and params["shift"].abs().max() <= 2 + 0.1 * 12
+
+
+def test_augment_flip_mirrors_exactly():
+    x = torch.randn(4, 2, 5, 7, generator=gen())
+    out, _ = augment(x, hflip=1.0, generator=gen())
+    torch.testing.assert_close(out, x.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_augment_crop_with_padding_is_an_integer_shift_with_zero_fill():
+    x = torch.randn(32, 1, 8, 8, generator=gen())
+    out, params = augment(x, crop_padding=3, generator=gen(2))
+    for i in range(x.shape[0]):  # independent reference: pad by 3, crop at the drawn offset
+        dx, dy = (int(v) for v in params["shift"][i].round())
+        padded = torch.nn.functional.pad(x[i], (3, 3, 3, 3))
+        expected = padded[:, 3 - dy:3 - dy + 8, 3 - dx:3 - dx + 8]
+        torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=0)
+    assert len({tuple(s) for s in params["shift"].tolist()}) > 10
+
+
+def test_augment_rotation_matches_torchvision_per_sample():
+    tvf = pytest.importorskip("torchvision.transforms.functional")
+    x = torch.randn(6, 1, 16, 16, generator=gen())
+    out, params = augment(x, rotate=45, crop_padding=0, generator=gen(3))
+    for i in range(x.shape[0]):
+        reference = tvf.rotate(x[i], float(params["angle"][i]),
+                               interpolation=tvf.InterpolationMode.BILINEAR)
+        inner = (slice(None), slice(4, 12), slice(4, 12))  # away from the zero-filled corners
+        torch.testing.assert_close(out[i][inner], reference[inner], atol=2e-3, rtol=0)
+
+
+# ----------------------------------------------------------------------------- cutout
+def test_cutout_zeroes_clipped_squares_at_independent_centres():
+    x = same_images(batch=256, side=10) + 5.0        # no pixel is 0 before cutout
+    out, erased = cutout(x, size=4, holes=1, generator=gen())
+    assert out.shape == x.shape and within_range(out, x)
+    assert ((out == 0).all(dim=1) == erased).all()           # all channels, exactly the mask
+    assert torch.equal(out[~erased.unsqueeze(1).expand_as(x)], x[~erased.unsqueeze(1).expand_as(x)])
+    areas = erased.flatten(1).sum(1)
+    assert areas.max() == 16 and areas.min() < 16            # full squares and border-clipped ones
+    assert len({tuple(m.flatten().tolist()) for m in erased}) > 50
+
+
+def test_cutout_holes_add_up():
+    out, erased = cutout(torch.ones(64, 1, 20, 20), size=3, holes=3, generator=gen())
+    assert (erased.flatten(1).sum(1) <= 27).all() and erased.flatten(1).sum(1).float().mean() > 15
+
+
+# ----------------------------------------------------------------------------- random erasing
+def test_random_erasing_rate_area_and_aspect_follow_the_parameters():
+    x = same_images(batch=2000, channels=1, side=16) + 5.0
+    out, mask = random_erasing(x, p=0.4, scale=(0.05, 0.3), ratio=(0.5, 2.0), value=0.0,
+                               generator=gen())
+    erased = mask.flatten(1).any(1)
+    assert abs(erased.float().mean() - 0.4) < 0.04
+    rows, cols = mask.any(dim=2), mask.any(dim=1)
+    h, w = rows.sum(1)[erased].float(), cols.sum(1)[erased].float()
+    area = mask.flatten(1).sum(1)[erased].float()
+    assert torch.equal(area, h * w)                          # a rectangle
+    side2 = 16 * 16
+    assert area.min() >= 0.05 * side2 * 0.7 and area.max() <= 0.3 * side2 * 1.3  # ± rounding
+    assert (h / w).min() >= 0.5 * 0.6 and (h / w).max() <= 2.0 / 0.6
+    assert torch.equal(out[mask.unsqueeze(1)], torch.zeros(int(mask.sum())))
+    assert len({tuple(m.flatten().tolist()) for m in mask[erased]}) > 200
+
+
+def test_random_erasing_random_fill_stays_in_the_data_range():
+    x = torch.rand(64, 3, 8, 8, generator=gen()) * 4 - 1
+    out, mask = random_erasing(x, p=1.0, scale=(0.2, 0.4), ratio=(0.5, 2.0), value="random",
+                               generator=gen())
+    assert out.shape == x.shape and within_range(out, x, fill=float(x.min()))
+    filled = out[mask.unsqueeze(1).expand_as(x)]
+    assert filled.numel() > 0 and filled.std() > 0.5          # random values, not a constant
+
+
+# ----------------------------------------------------------------------------- mixup / cutmix
+def test_beta_draws_have_the_beta_moments():
+    for alpha in (0.2, 1.0, 2.0):
+        lam = sample_beta(alpha, 200_000, torch.device("cpu"), gen())
+        assert abs(lam.mean() - 0.5) < 0.01
+        assert abs(lam.var() - 1 / (4 * (2 * alpha + 1))) < 0.01
+
+
+def test_pairing_is_an_involution_leaving_one_sample_alone_for_odd_sizes():
+    for size in (2, 10, 11):
+        partner = pair_partners(size, torch.device("cpu"), gen(size))
+        assert torch.equal(partner[partner], torch.arange(size))
+        assert int((partner == torch.arange(size)).sum()) == size % 2
+
+
+@pytest.mark.parametrize("size", [16, 15])
+def test_mixup_targets_sum_to_one_and_equal_the_mixing_coefficient(size):
+    x = torch.randn(size, 3, 4, 4, generator=gen())
+    y = torch.nn.functional.one_hot(torch.arange(size) % 5, 5).float()
+    mixed_x, mixed_y, lam, partner = mixup(x, y, alpha=0.4, generator=gen())
+    torch.testing.assert_close(mixed_y.sum(1), torch.ones(size))
+    torch.testing.assert_close(mixed_y, lam[:, None] * y + (1 - lam[:, None]) * y[partner])
+    torch.testing.assert_close(mixed_x, lam.view(-1, 1, 1, 1) * x
+                               + (1 - lam.view(-1, 1, 1, 1)) * x[partner])
+    assert len(set(lam.tolist())) == size                    # λ drawn per sample
+    alone = partner == torch.arange(size)
+    torch.testing.assert_close(mixed_x[alone], x[alone])      # odd size: one sample unmixed
+
+
+def test_cutmix_label_weight_is_the_clipped_box_area():
+    size, side = 400, 10
+    x = torch.arange(size * side * side, dtype=torch.float).view(size, 1, side, side)  # all distinct
+    y = torch.nn.functional.one_hot(torch.arange(size) % 7, 7).float()
+    mixed_x, mixed_y, area, partner = cutmix(x, y, alpha=1.0, generator=gen())
+    from_partner = (mixed_x == x[partner]).flatten(1).float().mean(1)
+    paired = partner != torch.arange(size)
+    torch.testing.assert_close(area[paired], from_partner[paired])   # area actually pasted
+    torch.testing.assert_close(mixed_y.sum(1), torch.ones(size))
+    torch.testing.assert_close(mixed_y, (1 - area[:, None]) * y + area[:, None] * y[partner])
+    pasted = (mixed_x != x).flatten(1).any(1) | ~paired
+    assert pasted.float().mean() > 0.8
+    # boxes are clipped at the border: the pasted area is on average below E[1 − λ] = 0.5
+    assert area[paired].mean() < 0.45 and len(set(area.tolist())) > 20
+
+
+def test_mixup_cutmix_and_label_smoothing_stack_on_soft_targets():
+    ctx = RunContext(task="classification", n_train=100, output_dim=4, input_shape=(1, 6, 6),
+                     device=torch.device("cpu"), train={})
+    regs = [REGULARIZERS.get(name)(REGULARIZERS.get(name).Params.model_validate(params), ctx)
+            for name, params in [("cutmix", {}), ("mixup", {"alpha": 1.0}),
+                                 ("label_smoothing", {"epsilon": 0.2})]]
+    x, y = torch.randn(32, 1, 6, 6), torch.arange(32) % 4
+    for reg in regs:
+        x, y = reg.batch(x, y)
+    assert y.shape == (32, 4) and y.dtype.is_floating_point
+    torch.testing.assert_close(y.sum(1), torch.ones(32))
+    assert (y >= 0.2 / 4 - 1e-6).all()                        # smoothing applied last, on top
+    assert ((y > 0.06).sum(1) >= 2).float().mean() > 0.5      # most targets mix two classes
+
+
+# ----------------------------------------------------------------------------- input noise
+def test_input_noise_has_the_configured_std_and_is_fresh_each_call():
+    x = torch.zeros(200, 50)
+    first, second = add_input_noise(x, 0.3, gen(0)), add_input_noise(x, 0.3, gen(1))
+    assert abs(first.std() - 0.3) < 0.01 and abs(first.mean()) < 0.01
+    assert not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("name,params", [("input_noise", {"sigma": 0.5}), ("augment", {}),
+                                         ("cutout", {"size": 3}), ("random_erasing", {"p": 1.0}),
+                                         ("mixup", {}), ("cutmix", {})])
+def test_batch_transforms_touch_training_batches_only(name, params):
+    """The batch hook is random per call; evaluation (which never calls it) is deterministic."""
+    from regbench.train import Trainer
+    from regbench.data import prepare
+
+    data = prepare({"name": "digits", "train_subset": 64, "val_fraction": 0.1,
+                    "test_fraction": 0.2, "split_seed": 0}, 1000)
+    spec = {"seed": 0, "run_id": "r", "recipe": "r", "config_hash": "h",
+            "model": {"name": "mlp", "hidden": [16]}, "regularizers": {name: params},
+            "train": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.1,
+                      "momentum": 0.0, "nesterov": False}, "scheduler": None}}
+    trainer = Trainer(spec, data, torch.device("cpu"))
+    reg = trainer.regularizers[0]
+    x, y = data.x_train[:32], data.y_train[:32]
+    (x1, _), (x2, _) = reg.batch(x, y), reg.batch(x, y)
+    assert x1.shape == x.shape and not torch.equal(x1, x2) and not torch.equal(x1, x)
+    torch.testing.assert_close(trainer.predict(data.x_val), trainer.predict(data.x_val))
+    trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.predict(data.x_val), trainer.model(data.x_val))
