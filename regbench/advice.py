@@ -60,8 +60,10 @@ def diagnose_path(target: str | Path) -> Diagnosis:
         for summary in summaries:
             run_dir = Path(summary["_dir"])
             path = run_dir / "metrics.csv"
-            rows = read_curve_csv(path) if path.is_file() and summary.get("status") != "failed" \
-                else []
+            try:
+                rows = read_curve_csv(path) if summary.get("status") != "failed" else []
+            except RegbenchError:  # no metrics.csv, or a run stopped before its first epoch
+                rows = []
             verdict = diagnose_rows(rows, summary.get("task", "classification"),
                                     _thresholds(run_dir), summary.get("status", "completed"))
             if summary.get("status") == "failed":

@@ -18,10 +18,10 @@ The rules, thresholds from the config's ``diagnosis:`` section (``DiagnosisConfi
    Overfitting started at the minimum's epoch — where early stopping would have stopped.
 3. **F1 / precision / recall drop** from train to val by more than ``f1_drop``.
 
-Robustness: with ≥ ``SMOOTH_MIN_POINTS`` logged epochs every series is smoothed by a running
-median of 3 before a rule looks at it, so one noisy epoch (a spike or a dip) can neither
-create nor hide a verdict. Sparser logs are used as they are: each point then stands for
-several epochs.
+Robustness: with ≥ ``SMOOTH_MIN_POINTS`` logged epochs, levels at the end are medians of the
+last 3 epochs and curves are smoothed (running median of 3, then mean of 3) before a rule
+looks at them, so one noisy epoch (a spike or a dip) can neither create nor hide a verdict.
+Sparser logs are used as they are: each point then stands for several epochs.
 
 Verdicts: ``diverged`` (a loss became NaN/inf, or the run says so), ``overfitting`` (any rule
 fired), ``underfitting`` (no gap, and train accuracy < ``underfit_accuracy`` or train R² <

@@ -64,6 +64,8 @@ def learning_curves_figure(title: str, frames: list, metric: Optional[str],
     ``diverged_at``: the epochs where runs of this point diverged, drawn as purple lines.
     """
     diverged_at = sorted(set(diverged_at or []))
+    from matplotlib.ticker import MaxNLocator
+
     panels = ["loss"] + ([metric] if metric and any(f"val_{metric}" in f for f in frames) else [])
     figure, axes = _figure(5.2 * len(panels), 3.6, len(panels))
     val_loss = aggregate(frames, "val_loss")
@@ -89,6 +91,7 @@ def learning_curves_figure(title: str, frames: list, metric: Optional[str],
             ax.text(0.5, 0.5, f"no finite {name} values", transform=ax.transAxes,
                     ha="center", va="center", color=VERDICT_COLORS["diverged"])
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.set_title(f"{title}: {name}")
         if name == "loss" or name in ("mse", "mae"):

@@ -256,3 +256,17 @@ def test_results_folder_advice_comes_from_the_experiment(tmp_path: Path):
     assert "did not overfit in this experiment" in result.output and "l2 (val" in result.output
     catalogue = result.output.split("from the catalogue")[1]
     assert "early_stopping" in catalogue and "\n  l2:" not in catalogue  # l2 already tried
+
+
+def test_results_folder_with_failed_and_empty_runs(tmp_path: Path):
+    _fake_run(tmp_path, "baseline__seed=0", "baseline", healthy_curves(), {})
+    failed = tmp_path / "runs" / "bad__seed=0"
+    failed.mkdir(parents=True)
+    failed.joinpath("metrics.csv").write_text("epoch,seconds\n")  # stopped before epoch 1
+    failed.joinpath("summary.json").write_text(json.dumps({
+        "status": "failed", "run_id": "bad__seed=0", "point_id": "bad", "recipe": "bad",
+        "seed": 0, "sweep": {}, "task": "classification", "error": "ValueError: boom"}))
+    result = runner.invoke(app, ["diagnose", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "bad__seed=0: failed" in result.output and "boom" in result.output
+    assert "no overfitting found" in result.output
