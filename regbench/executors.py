@@ -59,6 +59,9 @@ def _init_worker(threads: int, events, stop) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    # progress events are best effort: a worker must never hang at exit flushing them to a
+    # driver that stopped reading (after Ctrl-C)
+    events.cancel_join_thread()
     _WORKER.update(events=events, stop=stop)
 
 
@@ -158,7 +161,8 @@ class ProcessExecutor:
         if self.pool is None:
             return
         self.stop.set()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for future in self.futures:
+            future.cancel()  # those not started yet
         unfinished = {f for f in self.futures if not f.done()}
         deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         signalled: set[str] = set()
