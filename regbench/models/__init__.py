@@ -37,7 +37,7 @@ class LayerFactory:
     norm: Optional[Callable[[int, str], nn.Module]] = None  # after each hidden linear/conv, before the activation: (features, "linear"|"conv")
     dropout: Optional[Callable[[str], nn.Module]] = None    # after each hidden activation: ("linear"|"conv")
     input_dropout: Optional[Callable[[], nn.Module]] = None # on the (flattened) inputs
-    residual_drop: Optional[Callable[[float], nn.Module]] = None  # wraps a residual branch, given its drop probability
+    residual_drop: Optional[Callable[[float], nn.Module]] = None  # drop layer for a residual branch, given its relative depth l/L in (0, 1]
     wrappers: list[Callable[[nn.Module], nn.Module]] = field(default_factory=list)  # applied to the finished model
 
     def hidden_linear(self, in_features: int, out_features: int, activation: str) -> nn.Sequential:
