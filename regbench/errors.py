@@ -7,6 +7,11 @@ class RegbenchError(Exception):
 
     exit_code = 2
 
+    def __str__(self) -> str:
+        # One line whatever went into the message (a key typed with a newline, a parser's
+        # multi-line complaint): a log line must stay a log line.
+        return super().__str__().strip().replace("\r", "\\r").replace("\n", "\\n")
+
 
 class ConfigError(RegbenchError):
     """A bad config value, located as ``file:line:col: key.path: message``."""
@@ -32,3 +37,12 @@ class ConfigError(RegbenchError):
 
 class DataError(RegbenchError):
     """Missing or malformed dataset files."""
+
+
+class OutputError(RegbenchError):
+    """A results file could not be written (disk full, read-only folder) while running: exit 1.
+
+    Files written before are intact (writes are atomic); rerunning the command resumes.
+    """
+
+    exit_code = 1

@@ -93,8 +93,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str],
         set_path(raw, key, value, f"--set {key}")
         if positions is not None:
             prefix = tuple(key.split("."))
-            for path in [p for p in positions if p[:len(prefix)] == prefix]:
+            for path in [p for p in positions if p[:len(prefix)] == prefix
+                         or p[:len(prefix) + 1] == (KEY_MARK,) + prefix]:
                 del positions[path]
+            # Keys the option creates are located at the option (an unknown `--set trian.x=1`
+            # must not point at line 1 of the file).
+            for end in range(1, len(prefix) + 1):
+                if prefix[:end] not in positions:
+                    positions[prefix[:end]] = f"--set {key}"
+                    positions[(KEY_MARK,) + prefix[:end]] = f"--set {key}"
             positions[prefix] = f"--set {key}"
     return raw
 
@@ -131,6 +138,8 @@ def _describe(error: dict[str, Any]) -> str:
         return f"must be an integer (got {got!r})"
     if kind in ("float_parsing", "float_type"):
         return f"must be a number (got {got!r})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {got!r})"
     if kind in ("bool_parsing", "bool_type"):
         return f"must be true or false (got {got!r})"
     if kind in ("string_type",):

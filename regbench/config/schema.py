@@ -7,15 +7,53 @@ shares. Every default sits on one line with its meaning or unit.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]   # what numpy, torch and scikit-learn all accept
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type lets true/false through (bool itself, Any, or a union with one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_admits_bool(arg) for arg in get_args(annotation) if arg is not None)
 
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors."""
+    """Base for every config section: unknown keys are errors, numbers are finite and a
+    true/false is never read as the number 1 or 0 (pydantic's lax mode would)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field is None or _admits_bool(field.annotation):
+            return value
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(item, bool) for item in items):
+            raise ValueError(f"must be {_expected(field.annotation)}, not true/false "
+                             f"(got {value!r})")
+        return value
+
+
+def _expected(annotation: Any) -> str:
+    """A few words for what a field holds, for the true/false refusal."""
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    names = {a for a in (annotation, *get_args(annotation))}
+    nested = {b for a in names for b in get_args(a)}
+    kinds = names | nested
+    if int in kinds and float not in kinds:
+        return "an integer"
+    if float in kinds or int in kinds:
+        return "a number"
+    if str in kinds:
+        return "a name"
+    return "a value"
 
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -23,7 +61,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def check_safe_name(value: str, what: str) -> str:
     """Names become folder names: refuse anything that could escape the results folder."""
-    if not NAME_PATTERN.match(value) or ".." in value or len(value) > 100:
+    if not NAME_PATTERN.fullmatch(value) or ".." in value or len(value) > 100:
         raise ValueError(f"{what} must be letters, digits, '_', '-' or '.', start with a "
                          f"letter or digit, contain no '..' and be at most 100 characters")
     return value
@@ -86,7 +124,7 @@ class DatasetConfig(StrictModel):
     test_fraction: float = Field(0.2, gt=0, lt=1)   # held out first when the dataset has no test split
     train_subset: Optional[int] = Field(None, ge=2) # cap on training samples (after the split)
     label_noise: float = Field(0.0, ge=0, lt=1)     # fraction of training labels replaced at random
-    split_seed: int = 0                             # seed of every split, shared by all runs
+    split_seed: Seed = 0                            # seed of every split, shared by all runs
     standardize_target: bool = False                # regression: scale targets to unit variance
 
 
@@ -100,7 +138,7 @@ class ModelConfig(StrictModel):
 
 class ExperimentConfig(StrictModel):
     name: str                                       # experiment name -> results/<name>/
-    seeds: list[int] = [0]                          # every recipe and sweep point runs once per seed
+    seeds: list[Seed] = [0]                         # every recipe and sweep point runs once per seed
     dataset: DatasetConfig = DatasetConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

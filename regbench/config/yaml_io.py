@@ -25,14 +25,18 @@ _FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""", re.X)
+# Dates are not resolved either: `name: 2024-01-01` is a name, not a datetime.date.
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
-_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap"}
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+# Scalars a config can hold; anything else (!!binary, !!timestamp, !!python/...) is refused.
+_SCALAR_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 
 
 def _mark(node: yaml.Node) -> Position:
@@ -48,14 +52,27 @@ def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
                           "lists and mappings)", path=".".join(path), source=source,
                           line=line, column=col)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        try:
+            loader.flatten_mapping(node)  # `<<: *anchor` merges
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark or node.start_mark
+            raise ConfigError(f"malformed YAML: {exc.problem}", path=".".join(path),
+                              source=source, line=mark.line + 1,
+                              column=mark.column + 1) from None
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 line, col = _mark(key_node)
                 raise ConfigError("mapping keys must be plain names", path=".".join(path),
                                   source=source, line=line, column=col)
-            key = str(_construct_scalar(key_node, loader, path, source))
+            _construct_scalar(key_node, loader, path, source)  # refuses tags
+            # A key is a name, taken as written: `no:` or `1:` is a recipe called "no" or "1"
+            # (YAML 1.1 would make them False and 1), `~:` an error rather than "None".
+            key = key_node.value
+            if not key:
+                line, col = _mark(key_node)
+                raise ConfigError("empty key: every key needs a name", path=".".join(path),
+                                  source=source, line=line, column=col)
             child = path + (key,)
             if key in out:
                 line, col = _mark(key_node)
@@ -74,18 +91,29 @@ def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
 
 
 def _construct_scalar(node: yaml.Node, loader: _Loader, path: KeyPath, source: str) -> Any:
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
+    if node.tag not in _SCALAR_TAGS:
         line, col = _mark(node)
         raise ConfigError(f"tag {node.tag!r} is not allowed (safe YAML only: plain values, "
                           "lists and mappings)", path=".".join(path), source=source,
-                          line=line, column=col) from None
+                          line=line, column=col)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.constructor.ConstructorError, ValueError, OverflowError) as exc:
+        line, col = _mark(node)
+        raise ConfigError(f"cannot read value {node.value!r} as {node.tag.rsplit(':', 1)[-1]}"
+                          f" ({exc})", path=".".join(path), source=source, line=line,
+                          column=col) from None
 
 
 def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, dict[KeyPath, Position]]:
     """Parse YAML text into plain Python data plus the position of every key path."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader already refuses control characters here
+    except yaml.reader.ReaderError as exc:
+        line, column = _offset_position(text, exc.position)
+        raise ConfigError(f"malformed YAML: {exc.reason} (character #x{exc.character:04x}); "
+                          "expected a UTF-8 text file", source=source, line=line,
+                          column=column) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -102,6 +130,11 @@ def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, dict[KeyPath, 
     if node is None:
         return None, positions
     return _to_python(node, _Loader(""), (), positions, source), positions
+
+
+def _offset_position(text: str, offset: int) -> Position:
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
 def parse_value(text: str, source: str) -> Any:
