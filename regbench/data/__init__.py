@@ -52,19 +52,25 @@ class DatasetEntry:
     spec: Callable[[dict[str, Any]], DataSpec]
     summary: str
     Params: type[StrictModel] = NoParams
+    check: Optional[Callable[[dict[str, Any]], None]] = None  # cheap: files there, headers right
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
 def dataset(name: str, *, summary: str, spec: Callable[[dict[str, Any]], DataSpec] | DataSpec,
-            Params: type[StrictModel] = NoParams):
-    """Register a loader ``fn(config) -> RawData`` under ``name``."""
+            Params: type[StrictModel] = NoParams,
+            check: Optional[Callable[[dict[str, Any]], None]] = None):
+    """Register a loader ``fn(config) -> RawData`` under ``name``.
+
+    ``check(config)`` raises DataError for what can be seen without loading (missing files, a
+    CSV header without the target): it runs while the plan is built, before anything is written.
+    """
     spec_fn = spec if callable(spec) else (lambda _cfg, _s=spec: _s)
 
     def decorator(load: Callable[[dict[str, Any]], RawData]):
         DATASETS.register(name)(DatasetEntry(load=load, spec=spec_fn, summary=summary,
-                                             Params=Params))
+                                             Params=Params, check=check))
         return load
     return decorator
 
@@ -100,13 +106,25 @@ class DataBundle:
                           output_dim=self.output_dim, meta=self.meta, **moved)
 
 
-def _split(x: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int, what: str):
+def _min_samples(fraction: float) -> int:
+    """Fewest samples that leave at least one on each side of a split of ``fraction``."""
+    n = max(2, int(0.5 / min(fraction, 1 - fraction)) - 1)  # close below; round() decides
+    while round(n * fraction) < 1 or n - round(n * fraction) < 1:
+        n += 1
+    return n
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int, key: str,
+           name: str):
     from sklearn.model_selection import train_test_split
 
     n = len(x)
     held = int(round(n * fraction))
     if held < 1 or n - held < 1:
-        raise DataError(f"{what}: {n} samples are too few to hold out a fraction of {fraction}")
+        part = "test" if key == "test_fraction" else "validation"
+        raise DataError(f"dataset.{key}: {fraction:g} of the {n} samples of dataset {name} is "
+                        f"{n * fraction:.2g} samples, too few for a {part} split; expected at "
+                        f"least {_min_samples(fraction)} samples (add data or raise {key})")
     stratify = y if task == "classification" else None
     if stratify is not None:
         _, counts = np.unique(y, return_counts=True)
@@ -137,12 +155,12 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBun
     name = config["name"]
     if raw.x_test is None:
         x_train, y_train, x_test, y_test = _split(x_train, y_train, config["test_fraction"],
-                                                  task, seed, f"dataset {name} (test split)")
+                                                  task, seed, "test_fraction", name)
     else:
         x_test, y_test = np.asarray(raw.x_test), np.asarray(raw.y_test)
     if raw.x_val is None:
         x_train, y_train, x_val, y_val = _split(x_train, y_train, config["val_fraction"], task,
-                                                seed + 1, f"dataset {name} (validation split)")
+                                                seed + 1, "val_fraction", name)
     else:
         x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
     rng = np.random.default_rng(seed + 2)
@@ -152,8 +170,10 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBun
     if task == "classification":
         num_classes = raw.num_classes or int(max(y_train.max(), y_val.max(), y_test.max()) + 1)
         if len(np.unique(y_train)) < 2:
-            raise DataError(f"dataset {name}: the training split holds a single class; "
-                            "classification needs at least two")
+            label = raw.class_names[int(y_train[0])] if raw.class_names else int(y_train[0])
+            key = "dataset.target" if name == "csv" else "dataset"
+            raise DataError(f"{key}: the training split of dataset {name} holds a single class "
+                            f"({label!r}); classification needs at least two")
         noise = float(config.get("label_noise", 0.0))
         if noise > 0:
             y_train = y_train.copy()
@@ -206,7 +226,12 @@ def load_bundle(config: dict[str, Any], train_eval_samples: int = 10_000) -> Dat
 
 
 def data_spec(config: dict[str, Any]) -> DataSpec:
-    return DATASETS.get(config["name"]).spec(config)
+    """What the dataset is, after its cheap ``check``: a plan with missing files fails here,
+    before any run starts or anything is written."""
+    entry = DATASETS.get(config["name"])
+    if entry.check is not None:
+        entry.check(config)
+    return entry.spec(config)
 
 
 # Importing the modules fills the registry.

@@ -31,18 +31,19 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as handle:
             data = handle.read()
     except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read IDX file ({exc})") from None
+        raise DataError(f"dataset.root: {path}: cannot read IDX file ({exc})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+        raise DataError(f"dataset.root: {path}: not an IDX file of unsigned bytes (bad magic "
+                        "number)")
     ndim = data[3]
     header = 4 + 4 * ndim
     if ndim < 1 or len(data) < header:
-        raise DataError(f"{path}: truncated IDX header")
+        raise DataError(f"dataset.root: {path}: truncated IDX header")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(data) - header != expected:
-        raise DataError(f"{path}: IDX file holds {len(data) - header} bytes of data, its "
-                        f"header promises {expected} (truncated or corrupt)")
+        raise DataError(f"dataset.root: {path}: IDX file holds {len(data) - header} bytes of "
+                        f"data, its header promises {expected} (truncated or corrupt)")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -58,6 +59,20 @@ def _idx_folder(root: Path, torchvision_name: str) -> Path | None:
         if all(_find(folder, stem) for stem in IDX_FILES.values()):
             return folder
     return None
+
+
+def _idx_missing(root: Path, torchvision_name: str, pretty: str) -> DataError:
+    return DataError(f"dataset.root: {pretty} files not found in {root} (nor in "
+                     f"{root / torchvision_name / 'raw'}); put the four IDX files "
+                     f"({', '.join(s + '.gz' for s in IDX_FILES.values())}) there, or set "
+                     "dataset.download: true where there is network")
+
+
+def _check_idx(config: dict[str, Any], torchvision_name: str, pretty: str) -> None:
+    """Before any run: the four files are there (unless they are to be downloaded)."""
+    root = Path(config["root"]).expanduser()
+    if not config.get("download") and _idx_folder(root, torchvision_name) is None:
+        raise _idx_missing(root, torchvision_name, pretty)
 
 
 def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str) -> RawData:
@@ -76,16 +91,13 @@ def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str
                             f"{root}") from None
         folder = _idx_folder(root, torchvision_name)
     if folder is None:
-        raise DataError(f"dataset.root: {pretty} files not found in {root} (nor in "
-                        f"{root / torchvision_name / 'raw'}); put the four IDX files "
-                        f"({', '.join(s + '.gz' for s in IDX_FILES.values())}) there, or set "
-                        "dataset.download: true where there is network")
+        raise _idx_missing(root, torchvision_name, pretty)
     arrays = {key: read_idx(_find(folder, stem)) for key, stem in IDX_FILES.items()}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"{folder}: {split} images {x.shape} and labels {y.shape} do not "
-                            "match (expected N×H×W images and N labels)")
+            raise DataError(f"dataset.root: {folder}: {split} images {x.shape} and labels "
+                            f"{y.shape} do not match (expected N×H×W images and N labels)")
     return RawData(x_train=arrays["x_train"][:, None].astype(np.float32) / 255.0,
                    y_train=arrays["y_train"].astype(np.int64),
                    x_test=arrays["x_test"][:, None].astype(np.float32) / 255.0,
@@ -95,13 +107,15 @@ def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str
 
 @dataset("mnist", summary="MNIST handwritten digits (28×28, 10 classes) from IDX files under "
          "root; torchvision download when download: true",
-         spec=DataSpec("classification", (1, 28, 28), 10))
+         spec=DataSpec("classification", (1, 28, 28), 10),
+         check=lambda c: _check_idx(c, "MNIST", "MNIST"))
 def load_mnist(config: dict[str, Any]) -> RawData:
     return _load_idx_dataset(config, "MNIST", "MNIST")
 
 
 @dataset("fashion_mnist", summary="Fashion-MNIST (28×28, 10 classes) from IDX files under root, "
-         "e.g. /usr/share/datasets/fashion-mnist", spec=DataSpec("classification", (1, 28, 28), 10))
+         "e.g. /usr/share/datasets/fashion-mnist", spec=DataSpec("classification", (1, 28, 28), 10),
+         check=lambda c: _check_idx(c, "FashionMNIST", "Fashion-MNIST"))
 def load_fashion_mnist(config: dict[str, Any]) -> RawData:
     return _load_idx_dataset(config, "FashionMNIST", "Fashion-MNIST")
 
@@ -133,19 +147,37 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(labels, dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError,
             OSError) as exc:
-        raise DataError(f"{path}: not a readable CIFAR-10 batch ({exc})") from None
+        raise DataError(f"dataset.root: {path}: not a readable CIFAR-10 batch ({exc})") from None
     if len(images) != len(labels):
-        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels")
+        raise DataError(f"dataset.root: {path}: {len(images)} images but {len(labels)} labels")
     return images, labels
+
+
+def _cifar_files(root: Path) -> tuple[Path, list[Path]]:
+    folder = root / CIFAR_FOLDER if (root / CIFAR_FOLDER).is_dir() else root
+    return folder, [folder / name for name in CIFAR_TRAIN + ["test_batch"]]
+
+
+def _refuse_missing_cifar(folder: Path, files: list[Path]) -> None:
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"dataset.root: CIFAR-10 files missing in {folder}: {', '.join(missing)}; "
+                        "put the python version's batches there, or set dataset.download: true "
+                        "where there is network")
+
+
+def _check_cifar(config: dict[str, Any]) -> None:
+    """Before any run: the six batches are there (unless they are to be downloaded)."""
+    if not config.get("download"):
+        _refuse_missing_cifar(*_cifar_files(Path(config["root"]).expanduser()))
 
 
 @dataset("cifar10", summary="CIFAR-10 (32×32 colour, 10 classes) from the python batches under "
          "root/cifar-10-batches-py; torchvision download when download: true",
-         spec=DataSpec("classification", (3, 32, 32), 10))
+         spec=DataSpec("classification", (3, 32, 32), 10), check=_check_cifar)
 def load_cifar10(config: dict[str, Any]) -> RawData:
     root = Path(config["root"]).expanduser()
-    folder = root / CIFAR_FOLDER if (root / CIFAR_FOLDER).is_dir() else root
-    files = [folder / name for name in CIFAR_TRAIN + ["test_batch"]]
+    folder, files = _cifar_files(root)
     if not all(f.is_file() for f in files) and config.get("download"):
         import torchvision
 
@@ -156,11 +188,7 @@ def load_cifar10(config: dict[str, Any]) -> RawData:
                             f"({type(exc).__name__}: {exc})") from None
         folder = root / CIFAR_FOLDER
         files = [folder / name for name in CIFAR_TRAIN + ["test_batch"]]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise DataError(f"dataset.root: CIFAR-10 files missing in {folder}: {', '.join(missing)}; "
-                        "put the python version's batches there, or set dataset.download: true "
-                        "where there is network")
+    _refuse_missing_cifar(folder, files)
     parts = [_read_cifar_batch(f) for f in files]
     x_train = np.concatenate([p[0] for p in parts[:-1]]).astype(np.float32) / 255.0
     y_train = np.concatenate([p[1] for p in parts[:-1]])

@@ -7,9 +7,10 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from regbench.config.schema import StrictModel
+from regbench.config.schema import Seed, StrictModel
 from regbench.data import DataSpec, RawData, dataset
 from regbench.errors import DataError
+from regbench.registry import did_you_mean
 
 
 @dataset("digits", summary="scikit-learn's bundled 8×8 handwritten digits (1,797 images, "
@@ -48,7 +49,7 @@ class SyntheticClassificationParams(StrictModel):
     n_classes: int = Field(2, ge=2)               # classes
     noise: float = Field(0.0, ge=0, le=1)         # fraction of labels flipped at generation
     class_sep: float = Field(1.0, gt=0)           # distance between class clusters
-    seed: int = 0                                 # generation seed (the data, not the runs)
+    seed: Seed = 0                                # generation seed (the data, not the runs)
 
 
 def _informative(params: dict[str, Any]) -> int:
@@ -81,7 +82,7 @@ class SyntheticRegressionParams(StrictModel):
     n_features: int = Field(20, ge=1)             # input columns
     n_informative: Optional[int] = Field(None, ge=1)  # columns with a non-zero coefficient; None: half
     noise: float = Field(0.0, ge=0)               # std of Gaussian noise added to the target
-    seed: int = 0                                 # generation seed (the data, not the runs)
+    seed: Seed = 0                                # generation seed (the data, not the runs)
 
 
 @dataset("synthetic_regression", Params=SyntheticRegressionParams,
@@ -104,41 +105,100 @@ class CsvParams(StrictModel):
     test_path: Optional[str] = None               # a user's own test table
 
 
-def _read_table(path: str, target: str, what: str):
-    import pandas as pd
+def _header(path: str, what: str) -> list[str]:
+    """The column names of a CSV file (first line only), refusing what cannot be a table."""
+    import csv
 
     file = Path(path)
     if not file.is_file():
-        raise DataError(f"dataset.{what}: file not found: {path}")
+        raise DataError(f"dataset.{what}: file not found: {path} (expected a CSV table)")
     try:
-        frame = pd.read_csv(file)
+        with open(file, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"dataset.{what}: {path}: not a readable CSV table ({exc})") from None
+    header = [name.strip() for name in header]
+    if not header or not any(header):
+        raise DataError(f"dataset.{what}: {path} is empty; expected a header line of column "
+                        "names, then one row per sample")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise DataError(f"dataset.{what}: {path}: column name {duplicates[0]!r} appears twice; "
+                        "expected distinct column names")
+    return header
+
+
+def check_csv(config: dict[str, Any]) -> None:
+    """Before any run: every table is there and holds the target column."""
+    for key in ("path", "val_path", "test_path"):
+        if config.get(key):
+            header = _header(config[key], key)
+            if config["target"] not in header:
+                raise DataError(f"dataset.target: column '{config['target']}' not in "
+                                f"{config[key]}{did_you_mean(config['target'], header)}; "
+                                f"columns are: {', '.join(header)}")
+
+
+def _first_bad_row(mask) -> int:
+    """1-based line in the file of the first True row (line 1 is the header)."""
+    return int(np.asarray(mask).argmax()) + 2
+
+
+def _read_table(path: str, target: str, what: str):
+    import pandas as pd
+
+    header = _header(path, what)
+    if target not in header:
+        raise DataError(f"dataset.target: column '{target}' not in {path}"
+                        f"{did_you_mean(target, header)}; columns are: {', '.join(header)}")
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"dataset.{what}: {path}: not a readable CSV table "
-                        f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-    if target not in frame.columns:
-        raise DataError(f"dataset.target: column '{target}' not in {path}; columns are: "
-                        f"{', '.join(map(str, frame.columns))}")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"dataset.{what}: {path}: not a readable CSV table ({reason})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) == 0:
+        raise DataError(f"dataset.{what}: {path} has a header but no data rows; expected one "
+                        "row per sample")
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DataError(f"dataset.{what}: {path} has no feature columns besides '{target}'")
     for column in features.columns:
-        if not pd.api.types.is_numeric_dtype(features[column]) or \
-                pd.api.types.is_bool_dtype(features[column]):
-            raise DataError(f"dataset.{what}: {path}: column '{column}' is not numeric "
-                            "(categorical values are not supported; encode them first)")
-        if features[column].isna().any():
-            row = int(features[column].isna().to_numpy().argmax()) + 2
-            raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' has a missing "
-                            "value (fill or drop missing values first)")
+        values = features[column]
+        if values.isna().any():
+            raise DataError(f"dataset.{what}: {path}:{_first_bad_row(values.isna())}: column "
+                            f"'{column}' has a missing value (fill or drop missing values first)")
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            numbers = pd.to_numeric(values, errors="coerce")
+            row = _first_bad_row(numbers.isna())
+            raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' is not numeric "
+                            f"(got {values.iloc[row - 2]!r}; categorical values are not "
+                            "supported: encode them first)")
+        if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
+            row = _first_bad_row(~np.isfinite(values.to_numpy(dtype=np.float64)))
+            raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' holds an infinite "
+                            "value; expected finite numbers")
     if frame[target].isna().any():
-        row = int(frame[target].isna().to_numpy().argmax()) + 2
-        raise DataError(f"dataset.{what}: {path}:{row}: target '{target}' has a missing value")
+        raise DataError(f"dataset.{what}: {path}:{_first_bad_row(frame[target].isna())}: target "
+                        f"'{target}' has a missing value")
     return features.to_numpy(dtype=np.float64), frame[target].to_numpy(), list(features.columns)
+
+
+def _fraction_example(y: np.ndarray) -> str:
+    y = np.asarray(y, dtype=np.float64)
+    return f"{y[np.mod(y, 1) != 0][0]:g}"
+
+
+def _looks_continuous(y: np.ndarray) -> bool:
+    """A float target with fractional values: a regression target given task: classification."""
+    y = np.asarray(y)
+    return (np.issubdtype(y.dtype, np.floating)
+            and not np.all(np.equal(np.mod(y, 1), 0)))
 
 
 @dataset("csv", Params=CsvParams, summary="a user's CSV table: path, target, task, optional "
          "val_path/test_path; numeric features only",
-         spec=lambda c: DataSpec(c["task"], None))
+         spec=lambda c: DataSpec(c["task"], None), check=check_csv)
 def load_csv(config: dict[str, Any]) -> RawData:
     target, task = config["target"], config["task"]
     tables = {"path": _read_table(config["path"], target, "path")}
@@ -151,6 +211,12 @@ def load_csv(config: dict[str, Any]) -> RawData:
             raise DataError(f"dataset.{key}: columns differ from dataset.path's ({config[key]})")
     labels = None
     if task == "classification":
+        for key, (_, y, _) in tables.items():
+            if _looks_continuous(y):
+                raise DataError(f"dataset.task: target '{target}' in {config[key]} holds "
+                                f"fractional numbers such as {_fraction_example(y)}; a "
+                                "classification target needs class labels (set task: "
+                                "regression for a numeric target)")
         labels = sorted({str(v) for _, y, _ in tables.values() for v in y})
         code = {label: i for i, label in enumerate(labels)}
         tables = {k: (x, np.array([code[str(v)] for v in y]), c) for k, (x, y, c) in tables.items()}
