@@ -17,28 +17,51 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from regbench.config.yaml_io import dump_yaml
-from regbench.errors import RegbenchError
+from regbench.errors import OutputError, RegbenchError
 
 LEADING_COLUMNS = ["epoch", "seconds", "lr", "objective", "penalty", "weight_norm", "sparsity",
                    "grad_norm"]
 SUMMARY = "summary.json"
 
 
+def _file_mode() -> int:
+    """Mode of a new file under this process's umask (mkstemp's own 0600 would hide results
+    from other users of a shared results folder)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file in the same folder, then rename over ``path``.
+
+    A failure (disk full, read-only folder) leaves ``path`` as it was and raises OutputError.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was "
+                          "replaced; free space or choose a writable --out") from None
     try:
         with os.fdopen(handle, "wb") as out:
+            os.fchmod(out.fileno(), FILE_MODE)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(temp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); any earlier "
+                              "version is kept; free space or choose a writable --out, then "
+                              "run the same command again to resume") from None
         raise
 
 
