@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from regbench.config.schema import StrictModel
@@ -46,7 +46,7 @@ def _normed(factory: LayerFactory, layer: nn.Module, features: int, kind: str) -
 
 
 class ResNetParams(StrictModel):
-    channels: list[int] = Field([16, 32, 64], min_length=1)  # channels per stage; stages after the first halve H, W
+    channels: list[PositiveInt] = Field([16, 32, 64], min_length=1)  # channels per stage; stages after the first halve H, W
     blocks: int = Field(1, ge=1)                             # residual blocks per stage (3: ResNet-20)
     activation: Activation = "relu"                          # hidden activation
 
