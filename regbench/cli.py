@@ -130,7 +130,7 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
                              executor=executor.value, address=address,
                              device=device.value if device else None, resume=resume,
                              progress=make_progress(), report=report)
-    for warning in outcome.plan.warnings:
+    for warning in outcome.plan.warnings + outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if outcome.comparison is not None:
         from regbench.compare import build_comparison

@@ -17,7 +17,8 @@ from regbench.config import LoadedConfig, load_config
 from regbench.config.yaml_io import dump_yaml
 from regbench.errors import RegbenchError
 from regbench.plan import Plan, build_plan
-from regbench.results import SUMMARY, atomic_write_text, read_summary, write_run
+from regbench.results import (PLAN_FILE, SUMMARY, atomic_write_text, read_summary, to_json,
+                              write_run)
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -30,6 +31,7 @@ class ExperimentOutcome:
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
     comparison: Any = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -138,6 +140,8 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
         check_device(plan)
     results_dir = prepare_results_dir(Path(out), plan.experiment["name"], fresh=not resume)
     atomic_write_text(results_dir / "experiment.yaml", dump_yaml(plan.experiment))
+    # the runs of this plan: tables and plots leave out folders of an earlier grid
+    atomic_write_text(results_dir / PLAN_FILE, to_json({"run_ids": [r["run_id"] for r in plan.runs]}))
     outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
     pending = []
     for spec in plan.runs:
@@ -147,6 +151,10 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
             outcome.summaries.append(read_summary(run_dir))
         else:
             pending.append(spec)
+    if pending:  # missing or corrupt data files: one clear error before anything trains
+        from regbench.data import load_bundle
+
+        load_bundle(plan.experiment["dataset"], plan.experiment["train"]["train_eval_samples"])
     # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
     runner = make_executor(executor, workers=workers, address=address, cores=available_cores())
@@ -181,7 +189,9 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
     if any(read_summary(p.parent) for p in (results_dir / "runs").glob(f"*/{SUMMARY}")):
         outcome.comparison = compare_results(results_dir)
         if report and not outcome.interrupted:
-            write_report_if_available(results_dir)
+            problem = write_report_if_available(results_dir)
+            if problem:
+                outcome.warnings.append(problem)
     return outcome
 
 
@@ -194,10 +204,14 @@ def check_device(plan: Plan) -> None:
                                 "here; use device: auto or cpu")
 
 
-def write_report_if_available(results_dir: Path) -> None:
-    """Plots and report.html (see regbench.report)."""
+def write_report_if_available(results_dir: Path) -> Optional[str]:
+    """Plots and report.html (see regbench.report); a failure here never loses trained runs,
+    so it is returned as a warning instead of raised."""
+    from regbench.report import write_report
+
     try:
-        from regbench.report import write_report
-    except ImportError:
-        return
-    write_report(results_dir)
+        write_report(results_dir)
+    except Exception as exc:  # plotting must not turn a finished sweep into a crash
+        return (f"the report could not be written ({type(exc).__name__}: {exc}); the runs are "
+                f"saved: retry with `regbench report {results_dir}`")
+    return None

@@ -22,6 +22,7 @@ from regbench.errors import OutputError, RegbenchError
 LEADING_COLUMNS = ["epoch", "seconds", "lr", "objective", "penalty", "weight_norm", "sparsity",
                    "grad_norm"]
 SUMMARY = "summary.json"
+PLAN_FILE = "plan.json"        # run ids of the latest `regbench run` in this folder
 
 
 def _file_mode() -> int:
@@ -157,13 +158,25 @@ def run_dirs(results_dir: Path) -> list[Path]:
     return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
 
 
+def planned_run_ids(results_dir: Path) -> Optional[set[str]]:
+    """Run ids of the latest plan, or None when the folder has no (readable) plan.json."""
+    try:
+        data = json.loads((Path(results_dir) / PLAN_FILE).read_text(encoding="utf-8"))
+        return {str(run_id) for run_id in data["run_ids"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_summaries(results_dir: Path) -> list[dict[str, Any]]:
     """Summaries of every run folder that holds one (unfinished runs have none)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise RegbenchError(f"{results_dir}: no such results folder")
+    planned = planned_run_ids(results_dir)
     summaries = []
     for run_dir in run_dirs(results_dir):
+        if planned is not None and run_dir.name not in planned:
+            continue  # a folder from an earlier grid or config: not part of this experiment
         summary = read_summary(run_dir)
         if summary is not None:
             summary["_dir"] = str(run_dir)
