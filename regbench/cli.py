@@ -312,6 +312,28 @@ def list_(
         console.print(table)
 
 
+@app.command()
+@guarded
+def gallery(
+    run_: Annotated[bool, typer.Option("--run", help="Train the gallery configs first (completed runs are resumed); without it the page is rebuilt from existing results.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Train only this finding (config stem in configs/gallery/); repeatable.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Results root (default results/gallery, or results/gallery-smoke with --smoke).")] = None,
+    page: Annotated[Optional[Path], typer.Option("--page", help="Page to write (default docs/gallery.md, or OUT/gallery.md with --smoke).")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Train every config with a 1-epoch, one-seed budget (tests the machinery, not the claims).")] = False,
+) -> None:
+    """Reproduce published regularization findings and rebuild the gallery page from the runs."""
+    from regbench.gallery import run_gallery
+    from regbench.progress import make_progress
+
+    outcome = run_gallery(out=out, only=only, run=run_, smoke=smoke, page=page,
+                          progress_factory=make_progress)
+    console = _console()
+    for key, verdict in outcome.verdicts.items():
+        console.print(f"{key}: {verdict}", markup=False)
+    console.print(f"page: {outcome.page}")
+    raise typer.Exit(outcome.exit_code)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,257 @@
+"""Gallery findings on neural networks: dropout, label smoothing, batch normalisation and
+memorisation under label noise.
+
+Each ``analyse`` reads the run folders of its config (``Results``) and nothing else; the rule
+string printed on the page is the code below, in words. See ``regbench.gallery``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from regbench.gallery import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
+from regbench.gallery_stats import Estimate, Results, mean_interval, paired, seed_gate, verdict_of
+
+BN_THRESHOLD = 0.8             # val accuracy for "epochs to reach"
+MEMORISATION_DROP = 0.03       # best − returned val accuracy that counts as memorising
+
+
+def _point_label(point: str) -> str:
+    return point.replace("__", " ")
+
+
+# ----------------------------------------------------------------------------- 3. dropout
+
+def _paired_rows(results: Results, recipe: str, quantities: list[tuple[str, str, str]],
+                 baseline: str = "baseline") -> tuple[list[list[str]], dict[str, Estimate]]:
+    """Rows `quantity | baseline | recipe | recipe − baseline` for summary keys or functions."""
+    rows, diffs = [], {}
+    for label, key, better in quantities:
+        get = (lambda run, k=key: run.summary["train_accuracy"] - run.summary["val_accuracy"]) \
+            if key == "gap" else key
+        base, reg = results.per_seed(baseline, get), results.per_seed(recipe, get)
+        diffs[key] = paired(reg, base)
+        rows.append([label, mean_interval(base.values()).text(), mean_interval(reg.values()).text(),
+                     diffs[key].text(signed=True), better])
+    return rows, diffs
+
+
+@finding(key="dropout", title="Dropout on a small training set: smaller gap, better NLL",
+         claim="Dropout reduces overfitting: on a small training set it shrinks the gap between "
+               "training and validation accuracy and improves the validation log-loss (NLL) and "
+               "calibration; its accuracy gain needs more data or longer training.",
+         source="Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014, *Dropout: a "
+                "simple way to prevent neural networks from overfitting*, JMLR 15, §7.4 and "
+                "Fig. 10 (effect of data set size).",
+         rule="*reproduced* when the 95% intervals of dropout − baseline lie below 0 for both the "
+              "train−val accuracy gap and the validation NLL (final epoch); *partly* when one of "
+              "them does; *not reproduced* otherwise. Calibration (ECE) and test accuracy are "
+              "reported, not part of the rule.")
+def analyse_dropout(results: Results) -> Outcome:
+    rows, diffs = _paired_rows(results, "dropout", [
+        ("train − val accuracy gap", "gap", "lower"), ("val NLL (loss)", "val_loss", "lower"),
+        ("val ECE", "val_ece", "lower"), ("val accuracy", "val_accuracy", "higher"),
+        ("test accuracy", "test_accuracy", "higher")])
+    gate = seed_gate(results)
+    holds = [diffs["gap"].below(0), diffs["val_loss"].below(0)]
+    accuracy = diffs["test_accuracy"]
+    accuracy_note = ("test accuracy improved (interval above 0)" if accuracy.above(0) else
+                     "test accuracy did **not** improve within this budget (interval includes or "
+                     "lies below 0)")
+    reason = (f"dropout − baseline: gap {diffs['gap'].text(signed=True)}, val NLL "
+              f"{diffs['val_loss'].text(signed=True)}, val ECE "
+              f"{diffs['val_ece'].text(signed=True)}; {accuracy_note}: "
+              f"{accuracy.text(signed=True)}.")
+    return Outcome(gate.verdict if gate else verdict_of(holds),
+                   (gate.reason + "; " if gate else "") + reason,
+                   ["quantity (final epoch)", "baseline", "dropout", "dropout − baseline [95% CI]",
+                    "claimed"], rows)
+
+
+# ----------------------------------------------------------------------------- 4. label smoothing
+
+def overconfidence(run) -> float:
+    """Mean top-class probability − accuracy on the validation split, from the run's model.pt
+    (> 0: over-confident, < 0: under-confident; ECE alone does not say which)."""
+    import torch
+
+    from regbench.config.yaml_io import read_yaml_file
+    from regbench.data import load_bundle
+    from regbench.models import LayerFactory, build_model
+
+    folder = Path(run.summary["_dir"])
+    if not (folder / "model.pt").is_file():
+        return math.nan
+    config, _ = read_yaml_file(folder / "config.yaml")
+    data = load_bundle(config["dataset"], config["train"]["train_eval_samples"])
+    model = build_model(config["model"], data.input_shape, data.output_dim, LayerFactory())
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    model.eval()
+    with torch.no_grad():
+        probabilities = torch.softmax(model(data.x_val), dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    return float(confidence.mean() - (predicted == data.y_val).float().mean())
+
+
+@finding(key="label_smoothing", title="Label smoothing and calibration (ECE)",
+         claim="Training with label smoothing lowers the expected calibration error of a network "
+               "that is trained until it fits its data (the unsmoothed network is over-confident).",
+         source="Müller, Kornblith & Hinton 2019, *When does label smoothing help?*, NeurIPS, §3 "
+                "(implicit model calibration: reliability diagrams and ECE with and without "
+                "smoothing).",
+         rule="*reproduced* when, for every smoothing strength in the config, the 95% interval of "
+              "smoothed − baseline test ECE lies below 0; *partly* when it does for some; *not "
+              "reproduced* when for none. Over-confidence (mean top-class probability − "
+              "accuracy on the validation split, from each run's saved model) tells which way "
+              "the baseline is miscalibrated.",
+         metric="ece")
+def analyse_label_smoothing(results: Results) -> Outcome:
+    smoothed = sorted(p for p in results.points() if p != "baseline")
+    quantities = [("test ECE", "test_ece", "lower"), ("val ECE", "val_ece", "lower"),
+                  ("val over-confidence", "over", "—"), ("val NLL (loss)", "val_loss", "—"),
+                  ("test accuracy", "test_accuracy", "—")]
+    rows, holds, parts = [], [], []
+    base_over = results.per_seed("baseline", overconfidence)
+    for point in smoothed:
+        for label, key, claimed in quantities:
+            get = overconfidence if key == "over" else key
+            base = base_over if key == "over" else results.per_seed("baseline", get)
+            reg = results.per_seed(point, get)
+            diff = paired(reg, base)
+            rows.append([_point_label(point), label, mean_interval(base.values()).text(),
+                         mean_interval(reg.values()).text(), diff.text(signed=True), claimed])
+            if key == "test_ece":
+                holds.append(diff.below(0))
+                direction = "lower" if diff.below(0) else "higher" if diff.above(0) else "no clear change"
+                parts.append(f"{_point_label(point)}: test ECE {diff.text(signed=True)} ({direction})")
+    gate = seed_gate(results)
+    over = mean_interval(base_over.values())
+    state = ("over-confident" if over.above(0) else "under-confident" if over.below(0)
+             else "neither clearly over- nor under-confident")
+    reason = "; ".join(parts) + f". The baseline is {state} (confidence − accuracy {over.text()})."
+    return Outcome(gate.verdict if gate else verdict_of(holds),
+                   (gate.reason + "; " if gate else "") + reason,
+                   ["recipe", "quantity (final epoch)", "baseline", "recipe",
+                    "recipe − baseline [95% CI]", "claimed"], rows)
+
+
+# ----------------------------------------------------------------------------- 5. batchnorm
+
+def _val_accuracy_at(run, epoch: int) -> float:
+    frame = run.frame
+    rows = frame[frame["epoch"] == epoch] if frame is not None else []
+    return float(rows["val_accuracy"].iloc[0]) if len(rows) else math.nan
+
+
+def _epochs_to_reach(run, threshold: float) -> float:
+    """First epoch with val accuracy ≥ threshold; epochs run + 1 when never reached."""
+    frame = run.frame
+    reached = frame[frame["val_accuracy"] >= threshold]["epoch"]
+    return float(reached.iloc[0]) if len(reached) else float(frame["epoch"].max() + 1)
+
+
+@finding(key="batchnorm", title="Batch normalisation speeds up a deep sigmoid MLP",
+         claim="Batch normalisation lets a deep network with saturating (sigmoid) units train "
+               "much faster: higher accuracy after the same number of steps.",
+         source="Ioffe & Szegedy 2015, *Batch normalization: accelerating deep network training "
+                "by reducing internal covariate shift*, ICML, Fig. 1(a) (MNIST, 3 hidden layers "
+                "of 100 sigmoid units, test accuracy vs training steps).",
+         rule=f"*reproduced* when the 95% interval of batchnorm − baseline validation accuracy "
+              f"after epoch 1 lies above 0 and batchnorm reaches {BN_THRESHOLD:.0%} validation "
+              f"accuracy in fewer epochs (mean over seeds; a run that never reaches it counts as "
+              f"epochs + 1); *partly* when one of the two holds; *not reproduced* otherwise.")
+def analyse_batchnorm(results: Results) -> Outcome:
+    def at(epoch):
+        return lambda run: _val_accuracy_at(run, epoch)
+
+    reach = lambda run: _epochs_to_reach(run, BN_THRESHOLD)  # noqa: E731
+    last = max((int(r.frame["epoch"].max()) for r in results.runs if r.frame is not None),
+               default=1)
+    quantities = [("val accuracy after epoch 1", at(1)), ("val accuracy after epoch 2", at(2)),
+                  (f"val accuracy after epoch {last}", at(last)),
+                  (f"epochs to reach {BN_THRESHOLD:.0%} val accuracy", reach)]
+    rows, diffs = [], []
+    for label, get in quantities:
+        base, norm = results.per_seed("baseline", get), results.per_seed("batchnorm", get)
+        diffs.append(paired(norm, base))
+        rows.append([label, mean_interval(base.values()).text(3),
+                     mean_interval(norm.values()).text(3), diffs[-1].text(3, signed=True)])
+    gate = seed_gate(results)
+    holds = [diffs[0].above(0), diffs[3].mean < 0]
+    reason = (f"batchnorm − baseline val accuracy after epoch 1: {diffs[0].text(3, signed=True)}; "
+              f"epochs to reach {BN_THRESHOLD:.0%}: {diffs[3].text(2, signed=True)}.")
+    return Outcome(gate.verdict if gate else verdict_of(holds),
+                   (gate.reason + "; " if gate else "") + reason,
+                   ["quantity", "baseline", "batchnorm", "batchnorm − baseline [95% CI]"], rows,
+                   figures=[("learning curves, baseline (regbench's report)",
+                             results.folder / "plots" / "curves__baseline.png"),
+                            ("learning curves, batchnorm (regbench's report)",
+                             results.folder / "plots" / "curves__batchnorm.png")])
+
+
+# ----------------------------------------------------------------------------- 6. label noise
+
+def best_val_accuracy(run) -> float:
+    return float(run.frame["val_accuracy"].max())
+
+
+def memorisation_drop(run) -> float:
+    """Best val accuracy over the epochs − val accuracy of the model the run returns (the
+    last epoch, or the epoch early stopping restored)."""
+    return best_val_accuracy(run) - float(run.summary["val_accuracy"])
+
+
+def _best_epoch(run) -> float:
+    frame = run.frame
+    return float(frame["epoch"][frame["val_accuracy"].idxmax()])
+
+
+@finding(key="label_noise", title="Heavy label noise: memorisation late in training",
+         claim="With many wrong training labels, plain training first learns the true pattern "
+               "(best validation accuracy early) and then memorises the noise, so the last epoch "
+               "is much worse than the best; regularizers such as dropout and mixup (and early "
+               "stopping, by construction) keep the returned model near its best.",
+         source="Zhang, Cisse, Dauphin & Lopez-Paz 2018, *mixup: beyond empirical risk "
+                "minimization*, ICLR, §3.4 and Table 2 (corrupted CIFAR-10 labels: best vs last "
+                "epoch test error for ERM, dropout and mixup); Arpit et al. 2017, *A closer look "
+                "at memorization in deep networks*, ICML.",
+         rule=f"the drop is best − returned validation accuracy (returned: last epoch, or the "
+              f"epoch early stopping restores). *reproduced* when the baseline's drop interval "
+              f"lies above {MEMORISATION_DROP} and, for every regularizer, the interval of its drop "
+              f"− the baseline's lies below 0; *partly* when the baseline memorises and some "
+              f"regularizers keep near their best; *not reproduced* otherwise.")
+def analyse_label_noise(results: Results) -> Outcome:
+    base_drop = results.per_seed("baseline", memorisation_drop)
+    base = mean_interval(base_drop.values())
+    rows, kept = [], {}
+    for point in ["baseline"] + sorted(p for p in results.points() if p != "baseline"):
+        drop = results.per_seed(point, memorisation_drop)
+        diff = paired(drop, base_drop) if point != "baseline" else None
+        if diff is not None:
+            kept[point] = diff.below(0)
+        rows.append([_point_label(point),
+                     mean_interval(results.per_seed(point, best_val_accuracy).values()).text(3),
+                     mean_interval(results.per_seed(point, _best_epoch).values()).text(1),
+                     mean_interval(results.per_seed(point, "val_accuracy").values()).text(3),
+                     mean_interval(results.per_seed(point, "chosen_epoch").values()).text(1),
+                     mean_interval(drop.values()).text(3),
+                     diff.text(3, signed=True) if diff else "",
+                     mean_interval(results.per_seed(point, "test_accuracy").values()).text(3)])
+    gate = seed_gate(results)
+    memorises = base.above(MEMORISATION_DROP)
+    if not memorises:
+        verdict = NOT_REPRODUCED
+    else:
+        verdict = REPRODUCED if kept and all(kept.values()) else PARTLY if any(kept.values()) \
+            else NOT_REPRODUCED
+    helped = [p for p, ok in kept.items() if ok]
+    reason = (f"baseline drop from its best to its last epoch: {base.text(3)} "
+              f"({'memorises' if memorises else 'no clear memorisation'}); regularizers whose "
+              f"drop is clearly smaller: {', '.join(helped) if helped else 'none'}"
+              f"{'' if len(helped) == len(kept) else ' (not: ' + ', '.join(p for p in kept if p not in helped) + ')'}.")
+    return Outcome(gate.verdict if gate else verdict, (gate.reason + "; " if gate else "") + reason,
+                   ["recipe", "best val accuracy", "epoch of best", "returned val accuracy",
+                    "returned epoch", "drop (best − returned)", "drop − baseline's [95% CI]",
+                    "test accuracy"], rows,
+                   figures=[("learning curves, baseline (regbench's report)",
+                             results.folder / "plots" / "curves__baseline.png")])

@@ -1,0 +1,107 @@
+"""Numbers for the gallery's rules: means and paired differences over seeds with their 95%
+bootstrap intervals, and the run folders of one gallery experiment read once."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from regbench.gallery import INCONCLUSIVE, MIN_SEEDS, NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome
+
+# ----------------------------------------------------------------------------- statistics
+
+@dataclass
+class Estimate:
+    """Mean over seeds with a 95% bootstrap interval (NaN ends with fewer than 2 seeds)."""
+
+    mean: float
+    low: float
+    high: float
+    seeds: int
+
+    def text(self, digits: int = 4, signed: bool = False) -> str:
+        if math.isnan(self.mean):
+            return "—"
+        form = f"{{:{'+' if signed else ''}.{digits}f}}"
+        if math.isnan(self.low):
+            return form.format(self.mean)
+        return f"{form.format(self.mean)} [{form.format(self.low)}, {form.format(self.high)}]"
+
+    def below(self, bound: float = 0.0) -> bool:
+        """The whole interval lies below ``bound``."""
+        return not math.isnan(self.high) and self.high < bound
+
+    def above(self, bound: float = 0.0) -> bool:
+        return not math.isnan(self.low) and self.low > bound
+
+
+def mean_interval(values: Iterable[float]) -> Estimate:
+    """Mean of per-seed values with a percentile bootstrap interval over the seeds."""
+    from regbench.stats import paired_difference
+
+    array = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not array:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    # the bootstrap of a mean is the paired bootstrap against zeros: one code path for both
+    diff = paired_difference(dict(enumerate(array)), dict.fromkeys(range(len(array)), 0.0))
+    return Estimate(diff.mean, diff.low, diff.high, diff.pairs)
+
+
+def paired(recipe: dict[int, float], baseline: dict[int, float]) -> Estimate:
+    """recipe − baseline over shared seeds, with the paired bootstrap interval."""
+    from regbench.stats import paired_difference
+
+    diff = paired_difference(recipe, baseline)
+    return Estimate(diff.mean, diff.low, diff.high, diff.pairs)
+
+
+# ----------------------------------------------------------------------------- results
+
+class Results:
+    """The run folders of one gallery experiment, read once."""
+
+    def __init__(self, folder: Path):
+        from regbench.plot_data import load_runs
+
+        self.folder = Path(folder)
+        self.runs = [r for r in load_runs(self.folder) if r.summary.get("status") == "completed"]
+        self.summaries = [r.summary for r in self.runs]
+
+    def points(self) -> list[str]:
+        return sorted({r.point for r in self.runs})
+
+    def of(self, point: str) -> list:
+        return sorted((r for r in self.runs if r.point == point), key=lambda r: r.summary["seed"])
+
+    def per_seed(self, point: str, value: Callable[[Any], float] | str) -> dict[int, float]:
+        """{seed: value} for one point; ``value`` is a summary key or a function of a run."""
+        get = (lambda run: run.summary.get(value)) if isinstance(value, str) else value
+        out = {}
+        for run in self.of(point):
+            number = get(run)
+            if number is not None and math.isfinite(float(number)):
+                out[run.summary["seed"]] = float(number)
+        return out
+
+    def seeds(self) -> int:
+        counts = [len(self.of(p)) for p in self.points()]
+        return min(counts) if counts else 0
+
+    def comparison(self, metric: Optional[str] = None):
+        from regbench.compare import build_comparison
+
+        return build_comparison(self.summaries, metric)
+
+
+def verdict_of(holds: list[bool]) -> str:
+    """All parts of a claim hold: reproduced; some: partly; none: not reproduced."""
+    return REPRODUCED if all(holds) else PARTLY if any(holds) else NOT_REPRODUCED
+
+
+def seed_gate(results: Results) -> Optional[Outcome]:
+    """An inconclusive outcome when there are too few seeds for intervals to mean anything."""
+    if results.seeds() < MIN_SEEDS:
+        return Outcome(INCONCLUSIVE, f"only {results.seeds()} seed(s) per recipe: the rule needs "
+                       f"{MIN_SEEDS} (a smoke run?)")
+    return None

@@ -1,0 +1,151 @@
+"""The gallery: every config trains (a 1-epoch smoke in the default run), the page's numbers are
+the run folders' numbers, and the rules' helpers compute what they claim. Full reproductions are
+marked ``gallery`` (``pytest -m gallery``)."""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from regbench.gallery import (CONFIG_DIR, INCONCLUSIVE, PAGE, TIMING, build_page,
+                              experiment_name, findings, run_gallery)
+from regbench.gallery_stats import Results, mean_interval, paired
+from regbench.gallery_linear import ridge_closed_form
+from regbench.gallery_networks import memorisation_drop
+from regbench.results import load_summaries
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Every gallery config with the --smoke budget (1 epoch, ≤256 samples, one seed)."""
+    out = tmp_path_factory.mktemp("gallery")
+    outcome = run_gallery(out=out, smoke=True)
+    return out, outcome, outcome.page.read_text()
+
+
+def test_every_finding_has_its_config():
+    assert len(findings()) >= 6
+    assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) == sorted(findings())
+
+
+def test_smoke_trains_every_config_and_refuses_a_verdict(smoke):
+    out, outcome, page = smoke
+    assert outcome.exit_code == 0
+    assert outcome.page == out / "gallery.md"          # never docs/gallery.md
+    for key in findings():
+        folder = out / experiment_name(CONFIG_DIR / f"{key}.yaml")
+        summaries = load_summaries(folder)
+        assert summaries and all(s["status"] == "completed" for s in summaries)
+        assert all(s["stopped_epoch"] == 1 and s["seed"] == 0 for s in summaries)
+        assert json.loads((folder / TIMING).read_text())["smoke"] is True
+        # one seed: no interval, so no rule may call the claim reproduced or not
+        assert outcome.verdicts[key] == INCONCLUSIVE
+        assert f"**Result: {INCONCLUSIVE}.**" in page
+
+
+def _cell(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value:.4f}"
+
+
+def test_page_tables_are_the_comparison_csv(smoke):
+    out, _, page = smoke
+    for key in findings():
+        folder = out / experiment_name(CONFIG_DIR / f"{key}.yaml")
+        section = page.split(f"`{folder.name}/comparison.csv`")[1].split("\n## ")[0]
+        metric = findings()[key].metric
+        if metric is None:
+            frame = pd.read_csv(folder / "comparison.csv")
+            metric = "mse" if "val_mse" in frame else "accuracy"
+        else:  # the page rebuilt the comparison for its metric: compare with the CLI's csv
+            from regbench.compare import compare_results, to_csv
+            import io
+
+            frame = pd.read_csv(io.StringIO(to_csv(compare_results(folder, metric, write=False))))
+        for row in frame.to_dict("records"):
+            expected = (f"| {row['point'].replace('__', ' ')} | {row['seeds']} | "
+                        f"{_cell(row[f'val_{metric}'])} ± {_cell(row[f'val_{metric}_std'])} | "
+                        f"{_cell(row[f'test_{metric}'])} ± {_cell(row[f'test_{metric}_std'])} |")
+            assert expected in section, (key, expected)
+
+
+def test_finding_numbers_are_the_run_numbers(smoke):
+    """Spot checks of the finding tables against summary.json / metrics.csv of the runs."""
+    out, _, page = smoke
+    dropout = Results(out / "gallery_dropout")
+    base = dropout.of("baseline")[0].summary
+    reg = dropout.of("dropout")[0].summary
+    assert (f"| val NLL (loss) | {base['val_loss']:.4f} | {reg['val_loss']:.4f} | "
+            f"{reg['val_loss'] - base['val_loss']:+.4f} |") in page
+    noise = Results(out / "gallery_label_noise")
+    run = noise.of("baseline")[0]
+    drop = float(run.frame["val_accuracy"].max()) - run.summary["val_accuracy"]
+    assert math.isclose(memorisation_drop(run), drop)
+    ridge = Results(out / "gallery_ridge")
+    mse = ridge.of("baseline")[0].summary["val_mse"]
+    assert re.search(rf"\| 0 \| 1 \| [0-9.]+ \| {mse:.4f} \|", page)
+
+
+def test_page_is_rebuilt_from_results_alone(smoke, tmp_path):
+    out, _, page = smoke
+    rebuilt, verdicts = build_page(out, out / "gallery.md",
+                                   "*Smoke run: 1 epoch, at most a few hundred samples, one seed: "
+                                   "the numbers below test the machinery, not the claims.*")
+    assert rebuilt == page
+    empty, verdicts = build_page(tmp_path, tmp_path / "gallery.md")
+    assert set(verdicts.values()) == {"not run yet"}
+    assert "regbench gallery --run --only ridge" in empty
+
+
+def test_ridge_closed_form_matches_scikit_learn():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 1.5, (60, 8))
+    y = x @ rng.normal(size=(8, 1)) + 3.0 + rng.normal(0, 0.5, (60, 1))
+    for lam in (0.0, 0.5, 20.0):
+        w, b = ridge_closed_form(x, y, lam)
+        fitted = Ridge(alpha=lam, fit_intercept=True, solver="cholesky").fit(x, y)
+        np.testing.assert_allclose(w.ravel(), fitted.coef_.ravel(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(b, fitted.intercept_, rtol=1e-8)
+
+
+def test_intervals_over_seeds():
+    estimate = mean_interval([0.2, 0.4, 0.9])
+    assert math.isclose(estimate.mean, 0.5)
+    assert 0.2 <= estimate.low < 0.5 < estimate.high <= 0.9
+    lower = paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 3.5, 2: 4.2})   # always lower
+    assert lower.below(0) and not lower.above(0)
+    assert math.isclose(lower.mean, np.mean([-1.0, -1.5, -1.2]))
+    assert math.isnan(mean_interval([0.3]).low)                        # one seed: no interval
+
+
+def test_cli_refuses_an_unknown_finding():
+    from regbench.cli import app
+
+    result = CliRunner().invoke(app, ["gallery", "--only", "ridg", "--out", "/tmp/unused"])
+    assert result.exit_code == 2
+    assert "no gallery finding 'ridg'" in result.output and "ridge" in result.output
+
+
+@pytest.mark.gallery
+@pytest.mark.parametrize("key", sorted(findings()))
+def test_full_run_reproduces_the_committed_verdict(key, tmp_path):
+    """A fresh full run of one config gives the verdict docs/gallery.md states (minutes each)."""
+    outcome = run_gallery(out=tmp_path, only=[key], run=True, page=tmp_path / "gallery.md")
+    expected = _committed_verdicts()[key]
+    assert outcome.verdicts[key] == expected
+
+
+def _committed_verdicts() -> dict[str, str]:
+    """finding key -> verdict, from the summary table at the top of docs/gallery.md."""
+    text = PAGE.read_text()
+    verdicts = {}
+    for number, key in enumerate(findings(), 1):
+        match = re.search(rf"^\| \[{number}\. .*\| (.+) \|$", text, re.MULTILINE)
+        verdicts[key] = match.group(1).strip()
+    return verdicts
