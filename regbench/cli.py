@@ -78,6 +78,8 @@ def guarded(function):
 
 
 def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
+    """``--seeds 0,1,2`` -> [0, 1, 2]: distinct integers that numpy and torch accept."""
+    from regbench.config.schema import MAX_SEED
     from regbench.errors import ConfigError
 
     if not text:
@@ -89,6 +91,12 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
                           source="--seeds") from None
     if not seeds:
         raise ConfigError("expected at least one seed", source="--seeds")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct (got {text!r})", source="--seeds")
+    bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"seeds must be between 0 and {MAX_SEED} (got {bad[0]})",
+                          source="--seeds")
     return seeds
 
 

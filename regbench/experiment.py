@@ -138,10 +138,7 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
     plan = build_plan(loaded, seeds, device)
     if executor != "ray":  # a Ray cluster's GPUs are not this machine's
         check_device(plan)
-    results_dir = prepare_results_dir(Path(out), plan.experiment["name"], fresh=not resume)
-    atomic_write_text(results_dir / "experiment.yaml", dump_yaml(plan.experiment))
-    # the runs of this plan: tables and plots leave out folders of an earlier grid
-    atomic_write_text(results_dir / PLAN_FILE, to_json({"run_ids": [r["run_id"] for r in plan.runs]}))
+    results_dir = Path(out) / plan.experiment["name"]
     outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
     pending = []
     for spec in plan.runs:
@@ -151,10 +148,15 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
             outcome.summaries.append(read_summary(run_dir))
         else:
             pending.append(spec)
-    if pending:  # missing or corrupt data files: one clear error before anything trains
+    if pending:  # corrupt data files: one clear error before anything is written or trained
         from regbench.data import load_bundle
 
         load_bundle(plan.experiment["dataset"], plan.experiment["train"]["train_eval_samples"])
+    prepare_results_dir(Path(out), plan.experiment["name"], fresh=not resume)
+    atomic_write_text(results_dir / "experiment.yaml", dump_yaml(plan.experiment))
+    # the runs of this plan: tables and plots leave out folders of an earlier grid
+    atomic_write_text(results_dir / PLAN_FILE,
+                      to_json({"run_ids": [r["run_id"] for r in plan.runs]}))
     # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
     runner = make_executor(executor, workers=workers, address=address, cores=available_cores())

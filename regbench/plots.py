@@ -210,8 +210,13 @@ def _safe(name: str) -> str:
 
 
 def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    import io
+
+    from regbench.results import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -26,6 +26,14 @@ def eta_seconds(elapsed: float, finished: int, remaining: int) -> Optional[float
     return elapsed / finished * remaining
 
 
+def _outcome(summary: dict[str, Any]) -> str:
+    """'completed (ok)', or the error of a failed run."""
+    if summary.get("error"):
+        return f"{summary['status']}: {summary['error']}"
+    verdict = (summary.get("verdict") or {}).get("verdict", "")
+    return f"{summary['status']} ({verdict})" if verdict else summary["status"]
+
+
 def _metric_text(row: dict[str, Any]) -> str:
     keys = [k for k in ("train_loss", "val_loss", "val_accuracy", "val_mse") if k in row]
     return "  ".join(f"{k} {row[k]:.4f}" for k in keys)
@@ -60,11 +68,10 @@ class PlainProgress:
     def run_finished(self, spec: dict[str, Any], summary: dict[str, Any]) -> None:
         self.done += 1
         elapsed = time.perf_counter() - self.started
-        verdict = summary.get("verdict") or {}
         eta = eta_seconds(elapsed, self.done - self.skipped, self.total - self.done)
         eta_text = f", ETA {_duration(eta)}" if eta is not None and self.done < self.total else ""
-        self.console.print(f"[{self.done}/{self.total}] {spec['run_id']}: {summary['status']}"
-                           f" ({verdict.get('verdict', '')}) in {summary.get('seconds') or 0:.2f}s"
+        self.console.print(f"[{self.done}/{self.total}] {spec['run_id']}: {_outcome(summary)}"
+                           f" in {summary.get('seconds') or 0:.2f}s"
                            f"  elapsed {_duration(elapsed)}{eta_text}")
 
     def close(self) -> None:
@@ -108,9 +115,8 @@ class LiveProgress(PlainProgress):
         task = self.run_tasks.pop(spec["run_id"], None)
         if task is not None:
             self.bars.remove_task(task)
-        verdict = (summary.get("verdict") or {}).get("verdict", "")
-        self.bars.console.print(f"  {spec['run_id']}: {summary['status']} {verdict} "
-                                f"({summary.get('seconds') or 0:.1f}s)")
+        self.bars.console.print(f"  {spec['run_id']}: {_outcome(summary)} "
+                                f"({summary.get('seconds') or 0:.1f}s)", markup=False)
         self.bars.update(self.sweep_task, completed=self.done)
 
     def close(self) -> None:

@@ -149,7 +149,7 @@ def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
     path = run_dir / SUMMARY
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 

@@ -127,3 +127,15 @@ def test_incompatible_regularizer_is_refused_with_a_reason(tmp_path):
                .replace("{dropout: {p: 0.5}}", "{label_smoothing: {epsilon: 0.1}}")
     result, source = validate(tmp_path, text)
     assert_config_error(result, source + ":9:13:", "label_smoothing does not apply to regression")
+
+
+@pytest.mark.parametrize("seeds,fragment", [("1,1", "seeds must be distinct"),
+                                            ("-1", "between 0 and 4294967295 (got -1)"),
+                                            (str(10**23), "between 0 and 4294967295"),
+                                            ("a,b", "expected comma-separated integers")])
+def test_bad_seeds_option(tmp_path, seeds, fragment):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(GOOD)
+    result = runner.invoke(app, ["run", str(path), "--seeds", seeds, "--out", str(tmp_path / "o")])
+    assert_config_error(result, "--seeds", fragment)
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]   # what numpy, torch and scikit-learn all accept
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]   # what numpy, torch and scikit-learn all accept
 
 
 def _admits_bool(annotation: Any) -> bool:
