@@ -7,7 +7,7 @@ import pkgutil
 
 from regbench.registry import Registry
 from regbench.regularizers.base import (CheckContext, Incompatible, Regularizer, RunContext,
-                                        soft_targets)
+                                        WeightRegularizer, soft_targets)
 
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
 
@@ -26,5 +26,5 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name not in ("base",) and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["REGULARIZERS", "register", "Regularizer", "RunContext", "CheckContext",
-           "Incompatible", "soft_targets"]
+__all__ = ["REGULARIZERS", "register", "Regularizer", "WeightRegularizer", "RunContext",
+           "CheckContext", "Incompatible", "soft_targets"]

@@ -133,6 +133,17 @@ class Regularizer:
         return penalized_parameters(model, getattr(self.params, "include_bias", False))
 
 
+class WeightRegularizer(Regularizer):
+    """A regularizer acting on the penalizable weights (linear/conv weights, and biases when
+    ``include_bias``); collects them once when the model is built."""
+
+    weights: list[torch.Tensor]
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        self.weights = [w for _, w in self.penalized(model)]
+        return model
+
+
 def soft_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Class indices -> one-hot probabilities; soft targets pass through unchanged."""
     if y.dtype.is_floating_point:

@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -28,16 +28,12 @@ def elastic_net_penalty(weights: list[torch.Tensor], lam: float, l1_ratio: float
 
 
 @register
-class ElasticNet(Regularizer):
+class ElasticNet(WeightRegularizer):
     name = "elastic_net"
     summary = "loss += λ/n·(ρ·Σ|w| + (1−ρ)/2·Σw²); between l1 (ρ=1) and l2 (ρ=0)"
     paper = "Zou & Hastie 2005"
     Params = Params
     penalizes = True
-
-    def wrap(self, model):
-        self.weights = [w for _, w in self.penalized(model)]
-        return model
 
     def penalty(self, model):
         p = self.params

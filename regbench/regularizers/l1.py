@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -25,16 +25,12 @@ def l1_penalty(weights: list[torch.Tensor], lam: float, n: int) -> torch.Tensor:
 
 
 @register
-class L1(Regularizer):
+class L1(WeightRegularizer):
     name = "l1"
     summary = "loss += λ/n·Σ|w| on weights; drives many weights to zero (sparsity)"
     paper = "Tibshirani 1996"
     Params = Params
     penalizes = True
-
-    def wrap(self, model):
-        self.weights = [w for _, w in self.penalized(model)]
-        return model
 
     def penalty(self, model):
         return l1_penalty(self.weights, self.params.lambda_, self.ctx.n_train)

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -26,16 +26,12 @@ def l2_penalty(weights: list[torch.Tensor], lam: float, n: int) -> torch.Tensor:
 
 
 @register
-class L2(Regularizer):
+class L2(WeightRegularizer):
     name = "l2"
     summary = "loss += λ/(2n)·Σw² on weights; shrinks all weights towards zero"
     paper = "Hoerl & Kennard 1970; Krogh & Hertz 1992"
     Params = Params
     penalizes = True
-
-    def wrap(self, model):
-        self.weights = [w for _, w in self.penalized(model)]
-        return model
 
     def penalty(self, model):
         return l2_penalty(self.weights, self.params.lambda_, self.ctx.n_train)

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -27,15 +27,11 @@ def apply_max_norm(weight: torch.Tensor, c: float) -> None:
 
 
 @register
-class MaxNorm(Regularizer):
+class MaxNorm(WeightRegularizer):
     name = "max_norm"
     summary = "after each step rescale every unit's incoming weights to L2 norm ≤ c"
     paper = "Srebro & Shraibman 2005; Srivastava et al. 2014"
     Params = Params
-
-    def wrap(self, model):
-        self.weights = [w for _, w in self.penalized(model)]
-        return model
 
     def after_step(self, model):
         for weight in self.weights:

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -26,16 +26,12 @@ def decay_weights(weights: list[torch.Tensor], lr: float, lam: float) -> None:
 
 
 @register
-class WeightDecay(Regularizer):
+class WeightDecay(WeightRegularizer):
     name = "weight_decay"
     summary = "decoupled: after each step w ← w − ηλw (AdamW-style); differs from l2 under Adam"
     paper = "Loshchilov & Hutter 2019"
     Params = Params
     penalizes = True
-
-    def wrap(self, model):
-        self.weights = [w for _, w in self.penalized(model)]
-        return model
 
     def after_step(self, model):
         decay_weights(self.weights, self.ctx.lr, self.params.lambda_)
