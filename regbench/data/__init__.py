@@ -100,10 +100,18 @@ class DataBundle:
         return self.output_dim if self.task == "classification" else None
 
     def to(self, device) -> "DataBundle":
-        moved = {name: getattr(self, name).to(device) for name in
-                 ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "train_eval_index")}
-        return DataBundle(task=self.task, input_shape=self.input_shape,
-                          output_dim=self.output_dim, meta=self.meta, **moved)
+        """The same data on ``device``; copied once per device, then shared by every run."""
+        if self.x_train.device == torch_device(device):
+            return self
+        copies = self.meta.setdefault("_device_copies", {})
+        key = str(device)
+        if key not in copies:
+            moved = {name: getattr(self, name).to(device) for name in
+                     ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test",
+                      "train_eval_index")}
+            copies[key] = DataBundle(task=self.task, input_shape=self.input_shape,
+                                     output_dim=self.output_dim, meta=self.meta, **moved)
+        return copies[key]
 
 
 def _min_samples(fraction: float) -> int:
@@ -112,6 +120,15 @@ def _min_samples(fraction: float) -> int:
     while round(n * fraction) < 1 or n - round(n * fraction) < 1:
         n += 1
     return n
+
+
+def torch_device(device):
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def _split(x: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int, key: str,
