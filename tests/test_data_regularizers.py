@@ -212,3 +212,23 @@ def test_batch_transforms_touch_training_batches_only(name, params):
     trainer.model.eval()
     with torch.no_grad():
         torch.testing.assert_close(trainer.predict(data.x_val), trainer.model(data.x_val))
+
+
+def test_affine_grid_equals_torchs():
+    import torch.nn.functional as F
+
+    from regbench.regularizers.augment import affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=gen(7))
+    for height, width in ((8, 8), (5, 7)):
+        torch.testing.assert_close(affine_grid(theta, height, width),
+                                   F.affine_grid(theta, [5, 1, height, width], align_corners=False))
+
+
+def test_native_beta_path_has_the_beta_moments():
+    torch.manual_seed(0)
+    for alpha in (0.2, 1.0, 4.0):
+        lam = sample_beta(alpha, 200_000, torch.device("cpu"))  # no generator: native sampler
+        assert lam.min() >= 0 and lam.max() <= 1
+        assert lam.mean().item() == pytest.approx(0.5, abs=0.01)
+        assert lam.var().item() == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.03)
