@@ -180,6 +180,13 @@ def _timing(folder: Path, results: Results) -> str:
     return f"wall time not recorded; training time summed over runs {trained / 60:.1f} min"
 
 
+def _wall_minutes(folder: Path) -> str:
+    path = folder / TIMING
+    if not path.is_file():
+        return "—"
+    return f"{json.loads(path.read_text())['wall_seconds'] / 60:.1f} min"
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -210,8 +217,11 @@ def section(number: int, entry: Finding, folder: Path, assets: Path, page_dir: P
             target = assets / f"{entry.key}__{png.name}"
             shutil.copyfile(png, target)
             lines += ["", f"![{caption}]({os.path.relpath(target, page_dir)})", f"*{caption}*"]
-    lines += ["", f"Comparison table (`{folder.name}/comparison.csv`, default metric; Δ is the "
-              "paired bootstrap over seeds):", ""]
+    which = ("its default metric" if entry.metric is None else
+             f"rebuilt from the runs for {entry.metric}, as `regbench compare --metric "
+             f"{entry.metric}` does")
+    lines += ["", f"Comparison table (`{folder.name}/comparison.csv`, {which}; Δ is the paired "
+              "bootstrap over seeds of recipe − baseline on test):", ""]
     lines += comparison_table(folder, entry.metric)
     lines += ["", f"Results folder `{folder.name}`: {len(results.summaries)} completed runs; "
               f"{_timing(folder, results)}.", ""]
@@ -229,18 +239,25 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
              "section. Intervals are 95% percentile bootstraps over seeds: of a mean, or of the "
              "per-seed paired difference recipe − baseline (same split and initialisation seed). "
              "With 3 seeds an interval cannot be wider than the spread of the seeds, so read it as "
-             "a rough guide. Hyper-parameters are fixed in the configs for all seeds; none were "
-             "tuned per seed.", ""]
+             "a rough guide. Seeds vary the initialisation and the batch order; the data split is "
+             "the same for every seed (regbench's design: `dataset.split_seed`), so the intervals "
+             "do not cover split-to-split variation. Hyper-parameters are fixed in the configs "
+             "for all seeds; none were tuned per seed.", "",
+             "`regbench gallery --run` trains every config in `configs/gallery/` (results under "
+             "`results/gallery/`, completed runs resumed) and rewrites this page; `--only NAME` "
+             "trains one finding; `regbench gallery` alone rewrites the page from the existing "
+             "results.", ""]
     if header_note:
         lines += [header_note, ""]
     verdicts = {}
-    lines += ["| finding | result |", "|---|---|"]
+    lines += ["| finding | result | wall time |", "|---|---|---|"]
     body: list[str] = []
     for number, entry in enumerate(entries.values(), 1):
         folder = out / experiment_name(CONFIG_DIR / f"{entry.key}.yaml")
         text, verdict = section(number, entry, folder, assets, page.parent)
         verdicts[entry.key] = verdict
-        lines.append(f"| [{number}. {entry.title}](#{_anchor(number, entry.title)}) | {verdict} |")
+        lines.append(f"| [{number}. {entry.title}](#{_anchor(number, entry.title)}) | {verdict} "
+                     f"| {_wall_minutes(folder)} |")
         body += text
     return "\n".join(lines + [""] + body).rstrip() + "\n", verdicts
 

@@ -100,6 +100,9 @@ def analyse_ridge(results: Results) -> Outcome:
                    (gate.reason + "; " if gate else "") + reason,
                    ["λ", "seeds", "train MSE [95% CI]", "val MSE [95% CI]",
                     "val MSE of the closed form", "max ‖w − w*‖/‖w*‖"], rows,
+                   notes=["full-batch gradient descent converges to the unique minimiser, so "
+                          "every seed (a different initialisation) gives the same numbers and "
+                          "the intervals collapse to a point: that agreement is the result"],
                    figures=[("validation curve over λ (regbench's report)",
                              results.folder / "plots" / "validation__recipes.ridge.l2.lambda.png")])
 

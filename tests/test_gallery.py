@@ -124,6 +124,19 @@ def test_intervals_over_seeds():
     assert math.isnan(mean_interval([0.3]).low)                        # one seed: no interval
 
 
+def test_cli_rebuilds_the_page_without_training(smoke, tmp_path):
+    from regbench.cli import app
+
+    out, outcome, _ = smoke
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/runs/*/summary.json")}
+    page = tmp_path / "page.md"
+    result = CliRunner().invoke(app, ["gallery", "--out", str(out), "--page", str(page)])
+    assert result.exit_code == 0, result.output
+    assert f"ridge: {INCONCLUSIVE}" in result.output
+    assert page.is_file() and "## 6. " in page.read_text()
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/runs/*/summary.json")} == before
+
+
 def test_cli_refuses_an_unknown_finding():
     from regbench.cli import app
 
@@ -146,6 +159,6 @@ def _committed_verdicts() -> dict[str, str]:
     text = PAGE.read_text()
     verdicts = {}
     for number, key in enumerate(findings(), 1):
-        match = re.search(rf"^\| \[{number}\. .*\| (.+) \|$", text, re.MULTILINE)
+        match = re.search(rf"^\| \[{number}\. .*\) \| ([^|]+) \| [^|]+ \|$", text, re.MULTILINE)
         verdicts[key] = match.group(1).strip()
     return verdicts
