@@ -103,8 +103,8 @@ def analyse_ridge(results: Results) -> Outcome:
                    notes=["full-batch gradient descent converges to the unique minimiser, so "
                           "every seed (a different initialisation) gives the same numbers and "
                           "the intervals collapse to a point: that agreement is the result"],
-                   figures=[("validation curve over λ (regbench's report)",
-                             results.folder / "plots" / "validation__recipes.ridge.l2.lambda.png")])
+                   figures=[("validation curve over λ (regbench's report)", plot)
+                            for plot in sorted((results.folder / "plots").glob("validation__*.png"))])
 
 
 # ----------------------------------------------------------------------------- 2. L1 vs L2
