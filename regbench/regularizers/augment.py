@@ -59,13 +59,15 @@ def augment(x: torch.Tensor, rotate: float = 0.0, crop_padding: int = 0, hflip: 
 
 def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``F.affine_grid(theta, (B, C, H, W), align_corners=False)`` as one small GEMM: the same
-    sampling grid (a strided view), about 20× faster on the CPU than torch's batched matmul."""
+    sampling grid, several times faster on the CPU than torch's batched matmul."""
     batch = theta.shape[0]
     xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
     ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     base = torch.stack([grid_x, grid_y, torch.ones_like(grid_x)], dim=-1).view(-1, 3)
-    return (base @ theta.reshape(batch * 2, 3).T).view(height, width, batch, 2).permute(2, 0, 1, 3)
+    grid = (base @ theta.reshape(batch * 2, 3).T).view(height, width, batch, 2)
+    # grid_sample reads a contiguous grid 2.5× faster than this strided view: copy once
+    return grid.permute(2, 0, 1, 3).contiguous()
 
 
 @register

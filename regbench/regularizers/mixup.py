@@ -30,10 +30,9 @@ def mixup(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
     size = x.shape[0]
     lam = sample_beta(alpha, size, x.device, generator).to(x.dtype)
     partner = pair_partners(size, x.device, generator)
-    lam_x = lam.view(-1, *([1] * (x.dim() - 1)))
-    mixed_x = lam_x * x + (1 - lam_x) * x[partner]
-    lam_y = lam.view(-1, 1).to(y_soft.dtype)
-    mixed_y = lam_y * y_soft + (1 - lam_y) * y_soft[partner]
+    # λ·a + (1−λ)·b as b + λ·(a − b): one fused op per tensor
+    mixed_x = torch.lerp(x[partner], x, lam.view(-1, *([1] * (x.dim() - 1))))
+    mixed_y = torch.lerp(y_soft[partner], y_soft, lam.view(-1, 1).to(y_soft.dtype))
     return mixed_x, mixed_y, lam, partner
 
 
