@@ -42,7 +42,9 @@ from regbench.models import LayerFactory, build_model, penalized_parameters
 from regbench.regularizers import REGULARIZERS, Regularizer, RunContext
 
 SPARSITY_THRESHOLD = 1e-3      # |w| below this counts as zero in the sparsity column
-EVAL_CHUNK = 8192              # samples per forward pass when measuring
+EVAL_CHUNK = {"cpu": 512, "cuda": 8192}  # samples per forward when measuring: cache-sized on
+                                         # the CPU (a LeNet pass over 12k samples: 0.40 s at 512,
+                                         # 0.97 s at 8192), large on a GPU
 WEIGHT_SAMPLE = 50_000         # weights kept per run for the weight histograms
 GRAD_NORM_EVERY = 8            # measure the global gradient norm every this many steps
 
@@ -166,7 +168,8 @@ class Trainer:
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         self.model.eval()
-        return torch.cat([self.model(chunk) for chunk in x.split(EVAL_CHUNK)])
+        chunk = EVAL_CHUNK.get(self.device.type, 8192)
+        return torch.cat([self.model(part) for part in x.split(chunk)])
 
     def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         output = self.predict(x)
