@@ -134,6 +134,12 @@ def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
     summary_path = run_dir / SUMMARY
     if summary_path.exists():
         summary_path.unlink()  # a stale summary must never describe new files
+    # leftovers of an earlier attempt: temp files of a killed write, outputs this run won't make
+    stale = [*run_dir.glob(".*.tmp")]
+    stale += [run_dir / "weights.npy"] if result.weights is None else []
+    stale += [run_dir / "model.pt"] if result.model_state is None else []
+    for path in stale:
+        path.unlink(missing_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(run_config(spec)))
     atomic_write_text(run_dir / "metrics.csv", metrics_csv(result.rows))
     if result.weights is not None:
