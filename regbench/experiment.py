@@ -88,8 +88,9 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None):
     except Exception as exc:  # a failing run must not stop the sweep
         return failed_result(spec, f"{type(exc).__name__}: {exc}")
     result.summary["sweep_paths"] = spec.get("sweep_paths", {})
-    result.summary["verdict"] = diagnose_rows(result.rows, result.summary["task"],
-                                              spec.get("diagnosis"), result.status)
+    # a run cut short by Ctrl-C has no verdict: its curves end where the user stopped it
+    result.summary["verdict"] = None if result.status == "interrupted" else diagnose_rows(
+        result.rows, result.summary["task"], spec.get("diagnosis"), result.status)
     return result
 
 
