@@ -30,13 +30,15 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor,
     """Σ_b (n_b/N)·|accuracy_b − confidence_b| over equal-width confidence bins."""
     confidence, predicted = probs.max(dim=1)
     correct = (predicted == target).to(probs.dtype)
+    if confidence.is_cuda:  # index_add_ sums with atomics on a GPU: bin on the CPU, reproducibly
+        confidence, correct = confidence.cpu(), correct.cpu()
     # Bin b holds confidences in (b/B, (b+1)/B]; confidence 0 goes to the first bin.
     index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
-    count = torch.zeros(bins, dtype=probs.dtype, device=probs.device).index_add_(
+    count = torch.zeros(bins, dtype=probs.dtype, device=confidence.device).index_add_(
         0, index, torch.ones_like(confidence))
     conf_sum = torch.zeros_like(count).index_add_(0, index, confidence)
     acc_sum = torch.zeros_like(count).index_add_(0, index, correct)
-    return (acc_sum - conf_sum).abs().sum() / probs.shape[0]
+    return ((acc_sum - conf_sum).abs().sum() / probs.shape[0]).to(probs.device)
 
 
 def classification_metrics(logits: torch.Tensor, target: torch.Tensor,

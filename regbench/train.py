@@ -97,6 +97,9 @@ class Trainer:
         self.spec, self.data, self.device = spec, data, device
         self.train_cfg = spec["train"]
         torch.manual_seed(spec["seed"])
+        if device.type == "cuda":  # same config and seed on the same GPU => the same numbers
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
         self.ctx = RunContext(task=data.task, n_train=data.n_train, output_dim=data.output_dim,
                               input_shape=data.input_shape, device=device, train=self.train_cfg)
         self.regularizers: list[Regularizer] = []
