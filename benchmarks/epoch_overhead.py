@@ -132,15 +132,10 @@ class _Samples(torch.utils.data.Dataset):
         return self.transform(self.x[i]), self.y[i]
 
 
-def dataloader(data: DataBundle, model: str) -> Callable[[], None]:
-    """(c) The common pipeline: torchvision v2 transforms per sample in a DataLoader for
-    training, DataLoaders over tensors for the eval passes."""
-    from torchvision.transforms import v2
-
-    transform = v2.Compose([v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
-                            v2.RandomCrop(28, padding=2)])
-    loader = torch.utils.data.DataLoader(_Samples(data.x_train, data.y_train, transform),
-                                         batch_size=BATCH, shuffle=True, num_workers=0)
+def _loader_pipeline(data: DataBundle, model: str, dataset) -> Callable[[], None]:
+    """An epoch of the common pipeline: a DataLoader over ``dataset`` (transforms per sample)
+    for training, DataLoaders over tensors for the eval passes."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=0)
     index = data.train_eval_index
     eval_loaders = [torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys),
                                                 batch_size=EVAL_BATCH)
@@ -157,6 +152,15 @@ def dataloader(data: DataBundle, model: str) -> Callable[[], None]:
             optimizer.step()
         _evaluate_with_loaders(net, eval_loaders)
     return epoch
+
+
+def dataloader(data: DataBundle, model: str) -> Callable[[], None]:
+    """(c) torchvision v2 transforms applied per sample to tensors."""
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
+                            v2.RandomCrop(28, padding=2)])
+    return _loader_pipeline(data, model, _Samples(data.x_train, data.y_train, transform))
 
 
 class _PilSamples(torch.utils.data.Dataset):
@@ -176,7 +180,7 @@ class _PilSamples(torch.utils.data.Dataset):
 
 def pil_dataloader(data: DataBundle, model: str) -> Callable[[], None]:
     """(c') The classic pipeline of tutorials: PIL images, RandomAffine + RandomCrop, ToTensor,
-    Normalize, per sample in a DataLoader."""
+    Normalize."""
     from torchvision import transforms
 
     x = data.x_train[:, 0]
@@ -184,24 +188,7 @@ def pil_dataloader(data: DataBundle, model: str) -> Callable[[], None]:
     transform = transforms.Compose([transforms.RandomAffine(10, translate=(0.1, 0.1)),
                                     transforms.RandomCrop(28, padding=2), transforms.ToTensor(),
                                     transforms.Normalize((0.5,), (0.25,))])
-    loader = torch.utils.data.DataLoader(_PilSamples(images, data.y_train, transform),
-                                         batch_size=BATCH, shuffle=True, num_workers=0)
-    index = data.train_eval_index
-    eval_loaders = [torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys),
-                                                batch_size=EVAL_BATCH)
-                    for xs, ys in ((data.x_train[index], data.y_train[index]),
-                                   (data.x_val, data.y_val))]
-    net, optimizer = _plain(model, data)
-
-    def epoch():
-        net.train()
-        for xb, yb in loader:
-            loss = nn.functional.cross_entropy(net(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        _evaluate_with_loaders(net, eval_loaders)
-    return epoch
+    return _loader_pipeline(data, model, _PilSamples(images, data.y_train, transform))
 
 
 def interleaved(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:

@@ -9,6 +9,8 @@ from typing import Optional
 
 import torch
 
+from regbench.regularizers.base import Incompatible
+
 GAMMA_CANDIDATES = 8   # Marsaglia–Tsang proposals per draw; all rejected has prob < 1e-9
 
 
@@ -91,8 +93,10 @@ def box_mask(top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right:
             & (cols >= left.view(-1, 1, 1)) & (cols < right.view(-1, 1, 1)))
 
 
-def pairing_warnings(name: str, batch_size: int) -> list[str]:
-    """Why an odd batch size matters to pairwise mixing (mixup, cutmix)."""
+def check_pairing(name: str, batch_size: int) -> list[str]:
+    """Refuse a batch with nobody to mix with; warn about an odd one (mixup, cutmix)."""
+    if batch_size < 2:
+        raise Incompatible("batch_size 1 leaves no second sample to mix with")
     if batch_size % 2:
         return [f"odd batch_size {batch_size}: samples are mixed in pairs, so one sample of "
                 f"every batch is left un-mixed by {name}; use an even batch size"]

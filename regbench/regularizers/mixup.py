@@ -15,8 +15,8 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Incompatible, Regularizer, register, soft_targets
-from regbench.regularizers._sampling import pair_partners, pairing_warnings, sample_beta
+from regbench.regularizers import Regularizer, register, soft_targets
+from regbench.regularizers._sampling import pair_partners, check_pairing, sample_beta
 
 
 class Params(StrictModel):
@@ -46,9 +46,7 @@ class Mixup(Regularizer):
 
     @classmethod
     def check(cls, params, ctx):
-        if ctx.batch_size < 2:
-            raise Incompatible("batch_size 1 leaves no second sample to mix with")
-        return pairing_warnings(cls.name, ctx.batch_size)
+        return check_pairing(cls.name, ctx.batch_size)
 
     def batch(self, x, y):
         mixed_x, mixed_y, _, _ = mixup(x, soft_targets(y, self.ctx.output_dim), self.params.alpha)
