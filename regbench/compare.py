@@ -159,7 +159,7 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
         comparison.notes.append(f"warning: only {seeds} seed(s) for some recipes: bootstrap "
                                 f"intervals and P(better) need at least {MIN_SEEDS_FOR_INTERVALS}"
                                 " seeds to mean much (add seeds: --seeds 0,1,2)")
-    if not any(row["point"] == "baseline" for row in comparison.rows):
+    if not any(row["recipe"] == "baseline" and row["seeds"] for row in comparison.rows):
         comparison.notes.append("no baseline runs: differences cannot be computed")
     if any(row["train_differs"] for row in comparison.rows):
         comparison.notes.append("† the recipe trains with settings that differ from the "

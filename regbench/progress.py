@@ -29,7 +29,9 @@ def eta_seconds(elapsed: float, finished: int, remaining: int) -> Optional[float
 def _outcome(summary: dict[str, Any]) -> str:
     """'completed (ok)', or the error of a failed run."""
     if summary.get("error"):
-        return f"{summary['status']}: {summary['error']}"
+        from rich.markup import escape  # errors hold brackets that are not markup
+
+        return f"{summary['status']}: {escape(summary['error'])}"
     verdict = (summary.get("verdict") or {}).get("verdict", "")
     return f"{summary['status']} ({verdict})" if verdict else summary["status"]
 
