@@ -167,17 +167,17 @@ def test_module_entry_point_and_exit_code_for_bad_config(tmp_path):
 
 
 def test_an_exception_inside_one_run_fails_that_run_only(tmp_path):
-    # a hidden layer of 10^11 units cannot be allocated: a real out-of-memory error at build time
+    # a hidden layer of 10^13 units (2.5 PB, beyond any address space) cannot be allocated: a real out-of-memory error at build time
     text = CONFIG.replace("seeds: [0, 1]", "seeds: [0]") + \
-        "sweep:\n  model.hidden: [[16], [100000000000]]\n"
+        "sweep:\n  model.hidden: [[16], [10000000000000]]\n"
     result, out = run(tmp_path, text)
     assert result.exit_code == 1, result.output
     summaries = {p.parent.name: json.loads(p.read_text())
                  for p in (out / "e2e/runs").glob("*/summary.json")}
     failed = {name: s for name, s in summaries.items() if s["status"] == "failed"}
-    assert sorted(failed) == ["baseline__hidden=100000000000__seed=0",
-                              "dropout_long__hidden=100000000000__seed=0",
-                              "l2__hidden=100000000000__seed=0"]
+    assert sorted(failed) == ["baseline__hidden=10000000000000__seed=0",
+                              "dropout_long__hidden=10000000000000__seed=0",
+                              "l2__hidden=10000000000000__seed=0"]
     for summary in failed.values():
         assert "can't allocate memory" in summary["error"]
     assert sum(s["status"] == "completed" for s in summaries.values()) == 3
