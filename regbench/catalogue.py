@@ -25,10 +25,10 @@ def entries(kind: str) -> list[dict[str, Any]]:
     """Rows of name, parameters, (hooks), meaning for one registry."""
     if kind == "regularizers":
         from regbench.regularizers import REGULARIZERS
+        from regbench.regularizers.base import hook_points
 
         return [{"name": name, "parameters": describe_params(cls.Params),
-                 "hooks": ", ".join(h if h != "wrap" else "build" for h in dict.fromkeys(
-                     "build" if h == "wrap" else h for h in cls.hooks())),
+                 "hooks": ", ".join(hook_points(cls)),
                  "meaning": cls.summary}
                 for name, cls in REGULARIZERS.items()]
     if kind == "datasets":

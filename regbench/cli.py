@@ -137,17 +137,11 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
     outcome = run_experiment(loaded, out=out, seeds=seed_list, workers=workers,
                              executor=executor.value, address=address,
                              device=device.value if device else None, resume=resume,
-                             progress=make_progress(), report=report)
+                             progress=make_progress(), report=report, metric=metric)
     for warning in outcome.plan.warnings + outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if outcome.comparison is not None:
-        from regbench.compare import build_comparison
-
         comparison = outcome.comparison
-        if metric:
-            from regbench.results import load_summaries
-
-            comparison = build_comparison(load_summaries(outcome.results_dir), metric)
         console.print(rich_table(comparison, title=f"{outcome.plan.experiment['name']}: "
                                  f"{comparison.metric}"))
         for note in comparison.notes:

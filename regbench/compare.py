@@ -45,13 +45,20 @@ def _num(value: Any) -> float:
         return math.nan
 
 
+def check_metric(metric: str, task: str) -> None:
+    from regbench.registry import did_you_mean
+
+    valid = metric_names(task)
+    if metric not in valid:
+        raise RegbenchError(f"--metric: '{metric}' is not a {task} metric"
+                            f"{did_you_mean(metric, list(valid))}; expected one of: "
+                            f"{', '.join(valid)}")
+
+
 def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = None) -> Comparison:
     task = summaries[0].get("task", "classification")
     metric = metric or default_metric(task)
-    valid = metric_names(task)
-    if metric not in valid:
-        raise RegbenchError(f"--metric: '{metric}' is not a {task} metric; expected one of: "
-                            f"{', '.join(valid)}")
+    check_metric(metric, task)
     higher = not lower_is_better(metric)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for summary in summaries:

@@ -130,13 +130,18 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
                    out: str | Path = "results", seeds: Optional[list[int]] = None,
                    workers: int = 1, executor: str = "local", address: Optional[str] = None,
                    device: Optional[str] = None, resume: bool = True, progress=None,
-                   report: bool = True) -> ExperimentOutcome:
-    """Plan, train and compare every run of an experiment (see SPEC §6)."""
-    from regbench.compare import compare_results
+                   report: bool = True, metric: Optional[str] = None) -> ExperimentOutcome:
+    """Plan, train and compare every run of an experiment (see SPEC §6); ``metric`` is the one
+    the comparison ranks by (default: accuracy or mse)."""
+    from regbench.compare import check_metric, compare_results
     from regbench.executors import make_executor
 
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
+    if metric:  # a typo must not cost a whole sweep
+        from regbench.data import data_spec
+
+        check_metric(metric, data_spec(plan.experiment["dataset"]).task)
     if executor != "ray":  # a Ray cluster's GPUs are not this machine's
         check_device(plan)
     results_dir = Path(out) / plan.experiment["name"]
@@ -190,7 +195,7 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
         if progress is not None:
             progress.close()
     if any(read_summary(p.parent) for p in (results_dir / "runs").glob(f"*/{SUMMARY}")):
-        outcome.comparison = compare_results(results_dir)
+        outcome.comparison = compare_results(results_dir, metric)
         if report and not outcome.interrupted:
             problem = write_report_if_available(results_dir)
             if problem:

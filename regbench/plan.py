@@ -48,10 +48,17 @@ def format_value(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
 
+RUN_PLACEMENT = ("device", "threads")
+
+
 def config_hash(spec: dict[str, Any]) -> str:
     """Hash of everything that changes what a run computes (a resumed run must match it)."""
     keys = ("recipe", "seed", "dataset", "model", "train", "regularizers", "sweep")
-    payload = json.dumps({k: spec[k] for k in keys}, sort_keys=True, default=str)
+    payload = {k: spec[k] for k in keys}
+    # where and with how many threads a run trains does not change what it computes (beyond
+    # float rounding): resuming with another --device or --workers keeps completed runs
+    payload["train"] = {k: v for k, v in spec["train"].items() if k not in RUN_PLACEMENT}
+    payload = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -90,30 +90,44 @@ def _overrides(reg: Regularizer, hook: str) -> bool:
     return getattr(type(reg), hook) is not getattr(Regularizer, hook)
 
 
+def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
+                    ) -> tuple[nn.Module, list[Regularizer], RunContext]:
+    """The run's regularizers and its model, built through their ``build`` hooks (seeded)."""
+    torch.manual_seed(spec["seed"])
+    ctx = RunContext(task=data.task, n_train=data.n_train, output_dim=data.output_dim,
+                     input_shape=data.input_shape, device=device, train=spec["train"])
+    regularizers: list[Regularizer] = []
+    for name, params in spec["regularizers"].items():
+        cls = REGULARIZERS.get(name)
+        regularizers.append(cls(cls.Params.model_validate(params), ctx))
+    factory = LayerFactory()
+    for reg in regularizers:
+        reg.build(factory)
+    model = build_model(spec["model"], data.input_shape, data.output_dim, factory).to(device)
+    for reg in regularizers:
+        model = reg.wrap(model)
+    return model.to(device), regularizers, ctx
+
+
+def penalized_names(model: nn.Module, regularizers: list[Regularizer]) -> list[str]:
+    """Parameters that some regularizer of the run penalizes (none for a plain recipe)."""
+    names: list[str] = []
+    for reg in regularizers:
+        if reg.penalizes:
+            names += [name for name, _ in reg.penalized(model) if name not in names]
+    return names
+
+
 class Trainer:
     """Holds one run's model, optimizer and regularizers; ``fit`` trains it."""
 
     def __init__(self, spec: dict[str, Any], data: DataBundle, device: torch.device):
         self.spec, self.data, self.device = spec, data, device
         self.train_cfg = spec["train"]
-        torch.manual_seed(spec["seed"])
         if device.type == "cuda":  # same config and seed on the same GPU => the same numbers
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
-        self.ctx = RunContext(task=data.task, n_train=data.n_train, output_dim=data.output_dim,
-                              input_shape=data.input_shape, device=device, train=self.train_cfg)
-        self.regularizers: list[Regularizer] = []
-        for name, params in spec["regularizers"].items():
-            cls = REGULARIZERS.get(name)
-            self.regularizers.append(cls(cls.Params.model_validate(params), self.ctx))
-        factory = LayerFactory()
-        for reg in self.regularizers:
-            reg.build(factory)
-        model = build_model(spec["model"], data.input_shape, data.output_dim, factory)
-        model = model.to(device)
-        for reg in self.regularizers:
-            model = reg.wrap(model)
-        self.model = model.to(device)
+        self.model, self.regularizers, self.ctx = build_run_model(spec, data, device)
         self.optimizer = make_optimizer(self.model.parameters(), self.train_cfg["optimizer"])
         self.ctx.optimizer = self.optimizer
         self.scheduler = make_scheduler(self.optimizer, self.train_cfg.get("scheduler"),
@@ -286,7 +300,7 @@ def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optiona
         "task": data.task,
         "n_train": data.n_train,
         "parameter_count": sum(p.numel() for p in trainer.model.parameters()),
-        "penalized_parameters": [name for name, _ in penalized_parameters(trainer.model)],
+        "penalized_parameters": penalized_names(trainer.model, trainer.regularizers),
         "regularizer_details": [d for d in (r.describe() for r in trainer.regularizers) if d],
         "seconds": seconds,
         "seconds_per_epoch": (sum(r["seconds"] for r in rows) / len(rows)) if rows else None,

@@ -10,9 +10,8 @@ def describe_plan(plan: Plan) -> list[str]:
     import torch
 
     from regbench.data import load_bundle
-    from regbench.models import LayerFactory, build_model, penalized_parameters
-    from regbench.regularizers import REGULARIZERS, RunContext
-    from regbench.train import make_optimizer
+    from regbench.regularizers.base import hook_points
+    from regbench.train import build_run_model, make_optimizer, penalized_names
 
     experiment = plan.experiment
     data = load_bundle(experiment["dataset"], experiment["train"]["train_eval_samples"])
@@ -26,25 +25,14 @@ def describe_plan(plan: Plan) -> list[str]:
         if spec["point_id"] in seen:
             continue
         seen.add(spec["point_id"])
-        ctx = RunContext(task=data.task, n_train=data.n_train, output_dim=data.output_dim,
-                         input_shape=data.input_shape, device=torch.device("cpu"),
-                         train=spec["train"])
-        regs = [REGULARIZERS.get(name)(REGULARIZERS.get(name).Params.model_validate(params), ctx)
-                for name, params in spec["regularizers"].items()]
-        factory = LayerFactory()
-        for reg in regs:
-            reg.build(factory)
-        model = build_model(spec["model"], data.input_shape, data.output_dim, factory)
-        for reg in regs:
-            model = reg.wrap(model)
+        model, regs, ctx = build_run_model(spec, data, torch.device("cpu"))
         ctx.optimizer = make_optimizer(model.parameters(), spec["train"]["optimizer"])
-        names = ", ".join(f"{r.name} [{', '.join(type(r).hooks())}]" for r in regs) or "none"
+        names = ", ".join(f"{r.name} [{', '.join(hook_points(type(r)))}]" for r in regs) or "none"
         lines.append(f"recipe {spec['point_id']}: regularizers {names}; "
                      f"{sum(p.numel() for p in model.parameters())} parameters")
         if any(r.penalizes for r in regs):
-            penalized = [name for name, _ in penalized_parameters(model)]
-            lines.append(f"  penalized: {', '.join(penalized)} (biases and norm parameters "
-                         "excluded unless include_bias)")
+            lines.append(f"  penalized: {', '.join(penalized_names(model, regs))} (norm "
+                         "parameters never; biases only with include_bias)")
         for reg in regs:
             detail = reg.describe()
             if detail:

@@ -183,3 +183,45 @@ def test_an_exception_inside_one_run_fails_that_run_only(tmp_path):
     assert sum(s["status"] == "completed" for s in summaries.values()) == 3
     assert "[enforce fail" in result.output  # the error is shown whole
     assert "no baseline runs" not in (out / "e2e/comparison.md").read_text()
+
+
+def test_summary_names_exactly_the_penalized_parameters(tmp_path):
+    text = CONFIG.replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "dropout_long: {dropout: {p: 0.3}, train: {epochs: 4}}",
+        "l2_bias: {l2: {lambda: 1.0, include_bias: true}}")
+    result, out = run(tmp_path, text)
+    assert result.exit_code == 0, result.output
+
+    def penalized(name):
+        summary = json.loads((out / "e2e/runs" / f"{name}__seed=0" / "summary.json").read_text())
+        return summary["penalized_parameters"]
+
+    assert penalized("baseline") == []
+    assert penalized("l2") == ["1.0.weight", "2.weight"]
+    assert penalized("l2_bias") == ["1.0.weight", "1.0.bias", "2.weight", "2.bias"]
+
+
+def test_resume_keeps_completed_runs_when_only_device_or_threads_change(tmp_path):
+    result, out = run(tmp_path, CONFIG)
+    assert result.exit_code == 0
+    summary = out / "e2e/runs/l2__seed=0/summary.json"
+    before = summary.stat().st_mtime_ns
+    again = runner.invoke(app, ["run", str(tmp_path / "cfg.yaml"), "--out", str(out),
+                                "--no-report", "--device", "cpu", "--set", "train.threads=2"])
+    assert again.exit_code == 0, again.output
+    assert summary.stat().st_mtime_ns == before
+    assert "6 already completed" in again.output
+
+
+def test_a_bad_metric_is_refused_before_training(tmp_path):
+    result, out = run(tmp_path, CONFIG, "--metric", "acuracy")
+    assert result.exit_code == 2
+    assert "--metric: 'acuracy' is not a classification metric (did you mean 'accuracy'?)" \
+        in result.output
+    assert not out.exists()
+
+
+def test_run_metric_ranks_the_written_tables(tmp_path):
+    result, out = run(tmp_path, CONFIG, "--metric", "f1")
+    assert result.exit_code == 0
+    assert "val f1" in (out / "e2e/comparison.md").read_text()

@@ -57,8 +57,9 @@ def sample_beta(alpha: float, size: int, device: torch.device,
     the same distribution, about 30× faster than the explicit Marsaglia–Tsang path below.
     """
     if generator is None:
-        concentration = torch.full((size,), float(alpha), device=device)
-        return torch.distributions.Beta(concentration, concentration).sample()
+        concentration = torch.full((2, size), float(alpha), device=device)
+        gammas = torch._standard_gamma(concentration)  # what torch.distributions.Beta samples
+        return gammas[0] / gammas.sum(dim=0).clamp_min(torch.finfo(gammas.dtype).tiny)
     log_g1 = log_gamma_sample((size,), alpha, device, generator)
     log_g2 = log_gamma_sample((size,), alpha, device, generator)
     return torch.sigmoid(log_g1 - log_g2)

@@ -42,8 +42,11 @@ def augment(x: torch.Tensor, rotate: float = 0.0, crop_padding: int = 0, hflip: 
     flip = torch.rand(batch, device=device, generator=generator) < hflip
     crop = torch.randint(-crop_padding, crop_padding + 1, (batch, 2), device=device,
                          generator=generator).to(x.dtype)
-    size = torch.tensor([width, height], device=device, dtype=x.dtype)
-    shift = crop + uniform((batch, 2), -translate, translate, device, generator) * size
+    # translation in pixels: a fraction of the width (x) and of the height (y)
+    moved = uniform((batch, 2), -translate, translate, device, generator)
+    moved[:, 0] *= width
+    moved[:, 1] *= height
+    shift = crop + moved
     cos, sin = torch.cos(angle), torch.sin(angle)
     sign = 1 - 2 * flip.to(x.dtype)                 # −1 mirrors the x axis
     # Pixel-space map u_in = R·F·u_out − shift, rewritten in grid_sample's [−1, 1] coordinates

@@ -58,6 +58,11 @@ class RunContext:
     log: dict[str, Any] = field(default_factory=dict)  # extra per-run facts for summary.json
 
     @property
+    def configured_lr(self) -> float:
+        """The learning rate η the config sets (before any schedule)."""
+        return float(self.train["optimizer"]["lr"])
+
+    @property
     def lr(self) -> float:
         """Current learning rate η of the first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else 0.0
@@ -131,6 +136,11 @@ class Regularizer:
 
     def penalized(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         return penalized_parameters(model, getattr(self.params, "include_bias", False))
+
+
+def hook_points(cls: type[Regularizer]) -> list[str]:
+    """The SPEC's hook points a regularizer uses (``wrap`` is part of the build step)."""
+    return list(dict.fromkeys("build" if hook == "wrap" else hook for hook in cls.hooks()))
 
 
 class WeightRegularizer(Regularizer):

@@ -37,7 +37,11 @@ class L2(WeightRegularizer):
         return l2_penalty(self.weights, self.params.lambda_, self.ctx.n_train)
 
     def describe(self) -> str:
-        lam, n = self.params.lambda_, self.ctx.n_train
+        lam, n, lr = self.params.lambda_, self.ctx.n_train, self.ctx.configured_lr
+        optimizer = self.ctx.train["optimizer"]["name"]
+        step = (f"with {optimizer} at η={lr:g} each step shrinks w by ηλ/n = {lr * lam / n:.4g}"
+                if optimizer == "sgd" and not self.ctx.train["optimizer"]["momentum"] else
+                f"under {optimizer} with momentum/adaptive steps the shrink per step is not ηλ/n "
+                "(use weight_decay for a decoupled decay)")
         return (f"l2: loss += λ/(2n)·Σw², λ={lam:g}, n={n}; gradient coefficient λ/n = "
-                f"{lam / n:.4g} (plain SGD: w shrinks by ηλ/n = {self.ctx.lr * lam / n:.4g} "
-                "per step)")
+                f"{lam / n:.4g}; {step}")

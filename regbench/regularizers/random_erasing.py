@@ -71,7 +71,7 @@ def random_erasing(x: torch.Tensor, p: float, scale: tuple[float, float],
         high = x.amax(dim=(0, 2, 3)).view(1, channels, 1, 1)
         fill = uniform(tuple(x.shape), 0, 1, device, generator).to(x.dtype) * (high - low) + low
     else:
-        fill = torch.full_like(x, float(value))
+        fill = float(value)  # a scalar: no full-size fill tensor per batch
     return torch.where(mask.unsqueeze(1), fill, x), mask
 
 

@@ -37,6 +37,6 @@ class WeightDecay(WeightRegularizer):
         decay_weights(self.weights, self.ctx.lr, self.params.lambda_)
 
     def describe(self) -> str:
-        lam = self.params.lambda_
+        lam, lr = self.params.lambda_, self.ctx.configured_lr
         return (f"weight_decay: after each step w ← (1 − ηλ)·w, λ={lam:g}; factor per step "
-                f"{1 - self.ctx.lr * lam:.6g} at η={self.ctx.lr:g}")
+                f"{1 - lr * lam:.6g} at the configured η={lr:g} (follows any lr schedule)")
