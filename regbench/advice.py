@@ -103,8 +103,11 @@ def _catalogue(task: str, exclude: set[str], images: Optional[bool]) -> list[str
     from regbench.regularizers import REGULARIZERS
 
     lines = []
-    for name in TRY_ORDER:
-        if name in exclude or name not in REGULARIZERS:
+    # the usual first tries in order, then any other registered regularizer
+    ordered = [n for n in TRY_ORDER if n in REGULARIZERS] + \
+        [n for n in REGULARIZERS.names() if n not in TRY_ORDER]
+    for name in ordered:
+        if name in exclude:
             continue
         cls = REGULARIZERS.get(name)
         if task in ("classification", "regression") and task not in cls.tasks:

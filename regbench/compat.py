@@ -21,7 +21,9 @@ EXCLUSIVE_MEANING = {
     "weight_layer": "replacements of the model's linear/conv layers",
 }
 
-WEIGHT_PENALTIES = ("l1", "l2", "elastic_net")
+# the penalties added to the loss (l1, l2, elastic_net): a prior on the weights
+WEIGHT_PENALTIES = tuple(name for name, cls in REGULARIZERS.items()
+                         if cls.penalizes and "penalty" in cls.hooks())
 
 # (regularizer a, regularizer b, warning): both run, but the result is probably not what was meant.
 PAIR_WARNINGS: list[tuple[str, str, str]] = [

@@ -31,7 +31,6 @@ from regbench.plot_data import (Series, aggregate, finite, gap_metric, load_runs
 TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#d62728"
 VERDICT_COLORS = {"ok": "#2ca02c", "overfitting": "#d62728", "underfitting": "#ff7f0e",
                   "diverged": "#9467bd", "": "#7f7f7f"}
-SPARSE_REGULARIZERS = {"l1", "elastic_net", "variational_dropout"}
 DPI = 90
 
 
@@ -209,6 +208,14 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)[:120]
 
 
+def sparsifying(regularizers) -> bool:
+    """Whether a recipe has a regularizer meant to zero weights (its sparsity is plotted)."""
+    from regbench.regularizers import REGULARIZERS
+
+    return any(name in REGULARIZERS and REGULARIZERS.get(name).sparsifying
+               for name in regularizers)
+
+
 def _save(figure, path: Path) -> Path:
     import io
 
@@ -270,7 +277,7 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
                           "99.9% of |w| shown); "
                           "L1 piles weights at zero, L2 shrinks them smoothly"))
     sparse = {p for p, group in by_point.items() if any(
-        SPARSE_REGULARIZERS & set(r.summary.get("regularizers") or {}) for r in group)}
+        sparsifying(r.summary.get("regularizers") or {}) for r in group)}
     if sparse:
         frames = {p.replace("__", " "): [r.frame for r in by_point[p] if r.frame is not None]
                   for p in order if p in sparse or p == "baseline"}

@@ -80,6 +80,7 @@ class Regularizer:
     needs_residual: ClassVar[bool] = False      # acts on residual blocks
     exclusive: ClassVar[Optional[str]] = None   # at most one regularizer per recipe with this tag (e.g. "norm")
     penalizes: ClassVar[bool] = False           # adds a weight penalty (reported with its parameters)
+    sparsifying: ClassVar[bool] = False         # meant to drive weights to zero (sparsity is plotted)
 
     def __init__(self, params: StrictModel, ctx: RunContext):
         self.params = params

@@ -33,6 +33,7 @@ class ElasticNet(WeightRegularizer):
     summary = "loss += λ/n·(ρ·Σ|w| + (1−ρ)/2·Σw²); between l1 (ρ=1) and l2 (ρ=0)"
     paper = "Zou & Hastie 2005"
     Params = Params
+    sparsifying = True
     penalizes = True
 
     def penalty(self, model):

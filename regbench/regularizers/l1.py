@@ -30,6 +30,7 @@ class L1(WeightRegularizer):
     summary = "loss += λ/n·Σ|w| on weights; drives many weights to zero (sparsity)"
     paper = "Tibshirani 1996"
     Params = Params
+    sparsifying = True
     penalizes = True
 
     def penalty(self, model):

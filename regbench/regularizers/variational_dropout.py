@@ -113,6 +113,7 @@ class VariationalDropout(Regularizer):
                "with log α > threshold are pruned")
     paper = "Molchanov et al. 2017"
     Params = Params
+    sparsifying = True
     exclusive = "weight_layer"
 
     def build(self, factory):
