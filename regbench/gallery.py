@@ -24,7 +24,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from regbench.gallery_stats import Results
 
 
 from regbench.errors import ConfigError

@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -316,7 +316,6 @@ def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optiona
         summary.update({f"test_{k}": v for k, v in zip(test, values)})
     else:
         summary.update({f"test_{k}": None for k in names})
-    summary.update(trainer.ctx.log)
     return summary
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 import yaml
 from typer.testing import CliRunner
 

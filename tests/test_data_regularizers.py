@@ -2,7 +2,6 @@
 ranges are kept, and mixed targets equal the mixing coefficient / the pasted area."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -13,7 +12,6 @@ from regbench.regularizers.augment import augment
 from regbench.regularizers.cutmix import cutmix
 from regbench.regularizers.cutout import cutout
 from regbench.regularizers.input_noise import add_input_noise
-from regbench.regularizers.label_smoothing import smooth_labels
 from regbench.regularizers.mixup import mixup
 from regbench.regularizers.random_erasing import random_erasing
 

@@ -7,7 +7,7 @@ layer, DropConnect or Bayesian linear layers, stochastic depth on residual branc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -38,7 +38,6 @@ class LayerFactory:
     dropout: Optional[Callable[[str], nn.Module]] = None    # after each hidden activation: ("linear"|"conv")
     input_dropout: Optional[Callable[[], nn.Module]] = None # on the (flattened) inputs
     residual_drop: Optional[Callable[[float], nn.Module]] = None  # drop layer for a residual branch, given its relative depth l/L in (0, 1]
-    wrappers: list[Callable[[nn.Module], nn.Module]] = field(default_factory=list)  # applied to the finished model
 
     def hidden_linear(self, in_features: int, out_features: int, activation: str) -> nn.Sequential:
         """linear -> [norm] -> activation -> [dropout]"""
@@ -63,11 +62,6 @@ class LayerFactory:
 
     def inputs(self) -> list[nn.Module]:
         return [self.input_dropout()] if self.input_dropout is not None else []
-
-    def finish(self, model: nn.Module) -> nn.Module:
-        for wrap in self.wrappers:
-            model = wrap(model)
-        return model
 
 
 @dataclass
@@ -96,7 +90,7 @@ def build_model(config: dict[str, Any], input_shape: tuple[int, ...], output_dim
                 factory: LayerFactory) -> nn.Module:
     entry = MODELS.get(config["name"])
     params = entry.Params.model_validate({k: v for k, v in config.items() if k != "name"})
-    return factory.finish(entry.build(params, tuple(input_shape), output_dim, factory))
+    return entry.build(params, tuple(input_shape), output_dim, factory)
 
 
 def flat_size(input_shape: tuple[int, ...]) -> int:

@@ -5,7 +5,7 @@ A regularizer overrides only the hooks it uses; the loop calls just those (see
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -55,7 +55,6 @@ class RunContext:
     train: dict[str, Any]                       # effective training settings of this recipe
     optimizer: Optional[torch.optim.Optimizer] = None
     epoch: int = 0
-    log: dict[str, Any] = field(default_factory=dict)  # extra per-run facts for summary.json
 
     @property
     def configured_lr(self) -> float:

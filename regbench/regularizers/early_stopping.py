@@ -14,11 +14,9 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
+from regbench.metrics import lower_is_better, metric_names
 from regbench.regularizers import Incompatible, Regularizer, register
 
-LOWER_IS_BETTER = ("loss", "mse", "mae", "ece")
-CLASSIFICATION_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "ece")
-REGRESSION_METRICS = ("loss", "mse", "mae", "r2")
 
 
 class Params(StrictModel):
@@ -29,10 +27,9 @@ class Params(StrictModel):
     restore_best: bool = True                        # reload the best epoch's weights at the end
 
 
-def lower_is_better(monitor: str, mode: str) -> bool:
-    if mode != "auto":
-        return mode == "min"
-    return monitor.rsplit("_", 1)[-1] in LOWER_IS_BETTER
+def minimise(monitor: str, mode: str) -> bool:
+    """Whether a smaller value of ``monitor`` is an improvement."""
+    return mode == "min" if mode != "auto" else lower_is_better(monitor)
 
 
 @register
@@ -44,7 +41,7 @@ class EarlyStopping(Regularizer):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        self.minimise = lower_is_better(params.monitor, params.mode)
+        self.minimise = minimise(params.monitor, params.mode)
         self.best: Optional[float] = None
         self.best_epoch: Optional[int] = None
         self.best_state: Optional[dict] = None
@@ -52,7 +49,7 @@ class EarlyStopping(Regularizer):
 
     @classmethod
     def check(cls, params, ctx):
-        metrics = CLASSIFICATION_METRICS if ctx.task == "classification" else REGRESSION_METRICS
+        metrics = metric_names(ctx.task)
         valid = [f"{split}_{m}" for split in ("val", "train") for m in metrics]
         if params.monitor not in valid:
             raise Incompatible(f"monitor '{params.monitor}' is not a {ctx.task} metric; expected "
