@@ -179,22 +179,46 @@ def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
         console.print(f"[yellow]warning:[/] {warning}")
 
 
+ConfigArgument = Annotated[Path, typer.Argument(help="Experiment YAML file.")]
+OutOption = Annotated[Path, typer.Option(
+    "--out", help="Results root; results go to OUT/<name>/.")]
+SeedsOption = Annotated[Optional[str], typer.Option(
+    "--seeds", help="Seeds to run, e.g. 0,1,2 (replaces the file's).")]
+WorkersOption = Annotated[int, typer.Option(
+    "--workers", help="Runs trained in parallel processes.")]
+ExecutorOption = Annotated[Executor, typer.Option(
+    "--executor", help="local processes or Ray tasks.")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    "--address", help="Ray cluster address (none: start a local Ray).")]
+DeviceOption = Annotated[Optional[Device], typer.Option(
+    "--device", help="auto, cpu or cuda (overrides train.device).")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume/--fresh",
+    help="Skip completed runs, or start a new results folder (the old one is kept aside).")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan; train nothing.")]
+ReportOption = Annotated[bool, typer.Option(
+    "--report/--no-report", help="Write plots and report.html at the end.")]
+MetricOption = Annotated[Optional[str], typer.Option(
+    "--metric", help="Metric the tables rank by (default: accuracy or mse).")]
+
+
 @app.command()
 @guarded
 def run(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    config: ConfigArgument,
     set_: SetOption = None,
-    out: Annotated[Path, typer.Option("--out", help="Results root; results go to OUT/<name>/.")] = Path("results"),
-    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds to run, e.g. 0,1,2 (replaces the file's).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Runs trained in parallel processes.")] = 1,
-    executor: Annotated[Executor, typer.Option("--executor", help="local processes or Ray tasks.")] = Executor.local,
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (none: start a local Ray).")] = None,
-    device: Annotated[Optional[Device], typer.Option("--device", help="auto, cpu or cuda (overrides train.device).")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--fresh", help="Skip completed runs, or start a new results folder (the old one is kept aside).")] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; train nothing.")] = False,
-    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed.")] = False,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="Write plots and report.html at the end.")] = True,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="Metric the table compares (default: accuracy or mse).")] = None,
+    out: OutOption = Path("results"),
+    seeds: SeedsOption = None,
+    workers: WorkersOption = 1,
+    executor: ExecutorOption = Executor.local,
+    address: AddressOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = True,
+    dry_run: DryRunOption = False,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed.")] = False,
+    report: ReportOption = True,
+    metric: MetricOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     _run(config, set_ or [], [], out, seeds, workers, executor, address, device, resume,
@@ -204,19 +228,21 @@ def run(
 @app.command()
 @guarded
 def sweep(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="Sweep grid: key.path=v1,v2,... (adds to or replaces the file's sweep:).")] = None,
+    config: ConfigArgument,
+    param: Annotated[Optional[list[str]], typer.Option(
+        "--param", help="Sweep grid: key.path=v1,v2,... (adds to or replaces the file's "
+        "sweep:).")] = None,
     set_: SetOption = None,
-    out: Annotated[Path, typer.Option("--out")] = Path("results"),
-    seeds: Annotated[Optional[str], typer.Option("--seeds")] = None,
-    workers: Annotated[int, typer.Option("--workers")] = 1,
-    executor: Annotated[Executor, typer.Option("--executor")] = Executor.local,
-    address: Annotated[Optional[str], typer.Option("--address")] = None,
-    device: Annotated[Optional[Device], typer.Option("--device")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--fresh")] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-    report: Annotated[bool, typer.Option("--report/--no-report")] = True,
-    metric: Annotated[Optional[str], typer.Option("--metric")] = None,
+    out: OutOption = Path("results"),
+    seeds: SeedsOption = None,
+    workers: WorkersOption = 1,
+    executor: ExecutorOption = Executor.local,
+    address: AddressOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = True,
+    dry_run: DryRunOption = False,
+    report: ReportOption = True,
+    metric: MetricOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     _run(config, set_ or [], param or [], out, seeds, workers, executor, address, device, resume,

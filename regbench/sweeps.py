@@ -47,7 +47,7 @@ def sweep_error(message: str, path: str, loaded: LoadedConfig) -> ConfigError:
 
 def parse_param(text: str) -> tuple[str, list]:
     """``key.path=v1,v2,...`` (or a YAML list ``[v1, v2]``) -> (path, values)."""
-    key, value_text = split_assignment(text, "--param")
+    key, value_text = split_assignment(text, "--param", "key.path=v1,v2,...")
     source = f"--param {key}"
     stripped = value_text.strip()
     if stripped.startswith("["):

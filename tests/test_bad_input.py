@@ -195,7 +195,7 @@ OPTION_CASES = [
     ("run", ["--seeds", "0,one"], ["--seeds:", "expected comma-separated integers"]),
     ("run", ["--seeds", ",,"], ["--seeds:", "expected at least one seed"]),
     ("run", ["--workers", "0"], ["--workers:", "must be >= 1 (got 0)"]),
-    ("sweep", ["--param", "recipes.l2.l2.lambda"], ["--param:", "expected key.path=value"]),
+    ("sweep", ["--param", "recipes.l2.l2.lambda"], ["--param:", "expected key.path=v1,v2,..."]),
     ("sweep", ["--param", "recipes.l2.l2.lambda=0.1,,1"], ["--param recipes.l2.l2.lambda:",
                                                            "expected one or more"]),
     ("sweep", ["--param", "train.optimizer.momentun=0.5"], ["did you mean 'momentum'?"]),

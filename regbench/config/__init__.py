@@ -55,13 +55,14 @@ def located_error(message: str, path: Iterable[str], positions: dict[KeyPath, Po
 
 # ----------------------------------------------------------------------------- overrides
 
-def split_assignment(text: str, option: str) -> tuple[str, str]:
+def split_assignment(text: str, option: str, expected: str = "key.path=value"
+                     ) -> tuple[str, str]:
     if "=" not in text:
-        raise ConfigError(f"expected key.path=value (got {text!r})", source=option)
+        raise ConfigError(f"expected {expected} (got {text!r})", source=option)
     key, value = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"expected key.path=value (got {text!r})", source=option)
+        raise ConfigError(f"expected {expected} (got {text!r})", source=option)
     return key, value
 
 
