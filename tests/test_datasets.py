@@ -210,3 +210,17 @@ def test_csv_errors_name_the_column(tmp_path):
     single = write_csv(tmp_path / "single.csv", 40, 0, target_values=["yes"] * 40)
     with pytest.raises(DataError, match="single class"):
         prepare(csv_config(single))
+
+
+def test_a_failed_download_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
+    import torchvision
+
+    # a mirror nobody listens on (the discard port of this machine): the download fails at once
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    root = tmp_path / "new" / "mnist"
+    with pytest.raises(DataError) as error:
+        prepare(config("mnist", root=str(root), download=True))
+    message = str(error.value)
+    assert message.startswith(f"dataset.download: could not download MNIST into {root}")
+    assert "\n" not in message and "put the four IDX files" in message
+    assert not (tmp_path / "new").exists()

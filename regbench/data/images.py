@@ -6,8 +6,10 @@ downloaded through torchvision only when ``download: true`` and they are missing
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,26 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _torchvision_dataset(name: str):
+    import torchvision
+
+    return getattr(torchvision.datasets, name)
+
+
+@contextlib.contextmanager
+def _download(root: Path, pretty: str, advice: str):
+    """Turn a failed download into one line, and remove the folders it created."""
+    created = [p for p in [root, *root.parents] if not p.exists()]
+    try:
+        yield
+    except Exception as exc:  # network errors come in many types
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
+        cause = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"dataset.download: could not download {pretty} into {root} "
+                        f"({type(exc).__name__}: {cause}); {advice}") from None
+
+
 def _find(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
@@ -79,16 +101,11 @@ def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str
     root = Path(config["root"]).expanduser()
     folder = _idx_folder(root, torchvision_name)
     if folder is None and config.get("download"):
-        import torchvision
-
-        try:
-            getattr(torchvision.datasets, torchvision_name)(str(root), train=True, download=True)
-            getattr(torchvision.datasets, torchvision_name)(str(root), train=False, download=True)
-        except Exception as exc:  # network errors come in many types
-            raise DataError(f"dataset.download: could not download {pretty} into {root} "
-                            f"({type(exc).__name__}: {exc}); without network, put the four IDX "
-                            f"files ({', '.join(s + '.gz' for s in IDX_FILES.values())}) in "
-                            f"{root}") from None
+        dataset_class = _torchvision_dataset(torchvision_name)
+        with _download(root, pretty, f"without network, put the four IDX files "
+                       f"({', '.join(s + '.gz' for s in IDX_FILES.values())}) in {root}"):
+            dataset_class(str(root), train=True, download=True)
+            dataset_class(str(root), train=False, download=True)
         folder = _idx_folder(root, torchvision_name)
     if folder is None:
         raise _idx_missing(root, torchvision_name, pretty)
@@ -179,13 +196,9 @@ def load_cifar10(config: dict[str, Any]) -> RawData:
     root = Path(config["root"]).expanduser()
     folder, files = _cifar_files(root)
     if not all(f.is_file() for f in files) and config.get("download"):
-        import torchvision
-
-        try:
-            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-        except Exception as exc:  # network errors come in many types
-            raise DataError(f"dataset.download: could not download CIFAR-10 into {root} "
-                            f"({type(exc).__name__}: {exc})") from None
+        with _download(root, "CIFAR-10", f"without network, put the python version's batches "
+                       f"in {root / CIFAR_FOLDER}"):
+            _torchvision_dataset("CIFAR10")(str(root), train=True, download=True)
         folder = root / CIFAR_FOLDER
         files = [folder / name for name in CIFAR_TRAIN + ["test_batch"]]
     _refuse_missing_cifar(folder, files)
