@@ -187,6 +187,13 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _epoch(value: float) -> str:
+    """Mean best epoch over seeds: a whole number prints as one."""
+    if value is None or math.isnan(value):
+        return "—"
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
 def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by every text format."""
     m = comparison.metric
@@ -212,7 +219,7 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
             f"{_fmt(row[f'val_{m}'])} ± {_fmt(row[f'val_{m}_std'])}",
             f"{_fmt(row[f'test_{m}'])} ± {_fmt(row[f'test_{m}_std'])}",
             diff, "" if math.isnan(row["p_better"]) else f"{row['p_better']:.2f}",
-            _fmt(row["gap"]), _fmt(row["best_epoch"], 1), row["verdict"] or row["status"],
+            _fmt(row["gap"]), _epoch(row["best_epoch"]), row["verdict"] or row["status"],
             _fmt(row["sparsity"], 3), _fmt(row["seconds_per_epoch"], 3),
             str(row["parameters"] or ""),
         ])
@@ -254,7 +261,7 @@ def to_latex(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 8)  # the full set is in comparison.md/csv
+TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 7, 8)  # the full set is in comparison.md/csv
 
 
 def rich_table(comparison: Comparison, title: str = ""):
