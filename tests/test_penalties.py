@@ -145,6 +145,9 @@ def test_l1_leaves_far_more_near_zero_weights_than_l2(tmp_path):
     print(f"near-zero fraction: l1 {sparsity['l1']:.3f}, l2 {sparsity['l2']:.3f}")
     assert sparsity["l1"] > 0.5
     assert sparsity["l1"] > 10 * max(sparsity["l2"], 0.01)
+    # matched strength: neither penalty crushes the weights far more than the other
+    ratio = sparsity["l1_norm"] / sparsity["l2_norm"]
+    assert 1 / 3 < ratio < 3, ratio
 
 
 def test_max_norm_bounds_every_units_incoming_weights(tmp_path):
