@@ -204,7 +204,9 @@ class Trainer:
         count = sum(w.numel() for w in self.weights)
         return {"weight_norm": torch.linalg.vector_norm(norms), "sparsity": small / count}
 
-    def epoch_row(self, epoch: int, train_stats: dict[str, float], seconds: float) -> dict:
+    def measure_epoch(self) -> dict[str, float]:
+        """Eval-mode metrics of the train subset and the val split, weight statistics and the
+        regularizers' own columns."""
         data = self.data
         measured = {}
         for split, (x, y) in {"train": self.train_eval, "val": (data.x_val, data.y_val)}.items():
@@ -213,8 +215,7 @@ class Trainer:
         measured.update(self.weight_stats())
         keys = list(measured)
         values = torch.stack([measured[k].float() for k in keys]).tolist()  # one host sync
-        row = {"epoch": epoch, "seconds": seconds, "lr": self.ctx.lr, **train_stats,
-               **dict(zip(keys, values))}
+        row = dict(zip(keys, values))
         for reg in self.hooks["epoch_metrics"]:
             row.update({k: float(v) for k, v in reg.epoch_metrics(self.model).items()})
         return row
@@ -222,12 +223,12 @@ class Trainer:
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch and measure it: one row of metrics.csv."""
         self.ctx.epoch = epoch
-        lr = self.ctx.lr
+        lr = self.ctx.lr  # the rate this epoch trained with (a scheduler steps after it)
         started = time.perf_counter()
-        row = self.epoch_row(epoch, self.train_epoch(), 0.0)
-        row["lr"] = lr
-        row["seconds"] = time.perf_counter() - started
-        return row
+        stats = self.train_epoch()
+        measured = self.measure_epoch()
+        return {"epoch": epoch, "seconds": time.perf_counter() - started, "lr": lr, **stats,
+                **measured}
 
     # ------------------------------------------------------------------ the run
     def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:

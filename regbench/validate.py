@@ -11,7 +11,7 @@ def describe_plan(plan: Plan) -> list[str]:
 
     from regbench.data import load_bundle
     from regbench.regularizers.base import hook_points
-    from regbench.train import build_run_model, make_optimizer, penalized_names
+    from regbench.train import build_run_model, penalized_names
 
     experiment = plan.experiment
     data = load_bundle(experiment["dataset"], experiment["train"]["train_eval_samples"])
@@ -25,8 +25,7 @@ def describe_plan(plan: Plan) -> list[str]:
         if spec["point_id"] in seen:
             continue
         seen.add(spec["point_id"])
-        model, regs, ctx = build_run_model(spec, data, torch.device("cpu"))
-        ctx.optimizer = make_optimizer(model.parameters(), spec["train"]["optimizer"])
+        model, regs, _ = build_run_model(spec, data, torch.device("cpu"))
         names = ", ".join(f"{r.name} [{', '.join(hook_points(type(r)))}]" for r in regs) or "none"
         lines.append(f"recipe {spec['point_id']}: regularizers {names}; "
                      f"{sum(p.numel() for p in model.parameters())} parameters")

@@ -80,6 +80,12 @@ def test_run_writes_every_file_with_the_spec_columns(tmp_path):
     assert "val accuracy" in result.output  # the table is printed
 
 
+def run_summaries(out) -> dict[str, dict]:
+    """run folder name -> its summary.json"""
+    return {p.parent.name: json.loads(p.read_text())
+            for p in (out / "e2e/runs").glob("*/summary.json")}
+
+
 def _without_seconds(path):
     return pd.read_csv(path).drop(columns=["seconds"])
 
@@ -102,8 +108,7 @@ def test_a_diverging_recipe_is_recorded_and_the_others_complete(tmp_path):
         "  unstable: {train: {optimizer: {name: sgd, lr: 1e5}}}\n"
     result, out = run(tmp_path, text)
     assert result.exit_code == 1, result.output
-    summaries = {p.parent.name: json.loads(p.read_text())
-                 for p in (out / "e2e/runs").glob("*/summary.json")}
+    summaries = run_summaries(out)
     assert summaries["unstable__seed=0"]["status"] == "diverged"
     assert summaries["unstable__seed=0"]["verdict"]["verdict"] == "diverged"
     others = [s["status"] for name, s in summaries.items() if name != "unstable__seed=0"]
@@ -171,8 +176,7 @@ def test_an_exception_inside_one_run_fails_that_run_only(tmp_path):
         "sweep:\n  model.hidden: [[16], [10000000000000]]\n"
     result, out = run(tmp_path, text)
     assert result.exit_code == 1, result.output
-    summaries = {p.parent.name: json.loads(p.read_text())
-                 for p in (out / "e2e/runs").glob("*/summary.json")}
+    summaries = run_summaries(out)
     failed = {name: s for name, s in summaries.items() if s["status"] == "failed"}
     assert sorted(failed) == ["baseline__hidden=10000000000000__seed=0",
                               "dropout_long__hidden=10000000000000__seed=0",
