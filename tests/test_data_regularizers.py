@@ -64,6 +64,21 @@ def test_augment_crop_with_padding_is_an_integer_shift_with_zero_fill():
     assert len({tuple(s) for s in params["shift"].tolist()}) > 10
 
 
+def test_augment_crop_and_flip_together_move_whole_pixels_on_non_square_images():
+    x = torch.randn(24, 2, 6, 9, generator=gen())
+    out, params = augment(x, crop_padding=2, hflip=0.5, generator=gen(4))
+    expected = torch.zeros_like(x)
+    for i in range(x.shape[0]):  # independent reference, pixel by pixel
+        dx, dy = (int(v) for v in params["shift"][i].round())
+        for row in range(6):
+            for col in range(9):
+                source_col = (8 - col if params["flip"][i] else col) - dx
+                if 0 <= row - dy < 6 and 0 <= source_col < 9:
+                    expected[i, :, row, col] = x[i, :, row - dy, source_col]
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    assert 0 < int(params["flip"].sum()) < x.shape[0]
+
+
 def test_augment_rotation_matches_torchvision_per_sample():
     tvf = pytest.importorskip("torchvision.transforms.functional")
     x = torch.randn(6, 1, 16, 16, generator=gen())
