@@ -153,7 +153,8 @@ class Trainer:
         grad_norm_sum = torch.zeros((), device=self.device)
         steps = measured = 0
         for index in permutation.split(batch_size):
-            x, y = x_all[index], y_all[index]
+            # index_select: the rows of x_all[index], several times faster on the CPU
+            x, y = x_all.index_select(0, index), y_all.index_select(0, index)
             for reg in self.hooks["batch"]:
                 x, y = reg.batch(x, y)
             loss = self.data_loss(model(x), y)

@@ -73,11 +73,12 @@ def pair_partners(size: int, device: torch.device,
     odd size the one sample left over is its own partner, i.e. stays unmixed.
     """
     order = torch.randperm(size, device=device, generator=generator)
-    partner = torch.arange(size, device=device)
     even = size - size % 2
-    first, second = order[0:even:2], order[1:even:2]
-    partner[first] = second
-    partner[second] = first
+    partner = torch.empty_like(order)
+    # consecutive entries of the shuffled order pair up: (o0, o1), (o2, o3), …
+    partner[order[:even]] = order[:even].view(-1, 2).flip(1).reshape(-1)
+    if even < size:
+        partner[order[-1]] = order[-1]
     return partner
 
 

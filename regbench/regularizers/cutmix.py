@@ -41,9 +41,9 @@ def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
     left = torch.round(centre_x - half_w).clamp(0, width).long()
     right = torch.round(centre_x + half_w).clamp(0, width).long()
     mask = box_mask(top, left, bottom, right, height, width).unsqueeze(1)  # (B, 1, H, W)
-    mixed_x = torch.where(mask, x[partner], x)
+    mixed_x = torch.where(mask, x.index_select(0, partner), x)
     area = mask.flatten(1).sum(dim=1).to(y_soft.dtype) / (height * width)
-    mixed_y = (1 - area).view(-1, 1) * y_soft + area.view(-1, 1) * y_soft[partner]
+    mixed_y = (1 - area).view(-1, 1) * y_soft + area.view(-1, 1) * y_soft.index_select(0, partner)
     return mixed_x, mixed_y, area, partner
 
 

@@ -31,8 +31,10 @@ def mixup(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
     lam = sample_beta(alpha, size, x.device, generator).to(x.dtype)
     partner = pair_partners(size, x.device, generator)
     # λ·a + (1−λ)·b as b + λ·(a − b): one fused op per tensor
-    mixed_x = torch.lerp(x[partner], x, lam.view(-1, *([1] * (x.dim() - 1))))
-    mixed_y = torch.lerp(y_soft[partner], y_soft, lam.view(-1, 1).to(y_soft.dtype))
+    # index_select: the same rows as x[partner], several times faster on the CPU
+    mixed_x = torch.lerp(x.index_select(0, partner), x, lam.view(-1, *([1] * (x.dim() - 1))))
+    mixed_y = torch.lerp(y_soft.index_select(0, partner), y_soft,
+                         lam.view(-1, 1).to(y_soft.dtype))
     return mixed_x, mixed_y, lam, partner
 
 
