@@ -8,6 +8,7 @@ from torch import nn
 
 from regbench.config.schema import StrictModel
 from regbench.models import ACTIVATIONS, LayerFactory, flat_size, model
+from regbench.models.pooling import MaxPool2x2
 
 Activation = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
 
@@ -58,7 +59,7 @@ def build_cnn(params: CNNParams, input_shape, output_dim: int, factory: LayerFac
         stages.append(factory.hidden_conv(channels, out_channels, params.kernel_size,
                                           params.activation, padding=params.kernel_size // 2))
         if min(height, width) >= 2:
-            stages.append(nn.MaxPool2d(2))
+            stages.append(MaxPool2x2())
             height, width = height // 2, width // 2
         channels = out_channels
     layers = stages + [nn.Flatten()]
