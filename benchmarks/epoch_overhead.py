@@ -1,14 +1,16 @@
 """Seconds per epoch: regbench's engine vs a minimal hand-written PyTorch loop vs the common
 torchvision DataLoader + per-sample transform pipeline, on the same data, model and batch size.
 
-    python benchmarks/epoch_overhead.py            # full: 10k samples, ~3 minutes on 2 cores
+    python benchmarks/epoch_overhead.py            # full: 10k samples, ~4 minutes on 2 cores
     python benchmarks/epoch_overhead.py --quick    # 2k samples
 
 Contenders run one epoch each in turn, round after round, so background load hits them alike.
-Prints medians over rounds after a warm-up round, and the ratios (b)/(a) engine ÷ hand-written
-loop (target ≤ 1.10) and (c)/(b) DataLoader ÷ engine with the same augmentation (target ≥ 3;
-(c) applies torchvision v2 transforms to tensors, (c') is the classic PIL pipeline), plus the
-share of a training epoch spent in augmentation + mixup (target ≤ 15%).
+Prints median seconds per epoch over the rounds after a warm-up round, and the medians of the
+per-round ratios (b)/(a) engine ÷ hand-written loop (target ≤ 1.10) and (c)/(b) DataLoader ÷
+engine with the same augmentation (target ≥ 3; (c) applies torchvision v2 transforms to
+tensors, (c') is the classic PIL pipeline), plus the share of regbench's training pass spent in
+augmentation + mixup (target ≤ 15%), for the rotate+translate+crop augmentation of (c) and for
+the crop+flip recipe.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ BATCH = 128
 LR = 0.05
 AUGMENT = {"augment": {"rotate": 10.0, "translate": 0.1, "crop_padding": 2, "hflip": 0.0}}
 MIXUP = {"mixup": {"alpha": 0.2}}
+CROP_FLIP = {"augment": {"crop_padding": 2, "hflip": 0.5}}  # the CIFAR-style recipe
 
 
 def synthetic_mnist(n_train: int, n_val: int, seed: int = 0) -> DataBundle:
@@ -68,9 +71,8 @@ def run_spec(model: str, regularizers: dict) -> dict:
     return spec
 
 
-def engine(data: DataBundle, model: str, regularizers: dict) -> Callable[[], None]:
+def epoch_of(trainer: Trainer) -> Callable[[], None]:
     """(b) regbench's Trainer: one call = one epoch exactly as `regbench run` does it."""
-    trainer = Trainer(run_spec(model, regularizers), data, torch.device("cpu"))
     epochs = iter(range(1, 10**6))
     return lambda: trainer.run_epoch(next(epochs))
 
@@ -191,15 +193,63 @@ def pil_dataloader(data: DataBundle, model: str) -> Callable[[], None]:
     return _loader_pipeline(data, model, _PilSamples(images, data.y_train, transform))
 
 
-def interleaved(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Median seconds per epoch of each contender, one epoch each per round, first round dropped."""
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+def interleaved(contenders: dict[str, Callable[[], None]], rounds: int) -> list[dict[str, float]]:
+    """Seconds of one epoch of each contender, per round (all contenders run one epoch in turn),
+    the warm-up round dropped."""
+    times = []
     for _ in range(rounds + 1):
+        row = {}
         for name, epoch in contenders.items():
             started = time.perf_counter()
             epoch()
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values[1:]) for name, values in times.items()}
+            row[name] = time.perf_counter() - started
+        times.append(row)
+    return times[1:]
+
+
+def timed_training(trainer: Trainer) -> list[float]:
+    """Record the seconds of each training pass of ``trainer`` (its epoch minus the eval)."""
+    seconds: list[float] = []
+    train_epoch = trainer.train_epoch
+
+    def timed():
+        started = time.perf_counter()
+        result = train_epoch()
+        seconds.append(time.perf_counter() - started)
+        return result
+    trainer.train_epoch = timed
+    return seconds
+
+
+def median(values) -> float:
+    return statistics.median(list(values))
+
+
+def report(model: str, times: list[dict[str, float]], training: dict[str, list[float]]) -> None:
+    """Print median seconds per epoch and the median of the per-round ratios (a ratio taken
+    within one round compares epochs run seconds apart, under the same background load)."""
+    def seconds(name):
+        return median(row[name] for row in times)
+
+    def ratio(top, bottom):
+        return median(row[top] / row[bottom] for row in times)
+
+    def share(mixed, plain):  # of the training pass: the epoch minus the eval passes
+        return 100 * median((m - p) / m for m, p in zip(training[mixed][1:], training[plain][1:]))
+
+    print(f"{model}: (a) hand-written loop {seconds('hand'):.3f} s/epoch | (b) regbench "
+          f"{seconds('engine'):.3f} s/epoch | (b)/(a) = {ratio('engine', 'hand'):.3f} "
+          "(target ≤ 1.10)")
+    print(f"{model}: (b) regbench + augment {seconds('augment'):.3f} s/epoch | (c) DataLoader + "
+          f"per-sample transforms {seconds('loader'):.3f} s/epoch | (c)/(b) = "
+          f"{ratio('loader', 'augment'):.2f} (target ≥ 3)")
+    print(f"{model}: (c') classic PIL pipeline (RandomAffine, RandomCrop, ToTensor, Normalize) "
+          f"{seconds('pil_loader'):.3f} s/epoch | (c')/(b) = {ratio('pil_loader', 'augment'):.2f}")
+    for label, mixed in (("rotate+translate+crop augment", "augment_mixup"),
+                         ("crop+flip augment", "cropflip_mixup")):
+        print(f"{model}: {label} + mixup take {share(mixed, 'engine'):.1f}% of a training pass "
+              f"(target ≤ 15%; {median(training[mixed][1:]):.3f} s vs "
+              f"{median(training['engine'][1:]):.3f} s without)")
 
 
 def main() -> None:
@@ -207,30 +257,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 samples, 3 rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     parser.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7; 3 quick)")
     args = parser.parse_args()
-    n_train, rounds = (2_000, 3) if args.quick else (10_000, 5)
+    n_train, rounds = (2_000, 3) if args.quick else (10_000, 7)
+    rounds = args.rounds or rounds
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     data = synthetic_mnist(n_train, 2_000)
     print(f"torch {torch.__version__}, {threads} thread(s), {n_train} training samples, "
-          f"batch {BATCH}, median of {rounds} interleaved epochs after a warm-up")
+          f"batch {BATCH}; medians over {rounds} interleaved rounds after a warm-up round")
     for model in args.models.split(","):
-        t = interleaved({"hand": handwritten(data, model), "engine": engine(data, model, {}),
-                         "augment": engine(data, model, AUGMENT),
-                         "augment_mixup": engine(data, model, {**AUGMENT, **MIXUP}),
-                         "loader": dataloader(data, model),
-                         "pil_loader": pil_dataloader(data, model)}, rounds)
-        print(f"{model}: (a) hand-written loop {t['hand']:.3f} s/epoch | (b) regbench "
-              f"{t['engine']:.3f} s/epoch | (b)/(a) = {t['engine'] / t['hand']:.3f} (target ≤ 1.10)")
-        print(f"{model}: (b) regbench + augment {t['augment']:.3f} s/epoch | (c) DataLoader + "
-              f"per-sample transforms {t['loader']:.3f} s/epoch | (c)/(b) = "
-              f"{t['loader'] / t['augment']:.2f} (target ≥ 3)")
-        print(f"{model}: (c') classic PIL pipeline (RandomAffine, RandomCrop, ToTensor, "
-              f"Normalize) {t['pil_loader']:.3f} s/epoch | (c')/(b) = "
-              f"{t['pil_loader'] / t['augment']:.2f}")
-        share = (t["augment_mixup"] - t["engine"]) / t["augment_mixup"]
-        print(f"{model}: regbench + augment + mixup {t['augment_mixup']:.3f} s/epoch: "
-              f"augmentation + mixup take {100 * share:.1f}% of it (target ≤ 15%)")
+        engines = {name: Trainer(run_spec(model, regularizers), data, torch.device("cpu"))
+                   for name, regularizers in (("engine", {}), ("augment", AUGMENT),
+                                              ("augment_mixup", {**AUGMENT, **MIXUP}),
+                                              ("cropflip_mixup", {**CROP_FLIP, **MIXUP}))}
+        training = {name: timed_training(trainer) for name, trainer in engines.items()}
+        times = interleaved({"hand": handwritten(data, model),
+                             **{name: epoch_of(trainer) for name, trainer in engines.items()},
+                             "loader": dataloader(data, model),
+                             "pil_loader": pil_dataloader(data, model)}, rounds)
+        report(model, times, training)
 
 
 if __name__ == "__main__":
