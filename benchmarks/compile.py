@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regbench.models import LayerFactory, build_model  # noqa: E402
+from regbench.models import LayerFactory, build_model, place  # noqa: E402
 from epoch_overhead import BATCH, LR, MODELS  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {BATCH}")
     for name, spec in MODELS.items():
         torch.manual_seed(0)
-        net = build_model(spec, (1, 28, 28), 10, LayerFactory())
+        net = place(build_model(spec, (1, 28, 28), 10, LayerFactory()), torch.device("cpu"))
         optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
         eager = step_timer(net, optimizer, x, y)
         compiled = step_timer(torch.compile(net), optimizer, x, y)

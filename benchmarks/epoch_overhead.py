@@ -28,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from regbench.data import DataBundle  # noqa: E402
-from regbench.models import LayerFactory, build_model  # noqa: E402
+from regbench.models import LayerFactory, build_model, place  # noqa: E402
 from regbench.plan import config_hash  # noqa: E402
 from regbench.train import Trainer  # noqa: E402
 
@@ -78,8 +78,11 @@ def epoch_of(trainer: Trainer) -> Callable[[], None]:
 
 
 def _plain(model: str, data: DataBundle):
+    """The model of (a) and (c): regbench's, in the memory layout regbench trains it in
+    (channels-last for the cnn), so that the ratios compare loops and pipelines only."""
     torch.manual_seed(0)
     net = build_model(MODELS[model], data.input_shape, data.output_dim, LayerFactory())
+    net = place(net, torch.device("cpu"))
     return net, torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
 
 

@@ -38,7 +38,7 @@ from torch import nn
 from regbench.data import DataBundle
 from regbench.metrics import (classification_loss, classification_metrics, metric_names,
                               regression_loss, regression_metrics)
-from regbench.models import LayerFactory, build_model, penalized_parameters
+from regbench.models import LayerFactory, build_model, penalized_parameters, place
 from regbench.regularizers import REGULARIZERS, Regularizer, RunContext
 
 SPARSITY_THRESHOLD = 1e-3      # |w| below this counts as zero in the sparsity column
@@ -106,7 +106,7 @@ def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
     model = build_model(spec["model"], data.input_shape, data.output_dim, factory).to(device)
     for reg in regularizers:
         model = reg.wrap(model)
-    return model.to(device), regularizers, ctx
+    return place(model, device), regularizers, ctx
 
 
 def penalized_names(model: nn.Module, regularizers: list[Regularizer]) -> list[str]:
