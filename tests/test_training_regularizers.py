@@ -41,6 +41,24 @@ def test_dropout_is_active_in_train_mode_and_absent_in_eval(tmp_path):
     torch.testing.assert_close(model(x), plain(x))
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_dropout_layer_drops_with_probability_p_and_scales_survivors(p):
+    from regbench.regularizers.dropout import InvertedDropout
+
+    torch.manual_seed(0)
+    layer = InvertedDropout(p)
+    x = (torch.rand(400, 500) + 0.5).requires_grad_()
+    out = layer(x)
+    dropped = out == 0
+    assert abs(dropped.float().mean().item() - p) < 0.005
+    torch.testing.assert_close(out[~dropped], x[~dropped] / (1 - p))
+    out.sum().backward()  # the gradient is the same mask and scale
+    torch.testing.assert_close(x.grad, (~dropped).float() / (1 - p))
+    assert abs(out.mean().item() - x.mean().item()) < 0.01   # E[out] = x
+    layer.eval()
+    assert torch.equal(layer(x), x)
+
+
 def test_input_dropout_adds_a_layer_on_the_inputs(tmp_path):
     trainer = trainer_for(tmp_path, CONFIG.format(epochs=1, recipe="{dropout: {p: 0.2, p_input: 0.1}}"),
                           "reg")
