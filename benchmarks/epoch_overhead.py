@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-from torch import nn
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import regbench  # noqa: E402,F401  before torch, as the CLI: it picks OpenMP's wait policy
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from regbench.data import DataBundle  # noqa: E402
 from regbench.models import LayerFactory, build_model, place  # noqa: E402
@@ -69,6 +69,11 @@ def run_spec(model: str, regularizers: dict) -> dict:
             "regularizers": regularizers}
     spec["config_hash"] = config_hash(spec)
     return spec
+
+
+def engine(data: DataBundle, model: str, regularizers: dict) -> Callable[[], None]:
+    """(b) for a fresh Trainer of ``model`` with ``regularizers``."""
+    return epoch_of(Trainer(run_spec(model, regularizers), data, torch.device("cpu")))
 
 
 def epoch_of(trainer: Trainer) -> Callable[[], None]:
@@ -267,8 +272,9 @@ def main() -> None:
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     data = synthetic_mnist(n_train, 2_000)
-    print(f"torch {torch.__version__}, {threads} thread(s), {n_train} training samples, "
-          f"batch {BATCH}; medians over {rounds} interleaved rounds after a warm-up round")
+    policy = os.environ.get("OMP_WAIT_POLICY", "OpenMP's default")
+    print(f"torch {torch.__version__}, {threads} thread(s), wait policy {policy}, "
+          f"{n_train} training samples, batch {BATCH}; medians over {rounds} interleaved rounds after a warm-up round")
     for model in args.models.split(","):
         engines = {name: Trainer(run_spec(model, regularizers), data, torch.device("cpu"))
                    for name, regularizers in (("engine", {}), ("augment", AUGMENT),

@@ -1,8 +1,10 @@
-"""Why regbench chooses torch threads deliberately: seconds per epoch of the same run with
-1 thread and with every core, on an idle machine and beside one CPU-busy process, with OpenMP's
-spinning (ACTIVE) and passive waiting (PASSIVE, regbench's default).
+"""Why regbench chooses torch threads and OpenMP's wait policy deliberately: seconds per epoch
+of the same run with 1 thread and with every core, on an idle machine and beside one CPU-busy
+process, with OpenMP's spinning (ACTIVE), passive waiting (PASSIVE), OpenMP's default (spin
+briefly, then sleep) and regbench's choice (PASSIVE only when other work is running).
 
-    python benchmarks/threads.py        # about a minute on 2 cores
+    python benchmarks/threads.py                          # about a minute on 2 cores
+    python benchmarks/threads.py GOMP_SPINCOUNT=10000     # also rows for other settings
 
 Each cell is a fresh process (the wait policy is fixed when torch loads), timing the median of
 5 epochs after a warm-up of an MLP 784-256-256-10, batch 128, on 5,000 MNIST-shaped samples.
@@ -19,6 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 CELL = """
+{preamble}
 import statistics, sys, time, torch
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {here!r})
 torch.set_num_threads({threads})
@@ -37,8 +40,16 @@ def busy(stop_at: float) -> None:
 
 
 def cell(policy: str, threads: int) -> float:
-    env = {**os.environ, "OMP_WAIT_POLICY": policy}
-    code = CELL.format(repo=str(HERE.parent), here=str(HERE), threads=threads)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "REGBENCH_WAIT_POLICY_CHOSEN")}
+    if policy.startswith("GOMP_SPINCOUNT="):
+        env["GOMP_SPINCOUNT"] = policy.split("=", 1)[1]
+    elif policy not in ("default", "regbench"):
+        env["OMP_WAIT_POLICY"] = policy
+    # "regbench": regbench is imported before torch, as the CLI does, and picks the policy
+    preamble = (f"import sys; sys.path.insert(0, {str(HERE.parent)!r}); import regbench"
+                if policy == "regbench" else "")
+    code = CELL.format(preamble=preamble, repo=str(HERE.parent), here=str(HERE), threads=threads)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -47,8 +58,8 @@ def cell(policy: str, threads: int) -> float:
 def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"{cores} cores; seconds per epoch (median of 5)")
-    print(f"{'wait policy':<12}{'threads':>8}{'idle':>10}{'beside 1 busy process':>24}")
-    for policy in ("ACTIVE", "PASSIVE"):
+    print(f"{'wait policy':<22}{'threads':>8}{'idle':>10}{'beside 1 busy process':>24}")
+    for policy in ("ACTIVE", "PASSIVE", "default", "regbench", *sys.argv[1:]):
         for threads in sorted({1, cores}):
             idle = cell(policy, threads)
             hog = multiprocessing.Process(target=busy, args=(time.time() + 600,), daemon=True)
@@ -58,7 +69,7 @@ def main() -> None:
             finally:
                 hog.terminate()
                 hog.join()
-            print(f"{policy:<12}{threads:>8}{idle:>10.3f}{loaded:>24.3f}")
+            print(f"{policy:<22}{threads:>8}{idle:>10.3f}{loaded:>24.3f}")
 
 
 if __name__ == "__main__":
