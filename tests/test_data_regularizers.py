@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from regbench.regularizers import REGULARIZERS, RunContext
-from regbench.regularizers._sampling import pair_partners, sample_beta
+from regbench.regularizers._sampling import Stockpile, pair_partners, pairing_rows, sample_beta
 from regbench.regularizers.augment import augment
 from regbench.regularizers.cutmix import cutmix
 from regbench.regularizers.cutout import cutout
@@ -147,6 +147,39 @@ def test_pairing_is_an_involution_leaving_one_sample_alone_for_odd_sizes():
         partner = pair_partners(size, torch.device("cpu"), gen(size))
         assert torch.equal(partner[partner], torch.arange(size))
         assert int((partner == torch.arange(size)).sum()) == size % 2
+
+
+def test_pairing_rows_are_independent_involutions():
+    torch.manual_seed(0)
+    for size in (2, 10, 11):
+        rows = pairing_rows(500, size, torch.device("cpu"))
+        index = torch.arange(size)
+        for partner in rows:
+            assert torch.equal(partner[partner], index)
+            assert int((partner == index).sum()) == size % 2
+        # every sample meets every other about equally often across rows
+        if size == 10:
+            counts = torch.zeros(size, size)
+            counts.index_put_((index.repeat(500), rows.flatten()), torch.ones(500 * size),
+                              accumulate=True)
+            met = counts[0, 1:] / 500
+            assert (abs(met - 1 / 9) < 0.05).all()
+
+
+def test_stockpile_hands_out_consecutive_rows_and_redraws_when_short():
+    draws = []
+
+    def draw(count, device):
+        draws.append(count)
+        return torch.arange(count, device=device) + 1000 * len(draws)
+
+    stock = Stockpile(draw, rows=10)
+    cpu = torch.device("cpu")
+    assert stock.take(4, cpu).tolist() == [1000, 1001, 1002, 1003]
+    assert stock.take(4, cpu).tolist() == [1004, 1005, 1006, 1007]
+    assert stock.take(4, cpu).tolist() == [2000, 2001, 2002, 2003]   # 2 left: a fresh draw
+    assert stock.take(25, cpu).tolist() == list(range(3000, 3025))   # bigger than a block
+    assert draws == [10, 10, 25]
 
 
 @pytest.mark.parametrize("size", [16, 15])

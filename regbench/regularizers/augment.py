@@ -23,6 +23,7 @@ from pydantic import Field
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers import Regularizer, register
+from regbench.regularizers._sampling import Stockpile
 
 
 class Params(StrictModel):
@@ -37,11 +38,23 @@ def augment(x: torch.Tensor, rotate: float = 0.0, crop_padding: int = 0, hflip: 
             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Transform (B, C, H, W) images. Returns (x̃, per-sample angle/flip/shift in pixels)."""
     batch, _, height, width = x.shape
+    draws = draw_transforms(batch, rotate, crop_padding, hflip, translate, height, width,
+                            x.device, x.dtype, generator)
+    out = warp(x, draws.pop("theta"), nearest=rotate == 0 and translate == 0)
+    return out, draws
+
+
+def draw_transforms(count: int, rotate: float, crop_padding: int, hflip: float,
+                    translate: float, height: int, width: int, device: torch.device,
+                    dtype: torch.dtype, generator: Optional[torch.Generator] = None
+                    ) -> dict[str, torch.Tensor]:
+    """``count`` independent transforms: their (count, 6) grid maps ``theta`` and the angle
+    (degrees), flip and shift (pixels) they were made of."""
     scale, offset, coef = _draw_maps(rotate, crop_padding, translate, height, width,
-                                     x.device, x.dtype)
+                                     device, dtype)
     # one draw of six uniforms per sample, mapped in one op to: angle (rad), flip uniform,
     # crop offset before flooring (x, y) and translation in pixels (x, y)
-    draw = torch.addcmul(offset, torch.rand(batch, 6, device=x.device, dtype=x.dtype,
+    draw = torch.addcmul(offset, torch.rand(count, 6, device=device, dtype=dtype,
                                             generator=generator), scale)
     angle = draw[:, 0]
     flip = draw[:, 1] < hflip
@@ -49,17 +62,23 @@ def augment(x: torch.Tensor, rotate: float = 0.0, crop_padding: int = 0, hflip: 
     shift = torch.floor(draw[:, 2:4]).clamp_max_(2 * crop_padding).sub_(crop_padding)
     shift += draw[:, 4:6]
     cos, sin = torch.cos(angle), torch.sin(angle)
-    sign = torch.where(flip, -1.0, 1.0).to(x.dtype)   # −1 mirrors the x axis
+    sign = torch.where(flip, -1.0, 1.0).to(dtype)   # −1 mirrors the x axis
     # Pixel-space map u_in = R·F·u_out − shift, rewritten in grid_sample's [−1, 1] coordinates
     # (x scaled by W/2, y by H/2, by ``coef``), so non-square images rotate without shearing.
     theta = torch.stack([cos * sign, sin, shift[:, 0], sin * sign, cos, shift[:, 1]], dim=1)
     theta *= coef
-    # crops and flips alone land every sample point on a pixel centre: nearest is then exact
-    # (bilinear weights would be 1 and 0) and 3× faster
-    mode = "nearest" if rotate == 0 and translate == 0 else "bilinear"
-    out = F.grid_sample(x, affine_grid(theta, height, width), mode=mode,
-                        padding_mode="zeros", align_corners=False)
-    return out, {"angle": angle * (180 / math.pi), "flip": flip, "shift": shift}
+    return {"theta": theta, "angle": angle * (180 / math.pi), "flip": flip, "shift": shift}
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+    """Resample each image of ``x`` through its own map (a row of ``theta``), zero fill.
+
+    Crops and flips alone land every sample point on a pixel centre: ``nearest`` is then exact
+    (bilinear weights would be 1 and 0) and 3× faster."""
+    height, width = x.shape[-2:]
+    return F.grid_sample(x, affine_grid(theta, height, width),
+                         mode="nearest" if nearest else "bilinear", padding_mode="zeros",
+                         align_corners=False)
 
 
 def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -109,6 +128,7 @@ class Augment(Regularizer):
     paper = "Krizhevsky et al. 2012; He et al. 2016; Simard et al. 2003"
     Params = Params
     needs_images = True
+    stock: Optional[Stockpile] = None   # transforms drawn a few thousand at a time
 
     @classmethod
     def check(cls, params, ctx):
@@ -121,5 +141,10 @@ class Augment(Regularizer):
 
     def batch(self, x, y):
         params = self.params
-        out, _ = augment(x, params.rotate, params.crop_padding, params.hflip, params.translate)
-        return out, y
+        if self.stock is None:
+            (height, width), dtype = x.shape[-2:], x.dtype
+            self.stock = Stockpile(lambda count, device: draw_transforms(
+                count, params.rotate, params.crop_padding, params.hflip, params.translate,
+                height, width, device, dtype)["theta"])
+        theta = self.stock.take(x.shape[0], x.device)
+        return warp(x, theta, nearest=params.rotate == 0 and params.translate == 0), y

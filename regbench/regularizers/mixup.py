@@ -16,7 +16,8 @@ from pydantic import Field
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers import Regularizer, register, soft_targets
-from regbench.regularizers._sampling import pair_partners, check_pairing, sample_beta
+from regbench.regularizers._sampling import (Stockpile, check_pairing, pair_partners,
+                                             pairing_rows, sample_beta)
 
 
 class Params(StrictModel):
@@ -30,12 +31,18 @@ def mixup(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
     size = x.shape[0]
     lam = sample_beta(alpha, size, x.device, generator).to(x.dtype)
     partner = pair_partners(size, x.device, generator)
-    # λ·a + (1−λ)·b as b + λ·(a − b): one fused op per tensor
-    # index_select: the same rows as x[partner], several times faster on the CPU
+    return (*mix(x, y_soft, lam, partner), lam, partner)
+
+
+def mix(x: torch.Tensor, y_soft: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """λ·(x, y) + (1−λ)·(x, y)[partner], per sample."""
+    # λ·a + (1−λ)·b as b + λ·(a − b): one fused op per tensor; index_select: the same rows as
+    # x[partner], several times faster on the CPU
     mixed_x = torch.lerp(x.index_select(0, partner), x, lam.view(-1, *([1] * (x.dim() - 1))))
     mixed_y = torch.lerp(y_soft.index_select(0, partner), y_soft,
                          lam.view(-1, 1).to(y_soft.dtype))
-    return mixed_x, mixed_y, lam, partner
+    return mixed_x, mixed_y
 
 
 @register
@@ -45,11 +52,21 @@ class Mixup(Regularizer):
     paper = "Zhang et al. 2018"
     Params = Params
     tasks = frozenset({"classification"})
+    lams: Optional[Stockpile] = None          # λ and pairings drawn many batches at a time
+    pairings: Optional[dict[int, Stockpile]] = None
 
     @classmethod
     def check(cls, params, ctx):
         return check_pairing(cls.name, ctx.batch_size)
 
     def batch(self, x, y):
-        mixed_x, mixed_y, _, _ = mixup(x, soft_targets(y, self.ctx.output_dim), self.params.alpha)
-        return mixed_x, mixed_y
+        size, alpha = x.shape[0], self.params.alpha
+        if self.lams is None:
+            self.lams = Stockpile(lambda count, device: sample_beta(alpha, count, device))
+            self.pairings = {}
+        if size not in self.pairings:
+            self.pairings[size] = Stockpile(
+                lambda count, device: pairing_rows(count, size, device), rows=64)
+        lam = self.lams.take(size, x.device).to(x.dtype)
+        partner = self.pairings[size].take(1, x.device)[0]
+        return mix(x, soft_targets(y, self.ctx.output_dim), lam, partner)
