@@ -265,7 +265,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 samples, 3 rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     parser.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7; 3 quick)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds (default 7; 3 quick)")
     args = parser.parse_args()
     n_train, rounds = (2_000, 3) if args.quick else (10_000, 7)
     rounds = args.rounds or rounds
@@ -274,7 +275,8 @@ def main() -> None:
     data = synthetic_mnist(n_train, 2_000)
     policy = os.environ.get("OMP_WAIT_POLICY", "OpenMP's default")
     print(f"torch {torch.__version__}, {threads} thread(s), wait policy {policy}, "
-          f"{n_train} training samples, batch {BATCH}; medians over {rounds} interleaved rounds after a warm-up round")
+          f"{n_train} training samples, batch {BATCH}; medians over {rounds} interleaved "
+          "rounds after a warm-up round")
     for model in args.models.split(","):
         engines = {name: Trainer(run_spec(model, regularizers), data, torch.device("cpu"))
                    for name, regularizers in (("engine", {}), ("augment", AUGMENT),

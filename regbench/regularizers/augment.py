@@ -106,7 +106,8 @@ def _draw_maps(rotate: float, crop_padding: int, translate: float, height: int, 
 
 
 @functools.lru_cache(maxsize=16)
-def _grid_basis(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _grid_basis(height: int, width: int, device: torch.device, dtype: torch.dtype
+                ) -> torch.Tensor:
     """The (6, H·W·2) matrix M with grid[b] = theta[b] · M: entry (k, j), (p, k') is the j-th
     homogeneous coordinate (x, y, 1) of pixel p when k = k', else 0. Its output is laid out
     (B, H, W, 2) as grid_sample wants, with no transposing copy."""
