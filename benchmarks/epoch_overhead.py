@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -202,12 +203,17 @@ def pil_dataloader(data: DataBundle, model: str) -> Callable[[], None]:
 
 
 def interleaved(contenders: dict[str, Callable[[], None]], rounds: int) -> list[dict[str, float]]:
-    """Seconds of one epoch of each contender, per round (all contenders run one epoch in turn),
-    the warm-up round dropped."""
+    """Seconds of one epoch of each contender, per round (all contenders run one epoch in turn,
+    in an order shuffled every round so that no contender always follows the same one), the
+    warm-up round dropped."""
     times = []
+    order = random.Random(0)
     for _ in range(rounds + 1):
         row = {}
-        for name, epoch in contenders.items():
+        names = list(contenders)
+        order.shuffle(names)
+        for name in names:
+            epoch = contenders[name]
             started = time.perf_counter()
             epoch()
             row[name] = time.perf_counter() - started
