@@ -16,9 +16,11 @@ def _choose_wait_policy() -> None:
     (``python benchmarks/threads.py``). Only speed depends on it, never the numbers; a user's
     own OMP_WAIT_POLICY wins.
     """
-    if "OMP_WAIT_POLICY" in os.environ or os.environ.get(CHOSEN) == "1":
-        return   # the user's choice, or that of the regbench process that started this one
-    os.environ[CHOSEN] = "1"  # worker processes inherit the decision: their siblings' load
+    if "OMP_WAIT_POLICY" in os.environ or os.environ.get(CHOSEN) == str(os.getppid()):
+        return   # the user's choice, or that of the regbench process that spawned this worker
+    # spawned workers inherit the decision (their siblings are not "other work"); any other
+    # process started from here decides afresh
+    os.environ[CHOSEN] = str(os.getpid())
     try:
         with open("/proc/loadavg") as loadavg:
             policy = wait_policy_for(loadavg.read())

@@ -149,7 +149,7 @@ def test_pairing_is_an_involution_leaving_one_sample_alone_for_odd_sizes():
         assert int((partner == torch.arange(size)).sum()) == size % 2
 
 
-def test_pairing_rows_are_independent_involutions():
+def test_pairing_rows_are_involutions_that_meet_every_partner_equally_often():
     torch.manual_seed(0)
     for size in (2, 10, 11):
         rows = pairing_rows(500, size, torch.device("cpu"))
@@ -164,6 +164,46 @@ def test_pairing_rows_are_independent_involutions():
                               accumulate=True)
             met = counts[0, 1:] / 500
             assert (abs(met - 1 / 9) < 0.05).all()
+
+
+def batch_regularizer(name: str, params: dict, batch_size: int = 64):
+    cls = REGULARIZERS.get(name)
+    ctx = RunContext(task="classification", n_train=1000, output_dim=10,
+                     input_shape=(3, 12, 12), device=torch.device("cpu"),
+                     train={"batch_size": batch_size})
+    return cls(cls.Params.model_validate(params), ctx)
+
+
+def test_augment_regularizer_gives_every_sample_of_every_batch_its_own_transform():
+    torch.manual_seed(0)
+    reg = batch_regularizer("augment", {"rotate": 20, "crop_padding": 2, "hflip": 0.5})
+    x = same_images()
+    outputs = [reg.batch(x, None)[0] for _ in range(70)]   # 4480 samples: past one stock
+    for out in outputs[:2] + outputs[-2:]:
+        assert distinct_outputs(out) == x.shape[0]
+    # batches do not repeat each other, before or after the stock is redrawn
+    assert distinct_outputs(torch.cat([outputs[0], outputs[1], outputs[-1]])) == 3 * x.shape[0]
+
+
+def test_mixup_regularizer_draws_beta_lambdas_and_a_pairing_per_batch():
+    torch.manual_seed(0)
+    reg = batch_regularizer("mixup", {"alpha": 0.4})
+    size = 64
+    x = torch.zeros(size, 3, 4, 4)
+    lams, pairings = [], set()
+    for _ in range(200):
+        y = torch.arange(size) % 10
+        _, mixed_y = reg.batch(x, y)
+        lam = mixed_y.gather(1, y[:, None]).squeeze(1)       # weight left on the own class
+        own_classes_differ = y[:, None] != torch.arange(10)
+        assert torch.allclose(mixed_y.sum(1), torch.ones(size))
+        lams.append(lam[(mixed_y * own_classes_differ).sum(1) > 0])
+        partner_class = (mixed_y * own_classes_differ).argmax(1)
+        pairings.add(tuple(partner_class.tolist()))
+    lam = torch.cat(lams)
+    assert abs(lam.mean().item() - 0.5) < 0.02
+    assert abs(lam.var().item() - 1 / (4 * (2 * 0.4 + 1))) < 0.01   # Beta(α, α) variance
+    assert len(pairings) > 150                                     # a fresh pairing per batch
 
 
 def test_stockpile_hands_out_consecutive_rows_and_redraws_when_short():

@@ -1,5 +1,7 @@
 """Conv nets train channels-last on the CPU (faster, see benchmarks/memory_format.py) unless a
-norm layer over few channels makes that slower; the layout never changes the model's function."""
+norm layer over few channels makes that slower. The layout leaves the model's function alone
+(up to float rounding); random masks drawn in memory order differ between layouts, so the
+choice follows from the model and device only and reruns repeat bit for bit."""
 from __future__ import annotations
 
 import torch
@@ -53,4 +55,4 @@ recipes: {plain: {}}
         rows.append([trainer.run_epoch(epoch) for epoch in (1, 2)])
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in rows[0]] == \
         [{k: v for k, v in r.items() if k != "seconds"} for r in rows[1]]
-    assert rows[0][1]["train_loss"] < rows[0][0]["train_loss"] * 1.5
+    assert rows[0][1]["train_loss"] < rows[0][0]["train_loss"]

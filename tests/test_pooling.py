@@ -1,11 +1,12 @@
-"""MaxPool2x2 equals torch's nn.MaxPool2d(2) exactly: values in evaluation (the fast CPU path)
-and values and gradients in training, with tied maxima and odd sizes."""
+"""MaxPool2x2 equals torch's nn.MaxPool2d(2) exactly: values in evaluation (the fast CPU path,
+with tied maxima, NaN and odd sizes), and torch's own kernel, gradients included, in training."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from regbench.models import pooling
 from regbench.models.pooling import MaxPool2x2
 
 
@@ -36,7 +37,11 @@ def test_evaluation_values_equal_torchs_max_pool(shape, kind):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_training_values_and_gradients_equal_torchs_max_pool(shape):
+def test_training_uses_torchs_kernel_with_its_gradients(shape, monkeypatch):
+    def forbidden(x):
+        raise AssertionError("the fast path has no argmax: it must not run under autograd")
+
+    monkeypatch.setattr(pooling, "max_of_window_corners", forbidden)
     x = inputs(shape, "ties")
     upstream = torch.randn(*shape[:2], shape[2] // 2, shape[3] // 2)
     results = []

@@ -101,8 +101,8 @@ def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_fo
 
     oneDNN's NHWC kernels made a LeNet-style cnn step about 17% faster and a small ResNet 25%
     faster on 2 CPU cores (``python benchmarks/memory_format.py``), except next to batch or
-    group norms over fewer than 16 channels, which are slower channels-last (1.2× for the cnn
-    with batchnorm): such models, models without 2-D convs, and other devices stay contiguous.
+    group norms over fewer than 16 channels, which are slower channels-last (1.2–1.3× for the
+    cnn with batchnorm): such models, models without 2-D convs, and other devices stay contiguous.
     The choice depends only on the model and the device, so reruns reproduce bit for bit.
     """
     if device.type != "cpu" or not any(p.dim() == 4 for p in model.parameters()):

@@ -135,7 +135,8 @@ class Stockpile:
 def pairing_rows(rows: int, size: int, device: torch.device) -> torch.Tensor:
     """``rows`` independent pairings of ``size`` samples, as :func:`pair_partners` makes one
     (each row an involution; with an odd size one sample per row is its own partner)."""
-    order = torch.rand(rows, size, device=device).argsort(dim=1)
+    # float64 keys: ties (broken by index, a bias) are then ~1e-13 likely instead of ~1e-3
+    order = torch.rand(rows, size, device=device, dtype=torch.float64).argsort(dim=1)
     even = size - size % 2
     partner = torch.arange(size, device=device).repeat(rows, 1)
     partner.scatter_(1, order[:, :even], order[:, :even].view(rows, -1, 2).flip(2)

@@ -130,6 +130,7 @@ class Augment(Regularizer):
     Params = Params
     needs_images = True
     stock: Optional[Stockpile] = None   # transforms drawn a few thousand at a time
+    stock_key: Optional[tuple] = None
 
     @classmethod
     def check(cls, params, ctx):
@@ -142,10 +143,11 @@ class Augment(Regularizer):
 
     def batch(self, x, y):
         params = self.params
-        if self.stock is None:
+        key = (*x.shape[-2:], x.dtype)         # the maps depend on the image size and dtype
+        if self.stock is None or self.stock_key != key:
             (height, width), dtype = x.shape[-2:], x.dtype
-            self.stock = Stockpile(lambda count, device: draw_transforms(
+            self.stock, self.stock_key = Stockpile(lambda count, device: draw_transforms(
                 count, params.rotate, params.crop_padding, params.hflip, params.translate,
-                height, width, device, dtype)["theta"])
+                height, width, device, dtype)["theta"]), key
         theta = self.stock.take(x.shape[0], x.device)
         return warp(x, theta, nearest=params.rotate == 0 and params.translate == 0), y

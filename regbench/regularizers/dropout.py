@@ -4,7 +4,7 @@ Paper: Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014.
 Hook: build (a dropout layer after every hidden activation; one on the inputs if p_input > 0).
 Formula: in training each activation is zeroed with probability p and the survivors are scaled
 by 1/(1−p); in eval the layer is the identity. On the CPU the keep mask is U ≥ p for one uniform
-U per activation (keep probability 1 − p, as torch's Bernoulli draw) and the layer is about 3×
+U per activation (keep probability 1 − p, as torch's Bernoulli draw) and the layer is 2–2.4×
 faster than ``nn.Dropout``, whose CPU Bernoulli kernel draws one element at a time; other
 devices use ``nn.Dropout``.
 """

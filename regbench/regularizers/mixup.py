@@ -65,6 +65,8 @@ class Mixup(Regularizer):
             self.lams = Stockpile(lambda count, device: sample_beta(alpha, count, device))
             self.pairings = {}
         if size not in self.pairings:
+            if len(self.pairings) >= 4:      # a run has two batch sizes: full and last
+                self.pairings.clear()
             self.pairings[size] = Stockpile(
                 lambda count, device: pairing_rows(count, size, device), rows=64)
         lam = self.lams.take(size, x.device).to(x.dtype)
