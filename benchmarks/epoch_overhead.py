@@ -133,14 +133,19 @@ def handwritten(data: DataBundle, model: str) -> Callable[[], None]:
 
 
 class _Samples(torch.utils.data.Dataset):
-    def __init__(self, x, y, transform):
-        self.x, self.y, self.transform = x, y, transform
+    """Samples handed one by one to ``transform``, as torchvision datasets do."""
+
+    def __init__(self, images, y, transform):
+        self.images, self.y, self.transform = images, y, transform
 
     def __len__(self):
-        return len(self.x)
+        return len(self.images)
+
+    def image(self, i):
+        return self.images[i]
 
     def __getitem__(self, i):
-        return self.transform(self.x[i]), self.y[i]
+        return self.transform(self.image(i)), self.y[i]
 
 
 def _loader_pipeline(data: DataBundle, model: str, dataset) -> Callable[[], None]:
@@ -174,19 +179,13 @@ def dataloader(data: DataBundle, model: str) -> Callable[[], None]:
     return _loader_pipeline(data, model, _Samples(data.x_train, data.y_train, transform))
 
 
-class _PilSamples(torch.utils.data.Dataset):
+class _PilSamples(_Samples):
     """Like torchvision.datasets.MNIST: uint8 images handed to the transforms as PIL images."""
 
-    def __init__(self, images, y, transform):
-        self.images, self.y, self.transform = images, y, transform
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
+    def image(self, i):
         from PIL import Image
 
-        return self.transform(Image.fromarray(self.images[i], mode="L")), self.y[i]
+        return Image.fromarray(self.images[i], mode="L")
 
 
 def pil_dataloader(data: DataBundle, model: str) -> Callable[[], None]:

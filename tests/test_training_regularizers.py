@@ -42,13 +42,15 @@ def test_dropout_is_active_in_train_mode_and_absent_in_eval(tmp_path):
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
-def test_dropout_layer_drops_with_probability_p_and_scales_survivors(p):
+def test_dropout_layer_drops_with_probability_p_and_scales_survivors(p, monkeypatch):
     from regbench.regularizers.dropout import InvertedDropout
 
     torch.manual_seed(0)
     layer = InvertedDropout(p)
     x = (torch.rand(400, 500) + 0.5).requires_grad_()
-    out = layer(x)
+    with monkeypatch.context() as patch:  # the CPU path never calls torch's Bernoulli dropout
+        patch.setattr(nn.functional, "dropout", lambda *a, **k: pytest.fail("nn.Dropout path"))
+        out = layer(x)
     dropped = out == 0
     assert abs(dropped.float().mean().item() - p) < 0.005
     torch.testing.assert_close(out[~dropped], x[~dropped] / (1 - p))

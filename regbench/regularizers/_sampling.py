@@ -73,13 +73,20 @@ def pair_partners(size: int, device: torch.device,
     Samples are matched two by two (mixup and cutmix mix each pair with each other); with an
     odd size the one sample left over is its own partner, i.e. stays unmixed.
     """
-    order = torch.randperm(size, device=device, generator=generator)
+    return pairing_rows(1, size, device, generator)[0]
+
+
+def pairing_rows(rows: int, size: int, device: torch.device,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``rows`` independent pairings of ``size`` samples, one :func:`pair_partners` per row."""
+    # a uniform random order per row (float64 keys: ties, broken by index, ~1e-13 likely);
+    # consecutive entries of the order pair up: (o0, o1), (o2, o3), …
+    order = torch.rand(rows, size, device=device, dtype=torch.float64,
+                       generator=generator).argsort(dim=1)
     even = size - size % 2
-    partner = torch.empty_like(order)
-    # consecutive entries of the shuffled order pair up: (o0, o1), (o2, o3), …
-    partner[order[:even]] = order[:even].view(-1, 2).flip(1).reshape(-1)
-    if even < size:
-        partner[order[-1]] = order[-1]
+    partner = torch.arange(size, device=device).repeat(rows, 1)
+    partner.scatter_(1, order[:, :even], order[:, :even].view(rows, -1, 2).flip(2)
+                     .reshape(rows, even))
     return partner
 
 
@@ -131,14 +138,3 @@ class Stockpile:
         self.next += count
         return rows
 
-
-def pairing_rows(rows: int, size: int, device: torch.device) -> torch.Tensor:
-    """``rows`` independent pairings of ``size`` samples, as :func:`pair_partners` makes one
-    (each row an involution; with an odd size one sample per row is its own partner)."""
-    # float64 keys: ties (broken by index, a bias) are then ~1e-13 likely instead of ~1e-3
-    order = torch.rand(rows, size, device=device, dtype=torch.float64).argsort(dim=1)
-    even = size - size % 2
-    partner = torch.arange(size, device=device).repeat(rows, 1)
-    partner.scatter_(1, order[:, :even], order[:, :even].view(rows, -1, 2).flip(2)
-                     .reshape(rows, even))
-    return partner

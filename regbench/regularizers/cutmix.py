@@ -43,7 +43,7 @@ def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
     mask = box_mask(top, left, bottom, right, height, width).unsqueeze(1)  # (B, 1, H, W)
     mixed_x = torch.where(mask, x.index_select(0, partner), x)
     area = mask.flatten(1).sum(dim=1).to(y_soft.dtype) / (height * width)
-    mixed_y = (1 - area).view(-1, 1) * y_soft + area.view(-1, 1) * y_soft.index_select(0, partner)
+    mixed_y = torch.lerp(y_soft, y_soft.index_select(0, partner), area.view(-1, 1))
     return mixed_x, mixed_y, area, partner
 
 
