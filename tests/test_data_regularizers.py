@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from regbench.regularizers import REGULARIZERS, RunContext
-from regbench.regularizers._sampling import Stockpile, pair_partners, pairing_rows, sample_beta
+from regbench.regularizers._sampling import (BlockPairings, Stockpile, pair_partners,
+                                             pairing_rows, sample_beta)
 from regbench.regularizers.augment import augment
 from regbench.regularizers.cutmix import cutmix
 from regbench.regularizers.cutout import cutout
@@ -166,9 +167,9 @@ def test_pairing_rows_are_involutions_that_meet_every_partner_equally_often():
             assert (abs(met - 1 / 9) < 0.05).all()
 
 
-def batch_regularizer(name: str, params: dict, batch_size: int = 64):
+def batch_regularizer(name: str, params: dict, batch_size: int = 64, output_dim: int = 10):
     cls = REGULARIZERS.get(name)
-    ctx = RunContext(task="classification", n_train=1000, output_dim=10,
+    ctx = RunContext(task="classification", n_train=1000, output_dim=output_dim,
                      input_shape=(3, 12, 12), device=torch.device("cpu"),
                      train={"batch_size": batch_size})
     return cls(cls.Params.model_validate(params), ctx)
@@ -204,6 +205,49 @@ def test_mixup_regularizer_draws_beta_lambdas_and_a_pairing_per_batch():
     assert abs(lam.mean().item() - 0.5) < 0.02
     assert abs(lam.var().item() - 1 / (4 * (2 * 0.4 + 1))) < 0.01   # Beta(α, α) variance
     assert len(pairings) > 150                                     # a fresh pairing per batch
+
+
+def test_block_pairings_pair_within_each_batch_afresh_for_every_batch():
+    torch.manual_seed(0)
+    pairings, batch, full = BlockPairings(), 10, 5
+    rows = full * batch + 3                 # five full batches and a short, odd last one
+    index = torch.arange(rows)
+    seen = set()
+    for _ in range(20):
+        partner = pairings.partners(rows, batch, torch.device("cpu"))
+        assert torch.equal(partner[partner], index)              # mutual pairs
+        assert torch.equal(partner // batch, index // batch)     # never across batches
+        assert (partner == index).nonzero().flatten().tolist() in ([50], [51], [52])
+        within = (partner - index // batch * batch)[:full * batch].view(full, batch)
+        seen.update(tuple(row) for row in within.tolist())
+    assert len(seen) > 85   # 100 batches drew ~95 distinct of the 945 pairings of 10
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_mixing_a_block_mixes_each_sample_with_a_partner_from_its_own_batch(name):
+    """The trainer transforms several batches at once: mixing must still stay in the batch."""
+    torch.manual_seed(0)
+    batch, rows = 16, 4 * 16 + 6
+    reg = batch_regularizer(name, {"alpha": 1.0}, batch, output_dim=rows)
+    x = torch.arange(rows, dtype=torch.float32).view(-1, 1, 1, 1).repeat(1, 3, 12, 12)
+    mixed_x, mixed_y = reg.batches(x, torch.arange(rows), batch)   # label i = own row i
+    partners = set()
+    for i in range(rows):
+        others = [j for j in mixed_y[i].nonzero().flatten().tolist() if j != i]
+        assert len(others) <= 1 and all(j // batch == i // batch for j in others), (i, others)
+        if not others:
+            continue
+        j = others[0]
+        partners.add((i, j))
+        if name == "mixup":   # the inputs mixed with the same partner and λ as the labels
+            expected = mixed_y[i, i] * i + mixed_y[i, j] * j
+            torch.testing.assert_close(mixed_x[i], torch.full_like(x[i], expected.item()))
+        else:                 # pixels come from the row or its partner, in the label's share
+            assert set(mixed_x[i].unique().tolist()) <= {float(i), float(j)}
+            pasted = (mixed_x[i] == j).float().mean()
+            torch.testing.assert_close(pasted, mixed_y[i, j])
+    assert all((j, i) in partners for i, j in partners if name == "mixup")
+    assert len(partners) > rows // 2
 
 
 def test_stockpile_hands_out_consecutive_rows_and_redraws_when_short():
@@ -329,3 +373,46 @@ def test_native_beta_path_has_the_beta_moments():
         assert lam.min() >= 0 and lam.max() <= 1
         assert lam.mean().item() == pytest.approx(0.5, abs=0.01)
         assert lam.var().item() == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.03)
+
+
+def trainer_on(data, regularizers: dict, batch_size: int):
+    from regbench.train import Trainer
+
+    spec = {"seed": 0, "run_id": "r", "recipe": "r", "config_hash": "h",
+            "model": {"name": "mlp", "hidden": [16]}, "regularizers": regularizers,
+            "train": {"epochs": 1, "batch_size": batch_size, "scheduler": None,
+                      "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0,
+                                    "nesterov": False}}}
+    return Trainer(spec, data, torch.device("cpu"))
+
+
+def test_the_trainer_draws_batches_by_blocks_yet_the_same_batches():
+    from regbench.data import prepare
+
+    data = prepare({"name": "digits", "val_fraction": 0.1, "test_fraction": 0.2,
+                    "split_seed": 0}, 1000)
+    trainer = trainer_on(data, {}, 32)
+    assert trainer.block_rows % 32 == 0 and 32 < trainer.block_rows < data.n_train
+    permutation = torch.randperm(data.n_train)
+    batches = list(trainer._batches(permutation, 32))
+    expected = permutation.split(32)
+    assert len(batches) == len(expected) and len(batches[-1][0]) == data.n_train % 32
+    for (x, y), index in zip(batches, expected):
+        assert torch.equal(x, data.x_train[index]) and torch.equal(y, data.y_train[index])
+
+
+def test_blocks_are_cache_sized_and_per_batch_for_a_transform_that_reads_the_model():
+    from regbench.data import DataBundle
+    from regbench.train import BLOCK
+
+    n = 2000
+    x, y = torch.randn(n, 3, 32, 32), torch.randint(0, 10, (n,))
+    data = DataBundle(task="classification", input_shape=(3, 32, 32), output_dim=10,
+                      x_train=x, y_train=y, x_val=x[:10], y_val=y[:10], x_test=x[:10],
+                      y_test=y[:10], train_eval_index=torch.arange(100), meta={})
+    trainer = trainer_on(data, {"augment": {}}, 128)
+    max_rows, max_bytes = BLOCK["cpu"]
+    assert trainer.block_rows % 128 == 0 and trainer.block_rows * 3 * 32 * 32 * 4 <= max_bytes
+    assert trainer.block_rows == 128 * (max_bytes // (3 * 32 * 32 * 4) // 128) > 128
+    trainer.hooks["batch"][0].batch_reads_model = True
+    assert trainer._block_rows() == 128

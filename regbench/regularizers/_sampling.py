@@ -138,3 +138,33 @@ class Stockpile:
         self.next += count
         return rows
 
+
+class BlockPairings:
+    """Pairings within each batch of a block of consecutive batches (mixup, cutmix): one
+    :func:`pair_partners` per batch, drawn from a :class:`Stockpile` per batch size."""
+
+    MAX_SIZES = 4  # a run has two batch sizes (full and last); a caller may have more
+
+    def __init__(self):
+        self.stocks: dict[int, Stockpile] = {}
+
+    def _take(self, count: int, size: int, device: torch.device) -> torch.Tensor:
+        if size not in self.stocks:
+            if len(self.stocks) >= self.MAX_SIZES:
+                self.stocks.clear()
+            self.stocks[size] = Stockpile(
+                lambda rows, device: pairing_rows(rows, size, device), rows=64)
+        return self.stocks[size].take(count, device)
+
+    def partners(self, rows: int, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Each row's partner (a row index into the block) for ``rows`` rows in batches of
+        ``batch_size``; a shorter last batch is paired within itself."""
+        full, rest = divmod(rows, batch_size)
+        parts = []
+        if full:
+            offsets = torch.arange(0, full * batch_size, batch_size, device=device)
+            parts.append((self._take(full, batch_size, device) + offsets.view(-1, 1)).flatten())
+        if rest:
+            parts.append(self._take(1, rest, device)[0] + full * batch_size)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+

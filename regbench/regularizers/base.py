@@ -80,6 +80,8 @@ class Regularizer:
     exclusive: ClassVar[Optional[str]] = None   # at most one regularizer per recipe with this tag (e.g. "norm")
     penalizes: ClassVar[bool] = False           # adds a weight penalty (reported with its parameters)
     sparsifying: ClassVar[bool] = False         # meant to drive weights to zero (sparsity is plotted)
+    batch_reads_model: ClassVar[bool] = False   # `batch` uses the current model (e.g. adversarial
+                                                # inputs): it must run just before its own step
 
     def __init__(self, params: StrictModel, ctx: RunContext):
         self.params = params
@@ -97,6 +99,15 @@ class Regularizer:
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform a training batch on the device; y may become soft targets."""
         return x, y
+
+    def batches(self, x: torch.Tensor, y: torch.Tensor, batch_size: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``batch`` hook over a block of consecutive batches (rows [k·batch_size,
+        (k+1)·batch_size) are batch k), which the trainer transforms ahead of their steps so
+        that each small op is paid once per block, not once per batch. The default suits
+        per-sample transforms: ``batch`` over the whole block. A transform that mixes the
+        samples of a batch (mixup, cutmix) overrides this to keep within each batch."""
+        return self.batch(x, y)
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """A term added to the data loss."""

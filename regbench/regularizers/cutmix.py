@@ -16,8 +16,8 @@ from pydantic import Field
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers import Regularizer, register, soft_targets
-from regbench.regularizers._sampling import (box_mask, pair_partners, check_pairing,
-                                             sample_beta, uniform)
+from regbench.regularizers._sampling import (BlockPairings, box_mask, check_pairing,
+                                             pair_partners, sample_beta, uniform)
 
 
 class Params(StrictModel):
@@ -25,13 +25,15 @@ class Params(StrictModel):
 
 
 def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
-           generator: Optional[torch.Generator] = None
+           generator: Optional[torch.Generator] = None, partner: Optional[torch.Tensor] = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Paste partner boxes into (B, C, H, W) images. Returns (x̃, ỹ, pasted area A, partner)."""
+    """Paste partner boxes into (B, C, H, W) images. Returns (x̃, ỹ, pasted area A, partner).
+    ``partner`` (default: a random pairing of all rows) says whom each row pairs with."""
     size, _, height, width = x.shape
     device = x.device
     lam = sample_beta(alpha, size, device, generator)
-    partner = pair_partners(size, device, generator)
+    if partner is None:
+        partner = pair_partners(size, device, generator)
     cut = torch.sqrt(1 - lam)
     centre_y = uniform((size,), 0, height, device, generator)
     centre_x = uniform((size,), 0, width, device, generator)
@@ -60,7 +62,15 @@ class CutMix(Regularizer):
     def check(cls, params, ctx):
         return check_pairing(cls.name, ctx.batch_size)
 
+    pairings: Optional[BlockPairings] = None
+
     def batch(self, x, y):
+        return self.batches(x, y, x.shape[0])
+
+    def batches(self, x, y, batch_size):
+        if self.pairings is None:
+            self.pairings = BlockPairings()
+        partner = self.pairings.partners(x.shape[0], batch_size, x.device)
         mixed_x, mixed_y, _, _ = cutmix(x, soft_targets(y, self.ctx.output_dim),
-                                        self.params.alpha)
+                                        self.params.alpha, partner=partner)
         return mixed_x, mixed_y

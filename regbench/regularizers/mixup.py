@@ -16,8 +16,8 @@ from pydantic import Field
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers import Regularizer, register, soft_targets
-from regbench.regularizers._sampling import (Stockpile, check_pairing, pair_partners,
-                                             pairing_rows, sample_beta)
+from regbench.regularizers._sampling import (BlockPairings, Stockpile, check_pairing,
+                                             pair_partners, sample_beta)
 
 
 class Params(StrictModel):
@@ -53,22 +53,20 @@ class Mixup(Regularizer):
     Params = Params
     tasks = frozenset({"classification"})
     lams: Optional[Stockpile] = None          # λ and pairings drawn many batches at a time
-    pairings: Optional[dict[int, Stockpile]] = None
+    pairings: Optional[BlockPairings] = None
 
     @classmethod
     def check(cls, params, ctx):
         return check_pairing(cls.name, ctx.batch_size)
 
     def batch(self, x, y):
-        size, alpha = x.shape[0], self.params.alpha
+        return self.batches(x, y, x.shape[0])
+
+    def batches(self, x, y, batch_size):
         if self.lams is None:
+            alpha = self.params.alpha
             self.lams = Stockpile(lambda count, device: sample_beta(alpha, count, device))
-            self.pairings = {}
-        if size not in self.pairings:
-            if len(self.pairings) >= 4:      # a run has two batch sizes: full and last
-                self.pairings.clear()
-            self.pairings[size] = Stockpile(
-                lambda count, device: pairing_rows(count, size, device), rows=64)
-        lam = self.lams.take(size, x.device).to(x.dtype)
-        partner = self.pairings[size].take(1, x.device)[0]
+            self.pairings = BlockPairings()
+        lam = self.lams.take(x.shape[0], x.device).to(x.dtype)
+        partner = self.pairings.partners(x.shape[0], batch_size, x.device)
         return mix(x, soft_targets(y, self.ctx.output_dim), lam, partner)
