@@ -55,7 +55,7 @@ def main() -> None:
           f"median of {args.rounds} interleaved epochs after a warm-up")
     cpu = torch.device("cpu")
     for name, (model, regularizers, shape) in CASES.items():
-        spec = {**run_spec("cnn", regularizers), "model": model}
+        spec = {**run_spec("cnn", regularizers, cpu), "model": model}
         spec["config_hash"] = config_hash(spec)
         data = synthetic(shape)
         trainers = {}

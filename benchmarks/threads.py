@@ -25,8 +25,8 @@ CELL = """
 import statistics, sys, time, torch
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {here!r})
 torch.set_num_threads({threads})
-from epoch_overhead import engine, synthetic_mnist
-epoch = engine(synthetic_mnist(5000, 1000), "mlp", {{}})
+from epoch_overhead import epoch_of, synthetic_mnist, trainer
+epoch = epoch_of(trainer(synthetic_mnist(5000, 1000), "mlp", {{}}, torch.device("cpu")))
 times = []
 for _ in range(6):
     start = time.perf_counter(); epoch(); times.append(time.perf_counter() - start)

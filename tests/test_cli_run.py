@@ -65,6 +65,8 @@ def test_run_writes_every_file_with_the_spec_columns(tmp_path):
                 "penalized_parameters", "parameter_count", "seconds"):
         assert key in summary, key
     assert summary["status"] == "completed"
+    # device: auto (the default) resolves to the GPU where there is one, and says so
+    assert summary["device"] == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     assert summary["penalized_parameters"] == ["1.0.weight", "2.weight"]
     assert summary["verdict"]["verdict"] in ("ok", "overfitting", "underfitting")
     long_metrics = pd.read_csv(folder / "runs" / "dropout_long__seed=0" / "metrics.csv")
@@ -104,8 +106,10 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_a_diverging_recipe_is_recorded_and_the_others_complete(tmp_path):
+    # an L1 term past float32's range is inf on any device (a huge learning rate overflows
+    # on the CPU, but on a GPU it was seen to kill every ReLU and leave the loss finite)
     text = CONFIG.replace("seeds: [0, 1]", "seeds: [0]") + \
-        "  unstable: {train: {optimizer: {name: sgd, lr: 1e5}}}\n"
+        "  unstable: {l1: {lambda: 1.0e+38}}\n"
     result, out = run(tmp_path, text)
     assert result.exit_code == 1, result.output
     summaries = run_summaries(out)
