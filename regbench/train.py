@@ -7,9 +7,9 @@ The loop, with the hook points every regularizer may use (only overridden hooks 
     model = build_model(config, factory)
     for reg in regs: model = reg.wrap(model)             # <BUILD>   wrap / collect weights
     for epoch in 1..epochs:
-        for idx in randperm(n).split(block_rows):        # whole batches, ~1k rows
+        for idx in randperm(n).split(block_rows):        # whole batches: ~1k rows (CPU), 8k (GPU)
             x, y = X[idx], Y[idx]                        # tensors already on the device
-            for reg in regs: x, y = reg.batches(x, y)    # <BATCH>   augment, mix, smooth
+            for reg in regs: x, y = reg.batches(x, y, batch_size)  # <BATCH> augment, mix, smooth
             for x, y in batches of batch_size rows of x, y:
                 loss = data_loss(model(x), y)
                 loss += Σ reg.penalty(model)             # <PENALTY> l1, l2, KL terms
@@ -49,8 +49,9 @@ EVAL_CHUNK = {"cpu": 512, "cuda": 8192}  # samples per forward when measuring: c
 WEIGHT_SAMPLE = 50_000         # weights kept per run for the weight histograms
 GRAD_NORM_EVERY = 8            # measure the global gradient norm every this many steps
 # Training rows gathered and transformed by the batch hooks at once, and the most bytes of
-# inputs that makes: cache-sized on the CPU (warping MNIST-shaped rows cost 0.18–0.21 ms per
-# 128 rows in blocks of 1024 rows, 0.22–0.42 in blocks of 2048–4096), large on a GPU
+# gathered inputs that makes (the hooks' temporaries come to about 3× that): cache-sized on the
+# CPU (warping MNIST-shaped rows cost 0.18–0.21 ms per 128 rows in blocks of 1024 rows,
+# 0.22–0.42 in blocks of 2048–4096), large on a GPU
 BLOCK = {"cpu": (1024, 4 * 2**20), "cuda": (8192, 256 * 2**20)}
 
 
@@ -89,10 +90,6 @@ def make_scheduler(optimizer, config: Optional[dict[str, Any]], epochs: int):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"],
                                            gamma=config["gamma"])
-
-
-def _overrides(reg: Regularizer, hook: str) -> bool:
-    return getattr(type(reg), hook) is not getattr(Regularizer, hook)
 
 
 def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
@@ -137,7 +134,7 @@ class Trainer:
         self.ctx.optimizer = self.optimizer
         self.scheduler = make_scheduler(self.optimizer, self.train_cfg.get("scheduler"),
                                         self.train_cfg["epochs"])
-        self.hooks = {hook: [r for r in self.regularizers if _overrides(r, hook)]
+        self.hooks = {hook: [r for r in self.regularizers if r.overrides(hook)]
                       for hook in ("batch", "penalty", "after_backward", "after_step",
                                    "epoch_end", "fit_end", "epoch_metrics")}
         self.data_loss = classification_loss if data.task == "classification" else regression_loss
@@ -204,6 +201,8 @@ class Trainer:
             x, y = x_all.index_select(0, block), y_all.index_select(0, block)
             for reg in self.hooks["batch"]:
                 x, y = reg.batches(x, y, batch_size)
+            # a generator: the next block is transformed only after this block's steps, which
+            # is what lets a hook that reads the model (block_rows = batch_size) see it current
             yield from zip(x.split(batch_size), y.split(batch_size))
 
     # ------------------------------------------------------------------ measuring

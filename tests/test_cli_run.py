@@ -106,8 +106,9 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_a_diverging_recipe_is_recorded_and_the_others_complete(tmp_path):
-    # an L1 term past float32's range is inf on any device (a huge learning rate overflows
-    # on the CPU, but on a GPU it was seen to kill every ReLU and leave the loss finite)
+    # an L1 term of λ = 1e38 overflows float32 at the first SGD step on any device (a huge
+    # learning rate overflows on the CPU, but on a GPU it was seen to kill every ReLU and
+    # leave the loss finite)
     text = CONFIG.replace("seeds: [0, 1]", "seeds: [0]") + \
         "  unstable: {l1: {lambda: 1.0e+38}}\n"
     result, out = run(tmp_path, text)

@@ -67,10 +67,12 @@ def test_every_regularizer_trains_on_the_gpu_with_everything_there(tmp_path, nam
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_training_pass_makes_no_host_sync_per_batch(tmp_path, name):
-    """Metrics accumulate on the device; the pass syncs once at its end whatever its length."""
+    """Metrics accumulate on the device; the pass syncs once at its end whatever its length,
+    its number of batches or of blocks (one block per batch here)."""
     counts = []
     for batches in (2, 8):
         trainer = gpu_trainer(tmp_path, {name: {}}, batches)
+        trainer.block_rows = BATCH
         trainer.train_epoch()  # warm-up: lazy initialisation may sync once
         counts.append(syncs_of_a_training_pass(trainer))
     assert counts[0] == counts[1], f"{name}: {counts[0]} syncs for 2 batches, {counts[1]} for 8"
@@ -93,10 +95,12 @@ def test_the_cli_runs_the_quick_start_on_the_gpu(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "regbench", "run",
                              str(REPO / "configs/quickstart.yaml"), "--device", "cuda",
-                             "--set", "train.epochs=3", "--out", str(out)],
+                             "--set", "train.epochs=3", "--out", str(out), "--set",
+                             "recipes.mixed={augment: {crop_padding: 1, hflip: 0}, "
+                             "mixup: {}, dropout: {}}"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     summaries = load_summaries(out / "quickstart")
-    assert len(summaries) == 12
+    assert len(summaries) == 15
     assert {(s["status"], s["device"]) for s in summaries} == {("completed", "cuda")}
     assert all(s["val_accuracy"] > 0.5 for s in summaries)

@@ -416,3 +416,39 @@ def test_blocks_are_cache_sized_and_per_batch_for_a_transform_that_reads_the_mod
     assert trainer.block_rows == 128 * (max_bytes // (3 * 32 * 32 * 4) // 128) > 128
     trainer.hooks["batch"][0].batch_reads_model = True
     assert trainer._block_rows() == 128
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_the_trainer_mixes_each_sample_only_within_its_own_batch(name):
+    """Through the trainer's blocks (here one block of 19 batches): sample i of the data has
+    the image i and the label i, so a mixed label names the rows it was made of."""
+    from regbench.data import DataBundle
+
+    n, batch = 600, 32
+    x = torch.arange(n, dtype=torch.float32).view(-1, 1, 1, 1).repeat(1, 1, 8, 8)
+    y = torch.arange(n)
+    data = DataBundle(task="classification", input_shape=(1, 8, 8), output_dim=n,
+                      x_train=x, y_train=y, x_val=x[:10], y_val=y[:10], x_test=x[:10],
+                      y_test=y[:10], train_eval_index=torch.arange(10), meta={})
+    torch.manual_seed(0)
+    trainer = trainer_on(data, {name: {}}, batch)
+    assert trainer.block_rows >= n
+    permutation = torch.randperm(n)
+    mixed = 0
+    for (_, mixed_y), rows in zip(trainer._batches(permutation, batch), permutation.split(batch)):
+        for own, label in zip(rows.tolist(), mixed_y):
+            made_of = set(label.nonzero().flatten().tolist())
+            assert own in made_of and made_of <= set(rows.tolist()), (own, made_of)
+            mixed += len(made_of) > 1
+    assert mixed > n // 2
+
+
+def test_overriding_batches_alone_makes_a_batch_hook():
+    from regbench.regularizers import Regularizer
+
+    class Blockwise(Regularizer):
+        def batches(self, x, y, batch_size):
+            return x, y
+
+    assert Blockwise.hooks() == ["batch"] and Blockwise.overrides("batch")
+    assert Regularizer.hooks() == []

@@ -167,4 +167,3 @@ class BlockPairings:
         if rest:
             parts.append(self._take(1, rest, device)[0] + full * batch_size)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
-

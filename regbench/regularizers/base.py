@@ -97,7 +97,9 @@ class Regularizer:
         return model
 
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transform a training batch on the device; y may become soft targets."""
+        """Transform training samples on the device; y may become soft targets. Through the
+        default ``batches``, ``x`` may hold several batches: draw per sample, and use no
+        statistics of ``x`` that should be a single batch's."""
         return x, y
 
     def batches(self, x: torch.Tensor, y: torch.Tensor, batch_size: int
@@ -106,7 +108,8 @@ class Regularizer:
         (k+1)·batch_size) are batch k), which the trainer transforms ahead of their steps so
         that each small op is paid once per block, not once per batch. The default suits
         per-sample transforms: ``batch`` over the whole block. A transform that mixes the
-        samples of a batch (mixup, cutmix) overrides this to keep within each batch."""
+        samples of a batch (mixup, cutmix) overrides this to keep within each batch, and
+        ``batch`` as this over one batch."""
         return self.batch(x, y)
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
@@ -132,9 +135,15 @@ class Regularizer:
 
     # --- description and validation --------------------------------------------------------
     @classmethod
+    def overrides(cls, hook: str) -> bool:
+        """Whether this class implements ``hook`` (``batches`` implements the batch hook too)."""
+        methods = ("batch", "batches") if hook == "batch" else (hook,)
+        return any(getattr(cls, m) is not getattr(Regularizer, m) for m in methods)
+
+    @classmethod
     def hooks(cls) -> list[str]:
         """The hook points this regularizer overrides."""
-        return [hook for hook in HOOKS if getattr(cls, hook) is not getattr(Regularizer, hook)]
+        return [hook for hook in HOOKS if cls.overrides(hook)]
 
     @classmethod
     def check(cls, params: StrictModel, ctx: CheckContext) -> list[str]:

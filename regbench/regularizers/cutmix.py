@@ -57,12 +57,11 @@ class CutMix(Regularizer):
     Params = Params
     tasks = frozenset({"classification"})
     needs_images = True
+    pairings: Optional[BlockPairings] = None   # pairings drawn many batches at a time
 
     @classmethod
     def check(cls, params, ctx):
         return check_pairing(cls.name, ctx.batch_size)
-
-    pairings: Optional[BlockPairings] = None
 
     def batch(self, x, y):
         return self.batches(x, y, x.shape[0])

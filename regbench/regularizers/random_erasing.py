@@ -7,8 +7,9 @@ r_e drawn log-uniformly in [r_1, r_2]; the rectangle is h = √(S_e·r_e) by w =
 uniform position that keeps it inside the image. A draw that does not fit is redrawn (up to
 ``ATTEMPTS`` draws, all made at once; if none fits the image is left as is, as torchvision does).
 The rectangle is filled with ``value`` (a number in normalised units, 0 = the mean) or, with
-``value: random``, with per-pixel values uniform between the batch's per-channel min and max
-(the paper's random fill, kept inside the data's range).
+``value: random``, with per-pixel values uniform between the per-channel min and max of the
+samples transformed together (a block of batches, about the data's range: the paper's random
+fill, kept inside it).
 """
 from __future__ import annotations
 
