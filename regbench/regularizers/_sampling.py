@@ -1,4 +1,5 @@
-"""Random draws shared by the data regularizers, vectorised over the batch on its device.
+"""Random draws shared by the data regularizers, vectorised over the batch on its device, and
+the base of the two that mix pairs of samples (mixup, cutmix).
 
 Every function takes an optional ``torch.Generator`` (None: torch's global generator, which
 the trainer seeds per run) so the pure transforms are reproducible in tests.
@@ -9,7 +10,7 @@ from typing import Callable, Optional
 
 import torch
 
-from regbench.regularizers.base import Incompatible
+from regbench.regularizers.base import Incompatible, Regularizer, soft_targets
 
 STOCK_ROWS = 4096     # rows a Stockpile draws at a time
 GAMMA_CANDIDATES = 8   # Marsaglia–Tsang proposals per draw; all rejected has prob < 1e-9
@@ -167,3 +168,30 @@ class BlockPairings:
         if rest:
             parts.append(self._take(1, rest, device)[0] + full * batch_size)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class PairMixer(Regularizer):
+    """Base of mixup and cutmix: each sample is mixed with its partner in a random pairing of
+    its own batch, also when the trainer hands over a block of several batches."""
+
+    tasks = frozenset({"classification"})
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self.pairings = BlockPairings()
+
+    @classmethod
+    def check(cls, params, ctx):
+        return check_pairing(cls.name, ctx.batch_size)
+
+    def batch(self, x, y):
+        return self.batches(x, y, x.shape[0])
+
+    def batches(self, x, y, batch_size):
+        partner = self.pairings.partners(x.shape[0], batch_size, x.device)
+        return self.mix_with(x, soft_targets(y, self.ctx.output_dim), partner)
+
+    def mix_with(self, x: torch.Tensor, y_soft: torch.Tensor, partner: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x̃, ỹ): each row mixed with the row ``partner`` names."""
+        raise NotImplementedError

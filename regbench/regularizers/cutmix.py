@@ -15,9 +15,9 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register, soft_targets
-from regbench.regularizers._sampling import (BlockPairings, box_mask, check_pairing,
-                                             pair_partners, sample_beta, uniform)
+from regbench.regularizers import register
+from regbench.regularizers._sampling import (PairMixer, box_mask, pair_partners, sample_beta,
+                                             uniform)
 
 
 class Params(StrictModel):
@@ -50,26 +50,12 @@ def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
 
 
 @register
-class CutMix(Regularizer):
+class CutMix(PairMixer):
     name = "cutmix"
     summary = "paste a random box from a paired sample; labels mixed by the pasted area"
     paper = "Yun et al. 2019"
     Params = Params
-    tasks = frozenset({"classification"})
     needs_images = True
-    pairings: Optional[BlockPairings] = None   # pairings drawn many batches at a time
 
-    @classmethod
-    def check(cls, params, ctx):
-        return check_pairing(cls.name, ctx.batch_size)
-
-    def batch(self, x, y):
-        return self.batches(x, y, x.shape[0])
-
-    def batches(self, x, y, batch_size):
-        if self.pairings is None:
-            self.pairings = BlockPairings()
-        partner = self.pairings.partners(x.shape[0], batch_size, x.device)
-        mixed_x, mixed_y, _, _ = cutmix(x, soft_targets(y, self.ctx.output_dim),
-                                        self.params.alpha, partner=partner)
-        return mixed_x, mixed_y
+    def mix_with(self, x, y_soft, partner):
+        return cutmix(x, y_soft, self.params.alpha, partner=partner)[:2]

@@ -15,9 +15,8 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register, soft_targets
-from regbench.regularizers._sampling import (BlockPairings, Stockpile, check_pairing,
-                                             pair_partners, sample_beta)
+from regbench.regularizers import register
+from regbench.regularizers._sampling import PairMixer, Stockpile, pair_partners, sample_beta
 
 
 class Params(StrictModel):
@@ -46,27 +45,16 @@ def mix(x: torch.Tensor, y_soft: torch.Tensor, lam: torch.Tensor, partner: torch
 
 
 @register
-class Mixup(Regularizer):
+class Mixup(PairMixer):
     name = "mixup"
     summary = "train on λ·(x_i, y_i) + (1−λ)·(x_j, y_j) of sample pairs, λ ~ Beta(α, α) per sample"
     paper = "Zhang et al. 2018"
     Params = Params
-    tasks = frozenset({"classification"})
-    lams: Optional[Stockpile] = None          # λ and pairings drawn many batches at a time
-    pairings: Optional[BlockPairings] = None
 
-    @classmethod
-    def check(cls, params, ctx):
-        return check_pairing(cls.name, ctx.batch_size)
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        alpha = params.alpha   # λ drawn many batches at a time
+        self.lams = Stockpile(lambda count, device: sample_beta(alpha, count, device))
 
-    def batch(self, x, y):
-        return self.batches(x, y, x.shape[0])
-
-    def batches(self, x, y, batch_size):
-        if self.lams is None:
-            alpha = self.params.alpha
-            self.lams = Stockpile(lambda count, device: sample_beta(alpha, count, device))
-            self.pairings = BlockPairings()
-        lam = self.lams.take(x.shape[0], x.device).to(x.dtype)
-        partner = self.pairings.partners(x.shape[0], batch_size, x.device)
-        return mix(x, soft_targets(y, self.ctx.output_dim), lam, partner)
+    def mix_with(self, x, y_soft, partner):
+        return mix(x, y_soft, self.lams.take(x.shape[0], x.device).to(x.dtype), partner)
