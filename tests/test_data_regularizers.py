@@ -319,6 +319,17 @@ def test_input_noise_has_the_configured_std_and_is_fresh_each_call():
     assert not torch.equal(first, second)
 
 
+def trainer_on(data, regularizers: dict, batch_size: int):
+    from regbench.train import Trainer
+
+    spec = {"seed": 0, "run_id": "r", "recipe": "r", "config_hash": "h",
+            "model": {"name": "mlp", "hidden": [16]}, "regularizers": regularizers,
+            "train": {"epochs": 1, "batch_size": batch_size, "scheduler": None,
+                      "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0,
+                                    "nesterov": False}}}
+    return Trainer(spec, data, torch.device("cpu"))
+
+
 BATCH_HOOKED = [name for name, cls in REGULARIZERS.items() if "batch" in cls.hooks()]
 # parameters that make the effect visible on an 8×8 digit (defaults otherwise)
 VISIBLE = {"input_noise": {"sigma": 0.5}, "cutout": {"size": 3}, "random_erasing": {"p": 1.0}}
@@ -328,17 +339,11 @@ VISIBLE = {"input_noise": {"sigma": 0.5}, "cutout": {"size": 3}, "random_erasing
 def test_batch_transforms_touch_training_batches_only(name):
     """Every batch-hook regularizer changes training batches (inputs randomly per call, or the
     targets); measuring never applies it."""
-    params = VISIBLE.get(name, {})
-    from regbench.train import Trainer
     from regbench.data import prepare
 
     data = prepare({"name": "digits", "train_subset": 64, "val_fraction": 0.1,
                     "test_fraction": 0.2, "split_seed": 0}, 1000)
-    spec = {"seed": 0, "run_id": "r", "recipe": "r", "config_hash": "h",
-            "model": {"name": "mlp", "hidden": [16]}, "regularizers": {name: params},
-            "train": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.1,
-                      "momentum": 0.0, "nesterov": False}, "scheduler": None}}
-    trainer = Trainer(spec, data, torch.device("cpu"))
+    trainer = trainer_on(data, {name: VISIBLE.get(name, {})}, 32)
     reg = trainer.regularizers[0]
     x, y = data.x_train[:32], data.y_train[:32]
     (x1, y1), (x2, _) = reg.batch(x, y), reg.batch(x, y)
@@ -349,7 +354,7 @@ def test_batch_transforms_touch_training_batches_only(name):
     else:
         assert not torch.equal(x1, x2), "a fresh draw on every call"
     # measuring never transforms: the same initial weights without the regularizer measure the same
-    plain = Trainer({**spec, "regularizers": {}}, data, torch.device("cpu"))
+    plain = trainer_on(data, {}, 32)
     for split in ((data.x_val, data.y_val), trainer.train_eval):
         ours, theirs = trainer.measure(*split), plain.measure(*split)
         assert {k: v.item() for k, v in ours.items()} == {k: v.item() for k, v in theirs.items()}
@@ -373,17 +378,6 @@ def test_native_beta_path_has_the_beta_moments():
         assert lam.min() >= 0 and lam.max() <= 1
         assert lam.mean().item() == pytest.approx(0.5, abs=0.01)
         assert lam.var().item() == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.03)
-
-
-def trainer_on(data, regularizers: dict, batch_size: int):
-    from regbench.train import Trainer
-
-    spec = {"seed": 0, "run_id": "r", "recipe": "r", "config_hash": "h",
-            "model": {"name": "mlp", "hidden": [16]}, "regularizers": regularizers,
-            "train": {"epochs": 1, "batch_size": batch_size, "scheduler": None,
-                      "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0,
-                                    "nesterov": False}}}
-    return Trainer(spec, data, torch.device("cpu"))
 
 
 def test_the_trainer_draws_batches_by_blocks_yet_the_same_batches():
