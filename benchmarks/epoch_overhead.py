@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import regbench  # noqa: E402,F401  before torch, as the CLI: it picks OpenMP's wait policy
+from regbench.engine.threads import choose_wait_policy  # noqa: E402
+
+choose_wait_policy()  # before torch loads, as the CLI does
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from regbench.data import DataBundle  # noqa: E402
 from regbench.models import LayerFactory, build_model, place  # noqa: E402
-from regbench.plan import config_hash  # noqa: E402
-from regbench.train import Trainer  # noqa: E402
+from regbench.experiment.plan import config_hash  # noqa: E402
+from regbench.engine.train import Trainer  # noqa: E402
 
 MODELS = {"mlp": {"name": "mlp", "hidden": [256, 256], "activation": "relu"},
           "cnn": {"name": "cnn", "channels": [6, 16], "hidden": [120, 84], "kernel_size": 5,

@@ -31,7 +31,7 @@ sweep:
 
 
 def timed_sweep(config: Path, workers: int) -> tuple[float, int]:
-    from regbench.experiment import run_experiment
+    from regbench.experiment.runner import run_experiment
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--lambdas", type=int, default=4, help="λ values in the grid")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per run")
     args = parser.parse_args()
-    from regbench.experiment import available_cores
+    from regbench.engine.threads import available_cores
 
     lambdas = [10.0 ** (k - 2) for k in range(args.lambdas)]
     with tempfile.TemporaryDirectory() as folder:

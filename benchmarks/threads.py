@@ -41,13 +41,14 @@ def busy(stop_at: float) -> None:
 
 def cell(policy: str, threads: int) -> float:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "REGBENCH_WAIT_POLICY_CHOSEN")}
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     if policy.startswith("GOMP_SPINCOUNT="):
         env["GOMP_SPINCOUNT"] = policy.split("=", 1)[1]
     elif policy not in ("default", "regbench"):
         env["OMP_WAIT_POLICY"] = policy
-    # "regbench": regbench is imported before torch, as the CLI does, and picks the policy
-    preamble = (f"import sys; sys.path.insert(0, {str(HERE.parent)!r}); import regbench"
+    # "regbench": the policy regbench's CLI chooses before torch loads
+    preamble = (f"import sys; sys.path.insert(0, {str(HERE.parent)!r}); "
+                "from regbench.engine.threads import choose_wait_policy; choose_wait_policy()"
                 if policy == "regbench" else "")
     code = CELL.format(preamble=preamble, repo=str(HERE.parent), here=str(HERE), threads=threads)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

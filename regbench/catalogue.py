@@ -6,6 +6,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from regbench.data import DATASETS
+from regbench.models import MODELS
+from regbench.regularizers import REGULARIZERS
+from regbench.regularizers.base import hook_points
+
 KINDS = ("regularizers", "datasets", "models")
 
 
@@ -24,21 +29,14 @@ def describe_params(model: type[BaseModel]) -> str:
 def entries(kind: str) -> list[dict[str, Any]]:
     """Rows of name, parameters, (hooks), meaning for one registry."""
     if kind == "regularizers":
-        from regbench.regularizers import REGULARIZERS
-        from regbench.regularizers.base import hook_points
-
         return [{"name": name, "parameters": describe_params(cls.Params),
                  "hooks": ", ".join(hook_points(cls)),
                  "meaning": cls.summary}
                 for name, cls in REGULARIZERS.items()]
     if kind == "datasets":
-        from regbench.data import DATASETS
-
         return [{"name": name, "parameters": describe_params(entry.Params),
                  "meaning": entry.summary} for name, entry in DATASETS.items()]
     if kind == "models":
-        from regbench.models import MODELS
-
         return [{"name": name, "parameters": describe_params(entry.Params),
                  "meaning": entry.summary} for name, entry in MODELS.items()]
     raise ValueError(kind)

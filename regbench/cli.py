@@ -11,6 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from regbench.engine.threads import choose_wait_policy
+from regbench.errors import ConfigError, RegbenchError
+from regbench.vocabulary import MAX_SEED
+
+# Every command imports the library inside its body: the library loads torch, pandas and
+# matplotlib, and `regbench --help` must answer at once (each such import says "deferred").
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare regularizers under identical conditions, with honest statistics.")
 STATE = {"debug": False}
@@ -61,8 +68,6 @@ def guarded(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        from regbench.errors import RegbenchError
-
         try:
             return function(*args, **kwargs)
         except typer.Exit:
@@ -79,9 +84,6 @@ def guarded(function):
 
 def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
     """``--seeds 0,1,2`` -> [0, 1, 2]: distinct integers that numpy and torch accept."""
-    from regbench.config.schema import MAX_SEED
-    from regbench.errors import ConfigError
-
     if not text:
         return None
     try:
@@ -113,31 +115,28 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds: Optional[str],
          workers: int, executor: Executor, address: Optional[str], device: Optional[Device],
          resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str]) -> None:
-    from regbench.compare import rich_table
-    from regbench.config import load_config
-    from regbench.errors import ConfigError
-    from regbench.experiment import run_experiment
-    from regbench.plan import build_plan
-    from regbench.progress import make_progress
-    from regbench.sweeps import apply_params, shrink_for_smoke
+    from regbench.analysis.compare import rich_table  # deferred
+    from regbench.experiment import (config as configs, plan as planning,  # deferred
+                                     progress, runner, sweeps)
 
     if workers < 1:
         raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
-    loaded = load_config(config, overrides or [])
+    loaded = configs.load_config(config, overrides or [])
     if params:
-        loaded = apply_params(loaded, params)
+        loaded = sweeps.apply_params(loaded, params)
     if smoke:
-        loaded = shrink_for_smoke(loaded)
+        loaded = sweeps.shrink_for_smoke(loaded)
     seed_list = parse_seeds(seeds)
     console = _console()
     if dry_run:
-        plan = build_plan(loaded, seed_list, device.value if device else None)
+        plan = planning.build_plan(loaded, seed_list, device.value if device else None)
         render_plan(plan, console, None if not resume else out / plan.experiment["name"])
         return
-    outcome = run_experiment(loaded, out=out, seeds=seed_list, workers=workers,
-                             executor=executor.value, address=address,
-                             device=device.value if device else None, resume=resume,
-                             progress=make_progress(), report=report, metric=metric)
+    outcome = runner.run_experiment(loaded, out=out, seeds=seed_list, workers=workers,
+                                    executor=executor.value, address=address,
+                                    device=device.value if device else None, resume=resume,
+                                    progress=progress.make_progress(), report=report,
+                                    metric=metric)
     for warning in outcome.plan.warnings + outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if outcome.comparison is not None:
@@ -157,7 +156,7 @@ def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
     """The runs a command would train, with those already completed in ``results_dir``."""
     from rich.table import Table
 
-    from regbench.experiment import is_complete
+    from regbench.experiment.runner import is_complete  # deferred
 
     done = {run["run_id"] for run in plan.runs
             if results_dir is not None and is_complete(results_dir / "runs" / run["run_id"], run)}
@@ -257,7 +256,7 @@ def compare(
     format: Annotated[Format, typer.Option("--format", help="table, md, csv or latex.")] = Format.table,
 ) -> None:
     """Rebuild the comparison from stored runs only."""
-    from regbench import compare as cmp
+    from regbench.analysis import compare as cmp  # deferred
 
     comparison = cmp.compare_results(results_dir, metric)
     if format is Format.table:
@@ -274,7 +273,7 @@ def compare(
 @guarded
 def report(results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")]) -> None:
     """Write a self-contained report.html (tables and plots)."""
-    from regbench.report import write_report
+    from regbench.report.page import write_report  # deferred
 
     path = write_report(results_dir)
     _console().print(f"report: {path}")
@@ -288,7 +287,7 @@ def diagnose(target: Annotated[Path, typer.Argument(help="results/<name> folder 
     TARGET is a results folder or any CSV with an `epoch` column and train/val loss or
     accuracy columns (Keras' loss/val_loss/acc/val_acc work too; percents are detected).
     """
-    from regbench.advice import diagnose_path, render_diagnosis
+    from regbench.analysis.advice import diagnose_path, render_diagnosis  # deferred
 
     render_diagnosis(diagnose_path(target), _console())
 
@@ -300,14 +299,13 @@ def validate(
     set_: SetOption = None,
 ) -> None:
     """Check the config (and that every name resolves) without training."""
-    from regbench.config import load_config
-    from regbench.plan import build_plan
-    from regbench.validate import describe_plan
+    from regbench.experiment import (config as configs, plan as planning,  # deferred
+                                     validate as check)
 
-    loaded = load_config(config, set_ or [])
-    plan = build_plan(loaded)
+    loaded = configs.load_config(config, set_ or [])
+    plan = planning.build_plan(loaded)
     console = _console()
-    for line in describe_plan(plan):
+    for line in check.describe_plan(plan):
         console.print(line, markup=False)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
@@ -321,7 +319,7 @@ def list_(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables (for the README).")] = False,
 ) -> None:
     """The catalogue: each entry's parameters, defaults and meaning."""
-    from regbench import catalogue
+    from regbench import catalogue  # deferred
 
     kinds = catalogue.KINDS if kind is Kind.all else (kind.value,)
     if markdown:
@@ -344,14 +342,18 @@ def list_(
 @guarded
 def gallery(
     run_: Annotated[bool, typer.Option("--run", help="Train the gallery configs first (completed runs are resumed); without it the page is rebuilt from existing results.")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Train only this finding (config stem in configs/gallery/); repeatable.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Results root (default results/gallery, or results/gallery-smoke with --smoke).")] = None,
-    page: Annotated[Optional[Path], typer.Option("--page", help="Page to write (default docs/gallery.md, or OUT/gallery.md with --smoke).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Train only this finding (see the page's list); repeatable.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Results root, where the page is written too (default results/gallery, or results/gallery-smoke with --smoke).")] = None,
+    page: Annotated[Optional[Path], typer.Option("--page", help="Page to write (default OUT/gallery.md; maintainers: docs/gallery.md).")] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="Train every config with a 1-epoch, one-seed budget (tests the machinery, not the claims).")] = False,
 ) -> None:
-    """Reproduce published regularization findings and rebuild the gallery page from the runs."""
-    from regbench.gallery import run_gallery
-    from regbench.progress import make_progress
+    """Reproduce published regularization findings and rebuild the gallery page from the runs.
+
+    Without --run or --smoke the page is rebuilt from the results under OUT; with no results
+    there it exits 2 and writes nothing.
+    """
+    from regbench.experiment.progress import make_progress  # deferred
+    from regbench.gallery.page import run_gallery  # deferred
 
     outcome = run_gallery(out=out, only=only, run=run_, smoke=smoke, page=page,
                           progress_factory=make_progress)
@@ -363,6 +365,8 @@ def gallery(
 
 
 def main() -> None:
+    """The console script: OpenMP's wait policy is chosen here, before anything loads torch."""
+    choose_wait_policy()
     try:
         app()
     except KeyboardInterrupt:

@@ -1,13 +1,9 @@
-"""Run folders and experiment files: written atomically, read back without trust.
-
-    results/<name>/
-      experiment.yaml
-      runs/<run_id>/config.yaml  metrics.csv  weights.npy  [model.pt]  summary.json (last)
-      runs.csv
-"""
+"""Run folders and experiment files: written atomically, read back without trust. The file
+names are in ``regbench.vocabulary``."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -18,22 +14,18 @@ from typing import Any, Iterable, Optional
 
 from regbench.config.yaml_io import dump_yaml
 from regbench.errors import OutputError, RegbenchError
-
-LEADING_COLUMNS = ["epoch", "seconds", "lr", "objective", "penalty", "weight_norm", "sparsity",
-                   "grad_norm"]
-SUMMARY = "summary.json"
-PLAN_FILE = "plan.json"        # run ids of the latest `regbench run` in this folder
+from regbench.vocabulary import (CONFIG_FILE, LEADING_COLUMNS, METRICS_FILE, MODEL_FILE,
+                                 PLAN_FILE, RUNS_DIR, RUNS_TABLE, SUMMARY, WEIGHTS_FILE)
 
 
-def _file_mode() -> int:
+@functools.cache
+def file_mode() -> int:
     """Mode of a new file under this process's umask (mkstemp's own 0600 would hide results
-    from other users of a shared results folder)."""
+    from other users of a shared results folder); read once, at the first write, not at
+    import (reading the umask means setting it for a moment)."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -49,7 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                           "replaced; free space or choose a writable --out") from None
     try:
         with os.fdopen(handle, "wb") as out:
-            os.fchmod(out.fileno(), FILE_MODE)
+            os.fchmod(out.fileno(), file_mode())
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -95,7 +87,8 @@ def to_json(data: Any) -> str:
 
 
 def metrics_csv(rows: list[dict[str, float]]) -> str:
-    """Wide CSV, one row per epoch, columns in SPEC order then regularizer extras."""
+    """Wide CSV, one row per epoch: LEADING_COLUMNS, train_ and val_ metrics, then
+    regularizer extras."""
     if not rows:
         return ",".join(LEADING_COLUMNS) + "\n"
     keys: list[str] = []
@@ -136,18 +129,18 @@ def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
         summary_path.unlink()  # a stale summary must never describe new files
     # leftovers of an earlier attempt: temp files of a killed write, outputs this run won't make
     stale = [*run_dir.glob(".*.tmp")]
-    stale += [run_dir / "weights.npy"] if result.weights is None else []
-    stale += [run_dir / "model.pt"] if result.model_state is None else []
+    stale += [run_dir / WEIGHTS_FILE] if result.weights is None else []
+    stale += [run_dir / MODEL_FILE] if result.model_state is None else []
     for path in stale:
         path.unlink(missing_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(run_config(spec)))
-    atomic_write_text(run_dir / "metrics.csv", metrics_csv(result.rows))
+    atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(run_config(spec)))
+    atomic_write_text(run_dir / METRICS_FILE, metrics_csv(result.rows))
     if result.weights is not None:
         buffer = io.BytesIO()
         np.save(buffer, result.weights.astype("float32"), allow_pickle=False)
-        atomic_write_bytes(run_dir / "weights.npy", buffer.getvalue())
+        atomic_write_bytes(run_dir / WEIGHTS_FILE, buffer.getvalue())
     if result.model_state is not None:
-        atomic_write_bytes(run_dir / "model.pt", result.model_state)
+        atomic_write_bytes(run_dir / MODEL_FILE, result.model_state)
     atomic_write_text(summary_path, to_json(result.summary))
 
 
@@ -160,7 +153,7 @@ def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
 
 
 def run_dirs(results_dir: Path) -> list[Path]:
-    runs = results_dir / "runs"
+    runs = results_dir / RUNS_DIR
     return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
 
 
@@ -196,7 +189,7 @@ def load_summaries(results_dir: Path) -> list[dict[str, Any]]:
 def load_metrics(run_dir: Path):
     import pandas as pd
 
-    return pd.read_csv(Path(run_dir) / "metrics.csv")
+    return pd.read_csv(Path(run_dir) / METRICS_FILE)
 
 
 def write_runs_csv(results_dir: Path, summaries: Iterable[dict[str, Any]]) -> Path:
@@ -213,6 +206,6 @@ def write_runs_csv(results_dir: Path, summaries: Iterable[dict[str, Any]]) -> Pa
             row["verdict"] = verdict.get("verdict")
         rows.append(row)
     frame = pd.DataFrame(rows)
-    path = Path(results_dir) / "runs.csv"
+    path = Path(results_dir) / RUNS_TABLE
     atomic_write_text(path, frame.to_csv(index=False))
     return path

@@ -8,13 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth as StochasticDepthLayer
 
 from regbench.models import LayerFactory, build_model
 from regbench.regularizers import REGULARIZERS, RunContext
 from regbench.regularizers._weight_layers import TransformedConv2d, TransformedLinear
 from regbench.regularizers.batchnorm import BatchNorm1d
 from regbench.regularizers.dropconnect import dropconnect
-from regbench.regularizers.stochastic_depth import StochasticDepthDrop, drop_path
+from regbench.regularizers.stochastic_depth import Params as DepthParams
+from regbench.regularizers.stochastic_depth import StochasticDepth
 
 DIGITS = (1, 8, 8)
 
@@ -141,17 +143,23 @@ def test_weight_noise_perturbs_every_forward_and_updates_the_clean_weights():
 
 # ----------------------------------------------------------------------------- stochastic depth
 @pytest.mark.parametrize("p", [0.2, 0.6])
-def test_drop_path_row_drops_whole_samples_at_rate_p(p):
+def test_the_drop_layer_drops_whole_samples_at_rate_p(p):
+    factories = {}
+    for mode in ("row", "batch"):
+        factories[mode] = LayerFactory()
+        StochasticDepth(DepthParams(p=p, mode=mode), None).build(factories[mode])
+    layer = factories["row"].residual_drop(1.0)          # the last block: rate p
+    torch.manual_seed(0)
     x = torch.ones(4000, 3, 4, 4)
-    out = drop_path(x, p, "row", True, torch.Generator().manual_seed(0))
+    out = layer(x)
     per_sample = out.flatten(1)
     dropped = (per_sample == 0).all(1)
     kept = (per_sample == 1 / (1 - p)).all(1)
     assert torch.equal(dropped | kept, torch.ones(4000, dtype=torch.bool))  # all or nothing
     assert abs(dropped.float().mean() - p) < 0.03
-    batch = drop_path(x, p, "batch", True, torch.Generator().manual_seed(1))
+    batch = factories["batch"].residual_drop(1.0)(x)
     assert (batch == 0).all() or (batch == 1 / (1 - p)).all()
-    assert torch.equal(drop_path(x, p, "row", False), x)
+    assert torch.equal(layer.eval()(x), x)
 
 
 @pytest.mark.parametrize("model,blocks", [({"name": "resmlp", "width": 8, "blocks": 4}, 4),
@@ -159,7 +167,7 @@ def test_drop_path_row_drops_whole_samples_at_rate_p(p):
 def test_stochastic_depth_rates_decay_linearly_and_drop_branches_per_sample(model, blocks):
     torch.manual_seed(0)
     net = build(model, {"stochastic_depth": {"p": 0.8}})
-    drops = [m for m in net.modules() if isinstance(m, StochasticDepthDrop)]
+    drops = [m for m in net.modules() if isinstance(m, StochasticDepthLayer)]
     assert [round(d.p, 6) for d in drops] == [round(0.8 * l / blocks, 6) for l in range(1, blocks + 1)]
     seen = {}
 

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from conftest import REPO, TINY_DIGITS
 from regbench.cli import app
-from regbench.config import load_config
+from regbench.experiment.config import load_config
 from regbench.errors import ConfigError
-from regbench.plan import build_plan
+from regbench.experiment.plan import build_plan
 
 runner = CliRunner()
 

@@ -13,11 +13,15 @@ from regbench.data import prepare
 from regbench.models import LayerFactory, build_model, penalized_parameters
 from regbench.regularizers import REGULARIZERS, RunContext
 from regbench.regularizers._monte_carlo import MonteCarloAverage
-from regbench.regularizers.bayes_by_backprop import (BayesConv2d, BayesLinear, gaussian_kl,
-                                                     inverse_softplus)
+from regbench.regularizers.bayes_by_backprop import BayesConv2d, BayesLinear, gaussian_kl
 from regbench.regularizers.variational_dropout import (SparseVDLinear, log_alpha,
                                                        prunable_fraction, sparse_vd_kl)
-from regbench.train import Trainer, train_run
+from regbench.engine.train import Trainer, train_run
+
+
+def inverse_softplus(value: float) -> float:
+    """ρ with softplus(ρ) = value: the posterior parameter that gives σ = value."""
+    return math.log(math.expm1(value))
 
 DIGITS = (1, 8, 8)
 

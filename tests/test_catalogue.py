@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from regbench.catalogue import entries
 from regbench.cli import app
-from regbench.config import load_config
+from regbench.experiment.config import load_config
 from regbench.data import prepare
 from regbench.errors import ConfigError
-from regbench.plan import build_plan
+from regbench.experiment.plan import build_plan
 from regbench.regularizers import REGULARIZERS
-from regbench.train import train_run
+from regbench.engine.train import train_run
 
 NAMES = REGULARIZERS.names()
 BATCH = 32

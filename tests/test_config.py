@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from regbench.cli import app
-from regbench.config import load_config
+from regbench.experiment.config import load_config
 from regbench.config.yaml_io import parse_yaml
 from regbench.errors import ConfigError
 

@@ -18,7 +18,7 @@ import torch
 from regbench.data import prepare
 from regbench.regularizers import REGULARIZERS
 from regbench.results import load_summaries
-from regbench.train import Trainer, train_run
+from regbench.engine.train import Trainer, train_run
 from tests.conftest import REPO
 from tests.test_catalogue import BATCH, plan_for
 

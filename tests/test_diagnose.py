@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from regbench.cli import app
-from regbench.curves import canonical_column, read_curve_csv
-from regbench.diagnose import diagnose_rows, smooth
+from regbench.analysis.curves import canonical_column, read_curve_csv
+from regbench.analysis.diagnose import diagnose_rows, smooth
 
 runner = CliRunner()
 

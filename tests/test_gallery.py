@@ -5,19 +5,29 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from regbench.gallery import (CONFIG_DIR, INCONCLUSIVE, PAGE, TIMING, build_page,
-                              experiment_name, findings, run_gallery)
-from regbench.gallery_stats import Results, mean_interval, paired
-from regbench.gallery_linear import ridge_closed_form
-from regbench.gallery_networks import memorisation_drop
+from regbench.errors import RegbenchError
+from regbench.gallery.core import INCONCLUSIVE
+from regbench.gallery.page import (CONFIG_DIR, TIMING, build_page, experiment_name, findings,
+                                   run_gallery)
+from regbench.gallery.stats import Results, mean_interval, paired
+from regbench.gallery.linear import ridge_closed_form
+from regbench.gallery.networks import memorisation_drop
 from regbench.results import load_summaries
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = REPO / "docs" / "gallery.md"             # the repository's copy of the page
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +72,7 @@ def test_page_tables_are_the_comparison_csv(smoke):
             frame = pd.read_csv(folder / "comparison.csv")
             metric = "mse" if "val_mse" in frame else "accuracy"
         else:  # the page rebuilt the comparison for its metric: compare with the CLI's csv
-            from regbench.compare import compare_results, to_csv
+            from regbench.analysis.compare import compare_results, to_csv
             import io
 
             frame = pd.read_csv(io.StringIO(to_csv(compare_results(folder, metric, write=False))))
@@ -96,9 +106,61 @@ def test_page_is_rebuilt_from_results_alone(smoke, tmp_path):
                                    "*Smoke run: 1 epoch, at most a few hundred samples, one seed: "
                                    "the numbers below test the machinery, not the claims.*")
     assert rebuilt == page
-    empty, verdicts = build_page(tmp_path, tmp_path / "gallery.md")
-    assert set(verdicts.values()) == {"not run yet"}
-    assert "regbench gallery --run --only ridge" in empty
+    with pytest.raises(RegbenchError, match="no gallery results"):
+        build_page(tmp_path, tmp_path / "gallery.md")
+
+
+def test_a_page_lists_findings_without_results_and_shows_the_others(smoke, tmp_path):
+    out, _, _ = smoke
+    ridge = experiment_name(CONFIG_DIR / "ridge.yaml")
+    (tmp_path / ridge).symlink_to(out / ridge, target_is_directory=True)
+    text, verdicts = build_page(tmp_path, tmp_path / "gallery.md")
+    assert verdicts["ridge"] == INCONCLUSIVE
+    assert {v for k, v in verdicts.items() if k != "ridge"} == {"no results"}
+    assert "run `regbench gallery --run --only dropout`" in text
+    assert text.count("\n## ") == 1                   # one section: the finding with runs
+
+
+def test_cli_without_results_exits_2_and_touches_no_page(tmp_path):
+    from regbench.cli import app
+
+    page = tmp_path / "page.md"
+    page.write_text("the page with numbers\n")
+    before = page.stat().st_mtime_ns
+    result = CliRunner().invoke(app, ["gallery", "--out", str(tmp_path / "nothing"),
+                                      "--page", str(page)])
+    assert result.exit_code == 2
+    assert "no gallery results" in result.output and "Traceback" not in result.output
+    assert page.read_text() == "the page with numbers\n" and page.stat().st_mtime_ns == before
+    result = CliRunner().invoke(app, ["gallery", "--out", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and not (tmp_path / "nothing" / "gallery.md").exists()
+
+
+def test_the_gallery_runs_from_a_regular_install_in_another_folder(tmp_path):
+    """A wheel (not the source tree) carries the configs; from an unrelated folder the gallery
+    trains into --out and writes its page there."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(wheels), str(REPO)], check=True, capture_output=True)
+    wheel = next(wheels.glob("regbench-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {f"regbench/gallery/configs/{key}.yaml" for key in findings()} <= set(names)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "MPLBACKEND": "Agg"}
+    where = subprocess.run([sys.executable, "-c", "import regbench; print(regbench.__file__)"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.strip().startswith(str(site))      # the installed copy, not the clone
+    out = tmp_path / "gallery-out"
+    result = subprocess.run([sys.executable, "-m", "regbench", "gallery", "--smoke", "--only",
+                             "ridge", "--out", str(out)], cwd=elsewhere, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (out / "gallery.md").is_file() and "## 1. Ridge" in (out / "gallery.md").read_text()
+    assert list(elsewhere.iterdir()) == []                  # nothing written where it ran
 
 
 def test_ridge_closed_form_matches_scikit_learn():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from regbench.metrics import classification_metrics, regression_loss, regression_metrics
+from regbench.engine.metrics import classification_metrics, regression_loss, regression_metrics
 
 
 def _ece_reference(probs: np.ndarray, target: np.ndarray, bins: int = 15) -> float:

@@ -13,9 +13,9 @@ from matplotlib.collections import PolyCollection
 from matplotlib.image import imread
 from matplotlib.patches import Rectangle
 
-from regbench.compare import build_comparison
-from regbench.plot_data import load_runs, points_of, sweep_series
-from regbench.plots import (gap_figure, learning_curves_figure, make_plots, sparsity_figure,
+from regbench.analysis.compare import build_comparison
+from regbench.report.plot_data import load_runs, points_of, sweep_series
+from regbench.report.plots import (gap_figure, learning_curves_figure, make_plots, sparsity_figure,
                             validation_curve_figure, weights_figure)
 from regbench.results import load_summaries
 
@@ -52,6 +52,7 @@ def write_run(root: Path, recipe: str, seed: int, sweep: dict, frame: pd.DataFra
                "seed": seed, "sweep": sweep, "task": "classification", "regularizers": regs or {},
                "best_epoch": 3, "parameter_count": 100, "seconds_per_epoch": 0.1,
                "sparsity": float(last.sparsity),
+               "sparsifying": any(name in ("l1", "elastic_net") for name in regs or {}),
                "verdict": {"verdict": "ok" if done else "diverged", "started_epoch": None,
                            "evidence": ["made by hand"]}}
     for split in ("train", "val", "test"):
@@ -126,7 +127,7 @@ def test_validation_curve_log_axis_error_bars_and_best(results: Path):
 
 
 def test_validation_curve_linear_symlog_and_categorical():
-    from regbench.plot_data import Series
+    from regbench.report.plot_data import Series
 
     narrow = Series("l2", [1.0, 2.0, 4.0], [0.8, 0.9, 0.85], [0.01] * 3, None)
     assert validation_curve_figure("lambda", [narrow], "accuracy", True).axes[0].get_xscale() \

@@ -14,10 +14,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regbench.config import load_config
+from regbench.experiment.config import load_config
 from regbench.errors import RegbenchError
-from regbench.plan import build_plan
-from regbench.sweeps import apply_params
+from regbench.experiment.plan import build_plan
+from regbench.experiment.sweeps import apply_params
 
 VALID = {
     "name": "prop",

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from regbench.compare import build_comparison, to_csv, to_latex, to_markdown
-from regbench.stats import mean_std, paired_difference
+from regbench.analysis.compare import build_comparison, to_csv, to_latex, to_markdown
+from regbench.analysis.stats import mean_std, paired_difference
 
 RECIPE = {0: 0.91, 1: 0.88, 2: 0.93, 3: 0.90, 4: 0.86}
 BASELINE = {0: 0.89, 1: 0.89, 2: 0.90, 3: 0.87, 4: 0.88}

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from regbench.cli import app
-from regbench.config import load_config
-from regbench.plan import build_plan
-from regbench.sweeps import apply_params
+from regbench.experiment.config import load_config
+from regbench.experiment.plan import build_plan
+from regbench.experiment.sweeps import apply_params
 from tests.conftest import TINY_DIGITS, write_config
 
 runner = CliRunner()

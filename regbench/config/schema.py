@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-MAX_SEED = 2**32 - 1
+from regbench.vocabulary import MAX_SEED
+
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]   # what numpy, torch and scikit-learn all accept
 
 
@@ -39,6 +40,10 @@ class StrictModel(BaseModel):
             raise ValueError(f"must be {_expected(field.annotation)}, not true/false "
                              f"(got {value!r})")
         return value
+
+
+class NoParams(StrictModel):
+    """A component (regularizer, dataset, model) that takes no parameters of its own."""
 
 
 def _expected(annotation: Any) -> str:

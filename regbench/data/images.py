@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from regbench.data import DataSpec, RawData, dataset
+from regbench.data.base import DataSpec, RawData, dataset
 from regbench.errors import DataError
 
 IDX_FILES = {
@@ -124,7 +124,7 @@ def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str
 
 @dataset("mnist", summary="MNIST handwritten digits (28×28, 10 classes) from IDX files under "
          "root; torchvision download when download: true",
-         spec=DataSpec("classification", (1, 28, 28), 10),
+         spec=DataSpec("classification", (1, 28, 28), 10, mirror_changes_class=True),
          check=lambda c: _check_idx(c, "MNIST", "MNIST"))
 def load_mnist(config: dict[str, Any]) -> RawData:
     return _load_idx_dataset(config, "MNIST", "MNIST")

@@ -8,13 +8,14 @@ import numpy as np
 from pydantic import Field
 
 from regbench.config.schema import Seed, StrictModel
-from regbench.data import DataSpec, RawData, dataset
+from regbench.data.base import DataSpec, RawData, dataset
 from regbench.errors import DataError
 from regbench.registry import did_you_mean
 
 
 @dataset("digits", summary="scikit-learn's bundled 8×8 handwritten digits (1,797 images, "
-         "10 classes); works offline", spec=DataSpec("classification", (1, 8, 8), 10))
+         "10 classes); works offline", spec=DataSpec("classification", (1, 8, 8), 10,
+                                                          mirror_changes_class=True))
 def load_digits(config: dict[str, Any]) -> RawData:
     from sklearn.datasets import load_digits as sk_digits
 

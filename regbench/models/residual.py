@@ -15,7 +15,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.models import ACTIVATIONS, LayerFactory, flat_size, model
+from regbench.models.base import ACTIVATIONS, LayerFactory, flat_size, model
 from regbench.models.basic import Activation
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._sampling import Stockpile
 
 
@@ -124,6 +124,7 @@ def _grid_basis(height: int, width: int, device: torch.device, dtype: torch.dtyp
 @register
 class Augment(Regularizer):
     name = "augment"
+    try_rank = 50
     summary = ("random rotation, padded crop, horizontal flip and translation, drawn "
                "independently per sample, on the device")
     paper = "Krizhevsky et al. 2012; He et al. 2016; Simard et al. 2003"
@@ -139,6 +140,9 @@ class Augment(Regularizer):
         if side is not None and params.crop_padding + params.translate * side >= side / 2:
             warnings.append(f"shifts up to {params.crop_padding + params.translate * side:g} px "
                             f"on a {side}-px image can move half the image out of view")
+        if params.hflip and ctx.mirror_changes_class:
+            warnings.append(f"hflip {params.hflip:g} mirrors handwritten digits (or other samples "
+                            "whose class changes under a flip); set hflip: 0 for this dataset")
         return warnings
 
     def batch(self, x, y):

@@ -11,15 +11,18 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
-from regbench.config.schema import StrictModel
-from regbench.models import LayerFactory, penalized_parameters
+from regbench.config.schema import NoParams, StrictModel
+from regbench.models.base import LayerFactory, penalized_parameters
+from regbench.registry import Registry
 
 HOOKS = ("build", "wrap", "batch", "penalty", "after_backward", "after_step", "epoch_end",
          "fit_end", "epoch_metrics")
 
-
-class NoParams(StrictModel):
-    """This regularizer takes no parameters."""
+# what each ``exclusive`` tag means, for the message that refuses two of a kind in one recipe
+EXCLUSIVE_MEANING = {
+    "norm": "normalisation layers (each inserts a norm after every hidden layer)",
+    "weight_layer": "replacements of the model's linear/conv layers",
+}
 
 
 class Incompatible(Exception):
@@ -37,6 +40,8 @@ class CheckContext:
     batch_size: int
     recipe: dict[str, dict[str, Any]]           # every regularizer of the recipe -> params
     train: dict[str, Any]
+    model_convolutional: bool = False           # the model has conv layers (needs images)
+    mirror_changes_class: bool = False          # the dataset's classes change under a flip
 
     @property
     def is_image(self) -> bool:
@@ -82,6 +87,8 @@ class Regularizer:
     sparsifying: ClassVar[bool] = False         # meant to drive weights to zero (sparsity is plotted)
     batch_reads_model: ClassVar[bool] = False   # `batch` uses the current model (e.g. adversarial
                                                 # inputs): it must run just before its own step
+    try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
+                                                # lower first; None: after every ranked one
 
     def __init__(self, params: StrictModel, ctx: RunContext):
         self.params = params
@@ -150,6 +157,16 @@ class Regularizer:
         """Refuse (raise Incompatible) or warn (return messages) about a recipe."""
         return []
 
+    @classmethod
+    def conflicts_with(cls, other: type["Regularizer"]) -> Optional[str]:
+        """A warning when ``other`` in the same recipe defeats this one (both still run)."""
+        return None
+
+    @classmethod
+    def is_weight_penalty(cls) -> bool:
+        """Adds a prior on the weights to the loss (l1, l2, elastic net)."""
+        return cls.penalizes and cls.overrides("penalty")
+
     def describe(self) -> str:
         """What this regularizer does in this run, with its effective coefficient."""
         return ""
@@ -158,8 +175,22 @@ class Regularizer:
         return penalized_parameters(model, getattr(self.params, "include_bias", False))
 
 
+REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
+
+
+def register(cls: type[Regularizer]) -> type[Regularizer]:
+    """Class decorator: register under ``cls.name`` (which must equal the module's name)."""
+    module_name = cls.__module__.rsplit(".", 1)[-1]
+    if cls.name != module_name:
+        raise ValueError(f"regularizer {cls.__name__}: name '{cls.name}' must equal its module "
+                         f"name '{module_name}'")
+    REGULARIZERS.register(cls.name)(cls)
+    return cls
+
+
 def hook_points(cls: type[Regularizer]) -> list[str]:
-    """The SPEC's hook points a regularizer uses (``wrap`` is part of the build step)."""
+    """The hook points a regularizer uses, as docs/architecture.md names them (``wrap`` is
+    part of the build step)."""
     return list(dict.fromkeys("build" if hook == "wrap" else hook for hook in cls.hooks()))
 
 

@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Incompatible, Regularizer, register
+from regbench.regularizers.base import Incompatible, Regularizer, register
 
 
 class Params(StrictModel):

@@ -23,7 +23,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._monte_carlo import MonteCarloAverage
 
 RHO_INIT = -5.0  # initial ρ: σ = softplus(−5) ≈ 0.0067, near-deterministic at the start
@@ -39,10 +39,6 @@ def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, prior_sigma: float) -> to
     """Σ KL(N(μ, σ²) ‖ N(0, σ_p²)) = Σ [log(σ_p/σ) + (σ² + μ²)/(2σ_p²) − 1/2]."""
     return (math.log(prior_sigma) - torch.log(sigma)
             + (sigma ** 2 + mu ** 2) / (2 * prior_sigma ** 2) - 0.5).sum()
-
-
-def inverse_softplus(value: float) -> float:
-    return math.log(math.expm1(value))
 
 
 class _Bayesian:
@@ -97,11 +93,19 @@ def bayesian_layers(model: nn.Module) -> list[_Bayesian]:
 @register
 class BayesByBackprop(Regularizer):
     name = "bayes_by_backprop"
+    try_rank = 190
     summary = ("Gaussian posterior per weight (local reparameterisation), loss += "
                "kl_weight·KL/n; predicts the mean of `samples` forwards")
     paper = "Blundell et al. 2015"
     Params = Params
     exclusive = "weight_layer"
+
+    @classmethod
+    def conflicts_with(cls, other):
+        if other.is_weight_penalty():
+            return ("the KL to the Gaussian prior already penalises the posterior means; "
+                    f"{other.name} counts a second prior on them")
+        return None
 
     def build(self, factory):
         factory.linear = BayesLinear

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import register
+from regbench.regularizers.base import register
 from regbench.regularizers._sampling import (PairMixer, box_mask, pair_partners, sample_beta,
                                              uniform)
 
@@ -25,18 +25,18 @@ class Params(StrictModel):
 
 
 def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
-           generator: Optional[torch.Generator] = None, partner: Optional[torch.Tensor] = None
+           partner: Optional[torch.Tensor] = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Paste partner boxes into (B, C, H, W) images. Returns (x̃, ỹ, pasted area A, partner).
     ``partner`` (default: a random pairing of all rows) says whom each row pairs with."""
     size, _, height, width = x.shape
     device = x.device
-    lam = sample_beta(alpha, size, device, generator)
+    lam = sample_beta(alpha, size, device)
     if partner is None:
-        partner = pair_partners(size, device, generator)
+        partner = pair_partners(size, device)
     cut = torch.sqrt(1 - lam)
-    centre_y = uniform((size,), 0, height, device, generator)
-    centre_x = uniform((size,), 0, width, device, generator)
+    centre_y = uniform((size,), 0, height, device)
+    centre_x = uniform((size,), 0, width, device)
     half_h, half_w = cut * height / 2, cut * width / 2
     top = torch.round(centre_y - half_h).clamp(0, height).long()
     bottom = torch.round(centre_y + half_h).clamp(0, height).long()
@@ -52,6 +52,7 @@ def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
 @register
 class CutMix(PairMixer):
     name = "cutmix"
+    try_rank = 90
     summary = "paste a random box from a paired sample; labels mixed by the pasted area"
     paper = "Yun et al. 2019"
     Params = Params

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._sampling import box_mask
 
 
@@ -41,6 +41,7 @@ def cutout(x: torch.Tensor, size: int, holes: int = 1,
 @register
 class Cutout(Regularizer):
     name = "cutout"
+    try_rank = 70
     summary = "zero `holes` s×s patches at random centres per image (clipped at the border)"
     paper = "DeVries & Taylor 2017"
     Params = Params

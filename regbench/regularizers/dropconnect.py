@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._weight_layers import conv_factory, linear_factory
 
 
@@ -34,6 +34,7 @@ def dropconnect(weight: torch.Tensor, p: float,
 @register
 class DropConnect(Regularizer):
     name = "dropconnect"
+    try_rank = 130
     summary = "zero each hidden weight with prob p per batch (×1/(1−p)); full weights in eval"
     paper = "Wan et al. 2013"
     Params = Params

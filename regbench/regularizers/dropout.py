@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):
@@ -36,9 +36,17 @@ class InvertedDropout(nn.Dropout):
 @register
 class Dropout(Regularizer):
     name = "dropout"
+    try_rank = 40
     summary = "zero hidden activations with prob p (×1/(1−p) on survivors) in training; off in eval"
     paper = "Srivastava et al. 2014"
     Params = Params
+
+    @classmethod
+    def conflicts_with(cls, other):
+        if other.name == "batchnorm":
+            return ("dropout before a batchnorm layer shifts its variance between training and "
+                    "eval (Li et al. 2019); expect a train/eval mismatch")
+        return None
 
     def build(self, factory):
         p, p_input = self.params.p, self.params.p_input

@@ -14,8 +14,8 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.metrics import lower_is_better, metric_names
-from regbench.regularizers import Incompatible, Regularizer, register
+from regbench.vocabulary import lower_is_better, metric_names
+from regbench.regularizers.base import Incompatible, Regularizer, register
 
 
 
@@ -35,6 +35,7 @@ def minimise(monitor: str, mode: str) -> bool:
 @register
 class EarlyStopping(Regularizer):
     name = "early_stopping"
+    try_rank = 10
     summary = "stop when the monitored metric stops improving; restore the best epoch's weights"
     paper = "Prechelt 1998"
     Params = Params

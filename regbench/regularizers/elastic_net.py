@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -30,6 +30,7 @@ def elastic_net_penalty(weights: list[torch.Tensor], lam: float, l1_ratio: float
 @register
 class ElasticNet(WeightRegularizer):
     name = "elastic_net"
+    try_rank = 160
     summary = "loss += λ/n·(ρ·Σ|w| + (1−ρ)/2·Σw²); between l1 (ρ=1) and l2 (ρ=0)"
     paper = "Zou & Hastie 2005"
     Params = Params

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Incompatible, Regularizer, register
+from regbench.regularizers.base import Incompatible, Regularizer, register
 
 
 class Params(StrictModel):
@@ -37,9 +37,7 @@ class GroupNorm(Regularizer):
 
     @classmethod
     def check(cls, params, ctx):
-        from regbench.models import MODELS
-
-        if not MODELS.get(ctx.model_name).needs_images:
+        if not ctx.model_convolutional:
             raise Incompatible(f"groupnorm normalises conv channels; model '{ctx.model_name}' "
                                "has no conv layers (name layernorm instead)")
         return []

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):
@@ -30,6 +30,7 @@ def add_input_noise(x: torch.Tensor, sigma: float,
 @register
 class InputNoise(Regularizer):
     name = "input_noise"
+    try_rank = 110
     summary = "x += N(0, σ²) on normalised training inputs; eval inputs are clean"
     paper = "Bishop 1995"
     Params = Params

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -27,6 +27,7 @@ def l1_penalty(weights: list[torch.Tensor], lam: float, n: int) -> torch.Tensor:
 @register
 class L1(WeightRegularizer):
     name = "l1"
+    try_rank = 170
     summary = "loss += λ/n·Σ|w| on weights; drives many weights to zero (sparsity)"
     paper = "Tibshirani 1996"
     Params = Params

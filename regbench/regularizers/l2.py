@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -28,6 +28,7 @@ def l2_penalty(weights: list[torch.Tensor], lam: float, n: int) -> torch.Tensor:
 @register
 class L2(WeightRegularizer):
     name = "l2"
+    try_rank = 20
     summary = "loss += λ/(2n)·Σw² on weights; shrinks all weights towards zero"
     paper = "Hoerl & Kennard 1970; Krogh & Hertz 1992"
     Params = Params

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register, soft_targets
+from regbench.regularizers.base import Regularizer, register, soft_targets
 
 
 class Params(StrictModel):
@@ -26,6 +26,7 @@ def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Te
 @register
 class LabelSmoothing(Regularizer):
     name = "label_smoothing"
+    try_rank = 100
     summary = "target = (1−ε)·onehot + ε/K; discourages over-confident predictions"
     paper = "Szegedy et al. 2016; Müller et al. 2019"
     Params = Params

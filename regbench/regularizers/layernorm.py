@@ -13,7 +13,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -29,6 +29,7 @@ def apply_max_norm(weight: torch.Tensor, c: float) -> None:
 @register
 class MaxNorm(WeightRegularizer):
     name = "max_norm"
+    try_rank = 140
     summary = "after each step rescale every unit's incoming weights to L2 norm ≤ c"
     paper = "Srebro & Shraibman 2005; Srivastava et al. 2014"
     Params = Params

@@ -9,13 +9,12 @@ batch size one sample per batch has no partner and stays unmixed (a compatibilit
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import register
+from regbench.regularizers.base import register
 from regbench.regularizers._sampling import PairMixer, Stockpile, pair_partners, sample_beta
 
 
@@ -23,13 +22,12 @@ class Params(StrictModel):
     alpha: float = Field(0.2, gt=0)  # α of Beta(α, α); small α keeps λ near 0 or 1
 
 
-def mixup(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
-          generator: Optional[torch.Generator] = None
+def mixup(x: torch.Tensor, y_soft: torch.Tensor, alpha: float
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mix each sample with its partner. Returns (x̃, ỹ, λ per sample, partner index)."""
     size = x.shape[0]
-    lam = sample_beta(alpha, size, x.device, generator).to(x.dtype)
-    partner = pair_partners(size, x.device, generator)
+    lam = sample_beta(alpha, size, x.device).to(x.dtype)
+    partner = pair_partners(size, x.device)
     return (*mix(x, y_soft, lam, partner), lam, partner)
 
 
@@ -47,6 +45,7 @@ def mix(x: torch.Tensor, y_soft: torch.Tensor, lam: torch.Tensor, partner: torch
 @register
 class Mixup(PairMixer):
     name = "mixup"
+    try_rank = 60
     summary = "train on λ·(x_i, y_i) + (1−λ)·(x_j, y_j) of sample pairs, λ ~ Beta(α, α) per sample"
     paper = "Zhang et al. 2018"
     Params = Params

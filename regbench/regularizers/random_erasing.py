@@ -20,7 +20,7 @@ import torch
 from pydantic import Field, field_validator
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._sampling import box_mask, uniform
 
 ATTEMPTS = 10  # rectangle draws per sample before giving up on it
@@ -79,6 +79,7 @@ def random_erasing(x: torch.Tensor, p: float, scale: tuple[float, float],
 @register
 class RandomErasing(Regularizer):
     name = "random_erasing"
+    try_rank = 80
     summary = "with prob p erase a random rectangle (area, aspect drawn per image) to `value`"
     paper = "Zhong et al. 2020"
     Params = Params

@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 
 K1, K2, K3 = 0.63576, 1.87320, 1.48695   # Molchanov et al. 2017, eq. 14
 LOG_ALPHA_CLIP = 8.0                      # log α is clipped to [−8, 8]
@@ -109,12 +109,20 @@ def prunable_fraction(layers: list[_SparseVD]) -> float:
 @register
 class VariationalDropout(Regularizer):
     name = "variational_dropout"
+    try_rank = 180
     summary = ("sparse VD: learned log α per weight, KL approximation in the loss; weights "
                "with log α > threshold are pruned")
     paper = "Molchanov et al. 2017"
     Params = Params
     sparsifying = True
     exclusive = "weight_layer"
+
+    @classmethod
+    def conflicts_with(cls, other):
+        if other.is_weight_penalty():
+            return (f"{other.name} shrinks θ and so raises log α = log σ² − log θ²: the pruned "
+                    "fraction then reflects the penalty, not only the data")
+        return None
 
     def build(self, factory):
         threshold, prune = self.params.threshold, self.params.prune_eval

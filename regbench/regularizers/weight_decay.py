@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, register
 
 
 class Params(StrictModel):
@@ -28,6 +28,7 @@ def decay_weights(weights: list[torch.Tensor], lr: float, lam: float) -> None:
 @register
 class WeightDecay(WeightRegularizer):
     name = "weight_decay"
+    try_rank = 30
     summary = "decoupled: after each step w ← w − ηλw (AdamW-style); differs from l2 under Adam"
     paper = "Loshchilov & Hutter 2019"
     Params = Params

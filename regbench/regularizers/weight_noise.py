@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers import Regularizer, register
+from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._weight_layers import conv_factory, linear_factory
 
 
@@ -33,6 +33,7 @@ def noisy_weight(weight: torch.Tensor, sigma: float,
 @register
 class WeightNoise(Regularizer):
     name = "weight_noise"
+    try_rank = 120
     summary = "each training forward uses w + N(0, σ²), fresh per batch; clean w updated and used in eval"
     paper = "Graves 2011"
     Params = Params

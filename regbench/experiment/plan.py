@@ -12,14 +12,14 @@ import copy
 import hashlib
 import itertools
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from regbench.config import LoadedConfig, resolve_experiment, set_path
-from regbench.compat import check_recipe
+from regbench.experiment.config import LoadedConfig, resolve_experiment, set_path
+from regbench.experiment.rules import check_recipe
 from regbench.errors import ConfigError
-from regbench.sweeps import check_sweep_path, sweep_error
+from regbench.experiment.sweeps import check_sweep_path, sweep_error
+from regbench.vocabulary import format_value
 
 
 @dataclass
@@ -33,19 +33,6 @@ class Plan:
     @property
     def total_epochs(self) -> int:
         return sum(run["train"]["epochs"] for run in self.runs)
-
-
-def format_value(value: Any) -> str:
-    """A sweep value as it appears in a run id: short, readable, safe as a folder name."""
-    if isinstance(value, bool):
-        text = str(value).lower()
-    elif isinstance(value, float):
-        text = f"{value:.12g}"   # 0.1 not 0.1000000000000000055, 1e-05 kept short
-    elif isinstance(value, (list, tuple)):
-        text = "-".join(format_value(v) for v in value)
-    else:
-        text = str(value)
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
 
 RUN_PLACEMENT = ("device", "threads")

@@ -10,7 +10,7 @@ writes every figure to ``results/<name>/plots/``:
   error bars over seeds, best value starred, log axis when the values span a decade or more;
 - ``gap.png`` train − val gap per recipe and sweep point, coloured by verdict;
 - ``weights.png`` final weight histograms per recipe (L1 piles weights at 0, L2 shrinks them);
-- ``sparsity.png`` fraction of |w| < 1e-3 per epoch, when a recipe induces sparsity.
+- ``sparsity.png`` fraction of near-zero weights per epoch, when a recipe induces sparsity.
 
 Diverged runs are drawn up to their last finite epoch and named in the captions.
 """
@@ -25,8 +25,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from regbench.plot_data import (Series, aggregate, finite, gap_metric, load_runs, points_of,
-                                sweep_series)
+from regbench.analysis.compare import build_comparison
+from regbench.report.plot_data import (Series, aggregate, finite, gap_metric, load_runs,
+                                       points_of, sweep_series)
+from regbench.results import atomic_write_bytes
+from regbench.vocabulary import NEAR_ZERO, lower_is_better
 
 TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#d62728"
 VERDICT_COLORS = {"ok": "#2ca02c", "overfitting": "#d62728", "underfitting": "#ff7f0e",
@@ -167,7 +170,7 @@ def gap_figure(points: list[dict[str, Any]], label: str):
     return figure
 
 
-def weights_figure(weights: dict[str, np.ndarray], threshold: float = 1e-3):
+def weights_figure(weights: dict[str, np.ndarray], threshold: float = NEAR_ZERO):
     """Overlaid histograms of final weights per recipe, log count axis, shared bins."""
     figure, (ax,) = _figure(7.0, 4.0)
     everything = np.concatenate([np.abs(w) for w in weights.values()])
@@ -187,14 +190,14 @@ def weights_figure(weights: dict[str, np.ndarray], threshold: float = 1e-3):
 
 
 def sparsity_figure(frames_by_point: dict[str, list]):
-    """Fraction of weights with |w| < 1e-3 per epoch, mean over seeds, one line per point."""
+    """Fraction of near-zero weights per epoch, mean over seeds, one line per point."""
     figure, (ax,) = _figure(7.0, 4.0)
     for index, (name, frames) in enumerate(frames_by_point.items()):
         series = aggregate(frames, "sparsity")
         if len(series.epochs):
             ax.plot(series.epochs, series.mean, color=f"C{index % 10}", label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("sparsity (fraction |w| < 1e-3)")
+    ax.set_ylabel(f"sparsity (fraction |w| < {NEAR_ZERO:g})")
     ax.set_title("weight sparsity during training")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
@@ -208,18 +211,8 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)[:120]
 
 
-def sparsifying(regularizers) -> bool:
-    """Whether a recipe has a regularizer meant to zero weights (its sparsity is plotted)."""
-    from regbench.regularizers import REGULARIZERS
-
-    return any(name in REGULARIZERS and REGULARIZERS.get(name).sparsifying
-               for name in regularizers)
-
-
 def _save(figure, path: Path) -> Path:
     import io
-
-    from regbench.results import atomic_write_bytes
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -229,9 +222,6 @@ def _save(figure, path: Path) -> Path:
 
 def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
     """Write every figure of an experiment under ``plots/``; return them in report order."""
-    from regbench.compare import build_comparison
-    from regbench.metrics import lower_is_better
-
     results_dir = Path(results_dir)
     runs = load_runs(results_dir)
     summaries = [run.summary for run in runs]
@@ -276,14 +266,15 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
                           "final penalized weights (up to 50,000 sampled per run, all seeds; the central "
                           "99.9% of |w| shown); "
                           "L1 piles weights at zero, L2 shrinks them smoothly"))
-    sparse = {p for p, group in by_point.items() if any(
-        sparsifying(r.summary.get("regularizers") or {}) for r in group)}
+    # runs record whether a regularizer of theirs is meant to zero weights (summary.json)
+    sparse = {p for p, group in by_point.items()
+              if any(r.summary.get("sparsifying") for r in group)}
     if sparse:
         frames = {p.replace("__", " "): [r.frame for r in by_point[p] if r.frame is not None]
                   for p in order if p in sparse or p == "baseline"}
         path = _save(sparsity_figure(frames), out / "sparsity.png")
         plots.append(Plot("sparsity", "weight sparsity", path,
-                          "mean over seeds of the fraction of weights with |w| < 1e-3"))
+                          f"mean over seeds of the fraction of weights with |w| < {NEAR_ZERO:g}"))
     return plots
 
 

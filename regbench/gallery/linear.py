@@ -11,11 +11,13 @@ from typing import Optional
 
 import numpy as np
 
-from regbench.gallery import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
-from regbench.gallery_stats import Results, mean_interval, paired, seed_gate, verdict_of
+from regbench.config.yaml_io import read_yaml_file
+from regbench.data import prepare
+from regbench.gallery.core import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
+from regbench.gallery.stats import Results, mean_interval, paired, seed_gate, verdict_of
+from regbench.vocabulary import CONFIG_FILE, NEAR_ZERO
 
 CLOSED_FORM_TOLERANCE = 1e-3   # max ‖w − w*‖ / ‖w*‖ over runs that counts as "reaches the closed form"
-NEAR_ZERO = 1e-3               # |w| below this is (near) zero: regbench's sparsity column
 SPARSITY_MARGIN = 0.3          # L1's near-zero fraction must exceed L2's by this much
 DENSE = 0.1                    # L2's near-zero fraction below this is "dense"
 
@@ -41,9 +43,7 @@ def _lambda(run) -> float:
 
 def _split_of(run):
     """The run's own training and validation split, rebuilt from its config.yaml."""
-    from regbench.config.yaml_io import read_yaml_file
-    from regbench.data import prepare
-    config, _ = read_yaml_file(Path(run.summary["_dir"]) / "config.yaml")
+    config, _ = read_yaml_file(Path(run.summary["_dir"]) / CONFIG_FILE)
     bundle = prepare(config["dataset"], config["train"]["train_eval_samples"])
     as64 = lambda t: t.double().numpy()  # noqa: E731
     return as64(bundle.x_train), as64(bundle.y_train), as64(bundle.x_val), as64(bundle.y_val)

@@ -14,12 +14,15 @@ from typing import Any, Iterable, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from regbench.config import (LoadedConfig, located_error, resolve_experiment,
+from regbench.experiment.config import (LoadedConfig, located_error, resolve_experiment,
                              split_assignment)
 from regbench.config.schema import DatasetConfig, ModelConfig, TrainConfig
 from regbench.config.yaml_io import parse_value
+from regbench.data import DATASETS
 from regbench.errors import ConfigError
+from regbench.models import MODELS
 from regbench.registry import did_you_mean
+from regbench.regularizers import REGULARIZERS
 
 SMOKE_EPOCHS = 1          # epochs per run in a smoke run
 SMOKE_SAMPLES = 256       # training samples kept in a smoke run
@@ -121,10 +124,6 @@ def _walk(models: list[type[BaseModel]], parts: list[str], prefix: str) -> Optio
 def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig) -> Optional[str]:
     """Raise a located error unless ``path`` names a real setting; return the recipe it belongs
     to (``recipes.<name>.…``) or None for a path that applies to every recipe."""
-    from regbench.data import DATASETS
-    from regbench.models import MODELS
-    from regbench.regularizers import REGULARIZERS
-
     parts = path.split(".")
     if parts[0] not in SWEEPABLE:
         if parts[0] in ("name", "seeds", "sweep", "diagnosis"):
@@ -153,7 +152,7 @@ def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig
             raise sweep_error(f"no recipe '{owner}'{did_you_mean(owner, list(recipes))}; "
                               f"recipes are: {', '.join(recipes)}", path, loaded)
         if len(parts) < 4:
-            raise sweep_error(f"a recipe sweep must name one setting: recipes.<recipe>.<regularizer>."
+            raise sweep_error("a recipe sweep must name one setting: recipes.<recipe>.<regularizer>."
                               "<parameter> or recipes.<recipe>.train.<setting>", path, loaded)
         prefix = f"recipes.{owner}."
         if parts[2] == "train":

@@ -1,4 +1,4 @@
-"""Overfitting diagnosis from per-epoch metrics (SPEC §5): pure rules on a list of rows.
+"""Overfitting diagnosis from per-epoch metrics: pure rules on a list of rows.
 
 A row is one logged epoch, keyed like metrics.csv (``epoch``, ``train_loss``, ``val_loss``,
 ``train_accuracy``, ...). A missing value (key absent or ``None``) means "not logged that
@@ -36,7 +36,6 @@ from typing import Any, Optional
 
 from regbench.config.schema import DiagnosisConfig
 
-VERDICTS = ("overfitting", "underfitting", "ok", "diverged")
 RATES = ("accuracy", "precision", "recall", "f1")  # fractions in [0, 1] (or percents)
 SMOOTH_MIN_POINTS = 6                              # fewer logged epochs: no smoothing
 LOSS_KEYS = ("objective", "train_loss", "val_loss")

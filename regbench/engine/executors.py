@@ -21,6 +21,8 @@ import signal
 import time
 from typing import Any, Iterator, Optional
 
+from regbench.engine.result import failed_result
+from regbench.engine.threads import apply_wait_policy, current_wait_policy
 from regbench.errors import RegbenchError
 
 INTERRUPT_GRACE_SECONDS = 30.0   # how long the driver waits for interrupted runs to report back
@@ -33,7 +35,7 @@ class SequentialExecutor:
     """Runs one after another in this process. A Ctrl-C lands in the training loop itself."""
 
     def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
-        from regbench.experiment import execute_run
+        from regbench.engine.execute import execute_run  # deferred: torch (see _worker_run)
 
         for spec in specs:
             if progress is not None:
@@ -53,9 +55,11 @@ class SequentialExecutor:
 _WORKER: dict[str, Any] = {}   # per worker process: event queue, stop flag, threads
 
 
-def _init_worker(threads: int, events, stop) -> None:
-    """Process start: ignore the terminal's Ctrl-C (the driver forwards it), set torch threads."""
-    import torch
+def _init_worker(threads: int, events, stop, wait_policy: Optional[str]) -> None:
+    """Process start: the driver's OpenMP wait policy (before torch loads), ignore the
+    terminal's Ctrl-C (the driver forwards it), set torch threads."""
+    apply_wait_policy(wait_policy)
+    import torch  # deferred: OpenMP reads the wait policy when torch loads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
@@ -72,7 +76,9 @@ def _interrupt_once(signum, frame) -> None:
 
 def _worker_run(spec: dict[str, Any], threads: int):
     """Train one run in a worker process; None when the sweep was stopped before it began."""
-    from regbench.experiment import execute_run
+    # this module is imported by a spawned worker before _init_worker sets the wait policy,
+    # so it must not load torch itself
+    from regbench.engine.execute import execute_run  # deferred: torch
 
     events, stop = _WORKER["events"], _WORKER["stop"]
     if stop.is_set():
@@ -113,9 +119,12 @@ class ProcessExecutor:
         context = multiprocessing.get_context("spawn")
         self.events, self.stop = context.Queue(), context.Event()
         self.progress = progress
+        # the workers' wait policy is the driver's view of the machine: their siblings, started
+        # together, are not "other work" to wait passively for
         self.pool = ProcessPoolExecutor(min(self.workers, len(specs)), mp_context=context,
                                         initializer=_init_worker,
-                                        initargs=(threads, self.events, self.stop))
+                                        initargs=(threads, self.events, self.stop,
+                                                  current_wait_policy()))
         self.by_id = {spec["run_id"]: spec for spec in specs}
         self.futures = {self.pool.submit(_worker_run, spec, threads): spec for spec in specs}
         pending = set(self.futures)
@@ -128,8 +137,6 @@ class ProcessExecutor:
                     yield item
 
     def _collect(self, future) -> Optional[Item]:
-        from regbench.experiment import failed_result
-
         spec = self.futures[future]
         self.active.pop(spec["run_id"], None)
         try:
@@ -193,14 +200,14 @@ class ProcessExecutor:
 
 def _ray_run(spec: dict[str, Any], threads: int):
     """A Ray task: the worker process keeps its ``load_bundle`` cache between tasks."""
-    from regbench.experiment import execute_run
+    from regbench.engine.execute import execute_run  # deferred: torch, in the Ray worker
 
     return execute_run(spec, threads)
 
 
 def import_ray():
     try:
-        import ray
+        import ray  # deferred: heavy, and an optional extra
     except ImportError:
         raise RegbenchError("--executor ray needs Ray, which is not installed; install it with "
                             "pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
@@ -241,8 +248,6 @@ class RayExecutor:
         return 0
 
     def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
-        from regbench.experiment import failed_result
-
         remote = self.ray.remote(_ray_run)
         for spec in specs:
             cpus = spec["train"].get("threads") or threads

@@ -2,17 +2,16 @@
 parameters and each regularizer's effective coefficient."""
 from __future__ import annotations
 
-from regbench.plan import Plan
+import torch
+
+from regbench.data import load_bundle
+from regbench.engine.train import build_run_model, penalized_names
+from regbench.experiment.plan import Plan
+from regbench.regularizers.base import hook_points
 
 
 def describe_plan(plan: Plan) -> list[str]:
     """Load the data and build every recipe's model (no training) to describe the plan."""
-    import torch
-
-    from regbench.data import load_bundle
-    from regbench.regularizers.base import hook_points
-    from regbench.train import build_run_model, penalized_names
-
     experiment = plan.experiment
     data = load_bundle(experiment["dataset"], experiment["train"]["train_eval_samples"])
     lines = [f"experiment {experiment['name']}: {len(plan.runs)} runs, {plan.total_epochs} epochs",

@@ -3,7 +3,7 @@
 When runs overfit, the advice comes first from the experiment itself (recipes whose runs did
 not overfit, best validation metric first, and which recipe shrank the gap most), then from the
 catalogue: registered regularizers the experiment has not tried, in a practitioner's order
-(cheapest and most reliable first).
+(cheapest and most reliable first: each regularizer's ``try_rank``).
 """
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from regbench.curves import read_curve_csv
-from regbench.diagnose import diagnose_rows, infer_task
+from regbench.analysis.compare import build_comparison
+from regbench.analysis.curves import read_curve_csv
+from regbench.analysis.diagnose import diagnose_rows, infer_task
+from regbench.config.yaml_io import read_yaml_file
+from regbench.data import DATASETS
 from regbench.errors import RegbenchError
-
-# Regularizers worth trying against overfitting, in the order one would try them.
-TRY_ORDER = ("early_stopping", "l2", "weight_decay", "dropout", "augment", "mixup", "cutout",
-             "random_erasing", "cutmix", "label_smoothing", "input_noise", "weight_noise",
-             "dropconnect", "max_norm", "stochastic_depth", "elastic_net", "l1",
-             "variational_dropout", "bayes_by_backprop")
+from regbench.results import load_summaries
+from regbench.vocabulary import CONFIG_FILE, EXPERIMENT_FILE, METRICS_FILE
 
 
 @dataclass
@@ -36,9 +35,7 @@ class Diagnosis:
 
 
 def _thresholds(run_dir: Path) -> Optional[dict[str, Any]]:
-    from regbench.config.yaml_io import read_yaml_file
-
-    for path in (run_dir / "config.yaml", run_dir.parent.parent / "experiment.yaml"):
+    for path in (run_dir / CONFIG_FILE, run_dir.parent.parent / EXPERIMENT_FILE):
         if path.is_file():
             try:
                 data, _ = read_yaml_file(path)
@@ -51,15 +48,13 @@ def _thresholds(run_dir: Path) -> Optional[dict[str, Any]]:
 
 def diagnose_path(target: str | Path) -> Diagnosis:
     """Diagnose every run of a results folder (re-read from metrics.csv) or one CSV file."""
-    from regbench.results import load_summaries
-
     target = Path(target)
     if target.is_dir():
         runs = []
         summaries = load_summaries(target)
         for summary in summaries:
             run_dir = Path(summary["_dir"])
-            path = run_dir / "metrics.csv"
+            path = run_dir / METRICS_FILE
             try:
                 rows = read_curve_csv(path) if summary.get("status") != "failed" else []
             except RegbenchError:  # no metrics.csv, or a run stopped before its first epoch
@@ -72,7 +67,7 @@ def diagnose_path(target: str | Path) -> Diagnosis:
             runs.append({"run": summary["run_id"], "point": summary.get("point_id"),
                          "regularizers": sorted(summary.get("regularizers") or {}), **verdict})
         diagnosis = Diagnosis(target, runs, summaries[0].get("task", "classification"),
-                              _is_image(target))
+                              is_image_experiment(target))
         diagnosis.advice = advise(diagnosis, summaries)
         return diagnosis
     if target.is_file():
@@ -86,13 +81,10 @@ def diagnose_path(target: str | Path) -> Diagnosis:
     raise RegbenchError(f"{target}: no such results folder or CSV file")
 
 
-def _is_image(results_dir: Path) -> Optional[bool]:
+def is_image_experiment(results_dir: Path) -> Optional[bool]:
     """Whether the experiment's dataset holds images, from experiment.yaml (None: unknown)."""
-    from regbench.config.yaml_io import read_yaml_file
-    from regbench.data import DATASETS
-
     try:
-        data, _ = read_yaml_file(results_dir / "experiment.yaml")
+        data, _ = read_yaml_file(results_dir / EXPERIMENT_FILE)
         dataset = data["dataset"]
         return DATASETS.get(dataset["name"]).spec(dataset).is_image
     except Exception:  # an old or hand-made folder: advice just stays generic
@@ -100,12 +92,13 @@ def _is_image(results_dir: Path) -> Optional[bool]:
 
 
 def _catalogue(task: str, exclude: set[str], images: Optional[bool]) -> list[str]:
-    from regbench.regularizers import REGULARIZERS
+    from regbench.regularizers import REGULARIZERS  # deferred: torch, for advice only
 
     lines = []
     # the usual first tries in order, then any other registered regularizer
-    ordered = [n for n in TRY_ORDER if n in REGULARIZERS] + \
-        [n for n in REGULARIZERS.names() if n not in TRY_ORDER]
+    names = REGULARIZERS.names()
+    ordered = sorted(names, key=lambda n: (REGULARIZERS.get(n).try_rank is None,
+                                           REGULARIZERS.get(n).try_rank or 0, names.index(n)))
     for name in ordered:
         if name in exclude:
             continue
@@ -153,8 +146,6 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
 
 
 def _from_experiment(summaries, by_point, overfit, under) -> list[str]:
-    from regbench.compare import build_comparison
-
     try:
         comparison = build_comparison(summaries)
     except RegbenchError:

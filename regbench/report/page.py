@@ -13,7 +13,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from regbench.analysis.advice import Diagnosis, advise, is_image_experiment
+from regbench.analysis.compare import build_comparison, display_rows
+from regbench.report.plots import make_plots
 from regbench.results import atomic_write_text, load_summaries
+from regbench.vocabulary import EXPERIMENT_FILE
 
 CSS = """
 body{font:13.5px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
@@ -50,7 +54,7 @@ def _experiment(results_dir: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load((results_dir / "experiment.yaml").read_text(encoding="utf-8"))
+        data = yaml.safe_load((results_dir / EXPERIMENT_FILE).read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, yaml.YAMLError):
         return {}
@@ -99,8 +103,6 @@ def summary_html(experiment: dict[str, Any], summaries: list[dict[str, Any]]) ->
 
 def table_html(comparison) -> str:
     """The comparison table (compare.display_rows) with verdicts as coloured badges."""
-    from regbench.compare import display_rows
-
     header, cells = display_rows(comparison)
     verdict_col = header.index("verdict") if "verdict" in header else -1
     out = ['<div class="scroll"><table><thead><tr>'
@@ -131,8 +133,6 @@ def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
 
 def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Path) -> str:
     """Verdicts per recipe/point (counts over seeds), each run's evidence, and the advice."""
-    from regbench.advice import Diagnosis, _is_image, advise
-
     by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in summaries:
         by_point[s.get("point_id") or s.get("recipe", "?")].append(s)
@@ -162,7 +162,7 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
            f"<details><summary>evidence of every run ({len(runs)})</summary>"
            + "".join(details) + "</details>"]
     diagnosis = Diagnosis(results_dir, runs, summaries[0].get("task", "classification"),
-                          _is_image(results_dir))
+                          is_image_experiment(results_dir))
     advice = advise(diagnosis, summaries)
     if advice:
         items, nested = [], []
@@ -207,9 +207,6 @@ def plots_html(plots) -> str:
 
 
 def build_html(results_dir: Path) -> str:
-    from regbench.compare import build_comparison
-    from regbench.plots import make_plots
-
     results_dir = Path(results_dir)
     summaries = load_summaries(results_dir)
     comparison = build_comparison(summaries)

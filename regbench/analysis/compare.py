@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from regbench.analysis.stats import mean_std, paired_difference
 from regbench.errors import RegbenchError
-from regbench.metrics import lower_is_better, metric_names
+from regbench.registry import did_you_mean
 from regbench.results import atomic_write_text, load_summaries, write_runs_csv
-from regbench.stats import mean_std, paired_difference
-
-MIN_SEEDS_FOR_INTERVALS = 3
+from regbench.vocabulary import MIN_SEEDS, default_metric, format_value, lower_is_better, metric_names
 
 
 @dataclass
@@ -27,10 +26,6 @@ class Comparison:
     rows: list[dict[str, Any]]               # one per recipe and sweep point, sorted
     notes: list[str] = field(default_factory=list)
     best_points: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> best sweep row
-
-
-def default_metric(task: str) -> str:
-    return "accuracy" if task == "classification" else "mse"
 
 
 def _verdict(summary: dict[str, Any]) -> Optional[str]:
@@ -46,8 +41,6 @@ def _num(value: Any) -> float:
 
 
 def check_metric(metric: str, task: str) -> None:
-    from regbench.registry import did_you_mean
-
     valid = metric_names(task)
     if metric not in valid:
         raise RegbenchError(f"--metric: '{metric}' is not a {task} metric"
@@ -129,8 +122,6 @@ def _baselines(summaries: list[dict[str, Any]], metric: str) -> dict[str, dict[i
 
 
 def _point_id(summary: dict[str, Any]) -> str:
-    from regbench.plan import format_value
-
     parts = [summary.get("recipe", "?")]
     parts += [f"{k}={format_value(v)}" for k, v in (summary.get("sweep") or {}).items()]
     return "__".join(parts)
@@ -162,9 +153,9 @@ def _nan_last(value: float) -> float:
 
 def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
     seeds = min((row["seeds"] for row in comparison.rows if row["seeds"]), default=0)
-    if seeds < MIN_SEEDS_FOR_INTERVALS:
+    if seeds < MIN_SEEDS:
         comparison.notes.append(f"warning: only {seeds} seed(s) for some recipes: bootstrap "
-                                f"intervals and P(better) need at least {MIN_SEEDS_FOR_INTERVALS}"
+                                f"intervals and P(better) need at least {MIN_SEEDS}"
                                 " seeds to mean much (add seeds: --seeds 0,1,2)")
     if not any(row["recipe"] == "baseline" and row["seeds"] for row in comparison.rows):
         comparison.notes.append("no baseline runs: differences cannot be computed")
@@ -194,6 +185,19 @@ def _epoch(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
+def difference_cell(mean: float, low: float, high: float) -> str:
+    """Δ with its interval, ``+0.0123 [-0.0040, +0.0290]``; no interval without one; empty
+    when there is no difference at all (the baseline's own row)."""
+    if _missing(mean):
+        return ""
+    return f"{mean:+.4f}" + ("" if _missing(low) else f" [{low:+.4f}, {high:+.4f}]")
+
+
+def _missing(value: Any) -> bool:
+    """None or NaN, as a table read back from CSV holds it."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by every text format."""
     m = comparison.metric
@@ -211,9 +215,7 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
             seeds = f"{row['seeds']}/{row['runs']}"
         else:
             seeds = str(row["seeds"])
-        diff = "" if math.isnan(row["diff"]) else (
-            f"{row['diff']:+.4f}" + ("" if math.isnan(row["diff_low"]) else
-                                     f" [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"))
+        diff = difference_cell(row["diff"], row["diff_low"], row["diff_high"])
         cells.append([
             name, seeds,
             f"{_fmt(row[f'val_{m}'])} ± {_fmt(row[f'val_{m}_std'])}",

@@ -1,88 +1,61 @@
-"""The gallery: published regularization findings reproduced by ``configs/gallery/*.yaml``.
+"""Running the gallery and writing its page: ``regbench gallery``.
 
-Each finding pairs one config with its claim, its source, the rule that decides whether the
-claim reproduced, and an ``analyse`` function that reads the config's run folders and returns
-the numbers and the verdict. ``docs/gallery.md`` is rebuilt from those folders alone, so every
-number on the page comes from a run, never from a hand-typed value::
+Each finding (``regbench.gallery.core``) pairs one config shipped in ``gallery/configs/`` with its
+claim, its source, the rule that decides whether the claim reproduced, and an ``analyse``
+function that reads the config's run folders and returns the numbers and the verdict. The page
+is rebuilt from those folders alone, so every number on it comes from a run, never from a
+hand-typed value::
 
-    regbench gallery --run                 # train every gallery config, rebuild the page
-    regbench gallery --run --only ridge    # one config
-    regbench gallery                       # rebuild the page from the existing results
+    regbench gallery --run                 # train every config into results/gallery, write
+                                           # results/gallery/gallery.md
+    regbench gallery --run --only ridge    # one finding
+    regbench gallery                       # rewrite the page from the existing results
+    regbench gallery --page docs/gallery.md   # maintainers: refresh the repository's page
 
-Intervals are 95% percentile bootstraps over seeds (``regbench.stats``): of a recipe's mean, or
-of the per-seed paired difference recipe − baseline. With 3 seeds they are rough (they cannot be
-wider than the spread of the seeds), so a rule asks for the whole interval on the claimed side.
+A page is only written from results: a finding it would show with no runs behind it is an
+error, never a "not run yet" section over a page that had numbers.
+
+Intervals are 95% percentile bootstraps over seeds (``regbench.analysis.stats``): of a recipe's
+mean, or of the per-seed paired difference recipe − baseline. With 3 seeds they are rough (they
+cannot be wider than the spread of the seeds), so a rule asks for the whole interval on the
+claimed side.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
-if TYPE_CHECKING:
-    from regbench.gallery_stats import Results
+from regbench.analysis.compare import compare_results, difference_cell, to_csv
+from regbench.engine.threads import available_cores
+from regbench.errors import ConfigError, RegbenchError
+from regbench.experiment.config import load_config
+from regbench.experiment.runner import run_experiment
+from regbench.experiment.sweeps import shrink_for_smoke
+from regbench.gallery import linear, networks  # noqa: F401  (register the findings)
+from regbench.gallery.core import FINDINGS, Finding
+from regbench.gallery.stats import Results
+from regbench.registry import did_you_mean
+from regbench.results import atomic_write_text
 
-
-from regbench.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "configs" / "gallery"       # one <finding>.yaml per finding
-PAGE = REPO / "docs" / "gallery.md"             # default page
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"   # package data: <finding>.yaml
+DEFAULT_OUT = Path("results") / "gallery"
+SMOKE_OUT = Path("results") / "gallery-smoke"   # a smoke run never mixes with real results
+PAGE_NAME = "gallery.md"                        # written under --out unless --page says where
 TIMING = "gallery.json"                         # per results folder: wall time of the gallery run
-REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
-INCONCLUSIVE = "inconclusive"                   # too few seeds for an interval
-MIN_SEEDS = 3
-
-
-@dataclass
-class Outcome:
-    """What an analysis found: the verdict, why (with numbers), a table and figures."""
-
-    verdict: str
-    reason: str
-    header: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    figures: list[tuple[str, Path]] = field(default_factory=list)   # caption, png in results
-
-
-@dataclass
-class Finding:
-    key: str                                    # config stem: configs/gallery/<key>.yaml
-    title: str
-    claim: str
-    source: str                                 # paper, table or figure
-    rule: str                                   # the check, in words, printed on the page
-    analyse: Callable[[Any], Outcome]        # regbench.gallery_stats.Results -> Outcome
-    metric: Optional[str] = None                # metric of the comparison table on the page
-
-
-FINDINGS: dict[str, Finding] = {}
-
-
-def finding(**fields):
-    """Register ``analyse(results) -> Outcome`` as the check of one gallery finding."""
-    def decorator(analyse):
-        entry = Finding(analyse=analyse, **fields)
-        if entry.key in FINDINGS:
-            raise ValueError(f"gallery finding {entry.key!r} registered twice")
-        FINDINGS[entry.key] = entry
-        return analyse
-    return decorator
 
 
 def findings() -> dict[str, Finding]:
     """The registered findings, in page order."""
-    import regbench.gallery_linear  # noqa: F401  (fills FINDINGS: ridge, l1_vs_l2)
-    import regbench.gallery_networks  # noqa: F401  (dropout, label smoothing, batchnorm, noise)
-
     return FINDINGS
 
 
@@ -90,8 +63,6 @@ def findings() -> dict[str, Finding]:
 
 def gallery_configs(only: Optional[list[str]] = None) -> list[Path]:
     """The gallery configs to run, in page order; unknown names are a usage error."""
-    from regbench.registry import did_you_mean
-
     keys = list(findings())
     for name in only or []:
         if name not in keys:
@@ -101,18 +72,11 @@ def gallery_configs(only: Optional[list[str]] = None) -> list[Path]:
 
 
 def experiment_name(config: Path) -> str:
-    from regbench.config import load_config
-
     return load_config(config).config.name
 
 
 def run_config(config: Path, out: Path, smoke: bool, progress=None):
     """Train one gallery config (resuming completed runs) and record its wall time."""
-    from regbench.config import load_config
-    from regbench.experiment import available_cores, run_experiment
-    from regbench.results import atomic_write_text
-    from regbench.sweeps import shrink_for_smoke
-
     loaded = load_config(config)
     if smoke:
         loaded = shrink_for_smoke(loaded)
@@ -143,15 +107,11 @@ def _cell(value: Any, digits: int = 4) -> str:
 
 def comparison_table(folder: Path, metric: Optional[str]) -> list[str]:
     """Markdown rows taken from ``comparison.csv`` (or rebuilt for another metric)."""
-    import pandas as pd
+    import pandas as pd  # deferred: heavy
 
     if metric is None:
         frame = pd.read_csv(folder / "comparison.csv")
     else:
-        import io
-
-        from regbench.compare import compare_results, to_csv
-
         frame = pd.read_csv(io.StringIO(to_csv(compare_results(folder, metric, write=False))))
     m = next(c[4:] for c in frame.columns if c.startswith("val_") and not c.endswith("_std")
              and c != "val_loss")
@@ -159,9 +119,7 @@ def comparison_table(folder: Path, metric: Optional[str]) -> list[str]:
              f"Δ test {m} vs baseline [95% CI] | P(better) | train−val gap |",
              "|---|---|---|---|---|---|---|"]
     for row in frame.to_dict("records"):
-        diff = "" if pd.isna(row["diff"]) else (
-            f"{row['diff']:+.4f}" + ("" if pd.isna(row["diff_low"]) else
-                                     f" [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"))
+        diff = difference_cell(row["diff"], row["diff_low"], row["diff_high"])
         lines.append(f"| {row['point'].replace('__', ' ')} | {row['seeds']} | "
                      f"{_cell(row[f'val_{m}'])} ± {_cell(row[f'val_{m}_std'])} | "
                      f"{_cell(row[f'test_{m}'])} ± {_cell(row[f'test_{m}_std'])} | {diff} | "
@@ -194,19 +152,22 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def section(number: int, entry: Finding, folder: Path, assets: Path, page_dir: Path) -> tuple[list[str], str]:
+def results_of(folder: Path) -> Optional[Results]:
+    """A finding's completed runs under ``folder``, or None when it has none."""
+    results = Results(folder) if (folder / "comparison.csv").is_file() else None
+    return results if results is not None and results.runs else None
+
+
+def section(number: int, entry: Finding, folder: Path, results: Results, assets: Path,
+            page_dir: Path) -> tuple[list[str], str]:
     """The page section of one finding, and its verdict."""
     command = f"regbench gallery --run --only {entry.key}"
+    config = f"regbench/gallery/configs/{entry.key}.yaml"
     lines = [f"## {number}. {entry.title}", "",
              f"**Claim.** {entry.claim}", "", f"**Source.** {entry.source}", "",
-             f"**Command.** `{command}` (config `configs/gallery/{entry.key}.yaml`; the same as "
-             f"`regbench run configs/gallery/{entry.key}.yaml`)", "",
+             f"**Command.** `{command}` (config `{config}`, shipped with the package; the same "
+             f"as `regbench run {config}` from a clone)", "",
              f"**Rule.** {entry.rule}", ""]
-    from regbench.gallery_stats import Results
-
-    results = Results(folder) if (folder / "comparison.csv").is_file() else None
-    if results is None or not results.runs:
-        return lines + [f"**Result: not run yet.** Run `{command}`.", ""], "not run yet"
     outcome = entry.analyse(results)
     lines += [f"**Result: {outcome.verdict}.** {outcome.reason}", ""]
     if outcome.rows:
@@ -232,8 +193,19 @@ def section(number: int, entry: Finding, folder: Path, assets: Path, page_dir: P
 
 
 def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[str, str]]:
-    """The gallery page from the result folders under ``out``; also the verdict per finding."""
+    """The gallery page from the result folders under ``out``; also the verdict per finding.
+
+    Findings with no completed runs under ``out`` are listed as such in the summary table; a
+    page with none at all is refused (RegbenchError) so that no page of numbers is ever
+    replaced by an empty one.
+    """
     entries = findings()
+    folders = {key: out / experiment_name(CONFIG_DIR / f"{key}.yaml") for key in entries}
+    found = {key: results_of(folder) for key, folder in folders.items()}
+    if not any(found.values()):
+        raise RegbenchError(f"{out}: no gallery results here (no completed runs of any finding); "
+                            "nothing was written. Train them with `regbench gallery --run` "
+                            "(or --smoke), or name the results root with --out")
     assets = page.parent / page.stem
     lines = ["# Gallery: published regularization findings, reproduced by regbench", "",
              "<!-- generated by `regbench gallery` from the run folders; do not edit by hand -->",
@@ -246,18 +218,24 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
              "the same for every seed (regbench's design: `dataset.split_seed`), so the intervals "
              "do not cover split-to-split variation. Hyper-parameters are fixed in the configs "
              "for all seeds; none were tuned per seed.", "",
-             "`regbench gallery --run` trains every config in `configs/gallery/` (results under "
-             "`results/gallery/`, completed runs resumed) and rewrites this page; `--only NAME` "
-             "trains one finding; `regbench gallery` alone rewrites the page from the existing "
-             "results.", ""]
+             "`regbench gallery --run` trains every config shipped in `regbench/gallery/configs/` "
+             "(results under `results/gallery/`, completed runs resumed) and writes this page "
+             "as `results/gallery/gallery.md`; `--only NAME` trains one finding; `regbench "
+             "gallery` alone rewrites the page from the existing results; `--page "
+             "docs/gallery.md` refreshes the repository's copy.", ""]
     if header_note:
         lines += [header_note, ""]
     verdicts = {}
     lines += ["| finding | result | wall time |", "|---|---|---|"]
     body: list[str] = []
     for number, entry in enumerate(entries.values(), 1):
-        folder = out / experiment_name(CONFIG_DIR / f"{entry.key}.yaml")
-        text, verdict = section(number, entry, folder, assets, page.parent)
+        folder, results = folders[entry.key], found[entry.key]
+        if results is None:
+            verdicts[entry.key] = "no results"
+            lines.append(f"| {number}. {entry.title} | no results in `{out}`: run `regbench "
+                         f"gallery --run --only {entry.key}` | — |")
+            continue
+        text, verdict = section(number, entry, folder, results, assets, page.parent)
         verdicts[entry.key] = verdict
         lines.append(f"| [{number}. {entry.title}](#{_anchor(number, entry.title)}) | {verdict} "
                      f"| {_wall_minutes(folder)} |")
@@ -266,15 +244,11 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
 
 
 def _anchor(number: int, title: str) -> str:
-    import re
-
     text = f"{number}. {title}".lower()
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
 def write_page(out: Path, page: Path, header_note: str = "") -> dict[str, str]:
-    from regbench.results import atomic_write_text
-
     text, verdicts = build_page(Path(out), Path(page), header_note)
     atomic_write_text(Path(page), text)
     return verdicts
@@ -292,11 +266,12 @@ def run_gallery(out: Optional[Path] = None, only: Optional[list[str]] = None, ru
                 progress_factory: Optional[Callable[[], Any]] = None) -> GalleryOutcome:
     """Train the chosen gallery configs (``run`` or ``smoke``), then rebuild the page.
 
-    A smoke run (1 epoch, few samples, one seed) goes to ``results/gallery-smoke`` and writes its
-    page there, so it can never overwrite the real results or ``docs/gallery.md``.
+    Results go under ``out`` (default ``results/gallery``; a smoke run, 1 epoch, few samples and
+    one seed, defaults to ``results/gallery-smoke`` so it never mixes with real results) and the
+    page to ``page`` (default ``out/gallery.md``). Nothing outside those is written.
     """
-    out = Path(out) if out else Path("results") / ("gallery-smoke" if smoke else "gallery")
-    page = Path(page) if page else (out / "gallery.md" if smoke else PAGE)
+    out = Path(out) if out else (SMOKE_OUT if smoke else DEFAULT_OUT)
+    page = Path(page) if page else out / PAGE_NAME
     configs = gallery_configs(only)
     exit_code = 0
     if run or smoke:
@@ -306,7 +281,7 @@ def run_gallery(out: Optional[Path] = None, only: Optional[list[str]] = None, ru
             exit_code = max(exit_code, outcome.exit_code)
             if outcome.interrupted:
                 break
-    note = (f"*Smoke run: 1 epoch, at most a few hundred samples, one seed: the numbers below "
-            f"test the machinery, not the claims.*" if smoke else "")
+    note = ("*Smoke run: 1 epoch, at most a few hundred samples, one seed: the numbers below "
+            "test the machinery, not the claims.*" if smoke else "")
     verdicts = write_page(out, page, note)
     return GalleryOutcome(page=page, verdicts=verdicts, exit_code=exit_code)

@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 
 ECE_BINS = 15
-CLASSIFICATION = ("loss", "accuracy", "precision", "recall", "f1", "ece")
-REGRESSION = ("loss", "mse", "mae", "r2")
 
 
 def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -80,11 +78,3 @@ def regression_metrics(prediction: torch.Tensor, target: torch.Tensor) -> dict[s
         "mae": error.abs().mean(),
         "r2": r2.mean(),
     }
-
-
-def metric_names(task: str) -> tuple[str, ...]:
-    return CLASSIFICATION if task == "classification" else REGRESSION
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric.rsplit("_", 1)[-1] in ("loss", "mse", "mae", "ece", "objective", "gap")

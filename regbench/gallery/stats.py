@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from regbench.gallery import INCONCLUSIVE, MIN_SEEDS, NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome
+from regbench.analysis.compare import build_comparison
+from regbench.analysis.stats import paired_difference
+from regbench.gallery.core import INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome
+from regbench.report.plot_data import load_runs
+from regbench.vocabulary import MIN_SEEDS
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -38,8 +42,6 @@ class Estimate:
 
 def mean_interval(values: Iterable[float]) -> Estimate:
     """Mean of per-seed values with a percentile bootstrap interval over the seeds."""
-    from regbench.stats import paired_difference
-
     array = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not array:
         return Estimate(math.nan, math.nan, math.nan, 0)
@@ -50,8 +52,6 @@ def mean_interval(values: Iterable[float]) -> Estimate:
 
 def paired(recipe: dict[int, float], baseline: dict[int, float]) -> Estimate:
     """recipe − baseline over shared seeds, with the paired bootstrap interval."""
-    from regbench.stats import paired_difference
-
     diff = paired_difference(recipe, baseline)
     return Estimate(diff.mean, diff.low, diff.high, diff.pairs)
 
@@ -62,8 +62,6 @@ class Results:
     """The run folders of one gallery experiment, read once."""
 
     def __init__(self, folder: Path):
-        from regbench.plot_data import load_runs
-
         self.folder = Path(folder)
         self.runs = [r for r in load_runs(self.folder) if r.summary.get("status") == "completed"]
         self.summaries = [r.summary for r in self.runs]
@@ -89,8 +87,6 @@ class Results:
         return min(counts) if counts else 0
 
     def comparison(self, metric: Optional[str] = None):
-        from regbench.compare import build_comparison
-
         return build_comparison(self.summaries, metric)
 
 

@@ -1,11 +1,15 @@
 """One training run: build the model through the regularizers' hooks, train, measure.
 
-The loop, with the hook points every regularizer may use (only overridden hooks are called):
+The loop as the code runs it. ``build`` and ``wrap`` are called on every regularizer (the base
+class's are no-ops); from the batch hook on, only the regularizers that override a hook are
+called for it:
 
+    torch.manual_seed(seed)
     factory = LayerFactory()
     for reg in regs: reg.build(factory)                  # <BUILD>   choose layer factories
     model = build_model(config, factory)
     for reg in regs: model = reg.wrap(model)             # <BUILD>   wrap / collect weights
+    optimizer, scheduler = make_optimizer(model), make_scheduler(optimizer)
     for epoch in 1..epochs:
         for idx in randperm(n).split(block_rows):        # whole batches: ~1k rows (CPU), 8k (GPU)
             x, y = X[idx], Y[idx]                        # tensors already on the device
@@ -18,31 +22,33 @@ The loop, with the hook points every regularizer may use (only overridden hooks 
                 optimizer.step()
                 for reg in regs: reg.after_step(model)   # <AFTER_STEP> decay, max-norm
         row = measure(train subset, val) in eval mode    #   + reg.epoch_metrics(model)
-        if not finite(row): status = diverged; stop
+        if not finite(objective, train_loss, val_loss): status = diverged; stop
         for reg in regs: reg.epoch_end(epoch, row, model) # <EPOCH_END> early stopping
+        scheduler.step()                                 # the next epoch's learning rate
         if any(reg.should_stop): stop
-    for reg in regs: chosen = reg.fit_end(model)         #   restore the best epoch
-    test metrics from the chosen epoch's weights
+    (Ctrl-C anywhere above: status = interrupted)
+    if status == completed:
+        for reg in regs: chosen = reg.fit_end(model)     #   restore the best epoch
+        test metrics from the chosen epoch's weights     #   (none for any other status)
 """
 from __future__ import annotations
 
 import io
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
 from regbench.data import DataBundle
-from regbench.metrics import (classification_loss, classification_metrics, metric_names,
-                              regression_loss, regression_metrics)
+from regbench.engine.metrics import (classification_loss, classification_metrics,
+                                     regression_loss, regression_metrics)
+from regbench.engine.result import RunResult
 from regbench.models import LayerFactory, build_model, penalized_parameters, place
 from regbench.regularizers import REGULARIZERS, Regularizer, RunContext
+from regbench.vocabulary import NEAR_ZERO, metric_names
 
-SPARSITY_THRESHOLD = 1e-3      # |w| below this counts as zero in the sparsity column
 EVAL_CHUNK = {"cpu": 512, "cuda": 8192}  # samples per forward when measuring: cache-sized on
                                          # the CPU (a LeNet pass over 12k samples: 0.40 s at 512,
                                          # 0.97 s at 8192), large on a GPU
@@ -53,18 +59,6 @@ GRAD_NORM_EVERY = 8            # measure the global gradient norm every this man
 # CPU (warping MNIST-shaped rows cost 0.18–0.21 ms per 128 rows in blocks of 1024 rows,
 # 0.22–0.42 in blocks of 2048–4096), large on a GPU
 BLOCK = {"cpu": (1024, 4 * 2**20), "cuda": (8192, 256 * 2**20)}
-
-
-@dataclass
-class RunResult:
-    """What a run returns to the driver, which writes the run folder."""
-
-    status: str                                  # completed | diverged | failed | interrupted
-    rows: list[dict[str, float]]
-    summary: dict[str, Any]
-    weights: Optional[np.ndarray] = None         # sample of final penalizable weights
-    model_state: Optional[bytes] = None          # torch.save'd state_dict when save_model
-    error: Optional[str] = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -224,7 +218,7 @@ class Trainer:
             zero = torch.zeros((), device=self.device)
             return {"weight_norm": zero, "sparsity": zero}
         norms = torch.stack(torch._foreach_norm(self.weights))
-        small = sum((w.abs() < SPARSITY_THRESHOLD).sum() for w in self.weights)
+        small = sum((w.abs() < NEAR_ZERO).sum() for w in self.weights)
         count = sum(w.numel() for w in self.weights)
         return {"weight_norm": torch.linalg.vector_norm(norms), "sparsity": small / count}
 
@@ -326,6 +320,7 @@ def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optiona
         "n_train": data.n_train,
         "parameter_count": sum(p.numel() for p in trainer.model.parameters()),
         "penalized_parameters": penalized_names(trainer.model, trainer.regularizers),
+        "sparsifying": any(r.sparsifying for r in trainer.regularizers),  # plotted as such
         "regularizer_details": [d for d in (r.describe() for r in trainer.regularizers) if d],
         "seconds": seconds,
         "seconds_per_epoch": (sum(r["seconds"] for r in rows) / len(rows)) if rows else None,

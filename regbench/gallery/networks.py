@@ -9,8 +9,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from regbench.gallery import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
-from regbench.gallery_stats import Estimate, Results, mean_interval, paired, seed_gate, verdict_of
+import torch
+
+from regbench.config.yaml_io import read_yaml_file
+from regbench.data import load_bundle
+from regbench.gallery.core import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
+from regbench.gallery.stats import (Estimate, Results, mean_interval, paired, seed_gate,
+                                    verdict_of)
+from regbench.models import LayerFactory, build_model
+from regbench.vocabulary import CONFIG_FILE, MODEL_FILE
 
 BN_THRESHOLD = 0.8             # val accuracy for "epochs to reach"
 MEMORISATION_DROP = 0.03       # best − returned val accuracy that counts as memorising
@@ -83,19 +90,13 @@ def _peak_note(results: Results, point: str) -> str:
 def overconfidence(run) -> float:
     """Mean top-class probability − accuracy on the validation split, from the run's model.pt
     (> 0: over-confident, < 0: under-confident; ECE alone does not say which)."""
-    import torch
-
-    from regbench.config.yaml_io import read_yaml_file
-    from regbench.data import load_bundle
-    from regbench.models import LayerFactory, build_model
-
     folder = Path(run.summary["_dir"])
-    if not (folder / "model.pt").is_file():
+    if not (folder / MODEL_FILE).is_file():
         return math.nan
-    config, _ = read_yaml_file(folder / "config.yaml")
+    config, _ = read_yaml_file(folder / CONFIG_FILE)
     data = load_bundle(config["dataset"], config["train"]["train_eval_samples"])
     model = build_model(config["model"], data.input_shape, data.output_dim, LayerFactory())
-    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    model.load_state_dict(torch.load(folder / MODEL_FILE, weights_only=True))
     model.eval()
     with torch.no_grad():
         probabilities = torch.softmax(model(data.x_val), dim=1)

@@ -1,0 +1,3 @@
+"""Reading results: statistics over seeds (``stats``), the comparison table (``compare``), the
+overfitting rules (``diagnose``) on curves read from any CSV (``curves``), and what to try next
+(``advice``). Everything here works from run folders alone and never imports torch."""

@@ -1,0 +1,245 @@
+"""Dataset registry and the shared preparation every dataset goes through:
+seeded stratified splits, a training subset cap, label noise, normalisation with training
+statistics, and tensors ready to be batched by index permutation."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from regbench.config.schema import NoParams, StrictModel
+from regbench.errors import DataError
+from regbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a dataset is, known without loading it (used by validation)."""
+
+    task: str                                     # classification | regression
+    input_shape: Optional[tuple[int, ...]]        # (C, H, W) for images, (F,) for tables, None: unknown until loaded
+    num_classes: Optional[int] = None             # classification only
+    mirror_changes_class: bool = False            # a horizontally flipped sample shows another
+                                                  # class (a mirrored 2 or 3 is not a digit)
+
+    @property
+    def is_image(self) -> bool:
+        return self.input_shape is not None and len(self.input_shape) == 3
+
+
+@dataclass
+class RawData:
+    """Arrays as a loader returns them; the test split is optional."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    task: str
+    x_test: Optional[np.ndarray] = None
+    y_test: Optional[np.ndarray] = None
+    x_val: Optional[np.ndarray] = None            # a user's own validation split (csv)
+    y_val: Optional[np.ndarray] = None
+    num_classes: Optional[int] = None
+    class_names: Optional[list[str]] = None
+
+
+@dataclass
+class DatasetEntry:
+    load: Callable[[dict[str, Any]], RawData]
+    spec: Callable[[dict[str, Any]], DataSpec]
+    summary: str
+    Params: type[StrictModel] = NoParams
+    check: Optional[Callable[[dict[str, Any]], None]] = None  # cheap: files there, headers right
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def dataset(name: str, *, summary: str, spec: Callable[[dict[str, Any]], DataSpec] | DataSpec,
+            Params: type[StrictModel] = NoParams,
+            check: Optional[Callable[[dict[str, Any]], None]] = None):
+    """Register a loader ``fn(config) -> RawData`` under ``name``.
+
+    ``check(config)`` raises DataError for what can be seen without loading (missing files, a
+    CSV header without the target): it runs while the plan is built, before anything is written.
+    """
+    spec_fn = spec if callable(spec) else (lambda _cfg, _s=spec: _s)
+
+    def decorator(load: Callable[[dict[str, Any]], RawData]):
+        DATASETS.register(name)(DatasetEntry(load=load, spec=spec_fn, summary=summary,
+                                             Params=Params, check=check))
+        return load
+    return decorator
+
+
+@dataclass
+class DataBundle:
+    """Normalised tensors for one experiment, shared by all of its runs."""
+
+    task: str
+    input_shape: tuple[int, ...]
+    output_dim: int                               # classes, or regression targets
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+    x_test: Any
+    y_test: Any
+    train_eval_index: Any                         # fixed subset of training rows measured each epoch
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    def to(self, device) -> "DataBundle":
+        """The same data on ``device``; copied once per device, then shared by every run."""
+        if self.x_train.device == torch_device(device):
+            return self
+        copies = self.meta.setdefault("_device_copies", {})
+        key = str(device)
+        if key not in copies:
+            moved = {name: getattr(self, name).to(device) for name in
+                     ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test",
+                      "train_eval_index")}
+            copies[key] = DataBundle(task=self.task, input_shape=self.input_shape,
+                                     output_dim=self.output_dim, meta=self.meta, **moved)
+        return copies[key]
+
+
+def _min_samples(fraction: float) -> int:
+    """Fewest samples that leave at least one on each side of a split of ``fraction``."""
+    n = max(2, int(0.5 / min(fraction, 1 - fraction)) - 1)  # close below; round() decides
+    while round(n * fraction) < 1 or n - round(n * fraction) < 1:
+        n += 1
+    return n
+
+
+def torch_device(device):
+    import torch  # deferred: reading a dataset's description must not load torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int, key: str,
+           name: str):
+    from sklearn.model_selection import train_test_split  # deferred: heavy
+
+    n = len(x)
+    held = int(round(n * fraction))
+    if held < 1 or n - held < 1:
+        part = "test" if key == "test_fraction" else "validation"
+        raise DataError(f"dataset.{key}: {fraction:g} of the {n} samples of dataset {name} is "
+                        f"{n * fraction:.2g} samples, too few for a {part} split; expected at "
+                        f"least {_min_samples(fraction)} samples (add data or raise {key})")
+    stratify = y if task == "classification" else None
+    if stratify is not None:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() < 2 or held < len(counts) or n - held < len(counts):
+            stratify = None  # too few samples per class to stratify; fall back to a plain split
+    x_a, x_b, y_a, y_b = train_test_split(x, y, test_size=held, random_state=seed,
+                                          stratify=stratify)
+    return x_a, y_a, x_b, y_b
+
+
+def _normalise(x_train: np.ndarray, others: list[np.ndarray], image: bool):
+    axes = (0, 2, 3) if image else (0,)
+    mean = x_train.mean(axis=axes, keepdims=True)
+    std = x_train.std(axis=axes, keepdims=True)
+    std = np.where(std < 1e-8, 1.0, std)
+    return [(a - mean) / std for a in [x_train, *others]]
+
+
+def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBundle:
+    """Load the dataset named in ``config`` and split, noise, normalise it (seeded)."""
+    import torch  # deferred: reading a dataset's description must not load torch
+
+    entry = DATASETS.get(config["name"])
+    raw = entry.load(config)
+    seed = int(config.get("split_seed", 0))
+    task = raw.task
+    x_train, y_train = np.asarray(raw.x_train), np.asarray(raw.y_train)
+    name = config["name"]
+    if raw.x_test is None:
+        x_train, y_train, x_test, y_test = _split(x_train, y_train, config["test_fraction"],
+                                                  task, seed, "test_fraction", name)
+    else:
+        x_test, y_test = np.asarray(raw.x_test), np.asarray(raw.y_test)
+    if raw.x_val is None:
+        x_train, y_train, x_val, y_val = _split(x_train, y_train, config["val_fraction"], task,
+                                                seed + 1, "val_fraction", name)
+    else:
+        x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
+    rng = np.random.default_rng(seed + 2)
+    if config.get("train_subset") and config["train_subset"] < len(x_train):
+        keep = np.sort(rng.permutation(len(x_train))[: config["train_subset"]])
+        x_train, y_train = x_train[keep], y_train[keep]
+    if task == "classification":
+        num_classes = raw.num_classes or int(max(y_train.max(), y_val.max(), y_test.max()) + 1)
+        if len(np.unique(y_train)) < 2:
+            label = raw.class_names[int(y_train[0])] if raw.class_names else int(y_train[0])
+            key = "dataset.target" if name == "csv" else "dataset"
+            raise DataError(f"{key}: the training split of dataset {name} holds a single class "
+                            f"({label!r}); classification needs at least two")
+        noise = float(config.get("label_noise", 0.0))
+        if noise > 0:
+            y_train = y_train.copy()
+            flip = rng.random(len(y_train)) < noise
+            # Replace with a *different* class so the noisy fraction is exactly what was asked.
+            y_train[flip] = (y_train[flip] + rng.integers(1, num_classes, flip.sum())) % num_classes
+        output_dim = num_classes
+    else:
+        y_train, y_val, y_test = (np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+                                  for a in (y_train, y_val, y_test))
+        output_dim = y_train.shape[1]
+        if config.get("standardize_target"):
+            mean, std = y_train.mean(0), np.where(y_train.std(0) < 1e-8, 1, y_train.std(0))
+            y_train, y_val, y_test = ((a - mean) / std for a in (y_train, y_val, y_test))
+    image = x_train.ndim == 4
+    x_train, x_val, x_test = _normalise(x_train.astype(np.float64), [x_val.astype(np.float64),
+                                        x_test.astype(np.float64)], image)
+    eval_rng = np.random.default_rng(seed + 3)
+    n_eval = min(train_eval_samples, len(x_train))
+    eval_index = np.sort(eval_rng.permutation(len(x_train))[:n_eval])
+
+    def as_x(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    def as_y(a):
+        if task == "classification":
+            return torch.from_numpy(np.asarray(a, dtype=np.int64))
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    return DataBundle(
+        task=task, input_shape=tuple(x_train.shape[1:]), output_dim=int(output_dim),
+        x_train=as_x(x_train), y_train=as_y(y_train), x_val=as_x(x_val), y_val=as_y(y_val),
+        x_test=as_x(x_test), y_test=as_y(y_test),
+        train_eval_index=torch.from_numpy(eval_index.astype(np.int64)),
+        meta={"name": name, "n_train": len(x_train), "n_val": len(x_val),
+              "n_test": len(x_test), "class_names": raw.class_names},
+    )
+
+
+_CACHE: dict[str, DataBundle] = {}
+
+
+def load_bundle(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBundle:
+    """``prepare`` once per process: every run of an experiment shares the same tensors."""
+    key = json.dumps([config, train_eval_samples], sort_keys=True, default=str)
+    if key not in _CACHE:
+        _CACHE.clear()  # one dataset at a time: a sweep never holds stale copies
+        _CACHE[key] = prepare(config, train_eval_samples)
+    return _CACHE[key]
+
+
+def data_spec(config: dict[str, Any]) -> DataSpec:
+    """What the dataset is, after its cheap ``check``: a plan with missing files fails here,
+    before any run starts or anything is written."""
+    entry = DATASETS.get(config["name"])
+    if entry.check is not None:
+        entry.check(config)
+    return entry.spec(config)

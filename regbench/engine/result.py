@@ -1,0 +1,27 @@
+"""What a run returns to the driver, which alone writes run folders (no torch here: the driver
+of a ``--workers`` run records results without loading it for this)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass
+class RunResult:
+    """One run's outcome: its epochs, its summary and the arrays its folder keeps."""
+
+    status: str                                  # completed | diverged | failed | interrupted
+    rows: list[dict[str, float]]
+    summary: dict[str, Any]
+    weights: Optional[Any] = None                # numpy sample of final penalizable weights
+    model_state: Optional[bytes] = None          # torch.save'd state_dict when save_model
+    error: Optional[str] = None
+
+
+def failed_result(spec: dict[str, Any], message: str) -> RunResult:
+    """A RunResult for a run that could not train (its error is kept in summary.json)."""
+    summary = {"status": "failed", "run_id": spec["run_id"], "point_id": spec.get("point_id"),
+               "recipe": spec["recipe"], "seed": spec["seed"], "sweep": spec.get("sweep", {}),
+               "sweep_paths": spec.get("sweep_paths", {}), "config_hash": spec["config_hash"],
+               "error": message, "train_differs": spec.get("train_differs", False)}
+    return RunResult(status="failed", rows=[], summary=summary, error=message)

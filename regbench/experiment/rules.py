@@ -1,0 +1,80 @@
+"""Recipe rules: refuse recipes that cannot work, warn about doubtful ones.
+
+The knowledge lives on the components; this module only applies it, for every regularizer of a
+recipe in this order:
+1. the model's needs (``needs_images``) against the dataset;
+2. the regularizer's declared attributes: ``tasks`` (e.g. label smoothing, mixup, cutmix:
+   classification only), ``needs_images`` (image transforms on a table), ``needs_residual``
+   (stochastic depth on a model without residual blocks) and ``exclusive`` (two norm layers;
+   two replacements of the linear/conv layers);
+3. its own ``check`` classmethod (parameter-dependent: batch sizes, patch sizes, groupnorm on
+   a model without convs, a flip on digits);
+4. its ``conflicts_with`` classmethod, for combinations that work but defeat each other.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from regbench.data import data_spec
+from regbench.experiment.config import LoadedConfig, located_error
+from regbench.models import MODELS
+from regbench.regularizers import REGULARIZERS, CheckContext, Incompatible
+from regbench.regularizers.base import EXCLUSIVE_MEANING
+
+
+def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, Any],
+                 loaded: LoadedConfig) -> list[str]:
+    """Raise a located ConfigError for a refused combination; return warnings."""
+    spec = data_spec(experiment["dataset"])
+    model_name = experiment["model"]["name"]
+    model_entry = MODELS.get(model_name)
+    ctx = CheckContext(task=spec.task, input_shape=spec.input_shape, model_name=model_name,
+                       model_residual=model_entry.residual,
+                       batch_size=resolved["train"]["batch_size"], recipe=resolved["regularizers"],
+                       train=resolved["train"], model_convolutional=model_entry.needs_images,
+                       mirror_changes_class=spec.mirror_changes_class)
+    warnings: list[str] = []
+    exclusive: dict[str, str] = {}
+    regularizers = resolved["regularizers"]
+
+    def refuse(name: str, reason: str):
+        return located_error(reason, ("recipes", recipe, name), loaded.positions, loaded.source)
+
+    def warn(name: str, message: str) -> None:
+        warnings.append(f"recipe '{recipe}': {name}: {message}")
+
+    if model_entry.needs_images and not spec.is_image:
+        gives = ("a csv table is flat (use mlp, resmlp or linear)" if spec.input_shape is None
+                 else f"dataset '{experiment['dataset']['name']}' gives {spec.input_shape}")
+        raise located_error(f"model '{model_name}' needs image inputs (C, H, W); {gives}",
+                            ("model", "name"), loaded.positions, loaded.source)
+    for name, params in regularizers.items():
+        cls = REGULARIZERS.get(name)
+        if spec.task not in cls.tasks:
+            raise refuse(name, f"{name} does not apply to {spec.task} "
+                         f"(it is for {' and '.join(sorted(cls.tasks))})")
+        if cls.needs_images and not ctx.is_image:
+            raise refuse(name, f"{name} transforms images; dataset "
+                         f"'{experiment['dataset']['name']}' is tabular")
+        if cls.needs_residual and not ctx.model_residual:
+            raise refuse(name, f"{name} needs a model with residual blocks (resnet or resmlp); "
+                         f"model '{model_name}' has none")
+        if cls.exclusive:
+            if cls.exclusive in exclusive:
+                meaning = EXCLUSIVE_MEANING.get(cls.exclusive, f"{cls.exclusive} regularizers")
+                raise refuse(name, f"{name} and {exclusive[cls.exclusive]} are both {meaning}; "
+                             "a recipe may use only one")
+            exclusive[cls.exclusive] = name
+        try:
+            found = cls.check(cls.Params.model_validate(params), ctx)
+        except Incompatible as exc:
+            raise refuse(name, str(exc)) from None
+        for message in found:
+            warn(name, message)
+    for first in regularizers:
+        for second in regularizers:
+            message = (REGULARIZERS.get(first).conflicts_with(REGULARIZERS.get(second))
+                       if first != second else None)
+            if message:
+                warn(f"{first} + {second}", message)
+    return warnings

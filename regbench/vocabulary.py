@@ -1,0 +1,64 @@
+"""The words every stage shares, with no heavy import (no torch, numpy or pandas): metric names
+and which way is better, the near-zero threshold of the sparsity column, the fewest seeds an
+interval needs, and the names of the files in a results folder.
+
+    results/<name>/
+      experiment.yaml  plan.json  runs.csv  comparison.{md,csv,tex}  plots/  report.html
+      runs/<run_id>/config.yaml  metrics.csv  weights.npy  [model.pt]  summary.json (last)
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+CLASSIFICATION = ("loss", "accuracy", "precision", "recall", "f1", "ece")
+REGRESSION = ("loss", "mse", "mae", "r2")
+LOWER_IS_BETTER = ("loss", "mse", "mae", "ece", "objective", "gap")
+
+NEAR_ZERO = 1e-3               # |w| below this counts as zero (the sparsity column and plots)
+MIN_SEEDS = 3                  # fewest seeds for an interval over seeds to mean much
+MAX_SEED = 2**32 - 1           # the largest seed numpy, torch and scikit-learn all accept
+
+# columns of metrics.csv, in this order, before the train_/val_ metrics and regularizer extras
+LEADING_COLUMNS = ("epoch", "seconds", "lr", "objective", "penalty", "weight_norm", "sparsity",
+                   "grad_norm")
+
+# files of a results folder
+EXPERIMENT_FILE = "experiment.yaml"   # the resolved config
+PLAN_FILE = "plan.json"               # run ids of the latest `regbench run` in this folder
+RUNS_DIR = "runs"
+RUNS_TABLE = "runs.csv"
+# files of a run folder
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+WEIGHTS_FILE = "weights.npy"
+MODEL_FILE = "model.pt"
+SUMMARY = "summary.json"              # written last: its presence means the folder is whole
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    """The metrics measured for a task, as suffixes of ``train_``/``val_``/``test_`` columns."""
+    return CLASSIFICATION if task == "classification" else REGRESSION
+
+
+def lower_is_better(metric: str) -> bool:
+    """``val_loss``, ``mse``, ``test_ece``, ``gap``: smaller is better; anything else larger."""
+    return metric.rsplit("_", 1)[-1] in LOWER_IS_BETTER
+
+
+def default_metric(task: str) -> str:
+    """The metric tables rank by unless ``--metric`` says otherwise."""
+    return "accuracy" if task == "classification" else "mse"
+
+
+def format_value(value: Any) -> str:
+    """A sweep value as it appears in a run id: short, readable, safe as a folder name."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:.12g}"   # 0.1 not 0.1000000000000000055, 1e-05 kept short
+    elif isinstance(value, (list, tuple)):
+        text = "-".join(format_value(v) for v in value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
