@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared check of the CUDA path on a GPU machine (SPEC §7): the CUDA tests, the epoch
+# One prepared check of the CUDA path on a GPU machine: the CUDA tests, the epoch
 # benchmark on the GPU, then the whole suite with `device: auto` resolving to the GPU.
 #
 #   bash benchmarks/cuda_check.sh [LOG_DIR]

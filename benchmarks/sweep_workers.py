@@ -1,4 +1,4 @@
-"""Sweep wall time with --workers 1 vs --workers 2 on the same grid (SPEC §6, issue 4).
+"""Sweep wall time with --workers 1 vs --workers 2 on the same grid.
 
     python benchmarks/sweep_workers.py [--lambdas 4] [--epochs 10]
 

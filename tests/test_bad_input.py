@@ -369,7 +369,7 @@ def test_cifar_batch_that_is_not_a_pickle_of_arrays(tmp_path):
 
 
 def test_train_subset_larger_than_the_data_is_a_cap_not_an_error(tmp_path):
-    """Decision: train_subset is a cap (SPEC §2); above the split's size it keeps every row,
+    """Decision: train_subset is a cap; above the split's size it keeps every row,
     and validate says how many that is."""
     (tmp_path / "t.csv").write_text(table(rows=60))
     config = tmp_path / "c.yaml"

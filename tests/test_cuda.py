@@ -1,4 +1,4 @@
-"""The CUDA path (SPEC §7): with ``device: cuda`` (or ``auto`` on a GPU machine) every
+"""The CUDA path: with ``device: cuda`` (or ``auto`` on a GPU machine) every
 regularizer trains with its data, random draws and augmentation on the GPU, a training pass
 makes no per-batch host sync, and a rerun on the same GPU gives the same numbers.
 

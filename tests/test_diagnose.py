@@ -1,4 +1,4 @@
-"""Overfitting diagnosis (SPEC §5): each verdict from curves built by hand, the CLI on CSVs."""
+"""Overfitting diagnosis: each verdict from curves built by hand, the CLI on CSVs."""
 from __future__ import annotations
 
 import json

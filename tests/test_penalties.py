@@ -1,4 +1,5 @@
-"""The weight penalties and step-wise regularizers do exactly what SPEC §3 says."""
+"""The weight penalties and step-wise regularizers do exactly what their docstrings in
+regbench/regularizers/ say."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
-"""Dropout, early stopping and label smoothing prove their effect (SPEC §3)."""
+"""Dropout, early stopping and label smoothing prove their effect (the formulas are in each
+regularizer's docstring, regbench/regularizers/)."""
 from __future__ import annotations
 
 import copy
