@@ -17,7 +17,8 @@ from regbench.analysis.stats import mean_std, paired_difference
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
 from regbench.results import atomic_write_text, load_summaries, write_runs_csv
-from regbench.vocabulary import MIN_SEEDS, default_metric, format_value, lower_is_better, metric_names
+from regbench.vocabulary import (MIN_SEEDS, default_metric, format_value, lower_is_better,
+                                 metric_names)
 
 
 @dataclass

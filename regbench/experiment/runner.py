@@ -85,8 +85,8 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
                    workers: int = 1, executor: str = "local", address: Optional[str] = None,
                    device: Optional[str] = None, resume: bool = True, progress=None,
                    report: bool = True, metric: Optional[str] = None) -> ExperimentOutcome:
-    """Plan, train and compare every run of an experiment (see docs/architecture.md); ``metric`` is the one
-    the comparison ranks by (default: accuracy or mse)."""
+    """Plan, train and compare every run of an experiment (see docs/architecture.md);
+    ``metric`` is the one the comparison ranks by (default: accuracy or mse)."""
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
     if metric:  # a typo must not cost a whole sweep
