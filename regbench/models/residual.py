@@ -22,6 +22,8 @@ from regbench.models.basic import Activation
 class ResidualBlock(nn.Module):
     """act(shortcut(x) + drop(branch(x)))."""
 
+    is_residual_block = True   # read by memory_format_for
+
     def __init__(self, branch: nn.Module, shortcut: nn.Module, activation: str,
                  drop: Optional[nn.Module]):
         super().__init__()
