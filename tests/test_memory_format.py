@@ -56,3 +56,22 @@ recipes: {plain: {}}
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in rows[0]] == \
         [{k: v for k, v in r.items() if k != "seconds"} for r in rows[1]]
     assert rows[0][1]["train_loss"] < rows[0][0]["train_loss"]
+
+
+def test_a_narrow_residual_net_trains_contiguous_and_learns(tmp_path):
+    """Channels-last training of this resnet aborts the process inside oneDNN's backward on
+    some CPUs (torch 2.14.1, AMD EPYC): it must train contiguous, and train."""
+    text = """
+name: narrow_resnet
+dataset: {name: digits, train_subset: 200}
+model: {name: resnet, channels: [4, 8], blocks: 1}
+train: {epochs: 2, batch_size: 32, optimizer: {name: adam, lr: 0.01}, threads: 1}
+recipes: {plain: {}}
+"""
+    trainer = trainer_for(tmp_path, text, "plain")
+    weights = [p for p in trainer.model.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous() for p in weights)
+    rows = [trainer.run_epoch(epoch) for epoch in (1, 2)]
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    wide = {"name": "resnet", "channels": [16, 32], "blocks": 1}
+    assert memory_format_for(built(wide, shape=(1, 8, 8)), CPU) == torch.channels_last

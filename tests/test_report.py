@@ -60,6 +60,15 @@ def test_run_writes_a_self_contained_report(experiment: Path):
     assert "diverged at epoch" in page or "became nan" in page.lower()
 
 
+def test_runs_say_whether_they_sparsify_and_the_sparsity_plot_follows(experiment: Path):
+    import json
+
+    summaries = [json.loads(p.read_text()) for p in experiment.glob("runs/*/summary.json")]
+    completed = [s for s in summaries if s["status"] == "completed"]
+    assert {s["recipe"]: s["sparsifying"] for s in completed} == {"baseline": False, "l1": True}
+    assert (experiment / "plots" / "sparsity.png").is_file()
+
+
 def test_report_command_rebuilds_from_run_folders(experiment: Path):
     (experiment / "report.html").unlink()
     shutil.rmtree(experiment / "plots")
