@@ -1,5 +1,12 @@
 """Safe YAML loading that keeps the line/column of every key, reads 1e-4 as a float,
-and refuses duplicate keys and object-constructing tags."""
+and refuses duplicate keys and object-constructing tags.
+
+Bounded, so a hostile or broken file gets a located error at once: at most ``MAX_BYTES`` of
+text, ``MAX_DEPTH`` levels of nesting (a self-referencing alias nests without end) and
+``MAX_VALUES`` values once aliases are expanded (an 839-byte "billion laughs" file expands to
+billions). Merge keys (``<<: *defaults``) work as YAML defines them: keys written in the
+mapping override merged ones.
+"""
 from __future__ import annotations
 
 import re
@@ -13,6 +20,9 @@ from regbench.errors import ConfigError
 Position = tuple[int, int]  # 1-based line, column
 KeyPath = tuple[str, ...]
 KEY_MARK = "\0key"  # positions[(KEY_MARK, *path)]: where the key itself is written
+MAX_BYTES = 1_000_000   # a config is a page of settings; 1 MB is far beyond any real one
+MAX_DEPTH = 40          # nesting levels (the deepest real config nests about 6)
+MAX_VALUES = 100_000    # values after aliases are expanded (a large sweep holds a few hundred)
 
 
 class _Loader(yaml.SafeLoader):
@@ -43,8 +53,31 @@ def _mark(node: yaml.Node) -> Position:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+class _Budget:
+    """Values still allowed while expanding one document, and the mappings already merged."""
+
+    def __init__(self) -> None:
+        self.left = MAX_VALUES
+        self.merged: dict[int, int] = {}   # id(mapping node) -> pairs merged into it
+
+    def spend(self, node: yaml.Node, path: KeyPath, source: str) -> None:
+        self.left -= 1
+        if self.left < 0:
+            line, col = _mark(node)
+            raise ConfigError(f"the config expands to more than {MAX_VALUES:,} values (aliases "
+                              "repeating aliases?); a config is a page of settings",
+                              path=".".join(path), source=source, line=line, column=col)
+        if len(path) > MAX_DEPTH:
+            line, col = _mark(node)
+            raise ConfigError(f"nested more than {MAX_DEPTH} levels deep (or an alias that "
+                              "refers to itself)", path=".".join(path[:3]) + " …", source=source,
+                              line=line, column=col)
+
+
 def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
-               positions: dict[KeyPath, Position], source: str) -> Any:
+               positions: dict[KeyPath, Position], source: str,
+               budget: _Budget) -> Any:
+    budget.spend(node, path, source)
     positions.setdefault(path, _mark(node))
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
         line, col = _mark(node)
@@ -52,15 +85,22 @@ def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
                           "lists and mappings)", path=".".join(path), source=source,
                           line=line, column=col)
     if isinstance(node, yaml.MappingNode):
-        try:
-            loader.flatten_mapping(node)  # `<<: *anchor` merges
-        except yaml.constructor.ConstructorError as exc:
-            mark = exc.problem_mark or node.start_mark
-            raise ConfigError(f"malformed YAML: {exc.problem}", path=".".join(path),
-                              source=source, line=mark.line + 1,
-                              column=mark.column + 1) from None
+        if id(node) not in budget.merged:  # an aliased node is flattened once, visited often
+            explicit = sum(1 for key, _ in node.value
+                           if not (isinstance(key, yaml.ScalarNode)
+                                   and key.tag == "tag:yaml.org,2002:merge"))
+            try:
+                loader.flatten_mapping(node)  # `<<: *anchor` merges: merged pairs come first
+            except yaml.constructor.ConstructorError as exc:
+                mark = exc.problem_mark or node.start_mark
+                raise ConfigError(f"malformed YAML: {exc.problem}", path=".".join(path),
+                                  source=source, line=mark.line + 1,
+                                  column=mark.column + 1) from None
+            budget.merged[id(node)] = len(node.value) - explicit
         out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        merged = budget.merged[id(node)]
+        written: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 line, col = _mark(key_node)
                 raise ConfigError("mapping keys must be plain names", path=".".join(path),
@@ -74,18 +114,23 @@ def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
                 raise ConfigError("empty key: every key needs a name", path=".".join(path),
                                   source=source, line=line, column=col)
             child = path + (key,)
-            if key in out:
+            # a key written here overrides a merged one, and of two merged maps the first
+            # wins (flatten_mapping lists it last), as YAML's merge key defines; a key
+            # written twice here is an error
+            if index >= merged and key in written:
                 line, col = _mark(key_node)
                 raise ConfigError(f"duplicate key '{key}'", path=".".join(child),
                                   source=source, line=line, column=col)
+            if index >= merged:
+                written.add(key)
             # Scalars are located at their value (where "got ..." points), the rest at the key.
             positions[child] = (_mark(value_node) if isinstance(value_node, yaml.ScalarNode)
                                 else _mark(key_node))
             positions[(KEY_MARK,) + child] = _mark(key_node)
-            out[key] = _to_python(value_node, loader, child, positions, source)
+            out[key] = _to_python(value_node, loader, child, positions, source, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, loader, path + (str(i),), positions, source)
+        return [_to_python(item, loader, path + (str(i),), positions, source, budget)
                 for i, item in enumerate(node.value)]
     return _construct_scalar(node, loader, path, source)
 
@@ -107,6 +152,10 @@ def _construct_scalar(node: yaml.Node, loader: _Loader, path: KeyPath, source: s
 
 def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, dict[KeyPath, Position]]:
     """Parse YAML text into plain Python data plus the position of every key path."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"the config is {len(text):,} characters, more than {MAX_BYTES:,}; a "
+                          "config is a page of settings (data belongs in dataset files)",
+                          source=source)
     try:
         loader = _Loader(text)  # the reader already refuses control characters here
     except yaml.reader.ReaderError as exc:
@@ -124,12 +173,14 @@ def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, dict[KeyPath, 
                           column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", source=source) from None
+    except RecursionError:
+        raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", source=source) from None
     finally:
         loader.dispose()
     positions: dict[KeyPath, Position] = {}
     if node is None:
         return None, positions
-    return _to_python(node, _Loader(""), (), positions, source), positions
+    return _to_python(node, _Loader(""), (), positions, source, _Budget()), positions
 
 
 def _offset_position(text: str, offset: int) -> Position:
@@ -145,6 +196,11 @@ def parse_value(text: str, source: str) -> Any:
 
 def read_yaml_file(path: Path) -> tuple[Any, dict[KeyPath, Position]]:
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:  # refused before reading it into memory
+            raise ConfigError(f"the file is {size:,} bytes, more than {MAX_BYTES:,}; a config is "
+                              "a page of settings (data belongs in dataset files)",
+                              source=str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("config file not found", source=str(path)) from None
