@@ -4,6 +4,7 @@ Nothing heavy is imported at module level, so `regbench --help` answers at once.
 """
 from __future__ import annotations
 
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -13,14 +14,28 @@ import typer
 
 from regbench.engine.threads import choose_wait_policy
 from regbench.errors import ConfigError, RegbenchError
-from regbench.vocabulary import MAX_SEED
+from regbench.vocabulary import MAX_SEED, RUNS_DIR
 
 # Every command imports the library inside its body: the library loads torch, pandas and
 # matplotlib, and `regbench --help` must answer at once (each such import says "deferred").
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare regularizers under identical conditions, with honest statistics.")
-STATE = {"debug": False}
+STATE = {"debug": False, "terminated": False}
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143   # 128 + SIGINT, 128 + SIGTERM
+
+
+def _interrupted_code() -> int:
+    return EXIT_TERMINATED if STATE["terminated"] else EXIT_INTERRUPTED
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (kill, systemd, Slurm, CI) is Ctrl-C: the runs in flight are saved as
+    interrupted and the tables written; the exit code then says 143. A second one is ignored
+    so that the clean-up finishes."""
+    STATE["terminated"] = True
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 class Executor(str, Enum):
@@ -78,7 +93,7 @@ def guarded(function):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             print("regbench: interrupted", file=sys.stderr)
-            raise typer.Exit(130)
+            raise typer.Exit(_interrupted_code())
     return wrapper
 
 
@@ -125,7 +140,7 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
     if params:
         loaded = sweeps.apply_params(loaded, params)
     if smoke:
-        loaded = sweeps.shrink_for_smoke(loaded)
+        loaded = sweeps.shrink_for_smoke(loaded, own_folder=True)
     seed_list = parse_seeds(seeds)
     console = _console()
     if dry_run:
@@ -149,7 +164,8 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
     if outcome.interrupted:
         console.print("interrupted: finished runs are saved; run the same command again to "
                       "resume")
-    raise typer.Exit(outcome.exit_code)
+    code = outcome.exit_code
+    raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
 
 
 def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
@@ -159,7 +175,7 @@ def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
     from regbench.experiment.runner import is_complete  # deferred
 
     done = {run["run_id"] for run in plan.runs
-            if results_dir is not None and is_complete(results_dir / "runs" / run["run_id"], run)}
+            if results_dir is not None and is_complete(results_dir / RUNS_DIR / run["run_id"], run)}
     table = Table(title=f"plan: {plan.experiment['name']}")
     for column in ("run", "epochs", "regularizers", "status"):
         table.add_column(column)
@@ -215,7 +231,7 @@ def run(
     resume: ResumeOption = True,
     dry_run: DryRunOption = False,
     smoke: Annotated[bool, typer.Option(
-        "--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed.")] = False,
+        "--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed; results go to OUT/<name>-smoke/, never over the full runs.")] = False,
     report: ReportOption = True,
     metric: MetricOption = None,
 ) -> None:
@@ -254,11 +270,19 @@ def compare(
     results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")],
     metric: Annotated[Optional[str], typer.Option("--metric", help="accuracy, f1, loss, mse, r2, ...")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, md, csv or latex.")] = Format.table,
+    write: Annotated[bool, typer.Option("--write", help="Also rewrite comparison.{md,csv,tex} and runs.csv in the folder (for this --metric).")] = False,
 ) -> None:
-    """Rebuild the comparison from stored runs only."""
+    """Print the comparison, rebuilt from stored runs only. Read-only: nothing in the folder
+    changes unless --write is given."""
     from regbench.analysis import compare as cmp  # deferred
 
-    comparison = cmp.compare_results(results_dir, metric)
+    if write:
+        from regbench.results import ResultsLock  # deferred
+
+        with ResultsLock(results_dir):
+            comparison = cmp.compare_results(results_dir, metric, write=True)
+    else:
+        comparison = cmp.compare_results(results_dir, metric)
     if format is Format.table:
         console = _console()
         console.print(cmp.rich_table(comparison, title=f"{results_dir.name}: {comparison.metric}"))
@@ -272,17 +296,19 @@ def compare(
 @app.command()
 @guarded
 def report(results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")]) -> None:
-    """Write a self-contained report.html (tables and plots)."""
+    """Write a self-contained report.html and its plots/ (nothing else in the folder changes)."""
     from regbench.report.page import write_report  # deferred
+    from regbench.results import ResultsLock  # deferred
 
-    path = write_report(results_dir)
+    with ResultsLock(results_dir):   # not while a run writes the same folder
+        path = write_report(results_dir)
     _console().print(f"report: {path}")
 
 
 @app.command()
 @guarded
 def diagnose(target: Annotated[Path, typer.Argument(help="results/<name> folder or a metrics CSV.")]) -> None:
-    """Print the overfitting verdict and its evidence per run, and what to try next.
+    """Print the overfitting verdict and its evidence per run, and what to try next (read-only).
 
     TARGET is a results folder or any CSV with an `epoch` column and train/val loss or
     accuracy columns (Keras' loss/val_loss/acc/val_acc work too; percents are detected).
@@ -367,8 +393,9 @@ def gallery(
 def main() -> None:
     """The console script: OpenMP's wait policy is chosen here, before anything loads torch."""
     choose_wait_policy()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
     except KeyboardInterrupt:
         print("regbench: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(_interrupted_code())

@@ -10,12 +10,20 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import model_validator
 
 from regbench.config.yaml_io import dump_yaml
 from regbench.errors import OutputError, RegbenchError
 from regbench.vocabulary import (CONFIG_FILE, LEADING_COLUMNS, METRICS_FILE, MODEL_FILE,
-                                 PLAN_FILE, RUNS_DIR, RUNS_TABLE, SUMMARY, WEIGHTS_FILE)
+                                 PLAN_FILE, PLOTS_DIR, RUNS_DIR, RUNS_TABLE, SUMMARY,
+                                 WEIGHTS_FILE,
+                                 default_metric)
+
+STATUSES = ("completed", "diverged", "failed", "interrupted")
+DAMAGED = "damaged"            # the status a table gives a run whose summary.json is unusable
 
 
 @functools.cache
@@ -60,6 +68,85 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- confinement
+
+def check_inside(results_dir: Path, path: Path) -> None:
+    """Refuse (exit 2) a path that resolves outside ``results_dir``: a run folder, ``runs/`` or
+    ``plots/`` that is a link elsewhere would have regbench write and delete files there."""
+    root = Path(results_dir).resolve()
+    real = Path(path).resolve()
+    if real != root and root not in real.parents:
+        raise RegbenchError(f"{path}: resolves to {real}, outside the results folder {root}; "
+                            "regbench writes and deletes only inside it: remove the link, or "
+                            "choose another --out")
+
+
+def check_results_folder(results_dir: Path, run_ids: Iterable[str] = ()) -> None:
+    """Before anything is written: every folder regbench writes into resolves inside."""
+    results_dir = Path(results_dir)
+    folders = [results_dir / RUNS_DIR, results_dir / PLOTS_DIR]
+    folders += [results_dir / RUNS_DIR / run_id for run_id in run_ids]
+    for folder in folders:
+        if folder.exists() or folder.is_symlink():
+            check_inside(results_dir, folder)
+
+
+# ----------------------------------------------------------------------------- one writer
+
+class ResultsLock:
+    """One writer per results folder: an exclusive ``flock`` on ``<out>/.<name>.lock``, which
+    records the holder's pid, host and start time and is removed when the holder is done. The
+    kernel drops the lock when its holder dies, so the file a killed process leaves is simply
+    taken over. It sits beside the results folder (in ``--out``) so that ``--fresh`` can move
+    the folder aside while holding the lock."""
+
+    def __init__(self, results_dir: Path):
+        self.results_dir = Path(results_dir)
+        self.path = self.results_dir.parent / f".{self.results_dir.name}.lock"
+        self.handle = None
+
+    def __enter__(self) -> "ResultsLock":
+        import datetime as _dt
+        import fcntl
+        import socket
+
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(self.path, "a+", encoding="utf-8")
+            except OSError as exc:
+                raise RegbenchError(f"--out: cannot write to {self.results_dir} "
+                                    f"({exc.strerror or exc}); choose a writable folder with "
+                                    "--out") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another regbench process"
+                handle.close()
+                raise RegbenchError(f"{self.results_dir}: in use by {holder}; wait for it to "
+                                    "finish, or choose another --out") from None
+            try:   # the holder before us may have removed the file as we opened it: retry
+                if os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            handle.close()
+        handle.seek(0)
+        handle.truncate()
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        handle.write(f"regbench pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.handle is not None:
+            self.path.unlink(missing_ok=True)   # while still held: no one locks a stale file
+            self.handle.close()                 # closing releases the flock
+            self.handle = None
 
 
 def _json_default(value: Any):
@@ -123,6 +210,7 @@ def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
     """Write a run folder; summary.json goes last, so its presence means the folder is whole."""
     import numpy as np
 
+    check_inside(run_dir.parent.parent, run_dir)   # never write or clean up through a link
     run_dir.mkdir(parents=True, exist_ok=True)
     summary_path = run_dir / SUMMARY
     if summary_path.exists():
@@ -144,12 +232,85 @@ def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
     atomic_write_text(summary_path, to_json(result.summary))
 
 
-def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
-    path = run_dir / SUMMARY
+Number = Union[StrictInt, StrictFloat, Literal["nan", "inf", "-inf"]]   # NaN/inf as to_json
+                                                                        # stores them
+
+
+class RunSummary(BaseModel):
+    """What a summary.json must hold to be read back (other keys are kept as they are)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal[STATUSES]
+    run_id: StrictStr
+    recipe: StrictStr
+    seed: StrictInt
+    config_hash: Optional[StrictStr] = None      # absent in a hand-made folder: never resumed
+    point_id: Optional[StrictStr] = None
+    task: Optional[Literal["classification", "regression"]] = None
+    sweep: dict[str, Any] = {}
+    regularizers: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _completed_runs_have_their_metrics(self) -> "RunSummary":
+        if self.status != "completed":
+            return self
+        if self.task is None:
+            raise ValueError("a completed run must say its task")
+        extra = self.model_extra or {}
+        for split in ("train", "val", "test"):   # the numbers every table is built from
+            for metric in ("loss", default_metric(self.task)):
+                value = extra.get(f"{split}_{metric}")
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)) or \
+                        isinstance(value, str) and value not in ("nan", "inf", "-inf"):
+                    raise ValueError(f"a completed run must hold {split}_{metric} as a number "
+                                     f"(got {value!r})")
+        return self
+
+
+def inspect_summary(run_dir: Path) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    """(summary, None) for a usable summary.json; (None, None) when the run has none (not
+    finished); (None, why) when it is damaged: unreadable, not JSON, or not a run summary."""
+    path = Path(run_dir) / SUMMARY
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot be read ({exc})"
+    except json.JSONDecodeError as exc:
+        return None, f"is not valid JSON ({exc.msg} at line {exc.lineno}; truncated?)"
+    if not isinstance(data, dict):
+        return None, f"holds a {type(data).__name__}, not a run summary"
+    try:
+        RunSummary.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return None, f"is not a run summary ({where + ': ' if where else ''}{first['msg']})"
+    if data["run_id"] != path.parent.name:
+        return None, f"describes run {data['run_id']!r}, not this folder's"
+    return data, None
+
+
+def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
+    """The run's summary when it is usable, else None (not finished, or damaged)."""
+    return inspect_summary(run_dir)[0]
+
+
+def damaged_summary(run_dir: Path, why: str) -> dict[str, Any]:
+    """What the tables show for a run whose summary.json is damaged: its name and the reason."""
+    point, _, seed = run_dir.name.rpartition("__seed=")
+    return {"status": DAMAGED, "run_id": run_dir.name, "point_id": point or run_dir.name,
+            "recipe": (point or run_dir.name).split("__")[0],
+            "seed": int(seed) if seed.isdigit() else None, "sweep": {},
+            "error": f"{SUMMARY} {why}; the run counts as not completed (`regbench run` trains "
+                     "it again)", "_dir": str(run_dir)}
+
+
+def task_of(summaries: Iterable[dict[str, Any]]) -> str:
+    """The experiment's task, from the first summary that states it (failed runs do not)."""
+    return next((s["task"] for s in summaries if s.get("task")), "classification")
 
 
 def run_dirs(results_dir: Path) -> list[Path]:
@@ -167,7 +328,8 @@ def planned_run_ids(results_dir: Path) -> Optional[set[str]]:
 
 
 def load_summaries(results_dir: Path) -> list[dict[str, Any]]:
-    """Summaries of every run folder that holds one (unfinished runs have none)."""
+    """Summaries of every run folder that holds one (unfinished runs have none); a damaged
+    summary.json is never skipped: it comes back as a ``damaged`` run that says why."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise RegbenchError(f"{results_dir}: no such results folder")
@@ -176,8 +338,10 @@ def load_summaries(results_dir: Path) -> list[dict[str, Any]]:
     for run_dir in run_dirs(results_dir):
         if planned is not None and run_dir.name not in planned:
             continue  # a folder from an earlier grid or config: not part of this experiment
-        summary = read_summary(run_dir)
-        if summary is not None:
+        summary, damage = inspect_summary(run_dir)
+        if damage is not None:
+            summaries.append(damaged_summary(run_dir, damage))
+        elif summary is not None:
             summary["_dir"] = str(run_dir)
             summaries.append(summary)
     if not summaries:

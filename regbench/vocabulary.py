@@ -28,6 +28,7 @@ EXPERIMENT_FILE = "experiment.yaml"   # the resolved config
 PLAN_FILE = "plan.json"               # run ids of the latest `regbench run` in this folder
 RUNS_DIR = "runs"
 RUNS_TABLE = "runs.csv"
+PLOTS_DIR = "plots"
 # files of a run folder
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"

@@ -121,15 +121,20 @@ def test_a_diverging_recipe_is_recorded_and_the_others_complete(tmp_path):
     assert "unstable" in (out / "e2e/comparison.md").read_text()
 
 
-def test_smoke_shrinks_any_config(tmp_path):
-    result, out = run(tmp_path, CONFIG.replace("epochs: 3", "epochs: 50"), "--smoke")
+def test_smoke_shrinks_any_config_into_its_own_folder(tmp_path):
+    result, out = run(tmp_path, CONFIG)                       # the full runs first
     assert result.exit_code == 0, result.output
-    runs = sorted(p.name for p in (out / "e2e/runs").iterdir())
+    full = {p: p.read_bytes() for p in (out / "e2e").rglob("*") if p.is_file()}
+    result, out = run(tmp_path, CONFIG, "--smoke")
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.name for p in (out / "e2e-smoke/runs").iterdir())
     assert runs == ["baseline__seed=0", "dropout_long__seed=0", "l2__seed=0"]
     for name in runs:
-        assert len(pd.read_csv(out / "e2e/runs" / name / "metrics.csv")) == 1
-        summary = json.loads((out / "e2e/runs" / name / "summary.json").read_text())
+        assert len(pd.read_csv(out / "e2e-smoke/runs" / name / "metrics.csv")) == 1
+        summary = json.loads((out / "e2e-smoke/runs" / name / "summary.json").read_text())
         assert summary["n_train"] <= 256
+    # a smoke run never replaces the full runs of the same experiment
+    assert {p: p.read_bytes() for p in (out / "e2e").rglob("*") if p.is_file()} == full
 
 
 def test_resume_skips_completed_runs(tmp_path):

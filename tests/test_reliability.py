@@ -4,6 +4,7 @@ signals and orphaned workers, one writer per results folder, checks before train
 from __future__ import annotations
 
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY_DIGITS
+from test_resume import SLOW_SWEEP, start
 from regbench.cli import app
 from regbench.config.yaml_io import MAX_BYTES, MAX_VALUES, parse_yaml
 from regbench.errors import ConfigError
@@ -105,3 +107,54 @@ def test_merge_keys_merge_and_the_mapping_overrides_them(tmp_path):
     long = next(run for run in plan.runs if run["recipe"] == "l2_long")
     assert long["regularizers"] == {"l2": {"lambda": 1.0, "include_bias": False}}
     assert long["train"]["epochs"] == 3
+
+
+# ----------------------------------------------------------------------------- signals, orphans
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def is_worker(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"spawn_main" in command and b"resource_tracker" not in command
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_no_worker_outlives_its_driver(tmp_path, sig):
+    config = tmp_path / "slow.yaml"
+    config.write_text(SLOW_SWEEP.format(epochs=200, lambdas="[1, 10]"))
+    driver = start(config, tmp_path, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 90
+        while len([c for c in children(driver.pid) if is_worker(c)]) < 2:
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
+            time.sleep(0.1)
+        workers = [c for c in children(driver.pid) if is_worker(c)]
+        time.sleep(2.0)                              # both are training now
+        driver.send_signal(sig)
+        code = driver.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if alive(w)], "a worker outlived its driver"
+        if sig == signal.SIGTERM:                    # handled like Ctrl-C
+            assert code == 143, driver.stdout.read()
+    finally:
+        if driver.poll() is None:
+            driver.kill()

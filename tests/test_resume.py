@@ -102,8 +102,13 @@ def test_sigkill_mid_sweep_then_resume_redoes_only_unfinished_runs(tmp_path):
             without_seconds(pd.read_csv(clean_out / "killme" / "runs" / name / "metrics.csv")))
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_ctrl_c_saves_the_run_in_flight_exits_130_and_resume_completes(tmp_path, workers):
+def test_a_stop_signal_saves_the_run_in_flight_and_resume_completes(tmp_path, workers, sig,
+                                                                     code):
+    """Ctrl-C, and SIGTERM as kill, systemd, Slurm and CI send it, save the runs in flight as
+    interrupted and write the tables; exit 130 or 143."""
     epochs = 40
     config = write_config(tmp_path / "k.yaml", SLOW_SWEEP.format(epochs=epochs,
                                                                  lambdas="[1, 10]"))
@@ -111,9 +116,10 @@ def test_ctrl_c_saves_the_run_in_flight_exits_130_and_resume_completes(tmp_path,
     process = start(config, tmp_path, "--workers", workers)
     wait_for_summaries(results, 2, process)
     time.sleep(0.5)            # the next runs are a few epochs in
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
+    assert process.returncode == code, output
+    assert (results / "comparison.md").is_file()     # the tables of what finished
     assert "Traceback" not in output and "interrupted" in output
     stopped = {n: s for n, s in summaries(results).items() if s["status"] == "interrupted"}
     assert stopped, output

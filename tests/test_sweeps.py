@@ -117,8 +117,11 @@ def test_five_lambdas_two_seeds_on_digits(tmp_path):
     written = (results / "comparison.csv").read_text()
     (results / "comparison.csv").unlink()
     rebuilt = runner.invoke(app, ["compare", str(results), "--format", "csv"])
-    assert rebuilt.exit_code == 0
-    assert rebuilt.output == written == (results / "comparison.csv").read_text()
+    assert rebuilt.exit_code == 0 and rebuilt.output == written
+    assert not (results / "comparison.csv").exists()           # compare alone only reads
+    rewritten = runner.invoke(app, ["compare", str(results), "--format", "csv", "--write"])
+    assert rewritten.exit_code == 0
+    assert rewritten.output == written == (results / "comparison.csv").read_text()
     latex = runner.invoke(app, ["compare", str(results), "--format", "latex", "--metric", "f1"])
     assert latex.exit_code == 0 and r"\begin{tabular}" in latex.output
 

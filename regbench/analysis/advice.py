@@ -19,7 +19,7 @@ from regbench.analysis.diagnose import diagnose_rows, infer_task
 from regbench.config.yaml_io import read_yaml_file
 from regbench.data import DATASETS
 from regbench.errors import RegbenchError
-from regbench.results import load_summaries
+from regbench.results import DAMAGED, load_summaries, task_of
 from regbench.vocabulary import CONFIG_FILE, EXPERIMENT_FILE, METRICS_FILE
 
 
@@ -54,19 +54,22 @@ def diagnose_path(target: str | Path) -> Diagnosis:
         summaries = load_summaries(target)
         for summary in summaries:
             run_dir = Path(summary["_dir"])
-            path = run_dir / METRICS_FILE
-            try:
-                rows = read_curve_csv(path) if summary.get("status") != "failed" else []
-            except RegbenchError:  # no metrics.csv, or a run stopped before its first epoch
-                rows = []
-            verdict = diagnose_rows(rows, summary.get("task", "classification"),
-                                    _thresholds(run_dir), summary.get("status", "completed"))
-            if summary.get("status") == "failed":
-                verdict = {"verdict": "failed", "started_epoch": None, "rules": [],
+            status = summary.get("status", "completed")
+            if status in ("failed", DAMAGED):
+                verdict = {"verdict": status, "started_epoch": None, "rules": [],
                            "evidence": [summary.get("error", "the run failed")]}
+            else:
+                try:
+                    rows = read_curve_csv(run_dir / METRICS_FILE)
+                except RegbenchError as exc:  # missing, empty or garbage: never "ok"
+                    verdict = {"verdict": "unknown", "started_epoch": None, "rules": [],
+                               "evidence": [f"{exc}: no curves to judge"]}
+                else:
+                    verdict = diagnose_rows(rows, summary.get("task", "classification"),
+                                            _thresholds(run_dir), status)
             runs.append({"run": summary["run_id"], "point": summary.get("point_id"),
                          "regularizers": sorted(summary.get("regularizers") or {}), **verdict})
-        diagnosis = Diagnosis(target, runs, summaries[0].get("task", "classification"),
+        diagnosis = Diagnosis(target, runs, task_of(summaries),
                               is_image_experiment(target))
         diagnosis.advice = advise(diagnosis, summaries)
         return diagnosis
@@ -151,7 +154,7 @@ def _from_experiment(summaries, by_point, overfit, under) -> list[str]:
     except RegbenchError:
         return []
     metric, lines = comparison.metric, []
-    gap_text = _points if comparison.metric != "mse" and summaries[0].get("task") != "regression" \
+    gap_text = _points if comparison.metric != "mse" and task_of(summaries) != "regression" \
         else (lambda gap: f"R² {gap:+.3f}")
     healthy = [row for row in comparison.rows if row["point"] not in overfit
                and all(r["verdict"] == "ok" for r in by_point.get(row["point"], []))

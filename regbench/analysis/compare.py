@@ -16,7 +16,8 @@ from typing import Any, Optional
 from regbench.analysis.stats import mean_std, paired_difference
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
-from regbench.results import atomic_write_text, load_summaries, write_runs_csv
+from regbench.results import (atomic_write_text, check_results_folder, load_summaries, task_of,
+                              write_runs_csv)
 from regbench.vocabulary import (MIN_SEEDS, default_metric, format_value, lower_is_better,
                                  metric_names)
 
@@ -50,7 +51,7 @@ def check_metric(metric: str, task: str) -> None:
 
 
 def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = None) -> Comparison:
-    task = summaries[0].get("task", "classification")
+    task = task_of(summaries)
     metric = metric or default_metric(task)
     check_metric(metric, task)
     higher = not lower_is_better(metric)
@@ -280,13 +281,15 @@ def rich_table(comparison: Comparison, title: str = ""):
 
 
 def compare_results(results_dir: Path, metric: Optional[str] = None,
-                    write: bool = True) -> Comparison:
-    """Rebuild runs.csv and comparison.{md,csv,tex} from the run folders."""
+                    write: bool = False) -> Comparison:
+    """The comparison rebuilt from the run folders; with ``write`` also runs.csv and
+    comparison.{md,csv,tex} (the caller holds the folder's ResultsLock)."""
     results_dir = Path(results_dir)
     summaries = load_summaries(results_dir)
     comparison = build_comparison(summaries, metric)
     if write:
         write_runs_csv(results_dir, summaries)
+        check_results_folder(results_dir)
         atomic_write_text(results_dir / "comparison.md", to_markdown(comparison))
         atomic_write_text(results_dir / "comparison.csv", to_csv(comparison))
         atomic_write_text(results_dir / "comparison.tex", to_latex(comparison))

@@ -26,7 +26,8 @@ Sparser logs are used as they are: each point then stands for several epochs.
 Verdicts: ``diverged`` (a loss became NaN/inf, or the run says so), ``overfitting`` (any rule
 fired), ``underfitting`` (no gap, and train accuracy < ``underfit_accuracy`` or train R² <
 ``underfit_r2``; with losses only, train loss fell by less than ``underfit_loss_drop``),
-else ``ok``. Every verdict carries its evidence in words and numbers.
+``unknown`` (no epochs to judge: a missing, empty or unreadable curve is never ``ok``), else
+``ok``. Every verdict carries its evidence in words and numbers.
 """
 from __future__ import annotations
 
@@ -281,7 +282,7 @@ def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
     if diverged:
         return diverged
     if not rows:
-        return {"verdict": "ok", "started_epoch": None, "rules": [], "numbers": {},
+        return {"verdict": "unknown", "started_epoch": None, "rules": [], "numbers": {},
                 "evidence": ["no epochs were recorded, so there is nothing to judge"]}
     numbers: dict[str, Any] = {}
     found = rule_gap(rows, task, t, numbers)

@@ -10,7 +10,8 @@ alone writes run folders, so workers need no shared filesystem.
   ``load_bundle`` cache lives as long as the process) and sends start/epoch events back on a queue.
 - ``RayExecutor``: one Ray task per run (``num_cpus`` = threads per run, ``num_gpus`` = 1 on CUDA).
 
-Ctrl-C: workers ignore the terminal's SIGINT while idle; the driver decides. On interrupt it stops
+Ctrl-C and SIGTERM: workers ignore the terminal's SIGINT while idle, and SIGTERM; the driver
+decides. A worker whose driver dies (SIGKILL) exits within a second. On interrupt it stops
 handing out runs, signals the workers that are training (SIGINT, turned into KeyboardInterrupt inside
 the training loop, which returns the partial run as ``interrupted``) and collects those results.
 """
@@ -27,6 +28,7 @@ from regbench.errors import RegbenchError
 
 INTERRUPT_GRACE_SECONDS = 30.0   # how long the driver waits for interrupted runs to report back
 POLL_SECONDS = 0.2               # driver wake-up interval (progress events, Ctrl-C)
+PARENT_POLL_SECONDS = 0.5        # how often a worker checks that its driver still lives
 
 Item = tuple[dict[str, Any], Any]   # (run spec, RunResult)
 
@@ -55,13 +57,29 @@ class SequentialExecutor:
 _WORKER: dict[str, Any] = {}   # per worker process: event queue, stop flag, threads
 
 
-def _init_worker(threads: int, events, stop, wait_policy: Optional[str]) -> None:
+def _watch_parent(parent: int) -> None:
+    """Exit as soon as the driver is gone (SIGKILL, a crash): a worker whose results nobody
+    will collect must not go on training, or idle holding its memory, forever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def _init_worker(threads: int, events, stop, wait_policy: Optional[str],
+                 driver: Optional[int] = None) -> None:
     """Process start: the driver's OpenMP wait policy (before torch loads), ignore the
-    terminal's Ctrl-C (the driver forwards it), set torch threads."""
+    terminal's Ctrl-C and a process group's SIGTERM (the driver decides and forwards them),
+    exit when the driver dies, set torch threads."""
+    import threading
+
     apply_wait_policy(wait_policy)
     import torch  # deferred: OpenMP reads the wait policy when torch loads
 
+    # the driver's pid comes from the driver: one that died before this line must count too
+    threading.Thread(target=_watch_parent, args=(driver or os.getppid(),), daemon=True,
+                     name="regbench-parent-watch").start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(threads)
     # progress events are best effort: a worker must never hang at exit flushing them to a
     # driver that stopped reading (after Ctrl-C)
@@ -124,7 +142,7 @@ class ProcessExecutor:
         self.pool = ProcessPoolExecutor(min(self.workers, len(specs)), mp_context=context,
                                         initializer=_init_worker,
                                         initargs=(threads, self.events, self.stop,
-                                                  current_wait_policy()))
+                                                  current_wait_policy(), os.getpid()))
         self.by_id = {spec["run_id"]: spec for spec in specs}
         self.futures = {self.pool.submit(_worker_run, spec, threads): spec for spec in specs}
         pending = set(self.futures)

@@ -23,7 +23,8 @@ from regbench.errors import RegbenchError
 from regbench.experiment.config import LoadedConfig, load_config
 from regbench.experiment.plan import Plan, build_plan
 from regbench.report.page import write_report
-from regbench.results import atomic_write_text, read_summary, to_json, write_run
+from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
+                              inspect_summary, read_summary, to_json, write_run)
 from regbench.vocabulary import EXPERIMENT_FILE, PLAN_FILE, RUNS_DIR, SUMMARY
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -94,18 +95,37 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
     if executor != "ray":  # a Ray cluster's GPUs are not this machine's
         check_device(plan.runs)
     results_dir = Path(out) / plan.experiment["name"]
+    check_results_folder(results_dir, [spec["run_id"] for spec in plan.runs])
+    if not resume or _pending(plan, results_dir):  # corrupt data files: one clear error
+        # before anything is written or trained
+        load_bundle(plan.experiment["dataset"], plan.experiment["train"]["train_eval_samples"])
+    with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
+        return _train(plan, Path(out), results_dir, workers, executor, address, resume,
+                      progress, report, metric)
+
+
+def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
+    return [spec for spec in plan.runs
+            if not is_complete(results_dir / RUNS_DIR / spec["run_id"], spec)]
+
+
+def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str,
+           address: Optional[str], resume: bool, progress, report: bool,
+           metric: Optional[str]) -> ExperimentOutcome:
+    """The locked part of run_experiment: skip completed runs, train the rest, write results."""
     outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
-    pending = []
+    pending = _pending(plan, results_dir) if resume else list(plan.runs)
+    to_train = {spec["run_id"] for spec in pending}
     for spec in plan.runs:
         run_dir = results_dir / RUNS_DIR / spec["run_id"]
-        if resume and is_complete(run_dir, spec):
+        if spec["run_id"] not in to_train:
             outcome.skipped.append(spec["run_id"])
             outcome.summaries.append(read_summary(run_dir))
-        else:
-            pending.append(spec)
-    if pending:  # corrupt data files: one clear error before anything is written or trained
-        load_bundle(plan.experiment["dataset"], plan.experiment["train"]["train_eval_samples"])
-    prepare_results_dir(Path(out), plan.experiment["name"], fresh=not resume)
+            continue
+        _, damage = inspect_summary(run_dir)
+        if resume and damage:
+            outcome.warnings.append(f"run {spec['run_id']}: {SUMMARY} {damage}; trained again")
+    prepare_results_dir(out, plan.experiment["name"], fresh=not resume)
     atomic_write_text(results_dir / EXPERIMENT_FILE, dump_yaml(plan.experiment))
     # the runs of this plan: tables and plots leave out folders of an earlier grid
     atomic_write_text(results_dir / PLAN_FILE,
@@ -146,7 +166,7 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
         if progress is not None:
             progress.close()
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
-        outcome.comparison = compare_results(results_dir, metric)
+        outcome.comparison = compare_results(results_dir, metric, write=True)
         if report and not outcome.interrupted:
             problem = write_report_if_available(results_dir)
             if problem:

@@ -174,11 +174,18 @@ def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig
 
 # ----------------------------------------------------------------------------- smoke budget
 
-def shrink_for_smoke(loaded: LoadedConfig) -> LoadedConfig:
-    """One epoch, a few hundred samples, one seed, the first value of each sweep list."""
+SMOKE_SUFFIX = "-smoke"    # `regbench run --smoke` writes results/<name>-smoke/
+
+
+def shrink_for_smoke(loaded: LoadedConfig, own_folder: bool = False) -> LoadedConfig:
+    """One epoch, a few hundred samples, one seed, the first value of each sweep list; with
+    ``own_folder`` the experiment is renamed ``<name>-smoke`` so that its results never
+    replace the full runs of the same experiment."""
     import copy
 
     raw = copy.deepcopy(loaded.raw)
+    if own_folder and isinstance(raw.get("name"), str):
+        raw["name"] += SMOKE_SUFFIX
     raw.setdefault("train", {})["epochs"] = SMOKE_EPOCHS
     dataset = raw.setdefault("dataset", {})
     subset = dataset.get("train_subset")
@@ -191,6 +198,7 @@ def shrink_for_smoke(loaded: LoadedConfig) -> LoadedConfig:
     if isinstance(raw.get("sweep"), dict):
         raw["sweep"] = {k: v[:1] if isinstance(v, list) else v for k, v in raw["sweep"].items()}
     config, _ = resolve_experiment(raw, loaded.positions, loaded.source)
-    note = f"smoke run: 1 epoch, at most {SMOKE_SAMPLES} training samples, one seed"
+    note = f"smoke run: 1 epoch, at most {SMOKE_SAMPLES} training samples, one seed" + (
+        f", results under {raw['name']}/" if own_folder else "")
     return dataclasses.replace(loaded, raw=raw, config=config,
                                warnings=list(loaded.warnings) + [note])

@@ -16,7 +16,7 @@ from typing import Any
 from regbench.analysis.advice import Diagnosis, advise, is_image_experiment
 from regbench.analysis.compare import build_comparison, display_rows
 from regbench.report.plots import make_plots
-from regbench.results import atomic_write_text, load_summaries
+from regbench.results import atomic_write_text, load_summaries, task_of
 from regbench.vocabulary import EXPERIMENT_FILE
 
 CSS = """
@@ -70,14 +70,15 @@ def summary_html(experiment: dict[str, Any], summaries: list[dict[str, Any]]) ->
     train = experiment.get("train") or {}
     optimizer = train.get("optimizer") or {}
     statuses = Counter(s.get("status", "?") for s in summaries)
+    first = next((s for s in summaries if s.get("status") == "completed"), summaries[0])
     lines = [
         f"<b>dataset</b> {_e(dataset.get('name', '?'))} "
         f"(val fraction {_e(dataset.get('val_fraction', '?'))}"
         + (f", train subset {_e(dataset['train_subset'])}" if dataset.get("train_subset") else "")
-        + f") · <b>task</b> {_e(summaries[0].get('task', '?'))}"
-        + (f" · <b>n train</b> {_e(summaries[0]['n_train'])}" if summaries[0].get("n_train") else ""),
+        + f") · <b>task</b> {_e(first.get('task', '?'))}"
+        + (f" · <b>n train</b> {_e(first['n_train'])}" if first.get("n_train") else ""),
         f"<b>model</b> {_e(model.get('name', '?'))}({_e(_params(model))}) · "
-        f"<b>parameters</b> {_e(summaries[0].get('parameter_count', '?'))}",
+        f"<b>parameters</b> {_e(first.get('parameter_count', '?'))}",
         f"<b>training</b> {_e(train.get('epochs', '?'))} epochs, batch {_e(train.get('batch_size', '?'))}, "
         f"{_e(optimizer.get('name', '?'))} lr {_e(optimizer.get('lr', '?'))}"
         + (f", momentum {_e(optimizer['momentum'])}" if optimizer.get("momentum") else "")
@@ -161,7 +162,7 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
            + "".join(rows) + "</tbody></table></div>",
            f"<details><summary>evidence of every run ({len(runs)})</summary>"
            + "".join(details) + "</details>"]
-    diagnosis = Diagnosis(results_dir, runs, summaries[0].get("task", "classification"),
+    diagnosis = Diagnosis(results_dir, runs, task_of(summaries),
                           is_image_experiment(results_dir))
     advice = advise(diagnosis, summaries)
     if advice:

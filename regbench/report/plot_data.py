@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from regbench.results import load_summaries
+from regbench.results import load_summaries, task_of
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _hashable(value: Any) -> Any:
 
 
 def gap_metric(summaries: list[dict[str, Any]]) -> str:
-    return "accuracy" if summaries[0].get("task", "classification") == "classification" else "r2"
+    return "accuracy" if task_of(summaries) == "classification" else "r2"
 
 
 def points_of(comparison, runs: list[RunData]) -> list[dict[str, Any]]:

@@ -28,8 +28,8 @@ import numpy as np
 from regbench.analysis.compare import build_comparison
 from regbench.report.plot_data import (Series, aggregate, finite, gap_metric, load_runs,
                                        points_of, sweep_series)
-from regbench.results import atomic_write_bytes
-from regbench.vocabulary import NEAR_ZERO, lower_is_better
+from regbench.results import atomic_write_bytes, check_results_folder
+from regbench.vocabulary import NEAR_ZERO, PLOTS_DIR, lower_is_better
 
 TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#d62728"
 VERDICT_COLORS = {"ok": "#2ca02c", "overfitting": "#d62728", "underfitting": "#ff7f0e",
@@ -223,10 +223,11 @@ def _save(figure, path: Path) -> Path:
 def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
     """Write every figure of an experiment under ``plots/``; return them in report order."""
     results_dir = Path(results_dir)
+    check_results_folder(results_dir)   # plots/ must not be a link elsewhere: it is cleaned
     runs = load_runs(results_dir)
     summaries = [run.summary for run in runs]
     comparison = comparison or build_comparison(summaries)
-    metric, out, plots = comparison.metric, results_dir / "plots", []
+    metric, out, plots = comparison.metric, results_dir / PLOTS_DIR, []
     for old in out.glob("*.png") if out.is_dir() else []:
         old.unlink()  # a plot of a recipe no longer in the results must not linger
     by_point = defaultdict(list)
