@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.exceptions import TyperException
 
 from regbench.engine.threads import choose_wait_policy
 from regbench.errors import ConfigError, RegbenchError
@@ -101,11 +102,13 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
     """``--seeds 0,1,2`` -> [0, 1, 2]: distinct integers that numpy and torch accept."""
     if not text:
         return None
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+    parts = [part.strip() for part in text.split(",")]
+    # ASCII digits only: int() would also read '١' (Arabic-Indic one), and an empty part is a
+    # typo (1,,2), not a separator
+    if not all(part.isascii() and part.isdigit() for part in parts):
         raise ConfigError(f"expected comma-separated integers such as 0,1,2 (got {text!r})",
-                          source="--seeds") from None
+                          source="--seeds")
+    seeds = [int(part) for part in parts]
     if not seeds:
         raise ConfigError("expected at least one seed", source="--seeds")
     if len(set(seeds)) != len(seeds):
@@ -395,7 +398,27 @@ def main() -> None:
     choose_wait_policy()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         print("regbench: interrupted", file=sys.stderr)
         sys.exit(_interrupted_code())
+    except typer.Abort:   # click's own Ctrl-C (e.g. at a prompt)
+        print("regbench: interrupted", file=sys.stderr)
+        sys.exit(_interrupted_code())
+    except TyperException as exc:   # usage errors: unknown option, bad value, missing argument
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message())          # plain `regbench`: the help, as before
+            sys.exit(2)
+        from regbench.errors import visible
+
+        print(f"regbench: error: {visible(exc.format_message())}"
+              + _usage_hint(exc), file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_hint(exc) -> str:
+    """'; see regbench run --help' for the command the usage error is about."""
+    context = getattr(exc, "ctx", None)
+    path = context.command_path if context is not None else "regbench"
+    return f" (see `{path} --help`)"

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -158,3 +159,290 @@ def test_no_worker_outlives_its_driver(tmp_path, sig):
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+# ----------------------------------------------------------------------------- confinement
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished(tmp_path) -> tuple[Path, Path]:
+    """A config and the results root of its finished run (tiny: baseline and l2)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_DIGITS)
+    result = invoke("run", config, "--out", tmp_path / "out", "--no-report")
+    assert result.exit_code == 0, result.output
+    return config, tmp_path / "out"
+
+
+@pytest.mark.parametrize("link", ["run folder", "runs", "plots"])
+def test_nothing_is_written_or_deleted_through_a_link_out_of_the_results_folder(finished,
+                                                                               tmp_path, link):
+    config, out = finished
+    results = out / "tiny"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / ".summary.json.123.tmp").write_text("someone else's")   # must not be cleaned
+    (outside / "keep.png").write_bytes(b"not ours")
+    target = {"run folder": results / "runs" / "l2__seed=0", "runs": results / "runs",
+              "plots": results / "plots"}[link]
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    target.symlink_to(outside, target_is_directory=True)
+    before = snapshot(outside)
+    commands = [["run", config, "--out", out, "--fresh" if link == "runs" else "--resume"]]
+    if link == "plots":                                # report writes plots/, reads the runs
+        commands.append(["report", results])
+    for command in commands:
+        result = invoke(*command)
+        line = one_line(result, 2, "outside the results folder", str(outside))
+        assert "remove the link" in line
+    assert snapshot(outside) == before
+
+
+# ----------------------------------------------------------------------------- damaged state
+
+DAMAGE = {
+    "truncated": lambda text: text[: len(text) // 2],
+    "a list": lambda text: "[1, 2, 3]\n",
+    "empty object": lambda text: "{}\n",
+    "wrong types": lambda text: text.replace('"seed": 0', '"seed": "zero"'),
+    "forged as completed": lambda text: '{"status": "completed", "run_id": "l2__seed=0", '
+                                        '"recipe": "l2", "seed": 0, "config_hash": "x", '
+                                        '"task": "classification"}',
+    "another run's": lambda text: text.replace('"run_id": "l2__seed=0"',
+                                               '"run_id": "baseline__seed=0"'),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_summary_is_named_never_omitted_and_retrained(finished, damage):
+    config, out = finished
+    results = out / "tiny"
+    path = results / "runs" / "l2__seed=0" / "summary.json"
+    path.write_text(DAMAGE[damage](path.read_text()))
+    before = snapshot(results)
+    for command in (["compare", results], ["compare", results, "--format", "csv"],
+                    ["diagnose", results]):
+        result = invoke(*command)
+        assert result.exit_code == 0, result.output
+        assert "l2" in result.output and "damaged" in result.output, result.output
+    report = invoke("report", results)
+    assert report.exit_code == 0, report.output
+    assert "l2__seed=0" in (results / "report.html").read_text()
+    assert {k: v for k, v in snapshot(results).items() if not k.startswith(("plots", "report"))} \
+        == before                                       # read-only commands wrote nothing else
+    rerun = invoke("run", config, "--out", out, "--no-report")
+    assert rerun.exit_code == 0, rerun.output
+    assert "l2__seed=0" in rerun.output and "trained again" in rerun.output
+    assert '"status": "completed"' in path.read_text()
+
+
+@pytest.mark.parametrize("content", [None, "", "garbage,\x00\n%%%\n", "epoch,seconds\n"])
+def test_missing_empty_or_garbage_curves_are_never_diagnosed_ok(finished, content):
+    _, out = finished
+    metrics = out / "tiny" / "runs" / "l2__seed=0" / "metrics.csv"
+    if content is None:
+        metrics.unlink()
+    else:
+        metrics.write_text(content)
+    result = invoke("diagnose", out / "tiny")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("l2__seed=0"))
+    assert "unknown" in line and " ok" not in line
+
+
+# ----------------------------------------------------------------------------- read-only
+
+def test_compare_and_diagnose_leave_the_folder_byte_identical(finished):
+    _, out = finished
+    results = out / "tiny"
+    invoke("report", results)
+    before = snapshot(results)
+    for command in (["compare", results, "--metric", "ece"], ["compare", results, "--format", "md"],
+                    ["diagnose", results]):
+        assert invoke(*command).exit_code == 0
+    assert snapshot(results) == before
+    assert "--write" in invoke("compare", "--help").output
+    assert invoke("compare", results, "--metric", "ece", "--write").exit_code == 0
+    assert "ece" in (results / "comparison.md").read_text()
+
+
+# ----------------------------------------------------------------------------- one writer
+
+def test_two_runs_on_one_folder_train_each_run_once(tmp_path):
+    config = tmp_path / "slow.yaml"
+    config.write_text(SLOW_SWEEP.format(epochs=30, lambdas="[1]"))
+    first = start(config, tmp_path)
+    results = tmp_path / "killme"
+    lock = tmp_path / ".killme.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--out",
+                             str(tmp_path), "--no-report"], capture_output=True, text=True)
+    assert second.returncode == 2
+    assert f"in use by regbench pid {first.pid} on" in second.stderr, second.stderr
+    assert first.wait(timeout=300) == 0
+    assert not lock.exists()                           # removed by its holder
+    third = subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--out",
+                            str(tmp_path), "--no-report"], capture_output=True, text=True)
+    assert third.returncode == 0 and "already completed, skipped" in third.stderr + third.stdout
+    assert len(list((results / "runs").glob("*/summary.json"))) == 4
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    config = tmp_path / "slow.yaml"
+    config.write_text(SLOW_SWEEP.format(epochs=30, lambdas="[1]"))
+    first = start(config, tmp_path)
+    lock = tmp_path / ".killme.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists():
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    assert lock.exists()                               # left behind, but no longer held
+    result = subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--out",
+                             str(tmp_path), "--no-report"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# ----------------------------------------------------------------------------- before training
+
+def mnist_with(folder: Path, train_labels=None, test_images=None) -> Path:
+    from test_bad_input import mnist_folder, write_idx
+
+    mnist_folder(folder)
+    if train_labels is not None:
+        write_idx(folder / "train-labels-idx1-ubyte.gz", train_labels)
+    if test_images is not None:
+        write_idx(folder / "t10k-images-idx3-ubyte.gz", test_images)
+    return folder
+
+
+def csv_with(path: Path, bad: str, task: str) -> str:
+    rows = "".join(f"{i % 7 * 0.5},{(i * 3) % 5},{i % 2 if task == 'classification' else i}\n"
+                   for i in range(40))
+    lines = ("a,b,label\n" + rows).splitlines()
+    lines[5] = bad
+    path.write_text("\n".join(lines) + "\n")
+    return (f"name: tiny\ndataset: {{name: csv, path: '{path}', target: label, task: {task}}}\n"
+            "model: {name: mlp, hidden: [4]}\ntrain: {epochs: 1, batch_size: 8, threads: 1}\n")
+
+
+MODEL = "model: {name: mlp, hidden: [4]}\ntrain: {epochs: 1, threads: 1}\n"
+PREFLIGHT = [
+    ("IDX labels beyond the classes",
+     lambda d: f"name: m\ndataset: {{name: mnist, root: '{mnist_with(d / 'm', np.arange(30) % 12)}'}}\n"
+     + MODEL, ["train labels run from 0 to 11", "expected classes 0 to 9"]),
+    ("train and test images of different sizes",
+     lambda d: f"name: m\ndataset: {{name: mnist, root: "
+     f"'{mnist_with(d / 'm', test_images=np.zeros((30, 20, 20)))}'}}\n" + MODEL,
+     ["different shapes", "train (1, 28, 28)", "test (1, 20, 20)"]),
+    ("a feature beyond float32", lambda d: csv_with(d / "t.csv", "1e308,1,0", "classification"),
+     ["1e+308", "float32's range"]),
+    ("an infinite regression target", lambda d: csv_with(d / "t.csv", "1,1,inf", "regression"),
+     ["targets hold inf", "finite numbers"]),
+    ("adam betas outside [0, 1)", lambda d: TINY_DIGITS.replace(
+        "optimizer: {name: sgd, lr: 0.1}", "optimizer: {name: adam, lr: 0.1, betas: [0.9, 1.0]}"),
+     ["train.optimizer.betas.1", "must be < 1"]),
+    ("a run id longer than a file name", lambda d: TINY_DIGITS.replace(
+        "  l2: {l2: {lambda: 1.0}}", "  " + "r" * 90 + ": {l2: {lambda: 1.0}}") +
+     "sweep: {model.hidden: [[" + ", ".join(["4"] * 90) + "]]}\n",
+     ["bytes; a run folder name may have at most 255"]),
+    ("n_samples: 1e9", lambda d: "name: s\ndataset: {name: synthetic_classification, "
+     "n_samples: 1e9}\n" + MODEL, ["dataset.n_samples", "must be <= 10000000"]),
+    ("hidden: [1e9]", lambda d: "name: s\n" + MODEL.replace("[4]", "[1e9]"),
+     ["model.hidden.0", "must be <= 65536"]),
+    ("bayes_by_backprop samples: 1e9", lambda d: TINY_DIGITS.replace(
+        "{l2: {lambda: 1.0}}", "{bayes_by_backprop: {samples: 1e9}}"),
+     ["recipes.l2.bayes_by_backprop.samples", "must be <= 1000"]),
+    ("epochs: 1e9", lambda d: TINY_DIGITS.replace("epochs: 2", "epochs: 1e9"),
+     ["train.epochs", "must be <= 100000"]),
+]
+
+
+@pytest.mark.parametrize("make,fragments", [c[1:] for c in PREFLIGHT], ids=[c[0] for c in PREFLIGHT])
+def test_what_would_fail_every_run_is_an_error_before_anything_is_written(tmp_path, make,
+                                                                          fragments):
+    config = tmp_path / "c.yaml"
+    config.write_text(make(tmp_path))
+    started = time.perf_counter()
+    one_line(invoke("validate", config), 2, *fragments)
+    out = tmp_path / "out"
+    one_line(invoke("run", config, "--out", out), 2, *fragments)
+    assert not out.exists()                          # nothing written
+    assert time.perf_counter() - started < 60
+
+
+def test_the_largest_split_seed_is_a_seed_like_any_other(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY_DIGITS.replace("train_subset: 300", "train_subset: 300, "
+                                          "split_seed: 4294967295"))
+    assert invoke("validate", config).exit_code == 0
+
+
+# ----------------------------------------------------------------------------- messages
+
+def test_invisible_characters_are_shown_escaped(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY_DIGITS.replace("  l2: {l2:", "  l2: {l\u200b2:"))
+    line = one_line(invoke("validate", config), 2)
+    assert "l\\u200b2" in line and "\u200b" not in line
+    table = tmp_path / "t.csv"
+    table.write_text("\ufeffa,b,label\n" + "1,2,0\n3,4,1\n" * 20, encoding="utf-8")
+    config.write_text(f"name: t\ndataset: {{name: csv, path: '{table}', target: \"\\ufeffx\", "
+                      "task: classification}\nrecipes: {}\n")
+    line = one_line(invoke("validate", config), 2)
+    assert "\ufeff" not in line and "\\ufeff" in line
+
+
+@pytest.mark.parametrize("options,fragment", [
+    (["run", "CONFIG", "--bogus"], "No such option: --bogus"),
+    (["run", "CONFIG", "--workers", "two"], "Invalid value for '--workers'"),
+    (["run", "CONFIG", "--device", "tpu"], "Invalid value for '--device'"),
+    (["run"], "Missing argument"),
+    (["compare", "RESULTS", "--format", "xml"], "Invalid value for '--format'"),
+])
+def test_usage_errors_are_one_regbench_error_line(tmp_path, options, fragment):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY_DIGITS)
+    args = [str(config) if a == "CONFIG" else str(tmp_path) if a == "RESULTS" else a
+            for a in options]
+    result = subprocess.run([sys.executable, "-m", "regbench", *args], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), result.stderr
+    assert fragment in lines[0] and "--help" in lines[0]
+
+
+@pytest.mark.parametrize("seeds", ["1,,2", "\u0661,2", "-1", "0,1,"])
+def test_seed_lists_are_plain_ascii_integers(tmp_path, seeds):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY_DIGITS)
+    one_line(invoke("run", config, "--seeds", seeds, "--dry-run"), 2, "--seeds",
+             "comma-separated integers")
+
+
+def test_settings_without_effect_are_warned_about(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: r\nseeds: [0]\ndataset: {name: diabetes, label_noise: 0.2}\n"
+                      "model: {name: linear}\nrecipes:\n  baseline: {l2: {lambda: 1.0}}\n")
+    result = invoke("validate", config)
+    assert result.exit_code == 0, result.output
+    assert "label_noise: 0.2 has no effect" in result.output
+    assert "recipe 'baseline' has regularizers (l2)" in result.output
+
+
+def test_compare_advises_only_what_it_can_do(finished):
+    _, out = finished
+    result = invoke("compare", out / "tiny")
+    assert "regbench run CONFIG --seeds" in result.output

@@ -158,7 +158,7 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
     if seeds < MIN_SEEDS:
         comparison.notes.append(f"warning: only {seeds} seed(s) for some recipes: bootstrap "
                                 f"intervals and P(better) need at least {MIN_SEEDS}"
-                                " seeds to mean much (add seeds: --seeds 0,1,2)")
+                                " seeds to mean much (train more: regbench run CONFIG --seeds 0,1,2)")
     if not any(row["recipe"] == "baseline" and row["seeds"] for row in comparison.rows):
         comparison.notes.append("no baseline runs: differences cannot be computed")
     if any(row["train_differs"] for row in comparison.rows):

@@ -13,7 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from regbench.vocabulary import MAX_SEED
 
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]   # what numpy, torch and scikit-learn all accept
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+MAX_WIDTH = 65_536      # units or channels of one layer: far beyond what trains on one machine
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]   # a layer's units or channels
+MAX_EPOCHS = 100_000    # more would train for months; a typo such as 1e9 is refused at once
+Beta = Annotated[float, Field(ge=0, lt=1)]   # what numpy, torch and scikit-learn all accept
 
 
 def _admits_bool(annotation: Any) -> bool:
@@ -78,7 +82,7 @@ class OptimizerConfig(StrictModel):
     lr: float = Field(0.1, gt=0)                    # learning rate η per step
     momentum: float = Field(0.0, ge=0, lt=1)        # SGD momentum (sgd only)
     nesterov: bool = False                          # Nesterov momentum (sgd only)
-    betas: tuple[float, float] = (0.9, 0.999)       # Adam moment decay rates (adam/adamw only)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)         # Adam moment decay rates in [0, 1) (adam/adamw only)
 
 
 class SchedulerConfig(StrictModel):
@@ -88,7 +92,7 @@ class SchedulerConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(10, ge=1)                   # passes over the training split
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)    # passes over the training split
     batch_size: int = Field(64, ge=1)               # samples per SGD step
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: Optional[SchedulerConfig] = None     # learning-rate schedule, per epoch

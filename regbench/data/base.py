@@ -126,16 +126,22 @@ def torch_device(device):
 
 
 def _split(x: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int, key: str,
-           name: str):
+           name: str, after: str = ""):
+    """Hold ``fraction`` of the rows out (stratified when it can be); ``after`` says which split
+    already took rows, so that an error names every setting that shaped it."""
     from sklearn.model_selection import train_test_split  # deferred: heavy
 
     n = len(x)
     held = int(round(n * fraction))
     if held < 1 or n - held < 1:
         part = "test" if key == "test_fraction" else "validation"
-        raise DataError(f"dataset.{key}: {fraction:g} of the {n} samples of dataset {name} is "
-                        f"{n * fraction:.2g} samples, too few for a {part} split; expected at "
-                        f"least {_min_samples(fraction)} samples (add data or raise {key})")
+        samples = f"the {n} samples{after} of dataset {name}"
+        if held < 1:
+            raise DataError(f"dataset.{key}: {fraction:g} of {samples} is {n * fraction:.2g} "
+                            f"samples, too few for a {part} split; expected at least "
+                            f"{_min_samples(fraction)} samples (add data or raise {key})")
+        raise DataError(f"dataset.{key}: {fraction:g} of {samples} holds out {held}, leaving "
+                        f"{n - held} to train on; lower {key} (or add data)")
     stratify = y if task == "classification" else None
     if stratify is not None:
         _, counts = np.unique(y, return_counts=True)
@@ -154,6 +160,46 @@ def _normalise(x_train: np.ndarray, others: list[np.ndarray], image: bool):
     return [(a - mean) / std for a in [x_train, *others]]
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """The seed of one step of the preparation: ``seed + offset`` kept inside what numpy and
+    scikit-learn accept (a split_seed of 2**32 − 1 must not overflow)."""
+    return (seed + offset) % 2**32
+
+
+def check_arrays(name: str, x: dict[str, np.ndarray], y: dict[str, np.ndarray], task: str,
+                 num_classes: Optional[int]) -> None:
+    """What would fail every run, found before any trains: inputs of different shapes across
+    splits, values float32 cannot hold (inf, NaN, beyond ±3.4e38), labels outside the classes."""
+    shapes = {split: a.shape[1:] for split, a in x.items()}
+    if len(set(shapes.values())) > 1:
+        described = ", ".join(f"{split} {shape}" for split, shape in shapes.items())
+        raise DataError(f"dataset {name}: the splits' inputs have different shapes ({described}); "
+                        "every sample must have the same shape")
+    arrays = [("inputs", split, a) for split, a in x.items()]
+    if task == "regression":
+        arrays += [("targets", split, a) for split, a in y.items()]
+    for what, split, a in arrays:
+        values = np.asarray(a)
+        if not np.issubdtype(values.dtype, np.floating):
+            continue            # integers (uint8 images, counts) are finite; int64 fits float32
+        bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            column = f", column {int(where[1])}" if values.ndim == 2 else ""
+            raise DataError(f"dataset {name}: the {split} {what} hold {float(values[bad][0])!r} "
+                            f"(row {int(where[0])}{column}); expected finite numbers within "
+                            f"float32's range (±{FLOAT32_MAX:.3g})")
+    if task == "classification" and num_classes is not None:
+        for split, labels in y.items():
+            labels = np.asarray(labels)
+            if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+                raise DataError(f"dataset {name}: the {split} labels run from {labels.min()} to "
+                                f"{labels.max()}; expected classes 0 to {num_classes - 1}")
+
+
 def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBundle:
     """Load the dataset named in ``config`` and split, noise, normalise it (seeded)."""
     import torch  # deferred: reading a dataset's description must not load torch
@@ -170,11 +216,16 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBun
     else:
         x_test, y_test = np.asarray(raw.x_test), np.asarray(raw.y_test)
     if raw.x_val is None:
+        after = (f" left after the test split (dataset.test_fraction "
+                 f"{config['test_fraction']:g})" if raw.x_test is None else "")
         x_train, y_train, x_val, y_val = _split(x_train, y_train, config["val_fraction"], task,
-                                                seed + 1, "val_fraction", name)
+                                                derived_seed(seed, 1), "val_fraction", name,
+                                                after)
     else:
         x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
-    rng = np.random.default_rng(seed + 2)
+    check_arrays(name, {"train": x_train, "validation": x_val, "test": x_test},
+                 {"train": y_train, "validation": y_val, "test": y_test}, task, raw.num_classes)
+    rng = np.random.default_rng(derived_seed(seed, 2))
     if config.get("train_subset") and config["train_subset"] < len(x_train):
         keep = np.sort(rng.permutation(len(x_train))[: config["train_subset"]])
         x_train, y_train = x_train[keep], y_train[keep]
@@ -202,7 +253,7 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBun
     image = x_train.ndim == 4
     x_train, x_val, x_test = _normalise(x_train.astype(np.float64), [x_val.astype(np.float64),
                                         x_test.astype(np.float64)], image)
-    eval_rng = np.random.default_rng(seed + 3)
+    eval_rng = np.random.default_rng(derived_seed(seed, 3))
     n_eval = min(train_eval_samples, len(x_train))
     eval_index = np.sort(eval_rng.permutation(len(x_train))[:n_eval])
 

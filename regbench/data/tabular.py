@@ -7,10 +7,12 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from regbench.config.schema import Seed, StrictModel
+from regbench.config.schema import MAX_WIDTH, Seed, StrictModel
 from regbench.data.base import DataSpec, RawData, dataset
 from regbench.errors import DataError
 from regbench.registry import did_you_mean
+
+MAX_ROWS = 10_000_000   # generated rows (10M × 20 features is 1.6 GB as float64)
 
 
 @dataset("digits", summary="scikit-learn's bundled 8×8 handwritten digits (1,797 images, "
@@ -44,8 +46,8 @@ def load_diabetes(config: dict[str, Any]) -> RawData:
 
 
 class SyntheticClassificationParams(StrictModel):
-    n_samples: int = Field(1000, ge=10)           # rows generated (before splits)
-    n_features: int = Field(20, ge=1)             # input columns
+    n_samples: int = Field(1000, ge=10, le=MAX_ROWS)  # rows generated (before splits)
+    n_features: int = Field(20, ge=1, le=MAX_WIDTH)  # input columns
     n_informative: Optional[int] = Field(None, ge=1)  # informative columns; None: half of n_features (at least 2)
     n_classes: int = Field(2, ge=2)               # classes
     noise: float = Field(0.0, ge=0, le=1)         # fraction of labels flipped at generation
@@ -79,8 +81,8 @@ def load_synthetic_classification(config: dict[str, Any]) -> RawData:
 
 
 class SyntheticRegressionParams(StrictModel):
-    n_samples: int = Field(1000, ge=10)           # rows generated (before splits)
-    n_features: int = Field(20, ge=1)             # input columns
+    n_samples: int = Field(1000, ge=10, le=MAX_ROWS)  # rows generated (before splits)
+    n_features: int = Field(20, ge=1, le=MAX_WIDTH)  # input columns
     n_informative: Optional[int] = Field(None, ge=1)  # columns with a non-zero coefficient; None: half
     noise: float = Field(0.0, ge=0)               # std of Gaussian noise added to the target
     seed: Seed = 0                                # generation seed (the data, not the runs)

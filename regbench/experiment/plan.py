@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from regbench.experiment.config import LoadedConfig, resolve_experiment, set_path
-from regbench.experiment.rules import check_recipe
+from regbench.experiment.config import (LoadedConfig, located_error, resolve_experiment,
+                                        set_path)
+from regbench.experiment.rules import check_experiment, check_recipe
 from regbench.errors import ConfigError
 from regbench.experiment.sweeps import check_sweep_path, sweep_error
 from regbench.vocabulary import format_value
@@ -119,7 +120,7 @@ def build_plan(loaded: LoadedConfig, seeds: list[int] | None = None,
     sweep = experiment["sweep"]
     recipes = experiment["recipes"]
     owners = {path: check_sweep_path(path, experiment, loaded) for path in sweep}
-    warnings = list(loaded.warnings)
+    warnings = list(loaded.warnings) + check_experiment(experiment)
     runs: list[dict[str, Any]] = []
     for recipe in recipes:
         paths = [p for p in sweep if owners[p] in (None, recipe)]
@@ -142,10 +143,23 @@ def build_plan(loaded: LoadedConfig, seeds: list[int] | None = None,
     return Plan(experiment=experiment, runs=runs, warnings=warnings)
 
 
+NAME_MAX = 255   # bytes in one file name on Linux and macOS file systems
+
+
 def _refuse_duplicates(runs: list[dict[str, Any]], loaded: LoadedConfig) -> None:
-    """Two sweep values that print alike (1 and 1.0) would share one run folder."""
+    """Two sweep values that print alike (1 and 1.0) would share one run folder; a run id
+    longer than a file name may be would fail only after training."""
     seen: dict[str, dict[str, Any]] = {}
     for run in runs:
+        length = len(run["run_id"].encode("utf-8"))
+        if length > NAME_MAX:
+            message = (f"the run id '{run['run_id'][:60]}…' is {length} bytes; a run folder name "
+                       f"may have at most {NAME_MAX}: shorten the recipe name or the swept values")
+            path = next(iter(run["sweep_paths"]), None)
+            if path:
+                raise sweep_error(message, path, loaded)
+            raise located_error(message, ("recipes", run["recipe"]), loaded.positions,
+                                loaded.source)
         other = seen.setdefault(run["run_id"], run)
         if other is not run:
             path = next(iter(run["sweep_paths"]), "")

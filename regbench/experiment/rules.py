@@ -78,3 +78,20 @@ def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, An
             if message:
                 warn(f"{first} + {second}", message)
     return warnings
+
+
+def check_experiment(experiment: dict[str, Any]) -> list[str]:
+    """Settings that are legal but do nothing, or not what a table then means: warnings."""
+    warnings = []
+    dataset = experiment["dataset"]
+    if dataset.get("label_noise") and data_spec(dataset).task == "regression":
+        warnings.append(f"dataset.label_noise: {dataset['label_noise']:g} has no effect: dataset "
+                        f"'{dataset['name']}' is a regression task (label noise replaces class "
+                        "labels)")
+    baseline = experiment["recipes"].get("baseline")
+    if baseline and baseline["regularizers"]:
+        names = ", ".join(baseline["regularizers"])
+        warnings.append(f"recipe 'baseline' has regularizers ({names}): every Δ in the tables is "
+                        "measured against it; name this recipe otherwise and regbench adds a "
+                        "plain baseline")
+    return warnings

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 from torch import nn
 
-from regbench.config.schema import StrictModel
+from regbench.config.schema import StrictModel, Width
 from regbench.models.base import ACTIVATIONS, LayerFactory, flat_size, model
 from regbench.models.pooling import MaxPool2x2
 
@@ -26,7 +26,7 @@ def build_linear(params: LinearParams, input_shape, output_dim: int,
 
 
 class MLPParams(StrictModel):
-    hidden: list[PositiveInt] = Field([100], min_length=1)  # units per hidden layer
+    hidden: list[Width] = Field([100], min_length=1)  # units per hidden layer
     activation: Activation = "relu"                  # hidden activation
 
 
@@ -44,8 +44,8 @@ def build_mlp(params: MLPParams, input_shape, output_dim: int, factory: LayerFac
 
 
 class CNNParams(StrictModel):
-    channels: list[PositiveInt] = Field([6, 16], min_length=1)  # conv channels per stage (each: conv 5×5 + 2×2 max-pool)
-    hidden: list[PositiveInt] = [120, 84]              # fully connected units after the convs
+    channels: list[Width] = Field([6, 16], min_length=1)  # conv channels per stage (each: conv 5×5 + 2×2 max-pool)
+    hidden: list[Width] = [120, 84]                    # fully connected units after the convs
     kernel_size: int = Field(5, ge=1)                  # conv kernel side, 'same' padding
     activation: Activation = "relu"                    # hidden activation
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field
 from torch import nn
 
-from regbench.config.schema import StrictModel
+from regbench.config.schema import StrictModel, Width
 from regbench.models.base import ACTIVATIONS, LayerFactory, flat_size, model
 from regbench.models.basic import Activation
 
@@ -48,8 +48,8 @@ def _normed(factory: LayerFactory, layer: nn.Module, features: int, kind: str) -
 
 
 class ResNetParams(StrictModel):
-    channels: list[PositiveInt] = Field([16, 32, 64], min_length=1)  # channels per stage; stages after the first halve H, W
-    blocks: int = Field(1, ge=1)                             # residual blocks per stage (3: ResNet-20)
+    channels: list[Width] = Field([16, 32, 64], min_length=1)  # channels per stage; stages after the first halve H, W
+    blocks: int = Field(1, ge=1, le=1000)                    # residual blocks per stage (3: ResNet-20)
     activation: Activation = "relu"                          # hidden activation
 
 
@@ -85,8 +85,8 @@ def build_resnet(params: ResNetParams, input_shape, output_dim: int,
 
 
 class ResMLPParams(StrictModel):
-    width: int = Field(128, ge=1)       # units of every hidden layer
-    blocks: int = Field(2, ge=1)        # residual blocks (each: two linear layers)
+    width: Width = 128                  # units of every hidden layer
+    blocks: int = Field(2, ge=1, le=1000)  # residual blocks (each: two linear layers)
     activation: Activation = "relu"     # hidden activation
 
 

@@ -31,7 +31,7 @@ RHO_INIT = -5.0  # initial ρ: σ = softplus(−5) ≈ 0.0067, near-deterministi
 
 class Params(StrictModel):
     prior_sigma: float = Field(0.1, gt=0)  # σ_p, std of the N(0, σ_p²) prior on every weight and bias
-    samples: int = Field(10, ge=1)         # stochastic forwards averaged for a prediction (eval)
+    samples: int = Field(10, ge=1, le=1000)  # stochastic forwards averaged for a prediction (eval)
     kl_weight: float = Field(1.0, ge=0)    # scale of the KL/n term (1: the variational bound)
 
 
