@@ -14,7 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from regbench.engine.threads import choose_wait_policy
-from regbench.errors import ConfigError, RegbenchError
+from regbench.errors import ConfigError, RegbenchError, visible
 from regbench.vocabulary import MAX_SEED, RUNS_DIR
 
 # Every command imports the library inside its body: the library loads torch, pandas and
@@ -105,12 +105,10 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
     parts = [part.strip() for part in text.split(",")]
     # ASCII digits only: int() would also read '١' (Arabic-Indic one), and an empty part is a
     # typo (1,,2), not a separator
-    if not all(part.isascii() and part.isdigit() for part in parts):
+    if not all(part.isascii() and part.removeprefix("-").isdigit() for part in parts):
         raise ConfigError(f"expected comma-separated integers such as 0,1,2 (got {text!r})",
                           source="--seeds")
     seeds = [int(part) for part in parts]
-    if not seeds:
-        raise ConfigError("expected at least one seed", source="--seeds")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct (got {text!r})", source="--seeds")
     bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
@@ -409,8 +407,6 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(exc.format_message())          # plain `regbench`: the help, as before
             sys.exit(2)
-        from regbench.errors import visible
-
         print(f"regbench: error: {visible(exc.format_message())}"
               + _usage_hint(exc), file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))

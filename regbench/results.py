@@ -36,6 +36,17 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _remedy(exc: OSError) -> str:
+    """What to do about a failed write, from its cause (not always a full disk)."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free space (or raise the quota)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a writable --out"
+    return "check that no other program changes this folder meanwhile"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename over ``path``.
 
@@ -46,7 +57,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was "
-                          "replaced; free space or choose a writable --out") from None
+                          f"replaced; {_remedy(exc)}") from None
     try:
         with os.fdopen(handle, "wb") as out:
             os.fchmod(out.fileno(), file_mode())
@@ -61,8 +72,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             pass
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); any earlier "
-                              "version is kept; free space or choose a writable --out, then "
-                              "run the same command again to resume") from None
+                              f"version is kept; {_remedy(exc)}, then run the same command "
+                              "again to resume") from None
         raise
 
 

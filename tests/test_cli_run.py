@@ -181,20 +181,35 @@ def test_module_entry_point_and_exit_code_for_bad_config(tmp_path):
 
 
 def test_an_exception_inside_one_run_fails_that_run_only(tmp_path):
-    # a hidden layer of 10^13 units (2.5 PB, beyond any address space) cannot be allocated: a real out-of-memory error at build time
+    """A real out-of-memory error at build time: under a 10 GiB address-space limit, two hidden
+    layers of 60,000 units (14.4 GB of weights each) cannot be allocated; the other runs
+    complete and the command exits 1."""
+    import resource
+    import subprocess
+    import sys
+
     text = CONFIG.replace("seeds: [0, 1]", "seeds: [0]") + \
-        "sweep:\n  model.hidden: [[16], [10000000000000]]\n"
-    result, out = run(tmp_path, text)
-    assert result.exit_code == 1, result.output
+        "sweep:\n  model.hidden: [[16], [60000, 60000]]\n"
+    config = tmp_path / "cfg.yaml"
+    config.write_text(text)
+    out = tmp_path / "results"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (10 * 2**30, 10 * 2**30))
+
+    result = subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--out",
+                             str(out), "--no-report"], preexec_fn=limit, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
     summaries = run_summaries(out)
     failed = {name: s for name, s in summaries.items() if s["status"] == "failed"}
-    assert sorted(failed) == ["baseline__hidden=10000000000000__seed=0",
-                              "dropout_long__hidden=10000000000000__seed=0",
-                              "l2__hidden=10000000000000__seed=0"]
+    assert sorted(failed) == ["baseline__hidden=60000-60000__seed=0",
+                              "dropout_long__hidden=60000-60000__seed=0",
+                              "l2__hidden=60000-60000__seed=0"]
     for summary in failed.values():
         assert "can't allocate memory" in summary["error"]
     assert sum(s["status"] == "completed" for s in summaries.values()) == 3
-    assert "[enforce fail" in result.output  # the error is shown whole
+    assert "[enforce fail" in result.stderr + result.stdout  # the error is shown whole
     assert "no baseline runs" not in (out / "e2e/comparison.md").read_text()
 
 

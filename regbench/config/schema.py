@@ -15,7 +15,7 @@ from regbench.vocabulary import MAX_SEED
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 MAX_WIDTH = 65_536      # units or channels of one layer: far beyond what trains on one machine
-Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]   # a layer's units or channels
+Width = Annotated[int, Field(gt=0, le=MAX_WIDTH)]   # a layer's units or channels
 MAX_EPOCHS = 100_000    # more would train for months; a typo such as 1e9 is refused at once
 Beta = Annotated[float, Field(ge=0, lt=1)]   # what numpy, torch and scikit-learn all accept
 
