@@ -3,6 +3,7 @@ names are in ``regbench.vocabulary``."""
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import io
 import json
@@ -38,8 +39,6 @@ def file_mode() -> int:
 
 def _remedy(exc: OSError) -> str:
     """What to do about a failed write, from its cause (not always a full disk)."""
-    import errno
-
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return "free space (or raise the quota)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -126,8 +125,13 @@ class ResultsLock:
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                handle = open(self.path, "a+", encoding="utf-8")
+                # never through a link: a planted one would have the pid written elsewhere
+                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+                handle = os.fdopen(descriptor, "r+", encoding="utf-8")
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise RegbenchError(f"{self.path}: is a link; regbench writes its lock file "
+                                        "only as a plain file: remove the link") from None
                 raise RegbenchError(f"--out: cannot write to {self.results_dir} "
                                     f"({exc.strerror or exc}); choose a writable folder with "
                                     "--out") from None
@@ -224,7 +228,11 @@ def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
     check_inside(run_dir.parent.parent, run_dir)   # never write or clean up through a link
     run_dir.mkdir(parents=True, exist_ok=True)
     summary_path = run_dir / SUMMARY
-    if summary_path.exists():
+    if summary_path.is_dir() and not summary_path.is_symlink():
+        import shutil
+
+        shutil.rmtree(summary_path)  # damaged beyond a file: the run is being redone
+    elif summary_path.exists() or summary_path.is_symlink():
         summary_path.unlink()  # a stale summary must never describe new files
     # leftovers of an earlier attempt: temp files of a killed write, outputs this run won't make
     stale = [*run_dir.glob(".*.tmp")]
@@ -247,6 +255,16 @@ Number = Union[StrictInt, StrictFloat, Literal["nan", "inf", "-inf"]]   # NaN/in
                                                                         # stores them
 
 
+class Verdict(BaseModel):
+    """The diagnosis stored with a run."""
+
+    model_config = ConfigDict(extra="allow")
+
+    verdict: StrictStr
+    evidence: list[StrictStr] = []
+    started_epoch: Optional[Union[StrictInt, StrictFloat]] = None
+
+
 class RunSummary(BaseModel):
     """What a summary.json must hold to be read back (other keys are kept as they are)."""
 
@@ -261,6 +279,8 @@ class RunSummary(BaseModel):
     task: Optional[Literal["classification", "regression"]] = None
     sweep: dict[str, Any] = {}
     regularizers: dict[str, Any] = {}
+    error: Optional[StrictStr] = None
+    verdict: Optional[Verdict] = None
 
     @model_validator(mode="after")
     def _completed_runs_have_their_metrics(self) -> "RunSummary":

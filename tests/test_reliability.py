@@ -205,6 +205,28 @@ def test_nothing_is_written_or_deleted_through_a_link_out_of_the_results_folder(
     assert snapshot(outside) == before
 
 
+def test_planted_links_in_the_output_folder_are_not_written_through(finished, tmp_path):
+    config, out = finished
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / "tiny" / ".regbench-write-test").symlink_to(victim)    # the old fixed probe name
+    assert invoke("run", config, "--out", out, "--no-report").exit_code == 0
+    (out / ".tiny.lock").symlink_to(victim)
+    one_line(invoke("run", config, "--out", out, "--no-report"), 2, ".tiny.lock", "is a link")
+    assert victim.read_text() == "precious\n"
+
+
+def test_damaged_thresholds_in_a_run_config_fall_back_to_the_defaults(finished):
+    _, out = finished
+    run_config = out / "tiny" / "runs" / "l2__seed=0" / "config.yaml"
+    text = run_config.read_text()
+    assert "f1_drop: 0.05" in text
+    run_config.write_text(text.replace("f1_drop: 0.05", "f1_drop: 7.5"))     # out of range
+    result = invoke("diagnose", out / "tiny")
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "l2__seed=0:" in result.output
+
+
 # ----------------------------------------------------------------------------- damaged state
 
 DAMAGE = {
@@ -217,6 +239,8 @@ DAMAGE = {
                                         '"task": "classification"}',
     "another run's": lambda text: text.replace('"run_id": "l2__seed=0"',
                                                '"run_id": "baseline__seed=0"'),
+    "a verdict of the wrong shape": lambda text: text.replace('"verdict": {',
+                                                              '"verdict": ["x"], "was": {'),
 }
 
 
@@ -366,6 +390,11 @@ PREFLIGHT = [
      ["recipes.l2.bayes_by_backprop.samples", "must be <= 1000"]),
     ("epochs: 1e9", lambda d: TINY_DIGITS.replace("epochs: 2", "epochs: 1e9"),
      ["train.epochs", "must be <= 100000"]),
+    ("threads: 1e9", lambda d: TINY_DIGITS.replace("threads: 1", "threads: 1e9"),
+     ["train.threads", "must be <= 1024"]),
+    ("cutout holes: 1e9", lambda d: TINY_DIGITS.replace("{l2: {lambda: 1.0}}",
+                                                        "{cutout: {size: 2, holes: 1e9}}"),
+     ["recipes.l2.cutout.holes", "must be <= 1000"]),
 ]
 
 

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from pydantic import ValidationError
+
 from regbench.analysis.compare import build_comparison
 from regbench.analysis.curves import read_curve_csv
 from regbench.analysis.diagnose import diagnose_rows, infer_task
+from regbench.config.schema import DiagnosisConfig
 from regbench.config.yaml_io import read_yaml_file
 from regbench.data import DATASETS
 from regbench.errors import RegbenchError
@@ -42,7 +45,10 @@ def _thresholds(run_dir: Path) -> Optional[dict[str, Any]]:
             except RegbenchError:
                 continue
             if isinstance(data, dict) and isinstance(data.get("diagnosis"), dict):
-                return data["diagnosis"]
+                try:   # a hand-edited or damaged config falls back to the default thresholds
+                    return DiagnosisConfig.model_validate(data["diagnosis"]).model_dump()
+                except ValidationError:
+                    continue
     return None
 
 

@@ -97,7 +97,7 @@ class TrainConfig(StrictModel):
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: Optional[SchedulerConfig] = None     # learning-rate schedule, per epoch
     device: Literal["auto", "cpu", "cuda"] = "auto" # auto: cuda when available
-    threads: Optional[int] = Field(None, ge=1)      # torch CPU threads per run; None: cores ÷ workers
+    threads: Optional[int] = Field(None, ge=1, le=1024)  # torch CPU threads per run; None: cores ÷ workers
     train_eval_samples: int = Field(10_000, ge=1)   # size of the fixed subset measured for train metrics
     save_model: bool = False                        # also write model.pt (a state_dict)
 

@@ -49,7 +49,7 @@ class SyntheticClassificationParams(StrictModel):
     n_samples: int = Field(1000, ge=10, le=MAX_ROWS)  # rows generated (before splits)
     n_features: int = Field(20, ge=1, le=MAX_WIDTH)  # input columns
     n_informative: Optional[int] = Field(None, ge=1)  # informative columns; None: half of n_features (at least 2)
-    n_classes: int = Field(2, ge=2)               # classes
+    n_classes: int = Field(2, ge=2, le=10_000)    # classes
     noise: float = Field(0.0, ge=0, le=1)         # fraction of labels flipped at generation
     class_sep: float = Field(1.0, gt=0)           # distance between class clusters
     seed: Seed = 0                                # generation seed (the data, not the runs)

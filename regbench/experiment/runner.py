@@ -50,11 +50,12 @@ class ExperimentOutcome:
 
 
 def check_writable(folder: Path) -> None:
+    import tempfile
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".regbench-write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=folder):   # a fresh name: never through a planted link
+            pass
     except OSError as exc:
         raise RegbenchError(f"--out: cannot write to {folder} ({exc.strerror or exc}); choose a "
                             "writable folder with --out") from None

@@ -46,7 +46,7 @@ def build_mlp(params: MLPParams, input_shape, output_dim: int, factory: LayerFac
 class CNNParams(StrictModel):
     channels: list[Width] = Field([6, 16], min_length=1)  # conv channels per stage (each: conv 5×5 + 2×2 max-pool)
     hidden: list[Width] = [120, 84]                    # fully connected units after the convs
-    kernel_size: int = Field(5, ge=1)                  # conv kernel side, 'same' padding
+    kernel_size: int = Field(5, ge=1, le=64)                # conv kernel side, 'same' padding
     activation: Activation = "relu"                    # hidden activation
 
 

@@ -28,7 +28,7 @@ from regbench.regularizers._sampling import Stockpile
 
 class Params(StrictModel):
     rotate: float = Field(0.0, ge=0, le=180)       # largest |rotation| in degrees
-    crop_padding: int = Field(4, ge=0)             # zero padding in px before a random crop back to size
+    crop_padding: int = Field(4, ge=0, le=1024)           # zero padding in px before a random crop back to size
     hflip: float = Field(0.5, ge=0, le=1)          # probability of a horizontal flip
     translate: float = Field(0.0, ge=0, lt=1)      # largest |shift| as a fraction of width/height
 

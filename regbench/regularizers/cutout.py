@@ -22,7 +22,7 @@ from regbench.regularizers._sampling import box_mask
 
 class Params(StrictModel):
     size: int = Field(8, ge=1)   # s, side of each square patch in pixels (paper: 16 on CIFAR-10)
-    holes: int = Field(1, ge=1)  # patches per image
+    holes: int = Field(1, ge=1, le=1000)  # patches per image
 
 
 def cutout(x: torch.Tensor, size: int, holes: int = 1,
