@@ -135,6 +135,7 @@ class DatasetConfig(StrictModel):
     train_subset: Optional[int] = Field(None, ge=2) # cap on training samples (after the split)
     label_noise: float = Field(0.0, ge=0, lt=1)     # fraction of training labels replaced at random
     split_seed: Seed = 0                            # seed of every split, shared by all runs
+    resample: Literal["fixed", "per_seed"] = "fixed"  # per_seed: each seed draws its own train/val split, subset and label noise (the test set stays fixed)
     standardize_target: bool = False                # regression: scale targets to unit variance
 
 

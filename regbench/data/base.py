@@ -1,6 +1,12 @@
 """Dataset registry and the shared preparation every dataset goes through:
 seeded stratified splits, a training subset cap, label noise, normalisation with training
-statistics, and tensors ready to be batched by index permutation."""
+statistics, and tensors ready to be batched by index permutation.
+
+The test split is drawn from ``split_seed`` alone. The validation split, the training subset,
+the label noise and the rows measured each epoch are drawn from it too, unless
+``resample: per_seed``: then each run seed draws its own, so that intervals over seeds include
+the variance of the data split (Bouthillier et al. 2021).
+"""
 from __future__ import annotations
 
 import json
@@ -125,8 +131,8 @@ def torch_device(device):
     return device
 
 
-def _split(x: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int, key: str,
-           name: str, after: str = ""):
+def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray, fraction: float, task: str,
+           seed: int, key: str, name: str, after: str = ""):
     """Hold ``fraction`` of the rows out (stratified when it can be); ``after`` says which split
     already took rows, so that an error names every setting that shaped it."""
     from sklearn.model_selection import train_test_split  # deferred: heavy
@@ -147,9 +153,9 @@ def _split(x: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int, 
         _, counts = np.unique(y, return_counts=True)
         if counts.min() < 2 or held < len(counts) or n - held < len(counts):
             stratify = None  # too few samples per class to stratify; fall back to a plain split
-    x_a, x_b, y_a, y_b = train_test_split(x, y, test_size=held, random_state=seed,
-                                          stratify=stratify)
-    return x_a, y_a, x_b, y_b
+    x_a, x_b, y_a, y_b, rows_a, rows_b = train_test_split(x, y, rows, test_size=held,
+                                                          random_state=seed, stratify=stratify)
+    return x_a, y_a, rows_a, x_b, y_b, rows_b
 
 
 def _normalise(x_train: np.ndarray, others: list[np.ndarray], image: bool):
@@ -161,6 +167,22 @@ def _normalise(x_train: np.ndarray, others: list[np.ndarray], image: bool):
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def run_split_seed(config: dict[str, Any], run_seed: Optional[int]) -> int:
+    """The seed of the validation split, subset and label noise: ``split_seed``, or with
+    ``resample: per_seed`` one drawn from (split_seed, run seed)."""
+    seed = int(config.get("split_seed", 0))
+    if config.get("resample", "fixed") != "per_seed" or run_seed is None:
+        return seed
+    return int(np.random.SeedSequence([seed, int(run_seed)]).generate_state(1)[0])
+
+
+def fingerprint(rows: np.ndarray) -> str:
+    """A short name for a set of rows: two runs trained on the same rows show the same one."""
+    import hashlib
+
+    return hashlib.sha256(np.sort(rows).astype(np.int64).tobytes()).hexdigest()[:12]
 
 
 def derived_seed(seed: int, offset: int) -> int:
@@ -200,35 +222,45 @@ def check_arrays(name: str, x: dict[str, np.ndarray], y: dict[str, np.ndarray], 
                                 f"{labels.max()}; expected classes 0 to {num_classes - 1}")
 
 
-def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBundle:
-    """Load the dataset named in ``config`` and split, noise, normalise it (seeded)."""
+def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
+            run_seed: Optional[int] = None) -> DataBundle:
+    """Load the dataset named in ``config`` and split, noise, normalise it (seeded; with
+    ``resample: per_seed`` the validation split, subset and noise follow ``run_seed``)."""
     import torch  # deferred: reading a dataset's description must not load torch
 
-    entry = DATASETS.get(config["name"])
-    raw = entry.load(config)
+    raw = _load_raw(config)
     seed = int(config.get("split_seed", 0))
     task = raw.task
     x_train, y_train = np.asarray(raw.x_train), np.asarray(raw.y_train)
     name = config["name"]
+    rows = np.arange(len(x_train))              # row numbers of the loader's training arrays
     if raw.x_test is None:
-        x_train, y_train, x_test, y_test = _split(x_train, y_train, config["test_fraction"],
-                                                  task, seed, "test_fraction", name)
+        x_train, y_train, rows, x_test, y_test, test_rows = _split(
+            x_train, y_train, rows, config["test_fraction"], task, seed, "test_fraction", name)
     else:
         x_test, y_test = np.asarray(raw.x_test), np.asarray(raw.y_test)
+        test_rows = -1 - np.arange(len(x_test))  # the loader's own test rows
+    resampled = config.get("resample", "fixed") == "per_seed"
+    if resampled and raw.x_val is not None:
+        raise DataError(f"dataset.resample: per_seed draws a new validation split for every "
+                        f"seed, but dataset {name} has its own validation split; remove the "
+                        "validation file or use resample: fixed")
+    seed = run_split_seed(config, run_seed)    # from here on: per seed when resampled
     if raw.x_val is None:
         after = (f" left after the test split (dataset.test_fraction "
                  f"{config['test_fraction']:g})" if raw.x_test is None else "")
-        x_train, y_train, x_val, y_val = _split(x_train, y_train, config["val_fraction"], task,
-                                                derived_seed(seed, 1), "val_fraction", name,
-                                                after)
+        x_train, y_train, rows, x_val, y_val, val_rows = _split(
+            x_train, y_train, rows, config["val_fraction"], task, derived_seed(seed, 1),
+            "val_fraction", name, after)
     else:
         x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
+        val_rows = -1 - len(x_test) - np.arange(len(x_val))
     check_arrays(name, {"train": x_train, "validation": x_val, "test": x_test},
                  {"train": y_train, "validation": y_val, "test": y_test}, task, raw.num_classes)
     rng = np.random.default_rng(derived_seed(seed, 2))
     if config.get("train_subset") and config["train_subset"] < len(x_train):
         keep = np.sort(rng.permutation(len(x_train))[: config["train_subset"]])
-        x_train, y_train = x_train[keep], y_train[keep]
+        x_train, y_train, rows = x_train[keep], y_train[keep], rows[keep]
     if task == "classification":
         num_classes = raw.num_classes or int(max(y_train.max(), y_val.max(), y_test.max()) + 1)
         if len(np.unique(y_train)) < 2:
@@ -271,19 +303,35 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBun
         x_test=as_x(x_test), y_test=as_y(y_test),
         train_eval_index=torch.from_numpy(eval_index.astype(np.int64)),
         meta={"name": name, "n_train": len(x_train), "n_val": len(x_val),
-              "n_test": len(x_test), "class_names": raw.class_names},
+              "n_test": len(x_test), "class_names": raw.class_names,
+              "resample": "per_seed" if resampled else "fixed",
+              "split": {"train": fingerprint(rows), "val": fingerprint(val_rows),
+                        "test": fingerprint(test_rows)}},
     )
 
 
 _CACHE: dict[str, DataBundle] = {}
+_RAW: dict[str, RawData] = {}
 
 
-def load_bundle(config: dict[str, Any], train_eval_samples: int = 10_000) -> DataBundle:
-    """``prepare`` once per process: every run of an experiment shares the same tensors."""
-    key = json.dumps([config, train_eval_samples], sort_keys=True, default=str)
+def _load_raw(config: dict[str, Any]) -> RawData:
+    """The loader's arrays, once per process (a resampled experiment splits them per seed)."""
+    key = json.dumps(config, sort_keys=True, default=str)
+    if key not in _RAW:
+        _RAW.clear()
+        _RAW[key] = DATASETS.get(config["name"]).load(config)
+    return _RAW[key]
+
+
+def load_bundle(config: dict[str, Any], train_eval_samples: int = 10_000,
+                run_seed: Optional[int] = None) -> DataBundle:
+    """``prepare`` once per process: every run of an experiment shares the same tensors (with
+    ``resample: per_seed``, every run of one seed)."""
+    split = run_split_seed(config, run_seed)
+    key = json.dumps([config, train_eval_samples, split], sort_keys=True, default=str)
     if key not in _CACHE:
         _CACHE.clear()  # one dataset at a time: a sweep never holds stale copies
-        _CACHE[key] = prepare(config, train_eval_samples)
+        _CACHE[key] = prepare(config, train_eval_samples, run_seed)
     return _CACHE[key]
 
 

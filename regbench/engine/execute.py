@@ -23,7 +23,7 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
     torch.set_num_threads(spec["train"].get("threads") or threads)
     try:
         device = resolve_device(spec["train"]["device"])
-        data = load_bundle(spec["dataset"], spec["train"]["train_eval_samples"])
+        data = load_bundle(spec["dataset"], spec["train"]["train_eval_samples"], spec["seed"])
         callback = (lambda row: on_epoch(spec, row)) if on_epoch else None
         result = train_run(spec, data, device, callback)
     except KeyboardInterrupt:
@@ -31,6 +31,9 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
     except Exception as exc:  # a failing run must not stop the sweep
         return failed_result(spec, f"{type(exc).__name__}: {exc}")
     result.summary["sweep_paths"] = spec.get("sweep_paths", {})
+    # what the seed varied, and which rows it trained, validated and tested on
+    result.summary["resample"] = data.meta["resample"]
+    result.summary["split"] = data.meta["split"]
     return result
 
 

@@ -46,6 +46,9 @@ def config_hash(spec: dict[str, Any]) -> str:
     # where and with how many threads a run trains does not change what it computes (beyond
     # float rounding): resuming with another --device or --workers keeps completed runs
     payload["train"] = {k: v for k, v in spec["train"].items() if k not in RUN_PLACEMENT}
+    # the default resampling is what every run did before the option existed: their hashes stay
+    payload["dataset"] = {k: v for k, v in spec["dataset"].items()
+                          if (k, v) != ("resample", "fixed")}
     payload = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
