@@ -358,6 +358,16 @@ def planned_run_ids(results_dir: Path) -> Optional[set[str]]:
         return None
 
 
+def confirmed_selection(results_dir: Path) -> Optional[dict[str, Any]]:
+    """What a confirmation folder confirms (plan.json's ``confirms``), or None."""
+    try:
+        data = json.loads((Path(results_dir) / PLAN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    confirms = data.get("confirms") if isinstance(data, dict) else None
+    return confirms if isinstance(confirms, dict) else None
+
+
 def load_summaries(results_dir: Path) -> list[dict[str, Any]]:
     """Summaries of every run folder that holds one (unfinished runs have none); a damaged
     summary.json is never skipped: it comes back as a ``damaged`` run that says why."""

@@ -1,5 +1,7 @@
-"""Statistics over seeds: the paired bootstrap against an exact enumeration, mean ± std against
-numpy, and the comparison's choices (best λ by validation only, the few-seeds warning)."""
+"""Statistics over seeds, checked against independent computations and by simulation:
+the t interval's coverage at 3, 5 and 10 seeds (normal and skewed noise) where the percentile
+bootstrap fails, the probability of improvement by counting pairs, Holm's step-down procedure,
+the power of the seed advice, the false-claim rate of a table, and the comparison's choices."""
 from __future__ import annotations
 
 import itertools
@@ -7,60 +9,164 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from regbench.analysis.compare import build_comparison, to_csv, to_latex, to_markdown
-from regbench.analysis.stats import mean_std, paired_difference
+from regbench.analysis.stats import (ALPHA, decide, holm, mean_std, paired_difference,
+                                     probability_of_improvement, seeds_needed)
 
 RECIPE = {0: 0.91, 1: 0.88, 2: 0.93, 3: 0.90, 4: 0.86}
 BASELINE = {0: 0.89, 1: 0.89, 2: 0.90, 3: 0.87, 4: 0.88}
+TABLES = 2000                  # simulated tables per setting: coverage ± 0.005 (one s.e.)
 
 
-def exact_bootstrap(diffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every one of the n^n equally likely resamples: (means, probabilities)."""
+def simulated_runs(rng, n: int, noise: str, true_difference: float = 0.01):
+    """Per-seed test accuracies of a recipe and a baseline sharing each seed's effect.
+
+    ``skewed``: each run loses a gamma-distributed amount (a few seeds are much worse), with a
+    different scale for recipe and baseline, as regularized and plain runs differ in spread."""
+    shared = rng.normal(0, 0.01, n)                       # what a seed does to both runs
+    if noise == "normal":
+        recipe = rng.normal(0, 0.004, n)
+        baseline = rng.normal(0, 0.002, n)
+    else:
+        recipe = -rng.gamma(2.0, 0.004, n) + 2.0 * 0.004   # centred: mean loss removed
+        baseline = -rng.gamma(2.0, 0.002, n) + 2.0 * 0.002
+    recipe = 0.9 + true_difference + shared + recipe
+    baseline = 0.9 + shared + baseline
+    return dict(enumerate(recipe)), dict(enumerate(baseline))
+
+
+def exact_percentile_interval(diffs: np.ndarray) -> tuple[float, float]:
+    """The percentile bootstrap's 95% interval from every one of the n^n resamples."""
     n = len(diffs)
-    means = np.array([diffs[list(idx)].mean() for idx in itertools.product(range(n), repeat=n)])
-    return means, np.full(means.size, 1.0 / means.size)
+    means = np.sort([diffs[list(idx)].mean() for idx in itertools.product(range(n), repeat=n)])
+    cdf = np.arange(1, means.size + 1) / means.size
+    return float(means[np.searchsorted(cdf, 0.025)]), float(means[np.searchsorted(cdf, 0.975)])
 
 
-def quantile(means: np.ndarray, weights: np.ndarray, q: float) -> float:
-    order = np.argsort(means)
-    cdf = np.cumsum(weights[order])
-    return float(means[order][np.searchsorted(cdf, q)])
+@pytest.mark.parametrize("noise", ["normal", "skewed"])
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_t_interval_keeps_95_percent_coverage_at_small_n(n, noise):
+    rng = np.random.default_rng(1000 * n + len(noise))
+    hits = 0
+    for _ in range(TABLES):
+        recipe, baseline = simulated_runs(rng, n, noise)
+        diff = paired_difference(recipe, baseline)
+        hits += diff.low <= 0.01 <= diff.high
+    assert abs(hits / TABLES - 0.95) <= 0.02, hits / TABLES
 
 
-def test_paired_bootstrap_matches_exact_enumeration():
+def test_percentile_bootstrap_at_three_seeds_is_min_max_and_undercovers():
+    """Why the method changed: at n = 3 the percentile bootstrap interval is [min, max] of the
+    differences (each end has probability 1/27 > 2.5%) and covers about 77%."""
+    rng = np.random.default_rng(7)
+    old_hits = new_hits = 0
+    tables = 1000
+    for _ in range(tables):
+        recipe, baseline = simulated_runs(rng, 3, "normal")
+        diffs = np.array([recipe[s] - baseline[s] for s in range(3)])
+        low, high = exact_percentile_interval(diffs)
+        assert (low, high) == (diffs.min(), diffs.max())
+        old_hits += low <= 0.01 <= high
+        diff = paired_difference(recipe, baseline)
+        new_hits += diff.low <= 0.01 <= diff.high
+    assert old_hits / tables < 0.85 and abs(new_hits / tables - 0.95) <= 0.025
+
+
+def test_interval_and_p_value_match_the_textbook_paired_t():
     diffs = np.array([RECIPE[s] - BASELINE[s] for s in sorted(RECIPE)])
-    means, weights = exact_bootstrap(diffs)
-    exact_p = float(weights[means > 1e-12].sum() + 0.5 * weights[np.abs(means) <= 1e-12].sum())
-
-    result = paired_difference(RECIPE, BASELINE, higher_is_better=True)
-
-    assert result.pairs == 5
-    assert result.mean == pytest.approx(diffs.mean(), abs=1e-12)
-    # 10,000 resamples: Monte-Carlo error of a probability is about 0.005
-    assert result.p_better == pytest.approx(exact_p, abs=0.02)
-    # the percentile ends fall between the exact 1.5%/3.5% and 96.5%/98.5% quantiles
-    assert quantile(means, weights, 0.015) <= result.low <= quantile(means, weights, 0.035)
-    assert quantile(means, weights, 0.965) <= result.high <= quantile(means, weights, 0.985)
+    n, mean, sd = len(diffs), diffs.mean(), diffs.std(ddof=1)
+    half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    t = mean / (sd / math.sqrt(n))
+    result = paired_difference(RECIPE, BASELINE)
+    assert result.pairs == 5 and result.mean == pytest.approx(mean, abs=1e-12)
+    assert (result.low, result.high) == pytest.approx((mean - half, mean + half), abs=1e-12)
+    assert result.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(t), n - 1), abs=1e-12)
+    assert result.sd == pytest.approx(sd)
 
 
-def test_lower_is_better_flips_p_better_and_pairs_by_seed_only():
-    shuffled_baseline = dict(reversed(list(BASELINE.items())))
-    higher = paired_difference(RECIPE, BASELINE, higher_is_better=True)
-    lower = paired_difference(RECIPE, shuffled_baseline, higher_is_better=False)
-    assert lower.mean == pytest.approx(higher.mean)          # pairing by seed, not by order
-    assert lower.p_better == pytest.approx(1 - higher.p_better, abs=1e-9)
+def test_the_issues_example_includes_zero_under_t():
+    """l2 with per-seed Δ = [−0.0034, −0.0066, −0.0029]: not 'certainly worse'."""
+    result = paired_difference({0: -0.0034, 1: -0.0066, 2: -0.0029}, {0: 0.0, 1: 0.0, 2: 0.0})
+    assert result.low == pytest.approx(-0.0093, abs=1e-4)
+    assert result.high == pytest.approx(0.0007, abs=1e-4) and result.high > 0
+    assert decide(result.mean, result.p_value, True) == "inconclusive"
 
 
-def test_unpaired_seeds_are_dropped_and_one_pair_has_no_interval():
+def test_pairs_by_seed_drops_unpaired_seeds_and_one_pair_has_no_interval():
+    shuffled = dict(reversed(list(BASELINE.items())))
+    assert paired_difference(RECIPE, shuffled).mean == paired_difference(RECIPE, BASELINE).mean
     result = paired_difference({0: 0.9, 7: 0.5}, {0: 0.8, 1: 0.1})
     assert result.pairs == 1 and result.mean == pytest.approx(0.1)
-    assert math.isnan(result.low) and math.isnan(result.p_better)
+    assert math.isnan(result.low) and math.isnan(result.p_value)
 
 
-def test_identical_runs_give_a_zero_interval_and_even_odds():
-    result = paired_difference(BASELINE, BASELINE)
-    assert (result.mean, result.low, result.high, result.p_better) == (0.0, 0.0, 0.0, 0.5)
+def test_identical_runs_are_no_difference_and_a_constant_shift_is_one():
+    same = paired_difference(BASELINE, BASELINE)
+    assert (same.mean, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    shifted = paired_difference({s: v + 0.25 for s, v in BASELINE.items()}, BASELINE)
+    assert shifted.low == pytest.approx(0.25) and shifted.p_value == 0.0
+
+
+def test_probability_of_improvement_counts_seed_pairs():
+    x, y = [0.9, 0.8, 0.8, 0.7], [0.8, 0.75, 0.95]
+    wins = sum((a > b) + 0.5 * (a == b) for a in x for b in y) / (len(x) * len(y))
+    assert probability_of_improvement(x, y) == pytest.approx(wins)
+    assert probability_of_improvement(x, y, higher_is_better=False) == pytest.approx(1 - wins)
+    # the issue's dropout example: one seed in three worse is far from "0.96"
+    dropout = probability_of_improvement([0.899, 0.9077, 0.9118], [0.9, 0.9, 0.9])
+    assert dropout == pytest.approx(2 / 3)
+
+
+def holm_rejections(p_values: list[float], alpha: float) -> set[int]:
+    """Holm's step-down procedure as Holm (1979) states it: reject in increasing order while
+    p_(k) ≤ α / (m − k + 1); stop at the first that fails."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = set()
+    for k, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - k):
+            break
+        rejected.add(i)
+    return rejected
+
+
+def test_holm_adjusted_p_values_reproduce_the_step_down_procedure():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        p_values = list(rng.uniform(0, 0.2, rng.integers(1, 9)) ** rng.uniform(1, 3))
+        adjusted = holm(p_values)
+        assert all(a >= p for a, p in zip(adjusted, p_values)) and max(adjusted) <= 1
+        for alpha in (0.01, 0.05, 0.1):
+            assert {i for i, a in enumerate(adjusted) if a <= alpha} == \
+                holm_rejections(p_values, alpha)
+    assert math.isnan(holm([0.01, math.nan])[1]) and holm([0.01, math.nan])[0] == 0.01
+
+
+def test_a_table_of_no_effect_recipes_makes_a_false_claim_at_most_5_percent_of_the_time():
+    rng = np.random.default_rng(11)
+    tables, claims, rows = 2000, 0, 4
+    for _ in range(tables):
+        diffs = [paired_difference(*simulated_runs(rng, 3, "normal", 0.0)) for _ in range(rows)]
+        adjusted = holm([d.p_value for d in diffs])
+        claims += any(decide(d.mean, a, True) != "inconclusive" for d, a in zip(diffs, adjusted))
+    assert claims / tables <= ALPHA + 0.01, claims / tables
+
+
+def test_seeds_needed_gives_80_percent_power_by_simulation():
+    effect, sd, alpha = 0.004, 0.005, 0.05
+    n = seeds_needed(effect, sd, alpha)
+    rng = np.random.default_rng(5)
+
+    def power(seeds: int) -> float:
+        diffs = rng.normal(effect, sd, (20_000, seeds))
+        return float((scipy_stats.ttest_1samp(diffs, 0.0, axis=1).pvalue < alpha).mean())
+
+    assert 3 <= n <= 40
+    assert power(n) >= 0.79 and power(n - 1) < 0.81
+    assert seeds_needed(effect, sd, alpha / 4) > n          # a corrected level needs more
+    assert seeds_needed(0.0, sd) is None and seeds_needed(effect, 0.0) is None
+    assert seeds_needed(1e-6, 1.0) > 1000                   # "more than 1000"
 
 
 def test_mean_std_matches_numpy_and_skips_missing_values():
@@ -70,45 +176,85 @@ def test_mean_std_matches_numpy_and_skips_missing_values():
     assert std == pytest.approx(np.std([0.5, 0.7, 0.9], ddof=1))
 
 
-def _summary(recipe, seed, val, test, lam=None, val_loss=1.0):
+# ----------------------------------------------------------------------------- the table
+
+def _summary(recipe, seed, val, test, lam=None, val_loss=1.0, resample=None):
     sweep = {"lambda": lam} if lam is not None else {}
     point = recipe + (f"__lambda={lam:g}" if lam is not None else "")
-    return {"status": "completed", "recipe": recipe, "seed": seed, "point_id": point,
-            "run_id": f"{point}__seed={seed}", "sweep": sweep,
-            "sweep_paths": {f"recipes.{recipe}.l2.lambda": lam} if lam is not None else {},
-            "task": "classification", "val_accuracy": val, "test_accuracy": test,
-            "val_loss": val_loss, "train_accuracy": 1.0, "parameter_count": 10,
-            "seconds_per_epoch": 0.1, "verdict": {"verdict": "ok"}}
+    summary = {"status": "completed", "recipe": recipe, "seed": seed, "point_id": point,
+               "run_id": f"{point}__seed={seed}", "sweep": sweep,
+               "sweep_paths": {f"recipes.{recipe}.l2.lambda": lam} if lam is not None else {},
+               "task": "classification", "val_accuracy": val, "test_accuracy": test,
+               "val_loss": val_loss, "train_accuracy": 1.0, "parameter_count": 10,
+               "seconds_per_epoch": 0.1, "verdict": {"verdict": "ok"}}
+    if resample:
+        summary["resample"] = resample
+    return summary
 
 
-def test_best_lambda_is_chosen_by_validation_never_by_test():
-    summaries = [_summary("baseline", s, 0.80, 0.80) for s in range(3)]
+def test_best_lambda_is_chosen_by_validation_never_by_test_and_marked_post_selection():
+    summaries = [_summary("baseline", s, 0.80, 0.80 + s / 1000) for s in range(3)]
     # λ=1 is best on validation; λ=10 would win on test
-    summaries += [_summary("l2", s, 0.90, 0.81, lam=1.0) for s in range(3)]
-    summaries += [_summary("l2", s, 0.85, 0.95, lam=10.0) for s in range(3)]
+    summaries += [_summary("l2", s, 0.90, 0.81 + s / 500, lam=1.0) for s in range(3)]
+    summaries += [_summary("l2", s, 0.85, 0.95 + s / 400, lam=10.0) for s in range(3)]
     comparison = build_comparison(summaries)
     best = comparison.best_points["l2"]
     assert best["sweep"] == {"lambda": 1.0}
     assert any("best l2 by validation accuracy: lambda=1.0" in n for n in comparison.notes)
+    assert any("post-selection" in n and "--confirm-seeds" in n for n in comparison.notes)
+    assert "l2 lambda=1 ★" in to_markdown(comparison)
     assert not any("warning: only" in n for n in comparison.notes)   # 3 seeds is enough
     row = next(r for r in comparison.rows if r["point"] == "l2__lambda=10")
-    assert row["diff"] == pytest.approx(0.15) and row["p_better"] == 1.0
+    assert row["diff"] == pytest.approx(0.15 + 0.0015, abs=1e-9) and row["verdict"] == "better"
+    assert comparison.comparisons == 2
+    assert any("Holm–Bonferroni corrected over the table's 2 comparison(s)" in n
+               for n in comparison.notes)
 
 
-def test_ties_on_validation_go_to_the_lower_validation_loss():
-    summaries = [_summary("baseline", s, 0.8, 0.8) for s in range(3)]
-    summaries += [_summary("l2", s, 0.9, 0.9, lam=1.0, val_loss=0.5) for s in range(3)]
-    summaries += [_summary("l2", s, 0.9, 0.9, lam=0.1, val_loss=0.4) for s in range(3)]
-    assert build_comparison(summaries).best_points["l2"]["sweep"] == {"lambda": 0.1}
+def test_verdicts_are_holm_corrected_and_inconclusive_rows_get_seed_advice():
+    rng = np.random.default_rng(2)
+    base = rng.normal(0.9, 0.01, 4)
+    summaries = [_summary("baseline", s, 0.8, base[s]) for s in range(4)]
+    # p ≈ 0.03 alone: 'better' in a table of one, inconclusive once corrected over five rows
+    lifted = base + np.array([0.011, 0.003, 0.009, 0.005])
+    summaries += [_summary("weak", s, 0.8, lifted[s]) for s in range(4)]
+    alone = build_comparison(summaries)
+    weak = next(r for r in alone.rows if r["recipe"] == "weak")
+    assert 0.01 < weak["p_value"] < 0.05 and weak["verdict"] == "better"
+    for name in ("a", "b", "c", "d"):
+        summaries += [_summary(name, s, 0.8, base[s] + rng.normal(0, 0.01)) for s in range(4)]
+    table = build_comparison(summaries)
+    weak = next(r for r in table.rows if r["recipe"] == "weak")
+    assert table.comparisons == 5 and weak["p_holm"] > 0.05 and weak["verdict"] == "inconclusive"
+    advice = next(n for n in table.notes if "would settle weak vs baseline" in n)
+    needed = seeds_needed(abs(weak["diff"]), weak["diff_sd"], ALPHA / 5)
+    assert advice.startswith(f"about {needed} seeds") and needed > 4
+    larger = build_comparison(summaries, min_effect=0.05)
+    assert any("would settle weak vs baseline" in n and "difference of 0.05 " in n
+               for n in larger.notes)
 
 
-def test_fewer_than_three_seeds_warns_and_tables_carry_the_interval():
+def test_scope_line_says_what_the_intervals_cover():
+    fixed = [_summary(r, s, 0.8, 0.8 + s / 100 + (r == "l2") * s / 300) for r in ("baseline", "l2")
+             for s in range(3)]
+    comparison = build_comparison(fixed)
+    assert comparison.scope in comparison.notes and "over 3 paired seeds" in comparison.scope
+    assert "the train/val split is fixed" in comparison.scope
+    assert comparison.scope in to_markdown(comparison) and "3 paired seeds" in to_latex(comparison)
+    resampled = [{**s, "resample": "per_seed"} for s in fixed]
+    assert "and the train/val split (dataset.resample: per_seed" in \
+        build_comparison(resampled).scope
+
+
+def test_fewer_than_three_seeds_warns_with_the_t_widths_and_tables_carry_the_columns():
     summaries = [_summary("baseline", s, 0.8, 0.80 + s / 100) for s in range(2)]
     summaries += [_summary("l2", s, 0.9, 0.85 + s / 50, lam=1.0) for s in range(2)]
     comparison = build_comparison(summaries)
-    assert any("only 2 seed(s)" in n for n in comparison.notes)
+    warning = next(n for n in comparison.notes if "only 2 seed(s)" in n)
+    assert "±12.7·sd/√2" in warning
     header = to_csv(comparison).splitlines()[0].split(",")
-    for column in ("seeds", "diff", "diff_low", "diff_high", "p_better", "val_accuracy_std"):
+    for column in ("seeds", "diff", "diff_low", "diff_high", "verdict", "p_improve", "p_value",
+                   "p_holm", "diagnosis", "seeds_vary", "val_accuracy_std"):
         assert column in header
     assert "95% CI" in to_markdown(comparison)
     assert r"\begin{tabular}" in to_latex(comparison) and r"$\pm$" in to_latex(comparison)

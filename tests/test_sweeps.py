@@ -104,7 +104,7 @@ def test_five_lambdas_two_seeds_on_digits(tmp_path):
     runs = pd.read_csv(results / "runs.csv")
     assert len(runs) == 12 and set(runs["status"]) == {"completed"}
     table = pd.read_csv(results / "comparison.csv")
-    assert {"diff_low", "diff_high", "p_better", "seeds"} <= set(table.columns)
+    assert {"diff_low", "diff_high", "verdict", "p_improve", "seeds"} <= set(table.columns)
     assert table.loc[table["recipe"] == "l2", "diff_low"].notna().all()
 
     norms = []

@@ -1,9 +1,10 @@
 """The comparison table, rebuilt from run folders alone.
 
 One row per recipe and sweep point: seeds, val and test metric mean ± std, the test difference
-to baseline with a paired 95% bootstrap interval and P(recipe beats baseline), the train−val
-gap, best epoch, verdict, sparsity, seconds per epoch and parameter count. Sorted by the
-validation metric; the best value of each sweep is chosen on validation, never on test.
+to baseline with its paired 95% Student-t interval, the verdict (better / worse / inconclusive,
+Holm-corrected over the table's rows), the probability of improvement and the p-values, the
+train−val gap, best epoch, diagnosis, sparsity, seconds per epoch and parameter count. Sorted by
+the validation metric; the best value of each sweep is chosen on validation, never on test.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from regbench.analysis.stats import mean_std, paired_difference
+from regbench.analysis.stats import (ALPHA, CONFIDENCE, INCONCLUSIVE, MAX_SEEDS_ADVISED, POWER,
+                                     decide, holm, mean_std, paired_difference,
+                                     probability_of_improvement, seeds_needed)
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
-from regbench.results import (atomic_write_text, check_results_folder, load_summaries, task_of,
-                              write_runs_csv)
+from regbench.results import (atomic_write_text, check_results_folder, confirmed_selection,
+                              load_summaries, task_of, write_runs_csv)
 from regbench.vocabulary import (MIN_SEEDS, default_metric, format_value, lower_is_better,
                                  metric_names)
 
@@ -28,9 +31,12 @@ class Comparison:
     rows: list[dict[str, Any]]               # one per recipe and sweep point, sorted
     notes: list[str] = field(default_factory=list)
     best_points: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> best sweep row
+    scope: str = ""                          # what the intervals cover, over how many seeds
+    comparisons: int = 0                     # rows in the Holm family
 
 
-def _verdict(summary: dict[str, Any]) -> Optional[str]:
+def _diagnosis(summary: dict[str, Any]) -> Optional[str]:
+
     verdict = summary.get("verdict")
     return verdict.get("verdict") if isinstance(verdict, dict) else verdict
 
@@ -50,7 +56,10 @@ def check_metric(metric: str, task: str) -> None:
                             f"{', '.join(valid)}")
 
 
-def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = None) -> Comparison:
+def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = None,
+                     min_effect: Optional[float] = None) -> Comparison:
+    """The table; ``min_effect`` is the smallest difference worth detecting, for the advice on
+    how many seeds would settle an inconclusive row (default: the observed difference)."""
     task = task_of(summaries)
     metric = metric or default_metric(task)
     check_metric(metric, task)
@@ -70,9 +79,12 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
         gap_mean, _ = mean_std(gaps)
         test_by_seed = {r["seed"]: _num(r.get(f"test_{metric}")) for r in done}
         baseline_test = baselines.get(_global_key(runs[0]))
-        diff = (paired_difference(test_by_seed, baseline_test, higher)
-                if runs[0].get("recipe") != "baseline" and baseline_test else None)
-        verdicts = sorted({v for v in (_verdict(r) for r in runs) if v})
+        compared = runs[0].get("recipe") != "baseline" and bool(baseline_test)
+        diff = paired_difference(test_by_seed, baseline_test) if compared else None
+        improve = (probability_of_improvement(list(test_by_seed.values()),
+                                              list(baseline_test.values()), higher)
+                   if compared else math.nan)
+        diagnoses = sorted({v for v in (_diagnosis(r) for r in runs) if v})
         statuses = defaultdict(int)
         for r in runs:
             statuses[r.get("status", "?")] += 1
@@ -81,6 +93,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "recipe": first.get("recipe"),
             "point": point,
             "sweep": first.get("sweep") or {},
+            "sweep_paths": first.get("sweep_paths") or {},
             "train_differs": bool(first.get("train_differs")),
             "seeds": len(done),
             "runs": len(runs),
@@ -91,20 +104,67 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "diff": diff.mean if diff else math.nan,
             "diff_low": diff.low if diff else math.nan,
             "diff_high": diff.high if diff else math.nan,
-            "p_better": diff.p_better if diff else math.nan,
+            "diff_sd": diff.sd if diff else math.nan,
+            "pairs": diff.pairs if diff else 0,
+            "p_value": diff.p_value if diff else math.nan,
+            "p_holm": math.nan,
+            "p_improve": improve,
+            "verdict": "",
             "gap": gap_mean,
             "best_epoch": mean_std(_num(r.get("best_epoch")) for r in done)[0],
-            "verdict": "/".join(verdicts) if verdicts else "",
+            "diagnosis": "/".join(diagnoses) if diagnoses else "",
+            "seeds_vary": _varied(done),
             "sparsity": mean_std(_num(r.get("sparsity")) for r in done)[0],
             "seconds_per_epoch": mean_std(_num(r.get("seconds_per_epoch")) for r in runs)[0],
             "parameters": first.get("parameter_count"),
         })
     key = f"val_{metric}"
     rows.sort(key=lambda r: (math.isnan(r[key]), -r[key] if higher else r[key]))
-    comparison = Comparison(metric=metric, rows=rows)
+    comparison = Comparison(metric=metric, rows=rows, scope=_scope(summaries, rows))
+    _decide(comparison, higher)
     _best_points(comparison, higher)
-    _notes(comparison, summaries)
+    _notes(comparison, summaries, min_effect)
     return comparison
+
+
+def _decide(comparison: Comparison, higher: bool) -> None:
+    """The verdict of every row that has a difference, Holm-corrected over all of them."""
+    compared = [row for row in comparison.rows if row["recipe"] != "baseline" and row["pairs"]]
+    adjusted = holm([row["p_value"] for row in compared])
+    comparison.comparisons = sum(not math.isnan(p) for p in adjusted)
+    for row, p_holm in zip(compared, adjusted):
+        row["p_holm"] = p_holm
+        row["verdict"] = decide(row["diff"], p_holm, higher)
+
+
+RESAMPLED = "per_seed"
+
+
+def _varied(runs: list[dict[str, Any]]) -> str:
+    """What the seeds of these runs varied (the comparison.csv column ``seeds_vary``)."""
+    if runs and all(r.get("resample") == RESAMPLED for r in runs):
+        return "initialisation, batch order, train/val split"
+    return "initialisation, batch order"
+
+
+def _scope(summaries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    """One line: what the intervals cover and over how many seeds."""
+    modes = {s.get("resample") or "fixed" for s in summaries if s.get("status") == "completed"}
+    counts = sorted({row["pairs"] for row in rows if row["pairs"]})
+    if not counts:
+        return ""
+    seeds = (f"{counts[0]} paired seeds" if len(counts) == 1
+             else f"{counts[0]}–{counts[-1]} paired seeds")
+    if modes == {RESAMPLED}:
+        varied = "initialisation, batch order and the train/val split (dataset.resample: " \
+                 "per_seed; the test set is fixed)"
+    elif RESAMPLED in modes:
+        varied = "initialisation and batch order; some runs also resampled the train/val split"
+    else:
+        varied = ("initialisation and batch order only: the train/val split is fixed "
+                  "(dataset.resample: per_seed varies it too)")
+    return (f"Δ [{CONFIDENCE:.0%} CI]: mean paired test difference with a Student-t interval "
+            f"over {seeds}; the seeds vary {varied}")
 
 
 def _global_key(summary: dict[str, Any]) -> str:
@@ -153,21 +213,89 @@ def _nan_last(value: float) -> float:
     return math.inf if math.isnan(value) else value
 
 
-def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
+def chosen_rows(comparison: Comparison) -> dict[str, dict[str, Any]]:
+    """Each recipe's row that stands for it: the best of its sweep, or its only row."""
+    by_recipe: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in comparison.rows:
+        by_recipe[row["recipe"]].append(row)
+    return {recipe: comparison.best_points.get(recipe, rows[0])
+            for recipe, rows in by_recipe.items()
+            if recipe in comparison.best_points or len(rows) == 1}
+
+
+def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
+           min_effect: Optional[float]) -> None:
+    notes = comparison.notes
+    selection = list(notes)            # "best l2 by validation …", written by _best_points
+    notes.clear()
+    if comparison.scope:
+        notes.append(comparison.scope)
+    if comparison.comparisons:
+        notes.append(f"verdict: paired t-test at {ALPHA:.0%}, Holm–Bonferroni corrected over the "
+                     f"table's {comparison.comparisons} comparison(s) with baseline; "
+                     "'inconclusive' means these runs cannot tell the recipe from the baseline. "
+                     "P(improve): how often a run of the recipe beats a run of the baseline "
+                     "(all seed pairs, ties ½); p: the paired test, uncorrected and Holm-corrected")
+    notes.extend(selection)
+    if comparison.best_points:
+        notes.append("★ best of its sweep on validation, with the same seeds whose test numbers "
+                     "are shown: its test Δ is post-selection (optimistic); confirm it on fresh "
+                     "seeds with --confirm-seeds K")
+    notes.extend(_seed_advice(comparison, min_effect))
     seeds = min((row["seeds"] for row in comparison.rows if row["seeds"]), default=0)
     if seeds < MIN_SEEDS:
-        comparison.notes.append(f"warning: only {seeds} seed(s) for some recipes: bootstrap "
-                                f"intervals and P(better) need at least {MIN_SEEDS}"
-                                " seeds to mean much (train more: regbench run CONFIG --seeds 0,1,2)")
+        notes.append(_few_seeds_warning(seeds))
     if not any(row["recipe"] == "baseline" and row["seeds"] for row in comparison.rows):
-        comparison.notes.append("no baseline runs: differences cannot be computed")
+        notes.append("no baseline runs: differences cannot be computed")
     if any(row["train_differs"] for row in comparison.rows):
-        comparison.notes.append("† the recipe trains with settings that differ from the "
-                                "experiment's (its own `train:` block)")
+        notes.append("† the recipe trains with settings that differ from the "
+                     "experiment's (its own `train:` block)")
     failed = [s["run_id"] for s in summaries if s.get("status") not in ("completed",)]
     if failed:
-        comparison.notes.append(f"{len(failed)} run(s) did not complete: {', '.join(failed[:5])}"
-                                + (" …" if len(failed) > 5 else ""))
+        notes.append(f"{len(failed)} run(s) did not complete: {', '.join(failed[:5])}"
+                     + (" …" if len(failed) > 5 else ""))
+
+
+def _seed_advice(comparison: Comparison, min_effect: Optional[float]) -> list[str]:
+    """For each recipe whose chosen row is inconclusive: how many seeds would settle it."""
+    alpha = ALPHA / max(1, comparison.comparisons)   # Holm's strictest step
+    advice = []
+    for recipe, row in chosen_rows(comparison).items():
+        if row["verdict"] != INCONCLUSIVE or row["pairs"] < 2:
+            continue
+        effect = abs(min_effect) if min_effect else abs(row["diff"])
+        needed = seeds_needed(effect, row["diff_sd"], alpha)
+        name = row["point"].replace("__", " ")
+        size = (f"a difference of {effect:.2g}" + ("" if min_effect else " (the one observed)")
+                + f" with {POWER:.0%} power at the spread seen (sd {row['diff_sd']:.2g}) and "
+                f"the corrected level {alpha:.2g}")
+        if needed is None:
+            advice.append(f"{name}: no difference from baseline in any seed pair (the same "
+                          "numbers): more seeds would not settle it; try --min-effect to ask for "
+                          "a given difference" if row["diff_sd"] == 0 and not min_effect
+                          else f"{name}: more seeds cannot be sized here (no spread or no "
+                               "effect to detect)")
+        elif needed > MAX_SEEDS_ADVISED:
+            advice.append(f"{name}: more than {MAX_SEEDS_ADVISED} seeds would be needed to "
+                          f"detect {size}: for practical purposes it is no different from "
+                          "baseline here")
+        else:
+            advice.append(f"about {needed} seeds would settle {name} vs baseline: they detect "
+                          f"{size}")
+    return advice
+
+
+def _few_seeds_warning(seeds: int) -> str:
+    from scipy import stats
+
+    if seeds < 2:
+        width = "one seed gives no interval and no verdict"
+    else:
+        width = (f"with {seeds} seeds a 95% interval is ±{stats.t.ppf(0.975, seeds - 1):.1f}·sd/"
+                 f"√{seeds} (±{stats.t.ppf(0.975, 4):.1f}·sd/√5 with 5), so most rows stay "
+                 "inconclusive")
+    return (f"warning: only {seeds} seed(s) for some recipes: {width} (train more: regbench run "
+            "CONFIG --seeds 0,1,2,3,4)")
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -200,12 +328,22 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _probability(value: float) -> str:
+    return "" if _missing(value) else f"{value:.2f}"
+
+
+def _p(value: float) -> str:
+    if _missing(value):
+        return ""
+    return f"{value:.3f}" if value >= 0.001 else "<0.001"
+
+
 def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by every text format."""
     m = comparison.metric
     header = ["recipe", "seeds", f"val {m}", f"test {m}", "Δ test vs baseline [95% CI]",
-              "P(better)", "train−val gap", "best epoch", "verdict", "sparsity", "s/epoch",
-              "params"]
+              "verdict", "P(improve)", "p", "p (Holm)", "train−val gap", "best epoch",
+              "diagnosis", "sparsity", "s/epoch", "params"]
     cells = []
     for row in comparison.rows:
         name = row["point"].replace("__", " ")
@@ -222,8 +360,9 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
             name, seeds,
             f"{_fmt(row[f'val_{m}'])} ± {_fmt(row[f'val_{m}_std'])}",
             f"{_fmt(row[f'test_{m}'])} ± {_fmt(row[f'test_{m}_std'])}",
-            diff, "" if math.isnan(row["p_better"]) else f"{row['p_better']:.2f}",
-            _fmt(row["gap"]), _epoch(row["best_epoch"]), row["verdict"] or row["status"],
+            diff, row["verdict"] or "", _probability(row["p_improve"]), _p(row["p_value"]),
+            _p(row["p_holm"]), _fmt(row["gap"]), _epoch(row["best_epoch"]),
+            row["diagnosis"] or row["status"],
             _fmt(row["sparsity"], 3), _fmt(row["seconds_per_epoch"], 3),
             str(row["parameters"] or ""),
         ])
@@ -243,7 +382,7 @@ def to_markdown(comparison: Comparison) -> str:
 def to_csv(comparison: Comparison) -> str:
     import pandas as pd
 
-    rows = [{**{k: v for k, v in r.items() if k != "sweep"},
+    rows = [{**{k: v for k, v in r.items() if not isinstance(v, dict)},
              **{f"sweep.{k}": v for k, v in r["sweep"].items()}} for r in comparison.rows]
     return pd.DataFrame(rows).to_csv(index=False)
 
@@ -251,7 +390,8 @@ def to_csv(comparison: Comparison) -> str:
 def _latex_escape(text: str) -> str:
     for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
                           ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"),
-                          ("−", "-"), ("—", "--"), ("†", r"$\dagger$"), ("★", r"$\star$")):
+                          ("−", "-"), ("—", "--"), ("†", r"$\dagger$"), ("★", r"$\star$"),
+                          ("<", r"$<$")):
         text = text.replace(char, escaped)
     return text
 
@@ -261,11 +401,16 @@ def to_latex(comparison: Comparison) -> str:
     lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\hline",
              " & ".join(_latex_escape(h) for h in header) + r" \\", r"\hline"]
     lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in cells]
-    lines += [r"\hline", r"\end{tabular}"]
+    lines.append(r"\hline")
+    if comparison.scope:   # what the intervals cover travels with the table
+        lines.append(rf"\multicolumn{{{len(header)}}}{{l}}{{\footnotesize "
+                     rf"{_latex_escape(comparison.scope)}}} \\")
+    lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
 
 
-TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 7, 8)  # the full set is in comparison.md/csv
+TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 9, 11)  # the full set is in comparison.md/csv
+LEFT_COLUMNS = (0, 5, 11)
 
 
 def rich_table(comparison: Comparison, title: str = ""):
@@ -274,19 +419,50 @@ def rich_table(comparison: Comparison, title: str = ""):
     header, cells = display_rows(comparison)
     table = Table(title=title or None, show_lines=False)
     for i in TERMINAL_COLUMNS:
-        table.add_column(header[i], justify="left" if i in (0, 8) else "right", no_wrap=True)
+        table.add_column(header[i], justify="left" if i in LEFT_COLUMNS else "right",
+                         no_wrap=True)
     for row in cells:
         table.add_row(*(row[i] for i in TERMINAL_COLUMNS))
     return table
 
 
-def compare_results(results_dir: Path, metric: Optional[str] = None,
-                    write: bool = False) -> Comparison:
+def seed_range(seeds: list[int]) -> str:
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+
+
+def confirmation_note(confirms: dict[str, Any]) -> str:
+    """The note of a confirmation table (see regbench.experiment.confirm)."""
+    chosen = "; ".join(f"{recipe} " + ", ".join(f"{str(path).split('.')[-1]}={value}"
+                                                for path, value in values.items())
+                       for recipe, values in (confirms.get("chosen") or {}).items() if values)
+    selection = confirms.get("selection_seeds") or ["?"]
+    seeds = confirms.get("seeds") or ["?"]
+    return (f"confirmation of {confirms.get('experiment')}: the points chosen there on validation "
+            f"{confirms.get('metric')} with seeds {seed_range(selection)}"
+            + (f" ({chosen})" if chosen else "")
+            + f", retrained on fresh seeds {seed_range(seeds)} never used for the choice: "
+            "their test numbers are free of the selection (the headline comparison)")
+
+
+def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
+                      metric: Optional[str] = None,
+                      min_effect: Optional[float] = None) -> Comparison:
+    """The comparison of a results folder's runs, with what the folder says about them (the
+    selection a confirmation folder confirms)."""
+    comparison = build_comparison(summaries, metric, min_effect)
+    confirms = confirmed_selection(results_dir)
+    if confirms:
+        comparison.notes.insert(0, confirmation_note(confirms))
+    return comparison
+
+
+def compare_results(results_dir: Path, metric: Optional[str] = None, write: bool = False,
+                    min_effect: Optional[float] = None) -> Comparison:
     """The comparison rebuilt from the run folders; with ``write`` also runs.csv and
     comparison.{md,csv,tex} (the caller holds the folder's ResultsLock)."""
     results_dir = Path(results_dir)
     summaries = load_summaries(results_dir)
-    comparison = build_comparison(summaries, metric)
+    comparison = folder_comparison(results_dir, summaries, metric, min_effect)
     if write:
         write_runs_csv(results_dir, summaries)
         check_results_folder(results_dir)

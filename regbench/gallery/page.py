@@ -15,15 +15,14 @@ hand-typed value::
 A page is only written from results: a finding it would show with no runs behind it is an
 error, never a "not run yet" section over a page that had numbers.
 
-Intervals are 95% percentile bootstraps over seeds (``regbench.analysis.stats``): of a recipe's
-mean, or of the per-seed paired difference recipe − baseline. With 3 seeds they are rough (they
-cannot be wider than the spread of the seeds), so a rule asks for the whole interval on the
-claimed side.
+Intervals are 95% Student-t intervals over seeds (``regbench.analysis.stats``): of a recipe's
+mean, or of the per-seed paired difference recipe − baseline; a rule asks for the whole interval
+on the claimed side. When a finding's verdict differs from the one on the page being replaced,
+the page says so.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import math
 import os
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from regbench.analysis.compare import compare_results, difference_cell, to_csv
+from regbench.analysis.compare import compare_results, difference_cell
 from regbench.engine.threads import available_cores
 from regbench.errors import ConfigError, RegbenchError
 from regbench.experiment.config import load_config
@@ -105,25 +104,27 @@ def _cell(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def comparison_table(folder: Path, metric: Optional[str]) -> list[str]:
-    """Markdown rows taken from ``comparison.csv`` (or rebuilt for another metric)."""
-    import pandas as pd  # deferred: heavy
+def _verdict_cell(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
-    if metric is None:
-        frame = pd.read_csv(folder / "comparison.csv")
-    else:
-        frame = pd.read_csv(io.StringIO(to_csv(compare_results(folder, metric, write=False))))
-    m = next(c[4:] for c in frame.columns if c.startswith("val_") and not c.endswith("_std")
-             and c != "val_loss")
+
+def comparison_table(folder: Path, metric: Optional[str]) -> list[str]:
+    """The comparison of one finding's runs as markdown rows, with the line saying what its
+    intervals cover and how its verdicts are corrected."""
+    comparison = compare_results(folder, metric, write=False)
+    m = comparison.metric
     lines = [f"| point | seeds | val {m} (mean ± std) | test {m} (mean ± std) | "
-             f"Δ test {m} vs baseline [95% CI] | P(better) | train−val gap |",
-             "|---|---|---|---|---|---|---|"]
-    for row in frame.to_dict("records"):
+             f"Δ test {m} vs baseline [95% CI] | verdict | P(improve) | train−val gap |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in comparison.rows:
         diff = difference_cell(row["diff"], row["diff_low"], row["diff_high"])
         lines.append(f"| {row['point'].replace('__', ' ')} | {row['seeds']} | "
                      f"{_cell(row[f'val_{m}'])} ± {_cell(row[f'val_{m}_std'])} | "
                      f"{_cell(row[f'test_{m}'])} ± {_cell(row[f'test_{m}_std'])} | {diff} | "
-                     f"{_cell(row['p_better'], 2)} | {_cell(row['gap'])} |")
+                     f"{row['verdict']} | {_cell(row['p_improve'], 2)} | {_cell(row['gap'])} |")
+    lines.append("")
+    lines += [f"- {note}" for note in comparison.notes
+              if note == comparison.scope or note.startswith("verdict:")]
     return lines
 
 
@@ -158,9 +159,24 @@ def results_of(folder: Path) -> Optional[Results]:
     return results if results is not None and results.runs else None
 
 
+SUMMARY_ROW = re.compile(r"^\| \[\d+\. (?P<title>.+?)\]\(#[^)]*\) \| (?P<verdict>[^|(]+?)"
+                         r"(?: \(was [^)]*\))? \| [^|]* \|$")
+
+
+def previous_verdicts(page: Path) -> dict[str, str]:
+    """Finding title -> verdict on the page about to be replaced (none when there is none)."""
+    try:
+        text = Path(page).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {m["title"]: m["verdict"].strip() for m in map(SUMMARY_ROW.match, text.splitlines())
+            if m}
+
+
 def section(number: int, entry: Finding, folder: Path, results: Results, assets: Path,
-            page_dir: Path) -> tuple[list[str], str]:
-    """The page section of one finding, and its verdict."""
+            page_dir: Path, previous: Optional[str] = None) -> tuple[list[str], str]:
+    """The page section of one finding, and its verdict (``previous``: the verdict on the page
+    being replaced, stated when it changed)."""
     command = f"regbench gallery --run --only {entry.key}"
     config = f"regbench/gallery/configs/{entry.key}.yaml"
     lines = [f"## {number}. {entry.title}", "",
@@ -170,6 +186,9 @@ def section(number: int, entry: Finding, folder: Path, results: Results, assets:
              f"**Rule.** {entry.rule}", ""]
     outcome = entry.analyse(results)
     lines += [f"**Result: {outcome.verdict}.** {outcome.reason}", ""]
+    if previous is not None and previous != outcome.verdict:
+        lines += [f"**Changed.** The page this one replaced said *{previous}*; with these runs and "
+                  f"this rule the verdict is *{outcome.verdict}*.", ""]
     if outcome.rows:
         lines += [_row(outcome.header), "|" + "---|" * len(outcome.header)]
         lines += [_row(row) for row in outcome.rows]
@@ -184,8 +203,8 @@ def section(number: int, entry: Finding, folder: Path, results: Results, assets:
     which = ("its default metric" if entry.metric is None else
              f"rebuilt from the runs for {entry.metric}, as `regbench compare --metric "
              f"{entry.metric}` does")
-    lines += ["", f"Comparison table (`{folder.name}/comparison.csv`, {which}; Δ is the paired "
-              "bootstrap over seeds of recipe − baseline on test):", ""]
+    lines += ["", f"Comparison table (`{folder.name}/`, {which}; Δ is recipe − baseline on test, "
+              "paired by seed):", ""]
     lines += comparison_table(folder, entry.metric)
     lines += ["", f"Results folder `{folder.name}`: {len(results.summaries)} completed runs; "
               f"{_timing(folder, results)}.", ""]
@@ -211,13 +230,13 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
              "<!-- generated by `regbench gallery` from the run folders; do not edit by hand -->",
              "", "Each section states a published claim, the regbench config that tests it, the "
              "numbers regbench produced here and a verdict decided by the rule written in the "
-             "section. Intervals are 95% percentile bootstraps over seeds: of a mean, or of the "
-             "per-seed paired difference recipe − baseline (same split and initialisation seed). "
-             "With 3 seeds an interval cannot be wider than the spread of the seeds, so read it as "
-             "a rough guide. Seeds vary the initialisation and the batch order; the data split is "
-             "the same for every seed (regbench's design: `dataset.split_seed`), so the intervals "
-             "do not cover split-to-split variation. Hyper-parameters are fixed in the configs "
-             "for all seeds; none were tuned per seed.", "",
+             "section. Intervals are 95% Student-t intervals over seeds: of a mean, or of the "
+             "per-seed paired difference recipe − baseline (same seed). Each comparison table "
+             "says what its seeds vary (the initialisation and batch order; with "
+             "`dataset.resample: per_seed` also the train/val split) and gives a verdict per row, "
+             "better / worse / inconclusive, from the paired t-test Holm-corrected over the "
+             "table's rows. Hyper-parameters are fixed in the configs for all seeds; none were "
+             "tuned per seed.", "",
              "`regbench gallery --run` trains every config shipped in `regbench/gallery/configs/` "
              "(results under `results/gallery/`, completed runs resumed) and writes this page "
              "as `results/gallery/gallery.md`; `--only NAME` trains one finding; `regbench "
@@ -225,6 +244,7 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
              "docs/gallery.md` refreshes the repository's copy.", ""]
     if header_note:
         lines += [header_note, ""]
+    previous = previous_verdicts(page)
     verdicts = {}
     lines += ["| finding | result | wall time |", "|---|---|---|"]
     body: list[str] = []
@@ -235,9 +255,12 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
             lines.append(f"| {number}. {entry.title} | no results in `{out}`: run `regbench "
                          f"gallery --run --only {entry.key}` | — |")
             continue
-        text, verdict = section(number, entry, folder, results, assets, page.parent)
+        text, verdict = section(number, entry, folder, results, assets, page.parent,
+                                previous.get(entry.title))
         verdicts[entry.key] = verdict
-        lines.append(f"| [{number}. {entry.title}](#{_anchor(number, entry.title)}) | {verdict} "
+        was = previous.get(entry.title)
+        shown = verdict if was in (None, verdict) else f"{verdict} (was {was})"
+        lines.append(f"| [{number}. {entry.title}](#{_anchor(number, entry.title)}) | {shown} "
                      f"| {_wall_minutes(folder)} |")
         body += text
     return "\n".join(lines + [""] + body).rstrip() + "\n", verdicts

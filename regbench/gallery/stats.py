@@ -1,5 +1,6 @@
 """Numbers for the gallery's rules: means and paired differences over seeds with their 95%
-bootstrap intervals, and the run folders of one gallery experiment read once."""
+Student-t intervals (regbench.analysis.stats), and the run folders of one gallery experiment
+read once."""
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from regbench.analysis.compare import build_comparison
-from regbench.analysis.stats import paired_difference
+from regbench.analysis import stats
 from regbench.gallery.core import INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome
 from regbench.report.plot_data import load_runs
 from regbench.vocabulary import MIN_SEEDS
@@ -17,7 +18,7 @@ from regbench.vocabulary import MIN_SEEDS
 
 @dataclass
 class Estimate:
-    """Mean over seeds with a 95% bootstrap interval (NaN ends with fewer than 2 seeds)."""
+    """Mean over seeds with a 95% t interval (NaN ends with fewer than 2 seeds)."""
 
     mean: float
     low: float
@@ -40,20 +41,18 @@ class Estimate:
         return not math.isnan(self.low) and self.low > bound
 
 
-def mean_interval(values: Iterable[float]) -> Estimate:
-    """Mean of per-seed values with a percentile bootstrap interval over the seeds."""
-    array = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not array:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    # the bootstrap of a mean is the paired bootstrap against zeros: one code path for both
-    diff = paired_difference(dict(enumerate(array)), dict.fromkeys(range(len(array)), 0.0))
+def _estimate(diff: stats.Difference) -> Estimate:
     return Estimate(diff.mean, diff.low, diff.high, diff.pairs)
+
+
+def mean_interval(values: Iterable[float]) -> Estimate:
+    """Mean of per-seed values with its t interval over the seeds."""
+    return _estimate(stats.mean_interval(values))
 
 
 def paired(recipe: dict[int, float], baseline: dict[int, float]) -> Estimate:
-    """recipe − baseline over shared seeds, with the paired bootstrap interval."""
-    diff = paired_difference(recipe, baseline)
-    return Estimate(diff.mean, diff.low, diff.high, diff.pairs)
+    """recipe − baseline over shared seeds, with the paired t interval."""
+    return _estimate(stats.paired_difference(recipe, baseline))
 
 
 # ----------------------------------------------------------------------------- results

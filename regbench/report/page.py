@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from regbench.analysis.advice import Diagnosis, advise, is_image_experiment
-from regbench.analysis.compare import build_comparison, display_rows
+from regbench.analysis.compare import display_rows, folder_comparison
 from regbench.report.plots import make_plots
 from regbench.results import atomic_write_text, load_summaries, task_of
 from regbench.vocabulary import EXPERIMENT_FILE
@@ -33,6 +33,7 @@ tr:nth-child(even) td{background:#fafbfd}
 .verdict{font-weight:600;border-radius:4px;padding:1px 6px;color:#fff;display:inline-block}
 .v-ok{background:#2e8b3e}.v-overfitting{background:#c62828}.v-underfitting{background:#d9822b}
 .v-diverged,.v-failed,.v-interrupted{background:#7b4bb0}.v-unknown{background:#777}
+.v-better{background:#1b6fb5}.v-worse{background:#a33a1c}.v-inconclusive{background:#8a8f98}
 ul.notes{color:#4a5468;margin:4px 0 0 0;padding-left:20px}
 .advice{background:#f4f8ff;border-left:4px solid #3b6fd8;padding:8px 14px;margin:12px 0}
 .advice li{margin:2px 0}details{margin:4px 0}summary{cursor:pointer}
@@ -103,16 +104,17 @@ def summary_html(experiment: dict[str, Any], summaries: list[dict[str, Any]]) ->
 
 
 def table_html(comparison) -> str:
-    """The comparison table (compare.display_rows) with verdicts as coloured badges."""
+    """The comparison table (compare.display_rows) with verdicts and diagnoses as coloured
+    badges."""
     header, cells = display_rows(comparison)
-    verdict_col = header.index("verdict") if "verdict" in header else -1
+    badged = {header.index(name) for name in ("verdict", "diagnosis") if name in header}
     out = ['<div class="scroll"><table><thead><tr>'
            + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>",
            "<tbody>"]
     for row in cells:
         tds = []
         for i, cell in enumerate(row):
-            text = " ".join(_badge(v) for v in str(cell).split("/")) if i == verdict_col and cell \
+            text = " ".join(_badge(v) for v in str(cell).split("/")) if i in badged and cell \
                 else _e(cell)
             tds.append(f"<td>{text}</td>")
         out.append("<tr>" + "".join(tds) + "</tr>")
@@ -210,7 +212,7 @@ def plots_html(plots) -> str:
 def build_html(results_dir: Path) -> str:
     results_dir = Path(results_dir)
     summaries = load_summaries(results_dir)
-    comparison = build_comparison(summaries)
+    comparison = folder_comparison(results_dir, summaries)
     plots = make_plots(results_dir, comparison)
     experiment = _experiment(results_dir)
     name = experiment.get("name") or results_dir.name
