@@ -4,6 +4,7 @@ Nothing heavy is imported at module level, so `regbench --help` answers at once.
 """
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from enum import Enum
@@ -130,43 +131,68 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 
 def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds: Optional[str],
          workers: int, executor: Executor, address: Optional[str], device: Optional[Device],
-         resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str]) -> None:
-    from regbench.analysis.compare import rich_table  # deferred
-    from regbench.experiment import (config as configs, plan as planning,  # deferred
+         resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str],
+         confirm_seeds: Optional[int] = None, min_effect: Optional[float] = None) -> None:
+    from regbench.experiment import (config as configs, confirm, plan as planning,  # deferred
                                      progress, runner, sweeps)
 
     if workers < 1:
         raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
+    if min_effect is not None and not (min_effect > 0 and math.isfinite(min_effect)):
+        raise ConfigError(f"must be a positive number (got {min_effect})", source="--min-effect")
     loaded = configs.load_config(config, overrides or [])
     if params:
         loaded = sweeps.apply_params(loaded, params)
     if smoke:
         loaded = sweeps.shrink_for_smoke(loaded, own_folder=True)
+    if confirm_seeds is not None:
+        confirm.check_confirmable(loaded, confirm_seeds)
     seed_list = parse_seeds(seeds)
     console = _console()
     if dry_run:
         plan = planning.build_plan(loaded, seed_list, device.value if device else None)
         render_plan(plan, console, None if not resume else out / plan.experiment["name"])
+        if confirm_seeds:
+            recipes = len(plan.experiment["recipes"])
+            console.print(f"then --confirm-seeds {confirm_seeds}: each recipe's chosen point and "
+                          f"the baseline on {confirm_seeds} fresh seed(s), {recipes * confirm_seeds}"
+                          " runs")
         return
-    outcome = runner.run_experiment(loaded, out=out, seeds=seed_list, workers=workers,
-                                    executor=executor.value, address=address,
-                                    device=device.value if device else None, resume=resume,
-                                    progress=progress.make_progress(), report=report,
-                                    metric=metric)
+    options = dict(out=out, workers=workers, executor=executor.value, address=address,
+                   device=device.value if device else None, resume=resume, report=report,
+                   metric=metric, min_effect=min_effect)
+    outcome = runner.run_experiment(loaded, seeds=seed_list, progress=progress.make_progress(),
+                                    **options)
+    _print_outcome(outcome, console)
+    codes = [outcome.exit_code]
+    if confirm_seeds and outcome.comparison is not None and not outcome.interrupted:
+        confirming, confirms = confirm.confirm_config(
+            loaded, outcome.comparison, outcome.plan.experiment["seeds"], confirm_seeds)
+        console.print(f"\n[bold]confirming on {confirm_seeds} fresh seed(s)[/]")
+        confirmed = runner.run_experiment(confirming, progress=progress.make_progress(),
+                                          confirms=confirms, **options)
+        _print_outcome(confirmed, console, " (fresh seeds: the headline)")
+        codes.append(confirmed.exit_code)
+        outcome = confirmed
+    if outcome.interrupted:
+        console.print("interrupted: finished runs are saved; run the same command again to "
+                      "resume")
+    code = EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes)
+    raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
+
+
+def _print_outcome(outcome, console, title: str = "") -> None:
+    from regbench.analysis.compare import rich_table  # deferred
+
     for warning in outcome.plan.warnings + outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if outcome.comparison is not None:
         comparison = outcome.comparison
         console.print(rich_table(comparison, title=f"{outcome.plan.experiment['name']}: "
-                                 f"{comparison.metric}"))
+                                 f"{comparison.metric}{title}"))
         for note in comparison.notes:
             console.print(f"  • {note}")
     console.print(f"results: {outcome.results_dir}")
-    if outcome.interrupted:
-        console.print("interrupted: finished runs are saved; run the same command again to "
-                      "resume")
-    code = outcome.exit_code
-    raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
 
 
 def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
@@ -216,6 +242,14 @@ ReportOption = Annotated[bool, typer.Option(
     "--report/--no-report", help="Write plots and report.html at the end.")]
 MetricOption = Annotated[Optional[str], typer.Option(
     "--metric", help="Metric the tables rank by (default: accuracy or mse).")]
+ConfirmOption = Annotated[Optional[int], typer.Option(
+    "--confirm-seeds", metavar="K",
+    help="Then retrain each recipe's chosen point and the baseline on K fresh seeds (never used "
+    "for the choice) into OUT/<name>-confirm/: the headline comparison.")]
+MinEffectOption = Annotated[Optional[float], typer.Option(
+    "--min-effect",
+    help="Smallest difference worth detecting, for the advice on how many seeds would settle an "
+    "inconclusive row (default: the observed difference).")]
 
 
 @app.command()
@@ -235,10 +269,12 @@ def run(
         "--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed; results go to OUT/<name>-smoke/, never over the full runs.")] = False,
     report: ReportOption = True,
     metric: MetricOption = None,
+    confirm_seeds: ConfirmOption = None,
+    min_effect: MinEffectOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     _run(config, set_ or [], [], out, seeds, workers, executor, address, device, resume,
-         dry_run, smoke, report, metric)
+         dry_run, smoke, report, metric, confirm_seeds, min_effect)
 
 
 @app.command()
@@ -259,10 +295,12 @@ def sweep(
     dry_run: DryRunOption = False,
     report: ReportOption = True,
     metric: MetricOption = None,
+    confirm_seeds: ConfirmOption = None,
+    min_effect: MinEffectOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     _run(config, set_ or [], param or [], out, seeds, workers, executor, address, device, resume,
-         dry_run, False, report, metric)
+         dry_run, False, report, metric, confirm_seeds, min_effect)
 
 
 @app.command()
@@ -272,6 +310,7 @@ def compare(
     metric: Annotated[Optional[str], typer.Option("--metric", help="accuracy, f1, loss, mse, r2, ...")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, md, csv or latex.")] = Format.table,
     write: Annotated[bool, typer.Option("--write", help="Also rewrite comparison.{md,csv,tex} and runs.csv in the folder (for this --metric).")] = False,
+    min_effect: MinEffectOption = None,
 ) -> None:
     """Print the comparison, rebuilt from stored runs only. Read-only: nothing in the folder
     changes unless --write is given."""
@@ -281,9 +320,10 @@ def compare(
         from regbench.results import ResultsLock  # deferred
 
         with ResultsLock(results_dir):
-            comparison = cmp.compare_results(results_dir, metric, write=True)
+            comparison = cmp.compare_results(results_dir, metric, write=True,
+                                             min_effect=min_effect)
     else:
-        comparison = cmp.compare_results(results_dir, metric)
+        comparison = cmp.compare_results(results_dir, metric, min_effect=min_effect)
     if format is Format.table:
         console = _console()
         console.print(cmp.rich_table(comparison, title=f"{results_dir.name}: {comparison.metric}"))

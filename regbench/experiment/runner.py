@@ -86,9 +86,12 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
                    out: str | Path = "results", seeds: Optional[list[int]] = None,
                    workers: int = 1, executor: str = "local", address: Optional[str] = None,
                    device: Optional[str] = None, resume: bool = True, progress=None,
-                   report: bool = True, metric: Optional[str] = None) -> ExperimentOutcome:
+                   report: bool = True, metric: Optional[str] = None,
+                   confirms: Optional[dict[str, Any]] = None,
+                   min_effect: Optional[float] = None) -> ExperimentOutcome:
     """Plan, train and compare every run of an experiment (see docs/architecture.md);
-    ``metric`` is the one the comparison ranks by (default: accuracy or mse)."""
+    ``metric`` is the one the comparison ranks by (default: accuracy or mse); ``confirms``
+    says which selection a confirmation experiment retrains (kept in plan.json)."""
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
     if metric:  # a typo must not cost a whole sweep
@@ -102,7 +105,7 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
         load_bundle(plan.experiment["dataset"], plan.experiment["train"]["train_eval_samples"])
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         return _train(plan, Path(out), results_dir, workers, executor, address, resume,
-                      progress, report, metric)
+                      progress, report, metric, min_effect, confirms)
 
 
 def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
@@ -112,7 +115,8 @@ def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
 
 def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str,
            address: Optional[str], resume: bool, progress, report: bool,
-           metric: Optional[str]) -> ExperimentOutcome:
+           metric: Optional[str], min_effect: Optional[float],
+           confirms: Optional[dict[str, Any]]) -> ExperimentOutcome:
     """The locked part of run_experiment: skip completed runs, train the rest, write results."""
     outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
     pending = _pending(plan, results_dir) if resume else list(plan.runs)
@@ -129,8 +133,8 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
     prepare_results_dir(out, plan.experiment["name"], fresh=not resume)
     atomic_write_text(results_dir / EXPERIMENT_FILE, dump_yaml(plan.experiment))
     # the runs of this plan: tables and plots leave out folders of an earlier grid
-    atomic_write_text(results_dir / PLAN_FILE,
-                      to_json({"run_ids": [r["run_id"] for r in plan.runs]}))
+    atomic_write_text(results_dir / PLAN_FILE, to_json(
+        {"run_ids": [r["run_id"] for r in plan.runs], **({"confirms": confirms} if confirms else {})}))
     # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
     runner = make_executor(executor, workers=workers, address=address, cores=available_cores())
@@ -167,7 +171,8 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         if progress is not None:
             progress.close()
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
-        outcome.comparison = compare_results(results_dir, metric, write=True)
+        outcome.comparison = compare_results(results_dir, metric, write=True,
+                                             min_effect=min_effect)
         if report and not outcome.interrupted:
             problem = write_report_if_available(results_dir)
             if problem:

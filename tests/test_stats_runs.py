@@ -1,0 +1,190 @@
+"""The statistics on real runs (digits): the printed interval against an independent paired
+t-interval from runs.csv, verdicts for a no-effect and a crushing recipe, resampled splits per
+seed, and the confirmation on fresh seeds."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from regbench.analysis.stats import mean_interval
+from regbench.cli import app
+from regbench.data import prepare
+from regbench.experiment.config import load_config
+from tests.conftest import write_config
+
+runner = CliRunner()
+
+THREE_SEEDS = """\
+name: verdicts
+seeds: [0, 1, 2]
+dataset: {name: digits, train_subset: 300}
+model: {name: mlp, hidden: [32]}
+train: {epochs: 3, batch_size: 32, optimizer: {name: sgd, lr: 0.1}, threads: 1}
+recipes:
+  renamed_baseline: {}
+  l2: {l2: {lambda: 1.0}}
+  crushing_l2: {l2: {lambda: 3000.0}}
+"""
+
+
+def _cell(markdown: str, point: str, column: str) -> str:
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == point:
+            return cells[header.index(column)]
+    raise AssertionError(f"no row {point}")
+
+
+def test_verdicts_and_printed_intervals_on_three_seeds(tmp_path):
+    """Acceptance 2 and 3: every printed interval contains the paired t-interval computed from
+    runs.csv with scipy's ttest_rel; the baseline under another name is inconclusive, an l2
+    strong enough to collapse accuracy is worse, with 3 seeds."""
+    config = write_config(tmp_path / "v.yaml", THREE_SEEDS)
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--no-report"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "verdicts"
+    markdown = (folder / "comparison.md").read_text()
+    runs = pd.read_csv(folder / "runs.csv")
+    baseline = runs[runs.recipe == "baseline"].set_index("seed")["test_accuracy"]
+    for recipe in ("renamed_baseline", "l2", "crushing_l2"):
+        values = runs[runs.recipe == recipe].set_index("seed")["test_accuracy"]
+        diffs = values - baseline.loc[values.index]
+        printed = _cell(markdown, recipe, "Δ test vs baseline [95% CI]")
+        low, high = (float(x) for x in re.search(r"\[(\S+), (\S+)\]", printed).groups())
+        if diffs.std() > 0:
+            t = stats.ttest_rel(values, baseline.loc[values.index]).confidence_interval(0.95)
+            assert low <= t.low + 5e-5 and high >= t.high - 5e-5, (recipe, printed, t)
+        else:
+            assert low == high == pytest.approx(diffs.mean(), abs=5e-5)
+    assert _cell(markdown, "renamed_baseline", "verdict") == "inconclusive"
+    assert _cell(markdown, "crushing_l2", "verdict") == "worse"
+    assert "Holm–Bonferroni corrected over the table's 3 comparison(s)" in markdown
+    assert "the train/val split is fixed" in markdown and "over 3 paired seeds" in markdown
+    assert "verdict" in result.output and "worse" in result.output
+
+
+RESAMPLED = """\
+name: resampled
+seeds: [0, 1, 2, 3, 4]
+dataset: {name: digits, train_subset: 150, val_fraction: 0.2, resample: per_seed}
+model: {name: mlp, hidden: [64]}
+train: {epochs: 8, batch_size: 32, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}, threads: 1}
+recipes: {baseline: {}}
+"""
+
+
+def test_per_seed_resampling_draws_new_train_and_val_rows_and_keeps_the_test_set(tmp_path):
+    """Acceptance 4, on the data: other rows in train and val for each seed, the same test."""
+    config = load_config(write_config(tmp_path / "r.yaml", RESAMPLED)).config.model_dump()
+    dataset = {**config["dataset"], "label_noise": 0.2}
+    first, second = prepare(dataset, run_seed=0), prepare(dataset, run_seed=1)
+    # the same test rows, in the same order (inputs are scaled by each split's training
+    # statistics, so they agree up to that scaling: perfectly correlated)
+    assert torch_equal(first.y_test, second.y_test)
+    assert first.meta["split"]["test"] == second.meta["split"]["test"]
+    assert np.corrcoef(first.x_test.flatten(), second.x_test.flatten())[0, 1] > 0.999
+    for split in ("train", "val"):
+        assert first.meta["split"][split] != second.meta["split"][split]
+    assert not torch_equal(first.x_val, second.x_val)
+    fixed = {**dataset, "resample": "fixed"}
+    assert prepare(fixed, run_seed=0).meta["split"] == prepare(fixed, run_seed=1).meta["split"]
+
+
+def torch_equal(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def test_per_seed_resampling_widens_the_intervals_on_digits(tmp_path):
+    """Acceptance 4, on runs: the run folders record the rows each seed used, and the spread
+    over seeds, hence every interval, grows once the split varies too."""
+    config = write_config(tmp_path / "r.yaml", RESAMPLED)
+    widths = {}
+    for mode in ("fixed", "per_seed"):
+        result = runner.invoke(app, ["run", str(config), "--set", f"dataset.resample={mode}",
+                                     "--out", str(tmp_path / mode), "--no-report"])
+        assert result.exit_code == 0, result.output
+        summaries = [json.loads(p.read_text()) for p in
+                     sorted((tmp_path / mode / "resampled" / "runs").glob("*/summary.json"))]
+        assert {s["resample"] for s in summaries} == {mode}
+        val_rows = {s["split"]["val"] for s in summaries}
+        assert len({s["split"]["test"] for s in summaries}) == 1
+        assert len(val_rows) == (5 if mode == "per_seed" else 1)
+        estimate = mean_interval(s["test_accuracy"] for s in summaries)
+        widths[mode] = estimate.high - estimate.low
+    assert widths["per_seed"] > 1.5 * widths["fixed"], widths
+
+
+def test_resampling_refuses_a_dataset_with_its_own_validation_split(tmp_path):
+    header = "a,b,label\n"
+    rows = "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(40))
+    for name in ("train", "val"):
+        (tmp_path / f"{name}.csv").write_text(header + rows)
+    config = write_config(tmp_path / "c.yaml", f"""\
+name: own_val
+seeds: [0, 1]
+dataset: {{name: csv, path: {tmp_path / 'train.csv'}, val_path: {tmp_path / 'val.csv'},
+          target: label, resample: per_seed}}
+model: {{name: mlp, hidden: [8]}}
+train: {{epochs: 1}}
+""")
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "resample: per_seed" in result.output and "own validation split" in result.output
+    assert not (tmp_path / "out" / "own_val" / "runs").exists()
+
+
+CONFIRM = """\
+name: chosen
+seeds: [0, 1]
+dataset: {name: digits, train_subset: 300}
+model: {name: mlp, hidden: [32]}
+train: {epochs: 3, batch_size: 32, optimizer: {name: sgd, lr: 0.1}, threads: 1}
+recipes:
+  l2: {l2: {lambda: 1.0}}
+sweep:
+  recipes.l2.l2.lambda: [0.01, 30.0]
+"""
+
+
+def test_confirm_seeds_retrains_each_chosen_point_and_the_baseline_on_fresh_seeds(tmp_path):
+    """Acceptance 5: exactly K fresh seeds per chosen point and baseline, reported apart from
+    the selection runs (which stay as they were)."""
+    config = write_config(tmp_path / "c.yaml", CONFIRM)
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--no-report",
+                                 "--confirm-seeds", "3"])
+    assert result.exit_code == 0, result.output
+    selection = pd.read_csv(tmp_path / "chosen" / "comparison.csv")
+    best = selection[selection.get("best_of_sweep") == True]   # noqa: E712 (NaN elsewhere)
+    chosen_lambda = float(best["sweep.lambda"].iloc[0])
+    assert len(list((tmp_path / "chosen" / "runs").iterdir())) == 6
+    confirm = tmp_path / "chosen-confirm"
+    runs = pd.read_csv(confirm / "runs.csv")
+    assert sorted(runs.run_id) == sorted(
+        [f"baseline__seed={s}" for s in (2, 3, 4)]
+        + [f"l2__lambda={chosen_lambda:g}__seed={s}" for s in (2, 3, 4)])
+    assert set(runs.status) == {"completed"}
+    markdown = (confirm / "comparison.md").read_text()
+    assert "confirmation of chosen" in markdown and "fresh seeds 2–4" in markdown
+    assert "post-selection" not in markdown
+    assert "(fresh seeds: the headline)" in result.output
+    again = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--no-report",
+                                "--confirm-seeds", "3"])
+    assert again.exit_code == 0 and "regbench: 6 runs (6 already completed" in again.output
+
+
+def test_confirm_seeds_refuses_a_sweep_shared_by_every_recipe(tmp_path):
+    config = write_config(tmp_path / "c.yaml", CONFIRM + "  model.hidden: [[16], [32]]\n")
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path),
+                                 "--confirm-seeds", "2"])
+    assert result.exit_code == 2
+    assert f"{config}:10:3: sweep.model.hidden: --confirm-seeds retrains each recipe" in \
+        result.output
+    assert not (tmp_path / "chosen").exists()
