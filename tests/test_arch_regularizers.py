@@ -14,7 +14,8 @@ from regbench.models import LayerFactory, build_model
 from regbench.regularizers import REGULARIZERS, RunContext
 from regbench.regularizers._weight_layers import TransformedConv2d, TransformedLinear
 from regbench.regularizers.batchnorm import BatchNorm1d
-from regbench.regularizers.dropconnect import dropconnect
+from regbench.regularizers.dropconnect import (DropConnectConv2d, DropConnectLinear, dropconnect,
+                                              PerExampleLinear, keep_mask, kept_fraction)
 from regbench.regularizers.stochastic_depth import Params as DepthParams
 from regbench.regularizers.stochastic_depth import StochasticDepth
 
@@ -79,44 +80,109 @@ def test_dropconnect_drops_weights_at_rate_p_with_inverted_scaling():
     dropped = dropconnect(weight, 0.3, torch.Generator().manual_seed(0))
     kept = dropped != 0
     assert abs(1 - kept.float().mean() - 0.3) < 0.01
-    torch.testing.assert_close(dropped[kept], weight[kept] / 0.7)
+    assert abs(kept_fraction(0.3) - 0.7) <= 2 ** -15          # p in steps of 2⁻¹⁵
+    torch.testing.assert_close(dropped[kept], weight[kept] / kept_fraction(0.3))
 
 
-def test_dropconnect_masks_weights_not_activations_fresh_each_batch_full_in_eval():
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9])
+def test_keep_masks_are_bernoulli_in_every_lane(p):
+    """The masks cut 15-bit integers from 64-bit words: each of the four lanes of a word (the
+    top one has a bit fewer) keeps at rate 1 − p, and neighbours are uncorrelated."""
+    keep = keep_mask((1_000_000,), p, generator=torch.Generator().manual_seed(1)).float()
+    for lane in range(4):
+        assert abs(keep[lane::4].mean().item() - (1 - p)) < 0.005
+    centred = keep - keep.mean()
+    correlation = (centred[1:] * centred[:-1]).mean() / centred.var()
+    assert abs(correlation.item()) < 0.005
+
+
+def _dropconnect_layers(model, params):
+    net = build(model, {"dropconnect": params})
+    return net, [m for m in net.modules() if isinstance(m, (DropConnectLinear, DropConnectConv2d))]
+
+
+def test_dropconnect_gives_each_example_its_own_mask_with_the_analytic_variance():
+    """Wan et al. 2013: r_b = ((M_b ⊙ W) x + m_b ⊙ b)/(1 − p) with masks drawn per example, so
+    copies of one input in one batch get different outputs, whose variance over the copies is
+    p/(1 − p) · (Σ_i W_oi² x_i² + b_o²) for each output o, and whose mean is W x + b."""
     torch.manual_seed(0)
-    net = build({"name": "mlp", "hidden": [64, 64]}, {"dropconnect": {"p": 0.4}})
-    hidden = [m for m in net.modules() if isinstance(m, TransformedLinear)]
-    output = net[-1]
-    assert len(hidden) == 2 and type(output) is nn.Linear     # the output layer is not dropped
+    net, hidden = _dropconnect_layers({"name": "mlp", "hidden": [16, 16]}, {"p": 0.3})
+    assert len(hidden) == 2 and type(net[-1]) is nn.Linear      # the output layer is not dropped
     layer = hidden[1]
     layer.train()
-    first, second = effective_weight(layer), effective_weight(layer)
-    zero = first == 0
-    assert abs(zero.float().mean() - 0.4) < 0.05               # per-weight rate ≈ p
-    torch.testing.assert_close(first[~zero], layer.weight[~zero] / 0.6)
-    # scattered per weight: no unit (row) or input (column) is dropped as a whole
-    assert not zero.all(dim=1).any() and not zero.all(dim=0).any()
-    assert not torch.equal(zero, second == 0)                  # a fresh mask every forward
-    # one forward (= one batch) shares its mask across samples: a repeated sample gives the
-    # same output, which per-sample activation dropout would not
+    x = torch.randn(1, 16)
+    with torch.no_grad():
+        layer.bias.normal_()
+        out = layer(x.repeat(20_000, 1))
+    assert not torch.equal(out[0], out[1])                       # two examples, two masks
+    expected_var = 0.3 / 0.7 * ((layer.weight ** 2) @ (x[0] ** 2) + layer.bias ** 2)
+    torch.testing.assert_close(out.var(0), expected_var.detach(), rtol=0.05, atol=1e-4)
+    torch.testing.assert_close(out.mean(0), (x @ layer.weight.T + layer.bias)[0].detach(),
+                               rtol=0.05, atol=0.02)
+    layer.eval()
+    torch.testing.assert_close(layer(x), x @ layer.weight.T + layer.bias)
+
+
+def test_per_example_linear_gradients_are_those_of_the_masked_product():
+    """The hand-written backward (which keeps the boolean masks, not masked float copies)
+    against autograd through (M_b ⊙ W) x_b, and torch's numerical gradcheck."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 7, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(4, 7, dtype=torch.double, requires_grad=True)
+    keep = torch.rand(5, 4, 7) > 0.4
+    assert torch.autograd.gradcheck(PerExampleLinear.apply, (x, weight, keep))
+    out = PerExampleLinear.apply(x, weight, keep)
+    reference = torch.einsum("bpi,boi->bpo", x, weight * keep)
+    torch.testing.assert_close(out, reference)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (x, weight), grad)
+    theirs = torch.autograd.grad(reference, (x, weight), grad)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+
+
+def test_dropconnect_per_batch_mode_shares_one_mask_and_drops_biases():
+    torch.manual_seed(0)
+    _, hidden = _dropconnect_layers({"name": "mlp", "hidden": [64, 64]},
+                                    {"p": 0.4, "mode": "per_batch"})
+    layer = hidden[1]
+    layer.train()
     x = torch.randn(1, 64).repeat(8, 1)
     out = layer(x)
-    assert torch.equal(out, out[:1].expand_as(out))
-    layer.eval()
-    torch.testing.assert_close(effective_weight(layer), layer.weight.detach())
+    assert torch.equal(out, out[:1].expand_as(out))              # one mask for the batch
+    zeros = (layer(torch.zeros(1000, 64)) == 0).float().mean()   # the output is the bias alone
+    assert 0 < zeros < 1
 
 
-def test_dropconnect_conv_kernels_are_masked():
-    conv = build({"name": "cnn", "channels": [8], "hidden": [8], "kernel_size": 3},
-                 {"dropconnect": {"p": 0.5}})
-    layer = next(m for m in conv.modules() if isinstance(m, TransformedConv2d))
+def test_dropconnect_gradients_follow_the_masks_per_example():
+    torch.manual_seed(0)
+    _, hidden = _dropconnect_layers({"name": "mlp", "hidden": [8, 8]}, {"p": 0.5})
+    layer = hidden[1]
+    layer.train()
+    # one example: a dropped weight gets no gradient; two batches drop different weights
     grads = []
     for _ in range(2):
         layer.zero_grad()
-        layer(torch.randn(4, 1, 8, 8)).sum().backward()
+        layer(torch.randn(1, 8)).sum().backward()
         grads.append(layer.weight.grad == 0)
-    # dropped kernel weights get no gradient in that batch, about half of them, not the same ones
-    assert 0.35 < grads[0].float().mean() < 0.65 and not torch.equal(grads[0], grads[1])
+    assert 0.3 < grads[0].float().mean() < 0.7 and not torch.equal(grads[0], grads[1])
+
+
+def test_dropconnect_conv_masks_kernels_per_example_and_matches_the_plain_conv_in_eval():
+    torch.manual_seed(0)
+    _, hidden = _dropconnect_layers({"name": "cnn", "channels": [8], "hidden": [8],
+                                     "kernel_size": 3}, {"p": 0.5})
+    layer = next(m for m in hidden if isinstance(m, DropConnectConv2d))
+    layer.train()
+    x = torch.randn(1, 1, 8, 8).repeat(3, 1, 1, 1)
+    out = layer(x)
+    assert out.shape == (3, 8, 8, 8) and not torch.equal(out[0], out[1])
+    layer.zero_grad()
+    layer(x[:1]).sum().backward()
+    assert 0.3 < (layer.weight.grad == 0).float().mean() < 0.7
+    layer.eval()
+    torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight, layer.bias,
+                                                padding=layer.padding))
 
 
 # ----------------------------------------------------------------------------- weight noise
