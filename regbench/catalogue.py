@@ -9,7 +9,7 @@ from pydantic_core import PydanticUndefined
 from regbench.data import DATASETS
 from regbench.models import MODELS
 from regbench.regularizers import REGULARIZERS
-from regbench.regularizers.base import hook_points
+from regbench.regularizers.base import BATCH_STAGES, hook_points
 
 KINDS = ("regularizers", "datasets", "models")
 
@@ -26,11 +26,42 @@ def describe_params(model: type[BaseModel]) -> str:
     return ", ".join(parts) if parts else "—"
 
 
+def _hook_label(cls, hook: str) -> str:
+    """A hook's name; the batch hook with its place in the fixed order (``batch 2/5: erase``)."""
+    if hook != "batch":
+        return hook
+    return f"batch {BATCH_STAGES.index(cls.batch_stage) + 1}/{len(BATCH_STAGES)}: {cls.batch_stage}"
+
+
+def batch_order_note() -> str:
+    """The order batch hooks run in, for `regbench list` and the README."""
+    return ("Batch hooks run in this order, whatever the recipe's key order: "
+            + " → ".join(BATCH_STAGES) + " (within a stage by name).")
+
+
+def reference(cls) -> str:
+    """A regularizer's module docstring: paper, hook, exact formula, deviations from the paper."""
+    import sys
+
+    return (sys.modules[cls.__module__].__doc__ or "").strip()
+
+
+def deviations(cls) -> str:
+    """The "Deviations from the paper:" paragraph of a regularizer's docstring ("" when none
+    is written)."""
+    text = reference(cls)
+    start = text.find("Deviations from the paper:")
+    if start < 0:
+        return ""
+    paragraph = text[start + len("Deviations from the paper:"):].split("\n\n")[0]
+    return " ".join(paragraph.split())
+
+
 def entries(kind: str) -> list[dict[str, Any]]:
     """Rows of name, parameters, (hooks), meaning for one registry."""
     if kind == "regularizers":
         return [{"name": name, "parameters": describe_params(cls.Params),
-                 "hooks": ", ".join(hook_points(cls)),
+                 "hooks": ", ".join(_hook_label(cls, hook) for hook in hook_points(cls)),
                  "meaning": cls.summary}
                 for name, cls in REGULARIZERS.items()]
     if kind == "datasets":
@@ -54,6 +85,8 @@ def to_markdown(kinds=KINDS) -> str:
             cells = [f"`{row['name']}`"] + [str(row[c]).replace("|", "\\|") for c in columns[1:]]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+        if kind == "regularizers":
+            out += [batch_order_note(), ""]
     return "\n".join(out)
 
 

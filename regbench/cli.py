@@ -384,6 +384,7 @@ def validate(
 def list_(
     kind: Annotated[Kind, typer.Argument(help="regularizers, datasets, models (default: all).")] = Kind.all,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables (for the README).")] = False,
+    details: Annotated[bool, typer.Option("--details", help="Each regularizer's reference: paper, hook, exact formula and its deviations from the paper.")] = False,
 ) -> None:
     """The catalogue: each entry's parameters, defaults and meaning."""
     from regbench import catalogue  # deferred
@@ -391,6 +392,16 @@ def list_(
     kinds = catalogue.KINDS if kind is Kind.all else (kind.value,)
     if markdown:
         sys.stdout.write(catalogue.to_markdown(kinds))
+        return
+    if details:
+        from regbench.regularizers import REGULARIZERS  # deferred
+
+        if kind not in (Kind.all, Kind.regularizers):
+            raise RegbenchError("--details describes regularizers: regbench list regularizers "
+                                "--details")
+        for name, cls in REGULARIZERS.items():
+            sys.stdout.write(f"== {name} ==\n{catalogue.reference(cls)}\n\n")
+        sys.stdout.write(catalogue.batch_order_note() + "\n")
         return
     from rich.table import Table
 
@@ -403,6 +414,8 @@ def list_(
         for row in rows:
             table.add_row(*(str(v) for v in row.values()))
         console.print(table)
+        if name == "regularizers":
+            console.print(catalogue.batch_order_note())
 
 
 @app.command()

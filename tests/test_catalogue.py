@@ -120,7 +120,8 @@ def test_every_entry_documents_itself(name):
 def test_list_regularizers_shows_parameters_defaults_hooks_and_meaning():
     rows = {row["name"]: row for row in entries("regularizers")}
     assert set(rows) == set(NAMES)
-    assert rows["mixup"]["parameters"] == "alpha=0.2" and rows["mixup"]["hooks"] == "batch"
+    assert rows["mixup"]["parameters"] == "alpha=0.2"
+    assert rows["mixup"]["hooks"] == "batch 4/5: mix"          # its place in the fixed order
     assert "threshold=3.0" in rows["variational_dropout"]["parameters"]
     assert rows["bayes_by_backprop"]["hooks"] == "build, penalty, epoch_metrics"
     assert rows["stochastic_depth"]["hooks"] == "build"
@@ -190,3 +191,18 @@ def test_validate_warns_about_doubtful_combinations(tmp_path, recipe, batch_size
 def test_even_batch_mixup_has_no_warning(tmp_path):
     plan = build_plan(load_config(write_experiment(tmp_path, {"mixup": {}}, *SETTINGS[1])))
     assert not [w for w in plan.warnings if "mixup" in w]
+
+
+def test_every_regularizer_states_its_deviations_from_the_paper_and_list_details_shows_them():
+    from typer.testing import CliRunner
+
+    from regbench.catalogue import deviations
+    from regbench.cli import app
+
+    missing = [name for name, cls in REGULARIZERS.items() if not deviations(cls)]
+    assert not missing, f"no 'Deviations from the paper:' line in {missing}"
+    assert "per sample" in deviations(REGULARIZERS.get("mixup"))
+    result = CliRunner().invoke(app, ["list", "regularizers", "--details"])
+    assert result.exit_code == 0
+    assert result.output.count("Deviations from the paper:") == len(REGULARIZERS.names())
+    assert "geometry → erase → noise → mix → targets" in result.output

@@ -46,7 +46,7 @@ from regbench.engine.metrics import (classification_loss, classification_metrics
                                      regression_loss, regression_metrics)
 from regbench.engine.result import RunResult
 from regbench.models import LayerFactory, build_model, penalized_parameters, place
-from regbench.regularizers import REGULARIZERS, Regularizer, RunContext
+from regbench.regularizers import REGULARIZERS, Regularizer, RunContext, batch_order
 from regbench.vocabulary import NEAR_ZERO, metric_names
 
 EVAL_CHUNK = {"cpu": 512, "cuda": 8192}  # samples per forward when measuring: cache-sized on
@@ -131,6 +131,7 @@ class Trainer:
         self.hooks = {hook: [r for r in self.regularizers if r.overrides(hook)]
                       for hook in ("batch", "penalty", "after_backward", "after_step",
                                    "epoch_end", "fit_end", "epoch_metrics")}
+        self.hooks["batch"] = batch_order(self.hooks["batch"])   # BATCH_STAGES, not key order
         self.data_loss = classification_loss if data.task == "classification" else regression_loss
         self.weights = [w for _, w in penalized_parameters(self.model)]
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]

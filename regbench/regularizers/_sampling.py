@@ -138,6 +138,7 @@ class PairMixer(Regularizer):
     its own batch, also when the trainer hands over a block of several batches."""
 
     tasks = frozenset({"classification"})
+    batch_stage = "mix"
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

@@ -10,6 +10,8 @@ They compose into one affine map per sample, x̃_i(u) = x_i(R(θ_i)·F(f_i)·u �
 the image centre, applied to the whole batch by one GEMM (the sampling grid) and one
 ``grid_sample`` (bilinear, zero fill = the training mean, since inputs are normalised). torchvision's v2 transforms would
 draw one set of parameters for a whole batched tensor; this draws one per sample.
+Deviations from the paper: none for the crop and flip recipe; rotation and translation are drawn
+per sample and applied with bilinear sampling (Simard et al. used elastic distortions as well).
 """
 from __future__ import annotations
 
@@ -124,6 +126,7 @@ def _grid_basis(height: int, width: int, device: torch.device, dtype: torch.dtyp
 @register
 class Augment(Regularizer):
     name = "augment"
+    batch_stage = "geometry"
     try_rank = 50
     summary = ("random rotation, padded crop, horizontal flip and translation, drawn "
                "independently per sample, on the device")

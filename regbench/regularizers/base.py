@@ -18,6 +18,14 @@ from regbench.registry import Registry
 HOOKS = ("build", "wrap", "batch", "penalty", "after_backward", "after_step", "epoch_end",
          "fit_end", "epoch_metrics")
 
+# The batch hooks of a recipe run in this order, whatever the order of its YAML keys: geometry
+# moves pixels (augment), erasing blanks patches of the moved image (cutout, random_erasing),
+# noise perturbs the finished input (input_noise), mixing combines two finished samples and
+# their targets (mixup, cutmix), smoothing softens the final targets (label_smoothing). Within a
+# stage, by name. Mixing last keeps each mixed sample a blend of two augmented images, as the
+# mixup and CutMix papers train; smoothing a mixed target keeps it a probability vector.
+BATCH_STAGES = ("geometry", "erase", "noise", "mix", "targets")
+
 # what each ``exclusive`` tag means, for the message that refuses two of a kind in one recipe
 EXCLUSIVE_MEANING = {
     "norm": "normalisation layers (each inserts a norm after every hidden layer)",
@@ -85,6 +93,7 @@ class Regularizer:
     exclusive: ClassVar[Optional[str]] = None   # at most one regularizer per recipe with this tag (e.g. "norm")
     penalizes: ClassVar[bool] = False           # adds a weight penalty (reported with its parameters)
     sparsifying: ClassVar[bool] = False         # meant to drive weights to zero (sparsity is plotted)
+    batch_stage: ClassVar[Optional[str]] = None  # where its batch hook runs (BATCH_STAGES)
     batch_reads_model: ClassVar[bool] = False   # `batch` uses the current model (e.g. adversarial
                                                 # inputs): it must run just before its own step
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
@@ -184,8 +193,17 @@ def register(cls: type[Regularizer]) -> type[Regularizer]:
     if cls.name != module_name:
         raise ValueError(f"regularizer {cls.__name__}: name '{cls.name}' must equal its module "
                          f"name '{module_name}'")
+    if cls.overrides("batch") and cls.batch_stage not in BATCH_STAGES:
+        raise ValueError(f"regularizer {cls.name}: a batch hook needs batch_stage, one of "
+                         f"{', '.join(BATCH_STAGES)} (got {cls.batch_stage!r})")
     REGULARIZERS.register(cls.name)(cls)
     return cls
+
+
+def batch_order(regularizers: list) -> list:
+    """Regularizers (or their classes) in the order their batch hooks run: by BATCH_STAGES,
+    then by name, never by the recipe's key order."""
+    return sorted(regularizers, key=lambda reg: (BATCH_STAGES.index(reg.batch_stage), reg.name))
 
 
 def hook_points(cls: type[Regularizer]) -> list[str]:

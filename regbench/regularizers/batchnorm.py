@@ -8,6 +8,8 @@ for conv) mean and variance, and running estimates updated as
 r ← (1 − momentum)·r + momentum·stat; in eval the running estimates replace the batch's.
 A training batch of one sample per feature (e.g. the last, short batch of an epoch with 1 left
 over) has no batch variance, so that one forward uses the running estimates instead of failing.
+Deviations from the paper: a training batch with one sample per feature uses the running estimates
+for that forward instead of failing.
 """
 from __future__ import annotations
 

@@ -11,6 +11,9 @@ loss += kl_weight · KL(q‖p) / n with KL = Σ [log(σ_p/σ) + (σ² + μ²)/(2
 exactly when q = p). Prediction = mean of ``samples`` stochastic forwards (probabilities for
 classification). Logged: kl (nats, whole network) and predictive_entropy (mean entropy of the
 averaged prediction on the validation split, nats).
+Deviations from the paper: the prior is one Gaussian N(0, σ_p²), not the paper's scale mixture of
+two, and pre-activations are sampled by local reparameterisation (Kingma et al. 2015) rather than
+by sampling the weights, a lower-variance estimator of the same objective.
 """
 from __future__ import annotations
 

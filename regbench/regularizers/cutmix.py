@@ -6,6 +6,7 @@ Hook: batch (targets become soft).
 Formula: per sample, λ ~ Beta(α, α); a box of side (H·√(1−λ), W·√(1−λ)) centred uniformly in
 the image, clipped at the border, is filled from the partner j. With A = (clipped box area)/(H·W),
 ỹ = (1−A)·y_i + A·y_j: the label uses the area actually pasted, not the drawn λ.
+Deviations from the paper: none.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ Formula: for each sample and each of ``holes`` patches, a centre (c_y, c_x) is d
 over the pixels and the square rows [c_y − ⌊s/2⌋, c_y − ⌊s/2⌋ + s) × the same for columns is set
 to 0 in every channel — the training mean, since inputs are normalised. A patch near the border
 is clipped, as in the paper (so on average less than s² pixels are erased).
+Deviations from the paper: none.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def cutout(x: torch.Tensor, size: int, holes: int = 1,
 @register
 class Cutout(Regularizer):
     name = "cutout"
+    batch_stage = "erase"
     try_rank = 70
     summary = "zero `holes` s×s patches at random centres per image (clipped at the border)"
     paper = "DeVries & Taylor 2017"

@@ -7,6 +7,7 @@ by 1/(1−p); in eval the layer is the identity. On the CPU the keep mask is U �
 U per activation (keep probability 1 − p, as torch's Bernoulli draw) and the layer is 2–2.4×
 faster than ``nn.Dropout``, whose CPU Bernoulli kernel draws one element at a time; other
 devices use ``nn.Dropout``.
+Deviations from the paper: none.
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ Hooks: epoch_end (track the monitored metric, set ``should_stop``), fit_end (res
 weights; test metrics then come from that epoch).
 Rule: an epoch improves when the metric beats the best so far by more than ``min_delta``; after
 ``patience`` epochs without improvement training stops.
+Deviations from the paper: a patience rule on one monitored metric; Prechelt's GL, PQ and UP
+criteria are not offered.
 """
 from __future__ import annotations
 

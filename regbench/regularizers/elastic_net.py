@@ -3,6 +3,7 @@
 Paper: Zou & Hastie 2005.
 Hook: penalty.
 Formula: loss += λ/n · (ρ·Σ|w| + (1−ρ)/2 · Σw²), ρ = ``l1_ratio``; ρ=1 is ``l1``, ρ=0 is ``l2``.
+Deviations from the paper: none (λ is scaled by 1/n, as regbench's l1 and l2 are).
 """
 from __future__ import annotations
 

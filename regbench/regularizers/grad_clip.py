@@ -4,6 +4,7 @@ Paper: Pascanu, Mikolov & Bengio 2013.
 Hook: after_backward (before the optimizer step).
 Formula: with ``max_norm`` c, if ‖g‖₂ over all parameters > c then g ← g·c/‖g‖₂; with ``value``
 v, each gradient entry is clamped to [−v, v]. The pre-clip global norm is logged as grad_norm.
+Deviations from the paper: none.
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ Formula: per sample, the C channels are split into G groups and each group is no
 its channels and all positions: ŷ = γ_c·(y − μ_g)/√(σ²_g + eps) + β_c. G is ``groups`` or, when
 that does not divide a layer's C, the largest divisor of C below it (a layer with 6 channels and
 groups 4 uses 3 groups). A model without conv layers is refused: use layernorm.
+Deviations from the paper: when ``groups`` does not divide a layer's channels, the largest divisor
+below it is used.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Paper: Bishop 1995, "Training with Noise is Equivalent to Tikhonov Regularizatio
 Hook: batch (training batches only; evaluation never sees noise).
 Formula: x ← x + ε, ε ~ N(0, σ²) drawn fresh for every element of every batch; σ is in units of
 the normalised inputs (i.e. of each feature's training standard deviation).
+Deviations from the paper: none.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def add_input_noise(x: torch.Tensor, sigma: float,
 @register
 class InputNoise(Regularizer):
     name = "input_noise"
+    batch_stage = "noise"
     try_rank = 110
     summary = "x += N(0, σ²) on normalised training inputs; eval inputs are clean"
     paper = "Bishop 1995"

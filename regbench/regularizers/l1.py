@@ -4,6 +4,7 @@ Paper: Tibshirani 1996.
 Hook: penalty.
 Formula: loss += λ/n · Σ |w| over weight matrices and kernels (biases excluded unless
 ``include_bias``), n = training samples. Pushes many weights to (near) zero.
+Deviations from the paper: none (λ is scaled by 1/n).
 """
 from __future__ import annotations
 

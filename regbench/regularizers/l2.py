@@ -5,6 +5,7 @@ Hook: penalty.
 Formula: loss += λ/(2n) · Σ w² over the weight matrices and kernels (biases excluded unless
 ``include_bias``), n = training samples. With plain SGD one step is
 w ← (1 − ηλ/n)·w − η·∂C₀/∂w.
+Deviations from the paper: none (λ is scaled by 1/(2n)).
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Paper: Szegedy et al. 2016 (Inception v3); Müller, Kornblith & Hinton 2019.
 Hook: batch (targets become soft).
 Formula: target = (1−ε)·y + ε/K for one-hot (or already soft) y over K classes; with K=3 and
 ε=0.3, [0, 1, 0] becomes [0.1, 0.8, 0.1].
+Deviations from the paper: none.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Te
 @register
 class LabelSmoothing(Regularizer):
     name = "label_smoothing"
+    batch_stage = "targets"
     try_rank = 100
     summary = "target = (1−ε)·onehot + ε/K; discourages over-confident predictions"
     paper = "Szegedy et al. 2016; Müller et al. 2019"

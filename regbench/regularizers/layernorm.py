@@ -6,6 +6,8 @@ Formula: per sample, ŷ = γ ⊙ (y − μ)/√(σ² + eps) + β with μ, σ² o
 for a conv layer over all of (C, H, W) (implemented as GroupNorm with one group, so the same
 statistics, with one γ, β per channel because H, W are not known when the layer is made).
 Same computation in training and eval.
+Deviations from the paper: after a conv layer the scale and shift are per channel, not per element
+of (C, H, W).
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Paper: Srebro & Shraibman 2005; used with dropout by Srivastava et al. 2014.
 Hook: after_step.
 Formula: after each step, for every unit (row of a linear weight, output channel of a conv
 kernel) with ‖w‖₂ > c, w ← c · w / ‖w‖₂.
+Deviations from the paper: none.
 """
 from __future__ import annotations
 

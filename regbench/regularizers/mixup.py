@@ -6,6 +6,8 @@ Formula: λ ~ Beta(α, α), x̃ = λ·x_i + (1−λ)·x_j, ỹ = λ·y_i + (1−
 partner of i in a random pairing of the batch. λ is drawn independently for every sample
 (the paper draws one per batch; per-sample draws are the usual vectorised variant). With an odd
 batch size one sample per batch has no partner and stays unmixed (a compatibility warning).
+Deviations from the paper: λ is drawn per sample, not once per batch as in the paper; with an odd
+batch size one sample per batch stays unmixed.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ The rectangle is filled with ``value`` (a number in normalised units, 0 = the me
 ``value: random``, with per-pixel values uniform between the per-channel min and max of the
 samples transformed together (a block of batches, about the data's range: the paper's random
 fill, kept inside it).
+Deviations from the paper: the default fill is 0 (the training mean of normalised inputs); the
+paper's random fill is ``value: random``.
 """
 from __future__ import annotations
 
@@ -79,6 +81,7 @@ def random_erasing(x: torch.Tensor, p: float, scale: tuple[float, float],
 @register
 class RandomErasing(Regularizer):
     name = "random_erasing"
+    batch_stage = "erase"
     try_rank = 80
     summary = "with prob p erase a random rectangle (area, aspect drawn per image) to `value`"
     paper = "Zhong et al. 2020"

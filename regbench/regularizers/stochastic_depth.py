@@ -8,8 +8,7 @@ mode ``row`` draws b ~ Bernoulli(1 − p_l) independently per sample and mode ``
 batch; the block computes act(x + b·f(x)/(1 − p_l)), with torchvision's
 ``torchvision.ops.StochasticDepth`` as the drop layer (0.58–0.86× the time of the former
 hand-written one, ``python benchmarks/drop_path.py``).
-
-Deviation from the paper: the 1/(1 − p_l) scaling in training replaces the paper's test-time
+Deviations from the paper: the 1/(1 − p_l) scaling in training replaces the paper's test-time
 scaling by (1 − p_l), so in eval every branch is used unchanged: act(x + f(x)).
 """
 from __future__ import annotations

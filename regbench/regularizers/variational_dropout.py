@@ -13,6 +13,7 @@ k₃ = 1.48695; loss += kl_weight·KL/n. A weight with log α > threshold (defau
 dropout rate α/(1+α) > 0.95) is prunable. Eval is deterministic: it uses θ, with the prunable
 weights set to 0 when ``prune_eval`` (the paper's sparse network). Logged: kl (nats) and
 prunable_fraction (over all weights of the variational layers).
+Deviations from the paper: none.
 """
 from __future__ import annotations
 

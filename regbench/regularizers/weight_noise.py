@@ -6,6 +6,8 @@ Hook: build (every linear and conv layer, the output layer included).
 Formula: a training forward uses W + ε with ε ~ N(0, σ²) drawn fresh per weight for every batch;
 the gradient of that forward is applied to the clean W (the noise is not stored), and eval uses
 the clean W. Biases are not perturbed.
+Deviations from the paper: one noise draw per weight per batch, shared by the batch's samples;
+biases are not perturbed.
 """
 from __future__ import annotations
 
