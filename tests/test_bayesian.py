@@ -226,3 +226,7 @@ def test_variational_dropout_prunes_most_weights_and_keeps_accuracy():
     assert fraction > 0.7
     assert sparse.summary["test_accuracy"] >= plain.summary["test_accuracy"] - 0.03
     assert sparse.rows[-1]["kl"] < sparse.rows[0]["kl"]
+    # summary.json carries the regularizer's own final columns, as metrics.csv's last row
+    assert sparse.summary["prunable_fraction"] == fraction
+    assert sparse.summary["kl"] == sparse.rows[-1]["kl"]
+    assert "prunable_fraction" not in plain.summary

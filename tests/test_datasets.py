@@ -154,6 +154,35 @@ def test_label_noise_flips_exactly_the_asked_fraction_of_training_labels():
     assert (clean.y_val == noisy.y_val).all() and (clean.y_test == noisy.y_test).all()
 
 
+def test_uniform_label_noise_is_zhang_et_als_random_labels():
+    """label_noise_mode: uniform replaces a chosen label by a class drawn from all K: a
+    fraction p·(K − 1)/K ends up wrong, and p = 1 leaves labels independent of the digits."""
+    clean = prepare(config("digits"))
+    half = prepare(config("digits", label_noise=0.5, label_noise_mode="uniform"))
+    wrong = (clean.y_train != half.y_train).float().mean().item()
+    assert wrong == pytest.approx(0.5 * 9 / 10, abs=0.04)
+    random = prepare(config("digits", label_noise=1.0, label_noise_mode="uniform"))
+    agreement = (clean.y_train == random.y_train).float().mean().item()
+    assert agreement == pytest.approx(0.1, abs=0.03)
+    counts = np.bincount(random.y_train.numpy(), minlength=10)
+    assert counts.min() > 0.6 * counts.mean()                       # uniform over the classes
+    assert (clean.y_test == random.y_test).all()                     # test labels stay true
+
+
+def test_label_noise_one_needs_the_uniform_mode(tmp_path):
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: c\ndataset: {name: digits, label_noise: 1.0}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "label_noise_mode: uniform" in result.output
+    path.write_text("name: c\ndataset: {name: digits, label_noise: 1.0, "
+                    "label_noise_mode: uniform}\n")
+    assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+
+
 def test_synthetic_datasets_are_seeded():
     a = prepare(config("synthetic_classification", n_samples=200, n_features=10, n_classes=3,
                        n_informative=None, noise=0.1, class_sep=1.0, seed=0))

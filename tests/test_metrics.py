@@ -23,11 +23,15 @@ def _ece_reference(probs: np.ndarray, target: np.ndarray, bins: int = 15) -> flo
     return total
 
 
-@pytest.mark.parametrize("seed,classes", [(0, 2), (1, 5), (2, 10)])
-def test_classification_metrics_match_sklearn(seed, classes):
+@pytest.mark.parametrize("seed,classes,absent", [(0, 2, False), (1, 5, False), (2, 10, False),
+                                                 (3, 10, True)])
+def test_classification_metrics_match_sklearn(seed, classes, absent):
+    """scikit-learn's defaults: macro over the labels present in targets or predictions."""
     rng = np.random.default_rng(seed)
     n = 500
-    target = rng.integers(0, classes, n)
+    # ``absent``: class 9 is in neither the targets nor the predictions of this split (a small
+    # split of a many-class dataset); it must not pull the macro averages down
+    target = rng.integers(0, classes - 1 if absent else classes, n)
     logits = rng.normal(size=(n, classes)) * 2
     logits[np.arange(n), target] += rng.random(n) * 2  # better than chance, not perfect
     if classes == 10:
@@ -35,9 +39,8 @@ def test_classification_metrics_match_sklearn(seed, classes):
     got = {k: v.item() for k, v in classification_metrics(
         torch.tensor(logits, dtype=torch.float32), torch.tensor(target), classes).items()}
     predicted = logits.argmax(1)
-    labels = list(range(classes))
-    p, r, f, _ = sk.precision_recall_fscore_support(target, predicted, labels=labels,
-                                                    average="macro", zero_division=0)
+    p, r, f, _ = sk.precision_recall_fscore_support(target, predicted, average="macro",
+                                                    zero_division=0)
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     assert got["accuracy"] == pytest.approx(sk.accuracy_score(target, predicted), abs=1e-6)

@@ -54,16 +54,85 @@ def test_l2_sgd_step_matches_the_weight_decay_formula(tmp_path):
 
 
 def test_weight_decay_is_decoupled(tmp_path):
+    """Under SGD: w ← (1 − ηλ)·w − η·∂C₀/∂w, the decay acting on the pre-step weights."""
     lam, lr = 0.1, 0.5
     trainer = trainer_for(tmp_path, MLP_DIGITS.format(
         batch=10_000, lr=lr, recipe=f"{{weight_decay: {{lambda: {lam}}}}}"), "reg")
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     grads = _data_gradients(trainer)
     trainer.train_epoch()
+    n = trainer.data.n_train
     for name, p in trainer.model.named_parameters():
-        stepped = before[name] - lr * grads[name]
-        expected = stepped * (1 - lr * lam) if name.endswith("weight") else stepped
-        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6)
+        decayed = before[name] * (1 - lr * lam) if name.endswith("weight") else before[name]
+        torch.testing.assert_close(p.detach(), decayed - lr * grads[name], rtol=1e-5, atol=1e-6)
+    # exactly l2 with λ_l2 = n·λ under plain SGD
+    l2 = trainer_for(tmp_path, MLP_DIGITS.format(
+        batch=10_000, lr=lr, recipe=f"{{l2: {{lambda: {n * lam}}}}}"), "reg")
+    l2.train_epoch()
+    for (_, a), (_, b) in zip(trainer.model.named_parameters(), l2.model.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+ADAM_DIGITS = """\
+name: adam
+dataset: {{name: digits, train_subset: 200}}
+model: {{name: mlp, hidden: [16]}}
+train: {{epochs: 1, batch_size: 10000, optimizer: {optimizer}}}
+recipes:
+  reg: {recipe}
+"""
+
+
+def test_adam_with_weight_decay_is_torch_adamw_and_differs_from_l2(tmp_path):
+    lam, lr, steps = 0.3, 0.01, 4
+    trainer = trainer_for(tmp_path, ADAM_DIGITS.format(
+        optimizer=f"{{name: adam, lr: {lr}}}",
+        recipe=f"{{weight_decay: {{lambda: {lam}, include_bias: true}}}}"), "reg")
+    reference = copy.deepcopy(trainer.model)
+    adamw = torch.optim.AdamW(reference.parameters(), lr=lr, weight_decay=lam)
+    data = trainer.data
+    for _ in range(steps):                       # one full-batch step per epoch
+        trainer.train_epoch()
+        adamw.zero_grad()
+        reference.train()
+        torch.nn.functional.cross_entropy(reference(data.x_train), data.y_train).backward()
+        adamw.step()
+    for a, b in zip(trainer.model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
+    n = data.n_train
+    l2 = trainer_for(tmp_path, ADAM_DIGITS.format(
+        optimizer=f"{{name: adam, lr: {lr}}}",
+        recipe=f"{{l2: {{lambda: {n * lam}, include_bias: true}}}}"), "reg")
+    for _ in range(steps):
+        l2.train_epoch()
+    gaps = [(a - b).abs().max().item() for a, b in zip(trainer.model.parameters(),
+                                                        l2.model.parameters())]
+    assert max(gaps) > 1e-3                      # L2 under Adam is not decoupled decay
+
+
+def test_optimizer_adamw_decays_and_weight_decay_elsewhere_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+
+    trainer = trainer_for(tmp_path, ADAM_DIGITS.format(
+        optimizer="{name: adamw, lr: 0.01}", recipe="{}"), "reg")
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.01      # torch's default
+    own = trainer_for(tmp_path, ADAM_DIGITS.format(
+        optimizer="{name: adamw, lr: 0.01, weight_decay: 0.2}", recipe="{}"), "reg")
+    assert own.optimizer.param_groups[0]["weight_decay"] == 0.2
+    config = tmp_path / "sgd_decay.yaml"
+    config.write_text(ADAM_DIGITS.format(optimizer="{name: sgd, lr: 0.1, weight_decay: 0.1}",
+                                         recipe="{}"))
+    result = CliRunner().invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2
+    assert "weight_decay is only an optimizer setting of adamw" in result.output
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(ADAM_DIGITS.format(optimizer="{name: adamw, lr: 0.01}",
+                                        recipe="{weight_decay: {lambda: 0.1}}"))
+    result = CliRunner().invoke(app, ["validate", str(twice)])
+    assert result.exit_code == 0 and "decays twice" in result.output
 
 
 def test_penalty_formulas():

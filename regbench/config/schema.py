@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
+                      model_validator)
 
 from regbench.vocabulary import MAX_SEED
 
@@ -83,6 +84,15 @@ class OptimizerConfig(StrictModel):
     momentum: float = Field(0.0, ge=0, lt=1)        # SGD momentum (sgd only)
     nesterov: bool = False                          # Nesterov momentum (sgd only)
     betas: tuple[Beta, Beta] = (0.9, 0.999)         # Adam moment decay rates in [0, 1) (adam/adamw only)
+    weight_decay: Optional[float] = Field(None, ge=0)  # adamw only: torch.optim.AdamW's decoupled decay (None: its default 0.01); sgd/adam: use the weight_decay or l2 regularizer
+
+    @model_validator(mode="after")
+    def _decay_only_in_adamw(self) -> "OptimizerConfig":
+        if self.weight_decay is not None and self.name != "adamw":
+            raise ValueError(f"weight_decay is only an optimizer setting of adamw; with "
+                             f"{self.name}, add the weight_decay (decoupled) or l2 regularizer "
+                             "to a recipe instead")
+        return self
 
 
 class SchedulerConfig(StrictModel):
@@ -133,10 +143,19 @@ class DatasetConfig(StrictModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)    # held out of the training split, stratified
     test_fraction: float = Field(0.2, gt=0, lt=1)   # held out first when the dataset has no test split
     train_subset: Optional[int] = Field(None, ge=2) # cap on training samples (after the split)
-    label_noise: float = Field(0.0, ge=0, lt=1)     # fraction of training labels replaced at random
+    label_noise: float = Field(0.0, ge=0, le=1)     # fraction of training labels replaced at random (see label_noise_mode)
+    label_noise_mode: Literal["different", "uniform"] = "different"  # different: a noisy label is always another class (exactly that fraction is wrong); uniform: replaced by a uniformly drawn class, which may be the true one (Zhang et al. 2017; 1.0 gives fully random labels)
     split_seed: Seed = 0                            # seed of every split, shared by all runs
     resample: Literal["fixed", "per_seed"] = "fixed"  # per_seed: each seed draws its own train/val split, subset and label noise (the test set stays fixed)
     standardize_target: bool = False                # regression: scale targets to unit variance
+
+    @model_validator(mode="after")
+    def _all_wrong_needs_uniform(self) -> "DatasetConfig":
+        if self.label_noise >= 1 and self.label_noise_mode == "different":
+            raise ValueError("label_noise 1 with label_noise_mode 'different' makes every label "
+                             "wrong on purpose; for fully random labels (Zhang et al. 2017) set "
+                             "label_noise_mode: uniform, or lower label_noise below 1")
+        return self
 
 
 class ModelConfig(StrictModel):

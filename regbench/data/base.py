@@ -191,6 +191,21 @@ def derived_seed(seed: int, offset: int) -> int:
     return (seed + offset) % 2**32
 
 
+def noisy_labels(y: np.ndarray, fraction: float, mode: str, num_classes: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Each label chosen with probability ``fraction`` is replaced: by another class
+    (``different``: that fraction of labels is wrong), or by a class drawn uniformly from all
+    K (``uniform``, Zhang et al. 2017: a fraction (K − 1)/K of them is wrong, and 1.0 gives
+    labels independent of the inputs)."""
+    y = y.copy()
+    chosen = rng.random(len(y)) < fraction
+    if mode == "uniform":
+        y[chosen] = rng.integers(0, num_classes, chosen.sum())
+    else:
+        y[chosen] = (y[chosen] + rng.integers(1, num_classes, chosen.sum())) % num_classes
+    return y
+
+
 def check_arrays(name: str, x: dict[str, np.ndarray], y: dict[str, np.ndarray], task: str,
                  num_classes: Optional[int]) -> None:
     """What would fail every run, found before any trains: inputs of different shapes across
@@ -270,10 +285,8 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
                             f"({label!r}); classification needs at least two")
         noise = float(config.get("label_noise", 0.0))
         if noise > 0:
-            y_train = y_train.copy()
-            flip = rng.random(len(y_train)) < noise
-            # Replace with a *different* class so the noisy fraction is exactly what was asked.
-            y_train[flip] = (y_train[flip] + rng.integers(1, num_classes, flip.sum())) % num_classes
+            y_train = noisy_labels(y_train, noise, config.get("label_noise_mode", "different"),
+                                   num_classes, rng)
         output_dim = num_classes
     else:
         y_train, y_val, y_test = (np.asarray(a, dtype=np.float64).reshape(len(a), -1)

@@ -1,7 +1,8 @@
 """Metrics computed on the device from whole-split outputs, one host sync per call.
 
-Classification: cross-entropy loss, accuracy, macro precision/recall/F1 (a class with no
-predictions or no samples contributes 0, as scikit-learn's zero_division=0), and expected
+Classification: cross-entropy loss, accuracy, macro precision/recall/F1 averaged over the
+classes present in the split's targets or predictions (scikit-learn's default ``labels``; a
+present class with no predictions or no samples contributes 0, as ``zero_division=0``), and expected
 calibration error over ``ECE_BINS`` equal-width confidence bins. Regression: the loss
 C₀ = 1/(2n)·Σ‖y − a‖², MSE, MAE and R² (averaged over outputs).
 """
@@ -54,12 +55,15 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor,
     recall = torch.where(actual_count > 0, true_positive / actual_count.clamp_min(1), 0.0)
     denom = precision + recall
     f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-12), 0.0)
+    # classes absent from both targets and predictions say nothing about this split
+    present = ((predicted_count + actual_count) > 0).to(logits.dtype)
+    classes = present.sum().clamp_min(1)
     return {
         "loss": F.cross_entropy(logits, target),
         "accuracy": true_positive.sum() / target.shape[0],
-        "precision": precision.mean(),
-        "recall": recall.mean(),
-        "f1": f1.mean(),
+        "precision": (precision * present).sum() / classes,
+        "recall": (recall * present).sum() / classes,
+        "f1": (f1 * present).sum() / classes,
         "ece": expected_calibration_error(logits.softmax(dim=1), target),
     }
 

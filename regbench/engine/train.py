@@ -67,14 +67,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+ADAMW_DEFAULT_DECAY = 0.01   # torch.optim.AdamW's own default, what `optimizer: adamw` means
+
+
 def make_optimizer(parameters, config: dict[str, Any]) -> torch.optim.Optimizer:
     name, lr = config["name"], config["lr"]
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=config["momentum"],
                                nesterov=config["nesterov"] and config["momentum"] > 0)
-    optimizer = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    extra = {"weight_decay": 0.0} if name == "adamw" else {}  # decay belongs to weight_decay
-    return optimizer(parameters, lr=lr, betas=tuple(config["betas"]), **extra)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, betas=tuple(config["betas"]))
+    decay = config.get("weight_decay")
+    return torch.optim.AdamW(parameters, lr=lr, betas=tuple(config["betas"]),
+                             weight_decay=ADAMW_DEFAULT_DECAY if decay is None else decay)
 
 
 def make_scheduler(optimizer, config: Optional[dict[str, Any]], epochs: int):
@@ -132,6 +137,7 @@ class Trainer:
                       for hook in ("batch", "penalty", "after_backward", "after_step",
                                    "epoch_end", "fit_end", "epoch_metrics")}
         self.hooks["batch"] = batch_order(self.hooks["batch"])   # BATCH_STAGES, not key order
+        self.own_columns: dict[str, None] = {}     # regularizers' metrics.csv columns (kl, …)
         self.data_loss = classification_loss if data.task == "classification" else regression_loss
         self.weights = [w for _, w in penalized_parameters(self.model)]
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -236,7 +242,9 @@ class Trainer:
         values = torch.stack([measured[k].float() for k in keys]).tolist()  # one host sync
         row = dict(zip(keys, values))
         for reg in self.hooks["epoch_metrics"]:
-            row.update({k: float(v) for k, v in reg.epoch_metrics(self.model).items()})
+            own = {k: float(v) for k, v in reg.epoch_metrics(self.model).items()}
+            self.own_columns.update(dict.fromkeys(own))
+            row.update(own)
         return row
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
@@ -330,8 +338,8 @@ def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optiona
     for split in ("train", "val"):
         for name in names:
             summary[f"{split}_{name}"] = final.get(f"{split}_{name}")
-    for key in ("sparsity", "weight_norm"):
-        summary[key] = final.get(key)
+    for key in ("sparsity", "weight_norm", *trainer.own_columns):
+        summary.setdefault(key, final.get(key))   # the regularizers' own final columns too
     if status == "completed":
         test = trainer.measure(data.x_test, data.y_test)
         values = torch.stack([v.float() for v in test.values()]).tolist()

@@ -37,6 +37,9 @@ class Plan:
 
 
 RUN_PLACEMENT = ("device", "threads")
+# settings added after runs were made, at the default that reproduces those runs: left out of the
+# hash, so that completed runs still resume
+HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"))
 
 
 def config_hash(spec: dict[str, Any]) -> str:
@@ -46,9 +49,13 @@ def config_hash(spec: dict[str, Any]) -> str:
     # where and with how many threads a run trains does not change what it computes (beyond
     # float rounding): resuming with another --device or --workers keeps completed runs
     payload["train"] = {k: v for k, v in spec["train"].items() if k not in RUN_PLACEMENT}
-    # the default resampling is what every run did before the option existed: their hashes stay
-    payload["dataset"] = {k: v for k, v in spec["dataset"].items()
-                          if (k, v) != ("resample", "fixed")}
+    for section, key, default in HASH_NEUTRAL:
+        if payload[section].get(key, default) == default:
+            payload[section] = {k: v for k, v in payload[section].items() if k != key}
+    optimizer = payload["train"].get("optimizer") or {}
+    if optimizer.get("weight_decay", None) is None and "weight_decay" in optimizer:
+        payload["train"] = {**payload["train"],
+                            "optimizer": {k: v for k, v in optimizer.items() if k != "weight_decay"}}
     payload = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -1,9 +1,13 @@
 """Decoupled weight decay (AdamW-style), applied outside the gradient.
 
 Paper: Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization".
-Hook: after_step.
-Formula: after each optimizer step, w ← w − η·λ·w (η = the current learning rate). Under plain
-SGD this equals ``l2`` with λ_l2 = n·λ; under Adam or momentum it differs.
+Hook: after_backward (the gradients are computed, the optimizer has not stepped).
+Formula: w_{t+1} = (1 − η·λ)·w_t − η·u_t, where u_t is the optimizer's update from the gradient at
+w_t and η the current learning rate: the decay acts on the pre-step weights, exactly as
+``torch.optim.AdamW(weight_decay=λ)`` does, so ``optimizer: adam`` + ``weight_decay`` is AdamW.
+Under plain SGD (no momentum) this equals ``l2`` with λ_l2 = n·λ; under Adam or momentum it
+differs (the decay is not rescaled by the optimizer).
+Deviations from the paper: none.
 """
 from __future__ import annotations
 
@@ -29,13 +33,24 @@ def decay_weights(weights: list[torch.Tensor], lr: float, lam: float) -> None:
 class WeightDecay(WeightRegularizer):
     name = "weight_decay"
     try_rank = 30
-    summary = "decoupled: after each step w ← w − ηλw (AdamW-style); differs from l2 under Adam"
+    summary = ("decoupled: w ← (1 − ηλ)·w − η·update, exactly torch's AdamW order; differs from "
+               "l2 under Adam")
     paper = "Loshchilov & Hutter 2019"
     Params = Params
     penalizes = True
 
-    def after_step(self, model):
+    def after_backward(self, model):
         decay_weights(self.weights, self.ctx.lr, self.params.lambda_)
+
+    @classmethod
+    def check(cls, params, ctx):
+        optimizer = ctx.train.get("optimizer") or {}
+        if optimizer.get("name") == "adamw" and optimizer.get("weight_decay") != 0:
+            return ["weight_decay: the optimizer is adamw, which already decays the weights "
+                    f"(weight_decay {optimizer.get('weight_decay') or 0.01:g}): the recipe decays "
+                    "twice; use optimizer adam with this regularizer, or set "
+                    "train.optimizer.weight_decay: 0"]
+        return []
 
     def describe(self) -> str:
         lam, lr = self.params.lambda_, self.ctx.configured_lr
