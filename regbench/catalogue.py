@@ -57,6 +57,13 @@ def deviations(cls) -> str:
     return " ".join(paragraph.split())
 
 
+def references() -> str:
+    """`regbench list regularizers --details`: every regularizer's reference, then the order
+    batch hooks run in."""
+    parts = [f"== {name} ==\n{reference(cls)}\n" for name, cls in REGULARIZERS.items()]
+    return "\n".join(parts) + "\n" + batch_order_note() + "\n"
+
+
 def entries(kind: str) -> list[dict[str, Any]]:
     """Rows of name, parameters, (hooks), meaning for one registry."""
     if kind == "regularizers":

@@ -394,14 +394,10 @@ def list_(
         sys.stdout.write(catalogue.to_markdown(kinds))
         return
     if details:
-        from regbench.regularizers import REGULARIZERS  # deferred
-
         if kind not in (Kind.all, Kind.regularizers):
             raise RegbenchError("--details describes regularizers: regbench list regularizers "
                                 "--details")
-        for name, cls in REGULARIZERS.items():
-            sys.stdout.write(f"== {name} ==\n{catalogue.reference(cls)}\n\n")
-        sys.stdout.write(catalogue.batch_order_note() + "\n")
+        sys.stdout.write(catalogue.references())
         return
     from rich.table import Table
 

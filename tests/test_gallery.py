@@ -39,7 +39,7 @@ def smoke(tmp_path_factory):
 
 
 def test_every_finding_has_its_config():
-    assert len(findings()) >= 6
+    assert len(findings()) >= 12
     assert sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) == sorted(findings())
 
 
@@ -95,6 +95,12 @@ def test_finding_numbers_are_the_run_numbers(smoke):
     run = noise.of("baseline")[0]
     drop = float(run.frame["val_accuracy"].max()) - run.summary["val_accuracy"]
     assert math.isclose(memorisation_drop(run), drop)
+    decay = Results(out / "gallery_decoupled_decay")     # weights.npy, compared here
+    for optimizer in ("sgd", "adam"):
+        a = np.asarray(decay.of(f"l2_{optimizer}")[0].weights, dtype=float)
+        b = np.asarray(decay.of(f"decay_{optimizer}")[0].weights, dtype=float)
+        distance = np.linalg.norm(a - b) / np.linalg.norm(b)
+        assert f"| {optimizer} | 1 | {distance:.2e} – {distance:.2e} |" in page
     ridge = Results(out / "gallery_ridge")
     mse = ridge.of("baseline")[0].summary["val_mse"]
     assert re.search(rf"\| 0 \| 1 \| [0-9.]+ \| {mse:.4f} \|", page)

@@ -40,7 +40,8 @@ from regbench.errors import ConfigError, RegbenchError
 from regbench.experiment.config import load_config
 from regbench.experiment.runner import run_experiment
 from regbench.experiment.sweeps import shrink_for_smoke
-from regbench.gallery import linear, networks  # noqa: F401  (register the findings)
+from regbench.gallery import linear, networks  # noqa: F401  (register findings 1–6)
+from regbench.gallery import fidelity  # noqa: F401,E402  (then 7–12: page order is import order)
 from regbench.gallery.core import FINDINGS, Finding
 from regbench.gallery.stats import Results
 from regbench.registry import did_you_mean
