@@ -13,3 +13,18 @@ def run_experiment(*args, **kwargs):
     from regbench.experiment.runner import run_experiment as run  # deferred: torch
 
     return run(*args, **kwargs)
+
+
+
+PLUGIN_API = ("register_model", "register_dataset", "register_regularizer", "Regularizer")
+
+
+def __getattr__(name: str):
+    """The plugin API (``regbench.register_model``, ``register_dataset``,
+    ``register_regularizer`` and the ``Regularizer`` base class; see :mod:`regbench.plugins`),
+    imported on first use so that ``import regbench`` stays free of torch."""
+    if name in PLUGIN_API:
+        from regbench import plugins  # deferred: torch
+
+        return getattr(plugins, name)
+    raise AttributeError(f"module 'regbench' has no attribute {name!r}")

@@ -132,7 +132,8 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds: Optional[str],
          workers: int, executor: Executor, address: Optional[str], device: Optional[Device],
          resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str],
-         confirm_seeds: Optional[int] = None, min_effect: Optional[float] = None) -> None:
+         confirm_seeds: Optional[int] = None, min_effect: Optional[float] = None,
+         plugin: Optional[list[str]] = None) -> None:
     from regbench.experiment import (config as configs, confirm, plan as planning,  # deferred
                                      progress, runner, sweeps)
 
@@ -140,6 +141,7 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
         raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
     if min_effect is not None and not (min_effect > 0 and math.isfinite(min_effect)):
         raise ConfigError(f"must be a positive number (got {min_effect})", source="--min-effect")
+    plugins = load_plugins(plugin)
     loaded = configs.load_config(config, overrides or [])
     if params:
         loaded = sweeps.apply_params(loaded, params)
@@ -160,7 +162,7 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
         return
     options = dict(out=out, workers=workers, executor=executor.value, address=address,
                    device=device.value if device else None, resume=resume, report=report,
-                   metric=metric, min_effect=min_effect)
+                   metric=metric, min_effect=min_effect, plugins=plugins)
     outcome = runner.run_experiment(loaded, seeds=seed_list, progress=progress.make_progress(),
                                     **options)
     _print_outcome(outcome, console)
@@ -179,6 +181,13 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
                       "resume")
     code = EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes)
     raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
+
+
+def load_plugins(specs: Optional[list[str]]) -> list[str]:
+    """``--plugin`` files and modules, then installed entry points (see regbench.plugins)."""
+    from regbench import plugins  # deferred: models and datasets import torch
+
+    return plugins.load_plugins(specs or [])
 
 
 def _print_outcome(outcome, console, title: str = "") -> None:
@@ -246,6 +255,10 @@ ConfirmOption = Annotated[Optional[int], typer.Option(
     "--confirm-seeds", metavar="K",
     help="Then retrain each recipe's chosen point and the baseline on K fresh seeds (never used "
     "for the choice) into OUT/<name>-confirm/: the headline comparison.")]
+PluginOption = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", metavar="PATH.py|MODULE",
+    help="Load a plugin that registers models, datasets or regularizers (repeatable); installed "
+    "packages' regbench.plugins entry points load too.")]
 MinEffectOption = Annotated[Optional[float], typer.Option(
     "--min-effect",
     help="Smallest difference worth detecting, for the advice on how many seeds would settle an "
@@ -271,10 +284,11 @@ def run(
     metric: MetricOption = None,
     confirm_seeds: ConfirmOption = None,
     min_effect: MinEffectOption = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     _run(config, set_ or [], [], out, seeds, workers, executor, address, device, resume,
-         dry_run, smoke, report, metric, confirm_seeds, min_effect)
+         dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin)
 
 
 @app.command()
@@ -297,10 +311,11 @@ def sweep(
     metric: MetricOption = None,
     confirm_seeds: ConfirmOption = None,
     min_effect: MinEffectOption = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     _run(config, set_ or [], param or [], out, seeds, workers, executor, address, device, resume,
-         dry_run, False, report, metric, confirm_seeds, min_effect)
+         dry_run, False, report, metric, confirm_seeds, min_effect, plugin)
 
 
 @app.command()
@@ -364,11 +379,13 @@ def diagnose(target: Annotated[Path, typer.Argument(help="results/<name> folder 
 def validate(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     set_: SetOption = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Check the config (and that every name resolves) without training."""
     from regbench.experiment import (config as configs, plan as planning,  # deferred
                                      validate as check)
 
+    load_plugins(plugin)
     loaded = configs.load_config(config, set_ or [])
     plan = planning.build_plan(loaded)
     console = _console()
@@ -385,10 +402,12 @@ def list_(
     kind: Annotated[Kind, typer.Argument(help="regularizers, datasets, models (default: all).")] = Kind.all,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables (for the README).")] = False,
     details: Annotated[bool, typer.Option("--details", help="Each regularizer's reference: paper, hook, exact formula and its deviations from the paper.")] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """The catalogue: each entry's parameters, defaults and meaning."""
     from regbench import catalogue  # deferred
 
+    load_plugins(plugin)
     kinds = catalogue.KINDS if kind is Kind.all else (kind.value,)
     if markdown:
         sys.stdout.write(catalogue.to_markdown(kinds))

@@ -20,14 +20,16 @@ ALLOWED = {
     "config": {"errors", "registry", "vocabulary"},
     "results": {"errors", "vocabulary", "config"},
     "models": BASE, "data": BASE, "regularizers": BASE | {"models"},
-    "engine": BASE | {"models", "data", "regularizers"},
+    "plugins": BASE | {"models", "data", "regularizers"},
+    "engine": BASE | {"models", "data", "regularizers", "plugins"},
     "analysis": BASE | {"data", "regularizers"},
     "report": BASE | {"analysis"},
     "experiment": BASE | {"models", "data", "regularizers", "engine", "analysis", "report"},
     "catalogue": BASE | {"models", "data", "regularizers"},
     "gallery": BASE | {"models", "data", "engine", "analysis", "report", "experiment"},
-    "cli": BASE | {"engine", "experiment", "analysis", "report", "gallery", "catalogue"},
-    "__main__": {"cli"}, "__init__": {"experiment"},
+    "cli": BASE | {"engine", "experiment", "analysis", "report", "gallery", "catalogue",
+                   "plugins"},
+    "__main__": {"cli"}, "__init__": {"experiment", "plugins", "regularizers"},
 }
 
 

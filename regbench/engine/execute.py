@@ -13,6 +13,7 @@ from regbench.data import load_bundle
 from regbench.engine.result import RunResult, failed_result
 from regbench.engine.train import resolve_device, train_run
 from regbench.errors import RegbenchError
+from regbench.plugins import load_plugins
 
 
 def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
@@ -22,6 +23,7 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
     """
     torch.set_num_threads(spec["train"].get("threads") or threads)
     try:
+        load_plugins(spec.get("plugins", ()))   # a worker process registers them too
         device = resolve_device(spec["train"]["device"])
         data = load_bundle(spec["dataset"], spec["train"]["train_eval_samples"], spec["seed"])
         callback = (lambda row: on_epoch(spec, row)) if on_epoch else None

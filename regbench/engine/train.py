@@ -33,9 +33,11 @@ called for it:
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import time
+from collections import Counter
 from typing import Any, Callable, Optional
 
 import torch
@@ -45,7 +47,9 @@ from regbench.data import DataBundle
 from regbench.engine.metrics import (classification_loss, classification_metrics,
                                      regression_loss, regression_metrics)
 from regbench.engine.result import RunResult
-from regbench.models import LayerFactory, build_model, penalized_parameters, place
+from regbench.errors import RegbenchError
+from regbench.models import MODELS, LayerFactory, build_model, penalized_parameters, place
+from regbench.models.surgery import WHAT, operate, set_slots, track
 from regbench.regularizers import REGULARIZERS, Regularizer, RunContext, batch_order
 from regbench.vocabulary import NEAR_ZERO, metric_names
 
@@ -102,12 +106,60 @@ def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
         cls = REGULARIZERS.get(name)
         regularizers.append(cls(cls.Params.model_validate(params), ctx))
     factory = LayerFactory()
+    owners: dict[str, str] = {}               # factory slot -> the regularizer that set it
     for reg in regularizers:
+        before = dataclasses.replace(factory)
         reg.build(factory)
-    model = build_model(spec["model"], data.input_shape, data.output_dim, factory).to(device)
+        owners.update(dict.fromkeys(set_slots(before, factory), reg.name))
+    calls: Counter = Counter()
+    plugin = MODELS.get(spec["model"]["name"]).plugin
+    if not plugin:
+        track(factory, calls)                 # the built-in models call the slots themselves
+    model = build_model(spec["model"], data.input_shape, data.output_dim, factory)
+    if plugin:                                # a model with its own layers: module surgery
+        model = operate(model, factory, set(owners), calls)
+    ctx.changes = model_changes(spec, owners, calls)
+    model = model.to(device)
     for reg in regularizers:
         model = reg.wrap(model)
     return place(model, device), regularizers, ctx
+
+
+SLOT_NEEDS = {      # what a model must have for a slot to change it
+    "dropout": "an activation module (nn.ReLU, nn.Tanh, …) after a hidden layer to put dropout "
+               "after (activations applied as functions, like F.relu, leave none)",
+    "norm": "a hidden nn.Linear or nn.Conv2d layer (one before the output layer) to put a norm "
+            "after",
+    "weights": "an nn.Linear or nn.Conv2d layer to replace",
+    "input_dropout": "inputs",
+    "residual_drop": "residual blocks built through regbench's layer factory (the resnet and "
+                     "resmlp models)",
+}
+
+
+def _group(slot: str) -> str:
+    return "weights" if slot in ("linear", "conv", "output") else slot
+
+
+def model_changes(spec: dict[str, Any], owners: dict[str, str], calls: Counter) -> list[str]:
+    """What each regularizer's build hook changed in the model, e.g. "dropout: 2 dropout
+    layers after hidden activations". A regularizer that changed nothing where it should
+    (a slot group used nowhere) is refused: a silent no-op would compare nothing."""
+    changes = []
+    by_reg: dict[str, dict[str, list[str]]] = {}
+    for slot, name in owners.items():
+        by_reg.setdefault(name, {}).setdefault(_group(slot), []).append(slot)
+    for name, groups in by_reg.items():
+        for group, slots in groups.items():
+            if not any(calls[slot] for slot in slots):
+                raise RegbenchError(
+                    f"{name} cannot apply to model {spec['model']['name']}: it needs "
+                    f"{SLOT_NEEDS[group]}, and the model has none; remove {name} from recipe "
+                    f"'{spec['recipe']}' or change the model")
+        done = [f"{calls[slot]} {WHAT[slot]}" for group in groups.values() for slot in group
+                if calls[slot]]
+        changes.append(f"{name}: {', '.join(done)}")
+    return changes
 
 
 def penalized_names(model: nn.Module, regularizers: list[Regularizer]) -> list[str]:

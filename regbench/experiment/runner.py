@@ -17,6 +17,7 @@ from regbench.analysis.diagnose import diagnose_rows
 from regbench.config.yaml_io import dump_yaml
 from regbench.data import data_spec, load_bundle
 from regbench.engine.execute import check_device
+from regbench.engine.train import build_run_model
 from regbench.engine.executors import make_executor
 from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import RegbenchError
@@ -88,24 +89,43 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
                    device: Optional[str] = None, resume: bool = True, progress=None,
                    report: bool = True, metric: Optional[str] = None,
                    confirms: Optional[dict[str, Any]] = None,
-                   min_effect: Optional[float] = None) -> ExperimentOutcome:
+                   min_effect: Optional[float] = None,
+                   plugins: Iterable[str] = ()) -> ExperimentOutcome:
     """Plan, train and compare every run of an experiment (see docs/architecture.md);
     ``metric`` is the one the comparison ranks by (default: accuracy or mse); ``confirms``
-    says which selection a confirmation experiment retrains (kept in plan.json)."""
+    says which selection a confirmation experiment retrains (kept in plan.json); ``plugins``
+    (already loaded here) are loaded by every worker before its first run."""
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
+    for spec in plan.runs:
+        spec["plugins"] = list(plugins)
     if metric:  # a typo must not cost a whole sweep
         check_metric(metric, data_spec(plan.experiment["dataset"]).task)
     if executor != "ray":  # a Ray cluster's GPUs are not this machine's
         check_device(plan.runs)
     results_dir = Path(out) / plan.experiment["name"]
     check_results_folder(results_dir, [spec["run_id"] for spec in plan.runs])
-    if not resume or _pending(plan, results_dir):  # corrupt data files: one clear error
-        # before anything is written or trained
-        load_bundle(plan.experiment["dataset"], plan.experiment["train"]["train_eval_samples"])
+    if not resume or _pending(plan, results_dir):  # corrupt data files, or a regularizer that
+        # cannot apply to the model: one clear error before anything is written or trained
+        data = load_bundle(plan.experiment["dataset"],
+                           plan.experiment["train"]["train_eval_samples"])
+        check_models(plan, data)
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         return _train(plan, Path(out), results_dir, workers, executor, address, resume,
                       progress, report, metric, min_effect, confirms)
+
+
+def check_models(plan: Plan, data) -> None:
+    """Build each recipe's and sweep point's model once on the CPU: a regularizer that would
+    change nothing in it is refused here (exit 2), not found after training."""
+    import torch  # deferred: loaded with the engine anyway
+
+    seen = set()
+    for spec in plan.runs:
+        key = repr((spec["model"], sorted(spec["regularizers"].items())))
+        if key not in seen:
+            seen.add(key)
+            build_run_model(spec, data, torch.device("cpu"))
 
 
 def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:

@@ -24,13 +24,15 @@ def describe_plan(plan: Plan) -> list[str]:
         if spec["point_id"] in seen:
             continue
         seen.add(spec["point_id"])
-        model, regs, _ = build_run_model(spec, data, torch.device("cpu"))
+        model, regs, ctx = build_run_model(spec, data, torch.device("cpu"))
         names = ", ".join(f"{r.name} [{', '.join(hook_points(type(r)))}]" for r in regs) or "none"
         lines.append(f"recipe {spec['point_id']}: regularizers {names}; "
                      f"{sum(p.numel() for p in model.parameters())} parameters")
+        lines += [f"  {change}" for change in ctx.changes]   # what each build hook changed
         if any(r.penalizes for r in regs):
-            lines.append(f"  penalized: {', '.join(penalized_names(model, regs))} (norm "
-                         "parameters never; biases only with include_bias)")
+            penalized = penalized_names(model, regs)
+            lines.append(f"  penalized: {len(penalized)} weight tensors, {', '.join(penalized)} "
+                         "(norm parameters never; biases only with include_bias)")
         for reg in regs:
             detail = reg.describe()
             if detail:

@@ -71,6 +71,8 @@ class ModelEntry:
     Params: type[StrictModel]
     residual: bool = False                      # has residual blocks (stochastic depth applies)
     needs_images: bool = False                  # needs (C, H, W) inputs
+    plugin: bool = False                        # builds its own layers: regularizers reach it
+                                                # by module surgery, never through the factory
 
 
 MODELS: Registry[ModelEntry] = Registry("model")

@@ -5,7 +5,7 @@ A regularizer overrides only the hooks it uses; the loop calls just those (see
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
 import torch
@@ -68,6 +68,7 @@ class RunContext:
     train: dict[str, Any]                       # effective training settings of this recipe
     optimizer: Optional[torch.optim.Optimizer] = None
     epoch: int = 0
+    changes: list[str] = field(default_factory=list)   # what the build hooks changed (validate)
 
     @property
     def configured_lr(self) -> float:
@@ -187,10 +188,11 @@ class Regularizer:
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
 
 
-def register(cls: type[Regularizer]) -> type[Regularizer]:
-    """Class decorator: register under ``cls.name`` (which must equal the module's name)."""
+def register(cls: type[Regularizer], plugin: bool = False) -> type[Regularizer]:
+    """Class decorator: register under ``cls.name`` (which must equal the module's name, for
+    the built-in catalogue: one file per regularizer)."""
     module_name = cls.__module__.rsplit(".", 1)[-1]
-    if cls.name != module_name:
+    if not plugin and cls.name != module_name:
         raise ValueError(f"regularizer {cls.__name__}: name '{cls.name}' must equal its module "
                          f"name '{module_name}'")
     if cls.overrides("batch") and cls.batch_stage not in BATCH_STAGES:

@@ -1,0 +1,168 @@
+"""Your own model, data and regularizer: plugins from a file, a module or an installed package's
+entry point; regularizers reach a plain torch model by module surgery, and one that cannot
+apply is refused before training."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from regbench.cli import app
+from tests.conftest import REPO, write_config
+
+runner = CliRunner()
+
+PLUGIN = '''
+import numpy as np
+import torch.nn.functional as F
+from torch import nn
+
+import regbench
+
+
+@regbench.register_model("{prefix}plainnet")
+def plainnet(input_shape, output_dim, width: int = 16):
+    """Plain nn.Linear and nn.ReLU modules, no regbench factory."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), width), nn.ReLU(),
+                         nn.Linear(width, width), nn.ReLU(), nn.Linear(width, output_dim))
+
+
+class Functional(nn.Module):
+    def __init__(self, features, outputs):
+        super().__init__()
+        self.hidden, self.out = nn.Linear(features, 8), nn.Linear(8, outputs)
+
+    def forward(self, x):
+        return self.out(F.relu(self.hidden(x.flatten(1))))
+
+
+@regbench.register_model("{prefix}functional")
+def functional(input_shape, output_dim):
+    """Activations applied as functions: nowhere to put dropout."""
+    return Functional(int(np.prod(input_shape)), output_dim)
+
+
+@regbench.register_dataset("{prefix}blobs", task="classification")
+def blobs(n_samples: int = 300, seed: int = 0):
+    """Two Gaussian blobs in 4 dimensions."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n_samples)
+    return rng.normal(0, 1, (n_samples, 4)) + y[:, None] * 1.5, y
+'''
+
+CONFIG = """\
+name: plugged
+seeds: [0, 1]
+dataset: {{name: {prefix}blobs, n_samples: 400}}
+model: {{name: {prefix}plainnet, width: 24}}
+train: {{epochs: 4, batch_size: 32, optimizer: {{name: sgd, lr: 0.1}}, threads: 1}}
+recipes:
+  baseline: {{}}
+  dropout: {{dropout: {{p: 0.3}}}}
+  batchnorm: {{batchnorm: {{}}}}
+  dropconnect: {{dropconnect: {{p: 0.3}}}}
+"""
+
+
+def _write_plugin(tmp_path, prefix: str):
+    path = tmp_path / f"{prefix or 'file'}_plugin.py"
+    path.write_text(PLUGIN.format(prefix=prefix))
+    return path
+
+
+def test_a_plain_torch_model_from_a_plugin_file_gets_every_regularizer(tmp_path):
+    """Acceptance 1: dropout, batchnorm and dropconnect each change the plugin's model (as
+    validate lists) and its numbers."""
+    plugin = _write_plugin(tmp_path, "file_")
+    config = write_config(tmp_path / "c.yaml", CONFIG.format(prefix="file_"))
+    result = runner.invoke(app, ["validate", str(config), "--plugin", str(plugin)])
+    assert result.exit_code == 0, result.output
+    assert "dropout: 2 dropout layers after hidden activations" in result.output
+    assert "batchnorm: 2 norm layers after hidden linear/conv layers" in result.output
+    assert "dropconnect: 2 hidden linear layers replaced" in result.output
+    result = runner.invoke(app, ["run", str(config), "--plugin", str(plugin), "--out",
+                                 str(tmp_path / "out"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(tmp_path / "out" / "plugged" / "runs.csv")
+    assert set(runs.status) == {"completed"} and len(runs) == 8
+    losses = runs.set_index("run_id")["val_loss"]
+    for recipe in ("dropout", "batchnorm", "dropconnect"):
+        for seed in (0, 1):
+            assert losses[f"{recipe}__seed={seed}"] != losses[f"baseline__seed={seed}"], recipe
+
+
+def test_a_regularizer_that_cannot_apply_is_refused_before_training(tmp_path):
+    """Acceptance 2: no activation module to put dropout after -> exit 2, nothing written."""
+    plugin = _write_plugin(tmp_path, "refuse_")
+    config = write_config(tmp_path / "c.yaml", CONFIG.format(prefix="refuse_").replace(
+        "refuse_plainnet, width: 24", "refuse_functional"))
+    result = runner.invoke(app, ["run", str(config), "--plugin", str(plugin), "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert ("dropout cannot apply to model refuse_functional: it needs an activation module "
+            "(nn.ReLU, nn.Tanh, …) after a hidden layer") in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "plugged").exists()
+    # a built-in model with no hidden layer has no place for dropout either
+    linear = write_config(tmp_path / "l.yaml", "name: l\nmodel: {name: linear}\n"
+                                               "recipes: {d: {dropout: {}}}\n")
+    result = runner.invoke(app, ["validate", str(linear)])
+    assert result.exit_code == 2 and "dropout cannot apply to model linear" in result.output
+
+
+def test_plugin_parameters_are_validated_like_built_ins(tmp_path):
+    plugin = _write_plugin(tmp_path, "typed_")
+    config = write_config(tmp_path / "c.yaml", CONFIG.format(prefix="typed_").replace(
+        "width: 24", "width: wide"))
+    result = runner.invoke(app, ["validate", str(config), "--plugin", str(plugin)])
+    assert result.exit_code == 2 and "model.width" in result.output
+    result = runner.invoke(app, ["list", "models", "--plugin", str(plugin)])
+    assert result.exit_code == 0 and "typed_plainnet" in result.output
+    assert "width=16" in result.output
+    missing = runner.invoke(app, ["list", "--plugin", str(tmp_path / "nope.py")])
+    assert missing.exit_code == 2 and "--plugin: file not found" in missing.output
+
+
+def test_a_plugin_from_an_installed_packages_entry_point(tmp_path):
+    """Acceptance 1, through the ``regbench.plugins`` entry point of an installed package (a
+    dist-info folder as pip writes it, on the path of a fresh process)."""
+    site = tmp_path / "site"
+    (site / "entry_plug").mkdir(parents=True)
+    (site / "entry_plug" / "__init__.py").write_text(PLUGIN.format(prefix="ep_"))
+    info = site / "entry_plug-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: entry-plug\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[regbench.plugins]\nentry_plug = entry_plug\n")
+    config = write_config(tmp_path / "c.yaml", CONFIG.format(prefix="ep_"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    done = subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--out",
+                           str(tmp_path / "out"), "--no-report", "--workers", "2"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summaries = [json.loads(p.read_text()) for p in
+                 (tmp_path / "out" / "plugged" / "runs").glob("*/summary.json")]
+    assert len(summaries) == 8 and {s["status"] for s in summaries} == {"completed"}
+
+
+def test_the_examples_plugin_trains_its_own_regularizer(tmp_path):
+    """examples/my_plugin.py: a model, a dataset and a penalty regularizer of one's own."""
+    plugin = REPO / "examples" / "my_plugin.py"
+    config = write_config(tmp_path / "c.yaml", textwrap.dedent("""\
+        name: example
+        dataset: {name: moons, n_samples: 200}
+        model: {name: tinynet, width: 8}
+        train: {epochs: 2, batch_size: 32, threads: 1}
+        recipes: {l4: {weight_l4: {lambda: 10.0}}}
+        """))
+    listed = runner.invoke(app, ["list", "regularizers", "--plugin", str(plugin)])
+    assert listed.exit_code == 0 and "weight_l4" in listed.output
+    result = runner.invoke(app, ["run", str(config), "--plugin", str(plugin), "--out",
+                                 str(tmp_path / "out"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    metrics = pd.read_csv(tmp_path / "out" / "example" / "runs" / "l4__seed=0" / "metrics.csv")
+    assert (metrics["penalty"] > 0).all()
