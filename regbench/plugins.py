@@ -76,7 +76,7 @@ def register_model(name: str, *, summary: Optional[str] = None, residual: bool =
             return function(tuple(input_shape), output_dim, **params.model_dump())
 
         MODELS.register(name)(ModelEntry(build=build, Params=Params, residual=residual,
-                                         needs_images=needs_images, plugin=True,
+                                         needs_images=needs_images, own_layers=True,
                                          summary=summary or _summary(function, "plugin model")))
         return function
     return decorator

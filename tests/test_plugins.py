@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from regbench.cli import app
@@ -166,3 +168,82 @@ def test_the_examples_plugin_trains_its_own_regularizer(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = pd.read_csv(tmp_path / "out" / "example" / "runs" / "l4__seed=0" / "metrics.csv")
     assert (metrics["penalty"] > 0).all()
+
+
+def test_the_python_api_returns_the_frames_the_cli_writes(tmp_path):
+    """Acceptance 6: regbench.run(...) writes the same folder as `regbench run` and returns its
+    comparison, runs and per-epoch metrics as DataFrames (timings aside)."""
+    import regbench
+
+    config = write_config(tmp_path / "c.yaml", textwrap.dedent("""\
+        name: api
+        seeds: [0, 1]
+        dataset: {name: digits, train_subset: 200}
+        model: {name: mlp, hidden: [16]}
+        train: {epochs: 3, batch_size: 32, threads: 1}
+        recipes: {l2: {l2: {lambda: 1.0}}}
+        """))
+    cli = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "cli"), "--no-report",
+                              "--set", "train.epochs=2"])
+    assert cli.exit_code == 0, cli.output
+    results = regbench.run(config, out=tmp_path / "api", report=False, train__epochs=2)
+    assert isinstance(results, regbench.Results) and results.exit_code == 0
+    timing = ["seconds", "seconds_per_epoch"]
+    folder = tmp_path / "cli" / "api"
+    pd.testing.assert_frame_equal(results.comparison.drop(columns="seconds_per_epoch"),
+                                  pd.read_csv(folder / "comparison.csv").drop(
+                                      columns="seconds_per_epoch"))
+    pd.testing.assert_frame_equal(results.runs.drop(columns=timing),
+                                  pd.read_csv(folder / "runs.csv").drop(columns=timing))
+    metrics = results.metrics()
+    assert set(metrics.run_id) == {"baseline__seed=0", "baseline__seed=1", "l2__seed=0",
+                                   "l2__seed=1"} and metrics.epoch.max() == 2
+    stored = pd.read_csv(folder / "runs" / "l2__seed=1" / "metrics.csv")
+    mine = metrics[metrics.run_id == "l2__seed=1"].drop(columns=["run_id", "recipe", "seed"])
+    pd.testing.assert_frame_equal(mine.reset_index(drop=True).drop(columns="seconds"),
+                                  stored.drop(columns="seconds"))
+    assert results.verdicts == {"l2": results.comparison.set_index("point").loc["l2", "verdict"]}
+
+
+def _fashion_subset(folder, train: int = 256, test: int = 128):
+    """The first images of Debian's real Fashion-MNIST files, written as smaller IDX files."""
+    from regbench.data.images import read_idx
+    from tests.test_bad_input import write_idx
+
+    source = Path("/usr/share/datasets/fashion-mnist")
+    folder.mkdir(parents=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        for kind in ("images-idx3", "labels-idx1"):
+            name = f"{prefix}-{kind}-ubyte.gz"
+            write_idx(folder / name, read_idx(source / name)[:count])
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist package is not installed")
+def test_torchvision_resnet18_trains_an_epoch_on_fashion_mnist_with_stochastic_depth(tmp_path):
+    """Acceptance 3: any torchvision classifier by name, random weights, its first conv taking
+    1 channel; stochastic depth reaches its 8 residual branches by surgery."""
+    _fashion_subset(tmp_path / "fashion")
+    config = write_config(tmp_path / "c.yaml", textwrap.dedent(f"""\
+        name: zoo
+        dataset: {{name: fashion_mnist, root: {tmp_path / 'fashion'}}}
+        model: {{name: torchvision, arch: resnet18}}
+        train: {{epochs: 1, batch_size: 64, optimizer: {{name: sgd, lr: 0.05}}}}
+        recipes:
+          baseline: {{}}
+          depth: {{stochastic_depth: {{p: 0.5}}}}
+        """))
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "stochastic_depth: 8 residual branches given a drop layer" in result.output
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out"),
+                                 "--no-report"])
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(tmp_path / "out" / "zoo" / "runs.csv")
+    assert set(runs.status) == {"completed"} and (runs.parameter_count > 11_000_000).all()
+    losses = runs.set_index("recipe")["val_loss"]
+    assert losses["depth"] != losses["baseline"]
+    wrong = write_config(tmp_path / "w.yaml", "name: w\ndataset: {name: fashion_mnist, root: "
+                         f"{tmp_path / 'fashion'}}}\nmodel: {{name: torchvision, arch: resnet81}}\n")
+    result = runner.invoke(app, ["validate", str(wrong)])
+    assert result.exit_code == 2 and "did you mean 'resnet18'?" in result.output

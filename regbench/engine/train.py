@@ -112,11 +112,11 @@ def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
         reg.build(factory)
         owners.update(dict.fromkeys(set_slots(before, factory), reg.name))
     calls: Counter = Counter()
-    plugin = MODELS.get(spec["model"]["name"]).plugin
-    if not plugin:
+    own_layers = MODELS.get(spec["model"]["name"]).own_layers
+    if not own_layers:
         track(factory, calls)                 # the built-in models call the slots themselves
     model = build_model(spec["model"], data.input_shape, data.output_dim, factory)
-    if plugin:                                # a model with its own layers: module surgery
+    if own_layers:                            # a model with its own layers: module surgery
         model = operate(model, factory, set(owners), calls)
     ctx.changes = model_changes(spec, owners, calls)
     model = model.to(device)
@@ -132,8 +132,8 @@ SLOT_NEEDS = {      # what a model must have for a slot to change it
             "after",
     "weights": "an nn.Linear or nn.Conv2d layer to replace",
     "input_dropout": "inputs",
-    "residual_drop": "residual blocks built through regbench's layer factory (the resnet and "
-                     "resmlp models)",
+    "residual_drop": "residual blocks: regbench's resnet and resmlp, or torchvision's ResNet "
+                     "family (resnet*, resnext*, wide_resnet*)",
 }
 
 

@@ -71,19 +71,20 @@ class ModelEntry:
     Params: type[StrictModel]
     residual: bool = False                      # has residual blocks (stochastic depth applies)
     needs_images: bool = False                  # needs (C, H, W) inputs
-    plugin: bool = False                        # builds its own layers: regularizers reach it
-                                                # by module surgery, never through the factory
+    own_layers: bool = False                    # builds its own layers (plugins, torchvision):
+                                                # regularizers reach it by module surgery
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def model(name: str, *, summary: str, Params: type[StrictModel], residual: bool = False,
-          needs_images: bool = False):
+          needs_images: bool = False, own_layers: bool = False):
     """Register ``build(params, input_shape, output_dim, factory) -> nn.Module``."""
     def decorator(build):
         MODELS.register(name)(ModelEntry(build=build, summary=summary, Params=Params,
-                                         residual=residual, needs_images=needs_images))
+                                         residual=residual, needs_images=needs_images,
+                                         own_layers=own_layers))
         return build
     return decorator
 

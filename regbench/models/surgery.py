@@ -9,7 +9,9 @@ to it afterwards (in the spirit of MosaicML Composer's ``module_surgery``):
   has the same parameters; ``output``: the last ``nn.Linear`` likewise;
 - ``norm``: a norm layer after every hidden linear/conv layer;
 - ``dropout``: a dropout layer after every activation module that follows a hidden layer;
-- ``input_dropout``: dropout on the model's input.
+- ``input_dropout``: dropout on the model's input;
+- ``residual_drop``: a drop layer at the end of each residual branch of torchvision's ResNet
+  blocks (``x + f(x)`` with f's last layer followed by the drop).
 
 Every slot a recipe sets must change the model: :func:`slot_counts` says how often each was
 used, and a slot used nowhere (an MLP-less ``linear`` model with dropout, a plugin that applies
@@ -124,10 +126,25 @@ def operate(model: nn.Module, factory, slots: set[str], calls: Counter) -> nn.Mo
         setattr(parent, name, _replace(layer, factory.output(layer.in_features,
                                                              layer.out_features)))
         calls["output"] += 1
+    if "residual_drop" in slots:
+        blocks = _residual_blocks(model)
+        for depth, (block, name) in enumerate(blocks, 1):
+            # the branch's last layer feeds the sum x + f(x): dropping its output drops f
+            setattr(block, name, nn.Sequential(getattr(block, name),
+                                               factory.residual_drop(depth / len(blocks))))
+            calls["residual_drop"] += 1
     if "input_dropout" in slots:
         model = nn.Sequential(factory.input_dropout(), model)
         calls["input_dropout"] += 1
     return model
+
+
+def _residual_blocks(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(block, name of its branch's last layer) for torchvision's ResNet blocks, in order."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    return [(module, "bn3" if isinstance(module, Bottleneck) else "bn2")
+            for module in model.modules() if isinstance(module, (BasicBlock, Bottleneck))]
 
 
 def _plain_conv(layer: nn.Conv2d) -> bool:
