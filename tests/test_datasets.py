@@ -228,7 +228,7 @@ def test_csv_errors_name_the_column(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text(path.read_text().splitlines()[0] + "\nred,1.0,yes\n" +
                    "\n".join(path.read_text().splitlines()[1:]) + "\n")
-    with pytest.raises(DataError, match="column 'a' is not numeric"):
+    with pytest.raises(DataError, match="column 'a' mixes numbers and text"):
         prepare(csv_config(bad))
     missing = tmp_path / "missing.csv"
     lines = path.read_text().splitlines()

@@ -1,9 +1,10 @@
 """Datasets: the registry and the preparation every dataset goes through (``base``), the
-bundled and user tables (``tabular``) and the image sets (``images``). Importing the package
+bundled and user tables (``tabular``), the image sets (``images``) and a user's image
+folders (``folders``). Importing the package
 registers them all."""
-from regbench.data import tabular, images  # noqa: F401  (registers them; this order is the list's)
+from regbench.data import tabular, images, folders  # noqa: F401  (registers them; this order is the list's)
 from regbench.data.base import (DATASETS, DataBundle, DataSpec, DatasetEntry, RawData, data_spec,
-                                dataset, load_bundle, prepare)
+                                dataset, forget_loaded, load_bundle, prepare)
 
 __all__ = ["DATASETS", "DataBundle", "DataSpec", "DatasetEntry", "RawData", "data_spec",
-           "dataset", "load_bundle", "prepare"]
+           "dataset", "forget_loaded", "load_bundle", "prepare"]

@@ -48,6 +48,9 @@ class RawData:
     y_val: Optional[np.ndarray] = None
     num_classes: Optional[int] = None
     class_names: Optional[list[str]] = None
+    # tables with categorical or missing values: fit(x_train) -> encode, learnt from the
+    # training split only once the splits are drawn, then applied to every split
+    fit_encoder: Optional[Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]]] = None
 
 
 @dataclass
@@ -270,6 +273,9 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     else:
         x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
         val_rows = -1 - len(x_test) - np.arange(len(x_val))
+    if raw.fit_encoder is not None:            # categories and fill values from train alone
+        encode = raw.fit_encoder(x_train)
+        x_train, x_val, x_test = encode(x_train), encode(x_val), encode(x_test)
     check_arrays(name, {"train": x_train, "validation": x_val, "test": x_test},
                  {"train": y_train, "validation": y_val, "test": y_test}, task, raw.num_classes)
     rng = np.random.default_rng(derived_seed(seed, 2))
@@ -325,6 +331,13 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
 
 _CACHE: dict[str, DataBundle] = {}
 _RAW: dict[str, RawData] = {}
+
+
+def forget_loaded() -> None:
+    """Drop this process's loaded data: a new experiment reads its files again (they may have
+    changed since the last one, e.g. between two ``regbench.run`` calls in a notebook)."""
+    _RAW.clear()
+    _CACHE.clear()
 
 
 def _load_raw(config: dict[str, Any]) -> RawData:

@@ -106,6 +106,8 @@ class CsvParams(StrictModel):
     task: Literal["classification", "regression"] = "classification"
     val_path: Optional[str] = None                # a user's own validation table
     test_path: Optional[str] = None               # a user's own test table
+    categorical: list[str] = []                   # numeric-coded columns to one-hot as well (text columns always are)
+    impute: Literal["refuse", "mean", "median"] = "refuse"  # missing numbers: refuse, or fill with the training split's mean/median (a missing category is all zeros)
 
 
 def _header(path: str, what: str) -> list[str]:
@@ -147,7 +149,41 @@ def _first_bad_row(mask) -> int:
     return int(np.asarray(mask).argmax()) + 2
 
 
-def _read_table(path: str, target: str, what: str):
+def table_encoder(kinds: dict[str, str], impute: str):
+    """fit(x_train) -> encode: numeric columns filled with the training mean or median, text
+    (and ``categorical``) columns one-hot over the training split's categories; a category
+    seen only in val/test, or a missing one, is all zeros."""
+    def fit(x_train: np.ndarray):
+        plan = []
+        for index, kind in enumerate(kinds.values()):
+            column = x_train[:, index]
+            if kind == "numeric":
+                numbers = column.astype(np.float64)
+                known = numbers[~np.isnan(numbers)]
+                fill = (np.median(known) if impute == "median" else known.mean()) \
+                    if known.size else 0.0
+                plan.append((index, "numeric", fill))
+            else:
+                plan.append((index, "categorical",
+                             sorted({v for v in column if v is not None}, key=str)))
+
+        def encode(x: np.ndarray) -> np.ndarray:
+            parts = []
+            for index, kind, detail in plan:
+                column = x[:, index]
+                if kind == "numeric":
+                    numbers = column.astype(np.float64)
+                    parts.append(np.where(np.isnan(numbers), detail, numbers)[:, None])
+                else:
+                    parts.append(np.stack([column == category for category in detail],
+                                          axis=1).astype(np.float64))
+            return np.concatenate(parts, axis=1)
+        return encode
+    return fit
+
+
+def _read_table(path: str, target: str, what: str, categorical: list[str] = (),
+                impute: str = "refuse"):
     import pandas as pd
 
     header = _header(path, what)
@@ -166,25 +202,39 @@ def _read_table(path: str, target: str, what: str):
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DataError(f"dataset.{what}: {path} has no feature columns besides '{target}'")
+    kinds = {}
     for column in features.columns:
         values = features[column]
-        if values.isna().any():
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if not numeric and column not in categorical:
+            parsed = pd.to_numeric(values, errors="coerce")
+            stray = parsed.isna() & values.notna()
+            if parsed.notna().any() and stray.any():   # numbers with a stray word: a data error
+                row = _first_bad_row(stray)
+                raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' mixes numbers "
+                                f"and text (got {values.iloc[row - 2]!r}); fix the value, or "
+                                "list the column under dataset.categorical to encode its values "
+                                "as categories")
+        kinds[column] = "numeric" if numeric and column not in categorical else "categorical"
+        if values.isna().any() and impute == "refuse":
             raise DataError(f"dataset.{what}: {path}:{_first_bad_row(values.isna())}: column "
-                            f"'{column}' has a missing value (fill or drop missing values first)")
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            numbers = pd.to_numeric(values, errors="coerce")
-            row = _first_bad_row(numbers.isna())
-            raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' is not numeric "
-                            f"(got {values.iloc[row - 2]!r}; categorical values are not "
-                            "supported: encode them first)")
-        if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
-            row = _first_bad_row(~np.isfinite(values.to_numpy(dtype=np.float64)))
-            raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' holds an infinite "
-                            "value; expected finite numbers")
+                            f"'{column}' has a missing value (fill or drop missing values first, "
+                            "or set dataset.impute: mean or median)")
+        if kinds[column] == "numeric":
+            numbers = values.to_numpy(dtype=np.float64)
+            if np.isinf(numbers).any():
+                row = _first_bad_row(np.isinf(numbers))
+                raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' holds an "
+                                "infinite value; expected finite numbers")
     if frame[target].isna().any():
         raise DataError(f"dataset.{what}: {path}:{_first_bad_row(frame[target].isna())}: target "
                         f"'{target}' has a missing value")
-    return features.to_numpy(dtype=np.float64), frame[target].to_numpy(), list(features.columns)
+    if all(kind == "numeric" for kind in kinds.values()) and not features.isna().any().any():
+        return features.to_numpy(dtype=np.float64), frame[target].to_numpy(), kinds
+    columns = [features[c].to_numpy(dtype=np.float64) if kinds[c] == "numeric"
+               else features[c].map(lambda v: None if pd.isna(v) else str(v)).to_numpy(object)
+               for c in features.columns]
+    return np.stack(columns, axis=1).astype(object), frame[target].to_numpy(), kinds
 
 
 def _fraction_example(y: np.ndarray) -> str:
@@ -200,18 +250,24 @@ def _looks_continuous(y: np.ndarray) -> bool:
 
 
 @dataset("csv", Params=CsvParams, summary="a user's CSV table: path, target, task, optional "
-         "val_path/test_path; numeric features only",
+         "val_path/test_path; text columns one-hot, impute for missing values",
          spec=lambda c: DataSpec(c["task"], None), check=check_csv)
 def load_csv(config: dict[str, Any]) -> RawData:
     target, task = config["target"], config["task"]
-    tables = {"path": _read_table(config["path"], target, "path")}
+    categorical, impute = list(config.get("categorical") or []), config.get("impute", "refuse")
+    tables = {"path": _read_table(config["path"], target, "path", categorical, impute)}
     for key in ("val_path", "test_path"):
         if config.get(key):
-            tables[key] = _read_table(config[key], target, key)
+            tables[key] = _read_table(config[key], target, key, categorical, impute)
     columns = tables["path"][2]
     for key, (_, _, cols) in tables.items():
-        if cols != columns:
+        if list(cols) != list(columns):
             raise DataError(f"dataset.{key}: columns differ from dataset.path's ({config[key]})")
+        mixed = [c for c in cols if cols[c] != columns[c]]
+        if mixed:
+            raise DataError(f"dataset.{key}: column '{mixed[0]}' is {cols[mixed[0]]} in "
+                            f"{config[key]} but {columns[mixed[0]]} in {config['path']}; list "
+                            "it under dataset.categorical to treat it as categories in both")
     labels = None
     if task == "classification":
         for key, (_, y, _) in tables.items():
@@ -235,6 +291,10 @@ def load_csv(config: dict[str, Any]) -> RawData:
     x_val, y_val = part("val_path")
     x_test, y_test = part("test_path")
     x, y = part("path")
+    kinds = columns
+    encoded = any(kind == "categorical" for kind in kinds.values()) or any(
+        table[0].dtype == object for table in tables.values())
     return RawData(x_train=x, y_train=y, task=task, x_val=x_val, y_val=y_val, x_test=x_test,
                    y_test=y_test, num_classes=len(labels) if labels else None,
-                   class_names=labels)
+                   class_names=labels,
+                   fit_encoder=table_encoder(kinds, impute) if encoded else None)

@@ -279,11 +279,28 @@ def resolve_experiment(raw: Any, positions: dict[KeyPath, Position], source: str
     return config, resolved
 
 
+DATASET_PATHS = ("root", "path", "val_path", "test_path")   # files and folders a dataset reads
+
+
+def relative_to_file(raw: dict[str, Any], path: Path) -> None:
+    """Relative dataset paths written in a config file mean relative to that file, so that
+    ``regbench run sub/cfg.yaml`` finds ``sub/data.csv`` from any folder (``--set`` values
+    stay relative to the current folder, as the shell typed them)."""
+    dataset = raw.get("dataset")
+    if not isinstance(dataset, dict):
+        return
+    for key in DATASET_PATHS:
+        value = dataset.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            dataset[key] = str((path.parent / value).resolve())
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> LoadedConfig:
     """Read a YAML file, apply ``--set`` overrides and validate everything."""
     path = Path(path)
     raw, positions = read_yaml_file(path)
     if isinstance(raw, dict):
+        relative_to_file(raw, path)
         raw = apply_overrides(raw, overrides, positions)
     config, _ = resolve_experiment(raw, positions, str(path))
     return LoadedConfig(raw=raw, positions=positions, source=str(path), config=config)

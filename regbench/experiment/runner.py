@@ -15,7 +15,7 @@ from typing import Any, Iterable, Optional
 from regbench.analysis.compare import check_metric, compare_results
 from regbench.analysis.diagnose import diagnose_rows
 from regbench.config.yaml_io import dump_yaml
-from regbench.data import data_spec, load_bundle
+from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
 from regbench.engine.train import build_run_model
 from regbench.engine.executors import make_executor
@@ -97,6 +97,7 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
     (already loaded here) are loaded by every worker before its first run."""
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
+    forget_loaded()                   # this experiment reads its data files afresh
     for spec in plan.runs:
         spec["plugins"] = list(plugins)
     if metric:  # a typo must not cost a whole sweep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from regbench.data import load_bundle
+from regbench.data import forget_loaded, load_bundle
 from regbench.engine.train import build_run_model, penalized_names
 from regbench.experiment.plan import Plan
 from regbench.regularizers.base import hook_points
@@ -13,6 +13,7 @@ from regbench.regularizers.base import hook_points
 def describe_plan(plan: Plan) -> list[str]:
     """Load the data and build every recipe's model (no training) to describe the plan."""
     experiment = plan.experiment
+    forget_loaded()
     data = load_bundle(experiment["dataset"], experiment["train"]["train_eval_samples"])
     lines = [f"experiment {experiment['name']}: {len(plan.runs)} runs, {plan.total_epochs} epochs",
              f"dataset {experiment['dataset']['name']} ({data.task}): train {data.meta['n_train']}, "
