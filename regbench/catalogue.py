@@ -64,26 +64,25 @@ def references() -> str:
     return "\n".join(parts) + "\n" + batch_order_note() + "\n"
 
 
-def entries(kind: str) -> list[dict[str, Any]]:
-    """Rows of name, parameters, (hooks), meaning for one registry."""
+def entries(kind: str, plugins: bool = True) -> list[dict[str, Any]]:
+    """Rows of name, parameters, (hooks), meaning for one registry (with the entries plugins
+    registered unless ``plugins`` is False: the README lists regbench's own)."""
     if kind == "regularizers":
         return [{"name": name, "parameters": describe_params(cls.Params),
                  "hooks": ", ".join(_hook_label(cls, hook) for hook in hook_points(cls)),
                  "meaning": cls.summary}
-                for name, cls in REGULARIZERS.items()]
-    if kind == "datasets":
-        return [{"name": name, "parameters": describe_params(entry.Params),
-                 "meaning": entry.summary} for name, entry in DATASETS.items()]
-    if kind == "models":
-        return [{"name": name, "parameters": describe_params(entry.Params),
-                 "meaning": entry.summary} for name, entry in MODELS.items()]
-    raise ValueError(kind)
+                for name, cls in REGULARIZERS.items() if plugins or not cls.plugin]
+    registry = {"datasets": DATASETS, "models": MODELS}.get(kind)
+    if registry is None:
+        raise ValueError(kind)
+    return [{"name": name, "parameters": describe_params(entry.Params), "meaning": entry.summary}
+            for name, entry in registry.items() if plugins or not entry.plugin]
 
 
-def to_markdown(kinds=KINDS) -> str:
+def to_markdown(kinds=KINDS, plugins: bool = True) -> str:
     out = []
     for kind in kinds:
-        rows = entries(kind)
+        rows = entries(kind, plugins)
         columns = list(rows[0])
         out.append(f"### {kind.capitalize()}\n")
         out.append("| " + " | ".join(columns) + " |")
@@ -104,7 +103,7 @@ README_END = "<!-- catalogue:end -->"
 def readme_with_catalogue(text: str) -> str:
     """README text with the section between the catalogue markers regenerated."""
     start, end = text.index(README_START), text.index(README_END)
-    return text[: start + len(README_START)] + "\n" + to_markdown() + text[end:]
+    return text[: start + len(README_START)] + "\n" + to_markdown(plugins=False) + text[end:]
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field, create_model
 
 from regbench.config.schema import StrictModel
-from regbench.data.base import DataSpec, RawData, dataset
+from regbench.data.base import DATASETS, DataSpec, RawData, dataset
 from regbench.errors import RegbenchError
 from regbench.models.base import MODELS, ModelEntry
 from regbench.regularizers.base import Regularizer, register
@@ -76,7 +76,7 @@ def register_model(name: str, *, summary: Optional[str] = None, residual: bool =
             return function(tuple(input_shape), output_dim, **params.model_dump())
 
         MODELS.register(name)(ModelEntry(build=build, Params=Params, residual=residual,
-                                         needs_images=needs_images, own_layers=True,
+                                         needs_images=needs_images, own_layers=True, plugin=True,
                                          summary=summary or _summary(function, "plugin model")))
         return function
     return decorator
@@ -113,6 +113,7 @@ def register_dataset(name: str, *, task: str, summary: Optional[str] = None):
 
         dataset(name, summary=summary or _summary(function, "plugin dataset"), Params=Params,
                 spec=DataSpec(task, None))(load)
+        DATASETS.get(name).plugin = True
         return function
     return decorator
 

@@ -140,7 +140,8 @@ def test_a_plugin_from_an_installed_packages_entry_point(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: entry-plug\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[regbench.plugins]\nentry_plug = entry_plug\n")
-    config = write_config(tmp_path / "c.yaml", CONFIG.format(prefix="ep_"))
+    config = write_config(tmp_path / "c.yaml", CONFIG.format(prefix="ep_").replace(
+        "seeds: [0, 1]", "seeds: [0]"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
     done = subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--out",
                            str(tmp_path / "out"), "--no-report", "--workers", "2"],
@@ -148,7 +149,7 @@ def test_a_plugin_from_an_installed_packages_entry_point(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     summaries = [json.loads(p.read_text()) for p in
                  (tmp_path / "out" / "plugged" / "runs").glob("*/summary.json")]
-    assert len(summaries) == 8 and {s["status"] for s in summaries} == {"completed"}
+    assert len(summaries) == 4 and {s["status"] for s in summaries} == {"completed"}
 
 
 def test_the_examples_plugin_trains_its_own_regularizer(tmp_path):

@@ -60,6 +60,7 @@ class DatasetEntry:
     summary: str
     Params: type[StrictModel] = NoParams
     check: Optional[Callable[[dict[str, Any]], None]] = None  # cheap: files there, headers right
+    plugin: bool = False                          # registered by a plugin, not part of regbench
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")

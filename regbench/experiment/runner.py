@@ -126,7 +126,12 @@ def check_models(plan: Plan, data) -> None:
         key = repr((spec["model"], sorted(spec["regularizers"].items())))
         if key not in seen:
             seen.add(key)
-            build_run_model(spec, data, torch.device("cpu"))
+            try:
+                build_run_model(spec, data, torch.device("cpu"))
+            except RegbenchError:
+                raise
+            except Exception:   # e.g. out of memory: that run fails on its own, the rest train
+                continue
 
 
 def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:

@@ -73,6 +73,7 @@ class ModelEntry:
     needs_images: bool = False                  # needs (C, H, W) inputs
     own_layers: bool = False                    # builds its own layers (plugins, torchvision):
                                                 # regularizers reach it by module surgery
+    plugin: bool = False                        # registered by a plugin, not part of regbench
 
 
 MODELS: Registry[ModelEntry] = Registry("model")

@@ -97,6 +97,7 @@ class Regularizer:
     batch_stage: ClassVar[Optional[str]] = None  # where its batch hook runs (BATCH_STAGES)
     batch_reads_model: ClassVar[bool] = False   # `batch` uses the current model (e.g. adversarial
                                                 # inputs): it must run just before its own step
+    plugin: ClassVar[bool] = False              # registered by a plugin, not part of regbench
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
                                                 # lower first; None: after every ranked one
 
@@ -192,6 +193,7 @@ def register(cls: type[Regularizer], plugin: bool = False) -> type[Regularizer]:
     """Class decorator: register under ``cls.name`` (which must equal the module's name, for
     the built-in catalogue: one file per regularizer)."""
     module_name = cls.__module__.rsplit(".", 1)[-1]
+    cls.plugin = plugin
     if not plugin and cls.name != module_name:
         raise ValueError(f"regularizer {cls.__name__}: name '{cls.name}' must equal its module "
                          f"name '{module_name}'")
