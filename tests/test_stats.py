@@ -102,11 +102,13 @@ def test_pairs_by_seed_drops_unpaired_seeds_and_one_pair_has_no_interval():
     assert math.isnan(result.low) and math.isnan(result.p_value)
 
 
-def test_identical_runs_are_no_difference_and_a_constant_shift_is_one():
+def test_identical_runs_are_no_difference_and_a_constant_shift_has_no_test():
     same = paired_difference(BASELINE, BASELINE)
     assert (same.mean, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
-    shifted = paired_difference({s: v + 0.25 for s, v in BASELINE.items()}, BASELINE)
-    assert shifted.low == pytest.approx(0.25) and shifted.p_value == 0.0
+    # one more test example right in each of two seeds: no noise estimate, no claim
+    shifted = paired_difference({0: 0.5 + 1 / 360, 1: 0.6 + 1 / 360}, {0: 0.5, 1: 0.6})
+    assert shifted.low == pytest.approx(1 / 360) and math.isnan(shifted.p_value)
+    assert decide(shifted.mean, shifted.p_value, True) == "inconclusive"
 
 
 def test_probability_of_improvement_counts_seed_pairs():

@@ -55,7 +55,8 @@ def paired_difference(recipe: dict[int, float], baseline: dict[int, float]) -> D
     Pairing by seed removes what the seed does to both runs (initialisation, batch order and,
     with ``dataset.resample: per_seed``, the split), so the interval is about the regularizer.
     With one shared seed there is no interval (NaN). Differences that are all equal have no
-    spread: the interval is that value and p is 1 when it is zero, 0 otherwise.
+    spread: the interval is that value, p is 1 when it is zero and undefined (NaN, so
+    inconclusive) otherwise.
     """
     seeds = sorted(s for s in recipe if s in baseline
                    and all(v is not None and math.isfinite(v) for v in (recipe[s], baseline[s])))
@@ -74,9 +75,12 @@ def difference_of(diffs: np.ndarray) -> Difference:
         return Difference(mean, math.nan, math.nan, math.nan, math.nan, n)
     sd = float(diffs.std(ddof=1))
     if sd <= TIE_TOLERANCE * max(1.0, abs(mean)):   # no spread: t is 0/0 or ±inf
+        # Equal differences in every pair (one more test example right in each of 2 seeds, or
+        # a convex fit that every seed solves alike) give no estimate of the noise: the
+        # interval is the point, and there is no test; the verdict stays inconclusive.
         zero = abs(mean) <= TIE_TOLERANCE
-        return Difference(0.0 if zero else mean, 0.0 if zero else mean, 0.0 if zero else mean,
-                          1.0 if zero else 0.0, 0.0, n)
+        point = 0.0 if zero else mean
+        return Difference(point, point, point, 1.0 if zero else math.nan, 0.0, n)
     from scipy import stats  # deferred: a table without differences needs no scipy
 
     # the paired t-test by its formula: scipy's ttest_1samp gives the same numbers

@@ -274,15 +274,15 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     else:
         x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
         val_rows = -1 - len(x_test) - np.arange(len(x_val))
-    if raw.fit_encoder is not None:            # categories and fill values from train alone
-        encode = raw.fit_encoder(x_train)
-        x_train, x_val, x_test = encode(x_train), encode(x_val), encode(x_test)
     check_arrays(name, {"train": x_train, "validation": x_val, "test": x_test},
                  {"train": y_train, "validation": y_val, "test": y_test}, task, raw.num_classes)
     rng = np.random.default_rng(derived_seed(seed, 2))
     if config.get("train_subset") and config["train_subset"] < len(x_train):
         keep = np.sort(rng.permutation(len(x_train))[: config["train_subset"]])
         x_train, y_train, rows = x_train[keep], y_train[keep], rows[keep]
+    if raw.fit_encoder is not None:   # categories and fill values from the rows it trains on
+        encode = raw.fit_encoder(x_train)
+        x_train, x_val, x_test = encode(x_train), encode(x_val), encode(x_test)
     if task == "classification":
         num_classes = raw.num_classes or int(max(y_train.max(), y_val.max(), y_test.max()) + 1)
         if len(np.unique(y_train)) < 2:

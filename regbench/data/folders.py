@@ -5,7 +5,7 @@ The images are decoded with Pillow, converted to RGB (or grayscale) and resized 
 ``size``×``size``; the result is stored as ``.regbench-cache/<key>.npz`` inside the folder,
 where the key hashes every file's relative path, size and modification time with the decoding
 settings: the next run loads the cache, and any added, removed or changed file (or another
-size) makes a new one. A folder that cannot be written is decoded every time, with the same
+size) makes a new one, which replaces the old. A folder that cannot be written is decoded every time, with the same
 result. The arrays then go through the shared preparation like every image set (held on the
 device, so augmentation stays vectorised).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -94,17 +95,20 @@ def load_folder(folder: Path, key: str, size: int, grayscale: bool,
         try:
             with np.load(cache, allow_pickle=False) as stored:
                 return stored["x"], stored["y"], classes
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass                                   # damaged: decode again and replace it
     x, y = _decode(files, size, mode)
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     try:
         cache.parent.mkdir(exist_ok=True)
-        partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         with open(partial, "wb") as handle:
             np.savez(handle, x=x, y=y)
         os.replace(partial, cache)
-    except OSError:
-        pass                                       # a read-only folder: no cache, same arrays
+        for old in cache.parent.glob("*.npz"):    # caches of earlier contents or sizes
+            if old != cache:
+                old.unlink(missing_ok=True)
+    except OSError:                                # a read-only folder or a full disk: no
+        partial.unlink(missing_ok=True)            # cache, the same arrays
     return x, y, classes
 
 

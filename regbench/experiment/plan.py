@@ -205,6 +205,6 @@ def run_spec(experiment: dict[str, Any], recipe: str, resolved_recipe: dict[str,
 def _differs(train: dict[str, Any], experiment_train: dict[str, Any],
              sweep_values: dict[str, Any]) -> bool:
     """A recipe whose training settings differ from the experiment's (not by a global sweep)."""
-    if any(p.startswith("train.") for p in sweep_values):
-        return False
+    if any(p.startswith("train.") or p.split(".")[2:3] == ["train"] for p in sweep_values):
+        return False      # a swept training setting (global, or a recipe's own): not a †
     return train != experiment_train

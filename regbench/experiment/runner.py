@@ -130,8 +130,11 @@ def check_models(plan: Plan, data) -> None:
                 build_run_model(spec, data, torch.device("cpu"))
             except RegbenchError:
                 raise
-            except Exception:   # e.g. out of memory: that run fails on its own, the rest train
-                continue
+            except (MemoryError, RuntimeError):   # out of memory: a runtime fault of that run,
+                continue                          # which fails on its own; the rest train
+            except Exception as exc:              # anything else is the config's: exit 2
+                raise RegbenchError(f"recipe '{spec['recipe']}': model {spec['model']['name']} "
+                                    f"cannot be built ({type(exc).__name__}: {exc})") from None
 
 
 def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:

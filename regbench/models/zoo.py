@@ -13,8 +13,12 @@ from pydantic import field_validator
 from torch import nn
 
 from regbench.config.schema import StrictModel
+from regbench.errors import ConfigError
 from regbench.models.base import model
 from regbench.registry import did_you_mean
+
+
+AUXILIARY = ("googlenet", "inception_v3")   # built with auxiliary heads unless told not to
 
 
 def architectures() -> list[str]:
@@ -54,7 +58,9 @@ def build_torchvision(params: TorchvisionParams, input_shape, output_dim: int,
     import torch
     import torchvision
 
-    net = torchvision.models.get_model(params.arch, weights=None, num_classes=output_dim)
+    extra = {"aux_logits": False} if params.arch in AUXILIARY else {}   # one output in training
+    net = torchvision.models.get_model(params.arch, weights=None, num_classes=output_dim,
+                                       **extra)
     first = _first_conv(net)
     channels = input_shape[0]
     if first is not None and first[2].in_channels != channels:
@@ -67,8 +73,8 @@ def build_torchvision(params: TorchvisionParams, input_shape, output_dim: int,
         with torch.no_grad():
             net(torch.zeros(2, *input_shape))
     except RuntimeError as exc:
-        raise ValueError(f"torchvision {params.arch} cannot take {tuple(input_shape)} images "
+        raise ConfigError(f"torchvision {params.arch} cannot take {tuple(input_shape)} images "
                          f"({str(exc).splitlines()[0]}); choose a shallower architecture or "
-                         "larger images") from None
+                         "larger images", source="model.arch") from None
     net.train()
     return net

@@ -4,7 +4,9 @@ Paper: Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization".
 Hook: after_backward (the gradients are computed, the optimizer has not stepped).
 Formula: w_{t+1} = (1 − η·λ)·w_t − η·u_t, where u_t is the optimizer's update from the gradient at
 w_t and η the current learning rate: the decay acts on the pre-step weights, exactly as
-``torch.optim.AdamW(weight_decay=λ)`` does, so ``optimizer: adam`` + ``weight_decay`` is AdamW.
+``torch.optim.AdamW(weight_decay=λ)`` does for the parameters it decays (weights; biases with
+``include_bias``). torch's AdamW also decays biases and norm parameters, so ``optimizer: adam``
++ ``weight_decay`` with ``include_bias: true`` on a model without norm layers is AdamW.
 Under plain SGD (no momentum) this equals ``l2`` with λ_l2 = n·λ; under Adam or momentum it
 differs (the decay is not rescaled by the optimizer).
 Deviations from the paper: none.
