@@ -133,6 +133,9 @@ def test_categories_and_fill_values_come_from_the_training_split_alone():
     np.testing.assert_array_equal(encode(train), [[1, 1, 0], [3, 0, 1], [2, 1, 0]])
     # an unseen category and a missing one are all zeros; a missing number is train's mean
     np.testing.assert_array_equal(encode(other), [[2, 0, 0], [2, 0, 0]])
+    from regbench.data.tabular import _category
+
+    assert _category(3.0) == _category(3) == "3" and _category(float("nan")) is None
     median = table_encoder({"x": "numeric", "k": "categorical"}, "median")(
         np.array([[1.0, "a"], [2.0, "a"], [10.0, "a"], [np.nan, "a"]], dtype=object))
     assert median(other)[0, 0] == 2.0

@@ -260,3 +260,11 @@ def test_fewer_than_three_seeds_warns_with_the_t_widths_and_tables_carry_the_col
         assert column in header
     assert "95% CI" in to_markdown(comparison)
     assert r"\begin{tabular}" in to_latex(comparison) and r"$\pm$" in to_latex(comparison)
+
+
+def test_a_recipe_that_lost_runs_is_never_called_better_on_its_survivors():
+    summaries = [_summary("baseline", s, 0.8, 0.80 + s / 100) for s in range(5)]
+    summaries += [_summary("unstable", s, 0.9, 0.85 + s / 100 + s / 1000) for s in range(3, 5)]
+    summaries += [{**_summary("unstable", s, 0.1, 0.1), "status": "diverged"} for s in range(3)]
+    row = next(r for r in build_comparison(summaries).rows if r["recipe"] == "unstable")
+    assert row["seeds"] == 2 and row["runs"] == 5 and row["verdict"] == "inconclusive"

@@ -135,6 +135,10 @@ def _decide(comparison: Comparison, higher: bool) -> None:
     for row, p_holm in zip(compared, adjusted):
         row["p_holm"] = p_holm
         row["verdict"] = decide(row["diff"], p_holm, higher)
+        if row["seeds"] < row["runs"]:
+            # runs that diverged or failed drop out of the pairs: the survivors alone cannot
+            # say the recipe is better (the notes list the runs that did not complete)
+            row["verdict"] = INCONCLUSIVE
 
 
 RESAMPLED = "per_seed"

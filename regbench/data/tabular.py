@@ -149,6 +149,18 @@ def _first_bad_row(mask) -> int:
     return int(np.asarray(mask).argmax()) + 2
 
 
+def _category(value: Any) -> Optional[str]:
+    """A category's name: 3 and 3.0 are one category (a column with a blank cell reads as
+    floats in one file and integers in another); missing is None."""
+    import pandas as pd
+
+    if pd.isna(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def table_encoder(kinds: dict[str, str], impute: str):
     """fit(x_train) -> encode: numeric columns filled with the training mean or median, text
     (and ``categorical``) columns one-hot over the training split's categories; a category
@@ -232,7 +244,7 @@ def _read_table(path: str, target: str, what: str, categorical: list[str] = (),
     if all(kind == "numeric" for kind in kinds.values()) and not features.isna().any().any():
         return features.to_numpy(dtype=np.float64), frame[target].to_numpy(), kinds
     columns = [features[c].to_numpy(dtype=np.float64) if kinds[c] == "numeric"
-               else features[c].map(lambda v: None if pd.isna(v) else str(v)).to_numpy(object)
+               else features[c].map(_category).to_numpy(object)
                for c in features.columns]
     return np.stack(columns, axis=1).astype(object), frame[target].to_numpy(), kinds
 
