@@ -42,6 +42,7 @@ __all__ = ["register_model", "register_dataset", "register_regularizer", "Regula
 
 ENTRY_POINT_GROUP = "regbench.plugins"
 _LOADED: dict[str, str] = {}          # plugin spec -> module name, loaded once per process
+ENTRY_POINTS_SCANNED = "entry-points:scanned"
 
 
 def params_model(function: Callable, skip: int, name: str) -> type[StrictModel]:
@@ -166,7 +167,10 @@ def load_plugins(specs: list[str] = (), entry_points: bool = True) -> list[str]:
     """The ``--plugin`` specs, then every installed ``regbench.plugins`` entry point; returns
     what was loaded (for workers, which load the same list)."""
     loaded = [resolved(spec) for spec in specs if load_plugin(spec)]
-    if entry_points:
+    if entry_points and ENTRY_POINTS_SCANNED not in _LOADED:
+        # scanning the installed distributions costs tens of ms: once per process, not once
+        # per run (execute_run calls this before every run)
+        _LOADED[ENTRY_POINTS_SCANNED] = ""
         from importlib.metadata import entry_points as installed
 
         for point in installed(group=ENTRY_POINT_GROUP):
