@@ -49,6 +49,21 @@ def functional(input_shape, output_dim):
     return Functional(int(np.prod(input_shape)), output_dim)
 
 
+class ReadsWeights(nn.Module):
+    def __init__(self, features, outputs):
+        super().__init__()
+        self.hidden, self.act, self.out = nn.Linear(features, 8), nn.ReLU(), nn.Linear(8, outputs)
+
+    def forward(self, x):   # the hidden layer's weight read directly, its forward never called
+        return self.out(self.act(F.linear(x.flatten(1), self.hidden.weight, self.hidden.bias)))
+
+
+@regbench.register_model("{prefix}reads_weights")
+def reads_weights(input_shape, output_dim):
+    """A layer whose weight the forward reads directly: replacing it changes nothing."""
+    return ReadsWeights(int(np.prod(input_shape)), output_dim)
+
+
 @regbench.register_dataset("{prefix}blobs", task="classification")
 def blobs(n_samples: int = 300, seed: int = 0):
     """Two Gaussian blobs in 4 dimensions."""
@@ -110,6 +125,12 @@ def test_a_regularizer_that_cannot_apply_is_refused_before_training(tmp_path):
             "(nn.ReLU, nn.Tanh, …) after a hidden layer") in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out" / "plugged").exists()
+    # a replaced layer whose forward the model never calls is no change either
+    reads = write_config(tmp_path / "r.yaml", CONFIG.format(prefix="refuse_").replace(
+        "refuse_plainnet, width: 24", "refuse_reads_weights"))
+    result = runner.invoke(app, ["validate", str(reads), "--plugin", str(plugin)])
+    assert result.exit_code == 2, result.output
+    assert "dropconnect cannot apply to model refuse_reads_weights" in result.output
     # a built-in model with no hidden layer has no place for dropout either
     linear = write_config(tmp_path / "l.yaml", "name: l\nmodel: {name: linear}\n"
                                                "recipes: {d: {dropout: {}}}\n")

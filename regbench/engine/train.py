@@ -117,7 +117,7 @@ def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
         track(factory, calls)                 # the built-in models call the slots themselves
     model = build_model(spec["model"], data.input_shape, data.output_dim, factory)
     if own_layers:                            # a model with its own layers: module surgery
-        model = operate(model, factory, set(owners), calls)
+        model = operate(model, factory, set(owners), calls, data.input_shape)
     ctx.changes = model_changes(spec, owners, calls)
     model = model.to(device)
     for reg in regularizers:

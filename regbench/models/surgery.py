@@ -94,9 +94,61 @@ def _replace(old: nn.Module, new: nn.Module) -> nn.Module:
     return new
 
 
-def operate(model: nn.Module, factory, slots: set[str], calls: Counter) -> nn.Module:
-    """Apply the factory's changed ``slots`` to a model that built its own layers; count each
-    change into ``calls``. Returns the model (wrapped when the inputs get dropout)."""
+def operate(model: nn.Module, factory, slots: set[str], calls: Counter,
+            input_shape: tuple[int, ...]) -> nn.Module:
+    """Apply the factory's changed ``slots`` to a model that built its own layers; count into
+    ``calls`` each change that takes effect. Returns the model (wrapped when the inputs get
+    dropout).
+
+    A replaced layer that the model's forward never calls (its weight read directly, as
+    Swin's attention reads ``qkv.weight``) changes nothing: one forward on zeros finds those,
+    and they are not counted, so a slot left with no effective change is refused."""
+    made: list[tuple[str, nn.Module]] = []
+    factory = _recording(factory, slots, made)
+    changed = _operate(model, factory, slots, calls)
+    for slot in unreached(changed, made, input_shape):
+        calls[slot] -= 1
+    return changed
+
+
+def _recording(factory, slots: set[str], made: list):
+    """A copy of ``factory`` whose changed slots note every module they make."""
+    import dataclasses
+
+    def record(slot: str, make):
+        def made_by_slot(*args, **kwargs):
+            module = make(*args, **kwargs)
+            made.append((slot, module))
+            return module
+        return made_by_slot
+
+    return dataclasses.replace(factory, **{slot: record(slot, getattr(factory, slot))
+                                          for slot in slots})
+
+
+def unreached(model: nn.Module, made: list[tuple[str, nn.Module]],
+              input_shape: tuple[int, ...]) -> list[str]:
+    """The slot of each made module that an eval-mode forward of two zero inputs never calls."""
+    import torch
+
+    reached: set[int] = set()
+    handles = [module.register_forward_hook(lambda m, i, o: reached.add(id(m)))
+               for _, module in made]
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *input_shape))
+    except Exception:   # a model that cannot take zeros (e.g. token ids): its runs will tell
+        return []
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(training)
+    return [slot for slot, module in made if id(module) not in reached]
+
+
+def _operate(model: nn.Module, factory, slots: set[str], calls: Counter) -> nn.Module:
     layers = _weight_layers(model)
     output = next((entry for entry in reversed(layers) if type(entry[2]) is nn.Linear), None)
     hidden = [entry for entry in layers if entry is not output]
