@@ -68,16 +68,19 @@ def register_model(name: str, *, summary: Optional[str] = None, residual: bool =
                    needs_images: bool = False):
     """Register ``fn(input_shape, output_dim, **params) -> torch.nn.Module``.
 
-    Regularizers reach such a model by module surgery (see ``regbench.regularizers.surgery``);
-    where one cannot apply, the recipe is refused before training."""
+    Regularizers reach such a model by module surgery, as they reach the built-in models (see
+    ``regbench.models.surgery``); where one cannot apply, the recipe is refused before
+    training. ``residual=True`` lets stochastic depth through the config check: the model's
+    blocks then declare ``residual_branch = "<child>"``, the child whose output is added to
+    the shortcut."""
     def decorator(function):
         Params = params_model(function, 2, name)
 
-        def build(params, input_shape, output_dim, factory):
+        def build(params, input_shape, output_dim):
             return function(tuple(input_shape), output_dim, **params.model_dump())
 
         MODELS.register(name)(ModelEntry(build=build, Params=Params, residual=residual,
-                                         needs_images=needs_images, own_layers=True, plugin=True,
+                                         needs_images=needs_images, plugin=True,
                                          summary=summary or _summary(function, "plugin model")))
         return function
     return decorator

@@ -274,11 +274,24 @@ def test_resmlp_works_on_flat_and_image_inputs():
 
 
 # ----------------------------------------------------------------------------- norm layers
-def sequence_types(net: nn.Module) -> list[list[type]]:
-    """Types inside every hidden block (nn.Sequential that starts with a weight layer)."""
-    return [[type(m) for m in block] for block in net.modules()
-            if isinstance(block, nn.Sequential) and len(block) > 1
-            and isinstance(block[0], (nn.Linear, nn.Conv2d))]
+def called_types(net: nn.Module, input_shape=DIGITS) -> list[type]:
+    """Types of the leaf modules one forward calls, in call order (a reused module each time)."""
+    called: list[type] = []
+    leaves = [m for m in net.modules() if not list(m.children())]
+    handles = [m.register_forward_pre_hook(lambda m, args: called.append(type(m)))
+               for m in leaves]
+    net.eval()
+    with torch.no_grad():
+        net(torch.zeros(2, *input_shape))
+    for handle in handles:
+        handle.remove()
+    return called
+
+
+def after_weight_layers(types: list[type]) -> list[list[type]]:
+    """The two modules called after each linear/conv layer but the last one."""
+    weights = [i for i, t in enumerate(types) if issubclass(t, (nn.Linear, nn.Conv2d))]
+    return [types[i + 1:i + 3] for i in weights[:-1]]
 
 
 CNN = {"name": "cnn", "channels": [4, 8], "hidden": [16], "kernel_size": 3}
@@ -287,17 +300,21 @@ CNN = {"name": "cnn", "channels": [4, 8], "hidden": [16], "kernel_size": 3}
 @pytest.mark.parametrize("name,conv_norm,linear_norm", [
     ("batchnorm", nn.BatchNorm2d, nn.BatchNorm1d),
     ("layernorm", nn.GroupNorm, nn.LayerNorm),
-    ("groupnorm", nn.GroupNorm, nn.Identity),
+    ("groupnorm", nn.GroupNorm, None),                  # no norm on linear layers
 ])
 def test_norm_after_every_hidden_layer_before_the_activation(name, conv_norm, linear_norm):
-    blocks = sequence_types(build(CNN, {name: {}}))
-    assert len(blocks) == 3
-    for block, norm in zip(blocks, [conv_norm, conv_norm, linear_norm]):
-        assert issubclass(block[1], norm) and block[2] is nn.ReLU
+    following = after_weight_layers(called_types(build(CNN, {name: {}})))
+    assert len(following) == 3
+    for (norm, activation), expected in zip(following, [conv_norm, conv_norm, linear_norm]):
+        if expected is None:
+            assert norm is nn.ReLU
+        else:
+            assert issubclass(norm, expected) and activation is nn.ReLU
     mlp = build({"name": "mlp", "hidden": [16, 8]}, {name: {}})
     if name != "groupnorm":
-        assert all(issubclass(b[1], linear_norm) and b[2] is nn.ReLU for b in sequence_types(mlp))
-    assert type(build(CNN, {name: {}})[-1]) is nn.Linear       # no norm after the output layer
+        assert all(issubclass(norm, linear_norm) and activation is nn.ReLU
+                   for norm, activation in after_weight_layers(called_types(mlp)))
+    assert called_types(build(CNN, {name: {}}))[-1] is nn.Linear   # no norm after the output
 
 
 def test_norm_layers_inside_residual_branches():

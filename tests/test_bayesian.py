@@ -203,7 +203,7 @@ def test_vd_penalty_covers_every_layer_and_weights_stay_penalizable():
     assert len(reg.layers) == 2                     # hidden and output
     torch.testing.assert_close(reg.penalty(net), 2.0 * sum(l.kl() for l in reg.layers) / 100)
     names = [name for name, _ in penalized_parameters(net)]
-    assert names == ["1.0.weight", "2.weight"]       # θ; log σ² is not a weight to penalise
+    assert names == ["1.weight", "3.weight"]         # θ; log σ² is not a weight to penalise
 
 
 def test_variational_dropout_prunes_most_weights_and_keeps_accuracy():

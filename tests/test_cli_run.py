@@ -67,7 +67,7 @@ def test_run_writes_every_file_with_the_spec_columns(tmp_path):
     assert summary["status"] == "completed"
     # device: auto (the default) resolves to the GPU where there is one, and says so
     assert summary["device"] == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
-    assert summary["penalized_parameters"] == ["1.0.weight", "2.weight"]
+    assert summary["penalized_parameters"] == ["1.weight", "3.weight"]
     assert summary["verdict"]["verdict"] in ("ok", "overfitting", "underfitting")
     long_metrics = pd.read_csv(folder / "runs" / "dropout_long__seed=0" / "metrics.csv")
     assert len(long_metrics) == 4  # the recipe's own budget
@@ -225,8 +225,8 @@ def test_summary_names_exactly_the_penalized_parameters(tmp_path):
         return summary["penalized_parameters"]
 
     assert penalized("baseline") == []
-    assert penalized("l2") == ["1.0.weight", "2.weight"]
-    assert penalized("l2_bias") == ["1.0.weight", "1.0.bias", "2.weight", "2.bias"]
+    assert penalized("l2") == ["1.weight", "3.weight"]
+    assert penalized("l2_bias") == ["1.weight", "1.bias", "3.weight", "3.bias"]
 
 
 def test_resume_keeps_completed_runs_when_only_device_or_threads_change(tmp_path):

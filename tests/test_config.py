@@ -55,7 +55,7 @@ def test_exponent_floats_are_floats_not_strings(tmp_path):
 def test_valid_config_validates_and_reports_penalized_parameters(tmp_path):
     result, _ = validate(tmp_path, GOOD)
     assert result.exit_code == 0, result.output
-    assert "penalized: 2 weight tensors, 1.0.weight, 2.weight" in result.output
+    assert "penalized: 2 weight tensors, 1.weight, 3.weight" in result.output
     assert "recipe baseline" in result.output  # added automatically
     assert "gradient coefficient" in result.output
 

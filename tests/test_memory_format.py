@@ -32,7 +32,7 @@ def test_layout_choice():
 def test_channels_last_computes_the_same_function_and_gradients():
     x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     plain, fast = built(CNN), place(built(CNN), CPU)
-    assert fast[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast[0].weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
     for net in (plain, fast):
         net(x).square().sum().backward()
@@ -51,7 +51,7 @@ recipes: {plain: {}}
     rows = []
     for _ in range(2):  # one after the other: each trainer seeds torch's RNG when built
         trainer = trainer_for(tmp_path, text, "plain")
-        assert trainer.model[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert trainer.model[0].weight.is_contiguous(memory_format=torch.channels_last)
         rows.append([trainer.run_epoch(epoch) for epoch in (1, 2)])
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in rows[0]] == \
         [{k: v for k, v in r.items() if k != "seconds"} for r in rows[1]]

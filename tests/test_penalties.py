@@ -49,7 +49,7 @@ def test_l2_sgd_step_matches_the_weight_decay_formula(tmp_path):
             expected = w - lr * grads[name]
         torch.testing.assert_close(after[name].detach(), expected, rtol=1e-5, atol=1e-6)
     # and the penalty did act: the weights differ from a step without it
-    w = "1.0.weight"
+    w = "1.weight"
     assert not torch.allclose(after[w].detach(), before[w] - lr * grads[w], atol=1e-7)
 
 
@@ -153,11 +153,11 @@ def test_penalties_cover_weights_not_biases(tmp_path):
                                                       recipe="{l1: {lambda: 1.0}}"), "reg")
     (l1,) = trainer.regularizers
     names = [name for name, _ in l1.penalized(trainer.model)]
-    assert names == ["1.0.weight", "2.weight"]
+    assert names == ["1.weight", "3.weight"]
     trainer_b = trainer_for(tmp_path, MLP_DIGITS.format(
         batch=32, lr=0.1, recipe="{l1: {lambda: 1.0, include_bias: true}}"), "reg")
     names_b = [name for name, _ in trainer_b.regularizers[0].penalized(trainer_b.model)]
-    assert "1.0.bias" in names_b and "2.bias" in names_b
+    assert "1.bias" in names_b and "3.bias" in names_b
 
 
 RIDGE = """\

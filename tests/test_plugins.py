@@ -269,3 +269,30 @@ def test_torchvision_resnet18_trains_an_epoch_on_fashion_mnist_with_stochastic_d
                          f"{tmp_path / 'fashion'}}}\nmodel: {{name: torchvision, arch: resnet81}}\n")
     result = runner.invoke(app, ["validate", str(wrong)])
     assert result.exit_code == 2 and "did you mean 'resnet18'?" in result.output
+
+
+def test_a_timm_architecture_trains_with_stochastic_depth(tmp_path):
+    """timm models by name (the optional `timm` extra), like torchvision's."""
+    pytest.importorskip("timm", reason="timm is not installed (pip install 'regbench[timm]')")
+    config = write_config(tmp_path / "c.yaml", textwrap.dedent("""\
+        name: timmed
+        dataset: {name: digits, train_subset: 256}
+        model: {name: timm, arch: resnet10t}
+        train: {epochs: 1, batch_size: 64, optimizer: {name: sgd, lr: 0.05}}
+        recipes:
+          baseline: {}
+          depth: {stochastic_depth: {p: 0.5}}
+        """))
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "stochastic_depth: 4 residual branches given a drop layer" in result.output
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out"),
+                                 "--no-report"])
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(tmp_path / "out" / "timmed" / "runs.csv")
+    assert set(runs.status) == {"completed"}
+    losses = runs.set_index("recipe")["val_loss"]
+    assert losses["depth"] != losses["baseline"]
+    wrong = write_config(tmp_path / "w.yaml", "name: w\nmodel: {name: timm, arch: resnet81}\n")
+    result = runner.invoke(app, ["validate", str(wrong)])
+    assert result.exit_code == 2 and "did you mean 'resnet18'?" in result.output

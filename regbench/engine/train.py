@@ -7,7 +7,7 @@ called for it:
     torch.manual_seed(seed)
     factory = LayerFactory()
     for reg in regs: reg.build(factory)                  # <BUILD>   choose layer factories
-    model = build_model(config, factory)
+    model = build_model(config, factory)                 #   plain torch model + module surgery
     for reg in regs: model = reg.wrap(model)             # <BUILD>   wrap / collect weights
     optimizer, scheduler = make_optimizer(model), make_scheduler(optimizer)
     for epoch in 1..epochs:
@@ -48,8 +48,8 @@ from regbench.engine.metrics import (classification_loss, classification_metrics
                                      regression_loss, regression_metrics)
 from regbench.engine.result import RunResult
 from regbench.errors import RegbenchError
-from regbench.models import MODELS, LayerFactory, build_model, penalized_parameters, place
-from regbench.models.surgery import WHAT, operate, set_slots, track
+from regbench.models import LayerFactory, build_model, penalized_parameters, place
+from regbench.models.surgery import WHAT, set_slots
 from regbench.regularizers import REGULARIZERS, Regularizer, RunContext, batch_order
 from regbench.vocabulary import NEAR_ZERO, metric_names
 
@@ -111,13 +111,8 @@ def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
         before = dataclasses.replace(factory)
         reg.build(factory)
         owners.update(dict.fromkeys(set_slots(before, factory), reg.name))
-    calls: Counter = Counter()
-    own_layers = MODELS.get(spec["model"]["name"]).own_layers
-    if not own_layers:
-        track(factory, calls)                 # the built-in models call the slots themselves
-    model = build_model(spec["model"], data.input_shape, data.output_dim, factory)
-    if own_layers:                            # a model with its own layers: module surgery
-        model = operate(model, factory, set(owners), calls, data.input_shape)
+    calls: Counter = Counter()                # surgery's effective changes per slot
+    model = build_model(spec["model"], data.input_shape, data.output_dim, factory, calls)
     ctx.changes = model_changes(spec, owners, calls)
     model = model.to(device)
     for reg in regularizers:
@@ -132,8 +127,9 @@ SLOT_NEEDS = {      # what a model must have for a slot to change it
             "after",
     "weights": "an nn.Linear or nn.Conv2d layer to replace",
     "input_dropout": "inputs",
-    "residual_drop": "residual blocks: regbench's resnet and resmlp, or torchvision's ResNet "
-                     "family (resnet*, resnext*, wide_resnet*)",
+    "residual_drop": "residual blocks: regbench's resnet and resmlp, torchvision's or timm's "
+                     "ResNet family (resnet*, resnext*, wide_resnet*), or modules that declare "
+                     "residual_branch = '<child>' (the child whose output joins the shortcut)",
 }
 
 
@@ -152,9 +148,10 @@ def model_changes(spec: dict[str, Any], owners: dict[str, str], calls: Counter) 
     for name, groups in by_reg.items():
         for group, slots in groups.items():
             if not any(calls[slot] for slot in slots):
+                needs = REGULARIZERS.get(name).model_needs or SLOT_NEEDS[group]
                 raise RegbenchError(
                     f"{name} cannot apply to model {spec['model']['name']}: it needs "
-                    f"{SLOT_NEEDS[group]}, and the model has none; remove {name} from recipe "
+                    f"{needs}, and the model has none; remove {name} from recipe "
                     f"'{spec['recipe']}' or change the model")
         done = [f"{calls[slot]} {WHAT[slot]}" for group in groups.values() for slot in group
                 if calls[slot]]

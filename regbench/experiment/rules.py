@@ -31,7 +31,8 @@ def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, An
     ctx = CheckContext(task=spec.task, input_shape=spec.input_shape, model_name=model_name,
                        model_residual=model_entry.residual,
                        batch_size=resolved["train"]["batch_size"], recipe=resolved["regularizers"],
-                       train=resolved["train"], model_convolutional=model_entry.needs_images,
+                       train=resolved["train"], model_convolutional=(model_entry.needs_images or None
+                                            if model_entry.plugin else model_entry.needs_images),
                        mirror_changes_class=spec.mirror_changes_class)
     warnings: list[str] = []
     exclusive: dict[str, str] = {}

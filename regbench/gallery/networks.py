@@ -16,7 +16,7 @@ from regbench.data import load_bundle
 from regbench.gallery.core import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
 from regbench.gallery.stats import (Estimate, Results, mean_interval, paired, seed_gate,
                                     verdict_of)
-from regbench.models import LayerFactory, build_model
+from regbench.models import build_model
 from regbench.vocabulary import CONFIG_FILE, MODEL_FILE
 
 BN_THRESHOLD = 0.8             # val accuracy for "epochs to reach"
@@ -95,7 +95,7 @@ def overconfidence(run) -> float:
         return math.nan
     config, _ = read_yaml_file(folder / CONFIG_FILE)
     data = load_bundle(config["dataset"], config["train"]["train_eval_samples"])
-    model = build_model(config["model"], data.input_shape, data.output_dim, LayerFactory())
+    model = build_model(config["model"], data.input_shape, data.output_dim)
     model.load_state_dict(torch.load(folder / MODEL_FILE, weights_only=True))
     model.eval()
     with torch.no_grad():

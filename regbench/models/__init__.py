@@ -1,6 +1,7 @@
-"""Models: the registry and the layer factory through which the ``build`` hook shapes every
-model (``base``), the plain models (``basic``) and the residual ones (``residual``). Importing
-the package registers them all."""
+"""Models: the registry and the layer factory whose slots regularizers' ``build`` hooks set
+(``base``), module surgery that applies them to any torch model (``surgery``), the plain models
+(``basic``), the residual ones (``residual``) and torchvision's (``zoo``). Importing the package
+registers them all."""
 from regbench.models import basic, residual, zoo  # noqa: F401  (registers the models)
 from regbench.models.base import (MODELS, LayerFactory, ModelEntry, build_model, flat_size,
                                   memory_format_for, penalized_parameters, place, weight_layers)

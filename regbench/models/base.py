@@ -1,19 +1,25 @@
-"""Model registry and the layer factory through which the `build` hook shapes every model.
+"""Model registry, and the layer factory through which regularizers' ``build`` hooks choose
+their layers.
 
-Models never construct layers directly: they ask a :class:`LayerFactory`, whose entries a
-regularizer's ``build`` hook may replace (dropout after activations, a norm after each hidden
-layer, DropConnect or Bayesian linear layers, stochastic depth on residual branches).
+Every model, built-in or plugin, is an ordinary torch module made of standard layers
+(``nn.Linear``, ``nn.Conv2d``, activation modules). A regularizer's ``build`` hook sets slots
+of a :class:`LayerFactory` (dropout after activations, a norm after each hidden layer,
+DropConnect or Bayesian linear layers, a drop layer on residual branches), and
+:func:`build_model` applies them to the built model by module surgery
+(:mod:`regbench.models.surgery`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from regbench.config.schema import StrictModel
+from regbench.models.surgery import operate
 from regbench.registry import Registry
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -22,57 +28,34 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-           padding: int = 0) -> nn.Module:
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
-
-
 @dataclass
 class LayerFactory:
-    """How models make their layers. Defaults build the plain model."""
+    """The layers regularizers ask for; a slot left at its default changes nothing.
 
-    linear: Callable[[int, int], nn.Module] = nn.Linear     # hidden fully connected layer (in, out)
-    conv: Callable[..., nn.Module] = conv2d                 # hidden conv layer (in, out, kernel, stride, padding)
-    output: Callable[[int, int], nn.Module] = nn.Linear     # final layer (in, out)
-    norm: Optional[Callable[[int, str], nn.Module]] = None  # after each hidden linear/conv, before the activation: (features, "linear"|"conv")
+    The weight slots receive the replaced layer's shape and options: ``linear(in, out,
+    bias=…)``, ``conv(in, out, kernel, stride, padding, bias=…)``."""
+
+    linear: Callable[..., nn.Module] = nn.Linear         # hidden fully connected layer (in, out)
+    conv: Callable[..., nn.Module] = nn.Conv2d           # hidden conv layer (in, out, kernel, stride, padding)
+    output: Callable[..., nn.Module] = nn.Linear         # final layer (in, out)
+    norm: Optional[Callable[[int, str], Optional[nn.Module]]] = None  # after each hidden linear/conv, before the activation: (features, "linear"|"conv"); None: no norm there
     dropout: Optional[Callable[[str], nn.Module]] = None    # after each hidden activation: ("linear"|"conv")
-    input_dropout: Optional[Callable[[], nn.Module]] = None # on the (flattened) inputs
+    input_dropout: Optional[Callable[[], nn.Module]] = None # on the inputs
     residual_drop: Optional[Callable[[float], nn.Module]] = None  # drop layer for a residual branch, given its relative depth l/L in (0, 1]
 
-    def hidden_linear(self, in_features: int, out_features: int, activation: str) -> nn.Sequential:
-        """linear -> [norm] -> activation -> [dropout]"""
-        layers = [self.linear(in_features, out_features)]
-        if self.norm is not None:
-            layers.append(self.norm(out_features, "linear"))
-        layers.append(ACTIVATIONS[activation]())
-        if self.dropout is not None:
-            layers.append(self.dropout("linear"))
-        return nn.Sequential(*layers)
-
-    def hidden_conv(self, in_channels: int, out_channels: int, kernel_size: int,
-                    activation: str, stride: int = 1, padding: int = 0) -> nn.Sequential:
-        """conv -> [norm] -> activation -> [dropout]"""
-        layers = [self.conv(in_channels, out_channels, kernel_size, stride, padding)]
-        if self.norm is not None:
-            layers.append(self.norm(out_channels, "conv"))
-        layers.append(ACTIVATIONS[activation]())
-        if self.dropout is not None:
-            layers.append(self.dropout("conv"))
-        return nn.Sequential(*layers)
-
-    def inputs(self) -> list[nn.Module]:
-        return [self.input_dropout()] if self.input_dropout is not None else []
+    def changed(self) -> list[str]:
+        """The slots set to something other than the plain model's layers."""
+        plain = LayerFactory()
+        return [f.name for f in fields(self) if getattr(self, f.name) is not getattr(plain, f.name)]
 
 
 @dataclass
 class ModelEntry:
-    build: Callable[[Any, tuple[int, ...], int, LayerFactory], nn.Module]
+    build: Callable[[Any, tuple[int, ...], int], nn.Module]
     summary: str
     Params: type[StrictModel]
     residual: bool = False                      # has residual blocks (stochastic depth applies)
     needs_images: bool = False                  # needs (C, H, W) inputs
-    own_layers: bool = False                    # builds its own layers (plugins, torchvision):
-                                                # regularizers reach it by module surgery
     plugin: bool = False                        # registered by a plugin, not part of regbench
 
 
@@ -80,21 +63,28 @@ MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def model(name: str, *, summary: str, Params: type[StrictModel], residual: bool = False,
-          needs_images: bool = False, own_layers: bool = False):
-    """Register ``build(params, input_shape, output_dim, factory) -> nn.Module``."""
+          needs_images: bool = False):
+    """Register ``build(params, input_shape, output_dim) -> nn.Module``."""
     def decorator(build):
         MODELS.register(name)(ModelEntry(build=build, summary=summary, Params=Params,
-                                         residual=residual, needs_images=needs_images,
-                                         own_layers=own_layers))
+                                         residual=residual, needs_images=needs_images))
         return build
     return decorator
 
 
 def build_model(config: dict[str, Any], input_shape: tuple[int, ...], output_dim: int,
-                factory: LayerFactory) -> nn.Module:
+                factory: Optional[LayerFactory] = None,
+                calls: Optional[Counter] = None) -> nn.Module:
+    """The model ``config`` names, with the ``factory``'s changed slots applied by module
+    surgery; ``calls`` counts each change that takes effect, per slot."""
     entry = MODELS.get(config["name"])
     params = entry.Params.model_validate({k: v for k, v in config.items() if k != "name"})
-    return entry.build(params, tuple(input_shape), output_dim, factory)
+    net = entry.build(params, tuple(input_shape), output_dim)
+    slots = factory.changed() if factory is not None else []
+    if not slots:
+        return net
+    return operate(net, factory, set(slots), calls if calls is not None else Counter(),
+                   tuple(input_shape))
 
 
 SMALL_NORM_CHANNELS = 16  # norm layers over fewer channels run slower channels-last on the CPU

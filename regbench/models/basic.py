@@ -1,4 +1,4 @@
-"""The plain models: linear, mlp and a LeNet-style cnn."""
+"""The plain models: linear, mlp and a LeNet-style cnn, as ordinary torch modules."""
 from __future__ import annotations
 
 from typing import Literal
@@ -7,7 +7,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel, Width
-from regbench.models.base import ACTIVATIONS, LayerFactory, flat_size, model
+from regbench.models.base import ACTIVATIONS, flat_size, model
 from regbench.models.pooling import MaxPool2x2
 
 Activation = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
@@ -19,10 +19,8 @@ class LinearParams(StrictModel):
 
 @model("linear", Params=LinearParams,
        summary="one linear layer: logistic regression (classification) or linear regression")
-def build_linear(params: LinearParams, input_shape, output_dim: int,
-                 factory: LayerFactory) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), *factory.inputs(),
-                         factory.output(flat_size(input_shape), output_dim))
+def build_linear(params: LinearParams, input_shape, output_dim: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(flat_size(input_shape), output_dim))
 
 
 class MLPParams(StrictModel):
@@ -30,17 +28,19 @@ class MLPParams(StrictModel):
     activation: Activation = "relu"                  # hidden activation
 
 
-@model("mlp", Params=MLPParams, summary="fully connected net: hidden sizes, activation")
-def build_mlp(params: MLPParams, input_shape, output_dim: int, factory: LayerFactory) -> nn.Module:
-    if any(width < 1 for width in params.hidden):
-        raise ValueError("hidden sizes must be >= 1")
-    layers: list[nn.Module] = [nn.Flatten(), *factory.inputs()]
-    width = flat_size(input_shape)
-    for units in params.hidden:
-        layers.append(factory.hidden_linear(width, units, params.activation))
+def hidden_linears(width: int, hidden: list[int], activation: str) -> tuple[list[nn.Module], int]:
+    """linear -> activation for each hidden size; the layers and the last width."""
+    layers: list[nn.Module] = []
+    for units in hidden:
+        layers += [nn.Linear(width, units), ACTIVATIONS[activation]()]
         width = units
-    layers.append(factory.output(width, output_dim))
-    return nn.Sequential(*layers)
+    return layers, width
+
+
+@model("mlp", Params=MLPParams, summary="fully connected net: hidden sizes, activation")
+def build_mlp(params: MLPParams, input_shape, output_dim: int) -> nn.Module:
+    layers, width = hidden_linears(flat_size(input_shape), params.hidden, params.activation)
+    return nn.Sequential(nn.Flatten(), *layers, nn.Linear(width, output_dim))
 
 
 class CNNParams(StrictModel):
@@ -52,20 +52,15 @@ class CNNParams(StrictModel):
 
 @model("cnn", Params=CNNParams, needs_images=True,
        summary="LeNet-style conv net: conv-pool stages then fully connected layers")
-def build_cnn(params: CNNParams, input_shape, output_dim: int, factory: LayerFactory) -> nn.Module:
+def build_cnn(params: CNNParams, input_shape, output_dim: int) -> nn.Module:
     channels, height, width = input_shape
-    stages: list[nn.Module] = [*factory.inputs()]
+    layers: list[nn.Module] = []
     for out_channels in params.channels:
-        stages.append(factory.hidden_conv(channels, out_channels, params.kernel_size,
-                                          params.activation, padding=params.kernel_size // 2))
+        layers += [nn.Conv2d(channels, out_channels, params.kernel_size,
+                             padding=params.kernel_size // 2), ACTIVATIONS[params.activation]()]
         if min(height, width) >= 2:
-            stages.append(MaxPool2x2())
+            layers.append(MaxPool2x2())
             height, width = height // 2, width // 2
         channels = out_channels
-    layers = stages + [nn.Flatten()]
-    size = channels * height * width
-    for units in params.hidden:
-        layers.append(factory.hidden_linear(size, units, params.activation))
-        size = units
-    layers.append(factory.output(size, output_dim))
-    return nn.Sequential(*layers)
+    dense, size = hidden_linears(channels * height * width, params.hidden, params.activation)
+    return nn.Sequential(*layers, nn.Flatten(), *dense, nn.Linear(size, output_dim))

@@ -1,11 +1,13 @@
-"""Field-standard architectures: any ``torchvision.models`` classifier by name.
+"""Field-standard architectures: any ``torchvision.models`` classifier by name, and any timm
+model when timm is installed (the ``timm`` extra).
 
 ``model: {name: torchvision, arch: resnet18}`` builds the architecture with random weights
 (nothing is downloaded), with ``num_classes`` outputs, its first convolution taking the
-dataset's channels. The model builds its own layers, so regularizers reach it by module surgery
-(``regbench.models.surgery``): stochastic depth drops the residual branches of its ResNet
-blocks. An architecture too deep for the images (inception_v3 on 28×28) is refused with the
-size it needs.
+dataset's channels; ``model: {name: timm, arch: resnet18}`` the same through
+``timm.create_model(pretrained=False, in_chans=C)``. Regularizers reach them by module surgery
+(``regbench.models.surgery``), as every model: stochastic depth drops the residual branches of
+their ResNet blocks. An architecture too deep for the images (inception_v3 on 28×28) is
+refused with the size it needs.
 """
 from __future__ import annotations
 
@@ -50,11 +52,9 @@ def _first_conv(net: nn.Module):
 
 
 @model("torchvision", Params=TorchvisionParams, needs_images=True, residual=True,
-       own_layers=True,
        summary="any torchvision.models classifier by name (arch: resnet18, …), random init, "
                "its first conv adapted to the dataset's channels")
-def build_torchvision(params: TorchvisionParams, input_shape, output_dim: int,
-                      factory) -> nn.Module:
+def build_torchvision(params: TorchvisionParams, input_shape, output_dim: int) -> nn.Module:
     import torch
     import torchvision
 
@@ -68,13 +68,54 @@ def build_torchvision(params: TorchvisionParams, input_shape, output_dim: int,
         setattr(parent, name, nn.Conv2d(channels, conv.out_channels, conv.kernel_size,
                                         conv.stride, conv.padding, conv.dilation, conv.groups,
                                         conv.bias is not None))
+    return _fitted(net, f"torchvision {params.arch}", input_shape)
+
+
+def _fitted(net: nn.Module, what: str, input_shape) -> nn.Module:
+    """``net`` once a forward of two zero images of ``input_shape`` works; else a config error."""
+    import torch
+
     net.eval()
     try:
         with torch.no_grad():
             net(torch.zeros(2, *input_shape))
     except RuntimeError as exc:
-        raise ConfigError(f"torchvision {params.arch} cannot take {tuple(input_shape)} images "
+        raise ConfigError(f"{what} cannot take {tuple(input_shape)} images "
                          f"({str(exc).splitlines()[0]}); choose a shallower architecture or "
                          "larger images", source="model.arch") from None
     net.train()
     return net
+
+
+def timm_architectures() -> list[str]:
+    """timm's model names (``timm.list_models``); a config error without timm."""
+    try:
+        import timm
+    except ImportError:
+        raise ValueError("model timm needs the timm package: pip install 'regbench[timm]' "
+                         "(or pip install timm)") from None
+    return timm.list_models()
+
+
+class TimmParams(StrictModel):
+    arch: str          # a timm model name, e.g. resnet18, efficientnet_b0, convnext_atto (random init, no download; needs the timm extra)
+
+    @field_validator("arch")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        names = timm_architectures()
+        if value not in names:
+            raise ValueError(f"unknown timm architecture '{value}'"
+                             f"{did_you_mean(value, names)}; see timm.list_models()")
+        return value
+
+
+@model("timm", Params=TimmParams, needs_images=True, residual=True,
+       summary="any timm model by name (arch: resnet18, …; the timm extra), random init, "
+               "in_chans set to the dataset's channels")
+def build_timm(params: TimmParams, input_shape, output_dim: int) -> nn.Module:
+    import timm
+
+    net = timm.create_model(params.arch, pretrained=False, num_classes=output_dim,
+                            in_chans=input_shape[0])
+    return _fitted(net, f"timm {params.arch}", input_shape)

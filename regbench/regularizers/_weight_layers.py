@@ -20,8 +20,9 @@ WeightTransform = Callable[[torch.Tensor], torch.Tensor]
 class TransformedLinear(nn.Linear):
     """nn.Linear whose training forward uses ``transform(weight)``."""
 
-    def __init__(self, in_features: int, out_features: int, transform: WeightTransform):
-        super().__init__(in_features, out_features)
+    def __init__(self, in_features: int, out_features: int, transform: WeightTransform,
+                 bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
         self.transform = transform
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -33,8 +34,9 @@ class TransformedConv2d(nn.Conv2d):
     """nn.Conv2d whose training forward uses ``transform(weight)``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, transform: WeightTransform):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+                 padding: int, transform: WeightTransform, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         bias=bias)
         self.transform = transform
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,13 +44,13 @@ class TransformedConv2d(nn.Conv2d):
         return self._conv_forward(x, weight, self.bias)
 
 
-def linear_factory(transform: WeightTransform) -> Callable[[int, int], nn.Module]:
-    return lambda in_features, out_features: TransformedLinear(in_features, out_features,
-                                                               transform)
+def linear_factory(transform: WeightTransform) -> Callable[..., nn.Module]:
+    return lambda in_features, out_features, bias=True: TransformedLinear(
+        in_features, out_features, transform, bias)
 
 
 def conv_factory(transform: WeightTransform) -> Callable[..., nn.Module]:
-    def make(in_channels, out_channels, kernel_size, stride=1, padding=0):
+    def make(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         return TransformedConv2d(in_channels, out_channels, kernel_size, stride, padding,
-                                 transform)
+                                 transform, bias)
     return make

@@ -48,7 +48,8 @@ class CheckContext:
     batch_size: int
     recipe: dict[str, dict[str, Any]]           # every regularizer of the recipe -> params
     train: dict[str, Any]
-    model_convolutional: bool = False           # the model has conv layers (needs images)
+    model_convolutional: Optional[bool] = False  # the model has conv layers (None: a plugin's
+                                                 # model, known only once built)
     mirror_changes_class: bool = False          # the dataset's classes change under a flip
 
     @property
@@ -91,6 +92,8 @@ class Regularizer:
     tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
     needs_images: ClassVar[bool] = False        # image transforms: (C, H, W) inputs only
     needs_residual: ClassVar[bool] = False      # acts on residual blocks
+    model_needs: ClassVar[Optional[str]] = None # what a model must have for its build hook to
+                                                # change it (refusal message; default: the slot's)
     exclusive: ClassVar[Optional[str]] = None   # at most one regularizer per recipe with this tag (e.g. "norm")
     penalizes: ClassVar[bool] = False           # adds a weight penalty (reported with its parameters)
     sparsifying: ClassVar[bool] = False         # meant to drive weights to zero (sparsity is plotted)

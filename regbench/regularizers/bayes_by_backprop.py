@@ -52,12 +52,19 @@ class _Bayesian:
 
     def _init_posterior(self) -> None:
         self.weight_rho = nn.Parameter(torch.full_like(self.weight, RHO_INIT))
-        self.bias_rho = nn.Parameter(torch.full_like(self.bias, RHO_INIT))
+        self.bias_rho = (None if self.bias is None else
+                         nn.Parameter(torch.full_like(self.bias, RHO_INIT)))
         self.generator = None
 
     def kl(self, prior_sigma: float) -> torch.Tensor:
-        return (gaussian_kl(self.weight, F.softplus(self.weight_rho), prior_sigma)
-                + gaussian_kl(self.bias, F.softplus(self.bias_rho), prior_sigma))
+        kl = gaussian_kl(self.weight, F.softplus(self.weight_rho), prior_sigma)
+        if self.bias is None:
+            return kl
+        return kl + gaussian_kl(self.bias, F.softplus(self.bias_rho), prior_sigma)
+
+    def _variances(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        bias = None if self.bias_rho is None else F.softplus(self.bias_rho) ** 2
+        return F.softplus(self.weight_rho) ** 2, bias
 
     def _sample(self, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype,
@@ -66,26 +73,26 @@ class _Bayesian:
 
 
 class BayesLinear(_Bayesian, nn.Linear):
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__(in_features, out_features)
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
         self._init_posterior()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = F.linear(x, self.weight, self.bias)
-        var = F.linear(x * x, F.softplus(self.weight_rho) ** 2, F.softplus(self.bias_rho) ** 2)
+        var = F.linear(x * x, *self._variances())
         return self._sample(mean, var)
 
 
 class BayesConv2d(_Bayesian, nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+                 padding: int = 0, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         bias=bias)
         self._init_posterior()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = self._conv_forward(x, self.weight, self.bias)
-        var = self._conv_forward(x * x, F.softplus(self.weight_rho) ** 2,
-                                 F.softplus(self.bias_rho) ** 2)
+        var = self._conv_forward(x * x, *self._variances())
         return self._sample(mean, var)
 
 

@@ -63,9 +63,12 @@ def kept_fraction(p: float) -> float:
     return 1 - drop_threshold(p) / LEVELS
 
 
-def dropconnect(weight: torch.Tensor, p: float,
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """(M ⊙ W)/(1 − p) with an independent Bernoulli(1 − p) keep mask per value."""
+def dropconnect(weight: Optional[torch.Tensor], p: float,
+                generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
+    """(M ⊙ W)/(1 − p) with an independent Bernoulli(1 − p) keep mask per value (None for a
+    layer without bias)."""
+    if weight is None:
+        return None
     keep = keep_mask(tuple(weight.shape), p, weight.device, generator)
     return weight * keep / kept_fraction(p)
 
@@ -97,8 +100,9 @@ class PerExampleLinear(torch.autograd.Function):
 class DropConnectLinear(nn.Linear):
     """nn.Linear with DropConnect masks in training forwards."""
 
-    def __init__(self, in_features: int, out_features: int, p: float, mode: str):
-        super().__init__(in_features, out_features)
+    def __init__(self, in_features: int, out_features: int, p: float, mode: str,
+                 bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
         self.p, self.mode = p, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,8 +116,10 @@ class DropConnectLinear(nn.Linear):
             keep = keep_mask((n, *self.weight.shape), self.p, x.device)
             flat = part.reshape(n, -1, self.in_features)            # (n, positions, in)
             out = PerExampleLinear.apply(flat, self.weight, keep)
-            bias = self.bias * keep_mask((n, self.out_features), self.p, x.device)
-            outputs.append((out + bias.unsqueeze(1)).reshape(*part.shape[:-1], self.out_features))
+            if self.bias is not None:
+                out = out + (self.bias * keep_mask((n, self.out_features), self.p,
+                                                   x.device)).unsqueeze(1)
+            outputs.append(out.reshape(*part.shape[:-1], self.out_features))
         return torch.cat(outputs) / kept_fraction(self.p)
 
 
@@ -122,8 +128,9 @@ class DropConnectConv2d(nn.Conv2d):
     run as one grouped convolution (one group per example)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, p: float, mode: str):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+                 padding: int, p: float, mode: str, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         bias=bias)
         self.p, self.mode = p, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,10 +143,11 @@ class DropConnectConv2d(nn.Conv2d):
         for part in x.split(_chunk(self.weight.numel())):
             n, channels, height, width = part.shape
             weights = self.weight * keep_mask((n, *self.weight.shape), self.p, x.device)
-            biases = self.bias * keep_mask((n, self.out_channels), self.p, x.device)
+            biases = (None if self.bias is None else
+                      (self.bias * keep_mask((n, self.out_channels), self.p, x.device)).reshape(-1))
             out = F.conv2d(part.reshape(1, n * channels, height, width),
                            weights.reshape(n * self.out_channels, *self.weight.shape[1:]),
-                           biases.reshape(-1), self.stride, self.padding, self.dilation,
+                           biases, self.stride, self.padding, self.dilation,
                            groups=n)
             outputs.append(out.reshape(n, self.out_channels, *out.shape[2:]))
         return torch.cat(outputs) / kept_fraction(self.p)
@@ -157,9 +165,9 @@ class DropConnect(Regularizer):
 
     def build(self, factory):
         p, mode = self.params.p, self.params.mode
-        factory.linear = lambda i, o: DropConnectLinear(i, o, p, mode)
-        factory.conv = (lambda i, o, k, stride=1, padding=0:
-                        DropConnectConv2d(i, o, k, stride, padding, p, mode))
+        factory.linear = lambda i, o, bias=True: DropConnectLinear(i, o, p, mode, bias)
+        factory.conv = (lambda i, o, k, stride=1, padding=0, bias=True:
+                        DropConnectConv2d(i, o, k, stride, padding, p, mode, bias))
 
     def describe(self) -> str:
         return (f"DropConnect p={self.params.p:g} on every hidden weight and bias, "

@@ -2,11 +2,12 @@
 
 Paper: Wu & He 2018, "Group Normalization".
 Hook: build (the layer factory's ``norm``; conv layers only, fully connected layers are left
-as they are).
+as they are: the slot gives no layer for them).
 Formula: per sample, the C channels are split into G groups and each group is normalised over
 its channels and all positions: ŷ = γ_c·(y − μ_g)/√(σ²_g + eps) + β_c. G is ``groups`` or, when
 that does not divide a layer's C, the largest divisor of C below it (a layer with 6 channels and
-groups 4 uses 3 groups). A model without conv layers is refused: use layernorm.
+groups 4 uses 3 groups). A model without conv layers is refused: use layernorm (a plugin's
+model once it is built).
 Deviations from the paper: when ``groups`` does not divide a layer's channels, the largest divisor
 below it is used.
 """
@@ -36,10 +37,11 @@ class GroupNorm(Regularizer):
     paper = "Wu & He 2018"
     Params = Params
     exclusive = "norm"
+    model_needs = "a hidden nn.Conv2d layer to normalise (layernorm also normalises linear ones)"
 
     @classmethod
     def check(cls, params, ctx):
-        if not ctx.model_convolutional:
+        if ctx.model_convolutional is False:
             raise Incompatible(f"groupnorm normalises conv channels; model '{ctx.model_name}' "
                                "has no conv layers (name layernorm instead)")
         return []
@@ -48,4 +50,4 @@ class GroupNorm(Regularizer):
         groups, eps = self.params.groups, self.params.eps
         factory.norm = lambda features, kind: (
             nn.GroupNorm(group_count(features, groups), features, eps=eps) if kind == "conv"
-            else nn.Identity())
+            else None)

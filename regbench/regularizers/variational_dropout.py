@@ -77,8 +77,9 @@ class _SparseVD:
 
 
 class SparseVDLinear(_SparseVD, nn.Linear):
-    def __init__(self, in_features: int, out_features: int, threshold: float, prune_eval: bool):
-        super().__init__(in_features, out_features)
+    def __init__(self, in_features: int, out_features: int, threshold: float, prune_eval: bool,
+                 bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
         self._init_variance(threshold, prune_eval)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,8 +91,9 @@ class SparseVDLinear(_SparseVD, nn.Linear):
 
 class SparseVDConv2d(_SparseVD, nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, threshold: float, prune_eval: bool):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+                 padding: int, threshold: float, prune_eval: bool, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         bias=bias)
         self._init_variance(threshold, prune_eval)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,10 +129,10 @@ class VariationalDropout(Regularizer):
 
     def build(self, factory):
         threshold, prune = self.params.threshold, self.params.prune_eval
-        factory.linear = lambda i, o: SparseVDLinear(i, o, threshold, prune)
+        factory.linear = lambda i, o, bias=True: SparseVDLinear(i, o, threshold, prune, bias)
         factory.output = factory.linear
-        factory.conv = lambda i, o, k, stride=1, padding=0: SparseVDConv2d(
-            i, o, k, stride, padding, threshold, prune)
+        factory.conv = lambda i, o, k, stride=1, padding=0, bias=True: SparseVDConv2d(
+            i, o, k, stride, padding, threshold, prune, bias)
 
     def wrap(self, model):
         self.layers = [m for m in model.modules() if isinstance(m, _SparseVD)]
