@@ -300,9 +300,9 @@ def test_missing_data_stops_run_before_anything_is_written(good_results, tmp_pat
                                                            fragments):
     (tmp_path / "t.csv").write_text(table())
     result, _ = run_against(good_results, tmp_path, make(tmp_path))
-    one_error_line(result, 2, *fragments)
+    one_error_line(result, 2, "tiny.yaml:2:", *fragments)      # the config line of dataset.*
     dry = invoke("run", tmp_path / "tiny.yaml", "--dry-run")
-    one_error_line(dry, 2, *fragments)
+    one_error_line(dry, 2, "tiny.yaml:2:", *fragments)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

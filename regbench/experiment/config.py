@@ -1,10 +1,12 @@
 """Load, override and validate experiment configs; every error is located in the file."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, ValidationError
 
@@ -12,7 +14,7 @@ from regbench.config.schema import (DatasetConfig, ExperimentConfig, ModelConfig
                                     TrainConfig, check_safe_name)
 from regbench.config.yaml_io import KEY_MARK, KeyPath, Position, parse_value, read_yaml_file
 from regbench.data import DATASETS
-from regbench.errors import ConfigError
+from regbench.errors import ConfigError, DataError
 from regbench.models import MODELS
 from regbench.registry import UnknownName, did_you_mean
 from regbench.regularizers import REGULARIZERS
@@ -51,6 +53,20 @@ def located_error(message: str, path: Iterable[str], positions: dict[KeyPath, Po
         return ConfigError(message, path=".".join(path), source=pos)
     return ConfigError(message, path=".".join(path), source=source,
                        line=pos[0] if pos else None, column=pos[1] if pos else None)
+
+
+@contextlib.contextmanager
+def data_errors_located(loaded: LoadedConfig) -> Iterator[None]:
+    """Turn a DataError about a ``dataset.<key>`` (a file not found, a bad column) into the
+    same error at that key's line of the config."""
+    try:
+        yield
+    except DataError as exc:
+        match = re.match(r"(dataset(?:\.\w+)+): (.*)", str(exc), re.S)
+        if match is None:
+            raise
+        raise located_error(match.group(2), match.group(1).split("."), loaded.positions,
+                            loaded.source) from None
 
 
 # ----------------------------------------------------------------------------- overrides

@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from regbench.experiment.config import (LoadedConfig, located_error, resolve_experiment,
+from regbench.experiment.config import (LoadedConfig, data_errors_located, located_error,
+                                        resolve_experiment,
                                         set_path)
 from regbench.experiment.rules import check_experiment, check_recipe
 from regbench.errors import ConfigError
@@ -122,6 +123,11 @@ def build_plan(loaded: LoadedConfig, seeds: list[int] | None = None,
 
     Order: recipe (as in the file, baseline first) → sweep point (grid order) → seed.
     """
+    with data_errors_located(loaded):
+        return _build_plan(loaded, seeds, device)
+
+
+def _build_plan(loaded: LoadedConfig, seeds: list[int] | None, device: str | None) -> Plan:
     _, experiment = resolve_experiment(loaded.raw, loaded.positions, loaded.source)
     seeds = list(seeds) if seeds else experiment["seeds"]
     experiment["seeds"] = seeds

@@ -21,7 +21,7 @@ from regbench.engine.train import build_run_model
 from regbench.engine.executors import make_executor
 from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import RegbenchError
-from regbench.experiment.config import LoadedConfig, load_config
+from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
 from regbench.experiment.plan import Plan, build_plan
 from regbench.report.page import write_report
 from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
@@ -108,8 +108,9 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
     check_results_folder(results_dir, [spec["run_id"] for spec in plan.runs])
     if not resume or _pending(plan, results_dir):  # corrupt data files, or a regularizer that
         # cannot apply to the model: one clear error before anything is written or trained
-        data = load_bundle(plan.experiment["dataset"],
-                           plan.experiment["train"]["train_eval_samples"])
+        with data_errors_located(loaded):
+            data = load_bundle(plan.experiment["dataset"],
+                               plan.experiment["train"]["train_eval_samples"])
         check_models(plan, data)
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         return _train(plan, Path(out), results_dir, workers, executor, address, resume,
