@@ -1,88 +1,71 @@
-"""The catalogue of registered components, generated from the registries."""
+"""The catalogue of registered components: what `regbench list`, the README and the advice
+read.
+
+Reading the registries imports torch (the regularizers are torch modules), which costs seconds;
+the catalogue of regbench's own components is therefore also stored, generated from the
+registries, in ``catalogue.json`` next to this file (``python -m regbench.catalogue README.md``
+rewrites it and the README's tables; a test keeps both equal to the registries). Commands use
+the stored one unless plugins are loaded or installed (their entries live only in the
+registries).
+"""
 from __future__ import annotations
 
+import functools
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
-
-from regbench.data import DATASETS
-from regbench.models import MODELS
-from regbench.regularizers import REGULARIZERS
-from regbench.regularizers.base import BATCH_STAGES, hook_points
+from regbench.vocabulary import ENTRY_POINT_GROUP
 
 KINDS = ("regularizers", "datasets", "models")
+STORED = Path(__file__).with_name("catalogue.json")
 
 
-def describe_params(model: type[BaseModel]) -> str:
-    parts = []
-    for name, info in model.model_fields.items():
-        key = info.alias or name
-        if info.default is PydanticUndefined and info.default_factory is None:
-            parts.append(f"{key} (required)")
-        else:
-            default = info.default if info.default_factory is None else info.default_factory()
-            parts.append(f"{key}={default!r}" if isinstance(default, str) else f"{key}={default}")
-    return ", ".join(parts) if parts else "—"
+def live() -> dict[str, Any]:
+    """The catalogue read from the registries (imports torch), plugins' entries included."""
+    from regbench import catalogue_live  # deferred: the registries import torch
+
+    return catalogue_live.snapshot(plugins=True)
 
 
-def _hook_label(cls, hook: str) -> str:
-    """A hook's name; the batch hook with its place in the fixed order (``batch 2/5: erase``)."""
-    if hook != "batch":
-        return hook
-    return f"batch {BATCH_STAGES.index(cls.batch_stage) + 1}/{len(BATCH_STAGES)}: {cls.batch_stage}"
+@functools.lru_cache(maxsize=1)
+def stored() -> dict[str, Any]:
+    return json.loads(STORED.read_text(encoding="utf-8"))
 
 
-def batch_order_note() -> str:
+def current(plugins_named: bool = False) -> dict[str, Any]:
+    """The stored catalogue, or the live one where plugins were named, are installed or have
+    already loaded the registries in this process."""
+    if plugins_named or "regbench.regularizers" in sys.modules or plugins_installed():
+        return live()
+    return stored()
+
+
+def plugins_installed() -> bool:
+    """Whether an installed package declares a ``regbench.plugins`` entry point."""
+    from importlib.metadata import entry_points   # deferred: scans the installed packages
+
+    return bool(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def batch_order_note(catalogue: dict[str, Any]) -> str:
     """The order batch hooks run in, for `regbench list` and the README."""
     return ("Batch hooks run in this order, whatever the recipe's key order: "
-            + " → ".join(BATCH_STAGES) + " (within a stage by name).")
+            + " → ".join(catalogue["batch_stages"]) + " (within a stage by name).")
 
 
-def reference(cls) -> str:
-    """A regularizer's module docstring: paper, hook, exact formula, deviations from the paper."""
-    import sys
-
-    return (sys.modules[cls.__module__].__doc__ or "").strip()
-
-
-def deviations(cls) -> str:
-    """The "Deviations from the paper:" paragraph of a regularizer's docstring ("" when none
-    is written)."""
-    text = reference(cls)
-    start = text.find("Deviations from the paper:")
-    if start < 0:
-        return ""
-    paragraph = text[start + len("Deviations from the paper:"):].split("\n\n")[0]
-    return " ".join(paragraph.split())
-
-
-def references() -> str:
+def references(catalogue: dict[str, Any]) -> str:
     """`regbench list regularizers --details`: every regularizer's reference, then the order
     batch hooks run in."""
-    parts = [f"== {name} ==\n{reference(cls)}\n" for name, cls in REGULARIZERS.items()]
-    return "\n".join(parts) + "\n" + batch_order_note() + "\n"
+    parts = [f"== {name} ==\n{text}\n" for name, text in catalogue["references"].items()]
+    return "\n".join(parts) + "\n" + batch_order_note(catalogue) + "\n"
 
 
-def entries(kind: str, plugins: bool = True) -> list[dict[str, Any]]:
-    """Rows of name, parameters, (hooks), meaning for one registry (with the entries plugins
-    registered unless ``plugins`` is False: the README lists regbench's own)."""
-    if kind == "regularizers":
-        return [{"name": name, "parameters": describe_params(cls.Params),
-                 "hooks": ", ".join(_hook_label(cls, hook) for hook in hook_points(cls)),
-                 "meaning": cls.summary}
-                for name, cls in REGULARIZERS.items() if plugins or not cls.plugin]
-    registry = {"datasets": DATASETS, "models": MODELS}.get(kind)
-    if registry is None:
-        raise ValueError(kind)
-    return [{"name": name, "parameters": describe_params(entry.Params), "meaning": entry.summary}
-            for name, entry in registry.items() if plugins or not entry.plugin]
-
-
-def to_markdown(kinds=KINDS, plugins: bool = True) -> str:
+def to_markdown(catalogue: dict[str, Any], kinds=KINDS) -> str:
     out = []
     for kind in kinds:
-        rows = entries(kind, plugins)
+        rows = catalogue["entries"][kind]
         columns = list(rows[0])
         out.append(f"### {kind.capitalize()}\n")
         out.append("| " + " | ".join(columns) + " |")
@@ -92,7 +75,7 @@ def to_markdown(kinds=KINDS, plugins: bool = True) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
         if kind == "regularizers":
-            out += [batch_order_note(), ""]
+            out += [batch_order_note(catalogue), ""]
     return "\n".join(out)
 
 
@@ -100,15 +83,17 @@ README_START = "<!-- catalogue:start (generated by `python -m regbench.catalogue
 README_END = "<!-- catalogue:end -->"
 
 
-def readme_with_catalogue(text: str) -> str:
+def readme_with_catalogue(text: str, catalogue: dict[str, Any]) -> str:
     """README text with the section between the catalogue markers regenerated."""
     start, end = text.index(README_START), text.index(README_END)
-    return text[: start + len(README_START)] + "\n" + to_markdown(plugins=False) + text[end:]
+    return (text[: start + len(README_START)] + "\n" + to_markdown(catalogue)
+            + text[end:])
 
 
 if __name__ == "__main__":
-    import sys
-    from pathlib import Path
+    from regbench import catalogue_live
 
+    own = catalogue_live.snapshot(plugins=False)
+    STORED.write_text(json.dumps(own, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    readme.write_text(readme_with_catalogue(readme.read_text()))
+    readme.write_text(readme_with_catalogue(readme.read_text(), own))

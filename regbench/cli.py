@@ -5,6 +5,7 @@ Nothing heavy is imported at module level, so `regbench --help` answers at once.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 from enum import Enum
@@ -119,10 +120,33 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
     return seeds
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from regbench import __version__
+
+        print(f"regbench {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def main_options(debug: Annotated[bool, typer.Option(
-        "--debug", help="Show Python tracebacks for errors.")] = False) -> None:
+def main_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show Python tracebacks for errors (also after the command: "
+                        "regbench run X --debug).")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print regbench's version and exit.")] = False,
+) -> None:
     STATE["debug"] = debug
+
+
+def debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is an option of regbench itself; accept it after the command too by moving
+    it to the front (arguments after ``--`` are left alone)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
 
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
@@ -139,6 +163,10 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
 
     if workers < 1:
         raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
+    cores = os.cpu_count() or 1
+    if workers > cores and executor is Executor.local:
+        print(f"regbench: warning: --workers {workers} is more than this machine's {cores} "
+              f"cores: the runs share them, each slower, the whole no faster", file=sys.stderr)
     if min_effect is not None and not (min_effect > 0 and math.isfinite(min_effect)):
         raise ConfigError(f"must be a positive number (got {min_effect})", source="--min-effect")
     plugins = load_plugins(plugin)
@@ -407,22 +435,24 @@ def list_(
     """The catalogue: each entry's parameters, defaults and meaning."""
     from regbench import catalogue  # deferred
 
-    load_plugins(plugin)
+    if plugin or catalogue.plugins_installed():   # else the stored catalogue: no torch to load
+        load_plugins(plugin)
+    listed = catalogue.current()
     kinds = catalogue.KINDS if kind is Kind.all else (kind.value,)
     if markdown:
-        sys.stdout.write(catalogue.to_markdown(kinds))
+        sys.stdout.write(catalogue.to_markdown(listed, kinds))
         return
     if details:
         if kind not in (Kind.all, Kind.regularizers):
             raise RegbenchError("--details describes regularizers: regbench list regularizers "
                                 "--details")
-        sys.stdout.write(catalogue.references())
+        sys.stdout.write(catalogue.references(listed))
         return
     from rich.table import Table
 
     console = _console()
     for name in kinds:
-        rows = catalogue.entries(name)
+        rows = listed["entries"][name]
         table = Table(title=name, show_lines=True)
         for column in rows[0]:
             table.add_column(column, overflow="fold")
@@ -430,7 +460,7 @@ def list_(
             table.add_row(*(str(v) for v in row.values()))
         console.print(table)
         if name == "regularizers":
-            console.print(catalogue.batch_order_note())
+            console.print(catalogue.batch_order_note(listed))
 
 
 @app.command()
@@ -464,7 +494,7 @@ def main() -> None:
     choose_wait_policy()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        code = app(standalone_mode=False)
+        code = app(args=debug_first(sys.argv[1:]), prog_name="regbench", standalone_mode=False)
     except KeyboardInterrupt:
         print("regbench: interrupted", file=sys.stderr)
         sys.exit(_interrupted_code())

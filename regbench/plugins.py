@@ -34,13 +34,13 @@ from pydantic import Field, create_model
 from regbench.config.schema import StrictModel
 from regbench.data.base import DATASETS, DataSpec, RawData, dataset
 from regbench.errors import RegbenchError
+from regbench.vocabulary import ENTRY_POINT_GROUP
 from regbench.models.base import MODELS, ModelEntry
 from regbench.regularizers.base import Regularizer, register
 
 __all__ = ["register_model", "register_dataset", "register_regularizer", "Regularizer",
            "StrictModel", "Field", "load_plugins"]
 
-ENTRY_POINT_GROUP = "regbench.plugins"
 _LOADED: dict[str, str] = {}          # plugin spec -> module name, loaded once per process
 ENTRY_POINTS_SCANNED = "entry-points:scanned"
 

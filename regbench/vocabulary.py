@@ -63,3 +63,6 @@ def format_value(value: Any) -> str:
     else:
         text = str(value)
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+ENTRY_POINT_GROUP = "regbench.plugins"   # installed packages register plugins under this group

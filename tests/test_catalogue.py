@@ -12,7 +12,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from regbench.catalogue import entries
+from regbench.catalogue_live import snapshot
 from regbench.cli import app
 from regbench.experiment.config import load_config
 from regbench.data import prepare
@@ -118,7 +118,7 @@ def test_every_entry_documents_itself(name):
 
 
 def test_list_regularizers_shows_parameters_defaults_hooks_and_meaning():
-    rows = {row["name"]: row for row in entries("regularizers", plugins=False)}
+    rows = {row["name"]: row for row in snapshot(plugins=False)["entries"]["regularizers"]}
     assert set(rows) == set(NAMES)
     assert rows["mixup"]["parameters"] == "alpha=0.2"
     assert rows["mixup"]["hooks"] == "batch 4/5: mix"          # its place in the fixed order
@@ -196,7 +196,7 @@ def test_even_batch_mixup_has_no_warning(tmp_path):
 def test_every_regularizer_states_its_deviations_from_the_paper_and_list_details_shows_them():
     from typer.testing import CliRunner
 
-    from regbench.catalogue import deviations
+    from regbench.catalogue_live import deviations
     from regbench.cli import app
 
     builtin = [name for name, cls in REGULARIZERS.items() if not cls.plugin]

@@ -6,14 +6,16 @@ import re
 from typer.testing import CliRunner
 
 from conftest import REPO
-from regbench.catalogue import readme_with_catalogue
+from regbench.catalogue import readme_with_catalogue, stored
+from regbench.catalogue_live import snapshot
 from regbench.cli import app
 
 
-def test_readme_catalogue_is_generated_from_the_registries():
+def test_readme_and_stored_catalogue_are_generated_from_the_registries():
     text = (REPO / "README.md").read_text()
-    assert readme_with_catalogue(text) == text, (
-        "README catalogue is stale: run `python -m regbench.catalogue README.md`")
+    stale = "stale: run `python -m regbench.catalogue README.md`"
+    assert stored() == snapshot(plugins=False), f"regbench/catalogue.json is {stale}"
+    assert readme_with_catalogue(text, snapshot(plugins=False)) == text, f"README is {stale}"
 
 
 def test_readme_config_example_validates(tmp_path):

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
+from regbench import catalogue
 from regbench.analysis.compare import build_comparison
 from regbench.analysis.curves import read_curve_csv
 from regbench.analysis.diagnose import diagnose_rows, infer_task
@@ -101,23 +102,20 @@ def is_image_experiment(results_dir: Path) -> Optional[bool]:
 
 
 def _catalogue(task: str, exclude: set[str], images: Optional[bool]) -> list[str]:
-    from regbench.regularizers import REGULARIZERS  # deferred: torch, for advice only
-
+    known = catalogue.current()["advice"]
     lines = []
     # the usual first tries in order, then any other registered regularizer
-    names = REGULARIZERS.names()
-    ordered = sorted(names, key=lambda n: (REGULARIZERS.get(n).try_rank is None,
-                                           REGULARIZERS.get(n).try_rank or 0, names.index(n)))
-    for name in ordered:
-        if name in exclude:
+    ordered = sorted(range(len(known)), key=lambda i: (known[i]["try_rank"] is None,
+                                                       known[i]["try_rank"] or 0, i))
+    for entry in (known[i] for i in ordered):
+        if entry["name"] in exclude:
             continue
-        cls = REGULARIZERS.get(name)
-        if task in ("classification", "regression") and task not in cls.tasks:
+        if task in ("classification", "regression") and task not in entry["tasks"]:
             continue
-        if cls.needs_images and images is False:
+        if entry["needs_images"] and images is False:
             continue
-        where = " (image data)" if cls.needs_images and images is None else ""
-        lines.append(f"{name}{where}: {cls.summary}")
+        where = " (image data)" if entry["needs_images"] and images is None else ""
+        lines.append(f"{entry['name']}{where}: {entry['summary']}")
     return lines[:6]
 
 

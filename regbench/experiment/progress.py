@@ -98,7 +98,7 @@ class LiveProgress(PlainProgress):
     def start(self, total: int, skipped: int) -> None:
         self.total, self.done, self.skipped = total, skipped, skipped
         self.bars.start()
-        self.sweep_task = self.bars.add_task("sweep", total=total, completed=skipped,
+        self.sweep_task = self.bars.add_task("all runs", total=total, completed=skipped,
                                              metrics=f"{skipped} skipped" if skipped else "")
 
     def run_started(self, spec: dict[str, Any]) -> None:
