@@ -122,9 +122,9 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
 
 def _print_version(value: bool) -> None:
     if value:
-        from regbench import __version__
+        from importlib.metadata import version
 
-        print(f"regbench {__version__}")
+        print(f"regbench {version('regbench')}")
         raise typer.Exit(0)
 
 
@@ -225,11 +225,17 @@ def _print_outcome(outcome, console, title: str = "") -> None:
         console.print(f"[yellow]warning:[/] {warning}")
     if outcome.comparison is not None:
         comparison = outcome.comparison
+        print_headline(comparison, console)
         console.print(rich_table(comparison, title=f"{outcome.plan.experiment['name']}: "
                                  f"{comparison.metric}{title}"))
         for note in comparison.notes:
             console.print(f"  • {note}")
     console.print(f"results: {outcome.results_dir}")
+
+
+def print_headline(comparison, console) -> None:
+    for sentence in comparison.headline:
+        console.print(f"[bold]»[/] {sentence}", markup=True, highlight=False, soft_wrap=True)
 
 
 def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
@@ -369,6 +375,7 @@ def compare(
         comparison = cmp.compare_results(results_dir, metric, min_effect=min_effect)
     if format is Format.table:
         console = _console()
+        print_headline(comparison, console)
         console.print(cmp.rich_table(comparison, title=f"{results_dir.name}: {comparison.metric}"))
         for note in comparison.notes:
             console.print(f"  • {note}")

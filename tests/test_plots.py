@@ -181,10 +181,29 @@ def test_make_plots_writes_every_figure(results: Path):
     assert names == sorted(["curves__baseline.png", "curves__l1__lambda=0.01.png",
                             "curves__l1__lambda=0.1.png", "curves__l1__lambda=1.png",
                             "curves__l2.png", "validation__lambda.png", "gap.png",
-                            "weights.png", "sparsity.png"])
+                            "weights.png", "sparsity.png", "forest.png"])
     for plot in plots:
         image = imread(plot.path)
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
         assert len(np.unique(image.reshape(-1, image.shape[2]), axis=0)) > 20  # not blank
     curves = next(p for p in plots if p.path.name == "curves__l2.png")
     assert "1 diverged" in curves.caption
+
+
+def test_the_forest_plot_shows_each_rows_difference_interval_and_verdict(results: Path):
+    from regbench.analysis.compare import build_comparison
+    from regbench.report.plot_data import load_runs
+    from regbench.report.plots import DELTA_COLORS, forest_figure
+
+    comparison = build_comparison([run.summary for run in load_runs(results)])
+    rows = [r for r in comparison.rows if r["recipe"] != "baseline" and np.isfinite(r["diff"])]
+    (ax,) = forest_figure(comparison).axes
+    labels = [t.get_text().removesuffix(" ★") for t in ax.get_yticklabels()]
+    assert labels == [r["point"].replace("__", " ") for r in reversed(rows)]
+    dots = [line for line in ax.get_lines() if line.get_marker() == "o"
+            and len(line.get_xdata()) == 1]
+    assert len(dots) == len(rows)
+    for dot, row in zip(dots, reversed(rows)):
+        assert dot.get_xdata()[0] == pytest.approx(row["diff"])
+        assert dot.get_color() == DELTA_COLORS[row["verdict"] or "inconclusive"]
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines())   # the zero line

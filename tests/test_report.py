@@ -49,10 +49,11 @@ def test_run_writes_a_self_contained_report(experiment: Path):
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == len(list((experiment / "plots").glob("*.png"))) >= 7
     assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for data in images)
-    # a person reads the table first, then the verdicts, then the curves
-    table, diagnosis, curves = (page.index(s) for s in (
-        "<h2>Comparison", "<h2>Diagnosis", "<h2>Learning curves"))
-    assert table < diagnosis < curves < page.index("<img")
+    # a person reads the answer and its picture first, then the table, the verdicts, the curves
+    answer, forest, table, diagnosis, curves = (page.index(s) for s in (
+        'id="headline"', '<img alt="Δ test accuracy vs baseline"', "<h2>Comparison",
+        "<h2>Diagnosis", "<h2>Learning curves"))
+    assert answer < forest < table < diagnosis < curves < page.index('<img alt="learning')
     for point in ("baseline", "l1 lambda=0.01", "l1 lambda=1", "exploding"):
         assert f"<td>{point}" in page
     head = page[table:diagnosis]
@@ -112,3 +113,11 @@ def test_report_renders_in_headless_chromium(experiment: Path, tmp_path: Path):
     assert (pixels.mean(axis=2) < 0.9).mean() > 0.03  # a real share of the page is drawn
     dom = _chromium(url, tmp_path / "profile2", "--dump-dom")
     assert "Comparison: accuracy" in dom.stdout and "What to try" in dom.stdout
+    # the answer first: the headline, then the forest plot, then the detailed tables
+    page = dom.stdout
+    headline, forest = page.index('id="headline"'), page.index('alt="Δ test accuracy vs baseline"')
+    assert headline < forest < page.index("<table")
+    sentences = re.findall(r"<li>([^<]*)</li>", page[headline:forest])
+    assert any("than baseline on test accuracy" in s or s.startswith("Inconclusive")
+               for s in sentences), sentences
+    assert any("Holm-corrected over" in s for s in sentences)

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from regbench.analysis.stats import (ALPHA, CONFIDENCE, INCONCLUSIVE, MAX_SEEDS_ADVISED, POWER,
                                      decide, holm, mean_std, paired_difference,
                                      probability_of_improvement, seeds_needed)
+from regbench.analysis.headline import headline
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
 from regbench.results import (atomic_write_text, check_results_folder, confirmed_selection,
@@ -33,6 +34,8 @@ class Comparison:
     best_points: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> best sweep row
     scope: str = ""                          # what the intervals cover, over how many seeds
     comparisons: int = 0                     # rows in the Holm family
+    seeds_needed: dict[str, int] = field(default_factory=dict)  # recipe -> seeds that would settle it
+    headline: list[str] = field(default_factory=list)  # the answer in plain sentences
 
 
 def _diagnosis(summary: dict[str, Any]) -> Optional[str]:
@@ -124,6 +127,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     _decide(comparison, higher)
     _best_points(comparison, higher)
     _notes(comparison, summaries, min_effect)
+    comparison.headline = headline(comparison, chosen_rows(comparison))
     return comparison
 
 
@@ -269,6 +273,8 @@ def _seed_advice(comparison: Comparison, min_effect: Optional[float]) -> list[st
             continue
         effect = abs(min_effect) if min_effect else abs(row["diff"])
         needed = seeds_needed(effect, row["diff_sd"], alpha)
+        if needed is not None:
+            comparison.seeds_needed[recipe] = needed
         name = row["point"].replace("__", " ")
         size = (f"a difference of {effect:.2g}" + ("" if min_effect else " (the one observed)")
                 + f" with {POWER:.0%} power at the spread seen (sd {row['diff_sd']:.2g}) and "

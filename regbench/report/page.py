@@ -191,17 +191,24 @@ def _image(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-SECTIONS = (("curves", "Learning curves"), ("validation", "Validation curves"),
+SECTIONS = (("forest", "Δ vs baseline"), ("curves", "Learning curves"), ("validation", "Validation curves"),
             ("gap", "Generalization gap"), ("weights", "Weights"), ("sparsity", "Sparsity"))
 
 
-def plots_html(plots) -> str:
+def headline_html(comparison) -> str:
+    """The answer in plain sentences, first on the page."""
+    items = "".join(f"<li>{_e(sentence)}</li>" for sentence in comparison.headline)
+    return f'<section id="headline"><h2>The answer</h2><ul>{items}</ul></section>'
+
+
+def plots_html(plots, heading: bool = True) -> str:
     out = []
-    for kind, heading in SECTIONS:
+    for kind, title in SECTIONS:
         chosen = [p for p in plots if p.kind == kind]
         if not chosen:
             continue
-        out.append(f"<h2>{_e(heading)}</h2>")
+        if heading:
+            out.append(f"<h2>{_e(title)}</h2>")
         for plot in chosen:
             out.append(f'<figure><img alt="{_e(plot.title)}" src="{_image(plot.path)}">'
                        f"<figcaption><b>{_e(plot.title)}</b> — {_e(plot.caption)}</figcaption>"
@@ -223,12 +230,14 @@ def build_html(results_dir: Path) -> str:
         f"<title>regbench report: {_e(name)}</title><style>{CSS}</style></head><body>",
         f"<h1>regbench report: {_e(name)}</h1>",
         f'<p class="meta">generated {_e(stamp)} from {_e(results_dir)}</p>',
+        headline_html(comparison),
+        plots_html([p for p in plots if p.kind == "forest"], heading=False),
         summary_html(experiment, summaries),
         f"<h2>Comparison: {_e(comparison.metric)}</h2>",
         table_html(comparison),
         "<h2>Diagnosis</h2>",
         diagnosis_html(comparison, summaries, results_dir),
-        plots_html(plots),
+        plots_html([p for p in plots if p.kind != "forest"]),
         "</body></html>",
     ]) + "\n"
 

@@ -39,7 +39,7 @@ DPI = 90
 
 @dataclass
 class Plot:
-    kind: str          # curves | validation | gap | weights | sparsity
+    kind: str          # forest | curves | validation | gap | weights | sparsity
     title: str
     path: Path
     caption: str
@@ -145,6 +145,40 @@ def validation_curve_figure(param: str, series: list[Series], metric: str, highe
     return figure
 
 
+DELTA_COLORS = {"better": "#2ca02c", "worse": "#d62728", "inconclusive": "#7f7f7f"}
+
+
+def forest_figure(comparison):
+    """Δ vs baseline per recipe and sweep point with its interval, a zero line, verdict
+    colours: the one picture that answers "which regularizer helps, and how sure are we"."""
+    rows = [r for r in comparison.rows if r["recipe"] != "baseline" and math.isfinite(r["diff"])]
+    if not rows:
+        return None
+    figure, (ax,) = _figure(8.0, max(2.2, 0.38 * len(rows) + 1.3))
+    for y, row in enumerate(reversed(rows)):
+        colour = DELTA_COLORS.get(row["verdict"] or "inconclusive", "#7f7f7f")
+        low, high = row["diff_low"], row["diff_high"]
+        if math.isfinite(low) and math.isfinite(high):
+            ax.plot([low, high], [y, y], color=colour, linewidth=2.5, solid_capstyle="butt")
+        ax.plot([row["diff"]], [y], "o", color=colour, markersize=7)
+    labels = [r["point"].replace("__", " ") + (" ★" if r.get("best_of_sweep") else "")
+              for r in reversed(rows)]
+    ax.set_yticks(range(len(rows)), labels, fontsize=9)
+    ax.axvline(0, color="black", linewidth=1)
+    better = "lower" if lower_is_better(comparison.metric) else "higher"
+    ax.set_xlabel(f"Δ test {comparison.metric}, recipe − baseline ({better} is better): "
+                  "mean, 95% interval")
+    from matplotlib.lines import Line2D
+
+    seen = {r["verdict"] or "inconclusive" for r in rows}
+    ax.legend(handles=[Line2D([], [], color=c, marker="o", linewidth=2.5, label=v)
+                       for v, c in DELTA_COLORS.items() if v in seen],
+              fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    return figure
+
+
 def gap_figure(points: list[dict[str, Any]], label: str):
     """Bars of the train − val gap per recipe/point, error bars over seeds, verdict colours."""
     figure, (ax,) = _figure(max(5.0, 0.9 * len(points) + 2), 3.8)
@@ -230,6 +264,14 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
     metric, out, plots = comparison.metric, results_dir / PLOTS_DIR, []
     for old in out.glob("*.png") if out.is_dir() else []:
         old.unlink()  # a plot of a recipe no longer in the results must not linger
+    forest = forest_figure(comparison)
+    if forest is not None:
+        plots.append(Plot("forest", f"Δ test {metric} vs baseline",
+                          _save(forest, out / "forest.png"),
+                          "each recipe and sweep point: mean paired difference from baseline "
+                          "over seeds (dot) and its 95% interval (bar); green better, red worse, "
+                          "grey inconclusive. The verdicts are Holm-corrected over every row, "
+                          "the intervals are not: one just clear of zero may stay inconclusive"))
     by_point = defaultdict(list)
     for run in runs:
         by_point[run.point].append(run)
