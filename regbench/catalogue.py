@@ -42,6 +42,7 @@ def current(plugins_named: bool = False) -> dict[str, Any]:
     return stored()
 
 
+@functools.lru_cache(maxsize=1)
 def plugins_installed() -> bool:
     """Whether an installed package declares a ``regbench.plugins`` entry point."""
     from importlib.metadata import entry_points   # deferred: scans the installed packages

@@ -121,10 +121,8 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
 
 
 def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version
-
-        print(f"regbench {version('regbench')}")
+    if value:   # the package is imported with regbench.cli: its __version__, installed or not
+        print(f"regbench {sys.modules['regbench'].__version__}")
         raise typer.Exit(0)
 
 

@@ -242,14 +242,14 @@ def _fashion_subset(folder, train: int = 256, test: int = 128):
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Debian's dataset-fashion-mnist package is not installed")
-def test_torchvision_resnet18_trains_an_epoch_on_fashion_mnist_with_stochastic_depth(tmp_path):
-    """Acceptance 3: any torchvision classifier by name, random weights, its first conv taking
-    1 channel; stochastic depth reaches its 8 residual branches by surgery."""
-    _fashion_subset(tmp_path / "fashion")
+def _trains_with_stochastic_depth(tmp_path, dataset: str, library: str, arch: str,
+                                  branches: int):
+    """Validate lists the drop layers surgery put in, both recipes train, and their numbers
+    differ; a misspelt architecture is a config error with a suggestion. Returns runs.csv."""
     config = write_config(tmp_path / "c.yaml", textwrap.dedent(f"""\
         name: zoo
-        dataset: {{name: fashion_mnist, root: {tmp_path / 'fashion'}}}
-        model: {{name: torchvision, arch: resnet18}}
+        dataset: {dataset}
+        model: {{name: {library}, arch: {arch}}}
         train: {{epochs: 1, batch_size: 64, optimizer: {{name: sgd, lr: 0.05}}}}
         recipes:
           baseline: {{}}
@@ -257,42 +257,33 @@ def test_torchvision_resnet18_trains_an_epoch_on_fashion_mnist_with_stochastic_d
         """))
     result = runner.invoke(app, ["validate", str(config)])
     assert result.exit_code == 0, result.output
-    assert "stochastic_depth: 8 residual branches given a drop layer" in result.output
+    assert f"stochastic_depth: {branches} residual branches given a drop layer" in result.output
     result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out"),
                                  "--no-report"])
     assert result.exit_code == 0, result.output
     runs = pd.read_csv(tmp_path / "out" / "zoo" / "runs.csv")
-    assert set(runs.status) == {"completed"} and (runs.parameter_count > 11_000_000).all()
+    assert set(runs.status) == {"completed"}
     losses = runs.set_index("recipe")["val_loss"]
     assert losses["depth"] != losses["baseline"]
-    wrong = write_config(tmp_path / "w.yaml", "name: w\ndataset: {name: fashion_mnist, root: "
-                         f"{tmp_path / 'fashion'}}}\nmodel: {{name: torchvision, arch: resnet81}}\n")
+    wrong = write_config(tmp_path / "w.yaml", f"name: w\ndataset: {dataset}\n"
+                         f"model: {{name: {library}, arch: resnet81}}\n")
     result = runner.invoke(app, ["validate", str(wrong)])
     assert result.exit_code == 2 and "did you mean 'resnet18'?" in result.output
+    return runs
+
+
+def test_torchvision_resnet18_trains_an_epoch_on_fashion_mnist_with_stochastic_depth(tmp_path):
+    """Acceptance 3: any torchvision classifier by name, random weights, its first conv taking
+    1 channel; stochastic depth reaches its 8 residual branches by surgery."""
+    _fashion_subset(tmp_path / "fashion")
+    runs = _trains_with_stochastic_depth(
+        tmp_path, f"{{name: fashion_mnist, root: {tmp_path / 'fashion'}}}",
+        "torchvision", "resnet18", branches=8)
+    assert (runs.parameter_count > 11_000_000).all()
 
 
 def test_a_timm_architecture_trains_with_stochastic_depth(tmp_path):
     """timm models by name (the optional `timm` extra), like torchvision's."""
     pytest.importorskip("timm", reason="timm is not installed (pip install 'regbench[timm]')")
-    config = write_config(tmp_path / "c.yaml", textwrap.dedent("""\
-        name: timmed
-        dataset: {name: digits, train_subset: 256}
-        model: {name: timm, arch: resnet10t}
-        train: {epochs: 1, batch_size: 64, optimizer: {name: sgd, lr: 0.05}}
-        recipes:
-          baseline: {}
-          depth: {stochastic_depth: {p: 0.5}}
-        """))
-    result = runner.invoke(app, ["validate", str(config)])
-    assert result.exit_code == 0, result.output
-    assert "stochastic_depth: 4 residual branches given a drop layer" in result.output
-    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "out"),
-                                 "--no-report"])
-    assert result.exit_code == 0, result.output
-    runs = pd.read_csv(tmp_path / "out" / "timmed" / "runs.csv")
-    assert set(runs.status) == {"completed"}
-    losses = runs.set_index("recipe")["val_loss"]
-    assert losses["depth"] != losses["baseline"]
-    wrong = write_config(tmp_path / "w.yaml", "name: w\nmodel: {name: timm, arch: resnet81}\n")
-    result = runner.invoke(app, ["validate", str(wrong)])
-    assert result.exit_code == 2 and "did you mean 'resnet18'?" in result.output
+    _trains_with_stochastic_depth(tmp_path, "{name: digits, train_subset: 256}",
+                                  "timm", "resnet10t", branches=4)

@@ -33,6 +33,7 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     best_points: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> best sweep row
     scope: str = ""                          # what the intervals cover, over how many seeds
+    varied: str = ""                         # what the seeds vary (part of the scope line)
     comparisons: int = 0                     # rows in the Holm family
     seeds_needed: dict[str, int] = field(default_factory=dict)  # recipe -> seeds that would settle it
     headline: list[str] = field(default_factory=list)  # the answer in plain sentences
@@ -123,7 +124,8 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
         })
     key = f"val_{metric}"
     rows.sort(key=lambda r: (math.isnan(r[key]), -r[key] if higher else r[key]))
-    comparison = Comparison(metric=metric, rows=rows, scope=_scope(summaries, rows))
+    varied = _seeds_vary(summaries)
+    comparison = Comparison(metric=metric, rows=rows, scope=_scope(varied, rows), varied=varied)
     _decide(comparison, higher)
     _best_points(comparison, higher)
     _notes(comparison, summaries, min_effect)
@@ -155,22 +157,25 @@ def _varied(runs: list[dict[str, Any]]) -> str:
     return "initialisation, batch order"
 
 
-def _scope(summaries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
-    """One line: what the intervals cover and over how many seeds."""
+def _seeds_vary(summaries: list[dict[str, Any]]) -> str:
+    """What the seeds of the completed runs vary."""
     modes = {s.get("resample") or "fixed" for s in summaries if s.get("status") == "completed"}
+    if modes == {RESAMPLED}:
+        return ("initialisation, batch order and the train/val split (dataset.resample: "
+                "per_seed; the test set is fixed)")
+    if RESAMPLED in modes:
+        return "initialisation and batch order; some runs also resampled the train/val split"
+    return ("initialisation and batch order only: the train/val split is fixed "
+            "(dataset.resample: per_seed varies it too)")
+
+
+def _scope(varied: str, rows: list[dict[str, Any]]) -> str:
+    """One line: what the intervals cover and over how many seeds."""
     counts = sorted({row["pairs"] for row in rows if row["pairs"]})
     if not counts:
         return ""
     seeds = (f"{counts[0]} paired seeds" if len(counts) == 1
              else f"{counts[0]}–{counts[-1]} paired seeds")
-    if modes == {RESAMPLED}:
-        varied = "initialisation, batch order and the train/val split (dataset.resample: " \
-                 "per_seed; the test set is fixed)"
-    elif RESAMPLED in modes:
-        varied = "initialisation and batch order; some runs also resampled the train/val split"
-    else:
-        varied = ("initialisation and batch order only: the train/val split is fixed "
-                  "(dataset.resample: per_seed varies it too)")
     return (f"Δ [{CONFIDENCE:.0%} CI]: mean paired test difference with a Student-t interval "
             f"over {seeds}; the seeds vary {varied}")
 

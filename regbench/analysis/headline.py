@@ -63,7 +63,7 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
     sentences.append(f"Δ is the mean paired test difference (recipe − baseline) with its "
                      f"{CONFIDENCE:.0%} interval over {seeds[0]}"
                      + (f"–{seeds[-1]}" if len(seeds) > 1 else "")
-                     + f" seeds; {_covers(comparison)}; verdicts are paired t-tests "
+                     + f" seeds; the seeds vary {comparison.varied}; verdicts are paired t-tests "
                        f"Holm-corrected over {comparison.comparisons} comparison(s).")
     steps, negligible = [], []
     for recipe, row in groups[INCONCLUSIVE]:
@@ -86,8 +86,3 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
                          "--confirm-seeds 5.")
     return sentences
 
-
-def _covers(comparison) -> str:
-    scope = comparison.scope
-    return "the seeds vary " + scope.split("the seeds vary ", 1)[1] if "the seeds vary " in scope \
-        else "what the seeds vary is not recorded"

@@ -30,17 +30,22 @@ def architectures() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
+def known_architecture(value: str, library: str, names: list[str]) -> str:
+    """``value`` when ``library`` (torchvision, timm) has an architecture of that name."""
+    if value not in names:
+        raise ValueError(f"unknown {library} architecture '{value}'"
+                         f"{did_you_mean(value, names)}; see {library}"
+                         f"{'.models' if library == 'torchvision' else ''}.list_models()")
+    return value
+
+
 class TorchvisionParams(StrictModel):
     arch: str          # a torchvision.models classification architecture, e.g. resnet18, vgg11, mobilenet_v3_small (random init, no download)
 
     @field_validator("arch")
     @classmethod
     def _known(cls, value: str) -> str:
-        names = architectures()
-        if value not in names:
-            raise ValueError(f"unknown torchvision architecture '{value}'"
-                             f"{did_you_mean(value, names)}; see torchvision.models.list_models()")
-        return value
+        return known_architecture(value, "torchvision", architectures())
 
 
 def _first_conv(net: nn.Module):
@@ -103,11 +108,7 @@ class TimmParams(StrictModel):
     @field_validator("arch")
     @classmethod
     def _known(cls, value: str) -> str:
-        names = timm_architectures()
-        if value not in names:
-            raise ValueError(f"unknown timm architecture '{value}'"
-                             f"{did_you_mean(value, names)}; see timm.list_models()")
-        return value
+        return known_architecture(value, "timm", timm_architectures())
 
 
 @model("timm", Params=TimmParams, needs_images=True, residual=True,
