@@ -70,7 +70,7 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     console = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if not console.is_terminal:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, 160)  # logs and CI: do not fold the tables
     return console
 
@@ -101,16 +101,23 @@ def guarded(function):
 
 
 def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
-    """``--seeds 0,1,2`` -> [0, 1, 2]: distinct integers that numpy and torch accept."""
+    """``--seeds 0,1,2`` or ``0-4`` (or ``0-2,7``) -> [0, 1, 2, …]: distinct integers that
+    numpy and torch accept."""
     if not text:
         return None
-    parts = [part.strip() for part in text.split(",")]
-    # ASCII digits only: int() would also read '١' (Arabic-Indic one), and an empty part is a
-    # typo (1,,2), not a separator
-    if not all(part.isascii() and part.removeprefix("-").isdigit() for part in parts):
-        raise ConfigError(f"expected comma-separated integers such as 0,1,2 (got {text!r})",
-                          source="--seeds")
-    seeds = [int(part) for part in parts]
+    seeds: list[int] = []
+    for part in (part.strip() for part in text.split(",")):
+        # ASCII digits only: int() would also read '١' (Arabic-Indic one), and an empty part
+        # is a typo (1,,2), not a separator
+        first, dash, last = part.partition("-") if not part.startswith("-") else (part, "", "")
+        if not all(p.isascii() and p.removeprefix("-").isdigit() for p in (first, last)
+                   if p or dash):
+            raise ConfigError(f"expected comma-separated integers or ranges such as 0,1,2 or "
+                              f"0-4 (got {text!r})", source="--seeds")
+        if dash and int(first) > int(last):
+            raise ConfigError(f"range {part} is empty: write it low-high, e.g. 0-4",
+                              source="--seeds")
+        seeds += list(range(int(first), int(last) + 1)) if dash else [int(first)]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct (got {text!r})", source="--seeds")
     bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
@@ -225,7 +232,7 @@ def _print_outcome(outcome, console, title: str = "") -> None:
         comparison = outcome.comparison
         print_headline(comparison, console)
         console.print(rich_table(comparison, title=f"{outcome.plan.experiment['name']}: "
-                                 f"{comparison.metric}{title}"))
+                                 f"{comparison.metric}{title}", width=console.width))
         for note in comparison.notes:
             console.print(f"  • {note}")
     console.print(f"results: {outcome.results_dir}")
@@ -266,7 +273,7 @@ ConfigArgument = Annotated[Path, typer.Argument(help="Experiment YAML file.")]
 OutOption = Annotated[Path, typer.Option(
     "--out", help="Results root; results go to OUT/<name>/.")]
 SeedsOption = Annotated[Optional[str], typer.Option(
-    "--seeds", help="Seeds to run, e.g. 0,1,2 (replaces the file's).")]
+    "--seeds", help="Seeds to run, e.g. 0,1,2 or 0-4 (replaces the file's).")]
 WorkersOption = Annotated[int, typer.Option(
     "--workers", help="Runs trained in parallel processes.")]
 ExecutorOption = Annotated[Executor, typer.Option(
@@ -374,7 +381,8 @@ def compare(
     if format is Format.table:
         console = _console()
         print_headline(comparison, console)
-        console.print(cmp.rich_table(comparison, title=f"{results_dir.name}: {comparison.metric}"))
+        console.print(cmp.rich_table(comparison, title=f"{results_dir.name}: {comparison.metric}",
+                                     width=console.width))
         for note in comparison.notes:
             console.print(f"  • {note}")
     else:

@@ -79,3 +79,20 @@ def test_the_live_progress_bar_of_a_plain_run_is_not_called_a_sweep():
     progress.start(total=3, skipped=0)
     progress.close()
     assert "all runs" in buffer.getvalue() and "sweep" not in buffer.getvalue()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_a_narrow_terminal_keeps_recipe_interval_and_verdict_whole(results, width):
+    from regbench.analysis.compare import compare_results, display_rows
+
+    header, cells = display_rows(compare_results(results))
+    result = CliRunner().invoke(app, ["compare", str(results)], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.output.splitlines() if line.startswith(("┃", "│", "┏"))]
+    assert table and all(len(line) <= width for line in table)
+    for row in cells:   # name, Δ [CI] and verdict printed whole, never cut to "…"
+        line = next(l for l in table if l.startswith("│ " + row[0] + " "))
+        assert row[4] in line and row[5] in line
+    assert "…" not in result.output
+    if width == 80:
+        assert "left out to fit 80 columns:" in result.output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from regbench.analysis.compare import build_comparison
+from regbench.analysis.compare import build_comparison, display_rows
 
 BASE = np.array([0.80, 0.82, 0.81, 0.79, 0.83])
 
@@ -52,8 +52,12 @@ def test_headline_names_each_verdict_with_its_interval():
 
 
 def test_one_seed_gives_no_verdict_and_no_baseline_gives_no_comparison():
-    one = build_comparison(summaries(EFFECTS, seeds=1)).headline
+    single = build_comparison(summaries(EFFECTS, seeds=1))
+    one = single.headline
     assert len(one) == 1 and "no interval and no verdict" in one[0]
+    _, cells = display_rows(single)              # one seed: no "± 0.0000" spread to show
+    assert all(c[2].endswith("(n=1)") and "±" not in c[2] + c[3] for c in cells)
+    assert {row["status"] for row in single.rows} == {"completed"}
     assert "better" not in one[0].replace("no verdict", "")
     alone = [s for s in summaries(EFFECTS) if s["recipe"] != "baseline"]
     assert build_comparison(alone).headline == [

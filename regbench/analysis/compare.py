@@ -101,7 +101,9 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "train_differs": bool(first.get("train_differs")),
             "seeds": len(done),
             "runs": len(runs),
-            "status": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+            # "completed" when every run did; else each status with its count
+            "status": (next(iter(statuses)) if len(statuses) == 1 else
+                       ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))),
             f"val_{metric}": val_mean, f"val_{metric}_std": val_std,
             "val_loss": mean_std(_num(r.get("val_loss")) for r in done)[0],
             f"test_{metric}": test_mean, f"test_{metric}_std": test_std,
@@ -372,9 +374,7 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
             seeds = str(row["seeds"])
         diff = difference_cell(row["diff"], row["diff_low"], row["diff_high"])
         cells.append([
-            name, seeds,
-            f"{_fmt(row[f'val_{m}'])} ± {_fmt(row[f'val_{m}_std'])}",
-            f"{_fmt(row[f'test_{m}'])} ± {_fmt(row[f'test_{m}_std'])}",
+            name, seeds, _spread(row, f"val_{m}"), _spread(row, f"test_{m}"),
             diff, row["verdict"] or "", _probability(row["p_improve"]), _p(row["p_value"]),
             _p(row["p_holm"]), _fmt(row["gap"]), _epoch(row["best_epoch"]),
             row["diagnosis"] or row["status"],
@@ -382,6 +382,13 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
             str(row["parameters"] or ""),
         ])
     return header, cells
+
+
+def _spread(row: dict[str, Any], key: str) -> str:
+    """mean ± std over seeds; one seed has no spread to show: "0.9120 (n=1)"."""
+    if row["seeds"] == 1:
+        return f"{_fmt(row[key])} (n=1)"
+    return f"{_fmt(row[key])} ± {_fmt(row[f'{key}_std'])}"
 
 
 def to_markdown(comparison: Comparison) -> str:
@@ -426,18 +433,49 @@ def to_latex(comparison: Comparison) -> str:
 
 TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 9, 11)  # the full set is in comparison.md/csv
 LEFT_COLUMNS = (0, 5, 11)
+KEPT_COLUMNS = (0, 4, 5)          # recipe, Δ [CI], verdict: never dropped from the terminal
+DROP_FIRST = (9, 2, 11, 6, 1, 3)  # gap, val, diagnosis, P(improve), seeds, test: dropped in turn
 
 
-def rich_table(comparison: Comparison, title: str = ""):
+def terminal_columns(header: list[str], cells: list[list[str]],
+                     width: Optional[int]) -> list[int]:
+    """The columns that fit ``width`` characters, the less important dropped first; the recipe
+    name, Δ with its interval and the verdict always stay (the name folds if it must)."""
+    columns = list(TERMINAL_COLUMNS)
+    if width is None:
+        return columns
+
+    def need(index: int) -> int:   # the widest cell, plus the padding and border of a column
+        return max(len(header[index]), *(len(row[index]) for row in cells)) + 3
+
+    dropped = []
+    for index in DROP_FIRST:
+        if sum(need(i) for i in columns) + 1 <= width:
+            break
+        columns.remove(index)
+        dropped.append(index)
+    for index in reversed(dropped):      # a narrow column dropped late may fit again
+        if sum(need(i) for i in columns) + need(index) + 1 <= width:
+            columns.append(index)
+    return sorted(columns, key=TERMINAL_COLUMNS.index)
+
+
+def rich_table(comparison: Comparison, title: str = "", width: Optional[int] = None):
+    """The terminal table, fitted to ``width`` columns when given (see terminal_columns)."""
     from rich.table import Table
 
     header, cells = display_rows(comparison)
+    shown = terminal_columns(header, cells, width)
     table = Table(title=title or None, show_lines=False)
-    for i in TERMINAL_COLUMNS:
+    for i in shown:
         table.add_column(header[i], justify="left" if i in LEFT_COLUMNS else "right",
-                         no_wrap=True)
+                         no_wrap=i != 0, overflow="fold")
     for row in cells:
-        table.add_row(*(row[i] for i in TERMINAL_COLUMNS))
+        table.add_row(*(row[i] for i in shown))
+    if len(shown) < len(TERMINAL_COLUMNS):
+        left_out = ", ".join(header[i] for i in TERMINAL_COLUMNS if i not in shown)
+        table.caption = (f"left out to fit {width} columns: {left_out} (all are in "
+                         "comparison.md, or --format md)")
     return table
 
 
