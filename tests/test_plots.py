@@ -124,6 +124,21 @@ def test_validation_curve_log_axis_error_bars_and_best(results: Path):
                                [by_value[v] for v in (0.01, 0.1, 1.0)])
     best = next(line for line in ax.get_lines() if line.get_label().startswith("best"))
     assert best.get_xdata()[0] == max(by_value, key=by_value.get)
+    # every swept value is a labelled tick (a log axis labels only powers of ten by itself)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.1", "1"]
+    assert list(ax.get_xticks()) == [0.01, 0.1, 1.0]
+
+
+def test_validation_curve_has_the_baseline_as_a_reference_line():
+    from regbench.report.plot_data import Series
+
+    sweep = Series("l2", [0.1, 1.0, 10.0, 100.0], [0.8, 0.9, 0.85, 0.5], [0.01] * 4, None)
+    ax = validation_curve_figure("lambda", [sweep], "accuracy", True, baseline=0.82).axes[0]
+    line = next(l for l in ax.get_lines() if l.get_label().startswith("baseline"))
+    assert list(line.get_ydata()) == [0.82, 0.82] and line.get_label() == "baseline val (0.82)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "1", "10", "100"]
+    bare = validation_curve_figure("lambda", [sweep], "accuracy", True).axes[0]
+    assert not any(l.get_label().startswith("baseline") for l in bare.get_lines())
 
 
 def test_validation_curve_linear_symlog_and_categorical():
@@ -181,13 +196,18 @@ def test_make_plots_writes_every_figure(results: Path):
     assert names == sorted(["curves__baseline.png", "curves__l1__lambda=0.01.png",
                             "curves__l1__lambda=0.1.png", "curves__l1__lambda=1.png",
                             "curves__l2.png", "validation__lambda.png", "gap.png",
-                            "weights.png", "sparsity.png", "forest.png"])
+                            "weights.png", "sparsity.png", "forest.png", "curves__all.png"])
     for plot in plots:
         image = imread(plot.path)
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
         assert len(np.unique(image.reshape(-1, image.shape[2]), axis=0)) > 20  # not blank
     curves = next(p for p in plots if p.path.name == "curves__l2.png")
     assert "1 diverged" in curves.caption
+    # the histograms show one point of the 3-point l1 sweep, and say which
+    comparison = build_comparison(load_summaries(results))
+    best = comparison.best_points["l1"]["point"].replace("__", " ")
+    weights = next(p for p in plots if p.kind == "weights")
+    assert f"l1: {best} of its 3 points" in weights.caption
 
 
 def test_the_forest_plot_shows_each_rows_difference_interval_and_verdict(results: Path):
@@ -207,3 +227,20 @@ def test_the_forest_plot_shows_each_rows_difference_interval_and_verdict(results
         assert dot.get_xdata()[0] == pytest.approx(row["diff"])
         assert dot.get_color() == DELTA_COLORS[row["verdict"] or "inconclusive"]
     assert any(list(line.get_xdata()) == [0, 0] for line in ax.get_lines())   # the zero line
+
+
+def test_every_recipes_validation_curves_share_one_pair_of_axes(results: Path):
+    from regbench.report.plots import overlay_figure
+
+    runs = load_runs(results)
+    frames = {p: [r.frame for r in runs if r.point == p and r.frame is not None]
+              for p in ("baseline", "l2")}
+    loss, accuracy = overlay_figure(frames, "accuracy").axes
+    assert [l.get_label() for l in loss.get_lines()] == ["baseline", "l2"]
+    for line in accuracy.get_lines():         # each line: the mean over seeds per epoch
+        means = pd.concat([f[["epoch", "val_accuracy"]] for f in frames[line.get_label()]]) \
+            .groupby("epoch")["val_accuracy"].mean()
+        np.testing.assert_allclose(line.get_ydata(), means.to_numpy())
+    plots = make_plots(results)
+    assert [p.kind for p in plots[:2]] == ["forest", "curves"]
+    assert plots[1].path.name == "curves__all.png"

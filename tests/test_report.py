@@ -25,7 +25,7 @@ dataset: {name: synthetic_classification, n_samples: 240, n_features: 40, n_info
 model: {name: mlp, hidden: [64]}
 train: {epochs: 6, batch_size: 16, optimizer: {name: adam, lr: 0.01}, threads: 1}
 recipes:
-  l1: {l1: {lambda: 1.0}}
+  l1: {l1: {lambda: 5.0}}     # swept below: the report must show the swept values
   exploding: {train: {optimizer: {name: sgd, lr: 1.0e+8}}}
 sweep:
   recipes.l1.l1.lambda: [0.01, 1.0]
@@ -56,6 +56,7 @@ def test_run_writes_a_self_contained_report(experiment: Path):
     assert answer < forest < table < diagnosis < curves < page.index('<img alt="learning')
     for point in ("baseline", "l1 lambda=0.01", "l1 lambda=1", "exploding"):
         assert f"<td>{point}" in page
+    assert "l1(lambda={0.01, 1.0}," in page and "lambda=5.0" not in page   # the header
     head = page[table:diagnosis]
     assert "v-diverged" in head and "0/2" in head  # the diverged recipe stays in the table
     assert "diverged at epoch" in page or "became nan" in page.lower()

@@ -65,6 +65,17 @@ def _params(mapping: dict[str, Any], skip=("name",)) -> str:
     return ", ".join(f"{k}={v}" for k, v in mapping.items() if k not in skip and v is not None)
 
 
+def _swept(params: dict[str, Any], sweep: dict[str, list], prefix: str) -> dict[str, Any]:
+    """``params`` with each swept value shown as the set it sweeps over, not the file's value
+    the sweep replaces."""
+    shown = dict(params)
+    for path, values in sweep.items():
+        key = path.removeprefix(prefix)
+        if path.startswith(prefix) and "." not in key:
+            shown[key] = "{" + ", ".join(str(v) for v in values) + "}"
+    return shown
+
+
 def summary_html(experiment: dict[str, Any], summaries: list[dict[str, Any]]) -> str:
     """The experiment in a few lines: data, model, training, recipes, sweep, runs."""
     dataset, model = experiment.get("dataset") or {}, experiment.get("model") or {}
@@ -89,14 +100,15 @@ def summary_html(experiment: dict[str, Any], summaries: list[dict[str, Any]]) ->
         + ", ".join(f"{n} {_e(k)}" for k, n in sorted(statuses.items())) + ")",
     ]
     recipes = experiment.get("recipes") or {}
+    sweep = experiment.get("sweep") or {}
     if recipes:
         parts = []
         for name, recipe in recipes.items():
             regs = (recipe or {}).get("regularizers") or {}
             parts.append(f"<b>{_e(name)}</b>: " + (", ".join(
-                f"{_e(r)}({_e(_params(p or {}, ()))})" for r, p in regs.items()) or "none"))
+                f"{_e(r)}({_e(_params(_swept(p or {}, sweep, f'recipes.{name}.{r}.'), ()))})"
+                for r, p in regs.items()) or "none"))
         lines.append("<b>recipes</b> " + " · ".join(parts))
-    sweep = experiment.get("sweep") or {}
     if sweep:
         lines.append("<b>sweep</b> " + " · ".join(
             f"{_e(k)} ∈ {{{_e(', '.join(str(v) for v in values))}}}" for k, values in sweep.items()))

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from regbench.analysis.compare import build_comparison
+from regbench.analysis.compare import build_comparison, chosen_rows
 from regbench.report.plot_data import (Series, aggregate, finite, gap_metric, load_runs,
                                        points_of, sweep_series)
 from regbench.results import atomic_write_bytes, check_results_folder
@@ -107,8 +107,37 @@ def learning_curves_figure(title: str, frames: list, metric: Optional[str],
     return figure
 
 
-def validation_curve_figure(param: str, series: list[Series], metric: str, higher: bool):
-    """Val metric (error bars over seeds) and train metric (dashed) against a swept value."""
+def overlay_figure(frames_by_point: dict[str, list], metric: Optional[str]):
+    """Every recipe's validation curves on shared axes (loss, then ``metric``), mean over
+    seeds: unlike the per-recipe plots, these can be compared by eye."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = ["loss"] + ([metric] if metric else [])
+    figure, axes = _figure(5.6 * len(panels), 3.8, len(panels))
+    for ax, name in zip(axes, panels):
+        drawn = []
+        for index, (point, frames) in enumerate(frames_by_point.items()):
+            series = aggregate(frames, f"val_{name}")
+            if len(series.epochs):
+                ax.plot(series.epochs, series.mean, color=f"C{index % 10}",
+                        linestyle="-" if index < 10 else "--", label=point)
+                drawn.extend(series.mean)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"val {name}")
+        ax.set_title(f"val {name}, every recipe (mean over seeds)")
+        if name == "loss" or name in ("mse", "mae"):
+            _log_if_wide(ax, drawn)
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=7)
+    return figure
+
+
+def validation_curve_figure(param: str, series: list[Series], metric: str, higher: bool,
+                            baseline: Optional[float] = None):
+    """Val metric (error bars over seeds) and train metric (dashed) against a swept value, a
+    tick at every swept value, and the baseline's val metric as a reference line."""
     figure, (ax,) = _figure(6.4, 4.0)
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool)
                   for s in series for x in s.x)
@@ -135,8 +164,15 @@ def validation_curve_figure(param: str, series: list[Series], metric: str, highe
                 ax.set_xscale("symlog", linthresh=min(positive))
             else:
                 ax.set_xscale("log")
+        swept = sorted(set(values))
+        ax.set_xticks(swept, [f"{x:g}" for x in swept], fontsize=8,
+                      rotation=45 if len(swept) > 6 else 0)
+        ax.minorticks_off()
     else:
         ax.set_xticks(range(len(labels)), [str(x) for x in labels])
+    if baseline is not None and math.isfinite(baseline):
+        ax.axhline(baseline, color="black", linestyle=":", linewidth=1.2,
+                   label=f"baseline val ({baseline:.4g})")
     ax.set_xlabel(param)
     ax.set_ylabel(f"{metric} (final epoch)")
     ax.set_title(f"validation curve: {metric} vs {param}")
@@ -289,13 +325,28 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
         caption = (f"{len(frames)} seed(s); band: ±1 std over seeds; dashed line: epoch of the "
                    "lowest mean val loss" + (f"; {len(diverged)} diverged" if diverged else ""))
         plots.append(Plot("curves", f"learning curves: {point.replace('__', ' ')}", path, caption))
+    shown = [p for p in (row["point"] for row in chosen_rows(comparison).values())
+             if p in by_point] or order
+    overlaid = {p.replace("__", " "): [r.frame for r in by_point[p] if r.frame is not None
+                                        and len(r.frame)] for p in shown}
+    if sum(map(len, overlaid.values())):
+        path = _save(overlay_figure(overlaid, metric), out / "curves__all.png")
+        swept = len(shown) < len(order)
+        first = 1 if plots and plots[0].kind == "forest" else 0   # after the forest plot
+        plots.insert(first, Plot(
+            "curves", "validation curves of every recipe", path,
+            "mean over seeds, shared axes" + ("; for a sweep, its best point by validation"
+                                              if swept else "")))
     higher = not lower_is_better(metric)
+    baseline = next((row[f"val_{metric}"] for row in comparison.rows
+                     if row["point"] == "baseline"), None)
     for param, series in sweep_series(summaries, metric).items():
-        figure = validation_curve_figure(param, series, metric, higher)
+        figure = validation_curve_figure(param, series, metric, higher, baseline)
         path = _save(figure, out / f"validation__{_safe(param)}.png")
         plots.append(Plot("validation", f"validation curve: {param}", path,
                           f"val {metric} at the final epoch, mean ± std over seeds; dashed: "
-                          f"train; ★ best value by validation"))
+                          f"train; dotted: the baseline's val {metric}; ★ best value by "
+                          "validation"))
     points = points_of(comparison, runs)
     if points:
         label = gap_metric(summaries)
@@ -305,10 +356,7 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
     weights = _weights_per_recipe(comparison, by_point)
     if weights:
         path = _save(weights_figure(weights), out / "weights.png")
-        plots.append(Plot("weights", "weight histograms", path,
-                          "final penalized weights (up to 50,000 sampled per run, all seeds; the central "
-                          "99.9% of |w| shown); "
-                          "L1 piles weights at zero, L2 shrinks them smoothly"))
+        plots.append(Plot("weights", "weight histograms", path, weights_caption(comparison)))
     # runs record whether a regularizer of theirs is meant to zero weights (summary.json)
     sparse = {p for p, group in by_point.items()
               if any(r.summary.get("sparsifying") for r in group)}
@@ -331,8 +379,22 @@ def diverged_epoch(run) -> Optional[float]:
     return float(frame["epoch"][bad].iloc[0]) if bad.any() else float(frame["epoch"].iloc[-1])
 
 
+def weights_caption(comparison) -> str:
+    """What the weight histograms show, naming for each swept recipe the one point shown."""
+    points: dict[str, int] = defaultdict(int)
+    for row in comparison.rows:
+        points[row["recipe"]] += 1
+    swept = [f"{recipe}: {best['point'].replace('__', ' ')} of its {points[recipe]} points"
+             for recipe, best in comparison.best_points.items() if points[recipe] > 1]
+    shown = ("one histogram per recipe; for a sweep, its best point by validation only ("
+             + "; ".join(swept) + ")") if swept else "one histogram per recipe"
+    return (f"final penalized weights, {shown} (up to 50,000 sampled per run, all seeds; the "
+            "central 99.9% of |w| shown); L1 piles weights at zero, L2 shrinks them smoothly")
+
+
 def _weights_per_recipe(comparison, by_point) -> dict[str, np.ndarray]:
-    """One histogram per recipe: its best sweep point (by validation) or its only point."""
+    """One histogram per recipe: its best sweep point (by validation) or its only point (the
+    caption names the points shown: weights_caption)."""
     chosen: dict[str, str] = {}
     for row in comparison.rows:  # sorted best first, so the first point of a recipe wins
         chosen.setdefault(row["recipe"], row["point"])
