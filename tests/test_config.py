@@ -8,6 +8,7 @@ from regbench.cli import app
 from regbench.experiment.config import load_config
 from regbench.config.yaml_io import parse_yaml
 from regbench.errors import ConfigError
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -132,10 +133,36 @@ def test_incompatible_regularizer_is_refused_with_a_reason(tmp_path):
 @pytest.mark.parametrize("seeds,fragment", [("1,1", "seeds must be distinct"),
                                             ("-1", "between 0 and 4294967295 (got -1)"),
                                             (str(10**23), "between 0 and 4294967295"),
-                                            ("a,b", "expected comma-separated integers")])
+                                            ("a,b", "expected comma-separated integers"),
+                                            ("0-", "or ranges such as 0,1,2 or 0-4"),
+                                            ("4-2", "range 4-2 is empty"),
+                                            ("0-3,2", "seeds must be distinct")])
 def test_bad_seeds_option(tmp_path, seeds, fragment):
     path = tmp_path / "cfg.yaml"
     path.write_text(GOOD)
     result = runner.invoke(app, ["run", str(path), "--seeds", seeds, "--out", str(tmp_path / "o")])
     assert_config_error(result, "--seeds", fragment)
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_seed_ranges():
+    from regbench.cli import parse_seeds
+
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds("0-2, 7,9-10") == [0, 1, 2, 7, 9, 10]
+    assert parse_seeds("3") == [3] and parse_seeds("5-5") == [5]
+
+
+def test_validate_never_downloads(tmp_path):
+    """configs/mnist_l2.yaml names download: true; validate checks it without the network and
+    says the files will be downloaded on the first run, creating nothing."""
+    config = tmp_path / "mnist.yaml"
+    config.write_text((REPO / "configs" / "mnist_l2.yaml").read_text()
+                      .replace("root: data", f"root: {tmp_path / 'mnist'}"))
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())       # the console folds long lines
+    assert (f"dataset mnist (classification): the MNIST files are not in {tmp_path / 'mnist'}: "
+            "they will be downloaded on the first run; input (1, 28, 28), outputs 10" in output)
+    assert "penalized: 2 weight tensors" in output    # the models were still built
+    assert not (tmp_path / "mnist").exists()          # nothing downloaded, no folder made

@@ -60,6 +60,8 @@ class DatasetEntry:
     summary: str
     Params: type[StrictModel] = NoParams
     check: Optional[Callable[[dict[str, Any]], None]] = None  # cheap: files there, headers right
+    # loading would download: what is missing (None: the files are there, or no download)
+    download_pending: Optional[Callable[[dict[str, Any]], Optional[str]]] = None
     plugin: bool = False                          # registered by a plugin, not part of regbench
 
 
@@ -68,17 +70,20 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 def dataset(name: str, *, summary: str, spec: Callable[[dict[str, Any]], DataSpec] | DataSpec,
             Params: type[StrictModel] = NoParams,
-            check: Optional[Callable[[dict[str, Any]], None]] = None):
+            check: Optional[Callable[[dict[str, Any]], None]] = None,
+            download_pending: Optional[Callable[[dict[str, Any]], Optional[str]]] = None):
     """Register a loader ``fn(config) -> RawData`` under ``name``.
 
     ``check(config)`` raises DataError for what can be seen without loading (missing files, a
     CSV header without the target): it runs while the plan is built, before anything is written.
+    ``download_pending(config)`` says what loading would download (validate never downloads).
     """
     spec_fn = spec if callable(spec) else (lambda _cfg, _s=spec: _s)
 
     def decorator(load: Callable[[dict[str, Any]], RawData]):
         DATASETS.register(name)(DatasetEntry(load=load, spec=spec_fn, summary=summary,
-                                             Params=Params, check=check))
+                                             Params=Params, check=check,
+                                             download_pending=download_pending))
         return load
     return decorator
 

@@ -11,7 +11,7 @@ import gzip
 import pickle
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -90,6 +90,20 @@ def _idx_missing(root: Path, torchvision_name: str, pretty: str) -> DataError:
                      "dataset.download: true where there is network")
 
 
+def _idx_pending(config: dict[str, Any], torchvision_name: str, pretty: str) -> Optional[str]:
+    root = Path(config["root"]).expanduser()
+    if config.get("download") and _idx_folder(root, torchvision_name) is None:
+        return f"the {pretty} files are not in {root}"
+    return None
+
+
+def _cifar_pending(config: dict[str, Any]) -> Optional[str]:
+    folder, files = _cifar_files(Path(config["root"]).expanduser())
+    if config.get("download") and not all(f.is_file() for f in files):
+        return f"the CIFAR-10 batches are not in {folder}"
+    return None
+
+
 def _check_idx(config: dict[str, Any], torchvision_name: str, pretty: str) -> None:
     """Before any run: the four files are there (unless they are to be downloaded)."""
     root = Path(config["root"]).expanduser()
@@ -125,14 +139,16 @@ def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str
 @dataset("mnist", summary="MNIST handwritten digits (28×28, 10 classes) from IDX files under "
          "root; torchvision download when download: true",
          spec=DataSpec("classification", (1, 28, 28), 10, mirror_changes_class=True),
-         check=lambda c: _check_idx(c, "MNIST", "MNIST"))
+         check=lambda c: _check_idx(c, "MNIST", "MNIST"),
+         download_pending=lambda c: _idx_pending(c, "MNIST", "MNIST"))
 def load_mnist(config: dict[str, Any]) -> RawData:
     return _load_idx_dataset(config, "MNIST", "MNIST")
 
 
 @dataset("fashion_mnist", summary="Fashion-MNIST (28×28, 10 classes) from IDX files under root, "
          "e.g. /usr/share/datasets/fashion-mnist", spec=DataSpec("classification", (1, 28, 28), 10),
-         check=lambda c: _check_idx(c, "FashionMNIST", "Fashion-MNIST"))
+         check=lambda c: _check_idx(c, "FashionMNIST", "Fashion-MNIST"),
+         download_pending=lambda c: _idx_pending(c, "FashionMNIST", "Fashion-MNIST"))
 def load_fashion_mnist(config: dict[str, Any]) -> RawData:
     return _load_idx_dataset(config, "FashionMNIST", "Fashion-MNIST")
 
@@ -191,7 +207,8 @@ def _check_cifar(config: dict[str, Any]) -> None:
 
 @dataset("cifar10", summary="CIFAR-10 (32×32 colour, 10 classes) from the python batches under "
          "root/cifar-10-batches-py; torchvision download when download: true",
-         spec=DataSpec("classification", (3, 32, 32), 10), check=_check_cifar)
+         spec=DataSpec("classification", (3, 32, 32), 10), check=_check_cifar,
+         download_pending=_cifar_pending)
 def load_cifar10(config: dict[str, Any]) -> RawData:
     root = Path(config["root"]).expanduser()
     folder, files = _cifar_files(root)
