@@ -110,8 +110,8 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
         # ASCII digits only: int() would also read '١' (Arabic-Indic one), and an empty part
         # is a typo (1,,2), not a separator
         first, dash, last = part.partition("-") if not part.startswith("-") else (part, "", "")
-        if not all(p.isascii() and p.removeprefix("-").isdigit() for p in (first, last)
-                   if p or dash):
+        if not all(p.isascii() and p.removeprefix("-").isdigit()
+                   for p in ((first, last) if dash else (first,))):
             raise ConfigError(f"expected comma-separated integers or ranges such as 0,1,2 or "
                               f"0-4 (got {text!r})", source="--seeds")
         if dash and int(first) > int(last):

@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# pytest-xdist's workers (execnet) export COLUMNS=80 and LINES=24; the CLI fits its tables to
+# an explicit COLUMNS, so the tests run as a log does, unless a test sets COLUMNS itself
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,17 @@ train: {epochs: 2, batch_size: 32, optimizer: {name: sgd, lr: 0.1}, threads: 1}
 recipes:
   l2: {l2: {lambda: 1.0}}
 """
+
+
+def digits_yaml(name: str, recipes: str, *, seeds: str = "[0, 1]", train_subset: int = 300,
+                hidden: int = 32, epochs: int = 3, extra: str = "") -> str:
+    """A small digits experiment: ``recipes`` is the indented body of its recipes section and
+    ``extra`` any sections after it (a sweep)."""
+    return (f"name: {name}\nseeds: {seeds}\n"
+            f"dataset: {{name: digits, train_subset: {train_subset}}}\n"
+            f"model: {{name: mlp, hidden: [{hidden}]}}\n"
+            f"train: {{epochs: {epochs}, batch_size: 32, optimizer: {{name: sgd, lr: 0.1}}, "
+            f"threads: 1}}\nrecipes:\n{recipes}{extra}")
 
 
 @pytest.fixture

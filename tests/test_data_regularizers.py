@@ -18,7 +18,7 @@ from regbench.regularizers.cutout import cutout
 from regbench.regularizers.input_noise import add_input_noise
 from regbench.regularizers.mixup import mixup
 from regbench.regularizers.random_erasing import random_erasing
-from tests.conftest import write_config
+from tests.conftest import digits_yaml, write_config
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -450,16 +450,10 @@ def test_overriding_batches_alone_makes_a_batch_hook():
 
 
 # ----------------------------------------------------------------------------- batch hook order
-ORDER_CONFIG = """\
-name: order
-seeds: [0]
-dataset: {name: digits, train_subset: 200}
-model: {name: mlp, hidden: [16]}
-train: {epochs: 2, batch_size: 32, optimizer: {name: sgd, lr: 0.1}, threads: 1}
-recipes:
-  mix_first: {mixup: {alpha: 0.4}, label_smoothing: {epsilon: 0.1}, cutout: {size: 3}, augment: {rotate: 10}}
-  augment_first: {augment: {rotate: 10}, cutout: {size: 3}, label_smoothing: {epsilon: 0.1}, mixup: {alpha: 0.4}}
-"""
+ORDER_CONFIG = digits_yaml(
+    "order", "  mix_first: {mixup: {alpha: 0.4}, label_smoothing: {epsilon: 0.1}, cutout: {size: 3}, augment: {rotate: 10}}\n"
+    "  augment_first: {augment: {rotate: 10}, cutout: {size: 3}, label_smoothing: {epsilon: 0.1}, mixup: {alpha: 0.4}}\n",
+    seeds="[0]", train_subset=200, hidden=16, epochs=2)
 
 
 def test_batch_hooks_run_in_the_documented_order_whatever_the_key_order(tmp_path):

@@ -62,3 +62,11 @@ def test_one_seed_gives_no_verdict_and_no_baseline_gives_no_comparison():
     alone = [s for s in summaries(EFFECTS) if s["recipe"] != "baseline"]
     assert build_comparison(alone).headline == [
         "There are no baseline runs, so nothing can be called better or worse."]
+
+
+def test_one_seed_with_no_completed_recipe_says_so():
+    runs = summaries({"helps": EFFECTS["helps"]}, seeds=1)
+    runs[1]["status"] = "failed"
+    (sentence,) = build_comparison(runs).headline
+    assert "no recipe has a completed run to compare" in sentence
+    assert "are ." not in sentence

@@ -16,7 +16,7 @@ from regbench.analysis.stats import mean_interval
 from regbench.cli import app
 from regbench.data import prepare
 from regbench.experiment.config import load_config
-from tests.conftest import write_config
+from tests.conftest import digits_yaml, write_config
 
 runner = CliRunner()
 
@@ -141,17 +141,8 @@ train: {{epochs: 1}}
     assert not (tmp_path / "out" / "own_val" / "runs").exists()
 
 
-CONFIRM = """\
-name: chosen
-seeds: [0, 1]
-dataset: {name: digits, train_subset: 300}
-model: {name: mlp, hidden: [32]}
-train: {epochs: 3, batch_size: 32, optimizer: {name: sgd, lr: 0.1}, threads: 1}
-recipes:
-  l2: {l2: {lambda: 1.0}}
-sweep:
-  recipes.l2.l2.lambda: [0.01, 30.0]
-"""
+CONFIRM = digits_yaml("chosen", "  l2: {l2: {lambda: 1.0}}\n",
+                      extra="sweep:\n  recipes.l2.l2.lambda: [0.01, 30.0]\n")
 
 
 def test_confirm_seeds_retrains_each_chosen_point_and_the_baseline_on_fresh_seeds(tmp_path):

@@ -435,6 +435,7 @@ TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 9, 11)  # the full set is in comparison
 LEFT_COLUMNS = (0, 5, 11)
 KEPT_COLUMNS = (0, 4, 5)          # recipe, Δ [CI], verdict: never dropped from the terminal
 DROP_FIRST = (9, 2, 11, 6, 1, 3)  # gap, val, diagnosis, P(improve), seeds, test: dropped in turn
+FOLDED = {0: 24, 11: 24}          # recipe and diagnosis fold onto more lines beyond this width
 
 
 def terminal_columns(header: list[str], cells: list[list[str]],
@@ -446,7 +447,8 @@ def terminal_columns(header: list[str], cells: list[list[str]],
         return columns
 
     def need(index: int) -> int:   # the widest cell, plus the padding and border of a column
-        return max(len(header[index]), *(len(row[index]) for row in cells)) + 3
+        widest = max(len(header[index]), *(len(row[index]) for row in cells))
+        return min(widest, FOLDED.get(index, widest)) + 3
 
     dropped = []
     for index in DROP_FIRST:
@@ -469,7 +471,7 @@ def rich_table(comparison: Comparison, title: str = "", width: Optional[int] = N
     table = Table(title=title or None, show_lines=False)
     for i in shown:
         table.add_column(header[i], justify="left" if i in LEFT_COLUMNS else "right",
-                         no_wrap=i != 0, overflow="fold")
+                         no_wrap=i not in FOLDED, overflow="fold")
     for row in cells:
         table.add_row(*(row[i] for i in shown))
     if len(shown) < len(TERMINAL_COLUMNS):

@@ -41,11 +41,12 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
         return ["Only the baseline was trained: add recipes to compare."]
     seeds = sorted({row["pairs"] for row in rows.values() if row["pairs"]})
     if not seeds or seeds[-1] < 2:
-        return [f"With one seed per recipe there is no interval and no verdict: on test "
-                f"{metric} the differences from baseline are "
-                + ", ".join(f"{_name(r, False)} {_signed(r['diff'])}" for r in rows.values()
-                            if not math.isnan(r["diff"]))
-                + ". Train at least 3 seeds (--seeds 0,1,2,3,4) to know which are real."]
+        differences = ", ".join(f"{_name(r, False)} {_signed(r['diff'])}"
+                                for r in rows.values() if not math.isnan(r["diff"]))
+        return [("With one seed per recipe there is no interval and no verdict"
+                 + (f": on test {metric} the differences from baseline are {differences}"
+                    if differences else ", and no recipe has a completed run to compare")
+                 + ". Train at least 3 seeds (--seeds 0-4) to know which are real.")]
     sentences = []
     groups = {verdict: [(recipe, row) for recipe, row in rows.items()
                         if (row["verdict"] or INCONCLUSIVE) == verdict]
