@@ -34,10 +34,10 @@ def stored() -> dict[str, Any]:
     return json.loads(STORED.read_text(encoding="utf-8"))
 
 
-def current(plugins_named: bool = False) -> dict[str, Any]:
-    """The stored catalogue, or the live one where plugins were named, are installed or have
-    already loaded the registries in this process."""
-    if plugins_named or "regbench.regularizers" in sys.modules or plugins_installed():
+def current() -> dict[str, Any]:
+    """The stored catalogue, or the live one where plugins are installed or the registries are
+    already loaded in this process (by a plugin, or by training)."""
+    if "regbench.regularizers" in sys.modules or plugins_installed():
         return live()
     return stored()
 
