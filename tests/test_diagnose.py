@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from typer.testing import CliRunner
 
 from regbench.cli import app
 from regbench.analysis.curves import canonical_column, read_curve_csv
-from regbench.analysis.diagnose import diagnose_rows, smooth
+from regbench.analysis.diagnose import beyond, diagnose_rows, label, smooth, tally
 
 runner = CliRunner()
 
@@ -231,7 +233,8 @@ def test_csv_without_needed_columns_exits_2(tmp_path: Path, text: str, message: 
     assert "Traceback" not in result.output
 
 
-def _fake_run(root: Path, run_id: str, point: str, rows: list[dict], regs: dict) -> None:
+def _fake_run(root: Path, run_id: str, point: str, rows: list[dict], regs: dict,
+              seed: int = 0, test_accuracy: float | None = None) -> None:
     run = root / "runs" / run_id
     run.mkdir(parents=True)
     columns = list(rows[0])
@@ -240,10 +243,11 @@ def _fake_run(root: Path, run_id: str, point: str, rows: list[dict], regs: dict)
                                            for r in rows))
     last = rows[-1]
     run.joinpath("summary.json").write_text(json.dumps({
-        "status": "completed", "run_id": run_id, "point_id": point, "recipe": point, "seed": 0,
-        "sweep": {}, "task": "classification", "regularizers": regs,
+        "status": "completed", "run_id": run_id, "point_id": point, "recipe": point,
+        "seed": seed, "sweep": {}, "task": "classification", "regularizers": regs,
         **{k: last[k] for k in last if k != "epoch"},
-        "test_accuracy": last["val_accuracy"], "test_loss": last["val_loss"]}))
+        "test_accuracy": last["val_accuracy"] if test_accuracy is None else test_accuracy,
+        "test_loss": last["val_loss"]}))
 
 
 def test_results_folder_advice_comes_from_the_experiment(tmp_path: Path):
@@ -270,3 +274,92 @@ def test_results_folder_with_failed_and_empty_runs(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "bad__seed=0: failed" in result.output and "boom" in result.output
     assert "no overfitting found" in result.output
+
+
+# --- grading and wording (issue 17) ---------------------------------------------------------
+
+def _percents(text: str) -> list[float]:
+    return [float(v) for v in re.findall(r"(-?[0-9.]+)%", text)]
+
+
+@pytest.mark.parametrize("epochs", [4, 20])   # unsmoothed (last epoch) and smoothed (median of 3)
+def test_quoted_train_val_and_gap_agree(epochs: int):
+    rows = overfitting_curves(epochs=epochs, turn=3)
+    for r, wobble in zip(rows, [0.0, 0.03, -0.02, 0.01] * 10):   # last epochs differ
+        r["val_accuracy"] += wobble
+    line = next(e for e in diagnose_rows(rows, "classification")["evidence"]
+                if e.startswith("train accuracy"))
+    train, val = _percents(line)[:2]
+    gap = float(re.search(r"gap (-?[0-9.]+) points", line).group(1))
+    assert abs((train - val) - gap) < 0.11, line
+    assert ("median" in line) == (epochs >= 6)
+
+
+def test_a_value_never_prints_equal_to_the_threshold_it_exceeds():
+    rows = [{"epoch": e, "train_loss": 0.5, "val_loss": 0.5, "train_accuracy": 0.9,
+             "val_accuracy": 0.9 - 0.0502} for e in range(1, 4)]
+    result = diagnose_rows(rows, "classification")
+    line = next(e for e in result["evidence"] if e.startswith("train accuracy"))
+    assert result["verdict"] == "overfitting"
+    assert "gap 5.02 points (> 5 points)" in line, line
+    assert beyond(0.0501, 0.05, 2) == "0.0501" and beyond(7.25, 5) == "7.2"
+
+
+def test_rising_val_loss_is_strong_and_a_gap_alone_is_mild():
+    strong = diagnose_rows(overfitting_curves(), "classification")
+    assert strong["verdict"] == "overfitting" and strong["grade"] == "strong"
+    assert label(strong) == "overfitting"
+    gap_only = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e + 0.1,
+                 "train_accuracy": 0.95, "val_accuracy": 0.85} for e in range(1, 16)]
+    mild = diagnose_rows(gap_only, "classification")
+    assert mild["verdict"] == "overfitting" and mild["grade"] == "mild"
+    assert "val_loss_rising" not in mild["rules"] and label(mild) == "mild overfitting"
+    assert any("did not rise" in e for e in mild["evidence"])
+    assert diagnose_rows(healthy_curves(), "classification")["grade"] is None
+    assert tally(["ok", "ok", "overfitting"]) == "ok 2, overfitting 1"
+    assert tally(["ok", "ok"]) == "ok"
+
+
+def test_restored_epoch_is_judged_not_the_epochs_after_it():
+    rows = healthy_curves(8)   # up to epoch 8 both losses fall, accuracies 2 points apart
+    rows += [{"epoch": e, "train_loss": 0.1 / e, "val_loss": 0.2 + 0.1 * (e - 8),
+              "train_accuracy": 0.99, "val_accuracy": 0.85, "train_f1": 0.99, "val_f1": 0.85}
+             for e in range(9, 15)]       # then val loss rises and val accuracy drops
+    assert diagnose_rows(rows, "classification")["verdict"] == "overfitting"
+    kept = diagnose_rows(rows, "classification", chosen_epoch=8)
+    assert kept["verdict"] == "ok", kept
+    assert any("kept the weights of epoch 8" in e and "9–14" in e for e in kept["evidence"])
+    assert diagnose_rows(rows, "classification", chosen_epoch=14) == \
+        diagnose_rows(rows, "classification")   # the last epoch kept: nothing changes
+
+
+def test_advice_never_suggests_a_recipe_that_did_worse(tmp_path: Path):
+    """A recipe whose runs are all 'ok' but which is worse than baseline on test is left out of
+    "did not overfit …"; the gap quoted for a healthy recipe is the one its verdict judged."""
+    for seed in range(3):
+        _fake_run(tmp_path, f"baseline__seed={seed}", "baseline", overfitting_curves(),
+                  {}, seed, test_accuracy=0.80 + 0.01 * seed)
+        _fake_run(tmp_path, f"l2__seed={seed}", "l2", healthy_curves(20),
+                  {"l2": {"lambda": 1.0}}, seed, test_accuracy=0.85 + 0.01 * seed)
+        _fake_run(tmp_path, f"noise__seed={seed}", "noise", healthy_curves(20),
+                  {"input_noise": {"std": 1.0}}, seed, test_accuracy=0.70 + 0.011 * seed)
+    result = runner.invoke(app, ["diagnose", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    advice = text.split("What to try")[1]
+    assert "l2 (val accuracy" in advice and "noise" not in advice.split("from the catalogue")[0]
+    gap = float(re.search(r"l2 \(val accuracy [0-9.]+, gap (-?[0-9.]+) points", advice).group(1))
+    rows = healthy_curves(20)
+    expected = statistics.median(r["train_accuracy"] - r["val_accuracy"] for r in rows[-3:])
+    assert gap == pytest.approx(100 * expected, abs=0.05)
+    # each recipe's gap is set beside the baseline's, paired by seed, with its interval
+    relative = text.split("Gap compared with the baseline's")[1].split("What to try")[0]
+    assert "l2:" in relative and "smaller than baseline's" in relative
+    assert "beyond seed noise" in relative
+
+
+def test_one_seed_gap_comparison_says_there_is_no_noise_estimate(tmp_path: Path):
+    _fake_run(tmp_path, "baseline__seed=0", "baseline", overfitting_curves(), {})
+    _fake_run(tmp_path, "l2__seed=0", "l2", healthy_curves(20), {"l2": {"lambda": 1.0}})
+    result = runner.invoke(app, ["diagnose", str(tmp_path)])
+    assert "one seed: no estimate of seed noise" in " ".join(result.output.split())

@@ -18,3 +18,8 @@ def test_the_quick_start_finds_a_recipe_better_than_baseline(tmp_path):
     assert len(better) >= 1, table
     assert (better.diff_low > 0).all()            # the interval excludes zero
     assert "better than baseline on test accuracy" in result.output   # the headline says so
+    # the diagnosis discriminates: the baseline overfits, early stopping's kept model does not
+    diagnosis = dict(zip(table.point, table.diagnosis))
+    assert diagnosis["baseline"] == "overfitting"
+    assert diagnosis["early_stopping"] == "ok"
+    assert len(set(diagnosis.values())) >= 2, diagnosis

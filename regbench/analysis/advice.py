@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from regbench import catalogue
 from regbench.analysis.compare import build_comparison
+from regbench.analysis.stats import paired_difference
 from regbench.analysis.curves import read_curve_csv
-from regbench.analysis.diagnose import diagnose_rows, infer_task
+from regbench.analysis.diagnose import diagnose_rows, infer_task, label
 from regbench.config.schema import DiagnosisConfig
 from regbench.config.yaml_io import read_yaml_file
 from regbench.data import DATASETS
@@ -36,6 +37,7 @@ class Diagnosis:
     task: str
     images: Optional[bool] = None           # image data? None: unknown (a CSV)
     advice: list[str] = field(default_factory=list)
+    relative: list[str] = field(default_factory=list)  # each recipe's gap next to the baseline's
 
 
 def _thresholds(run_dir: Path) -> Optional[dict[str, Any]]:
@@ -73,12 +75,15 @@ def diagnose_path(target: str | Path) -> Diagnosis:
                                "evidence": [f"{exc}: no curves to judge"]}
                 else:
                     verdict = diagnose_rows(rows, summary.get("task", "classification"),
-                                            _thresholds(run_dir), status)
+                                            _thresholds(run_dir), status,
+                                            summary.get("chosen_epoch"))
             runs.append({"run": summary["run_id"], "point": summary.get("point_id"),
+                         "seed": summary.get("seed"),
                          "regularizers": sorted(summary.get("regularizers") or {}), **verdict})
         diagnosis = Diagnosis(target, runs, task_of(summaries),
                               is_image_experiment(target))
         diagnosis.advice = advise(diagnosis, summaries)
+        diagnosis.relative = relative_gaps(diagnosis)
         return diagnosis
     if target.is_file():
         rows = read_curve_csv(target)
@@ -136,8 +141,15 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
         return lines
     starts = [r["started_epoch"] for r in diagnosis.runs
               if r["verdict"] == "overfitting" and r.get("started_epoch") is not None]
-    lines.append(f"overfitting in {_names(overfit)}"
-                 + (f", starting around epoch {_median(starts)}" if starts else ""))
+    strong = [p for p in overfit if any(r.get("grade") != "mild" for r in by_point[p]
+                                        if r["verdict"] == "overfitting")]
+    mild = [p for p in overfit if p not in strong]
+    if strong:
+        lines.append(f"overfitting (val loss rose while train loss fell) in {_names(strong)}"
+                     + (f", starting around epoch {_median(starts)}" if starts else ""))
+    if mild:
+        lines.append(f"mild overfitting (a train−val gap, but val did not get worse) in "
+                     f"{_names(mild)}")
     tried: set[str] = set()
     if summaries:
         lines += _from_experiment(summaries, by_point, overfit, under)
@@ -153,34 +165,86 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
 
 
 def _from_experiment(summaries, by_point, overfit, under) -> list[str]:
+    """Recipes of this experiment whose every run was ``ok``, best val metric first, each with
+    its runs' own gap (the number their verdict was judged on). A recipe that did worse than
+    the baseline on test is never suggested."""
     try:
         comparison = build_comparison(summaries)
     except RegbenchError:
         return []
-    metric, lines = comparison.metric, []
-    gap_text = _points if comparison.metric != "mse" and task_of(summaries) != "regression" \
-        else (lambda gap: f"R² {gap:+.3f}")
+    metric = comparison.metric
     healthy = [row for row in comparison.rows if row["point"] not in overfit
-               and all(r["verdict"] == "ok" for r in by_point.get(row["point"], []))
+               and row["point"] not in under and row["verdict"] != "worse"
+               and by_point.get(row["point"])
+               and all(r["verdict"] == "ok" for r in by_point[row["point"]])
                and not math.isnan(row[f"val_{metric}"])]
-    if healthy:
-        best = ", ".join(f"{_label(r['point'])} (val {metric} {r[f'val_{metric}']:.4f}, gap "
-                         f"{gap_text(r['gap'])})" for r in healthy[:4])
-        lines.append(f"did not overfit in this experiment, best val {metric} first: {best}")
-    gaps = [row for row in comparison.rows if not math.isnan(row["gap"])]
-    base = next((row for row in gaps if row["point"] == "baseline"), None)
-    others = [r for r in gaps if r["point"] != "baseline" and r["point"] not in under]
-    if base and others:  # an underfitting recipe closes the gap by not learning: not advice
-        smallest = min(others, key=lambda r: r["gap"])
-        if smallest["gap"] < base["gap"]:
-            lines.append(f"smallest train−val gap without underfitting: "
-                         f"{_label(smallest['point'])} ({gap_text(smallest['gap'])} vs "
-                         f"baseline {gap_text(base['gap'])})")
-    return lines
+    shown = []
+    for row in healthy[:4]:
+        gap = _mean_gap(by_point[row["point"]])
+        gap_words = f", gap {gap}" if gap else ""
+        shown.append(f"{_label(row['point'])} (val {metric} {row[f'val_{metric}']:.4f}"
+                     f"{gap_words})")
+    if not shown:
+        return []
+    return [f"did not overfit in this experiment, best val {metric} first: {', '.join(shown)}"]
 
 
-def _points(gap: float) -> str:
-    return f"{100 * gap:.1f} points"
+def _gap_key(runs: list[dict[str, Any]]) -> Optional[str]:
+    return next((key for key in ("accuracy_gap", "r2_gap") for r in runs
+                 if key in (r.get("numbers") or {})), None)
+
+
+def _gap_text(key: str, value: float) -> str:
+    return f"{100 * value:.1f} points" if key == "accuracy_gap" else f"{value:.3f} in R²"
+
+
+def _mean_gap(runs: list[dict[str, Any]]) -> str:
+    key = _gap_key(runs)
+    values = [r["numbers"][key] for r in runs if key and key in (r.get("numbers") or {})]
+    return _gap_text(key, sum(values) / len(values)) if values else ""
+
+
+def relative_gaps(diagnosis: Diagnosis) -> list[str]:
+    """Each recipe's train−val gap next to the baseline's: the difference paired by seed with
+    its 95% interval, and whether it is beyond seed noise (the interval excludes zero)."""
+    by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in diagnosis.runs:
+        by_point[run["point"]].append(run)
+    key = _gap_key(diagnosis.runs)
+    if key is None or "baseline" not in by_point:
+        return []
+
+    def by_seed(runs):
+        return {r["seed"]: r["numbers"][key] for r in runs
+                if r.get("seed") is not None and key in (r.get("numbers") or {})}
+
+    base = by_seed(by_point["baseline"])
+    if not base:
+        return []
+    what = "train−val accuracy" if key == "accuracy_gap" else "train−val R²"
+    lines = [f"baseline: {_gap_text(key, sum(base.values()) / len(base))} ({what}, mean over "
+             f"{len(base)} seed(s))"]
+    for point, runs in by_point.items():
+        gaps = by_seed(runs)
+        if point == "baseline" or not gaps:
+            continue
+        diff = paired_difference(gaps, base)
+        mean = _gap_text(key, sum(gaps.values()) / len(gaps))
+        if diff.pairs == 0:
+            lines.append(f"{_label(point)}: {mean} (no seed shared with baseline)")
+            continue
+        scale = 100 if key == "accuracy_gap" else 1
+        change = "smaller" if diff.mean < 0 else "larger"
+        words = f"{_label(point)}: {mean}, {abs(scale * diff.mean):.1f} {change} than baseline's"
+        if diff.pairs < 2 or math.isnan(diff.low):
+            words += " (one seed: no estimate of seed noise)"
+        else:
+            beyond = diff.high < 0 or diff.low > 0
+            words += (f" [95% CI of the difference {scale * diff.low:+.1f}, "
+                      f"{scale * diff.high:+.1f}]: "
+                      + ("beyond seed noise" if beyond else "within seed noise"))
+        lines.append(words)
+    return lines if len(lines) > 1 else []
 
 
 def _label(point: str) -> str:
@@ -212,9 +276,13 @@ def render_diagnosis(diagnosis: Diagnosis, console) -> None:
         start = run.get("started_epoch")
         since = f" from epoch {start}" if start is not None and run["verdict"] == "overfitting" \
             else ""
-        console.print(f"{escape(run['run'])}: [{style}]{run['verdict']}[/]{since}")
+        console.print(f"{escape(run['run'])}: [{style}]{label(run)}[/]{since}")
         for line in run["evidence"]:
             console.print(f"  - {escape(line)}")
+    if diagnosis.relative:
+        console.print("\n[bold]Gap compared with the baseline's[/]")
+        for line in diagnosis.relative:
+            console.print(f"• {escape(line)}")
     if diagnosis.advice:
         console.print("\n[bold]What to try[/]")
         for line in diagnosis.advice:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from regbench.analysis.stats import (ALPHA, CONFIDENCE, INCONCLUSIVE, MAX_SEEDS_ADVISED, POWER,
                                      decide, holm, mean_std, paired_difference,
                                      probability_of_improvement, seeds_needed)
+from regbench.analysis.diagnose import label, tally
 from regbench.analysis.headline import headline
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
@@ -38,11 +39,15 @@ class Comparison:
     seeds_needed: dict[str, int] = field(default_factory=dict)  # recipe -> seeds that would settle it
     headline: list[str] = field(default_factory=list)  # the answer in plain sentences
 
+    @property
+    def gap_label(self) -> str:
+        """The gap column's name: train − val for a higher-is-better metric, else val − train."""
+        return "val−train gap" if lower_is_better(self.metric) else "train−val gap"
+
 
 def _diagnosis(summary: dict[str, Any]) -> Optional[str]:
-
     verdict = summary.get("verdict")
-    return verdict.get("verdict") if isinstance(verdict, dict) else verdict
+    return label(verdict) if isinstance(verdict, dict) else verdict
 
 
 def _num(value: Any) -> float:
@@ -72,13 +77,14 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     for summary in summaries:
         groups[summary.get("point_id") or _point_id(summary)].append(summary)
     baselines = _baselines(summaries, metric)
-    gap_metric = "accuracy" if task == "classification" else "r2"
+    # the generalisation gap on the compared metric, signed so that positive means val is worse
+    sign = 1.0 if higher else -1.0
     rows = []
     for point, runs in groups.items():
         done = [r for r in runs if r.get("status") == "completed"]
         val_mean, val_std = mean_std(_num(r.get(f"val_{metric}")) for r in done)
         test_mean, test_std = mean_std(_num(r.get(f"test_{metric}")) for r in done)
-        gaps = [_num(r.get(f"train_{gap_metric}")) - _num(r.get(f"val_{gap_metric}"))
+        gaps = [sign * (_num(r.get(f"train_{metric}")) - _num(r.get(f"val_{metric}")))
                 for r in done]
         gap_mean, _ = mean_std(gaps)
         test_by_seed = {r["seed"]: _num(r.get(f"test_{metric}")) for r in done}
@@ -88,7 +94,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
         improve = (probability_of_improvement(list(test_by_seed.values()),
                                               list(baseline_test.values()), higher)
                    if compared else math.nan)
-        diagnoses = sorted({v for v in (_diagnosis(r) for r in runs) if v})
+        diagnoses = [v for v in (_diagnosis(r) for r in runs) if v]
         statuses = defaultdict(int)
         for r in runs:
             statuses[r.get("status", "?")] += 1
@@ -118,7 +124,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "verdict": "",
             "gap": gap_mean,
             "best_epoch": mean_std(_num(r.get("best_epoch")) for r in done)[0],
-            "diagnosis": "/".join(diagnoses) if diagnoses else "",
+            "diagnosis": tally(diagnoses),
             "seeds_vary": _varied(done),
             "sparsity": mean_std(_num(r.get("sparsity")) for r in done)[0],
             "seconds_per_epoch": mean_std(_num(r.get("seconds_per_epoch")) for r in runs)[0],
@@ -359,7 +365,7 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by every text format."""
     m = comparison.metric
     header = ["recipe", "seeds", f"val {m}", f"test {m}", "Δ test vs baseline [95% CI]",
-              "verdict", "P(improve)", "p", "p (Holm)", "train−val gap", "best epoch",
+              "verdict", "P(improve)", "p", "p (Holm)", comparison.gap_label, "best epoch",
               "diagnosis", "sparsity", "s/epoch", "params"]
     cells = []
     for row in comparison.rows:

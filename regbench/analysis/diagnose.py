@@ -28,6 +28,12 @@ fired), ``underfitting`` (no gap, and train accuracy < ``underfit_accuracy`` or 
 ``underfit_r2``; with losses only, train loss fell by less than ``underfit_loss_drop``),
 ``unknown`` (no epochs to judge: a missing, empty or unreadable curve is never ``ok``), else
 ``ok``. Every verdict carries its evidence in words and numbers.
+
+Grades: ``overfitting`` is ``strong`` when rule 2 fired (more training made val worse) and
+``mild`` when only a gap did (``label`` prints it as ``mild overfitting``). A run that kept an
+earlier epoch's weights (early stopping) is judged on the epochs up to that one. Numbers quoted
+together agree: a gap is the train level minus the val level quoted beside it, and no value
+prints equal to the threshold it is said to exceed.
 """
 from __future__ import annotations
 
@@ -131,6 +137,21 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def beyond(value: float, limit: float, digits: int = 1) -> str:
+    """``value`` with enough decimals that it does not print equal to ``limit`` (5.03, not 5.0,
+    next to "> 5")."""
+    while digits < 6 and round(value, digits) == round(limit, digits) and value != limit:
+        digits += 1
+    return f"{value:.{digits}f}"
+
+
+def _where(epochs: list[float]) -> str:
+    """Which epochs an end level stands for: the last one, or the last 3 (median)."""
+    if len(epochs) < SMOOTH_MIN_POINTS:
+        return f"at epoch {_epoch(epochs[-1])}"
+    return f"over epochs {_epoch(epochs[-3])}–{_epoch(epochs[-1])} (median)"
+
+
 def _divergence(rows: list[dict[str, Any]], status: str) -> Optional[dict[str, Any]]:
     for row in rows:
         bad = [k for k in LOSS_KEYS if row.get(k) is not None and not math.isfinite(row[k])]
@@ -159,31 +180,35 @@ def _gap_start(epochs: list[float], gaps: list[float], limit: float) -> float:
 
 def rule_gap(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig,
              numbers: dict[str, Any]) -> list[tuple[str, float, str]]:
-    """Rule 1: (rule, start epoch, evidence) for each gap above its threshold."""
+    """Rule 1: (rule, start epoch, evidence) for each gap above its threshold.
+
+    The gap is the end level of train minus the end level of val, so the three numbers quoted
+    together agree (train 91.5% − val 84.7% = gap 6.8 points)."""
     found = []
     metric, limit = ("accuracy", t.accuracy_gap) if task != "regression" else ("r2", t.r2_gap)
     epochs, train, val = _pairs(rows, metric)
     if epochs:
-        raw = [a - b for a, b in zip(train, val)]
-        gaps, final = smooth(raw), end_level(raw)
+        gaps = smooth([a - b for a, b in zip(train, val)])
+        high, low = end_level(train), end_level(val)
+        final = high - low
         numbers[f"{metric}_gap"] = final
-        shown = _pct if metric == "accuracy" else (lambda v: f"{v:.3f}")
-        unit = " points" if metric == "accuracy" else ""
-        scale = 100 if metric == "accuracy" else 1
-        label = "accuracy" if metric == "accuracy" else "R²"
-        words = (f"train {label} {shown(train[-1])} vs val {shown(val[-1])} at epoch "
-                 f"{_epoch(epochs[-1])}: gap {scale * final:.{1 if scale == 100 else 3}f}{unit}")
-        how = "median of the last 3 epochs; " if len(gaps) >= SMOOTH_MIN_POINTS else ""
+        if metric == "accuracy":
+            scale, unit, label, shown, digits = 100, " points", "accuracy", _pct, 1
+        else:
+            scale, unit, label, shown, digits = 1, "", "R²", (lambda v: f"{v:.3f}"), 3
+        words = (f"train {label} {shown(high)} vs val {shown(low)} {_where(epochs)}: gap "
+                 f"{beyond(scale * final, scale * limit, digits)}{unit}")
         if final > limit:
             found.append((f"{metric}_gap", _gap_start(epochs, gaps, limit),
-                          f"{words} ({how}> {scale * limit:g}{unit})"))
+                          f"{words} (> {scale * limit:g}{unit})"))
         else:
-            numbers["_gap_words"] = f"{words} ({how}≤ {scale * limit:g}{unit})"
+            numbers["_gap_words"] = f"{words} (≤ {scale * limit:g}{unit})"
     epochs, train, val = _pairs(rows, "loss")
     if epochs and task != "regression":
         excess = smooth([b - a for a, b in zip(train, val)])
-        final = end_level(val) - end_level(train)
-        ratio = end_level(val) / end_level(train) if end_level(train) > 0 else math.inf
+        high, low = end_level(val), end_level(train)
+        final = high - low
+        ratio = high / low if low > 0 else math.inf
         numbers.update(loss_gap=final, loss_ratio=ratio)
         if final > t.loss_gap and ratio > t.loss_ratio:
             ok = [e > t.loss_gap for e in excess]
@@ -191,32 +216,38 @@ def rule_gap(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig,
             while start > 0 and ok[start - 1]:
                 start -= 1
             found.append(("loss_gap", epochs[start],
-                          f"val loss {val[-1]:.4g} is {ratio:.1f}× train loss {train[-1]:.4g} "
-                          f"(> {t.loss_ratio:g}×, and {final:.3g} above it > "
-                          f"{t.loss_gap:g})"))
+                          f"val loss {high:.4g} is {beyond(ratio, t.loss_ratio)}× train loss "
+                          f"{low:.4g} {_where(epochs)} (> {t.loss_ratio:g}×, and "
+                          f"{beyond(final, t.loss_gap, 3)} above it > {t.loss_gap:g})"))
     return found
 
 
 def rule_rising_val_loss(rows: list[dict[str, Any]], t: DiagnosisConfig,
                          numbers: dict[str, Any]) -> Optional[tuple[str, float, str]]:
-    """Rule 2: val loss ends well above its minimum while train loss kept falling."""
+    """Rule 2: val loss ends well above its minimum while train loss kept falling.
+
+    Judged, and quoted, on the smoothed curves; the start is the raw minimum's epoch next to
+    the smoothed one (the epoch people see on the plot)."""
     epochs, train, val = _pairs(rows, "loss")
     if len(epochs) < 2:
         return None
     train_s, val_s = smooth(train), smooth(val)
     best = min(range(len(val_s)), key=lambda i: val_s[i])
-    if val_s != val:  # report the raw minimum next to the smoothed one: the epoch people see
-        best = min(range(max(best - 1, 0), min(best + 2, len(val))), key=lambda i: val[i])
+    start = best
+    if val_s != val:
+        start = min(range(max(best - 1, 0), min(best + 2, len(val))), key=lambda i: val[i])
     rise = val_s[-1] / val_s[best] - 1 if val_s[best] > 0 else 0.0
-    numbers.update(val_loss_min=val[best], val_loss_min_epoch=_epoch(epochs[best]),
+    numbers.update(val_loss_min=val_s[best], val_loss_min_epoch=_epoch(epochs[start]),
                    val_loss_rise=rise)
-    if (best < len(epochs) - 1 and epochs[-1] - epochs[best] >= t.rise_window
+    smoothed = " (smoothed over 3 epochs)" if val_s != val else ""
+    if (best < len(epochs) - 1 and epochs[-1] - epochs[start] >= t.rise_window
             and rise > t.rise_tolerance and train_s[-1] < train_s[best]):
-        return ("val_loss_rising", epochs[best],
-                f"val loss reached its minimum {val[best]:.4g} at epoch {_epoch(epochs[best])} "
-                f"and rose to {val[-1]:.4g} by epoch {_epoch(epochs[-1])} (+{100 * rise:.0f}% "
-                f"> {100 * t.rise_tolerance:g}%) while train loss fell from {train[best]:.4g} "
-                f"to {train[-1]:.4g}")
+        return ("val_loss_rising", epochs[start],
+                f"val loss{smoothed} reached its minimum {val_s[best]:.4g} at epoch "
+                f"{_epoch(epochs[start])} and rose to {val_s[-1]:.4g} by epoch "
+                f"{_epoch(epochs[-1])} (+{beyond(100 * rise, 100 * t.rise_tolerance, 0)}% > "
+                f"{100 * t.rise_tolerance:g}%) while train loss fell from {train_s[best]:.4g} to "
+                f"{train_s[-1]:.4g}")
     return None
 
 
@@ -227,12 +258,13 @@ def rule_f1_drop(rows: list[dict[str, Any]], t: DiagnosisConfig
         epochs, train, val = _pairs(rows, metric)
         if not epochs:
             continue
-        raw = [a - b for a, b in zip(train, val)]
-        drops, final = smooth(raw), end_level(raw)
-        if final > t.f1_drop:
+        drops = smooth([a - b for a, b in zip(train, val)])
+        high, low = end_level(train), end_level(val)
+        if high - low > t.f1_drop:
             return (f"{metric}_drop", _gap_start(epochs, drops, t.f1_drop),
-                    f"{metric} drops from {_pct(train[-1])} (train) to {_pct(val[-1])} (val): "
-                    f"{100 * final:.1f} points (> {100 * t.f1_drop:g})")
+                    f"{metric} drops from {_pct(high)} (train) to {_pct(low)} (val) "
+                    f"{_where(epochs)}: {beyond(100 * (high - low), 100 * t.f1_drop)} points "
+                    f"(> {100 * t.f1_drop:g})")
         return None
     return None
 
@@ -244,12 +276,13 @@ def rule_underfitting(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig
     if task == "classification":
         epochs, train, _ = _pairs(rows, "accuracy")
         if epochs and end_level(train) < t.underfit_accuracy:
-            words = (f"train accuracy is only {_pct(train[-1])} (< "
+            words = (f"train accuracy is only {_pct(end_level(train))} (< "
                      f"{_pct(t.underfit_accuracy)}) and val is no worse")
     elif task == "regression":
         epochs, train, _ = _pairs(rows, "r2")
         if epochs and end_level(train) < t.underfit_r2:
-            words = f"train R² is only {train[-1]:.3f} (< {t.underfit_r2:g}) and val is no worse"
+            words = (f"train R² is only {end_level(train):.3f} (< {t.underfit_r2:g}) and val is "
+                     "no worse")
     losses = [r["train_loss"] for r in rows if _finite(r.get("train_loss"))]
     if words is None and task == "unknown" and len(losses) >= 3 and losses[0] > 0:
         drop = 1 - losses[-1] / losses[0]
@@ -268,22 +301,38 @@ def rule_underfitting(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig
 
 
 def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
-                  thresholds: Optional[dict] = None,
-                  status: str = "completed") -> dict[str, Any]:
+                  thresholds: Optional[dict] = None, status: str = "completed",
+                  chosen_epoch: Optional[float] = None) -> dict[str, Any]:
     """Verdict and evidence for one run's epochs (rows as in metrics.csv).
 
-    Returns ``{"verdict", "started_epoch", "evidence": [str], "rules": [str], "numbers"}``;
-    ``task`` may be ``unknown`` (a CSV with losses only).
+    Returns ``{"verdict", "grade", "started_epoch", "evidence": [str], "rules": [str],
+    "numbers"}``; ``task`` may be ``unknown`` (a CSV with losses only). ``chosen_epoch``: the
+    epoch whose weights the run kept (early stopping restores its best epoch); the epochs after
+    it are not the final model's and are not held against it.
+
+    Overfitting is graded: ``strong`` when val loss rose while train loss fell (training longer
+    made the model worse on held-out data, the telling sign), ``mild`` when only a train−val gap
+    is above its threshold (val did not get worse: a generalisation gap that a regularizer may
+    or may not close). ``grade`` is None for every other verdict.
     """
     t = thresholds if isinstance(thresholds, DiagnosisConfig) else \
         DiagnosisConfig.model_validate(thresholds or {})
     rows = normalise_rows(rows)
     diverged = _divergence(rows, status)
     if diverged:
-        return diverged
+        return {"grade": None, **diverged}
+    restored = []
+    if chosen_epoch is not None and rows and rows[-1]["epoch"] > chosen_epoch:
+        kept = [r for r in rows if r["epoch"] <= chosen_epoch]
+        if kept:
+            restored = [f"the run kept the weights of epoch {_epoch(chosen_epoch)} (restored "
+                        f"best epoch); epochs {_epoch(kept[-1]['epoch'] + 1)}–"
+                        f"{_epoch(rows[-1]['epoch'])} are not the final model's and are not "
+                        "judged"]
+            rows = kept
     if not rows:
-        return {"verdict": "unknown", "started_epoch": None, "rules": [], "numbers": {},
-                "evidence": ["no epochs were recorded, so there is nothing to judge"]}
+        return {"verdict": "unknown", "grade": None, "started_epoch": None, "rules": [],
+                "numbers": {}, "evidence": ["no epochs were recorded, so there is nothing to judge"]}
     numbers: dict[str, Any] = {}
     found = rule_gap(rows, task, t, numbers)
     rising = rule_rising_val_loss(rows, t, numbers)
@@ -294,13 +343,18 @@ def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
         found.append(f1)
     gap_words = numbers.pop("_gap_words", None)
     if found:
-        return {"verdict": "overfitting", "started_epoch": _epoch(found[0][1]),
-                "rules": [f[0] for f in found], "evidence": [f[2] for f in found],
+        grade = "strong" if rising else "mild"
+        evidence = [f[2] for f in found]
+        if not rising:
+            evidence.append("val loss did not rise while training went on, so the gap is mild "
+                            "overfitting: more epochs did not make the model worse on val")
+        return {"verdict": "overfitting", "grade": grade, "started_epoch": _epoch(found[0][1]),
+                "rules": [f[0] for f in found], "evidence": evidence + restored,
                 "numbers": numbers}
     under = rule_underfitting(rows, task, t)
     if under:
-        return {"verdict": "underfitting", "started_epoch": None, "rules": ["underfitting"],
-                "evidence": [under], "numbers": numbers}
+        return {"verdict": "underfitting", "grade": None, "started_epoch": None,
+                "rules": ["underfitting"], "evidence": [under] + restored, "numbers": numbers}
     evidence = [gap_words] if gap_words else []
     if "val_loss_min_epoch" in numbers:
         rise = numbers["val_loss_rise"]
@@ -309,5 +363,24 @@ def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
             f"(epoch {numbers['val_loss_min_epoch']}), within the {100 * t.rise_tolerance:g}% "
             "that would count as rising" if rise > 0.005 else
             f"val loss is still at its lowest at the end ({numbers['val_loss_min']:.4g})")
-    return {"verdict": "ok", "started_epoch": None, "rules": [], "numbers": numbers,
-            "evidence": evidence or ["no large gap and no rising validation loss"]}
+    return {"verdict": "ok", "grade": None, "started_epoch": None, "rules": [],
+            "numbers": numbers,
+            "evidence": (evidence or ["no large gap and no rising validation loss"]) + restored}
+
+
+def label(verdict: dict[str, Any]) -> str:
+    """The verdict as shown to people: ``overfitting``, ``mild overfitting``, ``ok``, ..."""
+    name = verdict.get("verdict") or "unknown"
+    return f"mild {name}" if name == "overfitting" and verdict.get("grade") == "mild" else name
+
+
+def tally(labels: list[str]) -> str:
+    """Verdict labels of one recipe's seeds: ``overfitting`` when all agree, else each with its
+    count, most common first (``ok 4, overfitting 1``)."""
+    counts: dict[str, int] = {}
+    for name in labels:
+        counts[name] = counts.get(name, 0) + 1
+    if len(counts) <= 1:
+        return next(iter(counts), "")
+    order = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{name} {n}" for name, n in order)

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any, Optional
 
+from regbench.analysis.diagnose import label
+
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -32,7 +34,7 @@ def _outcome(summary: dict[str, Any]) -> str:
         from rich.markup import escape  # errors hold brackets that are not markup
 
         return f"{summary['status']}: {escape(summary['error'])}"
-    verdict = (summary.get("verdict") or {}).get("verdict", "")
+    verdict = label(summary["verdict"]) if summary.get("verdict") else ""
     return f"{summary['status']} ({verdict})" if verdict else summary["status"]
 
 

@@ -175,7 +175,8 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         # a run cut short by Ctrl-C has no verdict: its curves end where the user stopped it
         if result.status != "failed":
             result.summary["verdict"] = None if result.status == "interrupted" else diagnose_rows(
-                result.rows, result.summary["task"], spec.get("diagnosis"), result.status)
+                result.rows, result.summary["task"], spec.get("diagnosis"), result.status,
+                result.summary.get("chosen_epoch"))
         write_run(results_dir / RUNS_DIR / spec["run_id"], spec, result)
         outcome.summaries.append(result.summary)
         if progress is not None:

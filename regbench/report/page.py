@@ -13,8 +13,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from regbench.analysis.advice import Diagnosis, advise, is_image_experiment
+from regbench.analysis.advice import Diagnosis, advise, is_image_experiment, relative_gaps
 from regbench.analysis.compare import display_rows, folder_comparison
+from regbench.analysis.diagnose import label
 from regbench.report.plots import make_plots
 from regbench.results import atomic_write_text, load_summaries, task_of
 from regbench.vocabulary import EXPERIMENT_FILE
@@ -47,8 +48,15 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _badge(verdict: str) -> str:
-    return f'<span class="verdict v-{_e(verdict or "unknown")}">{_e(verdict or "—")}</span>'
+def _badge(verdict: str, text: str = "") -> str:
+    """A coloured verdict; ``text`` is what it says when that is not the verdict's name (mild
+    overfitting has overfitting's class)."""
+    return (f'<span class="verdict v-{_e(verdict or "unknown")}">'
+            f'{_e(text or verdict or "—")}</span>')
+
+
+def _graded(verdict: dict[str, Any]) -> str:
+    return _badge(verdict["verdict"], label(verdict))
 
 
 def _experiment(results_dir: Path) -> dict[str, Any]:
@@ -115,6 +123,16 @@ def summary_html(experiment: dict[str, Any], summaries: list[dict[str, Any]]) ->
     return "\n".join(f'<p class="meta">{line}</p>' for line in lines)
 
 
+def _cell_badges(cell: str) -> str:
+    """A verdict or diagnosis cell ("better", "ok 4, mild overfitting 1") as badges; a graded
+    name takes its verdict's colour."""
+    badges = []
+    for part in cell.split(", "):
+        name = part.rsplit(" ", 1)[0] if part.rsplit(" ", 1)[-1].isdigit() else part
+        badges.append(_badge(name.split()[-1], part))
+    return " ".join(badges)
+
+
 def table_html(comparison) -> str:
     """The comparison table (compare.display_rows) with verdicts and diagnoses as coloured
     badges."""
@@ -126,8 +144,7 @@ def table_html(comparison) -> str:
     for row in cells:
         tds = []
         for i, cell in enumerate(row):
-            text = " ".join(_badge(v) for v in str(cell).split("/")) if i in badged and cell \
-                else _e(cell)
+            text = _cell_badges(str(cell)) if i in badged and cell else _e(cell)
             tds.append(f"<td>{text}</td>")
         out.append("<tr>" + "".join(tds) + "</tr>")
     out.append("</tbody></table></div>")
@@ -156,8 +173,9 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
     for point in order + [p for p in by_point if p not in order]:
         group = sorted(by_point[point], key=lambda s: str(s.get("seed")))
         verdicts = [_verdict(s) for s in group]
-        counts = Counter(v["verdict"] for v in verdicts)
-        badges = " ".join(f"{_badge(v)}&nbsp;×{n}" for v, n in counts.most_common())
+        counts = Counter(label(v) for v in verdicts)
+        first = {label(v): v for v in reversed(verdicts)}
+        badges = " ".join(f"{_graded(first[name])}&nbsp;×{n}" for name, n in counts.most_common())
         starts = sorted({v["started_epoch"] for v in verdicts
                          if v.get("started_epoch") is not None and v["verdict"] == "overfitting"})
         worst = next((v for rank in WORST_FIRST for v in verdicts if v["verdict"] == rank),
@@ -167,10 +185,10 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
                     f"<td>{_e(', '.join(str(s) for s in starts))}</td>"
                     f'<td class="text">{evidence}</td></tr>')
         for s, v in zip(group, verdicts):
-            details.append(f"<div><b>{_e(s.get('run_id'))}</b> {_badge(v['verdict'])}</div>"
+            details.append(f"<div><b>{_e(s.get('run_id'))}</b> {_graded(v)}</div>"
                            '<ul class="evidence">' + "".join(
                                f"<li>{_e(line)}</li>" for line in v.get("evidence", [])) + "</ul>")
-            runs.append({"run": s.get("run_id"), "point": point, **v})
+            runs.append({"run": s.get("run_id"), "point": point, "seed": s.get("seed"), **v})
     out = ['<div class="scroll"><table><thead><tr><th>recipe</th><th>verdicts over seeds</th>'
            "<th>overfitting from epoch</th><th>evidence (one run)</th></tr></thead><tbody>"
            + "".join(rows) + "</tbody></table></div>",
@@ -179,6 +197,10 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
     diagnosis = Diagnosis(results_dir, runs, task_of(summaries),
                           is_image_experiment(results_dir))
     advice = advise(diagnosis, summaries)
+    relative = relative_gaps(diagnosis)
+    if relative:
+        out.append('<div class="advice"><b>Gap compared with the baseline\'s</b><ul>'
+                   + "".join(f"<li>{_e(line)}</li>" for line in relative) + "</ul></div>")
     if advice:
         items, nested = [], []
         for line in advice:
