@@ -104,7 +104,7 @@ class SchedulerConfig(StrictModel):
 class TrainConfig(StrictModel):
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS)    # passes over the training split
     batch_size: int = Field(64, ge=1)               # samples per SGD step
-    optimizer: OptimizerConfig = OptimizerConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()  # the update rule and its settings
     scheduler: Optional[SchedulerConfig] = None     # learning-rate schedule, per epoch
     device: Literal["auto", "cpu", "cuda"] = "auto" # auto: cuda when available
     threads: Optional[int] = Field(None, ge=1, le=1024)  # torch CPU threads per run; None: cores ÷ workers
@@ -118,7 +118,7 @@ class TrainConfig(StrictModel):
 
 
 class DiagnosisConfig(StrictModel):
-    """Thresholds of the overfitting diagnosis; the rules and their reasons are in regbench/diagnose.py."""
+    """Thresholds of the overfitting diagnosis; the rules and their reasons are in regbench/analysis/diagnose.py."""
 
     accuracy_gap: float = Field(0.05, ge=0, le=1)   # train − val accuracy (fraction) above this is a large gap
     r2_gap: float = Field(0.1, ge=0)                # train − val R² above this is a large gap (regression)
@@ -169,12 +169,12 @@ class ModelConfig(StrictModel):
 class ExperimentConfig(StrictModel):
     name: str                                       # experiment name -> results/<name>/
     seeds: list[Seed] = [0]                         # every recipe and sweep point runs once per seed
-    dataset: DatasetConfig = DatasetConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
+    dataset: DatasetConfig = DatasetConfig()        # the data: a registry name and its options
+    model: ModelConfig = ModelConfig()              # the network: a registry name and its options
+    train: TrainConfig = TrainConfig()              # the training budget every recipe shares
     recipes: dict[str, dict[str, Any]] = {}         # recipe name -> {regularizer -> parameters}
     sweep: dict[str, list[Any]] = {}                # key path -> values; grid product with seeds
-    diagnosis: DiagnosisConfig = DiagnosisConfig()
+    diagnosis: DiagnosisConfig = DiagnosisConfig()  # thresholds of the overfitting diagnosis
 
     @field_validator("name")
     @classmethod
