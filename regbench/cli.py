@@ -162,9 +162,13 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
          workers: int, executor: Executor, address: Optional[str], device: Optional[Device],
          resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str],
          confirm_seeds: Optional[int] = None, min_effect: Optional[float] = None,
-         plugin: Optional[list[str]] = None) -> None:
+         plugin: Optional[list[str]] = None, junit: Optional[Path] = None) -> None:
     from regbench.experiment import (config as configs, confirm, plan as planning,  # deferred
                                      progress, runner, sweeps)
+
+    if junit is not None and (junit.is_dir() or not junit.parent.is_dir()):
+        raise ConfigError(f"{junit}: expected a file path in an existing folder",
+                          source="--junit")
 
     if workers < 1:
         raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
@@ -199,6 +203,7 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
     outcome = runner.run_experiment(loaded, seeds=seed_list, progress=progress.make_progress(),
                                     **options)
     _print_outcome(outcome, console)
+    outcomes = [outcome]
     codes = [outcome.exit_code]
     if confirm_seeds and outcome.comparison is not None and not outcome.interrupted:
         confirming, confirms = confirm.confirm_config(
@@ -208,12 +213,23 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
                                           confirms=confirms, **options)
         _print_outcome(confirmed, console, " (fresh seeds: the headline)")
         codes.append(confirmed.exit_code)
+        outcomes.append(confirmed)
         outcome = confirmed
+    if junit is not None:
+        _write_junit(junit, outcomes, console)
     if outcome.interrupted:
         console.print("interrupted: finished runs are saved; run the same command again to "
                       "resume")
     code = EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes)
     raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
+
+
+def _write_junit(path: Path, outcomes, console) -> None:
+    from regbench.report.junit import testsuite, write_junit  # deferred
+
+    write_junit(path, [testsuite(o.results_dir.name, o.results_dir,
+                                 [r["run_id"] for r in o.plan.runs]) for o in outcomes])
+    console.print(f"junit: {path}")
 
 
 def load_plugins(specs: Optional[list[str]]) -> list[str]:
@@ -298,6 +314,13 @@ PluginOption = Annotated[Optional[list[str]], typer.Option(
     "--plugin", metavar="PATH.py|MODULE",
     help="Load a plugin that registers models, datasets or regularizers (repeatable); installed "
     "packages' regbench.plugins entry points load too.")]
+SmokeOption = Annotated[bool, typer.Option(
+    "--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed; results go to "
+    "OUT/<name>-smoke/, never over the full runs.")]
+JunitOption = Annotated[Optional[Path], typer.Option(
+    "--junit", metavar="FILE",
+    help="Also write JUnit XML: one test case per run; failed and diverged runs are failures "
+    "with their message (for CI systems).")]
 MinEffectOption = Annotated[Optional[float], typer.Option(
     "--min-effect",
     help="Smallest difference worth detecting, for the advice on how many seeds would settle an "
@@ -317,17 +340,17 @@ def run(
     device: DeviceOption = None,
     resume: ResumeOption = True,
     dry_run: DryRunOption = False,
-    smoke: Annotated[bool, typer.Option(
-        "--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed; results go to OUT/<name>-smoke/, never over the full runs.")] = False,
+    smoke: SmokeOption = False,
     report: ReportOption = True,
     metric: MetricOption = None,
     confirm_seeds: ConfirmOption = None,
     min_effect: MinEffectOption = None,
     plugin: PluginOption = None,
+    junit: JunitOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     _run(config, set_ or [], [], out, seeds, workers, executor, address, device, resume,
-         dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin)
+         dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit)
 
 
 @app.command()
@@ -346,15 +369,17 @@ def sweep(
     device: DeviceOption = None,
     resume: ResumeOption = True,
     dry_run: DryRunOption = False,
+    smoke: SmokeOption = False,
     report: ReportOption = True,
     metric: MetricOption = None,
     confirm_seeds: ConfirmOption = None,
     min_effect: MinEffectOption = None,
     plugin: PluginOption = None,
+    junit: JunitOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     _run(config, set_ or [], param or [], out, seeds, workers, executor, address, device, resume,
-         dry_run, False, report, metric, confirm_seeds, min_effect, plugin)
+         dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit)
 
 
 @app.command()
@@ -435,6 +460,30 @@ def validate(
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"[green]ok[/]: {config} is valid ({len(plan.runs)} runs)")
+
+
+@app.command()
+@guarded
+def schema(
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write the schema to this file instead of printing it.")] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Print the JSON Schema of experiment YAML files, for editors that validate and complete
+    them (with installed plugins' entries); the reference in words is docs/config.md."""
+    import json
+
+    from regbench.experiment.reference import json_schema  # deferred: reads the registries
+
+    load_plugins(plugin)
+    text = json.dumps(json_schema(plugins=True), indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from regbench.results import atomic_write_text  # deferred
+
+    atomic_write_text(out, text)
+    _console().print(f"schema: {out}")
 
 
 @app.command("list")
