@@ -359,7 +359,7 @@ def sweep(
     config: ConfigArgument,
     param: Annotated[Optional[list[str]], typer.Option(
         "--param", help="Sweep grid: key.path=v1,v2,... (adds to or replaces the file's "
-        "sweep:).")] = None,
+        "sweep:); list values: model.hidden=[64,64],[128].")] = None,
     set_: SetOption = None,
     out: OutOption = Path("results"),
     seeds: SeedsOption = None,

@@ -363,3 +363,22 @@ def test_one_seed_gap_comparison_says_there_is_no_noise_estimate(tmp_path: Path)
     _fake_run(tmp_path, "l2__seed=0", "l2", healthy_curves(20), {"l2": {"lambda": 1.0}})
     result = runner.invoke(app, ["diagnose", str(tmp_path)])
     assert "one seed: no estimate of seed noise" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("index", [True, False])
+def test_keras_history_dataframe_csv_without_an_epoch_column(tmp_path: Path, index: bool):
+    """`pd.DataFrame(history.history).to_csv(path)`: an unnamed index (or none), no epoch."""
+    import pandas as pd
+
+    history = {"loss": [1.2, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05],
+               "accuracy": [0.60, 0.75, 0.85, 0.92, 0.96, 0.98, 0.99],
+               "val_loss": [1.1, 0.9, 0.8, 0.85, 0.95, 1.05, 1.2],
+               "val_accuracy": [0.62, 0.72, 0.75, 0.76, 0.75, 0.74, 0.73]}
+    path = tmp_path / "history.csv"
+    pd.DataFrame(history).to_csv(path, index=index)
+    rows = read_curve_csv(path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]     # Keras' epochs 1 … 7
+    assert rows[2]["val_loss"] == 0.8 and rows[6]["train_accuracy"] == 0.99
+    result = runner.invoke(app, ["diagnose", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "overfitting from epoch 3" in result.output   # val loss lowest at epoch 3, then rose

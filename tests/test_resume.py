@@ -159,3 +159,25 @@ def test_changed_config_retrains_and_fresh_moves_the_old_folder_aside(tiny_confi
     assert len(aside) == 1
     assert summaries(aside[0]) == retrained           # nothing deleted
     assert {s["stopped_epoch"] for s in summaries(results).values()} == {2}
+
+
+def test_after_ctrl_c_no_report_of_an_earlier_state_is_left_and_advice_says_resume(tmp_path):
+    config = write_config(tmp_path / "k.yaml", SLOW_SWEEP.format(epochs=40, lambdas="[1, 10]"))
+    results = tmp_path / "killme"
+    results.mkdir()
+    (results / "report.html").write_text("<html>report of an earlier run</html>")
+    process = subprocess.Popen([sys.executable, "-m", "regbench", "run", str(config), "--out",
+                                str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    wait_for_summaries(results, 2, process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    page = (results / "report.html").read_text()
+    assert "earlier run" not in page and "interrupted" in page
+    finished = sum(s["status"] == "completed" for s in summaries(results).values())
+    assert f"{finished} of 6 planned run(s) finished" in page
+    notes = (results / "comparison.md").read_text()
+    assert "have not finished" in notes and "run the same command again" in notes
+    assert "--seeds" not in notes          # no advice to add seeds the config already has

@@ -268,3 +268,46 @@ def test_a_recipe_that_lost_runs_is_never_called_better_on_its_survivors():
     summaries += [{**_summary("unstable", s, 0.1, 0.1), "status": "diverged"} for s in range(3)]
     row = next(r for r in build_comparison(summaries).rows if r["recipe"] == "unstable")
     assert row["seeds"] == 2 and row["runs"] == 5 and row["verdict"] == "inconclusive"
+
+
+def test_latex_is_a_booktabs_table_with_a_caption():
+    summaries = [_summary("baseline", s, 0.8, 0.80 + s / 100) for s in range(3)]
+    summaries += [_summary("l2", s, 0.9, 0.86 + s / 90, lam=1.0) for s in range(3)]
+    comparison = build_comparison(summaries)
+    comparison.title = "my_exp"
+    latex = to_latex(comparison)
+    for command in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{table}", r"\caption{",
+                    r"\label{tab:regbench-my-exp}", "booktabs"):
+        assert command in latex, command
+    assert r"\hline" not in latex
+    caption = latex.split(r"\caption{", 1)[1].split("}\n", 1)[0]
+    assert "3 paired seeds" in caption and "Holm" in caption and r"my\_exp" in caption
+    body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
+    header = latex.split(r"\toprule")[1].split(r"\midrule")[0].strip()
+    columns = header.count(" & ") + 1
+    assert len(body) == 2 and all(line.count(" & ") + 1 == columns for line in body)
+    assert latex.count("{") == latex.count("}")
+
+
+def test_the_gap_column_follows_the_compared_metric():
+    summaries = []
+    for recipe, train_loss, val_loss in (("baseline", 0.1, 0.9), ("l2", 0.3, 0.5)):
+        for s in range(3):
+            summary = _summary(recipe, s, 0.8, 0.8 + s / 100, val_loss=val_loss + s / 100)
+            summaries.append({**summary, "train_loss": train_loss, "test_loss": val_loss})
+    by_accuracy = {r["point"]: r["gap"] for r in build_comparison(summaries).rows}
+    assert by_accuracy["baseline"] == pytest.approx(1.0 - 0.8)   # train − val accuracy
+    loss = build_comparison(summaries, metric="loss")
+    assert loss.gap_label == "val−train gap" and "val−train gap" in to_markdown(loss)
+    by_loss = {r["point"]: r["gap"] for r in loss.rows}
+    assert by_loss["baseline"] == pytest.approx(0.9 + 0.01 - 0.1)  # val − train loss, mean
+    assert by_loss["l2"] == pytest.approx(0.5 + 0.01 - 0.3)
+
+
+def test_few_seeds_advice_names_only_seeds_not_yet_run():
+    summaries = [_summary(r, s, 0.8, 0.8 + s / 100) for r in ("baseline", "l2") for s in (0, 1)]
+    warning = next(n for n in build_comparison(summaries).notes if "only 2 seed(s)" in n)
+    assert "add seeds 2, 3, 4" in warning and "--seeds 0-4" in warning
+    unfinished = build_comparison(summaries, unfinished=["l2__seed=2"])
+    assert not any("only 2 seed(s)" in n for n in unfinished.notes)
+    assert any("l2__seed=2" in n and "resume" in n for n in unfinished.notes)

@@ -138,3 +138,24 @@ def test_global_sweep_compares_each_recipe_with_the_baseline_at_the_same_point(t
                        - runs.loc[f"baseline__lr={lr}__seed={s}", "test_accuracy"]
                        for s in (0, 1)) / 2
         assert table.loc[f"l2__lr={lr}", "diff"] == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("text,values", [
+    ("model.hidden=[64,64],[128]", [[64, 64], [128]]),   # list values, comma-separated
+    ("model.hidden=[[64, 64]]", [[64, 64]]),             # one list value
+    ("recipes.l2.l2.lambda=[0.1, 1]", [0.1, 1]),         # one YAML list: the values
+    ("recipes.l2.l2.lambda=0.1,1e1", [0.1, 10.0]),
+])
+def test_param_values_may_be_lists(text, values):
+    from regbench.experiment.sweeps import parse_param
+
+    assert parse_param(text)[1] == values
+
+
+def test_a_sweep_over_layer_widths_from_the_command_line(tmp_path):
+    config = write_config(tmp_path / "t.yaml", TINY_DIGITS)
+    loaded = apply_params(load_config(config), ["model.hidden=[64,64],[128]"])
+    plan = build_plan(loaded)
+    hidden = sorted({tuple(run["model"]["hidden"]) for run in plan.runs})
+    assert hidden == [(64, 64), (128,)]
+    assert any("hidden=64-64" in run["run_id"] for run in plan.runs)

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from regbench.analysis.stats import (ALPHA, CONFIDENCE, INCONCLUSIVE, MAX_SEEDS_ADVISED, POWER,
                                      decide, holm, mean_std, paired_difference,
@@ -22,7 +22,7 @@ from regbench.analysis.headline import headline
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
 from regbench.results import (atomic_write_text, check_results_folder, confirmed_selection,
-                              load_summaries, task_of, write_runs_csv)
+                              load_summaries, planned_run_ids, task_of, write_runs_csv)
 from regbench.vocabulary import (MIN_SEEDS, default_metric, format_value, lower_is_better,
                                  metric_names)
 
@@ -38,6 +38,8 @@ class Comparison:
     comparisons: int = 0                     # rows in the Holm family
     seeds_needed: dict[str, int] = field(default_factory=dict)  # recipe -> seeds that would settle it
     headline: list[str] = field(default_factory=list)  # the answer in plain sentences
+    title: str = ""                          # the experiment's name, where known
+    unfinished: list[str] = field(default_factory=list)  # planned runs not finished (interrupted)
 
     @property
     def gap_label(self) -> str:
@@ -66,9 +68,12 @@ def check_metric(metric: str, task: str) -> None:
 
 
 def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = None,
-                     min_effect: Optional[float] = None) -> Comparison:
+                     min_effect: Optional[float] = None,
+                     unfinished: Sequence[str] = ()) -> Comparison:
     """The table; ``min_effect`` is the smallest difference worth detecting, for the advice on
-    how many seeds would settle an inconclusive row (default: the observed difference)."""
+    how many seeds would settle an inconclusive row (default: the observed difference);
+    ``unfinished``: planned runs that have not finished (an interrupted run), which the advice
+    tells the user to resume rather than to add seeds."""
     task = task_of(summaries)
     metric = metric or default_metric(task)
     check_metric(metric, task)
@@ -133,7 +138,8 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     key = f"val_{metric}"
     rows.sort(key=lambda r: (math.isnan(r[key]), -r[key] if higher else r[key]))
     varied = _seeds_vary(summaries)
-    comparison = Comparison(metric=metric, rows=rows, scope=_scope(varied, rows), varied=varied)
+    comparison = Comparison(metric=metric, rows=rows, scope=_scope(varied, rows), varied=varied,
+                            unfinished=sorted(unfinished))
     _decide(comparison, higher)
     _best_points(comparison, higher)
     _notes(comparison, summaries, min_effect)
@@ -264,8 +270,15 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
                      "seeds with --confirm-seeds K")
     notes.extend(_seed_advice(comparison, min_effect))
     seeds = min((row["seeds"] for row in comparison.rows if row["seeds"]), default=0)
-    if seeds < MIN_SEEDS:
-        notes.append(_few_seeds_warning(seeds))
+    if comparison.unfinished:
+        shown = ", ".join(comparison.unfinished[:4])
+        more = f" and {len(comparison.unfinished) - 4} more" if len(comparison.unfinished) > 4 \
+            else ""
+        notes.append(f"{len(comparison.unfinished)} planned run(s) have not finished ({shown}"
+                     f"{more}): run the same command again to resume them before adding seeds")
+    elif seeds < MIN_SEEDS:
+        used = sorted({s["seed"] for s in summaries if isinstance(s.get("seed"), int)})
+        notes.append(_few_seeds_warning(seeds, used))
     if not any(row["recipe"] == "baseline" and row["seeds"] for row in comparison.rows):
         notes.append("no baseline runs: differences cannot be computed")
     if any(row["train_differs"] for row in comparison.rows):
@@ -308,7 +321,9 @@ def _seed_advice(comparison: Comparison, min_effect: Optional[float]) -> list[st
     return advice
 
 
-def _few_seeds_warning(seeds: int) -> str:
+def _few_seeds_warning(seeds: int, used: Sequence[int] = ()) -> str:
+    """The warning for too few seeds, with a --seeds that adds new ones to those already run
+    (their runs resume; the new seeds are named after the range)."""
     from scipy import stats
 
     if seeds < 2:
@@ -317,8 +332,15 @@ def _few_seeds_warning(seeds: int) -> str:
         width = (f"with {seeds} seeds a 95% interval is ±{stats.t.ppf(0.975, seeds - 1):.1f}·sd/"
                  f"√{seeds} (±{stats.t.ppf(0.975, 4):.1f}·sd/√5 with 5), so most rows stay "
                  "inconclusive")
-    return (f"warning: only {seeds} seed(s) for some recipes: {width} (train more: regbench run "
-            "CONFIG --seeds 0,1,2,3,4)")
+    wanted = max(5, MIN_SEEDS)           # what the other advice sizes intervals for
+    fresh = [s for s in range(max(used, default=-1) + 1 + wanted) if s not in used]
+    fresh = fresh[:max(wanted - len(used), 1)]
+    every = sorted({*used, *fresh})
+    seed_range = f"{every[0]}-{every[-1]}" if every == list(range(every[0], every[-1] + 1)) \
+        else ",".join(map(str, every))
+    return (f"warning: only {seeds} seed(s) for some recipes: {width} (add seeds "
+            f"{', '.join(map(str, fresh))}: regbench run CONFIG --seeds {seed_range}; the runs "
+            "already done are kept)")
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -424,16 +446,27 @@ def _latex_escape(text: str) -> str:
     return text
 
 
+LATEX_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 8, 9)   # a paper's width; every column: comparison.csv
+
+
 def to_latex(comparison: Comparison) -> str:
+    """A booktabs table in a ``table`` float, its caption saying what Δ and the intervals are
+    (needs ``\\usepackage{booktabs}``)."""
     header, cells = display_rows(comparison)
-    lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\hline",
-             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\hline"]
+    header = [header[i] for i in LATEX_COLUMNS]
+    cells = [[row[i] for i in LATEX_COLUMNS] for row in cells]
+    name = comparison.title or "regbench"
+    verdicts = (f" Verdicts: paired t-test at {ALPHA:.0%}, Holm-corrected over "
+                f"{comparison.comparisons} comparison(s)." if comparison.comparisons else "")
+    caption = _latex_escape(f"{name}: test {comparison.metric}. {comparison.scope.rstrip('.')}.{verdicts}")
+    lines = [r"% regbench comparison table; needs \usepackage{booktabs}",
+             r"\begin{table}[htbp]", r"\centering", r"\small",
+             rf"\caption{{{caption}}}",
+             rf"\label{{tab:regbench-{_latex_escape(name).replace(chr(92) + '_', '-')}}}",
+             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in cells]
-    lines.append(r"\hline")
-    if comparison.scope:   # what the intervals cover travels with the table
-        lines.append(rf"\multicolumn{{{len(header)}}}{{l}}{{\footnotesize "
-                     rf"{_latex_escape(comparison.scope)}}} \\")
-    lines.append(r"\end{tabular}")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -510,7 +543,10 @@ def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
                       min_effect: Optional[float] = None) -> Comparison:
     """The comparison of a results folder's runs, with what the folder says about them (the
     selection a confirmation folder confirms)."""
-    comparison = build_comparison(summaries, metric, min_effect)
+    planned = planned_run_ids(results_dir) or set()
+    finished = {s.get("run_id") for s in summaries if s.get("status") != "interrupted"}
+    comparison = build_comparison(summaries, metric, min_effect, sorted(planned - finished))
+    comparison.title = Path(results_dir).name
     confirms = confirmed_selection(results_dir)
     if confirms:
         comparison.notes.insert(0, confirmation_note(confirms))

@@ -4,8 +4,10 @@ Columns are matched case-insensitively after turning ``/ - . space`` into ``_``,
 name the same series: ``val_accuracy`` (regbench), ``val_acc`` (Keras), ``val/acc``
 (Lightning), ``validation_accuracy``, ``accuracy_val``. A metric with no split prefix is a
 training metric (Keras writes ``loss``, ``acc``, ``val_loss``, ``val_acc``). Rows that share an
-epoch are merged (Lightning logs train and val steps on separate rows). Empty cells mean "not
-logged"; ``nan``/``inf`` are kept, because a NaN loss means the run diverged.
+epoch are merged (Lightning logs train and val steps on separate rows). A file without an
+epoch column (Keras' ``pd.DataFrame(history.history).to_csv(path)``, with or without its
+unnamed index) numbers its rows as epochs 1, 2, 3 ... Empty cells mean "not logged";
+``nan``/``inf`` are kept, because a NaN loss means the run diverged.
 """
 from __future__ import annotations
 
@@ -74,10 +76,21 @@ def read_curve_csv(path: Path) -> list[dict[str, Any]]:
     for raw in header:
         name = canonical_column(raw)
         names.append(None if name in names else name)  # the first of two aliases wins
-    check_columns(path, header, [n for n in names if n])
+    # Keras' pd.DataFrame(history.history).to_csv(...): metric columns only, perhaps after an
+    # unnamed index (0, 1, 2 ...); its rows are epochs 1, 2, 3. Any other column (a step
+    # counter) means the rows may not be epochs: that file still needs its epoch column.
+    if "epoch" not in names and names and _key(header[0]) in ("", "unnamed:_0", "index"):
+        names[0] = None
+    metrics = set(METRIC_ALIASES.values())
+    numbered = "epoch" not in names and any(names) and all(
+        n is None or n.split("_", 1)[-1] in metrics and n.split("_", 1)[0] in ("train", "val")
+        for n in names)
+    check_columns(path, header, [n for n in names if n] + (["epoch"] if numbered else []))
     merged: dict[float, dict[str, Any]] = {}
-    for line in body:
+    for number, line in enumerate(body, start=1):
         cells = {n: _cell(v) for n, v in zip(names, line) if n}
+        if numbered:
+            cells["epoch"] = float(number)
         epoch = cells.get("epoch")
         if epoch is None or not math.isfinite(epoch):
             continue
@@ -93,7 +106,7 @@ def check_columns(path: Path, header: list[str], names: list[str]) -> None:
     if "epoch" not in names:
         raise RegbenchError(f"{path}: no 'epoch' column (found: {found}); expected epoch plus "
                             "train/val loss or accuracy columns, e.g. "
-                            "epoch,train_loss,val_loss or Keras' epoch,loss,val_loss")
+                            "epoch,train_loss,val_loss or Keras' history (loss,val_loss,... with or without an epoch column)")
     if not any(f"train_{m}" in names and f"val_{m}" in names for m in PAIRED):
         raise RegbenchError(f"{path}: no train/val pair of loss or accuracy columns (found: "
                             f"{found}); expected e.g. train_loss,val_loss or acc,val_acc")

@@ -346,8 +346,10 @@ def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
         grade = "strong" if rising else "mild"
         evidence = [f[2] for f in found]
         if not rising:
-            evidence.append("val loss did not rise while training went on, so the gap is mild "
-                            "overfitting: more epochs did not make the model worse on val")
+            evidence.append(f"val loss did not rise more than {100 * t.rise_tolerance:g}% above "
+                            f"its minimum for {t.rise_window}+ epochs, so this is mild "
+                            "overfitting: a train−val gap, not (yet) a model that more epochs "
+                            "make worse on val")
         return {"verdict": "overfitting", "grade": grade, "started_epoch": _epoch(found[0][1]),
                 "rules": [f[0] for f in found], "evidence": evidence + restored,
                 "numbers": numbers}

@@ -23,7 +23,7 @@ from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import RegbenchError
 from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
 from regbench.experiment.plan import Plan, build_plan
-from regbench.report.page import write_report
+from regbench.report.page import write_interrupted_page, write_report
 from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
                               inspect_summary, read_summary, to_json, write_run)
 from regbench.vocabulary import EXPERIMENT_FILE, PLAN_FILE, RUNS_DIR, SUMMARY
@@ -208,6 +208,10 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
             problem = write_report_if_available(results_dir)
             if problem:
                 outcome.warnings.append(problem)
+    if report and outcome.interrupted:   # never leave the report of an earlier state standing
+        finished = sum(1 for s in outcome.summaries if s.get("status") != "interrupted") + \
+            len(outcome.skipped)
+        write_interrupted_page(results_dir, finished, len(plan.runs))
     return outcome
 
 

@@ -48,15 +48,27 @@ def sweep_error(message: str, path: str, loaded: LoadedConfig) -> ConfigError:
 
 # ----------------------------------------------------------------------------- parsing
 
+def _top_level_parts(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets: ``[64,64],[128]`` -> two parts."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
 def parse_param(text: str) -> tuple[str, list]:
-    """``key.path=v1,v2,...`` (or a YAML list ``[v1, v2]``) -> (path, values)."""
+    """``key.path=v1,v2,...`` -> (path, values). A value may itself be a list
+    (``model.hidden=[64,64],[128]``: two values); one YAML list alone is the list of values
+    (``[0.1, 1]`` is 0.1 and 1; ``[[64,64]]`` is the one value [64, 64])."""
     key, value_text = split_assignment(text, "--param", "key.path=v1,v2,...")
     source = f"--param {key}"
-    stripped = value_text.strip()
-    if stripped.startswith("["):
-        values = parse_value(stripped, source)
-    else:
-        values = [parse_value(part.strip(), source) for part in stripped.split(",")]
+    parts = [part.strip() for part in _top_level_parts(value_text.strip())]
+    values = [parse_value(part, source) for part in parts]
+    if len(values) == 1 and parts[0].startswith("["):
+        values = values[0]
     if not isinstance(values, list) or not values or any(v is None for v in values):
         raise ConfigError(f"expected one or more comma-separated values (got {value_text!r})",
                           source=source)

@@ -282,3 +282,23 @@ def write_report(results_dir: str | Path) -> Path:
     path = results_dir / "report.html"
     atomic_write_text(path, build_html(results_dir))
     return path
+
+
+def write_interrupted_page(results_dir: str | Path, finished: int, planned: int) -> Path:
+    """After Ctrl-C: report.html says the experiment was interrupted, in place of a report of
+    an earlier state (building the full report takes seconds the user did not want to wait)."""
+    results_dir = Path(results_dir)
+    path = results_dir / "report.html"
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    name = _e(results_dir.name)
+    body = (f"<h1>{name}: interrupted</h1><p>The experiment was interrupted at {when}: "
+            f"{finished} of {planned} planned run(s) finished; their folders, "
+            "<code>runs.csv</code> and <code>comparison.*</code> are up to date. A report "
+            "written before this run described an earlier state and was replaced; the "
+            "figures in <code>plots/</code> may be from that earlier state.</p>"
+            f"<p>Resume with the same <code>regbench run</code> command, or build the report of "
+            f"the finished runs with <code>regbench report {_e(str(results_dir))}</code>.</p>")
+    atomic_write_text(path, f"<!doctype html><html><head><meta charset='utf-8'><title>{name}: "
+                            f"interrupted</title><style>{CSS}</style></head><body>{body}"
+                            "</body></html>\n")
+    return path
