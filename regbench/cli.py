@@ -255,8 +255,10 @@ def _print_outcome(outcome, console, title: str = "") -> None:
 
 
 def print_headline(comparison, console) -> None:
+    """The answer in sentences: wrapped at words on a terminal, one line each in a log."""
     for sentence in comparison.headline:
-        console.print(f"[bold]»[/] {sentence}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[bold]»[/] {sentence}", markup=True, highlight=False,
+                      soft_wrap=not console.is_terminal)
 
 
 def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:

@@ -1,0 +1,61 @@
+"""Regenerate the README's pictures of the quick start (docs/images/).
+
+    python tools/screenshots.py [RESULTS_DIR]     # default: runs the quick start into a temp dir
+
+Writes the comparison as the terminal prints it at 80 and 200 columns (SVG, rendered by rich
+from the same code as `regbench compare`) and a screenshot of report.html in headless Chromium
+(`chromium --headless --no-sandbox --disable-gpu --screenshot`).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from regbench.analysis.compare import compare_results, rich_table
+from regbench.cli import print_headline
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = REPO / "docs" / "images"
+
+
+def terminal_svg(results: Path, width: int, path: Path) -> None:
+    console = Console(record=True, width=width, force_terminal=True, color_system="truecolor",
+                      file=open("/dev/null", "w"))
+    comparison = compare_results(results)
+    console.print(f"$ regbench compare {results.name}   # COLUMNS={width}", style="dim")
+    print_headline(comparison, console)
+    console.print(rich_table(comparison, title=f"{results.name}: {comparison.metric}",
+                             width=width))
+    for note in comparison.notes:
+        console.print(f"  • {note}")
+    console.save_svg(str(path), title=f"regbench compare — {width} columns")
+
+
+def report_png(results: Path, path: Path, profile: Path) -> None:
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--user-data-dir={profile}", f"--screenshot={path}",
+                    "--window-size=1280,1700", (results / "report.html").resolve().as_uri()],
+                   check=True, capture_output=True, timeout=180)
+
+
+def main() -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if len(sys.argv) > 1:
+            results = Path(sys.argv[1])
+        else:
+            subprocess.run([sys.executable, "-m", "regbench", "run",
+                            str(REPO / "configs" / "quickstart.yaml"), "--out", tmp], check=True)
+            results = Path(tmp) / "quickstart"
+        for width in (80, 200):
+            terminal_svg(results, width, IMAGES / f"quickstart-terminal-{width}.svg")
+        report_png(results, IMAGES / "quickstart-report.png", Path(tmp) / "profile")
+    print(f"wrote {IMAGES}")
+
+
+if __name__ == "__main__":
+    main()
