@@ -473,19 +473,14 @@ def schema(
 ) -> None:
     """Print the JSON Schema of experiment YAML files, for editors that validate and complete
     them (with installed plugins' entries); the reference in words is docs/config.md."""
-    import json
-
-    from regbench.experiment.reference import json_schema  # deferred: reads the registries
+    from regbench.experiment.reference import schema_text  # deferred: reads the registries
 
     load_plugins(plugin)
-    text = json.dumps(json_schema(plugins=True), indent=2, ensure_ascii=False) + "\n"
+    text = schema_text(plugins=True, out=out)
     if out is None:
         sys.stdout.write(text)
-        return
-    from regbench.results import atomic_write_text  # deferred
-
-    atomic_write_text(out, text)
-    _console().print(f"schema: {out}")
+    else:
+        _console().print(f"schema: {out}")
 
 
 @app.command("list")

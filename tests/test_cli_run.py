@@ -78,7 +78,7 @@ def test_run_writes_every_file_with_the_spec_columns(tmp_path):
     assert comparison.loc[comparison["point"] == "dropout_long", "train_differs"].item()
     markdown = (folder / "comparison.md").read_text()
     assert "dropout_long †" in markdown and "Δ test vs baseline" in markdown
-    assert (folder / "comparison.tex").read_text().startswith("\\begin{tabular}")
+    assert "\\begin{tabular}" in (folder / "comparison.tex").read_text()
     assert "val accuracy" in result.output  # the table is printed
 
 

@@ -22,7 +22,7 @@ import re
 import sys
 import tokenize
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Optional, get_args
 
 from pydantic import BaseModel
 
@@ -31,6 +31,7 @@ from regbench.config.schema import (DatasetConfig, DiagnosisConfig, ExperimentCo
 from regbench.data import DATASETS
 from regbench.models import MODELS
 from regbench.regularizers import REGULARIZERS
+from regbench.results import atomic_write_text
 
 SCHEMA_ID = "https://regbench.dev/schema/regbench.schema.json"
 DOCS = Path("docs")
@@ -298,10 +299,17 @@ def config_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def schema_text(plugins: bool = True, out: Optional[Path] = None) -> str:
+    """The JSON Schema as text; written atomically to ``out`` when given."""
+    text = json.dumps(json_schema(plugins=plugins), indent=2, ensure_ascii=False) + "\n"
+    if out is not None:
+        atomic_write_text(Path(out), text)
+    return text
+
+
 def write(root: Path = Path("."), check: bool = False) -> list[str]:
     """Write (or, with ``check``, compare) the two generated files; the stale ones' names."""
-    files = {root / DOCS / SCHEMA_FILE: json.dumps(json_schema(plugins=False), indent=2,
-                                                   ensure_ascii=False) + "\n",
+    files = {root / DOCS / SCHEMA_FILE: schema_text(plugins=False),
              root / DOCS / CONFIG_DOC: config_markdown()}
     stale = []
     for path, text in files.items():
