@@ -311,3 +311,35 @@ def test_few_seeds_advice_names_only_seeds_not_yet_run():
     unfinished = build_comparison(summaries, unfinished=["l2__seed=2"])
     assert not any("only 2 seed(s)" in n for n in unfinished.notes)
     assert any("l2__seed=2" in n and "resume" in n for n in unfinished.notes)
+
+
+def test_scipy_special_distributions_equal_scipy_stats():
+    """The t and noncentral-t functions the statistics use (scipy.special, cheap to import)
+    against scipy.stats' distributions."""
+    from regbench.analysis.stats import t_quantile, t_sf, t_test_power
+
+    for df in (1, 2, 4, 9, 29, 200):
+        for p in (0.5, 0.9, 0.975, 0.999):
+            assert t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-10)
+        for x in (0.0, 0.5, 2.0, 6.0):
+            assert t_sf(x, df) == pytest.approx(scipy_stats.t.sf(x, df), rel=1e-9, abs=1e-300)
+    for n in (3, 5, 10, 40):
+        for effect in (0.1, 0.5, 1.0, 3.0):
+            df, alpha = n - 1, 0.05 / 3
+            critical = scipy_stats.t.ppf(1 - alpha / 2, df)
+            shift = effect * math.sqrt(n)
+            expected = scipy_stats.nct.sf(critical, df, shift) + \
+                scipy_stats.nct.cdf(-critical, df, shift)
+            assert t_test_power(effect, 1.0, n, alpha) == pytest.approx(expected, abs=1e-8)
+
+
+def test_probability_of_improvement_equals_mann_whitney_u():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        x = rng.integers(0, 4, rng.integers(1, 8)).astype(float)   # ties on purpose
+        y = rng.integers(0, 4, rng.integers(1, 8)).astype(float)
+        u = scipy_stats.mannwhitneyu(x, y, alternative="two-sided").statistic
+        assert probability_of_improvement(x, y) == pytest.approx(u / (x.size * y.size))
+        u_low = scipy_stats.mannwhitneyu(-x, -y, alternative="two-sided").statistic
+        assert probability_of_improvement(x, y, higher_is_better=False) == \
+            pytest.approx(u_low / (x.size * y.size))

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 from regbench.analysis.stats import (ALPHA, CONFIDENCE, INCONCLUSIVE, MAX_SEEDS_ADVISED, POWER,
                                      decide, holm, mean_std, paired_difference,
-                                     probability_of_improvement, seeds_needed)
+                                     probability_of_improvement, seeds_needed, t_quantile)
 from regbench.analysis.diagnose import label, tally
 from regbench.analysis.headline import headline
 from regbench.errors import RegbenchError
@@ -324,13 +324,11 @@ def _seed_advice(comparison: Comparison, min_effect: Optional[float]) -> list[st
 def _few_seeds_warning(seeds: int, used: Sequence[int] = ()) -> str:
     """The warning for too few seeds, with a --seeds that adds new ones to those already run
     (their runs resume; the new seeds are named after the range)."""
-    from scipy import stats
-
     if seeds < 2:
         width = "one seed gives no interval and no verdict"
     else:
-        width = (f"with {seeds} seeds a 95% interval is ±{stats.t.ppf(0.975, seeds - 1):.1f}·sd/"
-                 f"√{seeds} (±{stats.t.ppf(0.975, 4):.1f}·sd/√5 with 5), so most rows stay "
+        width = (f"with {seeds} seeds a 95% interval is ±{t_quantile(0.975, seeds - 1):.1f}·sd/"
+                 f"√{seeds} (±{t_quantile(0.975, 4):.1f}·sd/√5 with 5), so most rows stay "
                  "inconclusive")
     wanted = max(5, MIN_SEEDS)           # what the other advice sizes intervals for
     fresh = [s for s in range(max(used, default=-1) + 1 + wanted) if s not in used]

@@ -144,8 +144,6 @@ def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray, fraction: float, task
            seed: int, key: str, name: str, after: str = ""):
     """Hold ``fraction`` of the rows out (stratified when it can be); ``after`` says which split
     already took rows, so that an error names every setting that shaped it."""
-    from sklearn.model_selection import train_test_split  # deferred: heavy
-
     n = len(x)
     held = int(round(n * fraction))
     if held < 1 or n - held < 1:
@@ -157,14 +155,49 @@ def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray, fraction: float, task
                             f"{_min_samples(fraction)} samples (add data or raise {key})")
         raise DataError(f"dataset.{key}: {fraction:g} of {samples} holds out {held}, leaving "
                         f"{n - held} to train on; lower {key} (or add data)")
-    stratify = y if task == "classification" else None
-    if stratify is not None:
+    labels = y if task == "classification" else None
+    if labels is not None:
         _, counts = np.unique(y, return_counts=True)
         if counts.min() < 2 or held < len(counts) or n - held < len(counts):
-            stratify = None  # too few samples per class to stratify; fall back to a plain split
-    x_a, x_b, y_a, y_b, rows_a, rows_b = train_test_split(x, y, rows, test_size=held,
-                                                          random_state=seed, stratify=stratify)
-    return x_a, y_a, rows_a, x_b, y_b, rows_b
+            labels = None  # too few samples per class to stratify; fall back to a plain split
+    keep, out = holdout(n, held, seed, labels)
+    return x[keep], y[keep], rows[keep], x[out], y[out], rows[out]
+
+
+SPLIT_METHOD = "holdout-2"   # in every run's config hash: runs split otherwise are retrained
+
+
+def holdout(n: int, held: int, seed: int, labels: Optional[np.ndarray] = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (kept, held out), each ascending: ``held`` rows drawn at random (seeded),
+    stratified by ``labels`` when given.
+
+    Stratified: class c holds out ⌊held·n_c/n⌋ rows plus one for the classes with the largest
+    remainders until ``held`` is reached (so every class's share is within one row of its
+    share of the data), the rows being the first of that class in one seeded permutation.
+    Written out rather than scikit-learn's train_test_split, whose import (scikit-learn's
+    utilities, scipy.stats) cost 1.9 s of every run's start-up (benchmarks/startup.py).
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    if labels is None:
+        out = order[:held]
+    else:
+        classes, codes = np.unique(np.asarray(labels)[order], return_inverse=True)
+        counts = np.bincount(codes, minlength=len(classes))
+        share = held * counts / n
+        take = np.floor(share).astype(int)
+        remainder = share - take
+        extra = np.argsort(-remainder, kind="stable")[: held - int(take.sum())]
+        take[extra] += 1
+        rank = np.empty(n, dtype=int)              # position of each row within its class
+        for c in range(len(classes)):
+            members = np.flatnonzero(codes == c)
+            rank[members] = np.arange(members.size)
+        out = order[rank < take[codes]]
+    mask = np.zeros(n, dtype=bool)
+    mask[out] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 def _normalise(x_train: np.ndarray, others: list[np.ndarray], image: bool):

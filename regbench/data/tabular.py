@@ -15,34 +15,70 @@ from regbench.registry import did_you_mean
 MAX_ROWS = 10_000_000   # generated rows (10M × 20 features is 1.6 GB as float64)
 
 
+def bundled_file(name: str) -> Optional[Path]:
+    """A data file scikit-learn ships in sklearn/datasets/data/, found without importing
+    scikit-learn (its import, with scipy.stats, is most of a small run's start-up); None when
+    this scikit-learn keeps it elsewhere."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / name
+        if path.is_file():
+            return path
+    return None
+
+
 @dataset("digits", summary="scikit-learn's bundled 8×8 handwritten digits (1,797 images, "
          "10 classes); works offline", spec=DataSpec("classification", (1, 8, 8), 10,
                                                           mirror_changes_class=True))
 def load_digits(config: dict[str, Any]) -> RawData:
-    from sklearn.datasets import load_digits as sk_digits
+    path = bundled_file("digits.csv.gz")
+    if path is not None:   # 64 pixel columns then the label, what load_digits reads
+        table = np.loadtxt(path, delimiter=",")
+        images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+    else:
+        from sklearn.datasets import load_digits as sk_digits
 
-    bunch = sk_digits()
-    return RawData(x_train=bunch.images[:, None, :, :], y_train=bunch.target,
-                   task="classification", num_classes=10)
+        bunch = sk_digits()
+        images, target = bunch.images, bunch.target
+    return RawData(x_train=images[:, None, :, :], y_train=target, task="classification",
+                   num_classes=10)
 
 
 @dataset("breast_cancer", summary="scikit-learn's bundled Wisconsin breast cancer table "
          "(569 × 30, 2 classes)", spec=DataSpec("classification", (30,), 2))
 def load_breast_cancer(config: dict[str, Any]) -> RawData:
-    from sklearn.datasets import load_breast_cancer as sk_cancer
+    path = bundled_file("breast_cancer.csv")
+    if path is not None:   # a header "569,30,malignant,benign", then 30 features and the label
+        with path.open() as handle:
+            names = handle.readline().strip().split(",")[2:]
+        table = np.loadtxt(path, delimiter=",", skiprows=1)
+        data, target = table[:, :-1], table[:, -1].astype(int)
+    else:
+        from sklearn.datasets import load_breast_cancer as sk_cancer
 
-    bunch = sk_cancer()
-    return RawData(x_train=bunch.data, y_train=bunch.target, task="classification",
-                   num_classes=2, class_names=list(bunch.target_names))
+        bunch = sk_cancer()
+        data, target, names = bunch.data, bunch.target, list(bunch.target_names)
+    return RawData(x_train=data, y_train=target, task="classification", num_classes=2,
+                   class_names=names)
 
 
 @dataset("diabetes", summary="scikit-learn's bundled diabetes progression table "
          "(442 × 10, regression)", spec=DataSpec("regression", (10,)))
 def load_diabetes(config: dict[str, Any]) -> RawData:
-    from sklearn.datasets import load_diabetes as sk_diabetes
+    data_path, target_path = bundled_file("diabetes_data_raw.csv.gz"), \
+        bundled_file("diabetes_target.csv.gz")
+    if data_path is not None and target_path is not None:
+        data, target = np.loadtxt(data_path), np.loadtxt(target_path)
+        # load_diabetes' scaling: each column centred, of unit norm (std · √n)
+        data = (data - data.mean(axis=0)) / data.std(axis=0) / np.sqrt(len(data))
+    else:
+        from sklearn.datasets import load_diabetes as sk_diabetes
 
-    bunch = sk_diabetes()
-    return RawData(x_train=bunch.data, y_train=bunch.target, task="regression")
+        bunch = sk_diabetes()
+        data, target = bunch.data, bunch.target
+    return RawData(x_train=data, y_train=target, task="regression")
 
 
 class SyntheticClassificationParams(StrictModel):

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from regbench.data import DataBundle
+from regbench.engine import optim
 from regbench.engine.metrics import (classification_loss, classification_metrics,
                                      regression_loss, regression_metrics)
 from regbench.engine.result import RunResult
@@ -75,6 +76,7 @@ ADAMW_DEFAULT_DECAY = 0.01   # torch.optim.AdamW's own default, what `optimizer:
 
 
 def make_optimizer(parameters, config: dict[str, Any]) -> torch.optim.Optimizer:
+    optim.prepare()   # no torch._dynamo import for an eager loop (regbench.engine.optim)
     name, lr = config["name"], config["lr"]
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=config["momentum"],
@@ -231,7 +233,7 @@ class Trainer:
                 measured += 1
             for reg in self.hooks["after_backward"]:
                 reg.after_backward(model)
-            self.optimizer.step()
+            optim.eager_step(self.optimizer)
             for reg in self.hooks["after_step"]:
                 reg.after_step(model)
             objective_sum.add_(objective.detach())

@@ -19,6 +19,7 @@ from regbench.experiment.config import (LoadedConfig, data_errors_located, locat
                                         resolve_experiment,
                                         set_path)
 from regbench.experiment.rules import check_experiment, check_recipe
+from regbench.data.base import SPLIT_METHOD
 from regbench.errors import ConfigError
 from regbench.experiment.sweeps import check_sweep_path, sweep_error
 from regbench.vocabulary import format_value
@@ -57,6 +58,7 @@ def config_hash(spec: dict[str, Any]) -> str:
     if optimizer.get("weight_decay", None) is None and "weight_decay" in optimizer:
         payload["train"] = {**payload["train"],
                             "optimizer": {k: v for k, v in optimizer.items() if k != "weight_decay"}}
+    payload["split_method"] = SPLIT_METHOD   # how rows were split: another way, another run
     payload = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

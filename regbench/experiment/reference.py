@@ -18,7 +18,6 @@ import copy
 import inspect
 import io
 import json
-import re
 import sys
 import tokenize
 from pathlib import Path
