@@ -46,6 +46,12 @@ class Executor(str, Enum):
     ray = "ray"
 
 
+class Fuse(str, Enum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -232,6 +238,11 @@ def _write_junit(path: Path, outcomes, console) -> None:
     console.print(f"junit: {path}")
 
 
+def _with_fuse(overrides: Optional[list[str]], fuse: Optional[Fuse]) -> list[str]:
+    """``--fuse X`` is ``--set train.fuse=X``."""
+    return [*(overrides or []), *([f"train.fuse={fuse.value}"] if fuse else [])]
+
+
 def load_plugins(specs: Optional[list[str]]) -> list[str]:
     """``--plugin`` files and modules, then installed entry points (see regbench.plugins)."""
     from regbench import plugins  # deferred: models and datasets import torch
@@ -265,7 +276,7 @@ def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
     """The runs a command would train, with those already completed in ``results_dir``."""
     from rich.table import Table
 
-    from regbench.experiment.runner import is_complete  # deferred
+    from regbench.experiment.runner import fusion_lines, is_complete  # deferred
 
     done = {run["run_id"] for run in plan.runs
             if results_dir is not None and is_complete(results_dir / RUNS_DIR / run["run_id"], run)}
@@ -283,6 +294,8 @@ def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
                   f"{len(plan.experiment['seeds'])} seeds), {plan.total_epochs} epochs in total; "
                   f"to train: {len(todo)} runs, {sum(r['train']['epochs'] for r in todo)} epochs "
                   "(dry run: nothing trained)")
+    for line in fusion_lines(todo):
+        console.print(line, markup=False)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 
@@ -319,6 +332,9 @@ PluginOption = Annotated[Optional[list[str]], typer.Option(
 SmokeOption = Annotated[bool, typer.Option(
     "--smoke", help="Tiny budget: 1 epoch, a few hundred samples, one seed; results go to "
     "OUT/<name>-smoke/, never over the full runs.")]
+FuseOption = Annotated[Optional[Fuse], typer.Option(
+    "--fuse", help="Train runs that share data, model and settings as one stacked model: auto "
+    "(where measured faster), on, off (sets train.fuse).")]
 JunitOption = Annotated[Optional[Path], typer.Option(
     "--junit", metavar="FILE",
     help="Also write JUnit XML: one test case per run; failed and diverged runs are failures "
@@ -349,10 +365,11 @@ def run(
     min_effect: MinEffectOption = None,
     plugin: PluginOption = None,
     junit: JunitOption = None,
+    fuse: FuseOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
-    _run(config, set_ or [], [], out, seeds, workers, executor, address, device, resume,
-         dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit)
+    _run(config, _with_fuse(set_, fuse), [], out, seeds, workers, executor, address, device,
+         resume, dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit)
 
 
 @app.command()
@@ -378,10 +395,12 @@ def sweep(
     min_effect: MinEffectOption = None,
     plugin: PluginOption = None,
     junit: JunitOption = None,
+    fuse: FuseOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
-    _run(config, set_ or [], param or [], out, seeds, workers, executor, address, device, resume,
-         dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit)
+    _run(config, _with_fuse(set_, fuse), param or [], out, seeds, workers, executor, address,
+         device, resume, dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin,
+         junit)
 
 
 @app.command()

@@ -108,6 +108,7 @@ class TrainConfig(StrictModel):
     scheduler: Optional[SchedulerConfig] = None     # learning-rate schedule, per epoch
     device: Literal["auto", "cpu", "cuda"] = "auto" # auto: cuda when available
     threads: Optional[int] = Field(None, ge=1, le=1024)  # torch CPU threads per run; None: cores ÷ workers
+    fuse: Literal["auto", "on", "off"] = "auto"     # train runs that share data, model and settings as one stacked model: auto where measured faster (GPU; small CPU models), on, off
     train_eval_samples: int = Field(10_000, ge=1)   # size of the fixed subset measured for train metrics
     save_model: bool = False                        # also write model.pt (a state_dict)
 
@@ -115,6 +116,12 @@ class TrainConfig(StrictModel):
     @classmethod
     def _scheduler_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("fuse", mode="before")
+    @classmethod
+    def _fuse_yaml_on_off(cls, value: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare on/off as true/false
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class DiagnosisConfig(StrictModel):

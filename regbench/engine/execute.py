@@ -39,6 +39,41 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
     return result
 
 
+def execute_task(task: dict[str, Any], threads: int, on_epoch=None):
+    """A run's RunResult, or for a fused group (``fused.GROUP_KEY``) one (spec, RunResult) per
+    member. A group that cannot train fused here (``fuse: auto`` measured it slower for this
+    model, or its fused build fails) trains its members solo, one after another."""
+    from regbench.engine import fused  # deferred: torch.func
+
+    if fused.GROUP_KEY not in task:
+        return execute_run(task, threads, on_epoch)
+    specs = task[fused.GROUP_KEY]
+    torch.set_num_threads(specs[0]["train"].get("threads") or threads)
+    results = None
+    try:
+        load_plugins(specs[0].get("plugins", ()))
+        device = resolve_device(specs[0]["train"]["device"])
+        data = load_bundle(specs[0]["dataset"], specs[0]["train"]["train_eval_samples"],
+                           specs[0]["seed"]).to(device)
+        trainer = fused.FusedTrainer(specs, data, device)
+        mode = specs[0]["train"].get("fuse", "auto")
+        batch_size = specs[0]["train"]["batch_size"]
+        if fused.worth_fusing(mode, device, batch_size, trainer.work // batch_size):
+            callback = (lambda row: on_epoch(task, row)) if on_epoch else None
+            results = trainer.fit(callback)
+    except KeyboardInterrupt:
+        raise
+    except Exception:   # a member's own fault shows when it trains solo, as it would alone
+        results = None
+    if results is None:
+        return [(spec, execute_run(spec, threads, on_epoch)) for spec in specs]
+    for spec, result in zip(specs, results):
+        result.summary["sweep_paths"] = spec.get("sweep_paths", {})
+        result.summary["resample"] = data.meta["resample"]
+        result.summary["split"] = data.meta["split"]
+    return list(zip(specs, results))
+
+
 def check_device(specs: list[dict[str, Any]]) -> None:
     """Refuse ``device: cuda`` on a machine without a CUDA GPU, before anything trains."""
     if any(spec["train"]["device"] == "cuda" for spec in specs) and not torch.cuda.is_available():

@@ -37,13 +37,13 @@ class SequentialExecutor:
     """Runs one after another in this process. A Ctrl-C lands in the training loop itself."""
 
     def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
-        from regbench.engine.execute import execute_run  # deferred: torch (see _worker_run)
+        from regbench.engine.execute import execute_task  # deferred: torch (see _worker_run)
 
         for spec in specs:
             if progress is not None:
                 progress.run_started(spec)
             on_epoch = progress.epoch if progress is not None else None
-            yield spec, execute_run(spec, threads, on_epoch)
+            yield spec, execute_task(spec, threads, on_epoch)
 
     def interrupt(self) -> Iterator[Item]:
         return iter(())
@@ -96,7 +96,7 @@ def _worker_run(spec: dict[str, Any], threads: int):
     """Train one run in a worker process; None when the sweep was stopped before it began."""
     # this module is imported by a spawned worker before _init_worker sets the wait policy,
     # so it must not load torch itself
-    from regbench.engine.execute import execute_run  # deferred: torch
+    from regbench.engine.execute import execute_task  # deferred: torch
 
     events, stop = _WORKER["events"], _WORKER["stop"]
     if stop.is_set():
@@ -111,7 +111,7 @@ def _worker_run(spec: dict[str, Any], threads: int):
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
         events.put(("start", run_id, os.getpid()))
-        return execute_run(spec, threads, on_epoch)
+        return execute_task(spec, threads, on_epoch)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -218,9 +218,9 @@ class ProcessExecutor:
 
 def _ray_run(spec: dict[str, Any], threads: int):
     """A Ray task: the worker process keeps its ``load_bundle`` cache between tasks."""
-    from regbench.engine.execute import execute_run  # deferred: torch, in the Ray worker
+    from regbench.engine.execute import execute_task  # deferred: torch, in the Ray worker
 
-    return execute_run(spec, threads)
+    return execute_task(spec, threads)
 
 
 def import_ray():

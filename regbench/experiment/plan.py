@@ -38,7 +38,7 @@ class Plan:
         return sum(run["train"]["epochs"] for run in self.runs)
 
 
-RUN_PLACEMENT = ("device", "threads")
+RUN_PLACEMENT = ("device", "threads", "fuse")
 # settings added after runs were made, at the default that reproduces those runs: left out of the
 # hash, so that completed runs still resume
 HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"))

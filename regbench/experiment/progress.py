@@ -78,6 +78,9 @@ class PlainProgress:
                            f" in {summary.get('seconds') or 0:.2f}s"
                            f"  elapsed {_duration(elapsed)}{eta_text}")
 
+    def task_finished(self, task: dict[str, Any]) -> None:
+        """A fused group's runs are all recorded (each was reported by run_finished)."""
+
     def close(self) -> None:
         pass
 
@@ -122,6 +125,11 @@ class LiveProgress(PlainProgress):
         self.bars.console.print(f"  {spec['run_id']}: {_outcome(summary)} "
                                 f"({summary.get('seconds') or 0:.1f}s)", markup=False)
         self.bars.update(self.sweep_task, completed=self.done)
+
+    def task_finished(self, task: dict[str, Any]) -> None:
+        bar = self.run_tasks.pop(task["run_id"], None)
+        if bar is not None:
+            self.bars.remove_task(bar)
 
     def close(self) -> None:
         self.bars.stop()

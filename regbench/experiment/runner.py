@@ -19,6 +19,8 @@ from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
 from regbench.engine.train import build_run_model
 from regbench.engine.executors import make_executor
+from regbench.engine.fused import GROUP_KEY, fuse_tasks
+from regbench.engine.result import failed_result
 from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import RegbenchError
 from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
@@ -182,19 +184,26 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         if progress is not None:
             progress.run_finished(spec, result.summary)
 
+    def record_task(task: dict[str, Any], result) -> bool:
+        """Record a task's runs (one, or a fused group's); whether one was interrupted."""
+        for spec, one in members(task, result):
+            record(spec, one)
+        if progress is not None and GROUP_KEY in task:
+            progress.task_finished(task)
+        return any(one.status == "interrupted" for _, one in members(task, result))
+
     try:
         try:
-            for spec, result in runner.run(pending, threads, progress):
-                record(spec, result)
-                if result.status == "interrupted":  # Ctrl-C landed in the training loop
+            for task, result in runner.run(fuse_tasks(pending), threads, progress):
+                if record_task(task, result):  # Ctrl-C landed in the training loop
                     outcome.interrupted = True
                     break
         except KeyboardInterrupt:
             outcome.interrupted = True
         if outcome.interrupted:
             try:  # save what the runs in flight had done; a second Ctrl-C stops waiting
-                for spec, result in runner.interrupt():
-                    record(spec, result)
+                for task, result in runner.interrupt():
+                    record_task(task, result)
             except KeyboardInterrupt:
                 pass
     finally:
@@ -213,6 +222,33 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
             len(outcome.skipped)
         write_interrupted_page(results_dir, finished, len(plan.runs))
     return outcome
+
+
+def fusion_lines(specs: list[dict[str, Any]]) -> list[str]:
+    """What --dry-run says about fused training: each group of runs that trains as one model."""
+    groups = [task for task in fuse_tasks(specs) if GROUP_KEY in task]
+    if not groups:
+        return []
+    lines = [f"fused: {sum(len(g[GROUP_KEY]) for g in groups)} runs in {len(groups)} group(s), "
+             "each trained as one stacked model (train.fuse: auto decides per model when it "
+             "builds them; --fuse off trains every run alone):"]
+    for group in groups:
+        runs = [spec["run_id"] for spec in group[GROUP_KEY]]
+        shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        lines.append(f"  {len(runs)} runs: {shown}")
+    return lines
+
+
+def members(task: dict[str, Any], result) -> list[tuple[dict[str, Any], Any]]:
+    """(spec, RunResult) of each run of a task: a run's own, or each member of a fused group
+    (a group that failed as a whole, e.g. its worker died, fails every member with its
+    message)."""
+    if GROUP_KEY not in task:
+        return [(task, result)]
+    if isinstance(result, list):
+        return result
+    return [(spec, failed_result(spec, result.error or "the fused group failed"))
+            for spec in task[GROUP_KEY]]
 
 
 def write_report_if_available(results_dir: Path) -> Optional[str]:

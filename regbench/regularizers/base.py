@@ -101,6 +101,9 @@ class Regularizer:
     batch_reads_model: ClassVar[bool] = False   # `batch` uses the current model (e.g. adversarial
                                                 # inputs): it must run just before its own step
     plugin: ClassVar[bool] = False              # registered by a plugin, not part of regbench
+    fusable: ClassVar[bool] = False             # its hooks act only on ``self.weights`` (penalty,
+                                                # after_backward, after_step): runs of it may train
+                                                # as one stacked model (regbench.engine.fused)
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
                                                 # lower first; None: after every ranked one
 

@@ -37,6 +37,7 @@ class ElasticNet(WeightRegularizer):
     Params = Params
     sparsifying = True
     penalizes = True
+    fusable = True
 
     def penalty(self, model):
         p = self.params

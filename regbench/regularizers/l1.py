@@ -34,6 +34,7 @@ class L1(WeightRegularizer):
     Params = Params
     sparsifying = True
     penalizes = True
+    fusable = True
 
     def penalty(self, model):
         return l1_penalty(self.weights, self.params.lambda_, self.ctx.n_train)

@@ -34,6 +34,7 @@ class L2(WeightRegularizer):
     paper = "Hoerl & Kennard 1970; Krogh & Hertz 1992"
     Params = Params
     penalizes = True
+    fusable = True
 
     def penalty(self, model):
         return l2_penalty(self.weights, self.params.lambda_, self.ctx.n_train)

@@ -40,6 +40,7 @@ class WeightDecay(WeightRegularizer):
     paper = "Loshchilov & Hutter 2019"
     Params = Params
     penalizes = True
+    fusable = True
 
     def after_backward(self, model):
         decay_weights(self.weights, self.ctx.lr, self.params.lambda_)

@@ -1,0 +1,98 @@
+"""Fused vs solo training of a sweep: 5 λ × 4 seeds, wall and training time, in one process.
+
+    python benchmarks/fused.py [--epochs 10] [--rounds 2] [--device cpu|cuda] [--only NAME]
+
+Each case trains the same sweep (l2 at 5 λ, 4 seeds, plus the baseline's 4 seeds) with
+`train.fuse: on` and `off` into fresh folders, alternating, and prints the medians and ratios:
+the wall time of `run_experiment` and the training time (the runs' own seconds; a fused
+group's time is shared among its members). Cases: digits' MLP [128] at batch 32, the
+synthetic_classification MLP [256] at batch 32, and an MNIST-shaped 784-256-256-10 MLP at
+batch 64 (synthetic data), the size where `fuse: auto` stops fusing on the CPU. With
+`--device cuda` the MNIST-shaped case is the issue's 5 λ × 10 seeds × 20 epochs sweep.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CASES = {
+    "digits": ("{name: digits}", "[128]", 32),
+    "synthetic": ("{name: synthetic_classification, n_samples: 2000, n_features: 40, "
+                  "n_classes: 4}", "[256]", 32),
+    "mnist-shaped": ("{name: synthetic_classification, n_samples: 6000, n_features: 784, "
+                     "n_classes: 10}", "[256, 256]", 64),
+}
+
+CONFIG = """\
+name: fused_{case}
+seeds: {seeds}
+dataset: {dataset}
+model: {{name: mlp, hidden: {hidden}}}
+train: {{epochs: {epochs}, batch_size: {batch}, device: {device},
+        optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}}}
+recipes:
+  l2: {{l2: {{lambda: 1.0}}}}
+sweep:
+  recipes.l2.l2.lambda: [0.01, 0.1, 1.0, 10.0, 100.0]
+"""
+
+
+def timed(config: Path, fuse: str) -> tuple[float, float, int]:
+    from regbench.experiment.runner import run_experiment
+
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        outcome = run_experiment(config, out=out, report=False, overrides=[f"train.fuse={fuse}"])
+        wall = time.perf_counter() - started
+        runs = list(Path(outcome.results_dir).glob("runs/*/summary.json"))
+        summaries = [json.loads(p.read_text()) for p in runs]
+    if outcome.exit_code != 0:
+        raise SystemExit(f"fuse {fuse}: the sweep failed (exit {outcome.exit_code})")
+    fused = sum(1 for s in summaries if s.get("fused"))
+    return wall, sum(s["seconds"] for s in summaries), fused
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", choices=sorted(CASES))
+    args = parser.parse_args()
+    for case, (dataset, hidden, batch) in CASES.items():
+        if args.only and case != args.only:
+            continue
+        seeds, epochs = list(range(4)), args.epochs
+        if args.device == "cuda" and case == "mnist-shaped":
+            seeds, epochs = list(range(10)), 20
+        with tempfile.TemporaryDirectory() as folder:
+            config = Path(folder) / "c.yaml"
+            config.write_text(CONFIG.format(case=case, seeds=seeds, dataset=dataset,
+                                            hidden=hidden, epochs=epochs, batch=batch,
+                                            device=args.device))
+            results: dict[str, list[tuple[float, float, int]]] = {"on": [], "off": []}
+            for _ in range(args.rounds):
+                for fuse in ("on", "off"):
+                    results[fuse].append(timed(config, fuse))
+            auto = timed(config, "auto")
+        wall = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
+        train = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
+        runs = 6 * len(seeds)
+        print(f"{case}: {runs} runs × {epochs} epochs, mlp {hidden}, batch {batch}, "
+              f"{args.device}")
+        print(f"  training: solo {train['off']:7.2f} s, fused {train['on']:7.2f} s  "
+              f"-> fused is {train['off'] / train['on']:.2f}× faster")
+        print(f"  wall:     solo {wall['off']:7.2f} s, fused {wall['on']:7.2f} s  "
+              f"-> {wall['off'] / wall['on']:.2f}×")
+        print(f"  fuse: auto fused {auto[2]} of {runs} runs (training {auto[1]:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

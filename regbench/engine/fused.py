@@ -1,0 +1,263 @@
+"""Horizontally fused training: the runs of a sweep that share data, architecture and schedule
+trained as one stacked model (Wang et al., MLSys 2021, "Horizontally Fused Training Array").
+
+A small model's step is dispatch-bound (~0.35 ms for digits' MLP on 2 cores, most of it
+Python and op launches), so M such runs cost M times that. Fused, the M members' parameters
+are stacked along a leading member axis and every step is one batched forward and backward
+(``torch.func.vmap`` over ``functional_call``) and one optimizer step over the stacked tensors:
+
+    members = [Trainer(spec_m) for each run]        # each built exactly as its solo run
+    S[name] = stack(member_m's parameter `name`)    # [M, ...] leaves, one optimizer over them
+    each member's regularizer sees views S[name][m] as its weights
+    per epoch: perm_m = member m's own randperm (its solo RNG stream)
+      per step: x = X[perm[:, batch]] -> [M, B, ...]; loss_m = data_loss(model(S[m], x_m))
+                objective = Σ_m (loss_m + Σ member m's penalties); backward; step
+      measure each member: copy S[·][m] into its model, the solo Trainer's measure_epoch
+
+What differs per member is kept per member: its seed (initial weights identical to its solo
+run, its own batch order), its regularizers' strengths, its divergence (a member whose loss
+turns NaN is recorded ``diverged`` and its gradients zeroed; the stacked arithmetic never mixes
+members) and its run folder. What can fuse (``fusable_key``): runs with the same dataset
+(``resample: fixed``), model, training settings and regularizer names, on a model without
+buffers, whose regularizers declare ``fusable`` (their hooks act on ``self.weights`` only:
+l1, l2, elastic_net, weight_decay). Everything else trains solo.
+
+The optimizer update is the same elementwise arithmetic on each member's slice; the batched
+matrix products round differently from single ones, so a member's per-epoch metrics equal its
+solo run's to float tolerance, not bit for bit (tests/test_fused.py).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Callable, Optional
+
+import torch
+
+from regbench.data import DataBundle
+from regbench.engine import optim
+from regbench.engine.result import RunResult
+from regbench.engine.train import GRAD_NORM_EVERY, Trainer, make_optimizer, make_scheduler
+from regbench.regularizers import REGULARIZERS
+
+GROUP_KEY = "fused"          # a task spec that holds several runs' specs
+MIN_MEMBERS = 2
+
+
+def fusable_key(spec: dict[str, Any]) -> Optional[str]:
+    """What runs must share to train as one stacked model; None when this run cannot fuse."""
+    if spec["dataset"].get("resample", "fixed") != "fixed":
+        return None                      # each seed has its own data
+    if not all(REGULARIZERS.get(name).fusable for name in spec["regularizers"]):
+        return None
+    shared = {k: spec[k] for k in ("dataset", "model", "train")}
+    shared["regularizers"] = sorted(spec["regularizers"])
+    shared["plugins"] = sorted(spec.get("plugins", ()))
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def fuse_tasks(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs as tasks: runs that can fuse (``train.fuse`` on or auto) grouped into one task
+    spec each, the rest as they are; plan order kept (a group sits where its first run was).
+    Whether ``auto`` fuses a group is decided when it is built (``worth_fusing``)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        key = fusable_key(spec)
+        if key is not None and spec["train"].get("fuse", "auto") != "off":
+            groups.setdefault(key, []).append(spec)
+    tasks, placed = [], set()
+    for spec in specs:
+        key = fusable_key(spec)
+        members = groups.get(key) if key is not None else None
+        if not members or len(members) < MIN_MEMBERS:
+            tasks.append(spec)
+        elif key not in placed:
+            placed.add(key)
+            tasks.append(group_spec(members))
+    return tasks
+
+
+def group_spec(members: list[dict[str, Any]]) -> dict[str, Any]:
+    first = members[0]
+    return {"run_id": f"{first['run_id']} +{len(members) - 1} fused", GROUP_KEY: members,
+            "train": first["train"], "dataset": first["dataset"], "seed": first["seed"],
+            "plugins": first.get("plugins", [])}
+
+
+CPU_FUSE_MAX_WORK = 2_000_000    # batch size × parameters up to which fusing was faster on the CPU
+
+
+def worth_fusing(mode: str, device: torch.device, batch_size: int, parameters: int) -> bool:
+    """``fuse: on`` always; ``auto`` where it was measured to be faster (benchmarks/fused.py).
+    On a GPU a small model's step is launch-bound, so fusing pays; on the CPU it pays while a
+    step is dispatch-bound, i.e. while batch size × parameters is small (2 cores: digits'
+    64-128-10 MLP at batch 32, 0.3 M, much faster fused; the 784-256-256-10 MLP at batch 64,
+    17 M, slower)."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return device.type == "cuda" or batch_size * parameters <= CPU_FUSE_MAX_WORK
+
+
+class FusedTrainer:
+    """Trains the members (solo Trainers) of one group as one stacked model."""
+
+    def __init__(self, specs: list[dict[str, Any]], data: DataBundle, device: torch.device):
+        self.members: list[Trainer] = []
+        self.rng: list[torch.Tensor] = []
+        for spec in specs:      # each built as its solo run builds it (seeded build hooks)
+            trainer = Trainer(spec, data, device)
+            self.members.append(trainer)
+            self.rng.append(_rng_state(device))
+        self.device, self.data = device, data
+        first = self.members[0]
+        self.template = first.model
+        if any(True for _ in self.template.buffers()):
+            raise ValueError("a model with buffers (batch norm) does not fuse")
+        self.names = [name for name, p in self.template.named_parameters() if p.requires_grad]
+        self.stacked = {name: torch.stack([dict(m.model.named_parameters())[name].detach()
+                                           for m in self.members]).requires_grad_(True)
+                        for name in self.names}
+        self.optimizer = make_optimizer(list(self.stacked.values()),
+                                        first.train_cfg["optimizer"])
+        self.scheduler = make_scheduler(self.optimizer, first.train_cfg.get("scheduler"),
+                                        first.train_cfg["epochs"])
+        for index, member in enumerate(self.members):
+            member.ctx.optimizer = self.optimizer            # ctx.lr: the shared schedule
+            by_id = {id(p): name for name, p in member.model.named_parameters()}
+            for reg in member.regularizers:                  # their weights: views of S
+                if hasattr(reg, "weights"):
+                    reg.weights = [self.stacked[by_id[id(w)]][index] for w in reg.weights]
+        self.forward = self._batched_loss()
+        self.dead = False                 # a member diverged: its gradients are zeroed
+
+    @property
+    def work(self) -> int:
+        """Batch size × parameters of one member: what decides whether fusing pays."""
+        return self.members[0].train_cfg["batch_size"] * sum(
+            p.numel() for p in self.template.parameters())
+
+    def _batched_loss(self) -> Callable:
+        from torch.func import functional_call, vmap
+
+        template, data_loss = self.template, self.members[0].data_loss
+
+        def one(params, x, y):
+            return data_loss(functional_call(template, params, (x,)), y)
+
+        return vmap(one)
+
+    def _permutations(self) -> torch.Tensor:
+        """Each member's epoch permutation from its own RNG stream, as its solo run draws it."""
+        rows = []
+        for index in range(len(self.members)):
+            _set_rng_state(self.device, self.rng[index])
+            rows.append(torch.randperm(self.data.n_train, device=self.device))
+            self.rng[index] = _rng_state(self.device)
+        return torch.stack(rows)
+
+    def train_epoch(self, alive: torch.Tensor) -> list[dict[str, float]]:
+        members, count = self.members, len(self.members)
+        batch_size = members[0].train_cfg["batch_size"]
+        permutation = self._permutations()
+        x_all, y_all = self.data.x_train, self.data.y_train
+        objective_sum = torch.zeros(count, device=self.device)
+        penalty_sum = torch.zeros(count, device=self.device)
+        grad_norm_sum = torch.zeros(count, device=self.device)
+        steps = measured = 0
+        params = list(self.stacked.values())
+        zero = torch.zeros((), device=self.device)
+        for block in permutation.split(batch_size, dim=1):
+            x, y = x_all[block], y_all[block]                # [M, B, ...], [M, B]
+            loss = self.forward(self.stacked, x, y)          # [M]
+            penalty = torch.stack([sum((r.penalty(m.model) for r in m.hooks["penalty"]), zero)
+                                   for m in members])
+            objective = loss + penalty
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.sum().backward()
+            if self.dead:                # a diverged member stays where it is
+                for p in params:
+                    p.grad[~alive] = 0
+            if steps % GRAD_NORM_EVERY == 0:
+                squares = sum(p.grad.flatten(1).pow(2).sum(1) for p in params)
+                grad_norm_sum.add_(squares.sqrt())
+                measured += 1
+            for m in members:
+                for reg in m.hooks["after_backward"]:
+                    reg.after_backward(m.model)
+            optim.eager_step(self.optimizer)
+            for m in members:
+                for reg in m.hooks["after_step"]:
+                    reg.after_step(m.model)
+            objective_sum.add_(objective.detach())
+            penalty_sum.add_(penalty.detach())
+            steps += 1
+        stats = torch.stack([objective_sum / steps, penalty_sum / steps,
+                             grad_norm_sum / measured]).T.tolist()
+        return [{"objective": o, "penalty": p, "grad_norm": g} for o, p, g in stats]
+
+    @torch.no_grad()
+    def _sync(self, index: int) -> None:
+        """Member ``index``'s model takes its slice of the stacked parameters."""
+        for name, param in self.members[index].model.named_parameters():
+            if name in self.stacked:
+                param.copy_(self.stacked[name][index])
+
+    def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> list[RunResult]:
+        started = time.perf_counter()
+        count = len(self.members)
+        rows: list[list[dict]] = [[] for _ in range(count)]
+        status = ["completed"] * count
+        alive = torch.ones(count, dtype=torch.bool, device=self.device)
+        epochs = self.members[0].train_cfg["epochs"]
+        try:
+            for epoch in range(1, epochs + 1):
+                lr = float(self.optimizer.param_groups[0]["lr"])
+                began = time.perf_counter()
+                stats = self.train_epoch(alive)
+                seconds = (time.perf_counter() - began) / count
+                for index, member in enumerate(self.members):
+                    if status[index] != "completed":
+                        continue
+                    member.ctx.epoch = epoch
+                    self._sync(index)
+                    row = {"epoch": epoch, "seconds": seconds, "lr": lr, **stats[index],
+                           **member.measure_epoch()}
+                    rows[index].append(row)
+                    if not all(math.isfinite(row[k])
+                               for k in ("objective", "train_loss", "val_loss")):
+                        status[index] = "diverged"
+                        alive[index] = False
+                        self.dead = True
+                if on_epoch is not None:
+                    on_epoch(rows[0][-1])
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                if not bool(alive.any()):
+                    break
+        except KeyboardInterrupt:
+            status = ["interrupted" if s == "completed" else s for s in status]
+        seconds = (time.perf_counter() - started) / count
+        results = []
+        for index, member in enumerate(self.members):
+            self._sync(index)
+            result = member.finish(rows[index], status[index], seconds)
+            result.summary["fused"] = {"members": count,
+                                       "group": self.members[0].spec["run_id"]}
+            results.append(result)
+        return results
+
+
+def _rng_state(device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    return torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
