@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from regbench.data import load_bundle
+from regbench.engine import fused
 from regbench.engine.result import RunResult, failed_result
 from regbench.engine.train import resolve_device, train_run
 from regbench.errors import RegbenchError
@@ -43,8 +44,6 @@ def execute_task(task: dict[str, Any], threads: int, on_epoch=None):
     """A run's RunResult, or for a fused group (``fused.GROUP_KEY``) one (spec, RunResult) per
     member. A group that cannot train fused here (``fuse: auto`` measured it slower for this
     model, or its fused build fails) trains its members solo, one after another."""
-    from regbench.engine import fused  # deferred: torch.func
-
     if fused.GROUP_KEY not in task:
         return execute_run(task, threads, on_epoch)
     specs = task[fused.GROUP_KEY]
