@@ -92,6 +92,34 @@ def main() -> None:
         print(f"  wall:     solo {wall['off']:7.2f} s, fused {wall['on']:7.2f} s  "
               f"-> {wall['off'] / wall['on']:.2f}×")
         print(f"  fuse: auto fused {auto[2]} of {runs} runs (training {auto[1]:.2f} s)")
+        if case == "digits":
+            command, torch_s = whole_command(args.epochs, args.device)
+            print(f"  whole command `regbench run --no-report` (fuse auto): {command:.2f} s = "
+                  f"{command / torch_s:.2f}× `python -c 'import torch'` ({torch_s:.2f} s)")
+
+
+def whole_command(epochs: int, device: str) -> tuple[float, float]:
+    """The digits sweep as a user runs it, and `import torch`, in fresh processes (medians of 3,
+    interleaved)."""
+    import subprocess
+
+    dataset, hidden, batch = CASES["digits"]
+    commands, torch_times = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "c.yaml"
+        config.write_text(CONFIG.format(case="cli", seeds=list(range(4)), dataset=dataset,
+                                        hidden=hidden, epochs=epochs, batch=batch,
+                                        device=device))
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], check=True)
+            torch_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--fresh",
+                            "--no-report", "--out", str(Path(folder) / "out")], check=True,
+                           capture_output=True)
+            commands.append(time.perf_counter() - started)
+    return statistics.median(commands), statistics.median(torch_times)
 
 
 if __name__ == "__main__":

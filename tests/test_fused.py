@@ -141,3 +141,17 @@ def test_cli_fused_sweep_writes_every_run_folder_and_resumes(tmp_path: Path):
     again = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--fuse", "off",
                                 "--no-report"])       # fusion is placement: nothing retrains
     assert again.exit_code == 0 and "6 already completed" in again.output
+
+
+def test_ctrl_c_in_a_fused_group_saves_every_member_as_interrupted(tmp_path: Path):
+    text = digits_yaml("i", "  l2: {l2: {lambda: 1.0}}\n", epochs=5)
+    specs = [s for s in plan_runs(tmp_path, text) if s["recipe"] == "l2"]
+    fused, _ = solo_and_fused(specs)
+
+    def stop_after_two(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt          # what SIGINT raises inside the training loop
+
+    results = fused.fit(stop_after_two)
+    assert [r.status for r in results] == ["interrupted"] * len(specs)
+    assert all(len(r.rows) == 2 and r.summary["stopped_epoch"] == 2 for r in results)
