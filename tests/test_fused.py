@@ -155,3 +155,30 @@ def test_ctrl_c_in_a_fused_group_saves_every_member_as_interrupted(tmp_path: Pat
     results = fused.fit(stop_after_two)
     assert [r.status for r in results] == ["interrupted"] * len(specs)
     assert all(len(r.rows) == 2 and r.summary["stopped_epoch"] == 2 for r in results)
+
+
+def test_auto_is_decided_before_the_runs_are_handed_out(tmp_path: Path):
+    """Where fusing would not pay (batch × parameters over the measured limit on the CPU),
+    `auto` leaves the runs separate tasks, so --workers still trains them in parallel."""
+    from regbench.engine.fused import CPU_FUSE_MAX_WORK
+
+    text = digits_yaml("a", "  l2: {l2: {lambda: 1.0}}\n", seeds="[0, 1]")
+    specs = plan_runs(tmp_path, text)
+    small = {s["run_id"]: 1000 for s in specs}
+    large = {s["run_id"]: CPU_FUSE_MAX_WORK for s in specs}    # × batch 32: over the limit
+    assert sum(GROUP_KEY in t for t in fuse_tasks(specs, small)) == 2
+    assert not any(GROUP_KEY in t for t in fuse_tasks(specs, large))
+    forced = plan_runs(tmp_path, text.replace("threads: 1", "threads: 1, fuse: on"))
+    assert sum(GROUP_KEY in t for t in fuse_tasks(forced, large)) == 2
+
+
+def test_a_group_that_fails_as_a_whole_fails_each_member_with_the_message(tmp_path: Path):
+    from regbench.engine.result import failed_task
+    from regbench.experiment.runner import members
+
+    specs = plan_runs(tmp_path, digits_yaml("w", "  l2: {l2: {lambda: 1.0}}\n"))
+    task = next(t for t in fuse_tasks(specs) if GROUP_KEY in t)
+    failed = failed_task(task, "worker process failed: BrokenProcessPool")
+    assert [s["run_id"] for s, _ in failed] == [s["run_id"] for s in task[GROUP_KEY]]
+    assert all(r.status == "failed" and "BrokenProcessPool" in r.error for _, r in failed)
+    assert members(task, failed) == failed

@@ -233,15 +233,16 @@ def relative_gaps(diagnosis: Diagnosis) -> list[str]:
         if diff.pairs == 0:
             lines.append(f"{_label(point)}: {mean} (no seed shared with baseline)")
             continue
-        scale = 100 if key == "accuracy_gap" else 1
+        scale, digits = (100, 1) if key == "accuracy_gap" else (1, 3)
         change = "smaller" if diff.mean < 0 else "larger"
-        words = f"{_label(point)}: {mean}, {abs(scale * diff.mean):.1f} {change} than baseline's"
+        words = (f"{_label(point)}: {mean}, {abs(scale * diff.mean):.{digits}f} {change} than "
+                 "baseline's")
         if diff.pairs < 2 or math.isnan(diff.low):
             words += " (one seed: no estimate of seed noise)"
         else:
             beyond = diff.high < 0 or diff.low > 0
-            words += (f" [95% CI of the difference {scale * diff.low:+.1f}, "
-                      f"{scale * diff.high:+.1f}]: "
+            words += (f" [95% CI of the difference {scale * diff.low:+.{digits}f}, "
+                      f"{scale * diff.high:+.{digits}f}]: "
                       + ("beyond seed noise" if beyond else "within seed noise"))
         lines.append(words)
     return lines if len(lines) > 1 else []

@@ -11,7 +11,7 @@ import torch
 
 from regbench.data import load_bundle
 from regbench.engine import fused
-from regbench.engine.result import RunResult, failed_result
+from regbench.engine.result import RunResult, StoppedGroup, failed_result
 from regbench.engine.train import resolve_device, train_run
 from regbench.errors import RegbenchError
 from regbench.plugins import load_plugins
@@ -42,35 +42,48 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
 
 def execute_task(task: dict[str, Any], threads: int, on_epoch=None):
     """A run's RunResult, or for a fused group (``fused.GROUP_KEY``) one (spec, RunResult) per
-    member. A group that cannot train fused here (``fuse: auto`` measured it slower for this
-    model, or its fused build fails) trains its members solo, one after another."""
+    member. A group whose fused build or training fails (out of memory, say) trains its members
+    solo, one after another, each then failing or not on its own; the reason is kept in their
+    summaries (``fused.fallback``)."""
     if fused.GROUP_KEY not in task:
         return execute_run(task, threads, on_epoch)
     specs = task[fused.GROUP_KEY]
     torch.set_num_threads(specs[0]["train"].get("threads") or threads)
-    results = None
     try:
         load_plugins(specs[0].get("plugins", ()))
         device = resolve_device(specs[0]["train"]["device"])
         data = load_bundle(specs[0]["dataset"], specs[0]["train"]["train_eval_samples"],
                            specs[0]["seed"]).to(device)
-        trainer = fused.FusedTrainer(specs, data, device)
-        mode = specs[0]["train"].get("fuse", "auto")
-        batch_size = specs[0]["train"]["batch_size"]
-        if fused.worth_fusing(mode, device, batch_size, trainer.work // batch_size):
-            callback = (lambda row: on_epoch(task, row)) if on_epoch else None
-            results = trainer.fit(callback)
+        callback = (lambda row: on_epoch(task, row)) if on_epoch else None
+        results = fused.FusedTrainer(specs, data, device).fit(callback)
     except KeyboardInterrupt:
         raise
-    except Exception:   # a member's own fault shows when it trains solo, as it would alone
-        results = None
-    if results is None:
-        return [(spec, execute_run(spec, threads, on_epoch)) for spec in specs]
+    except Exception as exc:   # a member's own fault shows when it trains solo, as it would alone
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()      # the stacked model is gone: give its memory back
+        return _solo_members(specs, threads, on_epoch, f"{type(exc).__name__}: {exc}")
     for spec, result in zip(specs, results):
         result.summary["sweep_paths"] = spec.get("sweep_paths", {})
         result.summary["resample"] = data.meta["resample"]
         result.summary["split"] = data.meta["split"]
     return list(zip(specs, results))
+
+
+def _solo_members(specs: list[dict[str, Any]], threads: int, on_epoch, reason: str):
+    """The fallback: each member solo until one is interrupted (the rest resume later)."""
+    done = []
+    try:
+        for spec in specs:
+            result = execute_run(spec, threads, on_epoch)
+            result.summary.setdefault("fused", {"fallback": reason})
+            done.append((spec, result))
+            if result.status == "interrupted":
+                break
+    except KeyboardInterrupt:     # between two members: what finished is kept
+        if not done:
+            raise
+        return StoppedGroup(done)
+    return done
 
 
 def check_device(specs: list[dict[str, Any]]) -> None:

@@ -22,7 +22,7 @@ import signal
 import time
 from typing import Any, Iterator, Optional
 
-from regbench.engine.result import failed_result
+from regbench.engine.result import failed_task
 from regbench.engine.threads import apply_wait_policy, current_wait_policy
 from regbench.errors import RegbenchError
 
@@ -160,7 +160,7 @@ class ProcessExecutor:
         try:
             result = future.result()
         except Exception as exc:  # a worker died (killed, out of memory): the sweep goes on
-            return spec, failed_result(spec, f"worker process failed: {type(exc).__name__}: {exc}")
+            return spec, failed_task(spec, f"worker process failed: {type(exc).__name__}: {exc}")
         return None if result is None else (spec, result)
 
     def _drain_events(self) -> None:
@@ -280,7 +280,7 @@ class RayExecutor:
                 try:
                     yield spec, self.ray.get(ref)
                 except self.ray.exceptions.RayError as exc:
-                    yield spec, failed_result(spec, f"Ray task failed: {type(exc).__name__}: "
+                    yield spec, failed_task(spec, f"Ray task failed: {type(exc).__name__}: "
                                                     f"{str(exc).splitlines()[0]}")
 
     def interrupt(self) -> Iterator[Item]:

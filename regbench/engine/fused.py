@@ -37,34 +37,42 @@ import torch
 
 from regbench.data import DataBundle
 from regbench.engine import optim
-from regbench.engine.result import RunResult
+from regbench.engine.result import GROUP_KEY, RunResult
 from regbench.engine.train import GRAD_NORM_EVERY, Trainer, make_optimizer, make_scheduler
 from regbench.regularizers import REGULARIZERS
 
-GROUP_KEY = "fused"          # a task spec that holds several runs' specs
 MIN_MEMBERS = 2
+OTHER_HOOKS = ("build", "batch", "batches", "epoch_end", "fit_end", "epoch_metrics")
 
 
 def fusable_key(spec: dict[str, Any]) -> Optional[str]:
     """What runs must share to train as one stacked model; None when this run cannot fuse."""
     if spec["dataset"].get("resample", "fixed") != "fixed":
         return None                      # each seed has its own data
-    if not all(REGULARIZERS.get(name).fusable for name in spec["regularizers"]):
-        return None
+    for name in spec["regularizers"]:
+        cls = REGULARIZERS.get(name)
+        if not cls.fusable or any(cls.overrides(hook) for hook in OTHER_HOOKS):
+            return None                  # a hook the fused loop does not call: train it solo
     shared = {k: spec[k] for k in ("dataset", "model", "train")}
     shared["regularizers"] = sorted(spec["regularizers"])
     shared["plugins"] = sorted(spec.get("plugins", ()))
     return json.dumps(shared, sort_keys=True, default=str)
 
 
-def fuse_tasks(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs as tasks: runs that can fuse (``train.fuse`` on or auto) grouped into one task
-    spec each, the rest as they are; plan order kept (a group sits where its first run was).
-    Whether ``auto`` fuses a group is decided when it is built (``worth_fusing``)."""
+def fuse_tasks(specs: list[dict[str, Any]], parameters: Optional[dict[str, int]] = None
+               ) -> list[dict[str, Any]]:
+    """The runs as tasks: runs that can fuse grouped into one task spec each, the rest as they
+    are; plan order kept (a group sits where its first run was). ``train.fuse: on`` groups
+    every fusable run, ``off`` none, ``auto`` those ``worth_fusing`` given the run's parameter
+    count (``parameters``: run id -> count; unknown, as in a dry run, counts as worth it)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for spec in specs:
         key = fusable_key(spec)
-        if key is not None and spec["train"].get("fuse", "auto") != "off":
+        mode = spec["train"].get("fuse", "auto")
+        count = (parameters or {}).get(spec["run_id"])
+        if key is not None and mode != "off" and (
+                count is None or worth_fusing(mode, _device(spec), spec["train"]["batch_size"],
+                                              count)):
             groups.setdefault(key, []).append(spec)
     tasks, placed = [], set()
     for spec in specs:
@@ -99,6 +107,13 @@ def worth_fusing(mode: str, device: torch.device, batch_size: int, parameters: i
     if mode == "off":
         return False
     return device.type == "cuda" or batch_size * parameters <= CPU_FUSE_MAX_WORK
+
+
+def _device(spec: dict[str, Any]) -> torch.device:
+    device = spec["train"]["device"]
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 class FusedTrainer:
@@ -162,6 +177,7 @@ class FusedTrainer:
         members, count = self.members, len(self.members)
         batch_size = members[0].train_cfg["batch_size"]
         permutation = self._permutations()
+        self.template.train()           # measuring left it in eval mode
         x_all, y_all = self.data.x_train, self.data.y_train
         objective_sum = torch.zeros(count, device=self.device)
         penalty_sum = torch.zeros(count, device=self.device)
@@ -217,22 +233,26 @@ class FusedTrainer:
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 began = time.perf_counter()
                 stats = self.train_epoch(alive)
-                seconds = (time.perf_counter() - began) / count
+                share = (time.perf_counter() - began) / count   # each member's training share
                 for index, member in enumerate(self.members):
                     if status[index] != "completed":
                         continue
                     member.ctx.epoch = epoch
                     self._sync(index)
+                    measuring = time.perf_counter()
+                    measured = member.measure_epoch()
+                    seconds = share + time.perf_counter() - measuring   # as a solo row counts
                     row = {"epoch": epoch, "seconds": seconds, "lr": lr, **stats[index],
-                           **member.measure_epoch()}
+                           **measured}
                     rows[index].append(row)
                     if not all(math.isfinite(row[k])
                                for k in ("objective", "train_loss", "val_loss")):
                         status[index] = "diverged"
                         alive[index] = False
                         self.dead = True
-                if on_epoch is not None:
-                    on_epoch(rows[0][-1])
+                if on_epoch is not None:   # progress: the first member still training
+                    shown = next((i for i in range(count) if status[i] == "completed"), 0)
+                    on_epoch(rows[shown][-1])
                 if self.scheduler is not None:
                     self.scheduler.step()
                 if not bool(alive.any()):
@@ -242,7 +262,8 @@ class FusedTrainer:
         seconds = (time.perf_counter() - started) / count
         results = []
         for index, member in enumerate(self.members):
-            self._sync(index)
+            if status[index] != "diverged":  # a diverged member keeps the weights it had then
+                self._sync(index)
             result = member.finish(rows[index], status[index], seconds)
             result.summary["fused"] = {"members": count,
                                        "group": self.members[0].spec["run_id"]}

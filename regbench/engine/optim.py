@@ -10,6 +10,8 @@ imported by anyone:
 - the four methods get their own function as the "already disabled" version their wrapper
   caches on first use (what ``torch._dynamo.disable`` would return is only different inside a
   compiled region, and regbench compiles nothing);
+  (the four stay so for the process: code that later compiles a function calling them
+  sees them traced rather than skipped);
 - ``step`` calls the optimizer's own update function, unwrapped, under ``torch.no_grad()``,
   which is what the wrapper does around it when no step hook is registered (a hook, or a
   profiler, sends the call through ``optimizer.step()`` as usual).
@@ -72,3 +74,5 @@ def eager_step(optimizer: torch.optim.Optimizer) -> None:
         update(optimizer)
     if getattr(optimizer.step, "_wrapped_by_lr_sched", False):
         optimizer._opt_called = True   # what a scheduler's wrapper of step() records
+    if getattr(optimizer.step, "_with_counter", False):
+        optimizer._step_count += 1     # the same, as older torch schedulers count it

@@ -25,3 +25,19 @@ def failed_result(spec: dict[str, Any], message: str) -> RunResult:
                "sweep_paths": spec.get("sweep_paths", {}), "config_hash": spec["config_hash"],
                "error": message, "train_differs": spec.get("train_differs", False)}
     return RunResult(status="failed", rows=[], summary=summary, error=message)
+
+
+GROUP_KEY = "fused"          # a task spec that holds several runs' specs (regbench.engine.fused)
+
+
+def failed_task(task: dict[str, Any], message: str):
+    """What a task that could not run returns: a failed RunResult, or for a fused group one
+    (spec, failed RunResult) per member."""
+    if GROUP_KEY in task:
+        return [(spec, failed_result(spec, message)) for spec in task[GROUP_KEY]]
+    return failed_result(task, message)
+
+
+class StoppedGroup(list):
+    """A fused group's (spec, RunResult) pairs that finished before a Ctrl-C stopped it between
+    two members: recorded, and the experiment stops as interrupted."""

@@ -12,7 +12,7 @@ import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from regbench.experiment.config import (LoadedConfig, data_errors_located, located_error,
@@ -32,6 +32,7 @@ class Plan:
     experiment: dict[str, Any]          # resolved experiment (defaults filled in)
     runs: list[dict[str, Any]]          # run specs (plain data; see ``run_spec``)
     warnings: list[str]
+    parameters: dict[str, int] = field(default_factory=dict)  # run id -> parameters, once built
 
     @property
     def total_epochs(self) -> int:

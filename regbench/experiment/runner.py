@@ -19,8 +19,8 @@ from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
 from regbench.engine.train import build_run_model
 from regbench.engine.executors import make_executor
-from regbench.engine.fused import GROUP_KEY, fuse_tasks
-from regbench.engine.result import failed_result
+from regbench.engine.fused import fuse_tasks
+from regbench.engine.result import GROUP_KEY, StoppedGroup, failed_task
 from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import RegbenchError
 from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
@@ -113,24 +113,26 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
         with data_errors_located(loaded):
             data = load_bundle(plan.experiment["dataset"],
                                plan.experiment["train"]["train_eval_samples"])
-        check_models(plan, data)
+        plan.parameters = check_models(plan, data)
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         return _train(plan, Path(out), results_dir, workers, executor, address, resume,
                       progress, report, metric, min_effect, confirms)
 
 
-def check_models(plan: Plan, data) -> None:
+def check_models(plan: Plan, data) -> dict[str, int]:
     """Build each recipe's and sweep point's model once on the CPU: a regularizer that would
-    change nothing in it is refused here (exit 2), not found after training."""
+    change nothing in it is refused here (exit 2), not found after training. Returns each
+    run's parameter count (what ``fuse: auto`` decides on)."""
     import torch  # deferred: loaded with the engine anyway
 
-    seen = set()
+    counts: dict[str, int] = {}
     for spec in plan.runs:
         key = repr((spec["model"], sorted(spec["regularizers"].items())))
-        if key not in seen:
-            seen.add(key)
+        if key not in counts:
+            counts[key] = 0
             try:
-                build_run_model(spec, data, torch.device("cpu"))
+                model, _, _ = build_run_model(spec, data, torch.device("cpu"))
+                counts[key] = sum(p.numel() for p in model.parameters())
             except RegbenchError:
                 raise
             except (MemoryError, RuntimeError):   # out of memory: a runtime fault of that run,
@@ -138,6 +140,8 @@ def check_models(plan: Plan, data) -> None:
             except Exception as exc:              # anything else is the config's: exit 2
                 raise RegbenchError(f"recipe '{spec['recipe']}': model {spec['model']['name']} "
                                     f"cannot be built ({type(exc).__name__}: {exc})") from None
+    return {spec["run_id"]: counts[repr((spec["model"], sorted(spec["regularizers"].items())))]
+            for spec in plan.runs}
 
 
 def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
@@ -190,11 +194,13 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
             record(spec, one)
         if progress is not None and GROUP_KEY in task:
             progress.task_finished(task)
-        return any(one.status == "interrupted" for _, one in members(task, result))
+        return isinstance(result, StoppedGroup) or any(
+            one.status == "interrupted" for _, one in members(task, result))
 
     try:
         try:
-            for task, result in runner.run(fuse_tasks(pending), threads, progress):
+            for task, result in runner.run(fuse_tasks(pending, plan.parameters), threads,
+                                           progress):
                 if record_task(task, result):  # Ctrl-C landed in the training loop
                     outcome.interrupted = True
                     break
@@ -218,8 +224,8 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
             if problem:
                 outcome.warnings.append(problem)
     if report and outcome.interrupted:   # never leave the report of an earlier state standing
-        finished = sum(1 for s in outcome.summaries if s.get("status") != "interrupted") + \
-            len(outcome.skipped)
+        finished = sum(1 for s in outcome.summaries   # the skipped runs' summaries included
+                       if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))
     return outcome
 
@@ -247,8 +253,7 @@ def members(task: dict[str, Any], result) -> list[tuple[dict[str, Any], Any]]:
         return [(task, result)]
     if isinstance(result, list):
         return result
-    return [(spec, failed_result(spec, result.error or "the fused group failed"))
-            for spec in task[GROUP_KEY]]
+    return failed_task(task, result.error or "the fused group failed")
 
 
 def write_report_if_available(results_dir: Path) -> Optional[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from regbench.analysis.diagnose import label
+from regbench.errors import RegbenchError
 from regbench.results import DAMAGED, atomic_write_text, load_summaries
 
 FAILURES = ("failed", "diverged", DAMAGED)
@@ -28,8 +29,10 @@ def _message(summary: dict[str, Any]) -> str:
 
 def testsuite(name: str, results_dir: Path, run_ids: Iterable[str]) -> ET.Element:
     """The suite of one experiment: its planned runs in plan order, from their run folders."""
-    stored = {s["run_id"]: s for s in load_summaries(results_dir)} if results_dir.is_dir() \
-        else {}
+    try:      # a folder with no finished run yet (Ctrl-C during the first) holds none
+        stored = {s["run_id"]: s for s in load_summaries(results_dir)}
+    except RegbenchError:
+        stored = {}
     suite = ET.Element("testsuite", name=name)
     counts = {"tests": 0, "failures": 0, "skipped": 0}
     total = 0.0
