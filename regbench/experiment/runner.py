@@ -236,8 +236,8 @@ def fusion_lines(specs: list[dict[str, Any]]) -> list[str]:
     if not groups:
         return []
     lines = [f"fused: {sum(len(g[GROUP_KEY]) for g in groups)} runs in {len(groups)} group(s), "
-             "each trained as one stacked model (train.fuse: auto decides per model when it "
-             "builds them; --fuse off trains every run alone):"]
+             "each trained as one stacked model (with train.fuse: auto, a group whose model is "
+             "too large to gain on the CPU trains solo; --fuse off trains every run alone):"]
     for group in groups:
         runs = [spec["run_id"] for spec in group[GROUP_KEY]]
         shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
