@@ -140,6 +140,13 @@ class Regularizer:
         """A term added to the data loss."""
         raise NotImplementedError
 
+    @classmethod
+    def stacked_penalty(cls, members: list["Regularizer"], weights: list[torch.Tensor]
+                        ) -> Optional[torch.Tensor]:
+        """Fused training (``fusable``): every member's penalty at once, [M], from the stacked
+        weights [M, ...] its members penalize; None: each member's ``penalty`` is called."""
+        return None
+
     def after_backward(self, model: nn.Module) -> None:
         """Act on gradients before the optimizer step."""
 

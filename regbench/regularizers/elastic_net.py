@@ -43,6 +43,14 @@ class ElasticNet(WeightRegularizer):
         p = self.params
         return elastic_net_penalty(self.weights, p.lambda_, p.l1_ratio, self.ctx.n_train)
 
+    @classmethod
+    def stacked_penalty(cls, members, weights):
+        lam = weights[0].new_tensor([m.params.lambda_ for m in members])
+        rho = weights[0].new_tensor([m.params.l1_ratio for m in members])
+        l1 = sum(w.abs().flatten(1).sum(1) for w in weights)
+        l2 = sum(w.pow(2).flatten(1).sum(1) for w in weights)
+        return lam / members[0].ctx.n_train * (rho * l1 + (1 - rho) / 2 * l2)
+
     def describe(self) -> str:
         p, n = self.params, self.ctx.n_train
         return (f"elastic_net: λ={p.lambda_:g}, ρ={p.l1_ratio:g}, n={n}; L1 coefficient ρλ/n = "

@@ -39,6 +39,11 @@ class L1(WeightRegularizer):
     def penalty(self, model):
         return l1_penalty(self.weights, self.params.lambda_, self.ctx.n_train)
 
+    @classmethod
+    def stacked_penalty(cls, members, weights):
+        lam = weights[0].new_tensor([m.params.lambda_ for m in members])
+        return lam / members[0].ctx.n_train * sum(w.abs().flatten(1).sum(1) for w in weights)
+
     def describe(self) -> str:
         lam, n = self.params.lambda_, self.ctx.n_train
         return f"l1: loss += λ/n·Σ|w|, λ={lam:g}, n={n}; coefficient λ/n = {lam / n:.4g}"

@@ -39,6 +39,12 @@ class L2(WeightRegularizer):
     def penalty(self, model):
         return l2_penalty(self.weights, self.params.lambda_, self.ctx.n_train)
 
+    @classmethod
+    def stacked_penalty(cls, members, weights):
+        lam = weights[0].new_tensor([m.params.lambda_ for m in members])
+        return lam / (2 * members[0].ctx.n_train) * sum(w.pow(2).flatten(1).sum(1)
+                                                        for w in weights)
+
     def describe(self) -> str:
         lam, n, lr = self.params.lambda_, self.ctx.n_train, self.ctx.configured_lr
         optimizer = self.ctx.train["optimizer"]["name"]
