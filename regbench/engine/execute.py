@@ -33,8 +33,13 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
         raise
     except Exception as exc:  # a failing run must not stop the sweep
         return failed_result(spec, f"{type(exc).__name__}: {exc}")
+    return with_data_facts(result, spec, data)
+
+
+def with_data_facts(result: RunResult, spec: dict[str, Any], data) -> RunResult:
+    """The summary's sweep paths, and what the seed varied and which rows it trained,
+    validated and tested on."""
     result.summary["sweep_paths"] = spec.get("sweep_paths", {})
-    # what the seed varied, and which rows it trained, validated and tested on
     result.summary["resample"] = data.meta["resample"]
     result.summary["split"] = data.meta["split"]
     return result
@@ -62,11 +67,7 @@ def execute_task(task: dict[str, Any], threads: int, on_epoch=None):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()      # the stacked model is gone: give its memory back
         return _solo_members(specs, threads, on_epoch, f"{type(exc).__name__}: {exc}")
-    for spec, result in zip(specs, results):
-        result.summary["sweep_paths"] = spec.get("sweep_paths", {})
-        result.summary["resample"] = data.meta["resample"]
-        result.summary["split"] = data.meta["split"]
-    return list(zip(specs, results))
+    return [(spec, with_data_facts(result, spec, data)) for spec, result in zip(specs, results)]
 
 
 def _solo_members(specs: list[dict[str, Any]], threads: int, on_epoch, reason: str):

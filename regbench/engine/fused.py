@@ -199,7 +199,7 @@ class FusedTrainer:
             cls = type(reg)
             regs = [next(r for r in m.regularizers if r.name == reg.name) for m in self.members]
             names = {tuple(self.penalized.get((i, reg.name), ())) for i in range(len(regs))}
-            stacked = len(names) == 1 and cls.stacked_penalty is not None and \
+            stacked = len(names) == 1 and \
                 cls.stacked_penalty.__func__ is not Regularizer.stacked_penalty.__func__
             plan.append((cls, regs, list(next(iter(names))) if stacked else None))
         return plan

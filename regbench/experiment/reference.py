@@ -272,30 +272,32 @@ def config_markdown() -> str:
                                     ("model", ModelConfig, MODELS)):
         out += [f"## `{title}`", "", " ".join((common.__doc__ or "").split()), "",
                 f"Shared by every {title}:", ""] + _table(model_schema(common), f"{title}.") + [""]
-        for name, entry in registry.items():
-            if entry.plugin:
-                continue
-            own = model_schema(entry.Params)
-            out += [f"### {title} `{name}`", "", _cell(entry.summary), ""]
-            out += (_table(own, f"{title}.") if own.get("properties")
-                    else ["No keys of its own."]) + [""]
+        out += _entry_tables(registry.items(), f"{title} `{{}}`", f"{title}.",
+                             "No keys of its own.")
     out += ["## `recipes`", "",
             "`recipes.<name>` maps regularizer names to their parameters (`{}` or nothing: the "
             "defaults), plus an optional `train:` override. `baseline` (no regularizer) is added "
             "when absent. What each regularizer computes, exactly: the README's catalogue and "
             "`regbench list regularizers --details`.", ""]
-    for name, cls in REGULARIZERS.items():
-        if cls.plugin:
-            continue
-        own = model_schema(cls.Params)
-        out += [f"### `{name}`", "", _cell(cls.summary), ""]
-        out += (_table(own, f"recipes.<name>.{name}.") if own.get("properties")
-                else ["No parameters."]) + [""]
+    out += _entry_tables(REGULARIZERS.items(), "`{}`", "recipes.<name>.{}.", "No parameters.")
     out += ["## `sweep`", "",
             "`sweep.<key path>: [values]`, e.g. `recipes.l2.l2.lambda: [0.1, 1, 10]`: every "
             "value of every swept key is crossed with every seed (a grid). The key path must "
             "name an existing key.", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _entry_tables(entries, heading: str, prefix: str, empty: str) -> list[str]:
+    """A heading, the summary and the key table of each of regbench's own registry entries
+    (``heading`` and ``prefix`` take the entry's name at ``{}``)."""
+    out = []
+    for name, entry in entries:
+        if entry.plugin:
+            continue
+        own = model_schema(entry.Params)
+        out += [f"### {heading.format(name)}", "", _cell(entry.summary), ""]
+        out += (_table(own, prefix.format(name)) if own.get("properties") else [empty]) + [""]
+    return out
 
 
 def schema_text(plugins: bool = True, out: Optional[Path] = None) -> str:
