@@ -23,7 +23,7 @@ from regbench.vocabulary import (CONFIG_FILE, LEADING_COLUMNS, METRICS_FILE, MOD
                                  WEIGHTS_FILE,
                                  default_metric)
 
-STATUSES = ("completed", "diverged", "failed", "interrupted")
+STATUSES = ("completed", "diverged", "failed", "interrupted", "pruned")
 DAMAGED = "damaged"            # the status a table gives a run whose summary.json is unusable
 
 
@@ -112,6 +112,9 @@ class ResultsLock:
     taken over. It sits beside the results folder (in ``--out``) so that ``--fresh`` can move
     the folder aside while holding the lock."""
 
+    held: dict[Path, int] = {}    # lock files this process holds -> depth (re-entered, e.g.
+                                  # by `tune`, whose confirmation writes into its own folder)
+
     def __init__(self, results_dir: Path):
         self.results_dir = Path(results_dir)
         self.path = self.results_dir.parent / f".{self.results_dir.name}.lock"
@@ -121,6 +124,11 @@ class ResultsLock:
         import datetime as _dt
         import fcntl
         import socket
+
+        key = self.path.absolute()
+        if key in ResultsLock.held:
+            ResultsLock.held[key] += 1
+            return self
 
         while True:
             try:
@@ -155,9 +163,15 @@ class ResultsLock:
         handle.write(f"regbench pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
         handle.flush()
         self.handle = handle
+        ResultsLock.held[key] = 1
         return self
 
     def __exit__(self, *exc_info) -> None:
+        key = self.path.absolute()
+        if ResultsLock.held.get(key, 0) > 1:
+            ResultsLock.held[key] -= 1
+            return
+        ResultsLock.held.pop(key, None)
         if self.handle is not None:
             self.path.unlink(missing_ok=True)   # while still held: no one locks a stale file
             self.handle.close()                 # closing releases the flock
@@ -289,7 +303,9 @@ class RunSummary(BaseModel):
         if self.task is None:
             raise ValueError("a completed run must say its task")
         extra = self.model_extra or {}
-        for split in ("train", "val", "test"):   # the numbers every table is built from
+        splits = ("train", "val") if extra.get("test_withheld") is True else \
+            ("train", "val", "test")             # a tuning trial is never tested
+        for split in splits:   # the numbers every table is built from
             for metric in ("loss", default_metric(self.task)):
                 value = extra.get(f"{split}_{metric}")
                 if isinstance(value, bool) or not isinstance(value, (int, float, str)) or \
@@ -358,14 +374,25 @@ def planned_run_ids(results_dir: Path) -> Optional[set[str]]:
         return None
 
 
-def confirmed_selection(results_dir: Path) -> Optional[dict[str, Any]]:
-    """What a confirmation folder confirms (plan.json's ``confirms``), or None."""
+def _plan_entry(results_dir: Path, key: str) -> Any:
     try:
         data = json.loads((Path(results_dir) / PLAN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    confirms = data.get("confirms") if isinstance(data, dict) else None
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def confirmed_selection(results_dir: Path) -> Optional[dict[str, Any]]:
+    """What a confirmation folder confirms (plan.json's ``confirms``), or None."""
+    confirms = _plan_entry(results_dir, "confirms")
     return confirms if isinstance(confirms, dict) else None
+
+
+def searched_experiment(results_dir: Path) -> Optional[str]:
+    """The experiment whose tuning trials a folder holds (``regbench tune``'s search/), or
+    None."""
+    name = _plan_entry(results_dir, "search")
+    return name if isinstance(name, str) else None
 
 
 def load_summaries(results_dir: Path) -> list[dict[str, Any]]:

@@ -17,10 +17,11 @@ the training loop, which returns the partial run as ``interrupted``) and collect
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from regbench.engine.result import failed_task
 from regbench.engine.threads import apply_wait_policy, current_wait_policy
@@ -36,7 +37,8 @@ Item = tuple[dict[str, Any], Any]   # (run spec, RunResult)
 class SequentialExecutor:
     """Runs one after another in this process. A Ctrl-C lands in the training loop itself."""
 
-    def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
+    def run(self, specs: Iterable[dict[str, Any]], threads: int,
+            progress=None) -> Iterator[Item]:
         from regbench.engine.execute import execute_task  # deferred: torch (see _worker_run)
 
         for spec in specs:
@@ -128,31 +130,49 @@ class ProcessExecutor:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.progress = None
 
-    def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
+    def run(self, specs: Iterable[dict[str, Any]], threads: int,
+            progress=None) -> Iterator[Item]:
+        """``specs`` may be a lazy iterator: the next one is taken only when a worker is free
+        and the previous results were handed on (``regbench tune`` asks its study for the next
+        trial then, having told it the last one's value)."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        if not specs:
+        size = len(specs) if isinstance(specs, list) else self.workers
+        feed = iter(specs)
+        if not size:
             return
         context = multiprocessing.get_context("spawn")
         self.events, self.stop = context.Queue(), context.Event()
         self.progress = progress
         # the workers' wait policy is the driver's view of the machine: their siblings, started
         # together, are not "other work" to wait passively for
-        self.pool = ProcessPoolExecutor(min(self.workers, len(specs)), mp_context=context,
+        self.pool = ProcessPoolExecutor(min(self.workers, size), mp_context=context,
                                         initializer=_init_worker,
                                         initargs=(threads, self.events, self.stop,
                                                   current_wait_policy(), os.getpid()))
-        self.by_id = {spec["run_id"]: spec for spec in specs}
-        self.futures = {self.pool.submit(_worker_run, spec, threads): spec for spec in specs}
-        pending = set(self.futures)
+        pending: set = set()
+
+        def submit() -> None:   # keep every worker busy, and no more
+            while len(pending) < self.workers and not self.stop.is_set():
+                spec = next(feed, None)
+                if spec is None:
+                    return
+                self.by_id[spec["run_id"]] = spec
+                future = self.pool.submit(_worker_run, spec, threads)
+                self.futures[future] = spec
+                pending.add(future)
+
+        submit()
         while pending:
-            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            done, pending_now = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            pending.intersection_update(pending_now)
             self._drain_events()
             for future in done:
                 item = self._collect(future)
                 if item is not None:
                     yield item
+            submit()
 
     def _collect(self, future) -> Optional[Item]:
         spec = self.futures[future]
@@ -242,6 +262,7 @@ class RayExecutor:
 
         ray = import_ray()
         self.ray = ray
+        self.workers = workers
         self.started = False
         self.refs: dict[Any, dict[str, Any]] = {}
         if not ray.is_initialized():
@@ -265,16 +286,29 @@ class RayExecutor:
             return 1  # Ray hides GPUs from tasks that do not ask for one
         return 0
 
-    def run(self, specs: list[dict[str, Any]], threads: int, progress=None) -> Iterator[Item]:
+    def run(self, specs: Iterable[dict[str, Any]], threads: int,
+            progress=None) -> Iterator[Item]:
+        """A list is submitted at once (Ray schedules it); a lazy iterator (``regbench tune``)
+        one task per free slot: ``--workers`` slots, or as many as the cluster has CPUs."""
         remote = self.ray.remote(_ray_run)
-        for spec in specs:
-            cpus = spec["train"].get("threads") or threads
-            ref = remote.options(num_cpus=cpus, num_gpus=self._gpus(spec),
-                                 max_retries=0).remote(spec, threads)
-            self.refs[ref] = spec
-        pending = list(self.refs)
-        while pending:  # per-run progress only: Ray does not report which task is running
-            ready, pending = self.ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+        feed = iter(specs)
+        slots = math.inf if isinstance(specs, list) else (
+            self.workers if self.workers > 1
+            else max(1, int(self.ray.cluster_resources().get("CPU", 1) // threads)))
+
+        def submit() -> None:
+            while len(self.refs) < slots:
+                spec = next(feed, None)
+                if spec is None:
+                    return
+                cpus = spec["train"].get("threads") or threads
+                ref = remote.options(num_cpus=cpus, num_gpus=self._gpus(spec),
+                                     max_retries=0).remote(spec, threads)
+                self.refs[ref] = spec
+
+        submit()
+        while self.refs:  # per-run progress only: Ray does not report which task is running
+            ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:
                 spec = self.refs.pop(ref)
                 try:
@@ -282,6 +316,7 @@ class RayExecutor:
                 except self.ray.exceptions.RayError as exc:
                     yield spec, failed_task(spec, f"Ray task failed: {type(exc).__name__}: "
                                                     f"{str(exc).splitlines()[0]}")
+            submit()
 
     def interrupt(self) -> Iterator[Item]:
         """Cancel every task; runs in flight have no summary and are redone on resume."""

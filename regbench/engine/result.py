@@ -10,7 +10,7 @@ from typing import Any, Optional
 class RunResult:
     """One run's outcome: its epochs, its summary and the arrays its folder keeps."""
 
-    status: str                                  # completed | diverged | failed | interrupted
+    status: str                                  # completed | diverged | failed | interrupted | pruned
     rows: list[dict[str, float]]
     summary: dict[str, Any]
     weights: Optional[Any] = None                # numpy sample of final penalizable weights
@@ -25,6 +25,15 @@ def failed_result(spec: dict[str, Any], message: str) -> RunResult:
                "sweep_paths": spec.get("sweep_paths", {}), "config_hash": spec["config_hash"],
                "error": message, "train_differs": spec.get("train_differs", False)}
     return RunResult(status="failed", rows=[], summary=summary, error=message)
+
+
+class RunStopped(Exception):
+    """Raised by an epoch callback to end a run early with its own status (a tuning trial
+    pruned on its validation curve); the epochs so far are kept, as after Ctrl-C."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
 
 
 GROUP_KEY = "fused"          # a task spec that holds several runs' specs (regbench.engine.fused)

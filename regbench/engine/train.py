@@ -26,10 +26,12 @@ called for it:
         for reg in regs: reg.epoch_end(epoch, row, model) # <EPOCH_END> early stopping
         scheduler.step()                                 # the next epoch's learning rate
         if any(reg.should_stop): stop
-    (Ctrl-C anywhere above: status = interrupted)
+    (Ctrl-C anywhere above: status = interrupted; an epoch callback's RunStopped: its status,
+     e.g. a tuning trial pruned)
     if status == completed:
         for reg in regs: chosen = reg.fit_end(model)     #   restore the best epoch
-        test metrics from the chosen epoch's weights     #   (none for any other status)
+        test metrics from the chosen epoch's weights     #   (none for any other status,
+                                                         #   nor for a tuning trial)
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ from regbench.data import DataBundle
 from regbench.engine import optim
 from regbench.engine.metrics import (classification_loss, classification_metrics,
                                      regression_loss, regression_metrics)
-from regbench.engine.result import RunResult
+from regbench.engine.result import RunResult, RunStopped
 from regbench.errors import RegbenchError
 from regbench.models import LayerFactory, build_model, penalized_parameters, place
 from regbench.models.surgery import WHAT, set_slots
@@ -330,6 +332,10 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             status = "interrupted"
+        except RunStopped as stop:   # e.g. a tuning trial pruned on its validation curve
+            result = self.finish(rows, stop.status, time.perf_counter() - started)
+            result.summary["stop_reason"] = stop.reason
+            return result
         return self.finish(rows, status, time.perf_counter() - started)
 
     def finish(self, rows: list[dict], status: str, seconds: float) -> RunResult:
@@ -391,7 +397,9 @@ def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optiona
             summary[f"{split}_{name}"] = final.get(f"{split}_{name}")
     for key in ("sparsity", "weight_norm", *trainer.own_columns):
         summary.setdefault(key, final.get(key))   # the regularizers' own final columns too
-    if status == "completed":
+    if spec.get("withhold_test"):   # a tuning trial: chosen on validation, never tested
+        summary["test_withheld"] = True
+    if status == "completed" and not spec.get("withhold_test"):
         test = trainer.measure(data.x_test, data.y_test)
         values = torch.stack([v.float() for v in test.values()]).tolist()
         summary.update({f"test_{k}": v for k, v in zip(test, values)})

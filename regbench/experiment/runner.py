@@ -99,6 +99,9 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
     (already loaded here) are loaded by every worker before its first run."""
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
+    if plan.experiment.get("search"):
+        plan.warnings.append("search: is read by `regbench tune`; `regbench run` trains each "
+                             "recipe's own values as written")
     forget_loaded()                   # this experiment reads its data files afresh
     for spec in plan.runs:
         spec["plugins"] = list(plugins)
@@ -178,12 +181,7 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         progress.start(len(plan.runs), len(outcome.skipped))
 
     def record(spec: dict[str, Any], result) -> None:
-        # a run cut short by Ctrl-C has no verdict: its curves end where the user stopped it
-        if result.status != "failed":
-            result.summary["verdict"] = None if result.status == "interrupted" else diagnose_rows(
-                result.rows, result.summary["task"], spec.get("diagnosis"), result.status,
-                result.summary.get("chosen_epoch"))
-        write_run(results_dir / RUNS_DIR / spec["run_id"], spec, result)
+        write_diagnosed_run(results_dir, spec, result)
         outcome.summaries.append(result.summary)
         if progress is not None:
             progress.run_finished(spec, result.summary)
@@ -197,25 +195,8 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         return isinstance(result, StoppedGroup) or any(
             one.status == "interrupted" for _, one in members(task, result))
 
-    try:
-        try:
-            for task, result in runner.run(fuse_tasks(pending, plan.parameters), threads,
-                                           progress):
-                if record_task(task, result):  # Ctrl-C landed in the training loop
-                    outcome.interrupted = True
-                    break
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-        if outcome.interrupted:
-            try:  # save what the runs in flight had done; a second Ctrl-C stops waiting
-                for task, result in runner.interrupt():
-                    record_task(task, result)
-            except KeyboardInterrupt:
-                pass
-    finally:
-        runner.close()
-        if progress is not None:
-            progress.close()
+    outcome.interrupted = drive(runner, fuse_tasks(pending, plan.parameters), threads,
+                                progress, record_task)
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
         outcome.comparison = compare_results(results_dir, metric, write=True,
                                              min_effect=min_effect)
@@ -228,6 +209,43 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
                        if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))
     return outcome
+
+
+def drive(runner, tasks, threads: int, progress, handle) -> bool:
+    """Train ``tasks`` on an executor, handing each (task, result) to ``handle`` as it finishes
+    (``handle`` returns True when Ctrl-C landed in the training loop: stop there). After Ctrl-C
+    the runs in flight are collected and handed on too; a second Ctrl-C stops waiting. Returns
+    whether the work was interrupted; the executor is closed either way."""
+    interrupted = False
+    try:
+        try:
+            for task, result in runner.run(tasks, threads, progress):
+                if handle(task, result):
+                    interrupted = True
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:
+            try:  # save what the runs in flight had done
+                for task, result in runner.interrupt():
+                    handle(task, result)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        runner.close()
+        if progress is not None:
+            progress.close()
+    return interrupted
+
+
+def write_diagnosed_run(results_dir: Path, spec: dict[str, Any], result) -> None:
+    """The run's folder, with the overfitting diagnosis in its summary (a run cut short by
+    Ctrl-C has none: its curves end where the user stopped it)."""
+    if result.status != "failed":
+        result.summary["verdict"] = None if result.status == "interrupted" else diagnose_rows(
+            result.rows, result.summary["task"], spec.get("diagnosis"), result.status,
+            result.summary.get("chosen_epoch"))
+    write_run(results_dir / RUNS_DIR / spec["run_id"], spec, result)
 
 
 def fusion_lines(specs: list[dict[str, Any]]) -> list[str]:
