@@ -173,6 +173,40 @@ class ModelConfig(StrictModel):
     name: str = "mlp"                               # registry name (see `regbench list models`)
 
 
+class SearchRange(StrictModel):
+    """What `regbench tune` may try for one key: a numeric range (low, high, optionally log or
+    step) or a list of choices."""
+
+    low: Optional[float] = None                     # smallest value tried (inclusive)
+    high: Optional[float] = None                    # largest value tried (inclusive)
+    log: bool = False                               # sample log-uniformly (needs low > 0)
+    step: Optional[float] = Field(None, gt=0)       # only multiples of step above low
+    choices: Optional[list[Any]] = None             # instead of a range: the values to try
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> "SearchRange":
+        ranged = self.low is not None or self.high is not None
+        if self.choices is not None:
+            if ranged or self.log or self.step is not None:
+                raise ValueError("give either choices or a range (low, high), not both")
+            if not self.choices:
+                raise ValueError("choices needs at least one value")
+            if any(isinstance(c, (list, dict)) or c is None for c in self.choices):
+                raise ValueError("each choice must be a single number, true/false or text")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("expected a range {low: …, high: …} or {choices: [...]}")
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high (got low {self.low:g}, high "
+                             f"{self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0 (got low {self.low:g}): a log scale "
+                             "has no zero")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+
 class ExperimentConfig(StrictModel):
     name: str                                       # experiment name -> results/<name>/
     seeds: list[Seed] = [0]                         # every recipe and sweep point runs once per seed
@@ -181,6 +215,7 @@ class ExperimentConfig(StrictModel):
     train: TrainConfig = TrainConfig()              # the training budget every recipe shares
     recipes: dict[str, dict[str, Any]] = {}         # recipe name -> {regularizer -> parameters}
     sweep: dict[str, list[Any]] = {}                # key path -> values; grid product with seeds
+    search: dict[str, SearchRange] = {}             # key path -> range `regbench tune` searches
     diagnosis: DiagnosisConfig = DiagnosisConfig()  # thresholds of the overfitting diagnosis
 
     @field_validator("name")

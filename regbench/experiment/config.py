@@ -127,11 +127,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str],
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the sub-model at ``loc`` (for did-you-mean on unknown keys)."""
-    for part in loc:
-        info = model.model_fields.get(str(part))
+    parts = list(loc)
+    while parts:
+        info = model.model_fields.get(str(parts.pop(0)))
         if info is None:
             return []
         annotation = info.annotation
+        if getattr(annotation, "__origin__", None) is dict and parts:
+            parts.pop(0)                          # a mapping's key (search: {path: range})
+            annotation = annotation.__args__[1]
         candidates = [annotation, *getattr(annotation, "__args__", ())]
         sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
                    None)
@@ -290,6 +294,8 @@ def resolve_experiment(raw: Any, positions: dict[KeyPath, Position], source: str
         "train": train,
         "recipes": recipes,
         "sweep": dict(config.sweep),
+        "search": {path: spec.model_dump(exclude_none=True, exclude_defaults=True)
+                   for path, spec in config.search.items()},
         "diagnosis": config.diagnosis.model_dump(),
     }
     return config, resolved

@@ -26,7 +26,8 @@ from typing import Any, Optional, get_args
 from pydantic import BaseModel
 
 from regbench.config.schema import (DatasetConfig, DiagnosisConfig, ExperimentConfig,
-                                    ModelConfig, OptimizerConfig, SchedulerConfig, TrainConfig)
+                                    ModelConfig, OptimizerConfig, SchedulerConfig, SearchRange,
+                                    TrainConfig)
 from regbench.data import DATASETS
 from regbench.models import MODELS
 from regbench.regularizers import REGULARIZERS
@@ -167,6 +168,7 @@ def json_schema(plugins: bool = True) -> dict[str, Any]:
     props["recipes"] = {"type": "object", "additionalProperties": _recipe(plugins),
                         "description": props["recipes"].get("description", "")}
     props["sweep"]["additionalProperties"] = {"type": "array", "minItems": 1}
+    props["search"]["additionalProperties"] = model_schema(SearchRange)
     props["seeds"]["minItems"] = 1
     props["seeds"]["uniqueItems"] = True
     return schema
@@ -252,7 +254,7 @@ def config_markdown() -> str:
            "", "```yaml", f"# yaml-language-server: $schema=../docs/{SCHEMA_FILE}", "```", "",
            "on the first line of a config (the path is relative to the YAML file).", ""]
     links = {"dataset": "dataset", "model": "model", "train": "train", "recipes": "recipes",
-             "sweep": "sweep", "diagnosis": "diagnosis", "train.optimizer": "trainoptimizer",
+             "sweep": "sweep", "search": "search", "diagnosis": "diagnosis", "train.optimizer": "trainoptimizer",
              "train.scheduler": "trainscheduler"}
     top = model_schema(ExperimentConfig)
     out += ["## Top level", ""] + _table(top, "", links) + [""]
@@ -284,6 +286,15 @@ def config_markdown() -> str:
             "`sweep.<key path>: [values]`, e.g. `recipes.l2.l2.lambda: [0.1, 1, 10]`: every "
             "value of every swept key is crossed with every seed (a grid). The key path must "
             "name an existing key.", ""]
+    out += ["## `search`", "",
+            "`search.<key path>: {low, high[, log][, step]}` or `{choices: [...]}`, e.g. "
+            "`recipes.l2.l2.lambda: {low: 1.0e-4, high: 1.0, log: true}`: the values "
+            "`regbench tune` may try (`regbench run` ignores it). A `recipes.<name>.…` path is "
+            "searched for that recipe, a `train.…` path for every recipe on its own trials; "
+            "`dataset.*` and `model.*` are shared by all recipes and cannot be searched. Both "
+            "ends of a range and every choice must be values the key takes; an integer key is "
+            "searched in integers.", ""]
+    out += _table(model_schema(SearchRange), "search.<key path>.") + [""]
     return "\n".join(out).rstrip() + "\n"
 
 

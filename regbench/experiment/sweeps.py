@@ -39,11 +39,13 @@ class SweptConfig(LoadedConfig):
     cli_params: tuple[str, ...] = ()
 
 
-def sweep_error(message: str, path: str, loaded: LoadedConfig) -> ConfigError:
-    """A ConfigError located at the sweep key: its ``--param`` option, or its line in the file."""
-    if path in getattr(loaded, "cli_params", ()):
+def sweep_error(message: str, path: str, loaded: LoadedConfig,
+                section: str = "sweep") -> ConfigError:
+    """A ConfigError located at the sweep key (or ``search`` key): its ``--param`` option, or
+    its line in the file."""
+    if section == "sweep" and path in getattr(loaded, "cli_params", ()):
         return ConfigError(message, source=f"--param {path}")
-    return located_error(message, ("sweep", path), loaded.positions, loaded.source)
+    return located_error(message, (section, path), loaded.positions, loaded.source)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -133,9 +135,11 @@ def _walk(models: list[type[BaseModel]], parts: list[str], prefix: str) -> Optio
     return _walk([sub], rest, f"{prefix}{head}.")
 
 
-def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig) -> Optional[str]:
+def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig,
+                     section: str = "sweep") -> Optional[str]:
     """Raise a located error unless ``path`` names a real setting; return the recipe it belongs
-    to (``recipes.<name>.…``) or None for a path that applies to every recipe."""
+    to (``recipes.<name>.…``) or None for a path that applies to every recipe. ``section``:
+    where the path is written (``sweep`` or ``search``), for the error's line."""
     parts = path.split(".")
     if parts[0] not in SWEEPABLE:
         if parts[0] in ("name", "seeds", "sweep", "diagnosis"):
@@ -144,10 +148,10 @@ def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig
         else:
             reason = (f"'{parts[0]}' matches no setting{did_you_mean(parts[0], list(SWEEPABLE))}; "
                       "a sweep path starts with dataset, model, train or recipes")
-        raise sweep_error(reason, path, loaded)
+        raise sweep_error(reason, path, loaded, section)
     if len(parts) == 1:
         raise sweep_error(f"'{path}' is a whole section; sweep one setting inside it, e.g. "
-                          f"{parts[0]}.<key>", path, loaded)
+                          f"{parts[0]}.<key>", path, loaded, section)
     owner = None
     if parts[0] == "dataset":
         models = [DatasetConfig, DATASETS.get(experiment["dataset"]["name"]).Params]
@@ -162,10 +166,12 @@ def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig
         recipes = experiment["recipes"]
         if owner not in recipes:
             raise sweep_error(f"no recipe '{owner}'{did_you_mean(owner, list(recipes))}; "
-                              f"recipes are: {', '.join(recipes)}", path, loaded)
+                              f"recipes are: {', '.join(recipes)}", path, loaded,
+                              section)
         if len(parts) < 4:
-            raise sweep_error("a recipe sweep must name one setting: recipes.<recipe>.<regularizer>."
-                              "<parameter> or recipes.<recipe>.train.<setting>", path, loaded)
+            raise sweep_error("a recipe key path must name one setting: recipes.<recipe>."
+                              "<regularizer>.<parameter> or recipes.<recipe>.train.<setting>",
+                              path, loaded, section)
         prefix = f"recipes.{owner}."
         if parts[2] == "train":
             reason = _walk([TrainConfig], parts[3:], prefix + "train.")
@@ -176,11 +182,11 @@ def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig
                 has = ", ".join(present) if present else "no regularizers"
                 raise sweep_error(f"recipe '{owner}' has no regularizer '{parts[2]}'{hint} "
                                   f"(it has: {has}); add it to the recipe to sweep it", path,
-                                  loaded)
+                                  loaded, section)
             params = REGULARIZERS.get(parts[2]).Params
             reason = _walk([params], parts[3:], f"{prefix}{parts[2]}.")
     if reason:
-        raise sweep_error(reason, path, loaded)
+        raise sweep_error(reason, path, loaded, section)
     return owner
 
 

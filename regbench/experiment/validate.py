@@ -2,12 +2,22 @@
 parameters and each regularizer's effective coefficient."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from regbench.data import DATASETS, DataBundle, data_spec, forget_loaded, load_bundle
 from regbench.engine.train import build_run_model, penalized_names
+from regbench.experiment.config import LoadedConfig
 from regbench.experiment.plan import Plan
+from regbench.experiment.search import search_space
 from regbench.regularizers.base import hook_points
+
+
+def describe_search(loaded: LoadedConfig, experiment: dict[str, Any]) -> list[str]:
+    """What `regbench tune` would search for each recipe (a bad search: is an error here)."""
+    return [f"search (regbench tune): {recipe}: {'; '.join(p.describe() for p in params)}"
+            for recipe, params in search_space(loaded, experiment).items()]
 
 
 def describe_plan(plan: Plan) -> list[str]:
