@@ -403,6 +403,80 @@ def sweep(
          junit)
 
 
+class Sampler(str, Enum):
+    tpe = "tpe"
+    qmc = "qmc"
+    random = "random"
+    grid = "grid"
+
+
+class Pruner(str, Enum):
+    median = "median"
+    halving = "halving"
+    none = "none"
+
+
+@app.command()
+@guarded
+def tune(
+    config: ConfigArgument,
+    trials: Annotated[int, typer.Option(
+        "--trials", metavar="N", help="Trials per recipe: every recipe with searched keys gets "
+        "exactly N, over its own search: ranges.")] = 20,
+    confirm_seeds: Annotated[int, typer.Option(
+        "--confirm-seeds", metavar="K", help="Fresh seeds (never used in the search) on which "
+        "each recipe's best trial and the baseline are retrained and compared.")] = 5,
+    sampler: Annotated[Sampler, typer.Option(
+        "--sampler", help="How trials are drawn (Optuna): tpe, qmc (quasi-random Sobol, as "
+        "AlgoPerf), random, grid.")] = Sampler.tpe,
+    pruner: Annotated[Pruner, typer.Option(
+        "--pruner", help="Stop hopeless trials on their per-epoch validation curve: median, "
+        "halving (successive halving), none.")] = Pruner.median,
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", metavar="URL", help="Optuna storage (SQLAlchemy URL) shared by several "
+        "processes or machines; default: OUT/<name>-tune/study.db.")] = None,
+    set_: SetOption = None,
+    out: OutOption = Path("results"),
+    workers: WorkersOption = 1,
+    executor: ExecutorOption = Executor.local,
+    address: AddressOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = True,
+    report: ReportOption = True,
+    metric: Annotated[Optional[str], typer.Option(
+        "--metric", help="Validation metric trials are chosen on, and the table ranks by "
+        "(default: accuracy or mse).")] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Tune every recipe with the same budget of trials (chosen on validation only), then
+    compare the chosen points with the baseline on fresh seeds."""
+    from regbench.experiment import progress, tune as tuning  # deferred
+
+    if workers < 1:
+        raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
+    plugins = load_plugins(plugin)
+    console = _console()
+    outcome = tuning.tune_experiment(
+        config, overrides=set_ or [], trials=trials, confirm_seeds=confirm_seeds,
+        sampler=sampler.value, pruner=pruner.value, out=out, storage=storage, workers=workers,
+        executor=executor.value, address=address, device=device.value if device else None,
+        resume=resume, metric=metric, progress=progress.make_progress(),
+        confirm_progress=progress.make_progress(), report=report, plugins=plugins)
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if outcome.recipes:
+        console.print(tuning.chosen_table(outcome), markup=False)
+    if outcome.confirmation is not None:
+        _print_outcome(outcome.confirmation, console, " (tuned, fresh seeds)")
+    else:
+        console.print(f"results: {outcome.results_dir}")
+    if outcome.interrupted:
+        console.print("interrupted: finished trials are saved in the study; run the same "
+                      "command again to resume")
+    code = outcome.exit_code
+    raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
+
+
 @app.command()
 @guarded
 def compare(
@@ -417,11 +491,7 @@ def compare(
     from regbench.analysis import compare as cmp  # deferred
 
     if write:
-        from regbench.results import ResultsLock  # deferred
-
-        with ResultsLock(results_dir):
-            comparison = cmp.compare_results(results_dir, metric, write=True,
-                                             min_effect=min_effect)
+        comparison = cmp.write_comparison(results_dir, metric, min_effect)
     else:
         comparison = cmp.compare_results(results_dir, metric, min_effect=min_effect)
     if format is Format.table:
@@ -475,8 +545,9 @@ def validate(
     load_plugins(plugin)
     loaded = configs.load_config(config, set_ or [])
     plan = planning.build_plan(loaded)
+    search = check.describe_search(loaded, plan.experiment)
     console = _console()
-    for line in check.describe_plan(plan):
+    for line in check.describe_plan(plan) + search:
         console.print(line, markup=False)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

@@ -25,6 +25,7 @@ LEADING_COLUMNS = ("epoch", "seconds", "lr", "objective", "penalty", "weight_nor
 
 # files of a results folder
 EXPERIMENT_FILE = "experiment.yaml"   # the resolved config
+TUNING_FILE = "tuning.json"            # `regbench tune`: its protocol and every trial
 PLAN_FILE = "plan.json"               # run ids of the latest `regbench run` in this folder
 RUNS_DIR = "runs"
 RUNS_TABLE = "runs.csv"

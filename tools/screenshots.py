@@ -1,6 +1,7 @@
 """Regenerate the README's pictures of the quick start (docs/images/).
 
     python tools/screenshots.py [RESULTS_DIR]     # default: runs the quick start into a temp dir
+    python tools/screenshots.py --tune [TUNE_DIR] # the tuned quick start's sensitivity plots
 
 Writes the comparison as the terminal prints it at 80 and 200 columns (SVG, rendered by rich
 from the same code as `regbench compare`) and a screenshot of report.html in headless Chromium
@@ -42,8 +43,30 @@ def report_png(results: Path, path: Path, profile: Path) -> None:
                    check=True, capture_output=True, timeout=180)
 
 
+TUNED_RECIPES = ("l2", "dropout")   # the sensitivity plots the README shows
+
+
+def tuned(args: list[str]) -> None:
+    """`regbench tune configs/quickstart_tune.yaml --trials 12` (or a folder it wrote): its
+    sensitivity plots, as the report draws them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if args:
+            results = Path(args[0])
+        else:
+            subprocess.run([sys.executable, "-m", "regbench", "tune",
+                            str(REPO / "configs" / "quickstart_tune.yaml"), "--trials", "12",
+                            "--confirm-seeds", "5", "--out", tmp], check=True)
+            results = Path(tmp) / "quickstart-tune"
+        for recipe in TUNED_RECIPES:
+            source = results / "plots" / f"sensitivity__{recipe}.png"
+            (IMAGES / f"quickstart-tune-{recipe}.png").write_bytes(source.read_bytes())
+    print(f"wrote {IMAGES}")
+
+
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:2] == ["--tune"]:
+        return tuned(sys.argv[2:])
     with tempfile.TemporaryDirectory() as tmp:
         if len(sys.argv) > 1:
             results = Path(sys.argv[1])

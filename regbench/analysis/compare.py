@@ -21,8 +21,10 @@ from regbench.analysis.diagnose import label, tally
 from regbench.analysis.headline import headline
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
-from regbench.results import (atomic_write_text, check_results_folder, confirmed_selection,
-                              load_summaries, planned_run_ids, task_of, write_runs_csv)
+from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
+                              confirmed_selection,
+                              load_summaries, planned_run_ids, searched_experiment, task_of,
+                              write_runs_csv)
 from regbench.vocabulary import (MIN_SEEDS, default_metric, format_value, lower_is_better,
                                  metric_names)
 
@@ -529,6 +531,18 @@ def confirmation_note(confirms: dict[str, Any]) -> str:
                        for recipe, values in (confirms.get("chosen") or {}).items() if values)
     selection = confirms.get("selection_seeds") or ["?"]
     seeds = confirms.get("seeds") or ["?"]
+    tuning = confirms.get("tuning")
+    if isinstance(tuning, dict):    # `regbench tune`: say the budget each recipe was given
+        budgets = tuning.get("budgets") or {}
+        chosen = "; ".join(
+            f"{recipe} " + ", ".join(f"{str(path).split('.')[-1]}={value}"
+                                     for path, value in values.items())
+            + (f" ({budgets[recipe]})" if recipe in budgets else "")
+            for recipe, values in (confirms.get("chosen") or {}).items())
+        return (f"tuned: every recipe searched with the same budget, chosen on validation "
+                f"{confirms.get('metric')} (seed {seed_range(selection)}, never on test): "
+                f"{chosen}; then retrained with the baseline on fresh seeds {seed_range(seeds)} "
+                "never used for the choice: these test numbers are free of the selection")
     return (f"confirmation of {confirms.get('experiment')}: the points chosen there on validation "
             f"{confirms.get('metric')} with seeds {seed_range(selection)}"
             + (f" ({chosen})" if chosen else "")
@@ -548,7 +562,25 @@ def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
     confirms = confirmed_selection(results_dir)
     if confirms:
         comparison.notes.insert(0, confirmation_note(confirms))
+    searched = searched_experiment(results_dir)
+    if searched:   # tuning trials: no baseline, no test numbers, one seed, on purpose
+        note = (f"the tuning trials of {searched} (regbench tune): one run per trial on the "
+                "search seed, chosen on validation only; the test split was never evaluated. "
+                "The comparison on fresh seeds is in the folder above this one")
+        unfinished = [n for n in comparison.notes if "did not complete" in n]
+        comparison.notes = [note] + [n for n in comparison.notes if n.startswith("best ")] + \
+            [n.replace("did not complete", "did not complete (pruned trials among them)")
+             for n in unfinished]
+        comparison.headline = [note]
     return comparison
+
+
+def write_comparison(results_dir: Path, metric: Optional[str] = None,
+                     min_effect: Optional[float] = None) -> Comparison:
+    """compare_results with ``write``, holding the folder's lock (`regbench compare --write`:
+    not while a run writes the same folder)."""
+    with ResultsLock(results_dir):
+        return compare_results(results_dir, metric, write=True, min_effect=min_effect)
 
 
 def compare_results(results_dir: Path, metric: Optional[str] = None, write: bool = False,

@@ -11,6 +11,7 @@ import torch
 
 from regbench.data import load_bundle
 from regbench.engine import fused
+from regbench.engine.pruning import trial_reporter
 from regbench.engine.result import RunResult, StoppedGroup, failed_result
 from regbench.engine.train import resolve_device, train_run
 from regbench.errors import RegbenchError
@@ -28,6 +29,8 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
         device = resolve_device(spec["train"]["device"])
         data = load_bundle(spec["dataset"], spec["train"]["train_eval_samples"], spec["seed"])
         callback = (lambda row: on_epoch(spec, row)) if on_epoch else None
+        if spec.get("trial"):    # a `regbench tune` trial: reported to its study, maybe pruned
+            callback = trial_reporter(spec["trial"], spec["train"]["epochs"], callback)
         result = train_run(spec, data, device, callback)
     except KeyboardInterrupt:
         raise

@@ -17,6 +17,7 @@ from regbench.analysis.advice import Diagnosis, advise, is_image_experiment, rel
 from regbench.analysis.compare import display_rows, folder_comparison
 from regbench.analysis.diagnose import label
 from regbench.report.plots import make_plots
+from regbench.report.tuning import read_tuning, tuning_html
 from regbench.results import atomic_write_text, load_summaries, task_of
 from regbench.vocabulary import EXPERIMENT_FILE
 
@@ -250,6 +251,16 @@ def plots_html(plots, heading: bool = True) -> str:
     return "\n".join(out)
 
 
+def tuning_section(results_dir: Path, plots) -> str:
+    """A `regbench tune` folder's protocol, choices and sensitivity plots (else nothing)."""
+    tuning = read_tuning(results_dir)
+    if tuning is None:
+        return ""
+    tuning["_plots"] = {p.title.removeprefix("sensitivity: "): p.path for p in plots
+                        if p.kind == "sensitivity"}
+    return tuning_html(tuning, _e, _image)
+
+
 def build_html(results_dir: Path) -> str:
     results_dir = Path(results_dir)
     summaries = load_summaries(results_dir)
@@ -269,9 +280,10 @@ def build_html(results_dir: Path) -> str:
         summary_html(experiment, summaries),
         f"<h2>Comparison: {_e(comparison.metric)}</h2>",
         table_html(comparison),
+        tuning_section(results_dir, plots),
         "<h2>Diagnosis</h2>",
         diagnosis_html(comparison, summaries, results_dir),
-        plots_html([p for p in plots if p.kind != "forest"]),
+        plots_html([p for p in plots if p.kind not in ("forest", "sensitivity")]),
         "</body></html>",
     ]) + "\n"
 

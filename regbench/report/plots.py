@@ -10,7 +10,9 @@ writes every figure to ``results/<name>/plots/``:
   error bars over seeds, best value starred, log axis when the values span a decade or more;
 - ``gap.png`` train − val gap per recipe and sweep point, coloured by verdict;
 - ``weights.png`` final weight histograms per recipe (L1 piles weights at 0, L2 shrinks them);
-- ``sparsity.png`` fraction of near-zero weights per epoch, when a recipe induces sparsity.
+- ``sparsity.png`` fraction of near-zero weights per epoch, when a recipe induces sparsity;
+- ``sensitivity__<recipe>.png`` in a `regbench tune` folder: every trial's val metric against
+  each searched value (regbench.report.tuning).
 
 Diverged runs are drawn up to their last finite epoch and named in the captions.
 """
@@ -28,6 +30,7 @@ import numpy as np
 from regbench.analysis.compare import build_comparison, chosen_rows
 from regbench.report.plot_data import (Series, aggregate, finite, gap_metric, load_runs,
                                        points_of, sweep_series)
+from regbench.report.tuning import read_tuning, sensitivity_figure
 from regbench.results import atomic_write_bytes, check_results_folder
 from regbench.vocabulary import NEAR_ZERO, PLOTS_DIR, lower_is_better
 
@@ -39,7 +42,7 @@ DPI = 90
 
 @dataclass
 class Plot:
-    kind: str          # forest | curves | validation | gap | weights | sparsity
+    kind: str          # forest | curves | validation | gap | weights | sparsity | sensitivity
     title: str
     path: Path
     caption: str
@@ -357,6 +360,12 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
     if weights:
         path = _save(weights_figure(weights), out / "weights.png")
         plots.append(Plot("weights", "weight histograms", path, weights_caption(comparison)))
+    tuning = read_tuning(results_dir)
+    for recipe, record in (tuning or {}).get("recipes", {}).items():
+        if record["trials"]:
+            path = _save(sensitivity_figure(recipe, record, tuning),
+                         out / f"sensitivity__{_safe(recipe)}.png")
+            plots.append(Plot("sensitivity", f"sensitivity: {recipe}", path, ""))
     # runs record whether a regularizer of theirs is meant to zero weights (summary.json)
     sparse = {p for p, group in by_point.items()
               if any(r.summary.get("sparsifying") for r in group)}
