@@ -464,7 +464,7 @@ def tune(
         confirm_progress=progress.make_progress(), report=report, plugins=plugins)
     for warning in outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
-    if outcome.recipes:
+    if outcome.recipes and not outcome.interrupted:
         console.print(tuning.chosen_table(outcome), markup=False)
     if outcome.confirmation is not None:
         _print_outcome(outcome.confirmation, console, " (tuned, fresh seeds)")

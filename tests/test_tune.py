@@ -3,8 +3,10 @@ chosen on validation only, confirmed on fresh seeds; resumable after SIGKILL; pa
 worker processes and a real local Ray; bad search spaces refused before anything is written."""
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -154,6 +156,24 @@ def test_outputs_name_the_choice_and_the_budget(tuned):
     assert "<h2>Tuning</h2>" in report and 'alt="sensitivity: l2"' in report
     trials = pd.read_csv(results / "trials.csv")
     assert len(trials) == 12 and trials["chosen"].sum() == 2
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium "
+                    "at /usr/bin/chromium to render report.html (apt-get install chromium)")
+def test_tuning_section_renders_in_headless_chromium(tuned, tmp_path):
+    _, results, _, _ = tuned
+    dom = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                          "--dump-dom", (results / "report.html").resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    section = page[page.index("<section id=\"tuning\">"):]
+    assert "6 trials drawn by TPE" in section and "fresh seeds 1–3" in section
+    images = re.findall(r'alt="sensitivity: (\w+)" src="data:image/png;base64,([^"]+)"', section)
+    assert sorted(name for name, _ in images) == ["dropout", "l2"]
+    for _, data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_rerun_trains_nothing_more(tuned):

@@ -56,9 +56,13 @@ def trial_reporter(trial: dict[str, Any], epochs: int,
     the selection column (e.g. ``val_accuracy``) reported at step = epoch, and RunStopped when
     the pruner says so. A non-finite value is not reported: the run diverges on its own."""
     optuna = quiet_optuna()
-    study = optuna.load_study(study_name=trial["study"], storage=open_storage(trial["storage"]),
+    storage = open_storage(trial["storage"])
+    study = optuna.load_study(study_name=trial["study"], storage=storage,
                               pruner=make_pruner(trial["pruner"], epochs))
     handle = optuna.trial.Trial(study, trial["trial_id"])
+    # a trial trained again after its process died: the epochs it reported then stay (the same
+    # numbers: a seeded run repeats itself), and Optuna refuses a step twice
+    reported = set(storage.get_trial(trial["trial_id"]).intermediate_values)
 
     def report(row: dict) -> None:
         if on_epoch is not None:
@@ -66,7 +70,8 @@ def trial_reporter(trial: dict[str, Any], epochs: int,
         value = row.get(trial["column"])
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return
-        handle.report(float(value), int(row["epoch"]))
+        if int(row["epoch"]) not in reported:
+            handle.report(float(value), int(row["epoch"]))
         if handle.should_prune():
             raise RunStopped("pruned", f"pruned after epoch {int(row['epoch'])} by the "
                              f"{trial['pruner']} pruner ({trial['column']} {value:.4g})")
