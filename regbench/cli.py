@@ -168,7 +168,8 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
          workers: int, executor: Executor, address: Optional[str], device: Optional[Device],
          resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str],
          confirm_seeds: Optional[int] = None, min_effect: Optional[float] = None,
-         plugin: Optional[list[str]] = None, junit: Optional[Path] = None) -> None:
+         plugin: Optional[list[str]] = None, junit: Optional[Path] = None,
+         log: Optional[list[Tracker]] = None, mlflow_uri: Optional[str] = None) -> None:
     from regbench.experiment import (config as configs, confirm, plan as planning,  # deferred
                                      progress, runner, sweeps)
 
@@ -205,7 +206,8 @@ def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds
         return
     options = dict(out=out, workers=workers, executor=executor.value, address=address,
                    device=device.value if device else None, resume=resume, report=report,
-                   metric=metric, min_effect=min_effect, plugins=plugins)
+                   metric=metric, min_effect=min_effect, plugins=plugins,
+                   loggers=[t.value for t in log or []], mlflow_uri=mlflow_uri)
     outcome = runner.run_experiment(loaded, seeds=seed_list, progress=progress.make_progress(),
                                     **options)
     _print_outcome(outcome, console)
@@ -339,6 +341,17 @@ JunitOption = Annotated[Optional[Path], typer.Option(
     "--junit", metavar="FILE",
     help="Also write JUnit XML: one test case per run; failed and diverged runs are failures "
     "with their message (for CI systems).")]
+class Tracker(str, Enum):
+    tensorboard = "tensorboard"
+    mlflow = "mlflow"
+
+
+LogOption = Annotated[Optional[list[Tracker]], typer.Option(
+    "--log", help="Also log every run to a tracker: tensorboard (event files in each run "
+    "folder) or mlflow (repeatable; adds to the config's logging.trackers).")]
+MlflowUriOption = Annotated[Optional[str], typer.Option(
+    "--mlflow-uri", metavar="URI", help="MLflow tracking URI (default: logging.mlflow_uri, "
+    "MLFLOW_TRACKING_URI, else MLflow's default).")]
 MinEffectOption = Annotated[Optional[float], typer.Option(
     "--min-effect",
     help="Smallest difference worth detecting, for the advice on how many seeds would settle an "
@@ -366,10 +379,13 @@ def run(
     plugin: PluginOption = None,
     junit: JunitOption = None,
     fuse: FuseOption = None,
+    log: LogOption = None,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     _run(config, _with_fuse(set_, fuse), [], out, seeds, workers, executor, address, device,
-         resume, dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit)
+         resume, dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit, log,
+         mlflow_uri)
 
 
 @app.command()
@@ -396,11 +412,13 @@ def sweep(
     plugin: PluginOption = None,
     junit: JunitOption = None,
     fuse: FuseOption = None,
+    log: LogOption = None,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     _run(config, _with_fuse(set_, fuse), param or [], out, seeds, workers, executor, address,
          device, resume, dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin,
-         junit)
+         junit, log, mlflow_uri)
 
 
 class Sampler(str, Enum):
@@ -447,6 +465,8 @@ def tune(
         "--metric", help="Validation metric trials are chosen on, and the table ranks by "
         "(default: accuracy or mse).")] = None,
     plugin: PluginOption = None,
+    log: LogOption = None,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Tune every recipe with the same budget of trials (chosen on validation only), then
     compare the chosen points with the baseline on fresh seeds."""
@@ -461,7 +481,8 @@ def tune(
         sampler=sampler.value, pruner=pruner.value, out=out, storage=storage, workers=workers,
         executor=executor.value, address=address, device=device.value if device else None,
         resume=resume, metric=metric, progress=progress.make_progress(),
-        confirm_progress=progress.make_progress(), report=report, plugins=plugins)
+        confirm_progress=progress.make_progress(), report=report, plugins=plugins,
+        loggers=[t.value for t in log or []], mlflow_uri=mlflow_uri)
     for warning in outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if outcome.recipes and not outcome.interrupted:

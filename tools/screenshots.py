@@ -2,6 +2,7 @@
 
     python tools/screenshots.py [RESULTS_DIR]     # default: runs the quick start into a temp dir
     python tools/screenshots.py --tune [TUNE_DIR] # the tuned quick start's sensitivity plots
+    python tools/screenshots.py --tensorboard     # TensorBoard's scalars for the quick start
 
 Writes the comparison as the terminal prints it at 80 and 200 columns (SVG, rendered by rich
 from the same code as `regbench compare`) and a screenshot of report.html in headless Chromium
@@ -63,10 +64,48 @@ def tuned(args: list[str]) -> None:
     print(f"wrote {IMAGES}")
 
 
+TENSORBOARD_PORT = 6123
+TENSORBOARD_VIEW = "?darkMode=false#scalars&tagFilter=%5E(train%7Cval)_loss%24"   # the losses
+
+
+def tensorboard_png() -> None:
+    """The quick start with --log tensorboard, a local `tensorboard` server on its folder, and
+    headless Chromium's screenshot of the Scalars tab (given 20 s of virtual time to draw)."""
+    import time
+    import urllib.request
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "regbench", "run",
+                        str(REPO / "configs" / "quickstart.yaml"), "--out", tmp, "--log",
+                        "tensorboard", "--no-report"], check=True)
+        server = subprocess.Popen(["tensorboard", "--logdir", f"{tmp}/quickstart", "--port",
+                                   str(TENSORBOARD_PORT), "--host", "127.0.0.1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{TENSORBOARD_PORT}/"
+        try:
+            for _ in range(120):
+                try:
+                    urllib.request.urlopen(url, timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                            "--hide-scrollbars", f"--user-data-dir={tmp}/profile",
+                            "--window-size=1400,1000", "--virtual-time-budget=20000",
+                            f"--screenshot={IMAGES / 'quickstart-tensorboard.png'}",
+                            url + TENSORBOARD_VIEW], check=True, capture_output=True, timeout=180)
+        finally:
+            server.terminate()
+            server.wait()
+    print(f"wrote {IMAGES / 'quickstart-tensorboard.png'}")
+
+
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     if sys.argv[1:2] == ["--tune"]:
         return tuned(sys.argv[2:])
+    if sys.argv[1:2] == ["--tensorboard"]:
+        return tensorboard_png()
     with tempfile.TemporaryDirectory() as tmp:
         if len(sys.argv) > 1:
             results = Path(sys.argv[1])

@@ -173,6 +173,13 @@ class ModelConfig(StrictModel):
     name: str = "mlp"                               # registry name (see `regbench list models`)
 
 
+class LoggingConfig(StrictModel):
+    """Trackers that receive every run's numbers besides its folder (`--log` adds to them)."""
+
+    trackers: list[Literal["tensorboard", "mlflow"]] = []   # event files in each run folder; MLflow runs
+    mlflow_uri: Optional[str] = None                # MLflow tracking URI (else --mlflow-uri, MLFLOW_TRACKING_URI, MLflow's default)
+
+
 class SearchRange(StrictModel):
     """What `regbench tune` may try for one key: a numeric range (low, high, optionally log or
     step) or a list of choices."""
@@ -217,6 +224,7 @@ class ExperimentConfig(StrictModel):
     sweep: dict[str, list[Any]] = {}                # key path -> values; grid product with seeds
     search: dict[str, SearchRange] = {}             # key path -> range `regbench tune` searches
     diagnosis: DiagnosisConfig = DiagnosisConfig()  # thresholds of the overfitting diagnosis
+    logging: LoggingConfig = LoggingConfig()        # trackers: TensorBoard, MLflow
 
     @field_validator("name")
     @classmethod

@@ -297,6 +297,7 @@ def resolve_experiment(raw: Any, positions: dict[KeyPath, Position], source: str
         "search": {path: spec.model_dump(exclude_none=True, exclude_defaults=True)
                    for path, spec in config.search.items()},
         "diagnosis": config.diagnosis.model_dump(),
+        "logging": config.logging.model_dump(),
     }
     return config, resolved
 

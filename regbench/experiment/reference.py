@@ -26,7 +26,7 @@ from typing import Any, Optional, get_args
 from pydantic import BaseModel
 
 from regbench.config.schema import (DatasetConfig, DiagnosisConfig, ExperimentConfig,
-                                    ModelConfig, OptimizerConfig, SchedulerConfig, SearchRange,
+                                    LoggingConfig, ModelConfig, OptimizerConfig, SchedulerConfig, SearchRange,
                                     TrainConfig)
 from regbench.data import DATASETS
 from regbench.models import MODELS
@@ -254,14 +254,16 @@ def config_markdown() -> str:
            "", "```yaml", f"# yaml-language-server: $schema=../docs/{SCHEMA_FILE}", "```", "",
            "on the first line of a config (the path is relative to the YAML file).", ""]
     links = {"dataset": "dataset", "model": "model", "train": "train", "recipes": "recipes",
-             "sweep": "sweep", "search": "search", "diagnosis": "diagnosis", "train.optimizer": "trainoptimizer",
+             "sweep": "sweep", "search": "search", "diagnosis": "diagnosis", "logging": "logging",
+             "train.optimizer": "trainoptimizer",
              "train.scheduler": "trainscheduler"}
     top = model_schema(ExperimentConfig)
     out += ["## Top level", ""] + _table(top, "", links) + [""]
     sections = [("train", TrainConfig, "train."), ("train.optimizer", OptimizerConfig,
                                                    "train.optimizer."),
                 ("train.scheduler", SchedulerConfig, "train.scheduler."),
-                ("diagnosis", DiagnosisConfig, "diagnosis.")]
+                ("diagnosis", DiagnosisConfig, "diagnosis."),
+                ("logging", LoggingConfig, "logging.")]
     for title, model, prefix in sections:
         schema = model_schema(model)
         out += [f"## `{title}`", ""]

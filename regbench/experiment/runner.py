@@ -26,6 +26,7 @@ from regbench.errors import RegbenchError
 from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
 from regbench.experiment.plan import Plan, build_plan
 from regbench.report.page import write_interrupted_page, write_report
+from regbench.tracking import Trackers, open_trackers
 from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
                               inspect_summary, read_summary, to_json, write_run)
 from regbench.vocabulary import EXPERIMENT_FILE, PLAN_FILE, RUNS_DIR, SUMMARY
@@ -92,11 +93,13 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
                    report: bool = True, metric: Optional[str] = None,
                    confirms: Optional[dict[str, Any]] = None,
                    min_effect: Optional[float] = None,
-                   plugins: Iterable[str] = ()) -> ExperimentOutcome:
+                   plugins: Iterable[str] = (), loggers: Iterable[str] = (),
+                   mlflow_uri: Optional[str] = None) -> ExperimentOutcome:
     """Plan, train and compare every run of an experiment (see docs/architecture.md);
     ``metric`` is the one the comparison ranks by (default: accuracy or mse); ``confirms``
     says which selection a confirmation experiment retrains (kept in plan.json); ``plugins``
-    (already loaded here) are loaded by every worker before its first run."""
+    (already loaded here) are loaded by every worker before its first run; ``loggers``
+    (``--log``) add to the config's ``logging.trackers`` (see regbench.tracking)."""
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     plan = build_plan(loaded, seeds, device)
     if plan.experiment.get("search"):
@@ -117,9 +120,12 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
             data = load_bundle(plan.experiment["dataset"],
                                plan.experiment["train"]["train_eval_samples"])
         plan.parameters = check_models(plan, data)
+    logging = plan.experiment["logging"]
+    trackers = open_trackers([*logging["trackers"], *loggers], plan, results_dir,
+                             mlflow_uri or logging["mlflow_uri"])   # a missing package: exit 2
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         return _train(plan, Path(out), results_dir, workers, executor, address, resume,
-                      progress, report, metric, min_effect, confirms)
+                      progress, report, metric, min_effect, confirms, trackers)
 
 
 def check_models(plan: Plan, data) -> dict[str, int]:
@@ -155,7 +161,7 @@ def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
 def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str,
            address: Optional[str], resume: bool, progress, report: bool,
            metric: Optional[str], min_effect: Optional[float],
-           confirms: Optional[dict[str, Any]]) -> ExperimentOutcome:
+           confirms: Optional[dict[str, Any]], trackers: Trackers) -> ExperimentOutcome:
     """The locked part of run_experiment: skip completed runs, train the rest, write results."""
     outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
     pending = _pending(plan, results_dir) if resume else list(plan.runs)
@@ -182,6 +188,8 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
 
     def record(spec: dict[str, Any], result) -> None:
         write_diagnosed_run(results_dir, spec, result)
+        trackers.log_run(spec, result.summary, result.rows, result.weights,
+                         results_dir / RUNS_DIR / spec["run_id"])
         outcome.summaries.append(result.summary)
         if progress is not None:
             progress.run_finished(spec, result.summary)
@@ -208,6 +216,8 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         finished = sum(1 for s in outcome.summaries   # the skipped runs' summaries included
                        if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))
+    trackers.finish()
+    outcome.warnings += trackers.warnings
     return outcome
 
 

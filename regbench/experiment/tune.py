@@ -433,7 +433,8 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
                     address: Optional[str] = None, device: Optional[str] = None,
                     resume: bool = True, metric: Optional[str] = None, progress=None,
                     confirm_progress=None, report: bool = True,
-                    plugins: Iterable[str] = ()) -> TuneOutcome:
+                    plugins: Iterable[str] = (), loggers: Iterable[str] = (),
+                    mlflow_uri: Optional[str] = None) -> TuneOutcome:
     """Search every recipe with the same budget, then confirm the choices on fresh seeds
     (see the module's docstring). Bad input raises ConfigError/RegbenchError before anything
     is written or trained."""
@@ -509,7 +510,8 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
         outcome.confirmation = run_experiment(
             confirming, out=out, workers=workers, executor=executor, address=address,
             device=device, resume=True, progress=confirm_progress, report=report,
-            metric=metric, confirms=confirms, plugins=plugins)
+            metric=metric, confirms=confirms, plugins=plugins, loggers=loggers,
+            mlflow_uri=mlflow_uri)   # the confirmation runs: the trials are in the study
         outcome.interrupted = outcome.confirmation.interrupted
         return outcome
 

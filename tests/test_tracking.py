@@ -1,0 +1,164 @@
+"""--log tensorboard and --log mlflow, read back with the trackers' own readers (TensorBoard's
+EventAccumulator, mlflow.search_runs): the same numbers as the run folders; resuming adds
+nothing; a tracker's failure is a warning, never a failed run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from regbench.cli import app
+from tests.conftest import REPO, digits_yaml
+
+RECIPES = "  baseline: {}\n  l2: {l2: {lambda: 1.0}}\n"
+runner = CliRunner()
+
+
+def experiment(tmp_path: Path) -> Path:
+    config = tmp_path / "tracked.yaml"
+    config.write_text(digits_yaml("tracked", RECIPES, seeds="[0, 1]", epochs=3))
+    return config
+
+
+def run_folders(results: Path) -> dict[str, Path]:
+    return {p.name: p for p in (results / "runs").iterdir()}
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+def test_tensorboard_event_files_hold_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard", reason="the optional 'tensorboard' extra is not "
+                                              "installed (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = runner.invoke(app, ["run", str(experiment(tmp_path)), "--out", str(tmp_path),
+                                 "--log", "tensorboard", "--workers", "2", "--no-report"])
+    assert result.exit_code == 0, result.output
+    folders = run_folders(tmp_path / "tracked")
+    assert sorted(folders) == ["baseline__seed=0", "baseline__seed=1", "l2__seed=0",
+                               "l2__seed=1"]
+    for name, folder in folders.items():
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        metrics = pd.read_csv(folder / "metrics.csv")
+        for column in ("val_loss", "train_loss", "val_accuracy", "lr"):
+            logged = [(e.step, e.value) for e in events.Scalars(column)]
+            assert [s for s, _ in logged] == metrics["epoch"].tolist()
+            assert [v for _, v in logged] == pytest.approx(metrics[column].tolist(), rel=1e-6)
+        assert "weights" in events.Tags()["histograms"]
+        summary = json.loads((folder / "summary.json").read_text())
+        assert events.Scalars("final/test_accuracy")[0].value == \
+            pytest.approx(summary["test_accuracy"], rel=1e-6)
+        sessions = events.PluginTagToContent("hparams")
+        assert "_hparams_/session_start_info" in sessions
+    # one hparams experiment for the whole folder, and the train-over-val layout
+    root = EventAccumulator(str(tmp_path / "tracked" / "tensorboard"))
+    root.Reload()
+    assert list(root.PluginTagToContent("hparams")) == ["_hparams_/experiment"]
+    assert "custom_scalars__config__" in root.PluginTagToContent("custom_scalars")
+
+
+def test_a_tracker_failure_is_a_warning_not_a_failed_run(tmp_path):
+    pytest.importorskip("tensorboard", reason="the optional 'tensorboard' extra is not "
+                                              "installed (pip install -e '.[tensorboard]')")
+    (tmp_path / "tracked").mkdir()
+    (tmp_path / "tracked" / "tensorboard").write_text("a file where the summaries go")
+    result = runner.invoke(app, ["run", str(experiment(tmp_path)), "--out", str(tmp_path),
+                                 "--log", "tensorboard", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "experiment: tensorboard logging failed" in " ".join(result.output.split())
+    summaries = [json.loads((p / "summary.json").read_text())
+                 for p in run_folders(tmp_path / "tracked").values()]
+    assert [s["status"] for s in summaries] == ["completed"] * 4
+
+
+def test_a_missing_tracker_package_is_a_clear_error(tmp_path):
+    config = experiment(tmp_path)
+    code = ("import sys; sys.modules['tensorboard'] = None; sys.argv = ['regbench', 'run', "
+            f"{str(config)!r}, '--log', 'tensorboard', '--out', {str(tmp_path)!r}]; "
+            "from regbench.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("regbench: error: --log tensorboard needs TensorBoard, "
+                                     "which is not installed; install it with pip install -e "
+                                     "'.[tensorboard]' (or pip install tensorboard)")
+    assert not (tmp_path / "tracked").exists()
+
+
+# ----------------------------------------------------------------------------- MLflow
+
+@pytest.fixture(params=["sqlite", "file"])
+def store(request, tmp_path, monkeypatch):
+    """A temporary tracking store: SQLite (MLflow 3's default kind) and the ./mlruns-style
+    file store, which MLflow 3 keeps in maintenance mode behind MLFLOW_ALLOW_FILE_STORE."""
+    pytest.importorskip("mlflow", reason="the optional 'mlflow' extra is not installed "
+                                         "(pip install -e '.[mlflow]')")
+    monkeypatch.chdir(tmp_path)            # MLflow puts a SQLite store's artifacts in ./mlruns
+    if request.param == "file":
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        return (tmp_path / "mlruns").as_uri()
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_mlflow_parent_and_nested_runs_equal_the_folders(tmp_path, store):
+    import mlflow
+
+    config = experiment(tmp_path)
+    command = ["run", str(config), "--out", str(tmp_path / "out"), "--log", "mlflow",
+               "--mlflow-uri", store]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "logging failed" not in result.output
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["tracked"])
+    parents = runs[runs["tags.regbench.kind"] == "experiment"]
+    nested = runs[runs["tags.regbench.kind"] == "run"]
+    assert len(parents) == 1 and len(nested) == 4
+    assert set(nested["tags.mlflow.parentRunId"]) == {parents.run_id.iloc[0]}
+    client = mlflow.MlflowClient(tracking_uri=store)
+    for folder in run_folders(tmp_path / "out" / "tracked").values():
+        summary = json.loads((folder / "summary.json").read_text())
+        row = nested[nested["tags.mlflow.runName"] == folder.name].iloc[0]
+        assert row["params.recipe"] == summary["recipe"]
+        assert row["params.seed"] == str(summary["seed"])
+        assert row["params.train.optimizer.lr"] == "0.1"
+        assert row["params.dataset.name"] == "digits"
+        assert row["tags.regbench.status"] == "completed"
+        if summary["recipe"] == "l2":
+            assert row["params.regularizers.l2.lambda"] == "1.0"
+        metrics = pd.read_csv(folder / "metrics.csv")
+        for column in ("val_loss", "train_accuracy"):
+            history = sorted((m.step, m.value) for m in client.get_metric_history(row.run_id,
+                                                                                   column))
+            assert [s for s, _ in history] == metrics["epoch"].tolist()
+            assert [v for _, v in history] == pytest.approx(metrics[column].tolist())
+        assert row["metrics.test_accuracy"] == pytest.approx(summary["test_accuracy"])
+        assert {a.path for a in client.list_artifacts(row.run_id)} == {"summary.json",
+                                                                        "metrics.csv"}
+    assert "report.html" in {a.path for a in client.list_artifacts(parents.run_id.iloc[0])}
+    # resume: nothing to train, no run added, nothing raised (params are never rewritten)
+    again = runner.invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert "logging failed" not in again.output
+    assert len(mlflow.search_runs(experiment_names=["tracked"])) == 5
+
+
+def test_a_bad_mlflow_uri_is_refused_before_training(tmp_path):
+    pytest.importorskip("mlflow", reason="the optional 'mlflow' extra is not installed "
+                                         "(pip install -e '.[mlflow]')")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ALLOW_FILE_STORE"}
+    result = subprocess.run([sys.executable, "-m", "regbench", "run", str(experiment(tmp_path)),
+                             "--out", str(tmp_path / "out"), "--log", "mlflow", "--mlflow-uri",
+                             "nosuchscheme://here"], cwd=REPO, capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 2, result.stderr
+    assert "regbench: error: --log mlflow: cannot use the tracking store nosuchscheme://here" \
+        in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "tracked" / "runs").exists()
