@@ -61,6 +61,14 @@ def test_tensorboard_event_files_hold_every_epoch(tmp_path):
     root = EventAccumulator(str(tmp_path / "tracked" / "tensorboard"))
     root.Reload()
     assert list(root.PluginTagToContent("hparams")) == ["_hparams_/experiment"]
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    table = plugin_data_pb2.HParamsPluginData.FromString(
+        root.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    kinds = {h.name: h.type for h in table.hparam_infos}   # typed as each run's session holds
+    assert kinds == {"recipe": 1, "seed": 3}                # them: string, float64
+    recipes = next(h for h in table.hparam_infos if h.name == "recipe").domain_discrete
+    assert sorted(v.string_value for v in recipes.values) == ["baseline", "l2"]
     assert "custom_scalars__config__" in root.PluginTagToContent("custom_scalars")
 
 

@@ -75,14 +75,19 @@ class TensorBoardTracker:
         that overlays train and val."""
         from torch.utils.tensorboard.summary import hparams  # deferred: torch
 
-        runs = [run_hparams(spec) for spec in self.plan.runs]
+        runs = [_scalars(run_hparams(spec)) for spec in self.plan.runs]
         keys = list(dict.fromkeys(k for run in runs for k in run))
-        domains = {k: sorted({str(_scalars(run).get(k, "")) for run in runs}) for k in keys
-                   if k != "seed"}
+        domains = {}
+        for key in keys:      # each key's values, typed as the runs' sessions hold them
+            values = {run[key] for run in runs if key in run}
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                          for v in values)
+            domains[key] = sorted(float(v) for v in values) if numeric else \
+                sorted(str(v) for v in values)
         task_metrics = list(dict.fromkeys(("loss", *metric_names(self._task()))))
         metrics = {f"{FINAL}{split}_{m}": 0.0 for split in ("train", "val", "test")
                    for m in task_metrics}
-        example = {k: (0 if k == "seed" else domains[k][0]) for k in keys}
+        example = {k: domains[k][0] for k in keys}
         experiment, _, _ = hparams(example, metrics, hparam_domain_discrete=domains)
         folder = self.results_dir / ROOT_DIR
         folder.mkdir(parents=True, exist_ok=True)
