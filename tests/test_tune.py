@@ -150,7 +150,9 @@ def test_outputs_name_the_choice_and_the_budget(tuned):
     tuning = json.loads((results / "tuning.json").read_text())
     for recipe in ("l2", "dropout"):
         record = tuning["recipes"][recipe]
-        assert f"{recipe} " in notes and f"(6 trials, TPE, pruned {record['pruned']})" in notes
+        (path, value), = record["chosen"]["params"].items()
+        name = path.split(".")[-1]
+        assert f"{recipe} {name}={value} (6 trials, TPE, pruned {record['pruned']})" in notes
         assert (results / "plots" / f"sensitivity__{recipe}.png").stat().st_size > 1000
     report = (results / "report.html").read_text()
     assert "<h2>Tuning</h2>" in report and 'alt="sensitivity: l2"' in report
@@ -283,6 +285,11 @@ def check_parallel(tmp_path, **options):
         assert all(t.state.name == "COMPLETE" for t in trials)
     assert len(trial_folders(results)) == 6
     assert len(list((results / "runs").iterdir())) == 6
+    # trials are asked as workers free up, not all at once: the last one to start began after
+    # the first one had finished (the sampler saw it)
+    trials = [t for r in ("l2", "dropout") for t in study_trials(results, r)]
+    first_done = min(t.datetime_complete for t in trials)
+    assert max(t.datetime_start for t in trials) >= first_done
 
 
 def test_trials_on_two_worker_processes(tmp_path):
@@ -370,3 +377,89 @@ def test_a_shared_storage_is_joined_not_duplicated(tmp_path):
     with pytest.raises(RegbenchError, match="never deleted by regbench"):
         tune_experiment(config, trials=2, storage=shared, out=tmp_path / "a", resume=False)
     assert (tmp_path / "a" / "tuned-tune" / "tuning.json").exists()
+
+
+# ----------------------------------------------------------------------------- resume edge cases
+
+def test_a_trial_left_running_by_another_host_is_trained_again(tmp_path):
+    # the folder's own study.db is locked with the folder: whatever was RUNNING when the
+    # last tune stopped (on another node after a requeue, say) is stale and trained again
+    config = tmp_path / "tuned.yaml"
+    config.write_text(TUNED.format(epochs=2))
+    tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    results = tmp_path / "tuned-tune"
+    study = optuna.load_study(study_name="tuned/l2", storage=f"sqlite:///{results / 'study.db'}")
+    orphan = study.ask({"recipes.l2.l2.lambda": optuna.distributions.FloatDistribution(
+        1e-4, 1.0, log=True)})
+    orphan.set_user_attr("host", "node-7")
+    orphan.set_user_attr("pid", 1)
+    outcome = tune_experiment(config, trials=3, confirm_seeds=2, out=tmp_path, report=False)
+    assert outcome.exit_code == 0
+    trials = study_trials(results, "l2")
+    assert sorted(t.number for t in trials) == [0, 1, 2]     # no fourth trial asked
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert (results / "search" / "runs" / "l2__trial=2__seed=0" / "summary.json").exists()
+    assert len(study_trials(results, "dropout")) == 3
+
+
+def test_a_resume_keeps_the_budget_and_sampler(tmp_path):
+    config = tmp_path / "tuned.yaml"
+    config.write_text(TUNED.format(epochs=2))
+    tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    with pytest.raises(RegbenchError, match="--trials can grow on a resume, not shrink"):
+        tune_experiment(config, trials=1, confirm_seeds=2, out=tmp_path)
+    with pytest.raises(RegbenchError, match="was tuned with sampler tpe"):
+        tune_experiment(config, trials=2, confirm_seeds=2, sampler="random", out=tmp_path)
+
+
+def test_a_bad_storage_is_refused_before_anything_is_written(tmp_path):
+    config = tmp_path / "tuned.yaml"
+    config.write_text(TUNED.format(epochs=2))
+    for url in ("garbage", f"sqlite:///{tmp_path / 'missing' / 'x.db'}"):
+        result = subprocess.run([sys.executable, "-m", "regbench", "tune", str(config),
+                                 "--storage", url, "--out", str(tmp_path / "out")], cwd=REPO,
+                                capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        assert "--storage" in result.stderr and "cannot open the Optuna storage" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_setting_searched_twice_is_refused(tmp_path):
+    config = tmp_path / "twice.yaml"
+    text = TUNED.format(epochs=2)
+    config.write_text(text + "  train.optimizer.lr: {low: 0.01, high: 0.1}\n"
+                      "  recipes.l2.train.optimizer.lr: {low: 0.01, high: 0.1}\n")
+    with pytest.raises(RegbenchError, match="would search this setting twice"):
+        tune_experiment(config, out=tmp_path / "out")
+
+
+def test_results_lock_is_reentrant_in_one_process_only(tmp_path):
+    from regbench.results import ResultsLock
+
+    folder = tmp_path / "x"
+    with ResultsLock(folder):
+        with ResultsLock(folder):     # tune's confirmation writes into its own folder
+            pass
+        assert (tmp_path / ".x.lock").exists()     # still held by the outer one
+        code = ("import sys; from pathlib import Path; from regbench.results import "
+                f"ResultsLock\ntry:\n  ResultsLock(Path({str(folder)!r})).__enter__()\n"
+                "except Exception as e: print(e); sys.exit(3)")
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert other.returncode == 3 and "in use by regbench pid" in other.stdout
+    assert not (tmp_path / ".x.lock").exists()
+
+
+def test_a_recipe_whose_trials_all_fail_is_named_and_fails_the_command(tmp_path):
+    config = tmp_path / "diverge.yaml"
+    text = TUNED.format(epochs=2)
+    config.write_text(text[:text.index("search:")] + "search:\n"
+                      "  recipes.l2.train.optimizer.lr: {choices: [1.0e+12]}\n"
+                      "  recipes.dropout.dropout.p: {low: 0.0, high: 0.8}\n")
+    outcome = tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    assert outcome.exit_code == 1 and outcome.not_confirmed == ["l2"]
+    assert all(t.state.name == "FAIL" for t in study_trials(tmp_path / "tuned-tune", "l2"))
+    comparison = outcome.confirmation.comparison
+    assert comparison.headline[0].startswith("Not compared: l2: no trial of the search")
+    assert "not confirmed, no trial completed: l2" in comparison.notes[0]
+    assert {r["recipe"] for r in comparison.rows} == {"baseline", "dropout"}

@@ -538,11 +538,17 @@ def confirmation_note(confirms: dict[str, Any]) -> str:
             f"{recipe} " + ", ".join(f"{str(path).split('.')[-1]}={value}"
                                      for path, value in values.items())
             + (f" ({budgets[recipe]})" if recipe in budgets else "")
-            for recipe, values in (confirms.get("chosen") or {}).items())
-        return (f"tuned: every recipe searched with the same budget, chosen on validation "
+            for recipe, values in (confirms.get("chosen") or {}).items() if values)
+        untuned = [r for r in tuning.get("untuned") or [] if r != "baseline"]
+        dropped = tuning.get("not_confirmed") or []
+        return (f"tuned: every searched recipe given the same budget, chosen on validation "
                 f"{confirms.get('metric')} (seed {seed_range(selection)}, never on test): "
-                f"{chosen}; then retrained with the baseline on fresh seeds {seed_range(seeds)} "
-                "never used for the choice: these test numbers are free of the selection")
+                + (chosen or "none completed")
+                + (f"; not tuned, compared as written: {', '.join(untuned)}" if untuned else "")
+                + (f"; not confirmed, no trial completed: {', '.join(dropped)}" if dropped
+                   else "")
+                + f"; then retrained with the baseline on fresh seeds {seed_range(seeds)} never "
+                "used for the choice: these test numbers are free of the selection")
     return (f"confirmation of {confirms.get('experiment')}: the points chosen there on validation "
             f"{confirms.get('metric')} with seeds {seed_range(selection)}"
             + (f" ({chosen})" if chosen else "")
@@ -562,6 +568,10 @@ def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
     confirms = confirmed_selection(results_dir)
     if confirms:
         comparison.notes.insert(0, confirmation_note(confirms))
+        dropped = (confirms.get("tuning") or {}).get("not_confirmed") or []
+        if dropped:     # a tuned recipe missing from the table must not go unsaid
+            comparison.headline.insert(0, f"Not compared: {', '.join(dropped)}: no trial of "
+                                          "the search completed (see search/ for why).")
     searched = searched_experiment(results_dir)
     if searched:   # tuning trials: no baseline, no test numbers, one seed, on purpose
         note = (f"the tuning trials of {searched} (regbench tune): one run per trial on the "

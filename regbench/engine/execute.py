@@ -30,7 +30,13 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
         data = load_bundle(spec["dataset"], spec["train"]["train_eval_samples"], spec["seed"])
         callback = (lambda row: on_epoch(spec, row)) if on_epoch else None
         if spec.get("trial"):    # a `regbench tune` trial: reported to its study, maybe pruned
-            callback = trial_reporter(spec["trial"], spec["train"]["epochs"], callback)
+            try:
+                callback = trial_reporter(spec["trial"], spec["train"]["epochs"], callback)
+            except Exception as exc:   # the study is out of reach: the trial stays unfinished
+                result = failed_result(spec, f"cannot open the study storage "
+                                             f"({type(exc).__name__}: {exc})")
+                result.summary["storage_error"] = True
+                return result
         result = train_run(spec, data, device, callback)
     except KeyboardInterrupt:
         raise

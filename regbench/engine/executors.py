@@ -292,17 +292,18 @@ class RayExecutor:
         one task per free slot: ``--workers`` slots, or as many as the cluster has CPUs."""
         remote = self.ray.remote(_ray_run)
         feed = iter(specs)
-        slots = math.inf if isinstance(specs, list) else (
-            self.workers if self.workers > 1
-            else max(1, int(self.ray.cluster_resources().get("CPU", 1) // threads)))
+        slots = [math.inf if isinstance(specs, list) else None]   # None: from the first task
 
         def submit() -> None:
-            while len(self.refs) < slots:
+            while slots[0] is None or len(self.refs) < slots[0]:
                 spec = next(feed, None)
                 if spec is None:
                     return
                 cpus = spec["train"].get("threads") or threads
-                ref = remote.options(num_cpus=cpus, num_gpus=self._gpus(spec),
+                gpus = self._gpus(spec)
+                if slots[0] is None:
+                    slots[0] = self._slots(cpus, gpus)
+                ref = remote.options(num_cpus=cpus, num_gpus=gpus,
                                      max_retries=0).remote(spec, threads)
                 self.refs[ref] = spec
 
@@ -317,6 +318,17 @@ class RayExecutor:
                     yield spec, failed_task(spec, f"Ray task failed: {type(exc).__name__}: "
                                                     f"{str(exc).splitlines()[0]}")
             submit()
+
+    def _slots(self, cpus: float, gpus: float) -> int:
+        """Tasks that can run at once: --workers, else what the cluster's CPUs (and GPUs, for
+        GPU tasks) hold at this task's demand."""
+        if self.workers > 1:
+            return self.workers
+        resources = self.ray.cluster_resources()
+        fits = resources.get("CPU", 1) // max(cpus, 1)
+        if gpus:
+            fits = min(fits, resources.get("GPU", 0) // gpus)
+        return max(1, int(fits))
 
     def interrupt(self) -> Iterator[Item]:
         """Cancel every task; runs in flight have no summary and are redone on resume."""

@@ -64,15 +64,24 @@ def trial_reporter(trial: dict[str, Any], epochs: int,
     # numbers: a seeded run repeats itself), and Optuna refuses a step twice
     reported = set(storage.get_trial(trial["trial_id"]).intermediate_values)
 
+    reachable = [True]     # a storage hiccup mid-trial: the trial trains on, unpruned
+
     def report(row: dict) -> None:
         if on_epoch is not None:
             on_epoch(row)
         value = row.get(trial["column"])
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        epoch = int(row["epoch"])
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or not reachable[0]:
             return
-        if int(row["epoch"]) not in reported:
-            handle.report(float(value), int(row["epoch"]))
-        if handle.should_prune():
-            raise RunStopped("pruned", f"pruned after epoch {int(row['epoch'])} by the "
-                             f"{trial['pruner']} pruner ({trial['column']} {value:.4g})")
+        try:
+            if epoch not in reported:
+                handle.report(float(value), epoch)
+            # a trial that trained its whole budget is finished, not pruned
+            prune = epoch < epochs and handle.should_prune()
+        except Exception:
+            reachable[0] = False
+            return
+        if prune:
+            raise RunStopped("pruned", f"pruned after epoch {epoch} by the {trial['pruner']} "
+                             f"pruner ({trial['column']} {value:.4g})")
     return report

@@ -134,6 +134,7 @@ def _checked(path: str, spec: dict[str, Any], recipe: str, loaded: LoadedConfig)
 def search_space(loaded: LoadedConfig, experiment: dict[str, Any]) -> dict[str, list[SearchParam]]:
     """recipe -> its searched parameters, in the file's order (recipes with none left out)."""
     space: dict[str, list[SearchParam]] = {}
+    seen: dict[str, str] = {}     # recipes.<r>.<key> -> the search path that set it
     for path, spec in experiment.get("search", {}).items():
         owner = check_sweep_path(path, experiment, loaded, section="search")
         if not path.startswith(PER_RECIPE):
@@ -141,5 +142,10 @@ def search_space(loaded: LoadedConfig, experiment: dict[str, Any]) -> dict[str, 
                                "on it; search a recipe's own settings (recipes.<name>.…) or "
                                "train.* (each recipe then tunes its own value)", path, loaded)
         for recipe in [owner] if owner else list(experiment["recipes"]):
+            key = path if owner else f"recipes.{recipe}.{path}"
+            if key in seen:
+                raise search_error(f"recipe '{recipe}' would search this setting twice (also "
+                                   f"as '{seen[key]}'); keep one of the two", path, loaded)
+            seen[key] = path
             space.setdefault(recipe, []).append(_checked(path, spec, recipe, loaded))
     return space

@@ -28,13 +28,15 @@ import json
 import math
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from regbench.analysis.compare import check_metric
 from regbench.data import data_spec, forget_loaded, load_bundle
-from regbench.engine.executors import make_executor
+from regbench.engine.executors import import_ray, make_executor
 from regbench.engine.pruning import PRUNERS, open_storage, quiet_optuna
 from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import ConfigError, RegbenchError
@@ -64,6 +66,8 @@ SAMPLER_NAMES = {"tpe": "TPE", "qmc": "quasi-random (Sobol)", "random": "random"
 DEFAULT_TRIALS = 20
 DEFAULT_CONFIRM_SEEDS = 5
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")    # Optuna trial states that count as done
+STALE_SECONDS = 600      # a shared study's RUNNING trial without a heartbeat for this long is
+HEARTBEAT_SECONDS = 60   # taken over; the driver beats this often for the trials it handed out
 
 
 @dataclass
@@ -75,11 +79,14 @@ class TuneOutcome:
     confirmation: Optional[ExperimentOutcome] = None
     warnings: list[str] = field(default_factory=list)
 
+    not_confirmed: list[str] = field(default_factory=list)   # tuned recipes with no trial done
+    storage_failed: bool = False       # some trials could not reach the study: not finished
+
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        if self.confirmation is None:
+        if self.confirmation is None or self.not_confirmed or self.storage_failed:
             return EXIT_RUN_FAILED
         return self.confirmation.exit_code
 
@@ -151,7 +158,7 @@ class Tuner:
     def __init__(self, loaded: LoadedConfig, experiment: dict[str, Any],
                  space: dict[str, list[SearchParam]], *, trials: int, sampler: str,
                  pruner: str, storage: str, metric: str, device: Optional[str],
-                 search_dir: Path, plugins: list[str]):
+                 search_dir: Path, plugins: list[str], shared: bool = False):
         self.loaded, self.experiment, self.space = loaded, experiment, space
         self.trials, self.sampler_name, self.pruner = trials, sampler, pruner
         self.storage_url, self.metric, self.device = storage, metric, device
@@ -162,8 +169,10 @@ class Tuner:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.optuna = quiet_optuna()
         self.storage = open_storage(storage)
+        self.shared = shared      # --storage: other processes may hold trials of the study
         self.studies = {recipe: self._study(recipe) for recipe in space}
         self.retrain: list[tuple[str, Any]] = []     # (recipe, FrozenTrial) to train again
+        self.in_flight: set[int] = set()             # trial ids handed out, not yet told
 
     # ------------------------------------------------------------------ studies
     def study_name(self, recipe: str) -> str:
@@ -179,22 +188,34 @@ class Tuner:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def _study(self, recipe: str):
+        """The recipe's study, created or continued: only one made for the same config,
+        search space, metric, sampler and pruner (else the recipes' budgets would differ)."""
         name = self.study_name(recipe)
-        fingerprint = self._fingerprint(recipe)
-        try:
-            study = self.optuna.load_study(study_name=name, storage=self.storage)
-        except KeyError:
-            study = self.optuna.create_study(study_name=name, storage=self.storage,
-                                             direction=self.direction)
-            study.set_user_attr("regbench", {"fingerprint": fingerprint,
-                                             "space": [p.describe() for p in self.space[recipe]]})
-        made = (study.user_attrs.get("regbench") or {}).get("fingerprint")
-        if made != fingerprint:
+        made = {"fingerprint": self._fingerprint(recipe), "sampler": self.sampler_name,
+                "pruner": self.pruner, "space": [p.describe() for p in self.space[recipe]]}
+        study = self.optuna.create_study(study_name=name, storage=self.storage,
+                                         direction=self.direction, load_if_exists=True)
+        found = study.user_attrs.get("regbench")
+        if found is None and not study.get_trials(deepcopy=False):
+            study.set_user_attr("regbench", made)       # a new study (or one just created by
+            found = made                                # another process sharing the storage)
+        where = _shown_url(self.storage_url)
+        if (found or {}).get("fingerprint") != made["fingerprint"]:
             raise RegbenchError(
-                f"the study '{name}' in {self.storage_url} was made for another config, search "
-                f"space or metric (its trials would not be comparable); start over with "
-                f"--fresh, or tune into another --out or --storage")
-        done = len(study.get_trials(deepcopy=False))
+                f"the study '{name}' in {where} was made for another config, search space or "
+                f"metric (its trials would not be comparable); start over with --fresh, or "
+                f"tune into another --out or --storage")
+        for key, option in (("sampler", "--sampler"), ("pruner", "--pruner")):
+            if found.get(key) != made[key]:
+                raise ConfigError(f"the study '{name}' in {where} was tuned with {key} "
+                                  f"{found.get(key)}, and every trial of every recipe must be "
+                                  f"drawn alike: continue with {option} {found.get(key)}, or "
+                                  "start over with --fresh", source=option)
+        done = len(self._counted(study))
+        if done > self.trials:
+            raise ConfigError(f"the study '{name}' already holds {done} trials: --trials can "
+                              f"grow on a resume, not shrink (use --trials {done} or more, or "
+                              "--fresh)", source="--trials")
         study.sampler = make_sampler(self.sampler_name, self.space[recipe], self.trials,
                                      _stable_seed(name, self.seed), done)
         return study
@@ -204,12 +225,17 @@ class Tuner:
         finished before the kill, else queued to train again (same trial number, same values)."""
         told = []
         for recipe, study in self.studies.items():
-            for trial in study.get_trials(deepcopy=False):
+            for trial in self._counted(study):
                 if trial.state.name != "RUNNING" or not self._stale(trial):
                     continue
+                trial_id = trial._trial_id
+                self.storage.set_trial_user_attr(trial_id, "host", self.host)  # ours now
+                self.storage.set_trial_user_attr(trial_id, "pid", self.pid)
+                self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
                 spec = self.trial_spec(recipe, self.values(recipe, trial), trial.number,
                                        trial._trial_id)
                 summary = read_summary(self.search_dir / RUNS_DIR / spec["run_id"])
+                self.storage.set_trial_user_attr(trial_id, "run_id", spec["run_id"])
                 if summary and summary.get("config_hash") == spec["config_hash"] and \
                         summary.get("status") not in ("interrupted",):
                     self.tell(recipe, trial.number, summary)
@@ -223,19 +249,36 @@ class Tuner:
         return trial.user_attrs.get("values") or trained_values(trial.params, self.space[recipe])
 
     def _stale(self, trial) -> bool:
-        attrs = trial.user_attrs
-        if "host" not in attrs:          # asked, then killed before its owner was written
+        """Whether a RUNNING trial's process is gone. In the folder's own study.db every one
+        is: the folder's lock shows no other tune runs. In a shared --storage: its process on
+        this host has exited, or its driver's heartbeat is older than STALE_SECONDS (another
+        machine stopped)."""
+        if not self.shared:
             return True
-        return attrs["host"] == self.host and (attrs.get("pid") == self.pid
-                                               or not _process_alive(attrs.get("pid", -1)))
+        attrs = trial.user_attrs
+        if attrs.get("host") == self.host and not _process_alive(attrs.get("pid", -1)):
+            return True
+        started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+        return time.time() - attrs.get("heartbeat", started) > STALE_SECONDS
+
+    def beat(self) -> None:
+        """The driver's heartbeat on the trials it handed out (see _stale)."""
+        now = time.time()
+        for trial_id in list(self.in_flight):
+            self.storage.set_trial_user_attr(trial_id, "heartbeat", now)
+
+    @staticmethod
+    def _counted(study) -> list:
+        """The study's trials that count against the budget: all but the surplus ones (asked
+        past N by a process racing another on a shared storage, and closed at once)."""
+        return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
 
     def counts(self) -> dict[str, int]:
-        return {recipe: len(study.get_trials(deepcopy=False))
-                for recipe, study in self.studies.items()}
+        return {recipe: len(self._counted(study)) for recipe, study in self.studies.items()}
 
     def finished(self) -> int:
-        return sum(1 for study in self.studies.values()
-                   for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED)
+        return sum(1 for study in self.studies.values() for t in self._counted(study)
+                   if t.state.name in FINISHED)
 
     # ------------------------------------------------------------------ trials
     def trial_spec(self, recipe: str, params: dict[str, Any], number: int,
@@ -269,6 +312,7 @@ class Tuner:
         """The trials to train, asked one at a time: those to train again first, then a new
         trial of the recipe with the fewest so far, until each has N."""
         for recipe, trial in self.retrain:
+            self.in_flight.add(trial._trial_id)
             yield self.trial_spec(recipe, self.values(recipe, trial), trial.number,
                                   trial._trial_id)
         while True:
@@ -279,12 +323,18 @@ class Tuner:
             recipe = min(short, key=lambda r: counts[r])
             study = self.studies[recipe]
             trial = study.ask({p.path: p.distribution() for p in self.space[recipe]})
-            trial.set_user_attr("host", self.host)
-            trial.set_user_attr("pid", self.pid)
+            for key, value in (("host", self.host), ("pid", self.pid),
+                               ("heartbeat", time.time())):
+                trial.set_user_attr(key, value)
+            if trial.number >= self.trials:    # another process sharing the study asked first
+                trial.set_user_attr("surplus", True)
+                study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                continue
             values = trained_values(trial.params, self.space[recipe])
             trial.set_user_attr("values", values)
             spec = self.trial_spec(recipe, values, trial.number, trial._trial_id)
             trial.set_user_attr("run_id", spec["run_id"])
+            self.in_flight.add(trial._trial_id)
             yield spec
 
     def tell(self, recipe: str, number: int, summary: dict[str, Any]) -> None:
@@ -294,6 +344,9 @@ class Tuner:
         study = self.studies[recipe]
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(
             study._study_id, number)
+        self.in_flight.discard(trial_id)
+        if self.storage.get_trial(trial_id).state.is_finished():
+            return      # told by another process that took the trial over
         for key in ("status", "val_loss", "stop_reason", "error"):
             if summary.get(key) is not None:
                 self.storage.set_trial_user_attr(trial_id, key, summary[key])
@@ -312,7 +365,7 @@ class Tuner:
         out = {}
         for recipe, study in self.studies.items():
             trials = []
-            for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            for t in sorted(self._counted(study), key=lambda t: t.number):
                 steps = sorted(t.intermediate_values.items())
                 trials.append({
                     "number": t.number, "state": t.state.name.lower(),
@@ -469,6 +522,16 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
                           "shared and is never deleted by regbench; tune under another "
                           "experiment name (--set name=…), or delete the study yourself "
                           "(optuna delete-study)", source="--fresh")
+    if executor == "ray":
+        import_ray()                   # a missing extra: exit 2 before anything is written
+        if address and (not storage or storage.startswith("sqlite")):
+            raise ConfigError("a Ray cluster's nodes cannot open the study.db in this "
+                              "machine's results folder; give a database every node reaches, "
+                              "e.g. --storage postgresql://user@host/db", source="--storage")
+    elif address:
+        raise ConfigError("only used with --executor ray", source="--address")
+    if storage:
+        check_storage(absolute_sqlite(storage))
     seeds = fresh_seeds([experiment["seeds"][0]], confirm_seeds)
     name = f"{experiment['name']}{TUNE_SUFFIX}"
     results_dir = Path(out) / name
@@ -486,9 +549,10 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
         check_models(plan, data)       # a regularizer that would change nothing: exit 2 now
         tuner = Tuner(loaded, experiment, space, trials=trials, sampler=sampler, pruner=pruner,
                       storage=url, metric=metric, device=device, search_dir=search_dir,
-                      plugins=plugins)
+                      plugins=plugins, shared=bool(storage))
         outcome = TuneOutcome(results_dir=results_dir)
-        outcome.warnings += plan.warnings + grid_warnings(sampler, space, trials)
+        outcome.warnings += plan.warnings + grid_warnings(sampler, space, trials) + \
+            protocol_warnings(experiment, space)
         outcome.interrupted = _search(tuner, outcome, workers, executor, address, progress)
         records = tuner.records()
         outcome.recipes = records
@@ -507,6 +571,7 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
                                     "sharing the study; the choice is made from the finished "
                                     "ones")
         confirming, confirms = confirmation_config(loaded, tuner, records, seeds, metric)
+        outcome.not_confirmed = confirms["tuning"]["not_confirmed"]
         outcome.confirmation = run_experiment(
             confirming, out=out, workers=workers, executor=executor, address=address,
             device=device, resume=True, progress=confirm_progress, report=report,
@@ -514,6 +579,31 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
             mlflow_uri=mlflow_uri)   # the confirmation runs: the trials are in the study
         outcome.interrupted = outcome.confirmation.interrupted
         return outcome
+
+
+def check_storage(url: str) -> None:
+    """--storage opens (scheme, driver, reachable server, writable file), or exit 2 before
+    anything is written."""
+    try:
+        open_storage(url)
+    except Exception as exc:
+        raise ConfigError(f"cannot open the Optuna storage {_shown_url(url)} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]}); expected a "
+                          "SQLAlchemy URL such as sqlite:///study.db or "
+                          "postgresql://user@host/db", source="--storage") from None
+
+
+def protocol_warnings(experiment: dict[str, Any], space: dict[str, list[SearchParam]]) -> list[str]:
+    """What a user might expect tune to use and it does not: more seeds, untuned recipes."""
+    out = []
+    if len(experiment["seeds"]) > 1:
+        out.append(f"tune trains each trial on seed {experiment['seeds'][0]} (the first of "
+                   "seeds:); the other seeds are not used (the confirmation draws its own)")
+    untuned = [r for r in experiment["recipes"] if r not in space and r != "baseline"]
+    if untuned:
+        out.append(f"{', '.join(untuned)}: nothing under search:, so compared as written "
+                   "against recipes that were tuned")
+    return out
 
 
 def grid_warnings(sampler: str, space: dict[str, list[SearchParam]], trials: int) -> list[str]:
@@ -553,11 +643,38 @@ def _search(tuner: Tuner, outcome: TuneOutcome, workers: int, executor: str,
             progress.run_finished(spec, result.summary)
         if result.status == "interrupted":
             return True           # the trial stays RUNNING: trained again on resume
+        if result.summary.get("storage_error"):   # not the trial's fault: not told as failed
+            unreachable.append(f"{spec['run_id']}: {result.summary['error']}")
+            tuner.in_flight.discard(spec["trial"]["trial_id"])
+            return False
         tuner.tell(spec["recipe"], spec["trial"]["number"], result.summary)
         outcome.trained += 1
         return False
 
-    return drive(runner, tuner.specs(), threads, progress, handle)
+    unreachable: list[str] = []
+    stop = threading.Event()
+    beating = threading.Thread(target=_heartbeat, args=(tuner, stop), daemon=True,
+                               name="regbench-tune-heartbeat")
+    if tuner.shared:
+        beating.start()
+    try:
+        interrupted = drive(runner, tuner.specs(), threads, progress, handle)
+    finally:
+        stop.set()
+    if unreachable:
+        outcome.warnings.append(f"{len(unreachable)} trial(s) could not reach the study "
+                                f"storage and stay unfinished (run the same command again "
+                                f"to train them): {unreachable[0]}")
+        outcome.storage_failed = True
+    return interrupted
+
+
+def _heartbeat(tuner: Tuner, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        try:
+            tuner.beat()
+        except Exception:      # a storage hiccup: the next beat tries again
+            pass
 
 
 def _write_trials_table(results_dir: Path, records: dict[str, dict[str, Any]]) -> None:

@@ -56,7 +56,7 @@ def _shown(trial: dict[str, Any]) -> Optional[float]:
 
 def sensitivity_figure(recipe: str, record: dict[str, Any], protocol: dict[str, Any]):
     """One panel per searched key: every trial a point (hollow: pruned, at its last reported
-    epoch; ×: failed or diverged, at the bottom), the chosen trial a red star."""
+    epoch; ×: failed or diverged, at the worst end), the chosen trial a red star."""
     from matplotlib.figure import Figure
 
     space = record["space"]
@@ -64,7 +64,9 @@ def sensitivity_figure(recipe: str, record: dict[str, Any], protocol: dict[str, 
     axes = figure.subplots(1, len(space), squeeze=False)[0]
     trials = record["trials"]
     heights = [h for h in map(_shown, trials) if h is not None]
-    floor = min(heights) if heights else 0.0
+    # failed trials sit at the worst end for the study's direction
+    worst = max if protocol.get("direction") == "minimize" else min
+    floor = worst(heights) if heights else 0.0
     chosen = (record["chosen"] or {}).get("number")
     for ax, key in zip(axes, space):
         choices = key.get("choices")
