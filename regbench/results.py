@@ -250,6 +250,8 @@ def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
         summary_path.unlink()  # a stale summary must never describe new files
     # leftovers of an earlier attempt: temp files of a killed write, outputs this run won't make
     stale = [*run_dir.glob(".*.tmp")]
+    # a tracker's event files describe the earlier attempt (`--log tensorboard` writes anew)
+    stale += [p for p in run_dir.glob("events.out.tfevents.*") if p.is_file() or p.is_symlink()]
     stale += [run_dir / WEIGHTS_FILE] if result.weights is None else []
     stale += [run_dir / MODEL_FILE] if result.model_state is None else []
     for path in stale:

@@ -170,3 +170,129 @@ def test_a_bad_mlflow_uri_is_refused_before_training(tmp_path):
     assert "regbench: error: --log mlflow: cannot use the tracking store nosuchscheme://here" \
         in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "tracked" / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- resume cases
+
+def test_mlflow_retrained_fresh_and_replaced_runs(tmp_path, store):
+    import mlflow
+
+    config = experiment(tmp_path)
+    out = tmp_path / "out"
+    base = ["run", str(config), "--out", str(out), "--log", "mlflow", "--mlflow-uri", store,
+            "--no-report"]
+    assert runner.invoke(app, base).exit_code == 0
+    mlflow.set_tracking_uri(store)
+
+    def runs():
+        found = mlflow.search_runs(experiment_names=["tracked"])
+        return (found[found["tags.regbench.kind"] == "experiment"],
+                found[found["tags.regbench.kind"] == "run"])
+
+    # a placement change (another --fuse, --device) is the same experiment: the same parent
+    assert runner.invoke(app, base + ["--fuse", "off", "--device", "cpu"]).exit_code == 0
+    parents, nested = runs()
+    assert len(parents) == 1 and len(nested) == 4
+    # a run trained again (its summary damaged): one nested run for it, the new one
+    (out / "tracked" / "runs" / "l2__seed=1" / "summary.json").write_text("{")
+    assert runner.invoke(app, base).exit_code == 0
+    parents, nested = runs()
+    assert len(parents) == 1 and sorted(nested["tags.mlflow.runName"]) == sorted(
+        ["baseline__seed=0", "baseline__seed=1", "l2__seed=0", "l2__seed=1"])
+    # --fresh moves the folder aside: a new parent with its own four runs, the old ones stay
+    assert runner.invoke(app, base + ["--fresh"]).exit_code == 0
+    parents, nested = runs()
+    assert len(parents) == 2 and len(nested) == 8
+    assert nested.groupby("tags.mlflow.parentRunId").size().tolist() == [4, 4]
+
+
+def test_a_tracker_added_later_gets_the_completed_runs(tmp_path):
+    pytest.importorskip("tensorboard", reason="the optional 'tensorboard' extra is not "
+                                              "installed (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = experiment(tmp_path)
+    assert runner.invoke(app, ["run", str(config), "--out", str(tmp_path),
+                               "--no-report"]).exit_code == 0
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--log",
+                                 "tensorboard", "--no-report"])
+    assert result.exit_code == 0 and "4 already completed" in " ".join(result.output.split())
+    for folder in run_folders(tmp_path / "tracked").values():
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        metrics = pd.read_csv(folder / "metrics.csv")
+        assert [e.value for e in events.Scalars("val_loss")] == \
+            pytest.approx(metrics["val_loss"].tolist(), rel=1e-6)
+    # retrained without --log: its old event file goes with the rest of the earlier attempt
+    (tmp_path / "tracked" / "runs" / "l2__seed=0" / "summary.json").unlink()
+    assert runner.invoke(app, ["run", str(config), "--out", str(tmp_path),
+                               "--no-report"]).exit_code == 0
+    assert not list((tmp_path / "tracked" / "runs" / "l2__seed=0").glob("events.out.*"))
+
+
+def test_hparams_sessions_are_typed_and_say_how_the_run_ended(tmp_path):
+    pytest.importorskip("tensorboard", reason="the optional 'tensorboard' extra is not "
+                                              "installed (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(digits_yaml("tracked", RECIPES, seeds="[0]", epochs=2, extra=(
+        "sweep:\n  recipes.l2.l2.include_bias: [true, false]\n"
+        "  recipes.l2.train.optimizer.lr: [0.1, 1.0e+9]\n")))
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--log",
+                                 "tensorboard", "--no-report"])
+    assert result.exit_code == 1        # the lr=1e9 runs diverge
+    root = EventAccumulator(str(tmp_path / "tracked" / "tensorboard"))
+    root.Reload()
+    table = plugin_data_pb2.HParamsPluginData.FromString(
+        root.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    kinds = {h.name: h.type for h in table.hparam_infos}
+    assert kinds["sweep.include_bias"] == 1 and kinds["sweep.lr"] == 3   # text, number
+    for folder in run_folders(tmp_path / "tracked").values():
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        content = events.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(
+            content["_hparams_/session_start_info"]).session_start_info
+        end = plugin_data_pb2.HParamsPluginData.FromString(
+            content["_hparams_/session_end_info"]).session_end_info
+        summary = json.loads((folder / "summary.json").read_text())
+        if "include_bias" in summary["sweep"]:
+            assert start.hparams["sweep.include_bias"].string_value == \
+                str(summary["sweep"]["include_bias"])
+        assert end.status == (1 if summary["status"] == "completed" else 2)  # success, failure
+
+
+def test_a_failing_tracker_warns_once_and_every_run_completes(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the optional 'tensorboard' extra is not "
+                                              "installed (pip install -e '.[tensorboard]')")
+    from torch.utils.tensorboard import SummaryWriter
+
+    def broken(self, *args, **kwargs):     # the disk fills up under the event file, say
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", broken)
+    result = runner.invoke(app, ["run", str(experiment(tmp_path)), "--out", str(tmp_path),
+                                 "--log", "tensorboard", "--no-report"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.count("tensorboard logging failed") == 1
+    assert "tensorboard is off for the rest of this experiment" in text
+    statuses = [json.loads((p / "summary.json").read_text())["status"]
+                for p in run_folders(tmp_path / "tracked").values()]
+    assert statuses == ["completed"] * 4
+
+
+def test_tune_checks_its_trackers_before_the_search(tmp_path):
+    pytest.importorskip("mlflow", reason="the optional 'mlflow' extra is not installed "
+                                         "(pip install -e '.[mlflow]')")
+    config = tmp_path / "tuned.yaml"
+    config.write_text(digits_yaml("tuned", RECIPES, seeds="[0]", epochs=2,
+                                  extra="search:\n  recipes.l2.l2.lambda: {low: 0.1, high: 1}\n"))
+    result = subprocess.run([sys.executable, "-m", "regbench", "tune", str(config), "--trials",
+                             "2", "--out", str(tmp_path / "out"), "--log", "mlflow",
+                             "--mlflow-uri", "sqlite://"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "in-memory database" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -177,7 +177,7 @@ class LoggingConfig(StrictModel):
     """Trackers that receive every run's numbers besides its folder (`--log` adds to them)."""
 
     trackers: list[Literal["tensorboard", "mlflow"]] = []   # event files in each run folder; MLflow runs
-    mlflow_uri: Optional[str] = None                # MLflow tracking URI (else --mlflow-uri, MLFLOW_TRACKING_URI, MLflow's default)
+    mlflow_uri: Optional[str] = None                # MLflow tracking URI (--mlflow-uri overrides it; unset: MLFLOW_TRACKING_URI, else MLflow's default)
 
 
 class SearchRange(StrictModel):

@@ -121,11 +121,18 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
                                plan.experiment["train"]["train_eval_samples"])
         plan.parameters = check_models(plan, data)
     logging = plan.experiment["logging"]
-    trackers = open_trackers([*logging["trackers"], *loggers], plan, results_dir,
-                             mlflow_uri or logging["mlflow_uri"])   # a missing package: exit 2
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
-        return _train(plan, Path(out), results_dir, workers, executor, address, resume,
-                      progress, report, metric, min_effect, confirms, trackers)
+        trackers = open_trackers([*logging["trackers"], *loggers], plan, results_dir,
+                                 mlflow_uri or logging["mlflow_uri"], resume)  # exit 2 if unusable
+        try:
+            outcome = _train(plan, Path(out), results_dir, workers, executor, address, resume,
+                             progress, report, metric, min_effect, confirms, trackers)
+        except BaseException:
+            trackers.finish(interrupted=True)      # no tracker run is left open
+            raise
+        trackers.finish(outcome.interrupted)
+        outcome.warnings += trackers.warnings
+        return outcome
 
 
 def check_models(plan: Plan, data) -> dict[str, int]:
@@ -171,6 +178,7 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         if spec["run_id"] not in to_train:
             outcome.skipped.append(spec["run_id"])
             outcome.summaries.append(read_summary(run_dir))
+            trackers.replay(spec, run_dir)    # a tracker added since it trained gets it too
             continue
         _, damage = inspect_summary(run_dir)
         if resume and damage:
@@ -216,8 +224,6 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         finished = sum(1 for s in outcome.summaries   # the skipped runs' summaries included
                        if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))
-    trackers.finish()
-    outcome.warnings += trackers.warnings
     return outcome
 
 

@@ -53,6 +53,7 @@ from regbench.experiment.sweeps import sweep_error
 from regbench.report.tuning import budget_text, chosen_value, chosen_values, read_tuning
 from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
                               read_summary, to_json)
+from regbench.tracking import check_trackers
 from regbench.vocabulary import (PLAN_FILE, RUNS_DIR, TUNING_FILE, default_metric,
                                  format_value, lower_is_better)
 
@@ -532,6 +533,9 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
         raise ConfigError("only used with --executor ray", source="--address")
     if storage:
         check_storage(absolute_sqlite(storage))
+    # the confirmation's trackers, checked now: not after the whole search has trained
+    check_trackers([*experiment["logging"]["trackers"], *loggers],
+                   mlflow_uri or experiment["logging"]["mlflow_uri"])
     seeds = fresh_seeds([experiment["seeds"][0]], confirm_seeds)
     name = f"{experiment['name']}{TUNE_SUFFIX}"
     results_dir = Path(out) / name

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from regbench.errors import RegbenchError
-from regbench.results import run_config
+from regbench.results import load_metrics, run_config
 from regbench.tracking.base import final_metrics, flatten, run_hparams, verdict_label
 from regbench.vocabulary import METRICS_FILE, PLOTS_DIR, SUMMARY
 
@@ -35,7 +35,11 @@ PARENT_ARTIFACTS = ("report.html", "comparison.md", "comparison.csv", "runs.csv"
 
 def require_mlflow():
     import logging
+    import os
 
+    # a tracking server that does not answer must cost seconds, not MLflow's minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
         import mlflow  # deferred: an optional extra
     except ImportError:
@@ -46,14 +50,41 @@ def require_mlflow():
     return mlflow
 
 
+PLACEMENT = ("device", "threads", "fuse")   # where a run trains, not what it computes
+
+
+def _computed(train: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in train.items() if k not in PLACEMENT}
+
+
 def experiment_hash(experiment: dict[str, Any]) -> str:
     """What the experiment computes, whatever its seeds and placement: one parent run."""
-    keys = ("name", "dataset", "model", "recipes", "sweep")
-    payload = {k: experiment.get(k) for k in keys}
-    payload["train"] = {k: v for k, v in experiment["train"].items()
-                        if k not in ("device", "threads", "fuse")}
+    payload = {k: experiment.get(k) for k in ("name", "dataset", "model", "sweep")}
+    payload["train"] = _computed(experiment["train"])
+    payload["recipes"] = {name: {**recipe, "train": _computed(recipe.get("train") or {})}
+                          for name, recipe in experiment["recipes"].items()}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text.strip() else type(exc).__name__
+
+
+def check_mlflow(uri: Optional[str]):
+    """MLflow installed and the store usable (exit 2 otherwise); returns the client."""
+    mlflow = require_mlflow()
+    if uri is not None and uri.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite:///:memory:"):
+        raise RegbenchError(f"--log mlflow: {uri} is an in-memory database, gone when regbench "
+                            "exits; give a file, e.g. sqlite:///mlflow.db")
+    try:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:    # a URI it cannot use: before anything trains, exit 2
+        raise RegbenchError(f"--log mlflow: cannot use the tracking store "
+                            f"{uri or mlflow.get_tracking_uri()} ({_first_line(exc)})") from None
+    return client
 
 
 def _chunks(items: list, size: int):
@@ -64,34 +95,56 @@ def _chunks(items: list, size: int):
 class MlflowTracker:
     name = "mlflow"
 
-    def __init__(self, plan, results_dir: Path, uri: Optional[str] = None):
-        mlflow = require_mlflow()
-        from mlflow.entities import Metric, Param, RunTag  # deferred: mlflow
+    def __init__(self, plan, results_dir: Path, uri: Optional[str] = None,
+                 resume: bool = True):
+        """The experiment's parent run: the one made for the same experiment hash when
+        resuming, a new one otherwise (``--fresh`` moved the old folder aside: its runs stay
+        under their own parent)."""
+        self.client = check_mlflow(uri)
+        from mlflow.entities import Metric, Param  # deferred: mlflow
 
-        self.Metric, self.Param, self.RunTag = Metric, Param, RunTag
+        self.Metric, self.Param = Metric, Param
         self.results_dir = Path(results_dir)
         name = plan.experiment["name"]
         digest = experiment_hash(plan.experiment)
         try:
-            self.client = mlflow.MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name(name)
             self.experiment_id = found.experiment_id if found else \
                 self.client.create_experiment(name)
             parents = self.client.search_runs(
-                [self.experiment_id], max_results=1,
+                [self.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
                 filter_string=f"tags.`{KIND_TAG}` = 'experiment' and tags.`{HASH_TAG}` = "
-                              f"'{digest}'")
+                              f"'{digest}'") if resume else []
             self.parent = parents[0].info.run_id if parents else self.client.create_run(
                 self.experiment_id, run_name=name,
                 tags={KIND_TAG: "experiment", HASH_TAG: digest,
                       "regbench.results": str(self.results_dir.resolve())}).info.run_id
-        except Exception as exc:    # a URI it cannot use: before anything trains, exit 2
-            where = uri or mlflow.get_tracking_uri()
-            raise RegbenchError(f"--log mlflow: cannot use the tracking store {where} "
-                                f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            self.logged = self._nested()
+        except Exception as exc:
+            raise RegbenchError(f"--log mlflow: cannot use the tracking store "
+                                f"{uri or self.client.tracking_uri} ({_first_line(exc)})") from None
+
+    def _nested(self) -> dict[str, list]:
+        """regbench run id -> the nested runs logged for it under the parent."""
+        runs: dict[str, list] = {}
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], max_results=1000, page_token=token,
+                filter_string=f"tags.`mlflow.parentRunId` = '{self.parent}'")
+            for run in page:
+                runs.setdefault(run.data.tags.get("regbench.run_id", ""), []).append(run)
+            token = page.token
+            if not token:
+                return runs
 
     def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
                 weights, run_dir: Path) -> None:
+        """A nested run for a run just trained; an earlier one for the same run id (a failed
+        or interrupted attempt, now trained again) is deleted (MLflow keeps it in its trash),
+        as the folder it described was replaced."""
+        for old in self.logged.pop(spec["run_id"], []):
+            self.client.delete_run(old.info.run_id)
         status = summary["status"]
         tags = {"mlflow.parentRunId": self.parent, KIND_TAG: "run",
                 "regbench.run_id": spec["run_id"], "regbench.recipe": spec["recipe"],
@@ -99,6 +152,15 @@ class MlflowTracker:
                 "regbench.config_hash": spec["config_hash"]}
         run_id = self.client.create_run(self.experiment_id, run_name=spec["run_id"],
                                         tags=tags).info.run_id
+        try:
+            self._fill(run_id, spec, summary, rows, run_dir)
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")   # never left RUNNING
+            raise
+        self.client.set_terminated(run_id, STATES.get(status, "FAILED"))
+
+    def _fill(self, run_id: str, spec: dict[str, Any], summary: dict[str, Any],
+              rows: list[dict], run_dir: Path) -> None:
         config = {k: v for k, v in run_config(spec).items()
                   if k not in ("run_id", "experiment", "config_hash", "sweep")}
         params = {**flatten(config), **run_hparams(spec)}
@@ -117,12 +179,25 @@ class MlflowTracker:
         for name in (SUMMARY, METRICS_FILE):
             if (Path(run_dir) / name).exists():
                 self.client.log_artifact(run_id, str(Path(run_dir) / name))
-        self.client.set_terminated(run_id, STATES.get(status, "FAILED"))
 
-    def finish(self) -> None:
-        for name in PARENT_ARTIFACTS:
-            if (self.results_dir / name).is_file():
-                self.client.log_artifact(self.parent, str(self.results_dir / name))
-        if (self.results_dir / PLOTS_DIR).is_dir():
-            self.client.log_artifacts(self.parent, str(self.results_dir / PLOTS_DIR), PLOTS_DIR)
-        self.client.set_terminated(self.parent, "FINISHED")
+    def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
+        """A completed run that was skipped, logged from its folder unless the parent already
+        holds it (same run id and config hash)."""
+        if any(run.data.tags.get("regbench.config_hash") == spec["config_hash"]
+               for run in self.logged.get(spec["run_id"], [])):
+            return
+        summary = json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+        rows = [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+                for row in load_metrics(run_dir).to_dict("records")]
+        self.log_run(spec, summary, rows, None, run_dir)
+
+    def finish(self, interrupted: bool = False) -> None:
+        try:
+            for name in PARENT_ARTIFACTS:
+                if (self.results_dir / name).is_file():
+                    self.client.log_artifact(self.parent, str(self.results_dir / name))
+            if (self.results_dir / PLOTS_DIR).is_dir():
+                self.client.log_artifacts(self.parent, str(self.results_dir / PLOTS_DIR),
+                                          PLOTS_DIR)
+        finally:
+            self.client.set_terminated(self.parent, "KILLED" if interrupted else "FINISHED")

@@ -3,41 +3,68 @@
 
 Each run's folder gets every per-epoch column of metrics.csv as a scalar under its own name
 (``val_loss``, ``train_accuracy``, ``lr``, …, step = epoch), the final weight histogram, and its
-hyper-parameters (recipe, seed, sweep values) with its final numbers for the HParams tab. The
-experiment's folder holds the two things that span runs, written once (rewritten on resume):
-the HParams experiment (one table of every run, not a sub-run per call as ``add_hparams``
-makes) and a Custom Scalars layout that draws each train metric over its val metric.
+hyper-parameters (recipe, seed, sweep values) with its final numbers and its status for the
+HParams tab. The experiment's ``tensorboard/`` folder holds what spans runs, rewritten at the
+end of every command: the HParams experiment (one table of every planned run, not a sub-run per
+call as ``add_hparams`` makes) and a Custom Scalars layout that overlays each train metric and
+its val metric in one chart. The Scalars tab shows them as neighbouring cards (filter
+``^(train|val)_loss$``). Run folders outside the plan (an earlier sweep grid) lose their event
+files, as they are left out of the tables.
 """
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from regbench.data import data_spec
 from regbench.errors import RegbenchError
+from regbench.results import check_inside, load_metrics
 from regbench.tracking.base import final_metrics, run_hparams
-from regbench.vocabulary import metric_names
+from regbench.vocabulary import RUNS_DIR, SUMMARY, WEIGHTS_FILE, metric_names
 
 EVENTS = "events.out.tfevents.*"
 ROOT_DIR = "tensorboard"          # results/<name>/tensorboard/: the experiment-wide summaries
 FINAL = "final/"                  # final numbers, the HParams tab's metrics
+SESSION_STATUS = {"completed": "STATUS_SUCCESS", "interrupted": "STATUS_ABORTED"}  # else FAILURE
+
+
+def remove_events(folder: Path) -> None:
+    for old in folder.glob(EVENTS):
+        if old.is_file() or old.is_symlink():
+            old.unlink()
 
 
 def _writer(folder: Path):
     from torch.utils.tensorboard import SummaryWriter  # deferred: needs the tensorboard package
 
-    for old in folder.glob(EVENTS):    # a run trained again: no second copy of its curves
-        old.unlink()
+    remove_events(folder)          # a run logged again: no second copy of its curves
     return SummaryWriter(log_dir=str(folder))
 
 
 def require_tensorboard() -> None:
     try:
-        import tensorboard  # noqa: F401  (deferred: an optional extra)
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (deferred: an extra)
     except ImportError:
         raise RegbenchError("--log tensorboard needs TensorBoard, which is not installed; "
                             "install it with pip install -e '.[tensorboard]' (or pip install "
                             "tensorboard)") from None
+
+
+def _kinds(runs: list[dict[str, Any]]) -> dict[str, str]:
+    """Each hyper-parameter's type over all runs: ``number`` when every value is a number
+    (not true/false), else ``text``: sessions and the table must agree."""
+    keys = dict.fromkeys(k for run in runs for k in run)
+    return {k: "number" if all(isinstance(run.get(k), (int, float))
+                               and not isinstance(run.get(k), bool) for run in runs if k in run)
+            else "text" for k in keys}
+
+
+def _typed(hparams: dict[str, Any], kinds: dict[str, str]) -> dict[str, Any]:
+    return {k: float(v) if kinds.get(k) == "number" else str(v) for k, v in hparams.items()}
 
 
 class TensorBoardTracker:
@@ -46,9 +73,12 @@ class TensorBoardTracker:
     def __init__(self, plan, results_dir: Path):
         require_tensorboard()
         self.plan, self.results_dir = plan, Path(results_dir)
+        self.kinds = _kinds([run_hparams(spec) for spec in plan.runs])
 
     def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
                 weights, run_dir: Path) -> None:
+        from tensorboard.plugins.hparams.api_pb2 import Status  # deferred: an extra
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
         from torch.utils.tensorboard.summary import hparams  # deferred: torch
 
         writer = _writer(Path(run_dir))
@@ -59,37 +89,53 @@ class TensorBoardTracker:
                     if key != "epoch" and isinstance(value, (int, float)):
                         writer.add_scalar(key, float(value), epoch)
             last = int(rows[-1]["epoch"]) if rows else 0
-            if weights is not None and len(weights):
-                writer.add_histogram("weights", weights, last)
+            finite = weights[np.isfinite(weights)] if weights is not None else []
+            if len(finite):           # a diverged run's NaN weights make no histogram
+                writer.add_histogram("weights", finite, last)
             metrics = {FINAL + k: v for k, v in final_metrics(summary).items()}
             for tag, value in metrics.items():
                 writer.add_scalar(tag, value, last)
-            _, start, end = hparams(_scalars(run_hparams(spec)), metrics)
+            _, start, end = hparams(_typed(run_hparams(spec), self.kinds), metrics)
+            # torch writes every session as a success: say how the run ended
+            value = end.value[0].metadata.plugin_data
+            data = HParamsPluginData.FromString(value.content)
+            data.session_end_info.status = Status.Value(
+                SESSION_STATUS.get(summary["status"], "STATUS_FAILURE"))
+            value.content = data.SerializeToString()
             writer.file_writer.add_summary(start)
             writer.file_writer.add_summary(end)
         finally:
             writer.close()
 
-    def finish(self) -> None:
-        """The experiment's HParams table (every run's keys and final metrics) and the layout
-        that overlays train and val."""
+    def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
+        run_dir = Path(run_dir)
+        if any(run_dir.glob(EVENTS)):
+            return
+        summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+        rows = [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+                for row in load_metrics(run_dir).to_dict("records")]
+        weights = np.load(run_dir / WEIGHTS_FILE) if (run_dir / WEIGHTS_FILE).exists() else None
+        self.log_run(spec, summary, rows, weights, run_dir)
+
+    def finish(self, interrupted: bool = False) -> None:
+        """The experiment's HParams table (every planned run's keys and final metrics) and
+        the layout that overlays train and val; event files of runs outside the plan go."""
         from torch.utils.tensorboard.summary import hparams  # deferred: torch
 
-        runs = [_scalars(run_hparams(spec)) for spec in self.plan.runs]
-        keys = list(dict.fromkeys(k for run in runs for k in run))
-        domains = {}
-        for key in keys:      # each key's values, typed as the runs' sessions hold them
-            values = {run[key] for run in runs if key in run}
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                          for v in values)
-            domains[key] = sorted(float(v) for v in values) if numeric else \
-                sorted(str(v) for v in values)
+        planned = {spec["run_id"] for spec in self.plan.runs}
+        runs_dir = self.results_dir / RUNS_DIR
+        for folder in runs_dir.iterdir() if runs_dir.is_dir() else []:
+            if folder.is_dir() and not folder.is_symlink() and folder.name not in planned:
+                remove_events(folder)
+        runs = [_typed(run_hparams(spec), self.kinds) for spec in self.plan.runs]
+        domains = {k: sorted({run[k] for run in runs if k in run}) for k in self.kinds}
         task_metrics = list(dict.fromkeys(("loss", *metric_names(self._task()))))
         metrics = {f"{FINAL}{split}_{m}": 0.0 for split in ("train", "val", "test")
                    for m in task_metrics}
-        example = {k: domains[k][0] for k in keys}
+        example = {k: values[0] for k, values in domains.items()}
         experiment, _, _ = hparams(example, metrics, hparam_domain_discrete=domains)
         folder = self.results_dir / ROOT_DIR
+        check_inside(self.results_dir, folder)     # never written or cleaned through a link
         folder.mkdir(parents=True, exist_ok=True)
         writer = _writer(folder)
         try:
@@ -101,8 +147,3 @@ class TensorBoardTracker:
 
     def _task(self) -> str:
         return data_spec(self.plan.experiment["dataset"]).task
-
-
-def _scalars(hparams: dict[str, Any]) -> dict[str, Any]:
-    """HParams values must be numbers, strings or booleans: anything else as its text."""
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
