@@ -132,9 +132,10 @@ class ProcessExecutor:
 
     def run(self, specs: Iterable[dict[str, Any]], threads: int,
             progress=None) -> Iterator[Item]:
-        """``specs`` may be a lazy iterator: the next one is taken only when a worker is free
-        and the previous results were handed on (``regbench tune`` asks its study for the next
-        trial then, having told it the last one's value)."""
+        """A list is submitted at once (the pool queues it: no worker waits for the driver);
+        a lazy iterator one spec per free worker, taken after the previous results were handed
+        on (``regbench tune`` asks its study for the next trial then, having told it the last
+        one's value)."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -152,9 +153,10 @@ class ProcessExecutor:
                                         initargs=(threads, self.events, self.stop,
                                                   current_wait_policy(), os.getpid()))
         pending: set = set()
+        window = math.inf if isinstance(specs, list) else self.workers
 
-        def submit() -> None:   # keep every worker busy, and no more
-            while len(pending) < self.workers and not self.stop.is_set():
+        def submit() -> None:   # keep every worker busy
+            while len(pending) < window and not self.stop.is_set():
                 spec = next(feed, None)
                 if spec is None:
                     return

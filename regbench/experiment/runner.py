@@ -26,9 +26,9 @@ from regbench.errors import RegbenchError
 from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
 from regbench.experiment.plan import Plan, build_plan
 from regbench.report.page import write_interrupted_page, write_report
-from regbench.tracking import Trackers, open_trackers
 from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
                               inspect_summary, read_summary, to_json, write_run)
+from regbench.tracking import Trackers, open_trackers
 from regbench.vocabulary import EXPERIMENT_FILE, PLAN_FILE, RUNS_DIR, SUMMARY
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
