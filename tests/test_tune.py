@@ -463,3 +463,26 @@ def test_a_recipe_whose_trials_all_fail_is_named_and_fails_the_command(tmp_path)
     assert comparison.headline[0].startswith("Not compared: l2: no trial of the search")
     assert "not confirmed, no trial completed: l2" in comparison.notes[0]
     assert {r["recipe"] for r in comparison.rows} == {"baseline", "dropout"}
+
+
+def test_an_unreachable_study_leaves_trials_unfinished_not_failed(tmp_path, monkeypatch):
+    from regbench.engine import pruning
+
+    config = tmp_path / "tuned.yaml"
+    config.write_text(TUNED.format(epochs=2))
+
+    def down(url):        # the database server goes away under the workers
+        raise ConnectionError("server closed the connection")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pruning, "open_storage", down)
+        outcome = tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    assert outcome.exit_code == 1 and outcome.confirmation is None
+    assert any("could not reach the study storage" in w for w in outcome.warnings)
+    states = {t.state.name for r in ("l2", "dropout") for t in study_trials(tmp_path / "tuned-tune", r)}
+    assert states == {"RUNNING"}          # not FAIL: no budget was spent on the outage
+    again = tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    assert again.exit_code == 0 and again.trained == 4
+    for recipe in ("l2", "dropout"):
+        assert [t.state.name for t in study_trials(tmp_path / "tuned-tune", recipe)] == \
+            ["COMPLETE", "COMPLETE"]

@@ -238,7 +238,8 @@ class Tuner:
                 summary = read_summary(self.search_dir / RUNS_DIR / spec["run_id"])
                 self.storage.set_trial_user_attr(trial_id, "run_id", spec["run_id"])
                 if summary and summary.get("config_hash") == spec["config_hash"] and \
-                        summary.get("status") not in ("interrupted",):
+                        summary.get("status") != "interrupted" and \
+                        not summary.get("storage_error"):   # those never trained: train now
                     self.tell(recipe, trial.number, summary)
                     told.append(spec["run_id"])
                 else:
@@ -567,10 +568,10 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
         atomic_write_text(results_dir / TUNING_FILE,
                           to_json({**tuner.protocol(seeds), "recipes": records}))
         _write_trials_table(results_dir, records)
-        if outcome.interrupted:
-            return outcome
+        if outcome.interrupted or outcome.storage_failed:   # not every trial is done: the
+            return outcome                                  # same command resumes them
         running = sum(r["running"] for r in records.values())
-        if running:
+        if running and tuner.shared:
             outcome.warnings.append(f"{running} trial(s) are still running in other processes "
                                     "sharing the study; the choice is made from the finished "
                                     "ones")
