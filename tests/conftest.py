@@ -49,6 +49,17 @@ def digits_yaml(name: str, recipes: str, *, seeds: str = "[0, 1]", train_subset:
             f"threads: 1}}\nrecipes:\n{recipes}{extra}")
 
 
+def regbench_without(module: str, args: list[str]):
+    """The CLI in a fresh interpreter that cannot import ``module``, as on a machine without
+    that optional extra."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.modules[{module!r}] = None; sys.argv = ['regbench', *{args!r}]; "
+            "from regbench.cli import main; main()")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
     """A valid config that trains in about a second."""

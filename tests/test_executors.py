@@ -2,9 +2,6 @@
 metrics.csv (apart from the seconds column) for the same config and seeds."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
@@ -12,7 +9,7 @@ from regbench.engine.threads import default_threads
 from regbench.experiment.runner import run_experiment
 from regbench.experiment.sweeps import apply_params
 from regbench.experiment.config import load_config
-from tests.conftest import REPO, TINY_DIGITS, write_config
+from tests.conftest import TINY_DIGITS, regbench_without, write_config
 
 # train.threads: 1 pins torch's intra-op threads: CPU float reductions may differ with the count
 GRID = ["recipes.l2.l2.lambda=0.5,5"]
@@ -63,11 +60,8 @@ def test_threads_are_split_between_workers():
 
 def test_missing_ray_is_a_clear_error(tiny_config, tmp_path):
     # the interpreter is told ray cannot be imported, as on a machine without the extra
-    code = ("import sys; sys.modules['ray'] = None; sys.argv = ['regbench', 'run', "
-            f"{str(tiny_config)!r}, '--executor', 'ray', '--out', {str(tmp_path)!r}]; "
-            "from regbench.cli import main; main()")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True)
+    result = regbench_without("ray", ["run", str(tiny_config), "--executor", "ray", "--out",
+                                      str(tmp_path)])
     assert result.returncode == 2
     assert result.stderr.strip() == ("regbench: error: --executor ray needs Ray, which is not "
                                      "installed; install it with pip install -e '.[ray]' (or pip "

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from regbench.cli import app
-from tests.conftest import REPO, digits_yaml
+from tests.conftest import REPO, digits_yaml, regbench_without
 
 RECIPES = "  baseline: {}\n  l2: {l2: {lambda: 1.0}}\n"
 runner = CliRunner()
@@ -88,11 +88,8 @@ def test_a_tracker_failure_is_a_warning_not_a_failed_run(tmp_path):
 
 def test_a_missing_tracker_package_is_a_clear_error(tmp_path):
     config = experiment(tmp_path)
-    code = ("import sys; sys.modules['tensorboard'] = None; sys.argv = ['regbench', 'run', "
-            f"{str(config)!r}, '--log', 'tensorboard', '--out', {str(tmp_path)!r}]; "
-            "from regbench.cli import main; main()")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True)
+    result = regbench_without("tensorboard", ["run", str(config), "--log", "tensorboard",
+                                              "--out", str(tmp_path)])
     assert result.returncode == 2
     assert result.stderr.strip() == ("regbench: error: --log tensorboard needs TensorBoard, "
                                      "which is not installed; install it with pip install -e "

@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from regbench.errors import RegbenchError
+from regbench.tracking.base import first_line
 from regbench.tracking.mlflow_tracker import MlflowTracker, check_mlflow
 from regbench.tracking.tensorboard_tracker import TensorBoardTracker, require_tensorboard
 
 TRACKERS = ("tensorboard", "mlflow")
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text.strip() else type(exc).__name__
 
 
 class Trackers:
@@ -39,7 +36,7 @@ class Trackers:
                 getattr(tracker, method)(*args)
             except Exception as exc:   # logging must never fail a run or the sweep
                 self.trackers.remove(tracker)
-                self.warnings.append(f"{what}: {tracker.name} logging failed ({_first_line(exc)});"
+                self.warnings.append(f"{what}: {tracker.name} logging failed ({first_line(exc)});"
                                      f" {tracker.name} is off for the rest of this experiment; "
                                      "the run folders are complete")
 

@@ -1,9 +1,14 @@
 """What every tracker logs of a run, in one place: its hyper-parameters and final numbers."""
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
 from typing import Any
 
 from regbench.analysis.diagnose import label
+from regbench.results import load_metrics
+from regbench.vocabulary import SUMMARY
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -37,3 +42,18 @@ def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
 def verdict_label(summary: dict[str, Any]) -> str:
     verdict = summary.get("verdict")
     return label(verdict) if isinstance(verdict, dict) else (verdict or summary["status"])
+
+
+def first_line(exc: Exception) -> str:
+    """``Type: first line of the message`` (just the type when it has none)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text.strip() else type(exc).__name__
+
+
+def from_folder(run_dir: Path) -> tuple[dict[str, Any], list[dict]]:
+    """A finished run's summary and epoch rows, read back from its folder (empty cells of
+    metrics.csv left out, as a row never held them)."""
+    summary = json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+    rows = [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+            for row in load_metrics(run_dir).to_dict("records")]
+    return summary, rows

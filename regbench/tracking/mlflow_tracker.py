@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from regbench.errors import RegbenchError
-from regbench.results import load_metrics, run_config
-from regbench.tracking.base import final_metrics, flatten, run_hparams, verdict_label
+from regbench.results import run_config
+from regbench.tracking.base import (final_metrics, first_line, flatten, from_folder,
+                                    run_hparams, verdict_label)
 from regbench.vocabulary import METRICS_FILE, PLOTS_DIR, SUMMARY
 
 KIND_TAG, HASH_TAG = "regbench.kind", "regbench.experiment_hash"
@@ -67,10 +68,6 @@ def experiment_hash(experiment: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text.strip() else type(exc).__name__
-
 
 def check_mlflow(uri: Optional[str]):
     """MLflow installed and the store usable (exit 2 otherwise); returns the client."""
@@ -83,7 +80,7 @@ def check_mlflow(uri: Optional[str]):
         client.search_experiments(max_results=1)
     except Exception as exc:    # a URI it cannot use: before anything trains, exit 2
         raise RegbenchError(f"--log mlflow: cannot use the tracking store "
-                            f"{uri or mlflow.get_tracking_uri()} ({_first_line(exc)})") from None
+                            f"{uri or mlflow.get_tracking_uri()} ({first_line(exc)})") from None
     return client
 
 
@@ -122,7 +119,7 @@ class MlflowTracker:
             self.logged = self._nested()
         except Exception as exc:
             raise RegbenchError(f"--log mlflow: cannot use the tracking store "
-                                f"{uri or self.client.tracking_uri} ({_first_line(exc)})") from None
+                                f"{uri or self.client.tracking_uri} ({first_line(exc)})") from None
 
     def _nested(self) -> dict[str, list]:
         """regbench run id -> the nested runs logged for it under the parent."""
@@ -186,9 +183,7 @@ class MlflowTracker:
         if any(run.data.tags.get("regbench.config_hash") == spec["config_hash"]
                for run in self.logged.get(spec["run_id"], [])):
             return
-        summary = json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
-        rows = [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-                for row in load_metrics(run_dir).to_dict("records")]
+        summary, rows = from_folder(run_dir)
         self.log_run(spec, summary, rows, None, run_dir)
 
     def finish(self, interrupted: bool = False) -> None:

@@ -13,8 +13,6 @@ files, as they are left out of the tables.
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,9 @@ import numpy as np
 
 from regbench.data import data_spec
 from regbench.errors import RegbenchError
-from regbench.results import check_inside, load_metrics
-from regbench.tracking.base import final_metrics, run_hparams
-from regbench.vocabulary import RUNS_DIR, SUMMARY, WEIGHTS_FILE, metric_names
+from regbench.results import check_inside
+from regbench.tracking.base import final_metrics, from_folder, run_hparams
+from regbench.vocabulary import RUNS_DIR, WEIGHTS_FILE, metric_names
 
 EVENTS = "events.out.tfevents.*"
 ROOT_DIR = "tensorboard"          # results/<name>/tensorboard/: the experiment-wide summaries
@@ -111,9 +109,7 @@ class TensorBoardTracker:
         run_dir = Path(run_dir)
         if any(run_dir.glob(EVENTS)):
             return
-        summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
-        rows = [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-                for row in load_metrics(run_dir).to_dict("records")]
+        summary, rows = from_folder(run_dir)
         weights = np.load(run_dir / WEIGHTS_FILE) if (run_dir / WEIGHTS_FILE).exists() else None
         self.log_run(spec, summary, rows, weights, run_dir)
 
