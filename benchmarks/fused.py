@@ -5,10 +5,11 @@
 Each case trains the same sweep (l2 at 5 λ, 4 seeds, plus the baseline's 4 seeds) with
 `train.fuse: on` and `off` into fresh folders, alternating, and prints the medians and ratios:
 the wall time of `run_experiment` and the training time (the runs' own seconds; a fused
-group's time is shared among its members). Cases: digits' MLP [128] at batch 32, the
-synthetic_classification MLP [256] at batch 32, and an MNIST-shaped 784-256-256-10 MLP at
-batch 64 (synthetic data), the size where `fuse: auto` stops fusing on the CPU. With
-`--device cuda` the MNIST-shaped case is the issue's 5 λ × 10 seeds × 20 epochs sweep.
+group's time is shared among its members), and what `fuse: auto` chose. Cases: digits' MLP
+[128] at batch 32, the synthetic_classification MLP [256] at batch 32, an MNIST-shaped
+784-256-256-10 MLP at batch 64 and a 784-1024-1024-10 one at batch 128 (synthetic data), and
+digits' residual MLP (no nn.Sequential: the vmap path). With `--device cuda` the
+MNIST-shaped case is the issue's 5 λ × 10 seeds × 20 epochs sweep.
 """
 from __future__ import annotations
 
@@ -22,19 +23,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CASES = {
-    "digits": ("{name: digits}", "[128]", 32),
+CASES = {   # name -> (dataset, model, batch size)
+    "digits": ("{name: digits}", "{name: mlp, hidden: [128]}", 32),
     "synthetic": ("{name: synthetic_classification, n_samples: 2000, n_features: 40, "
-                  "n_classes: 4}", "[256]", 32),
+                  "n_classes: 4}", "{name: mlp, hidden: [256]}", 32),
     "mnist-shaped": ("{name: synthetic_classification, n_samples: 6000, n_features: 784, "
-                     "n_classes: 10}", "[256, 256]", 64),
+                     "n_classes: 10}", "{name: mlp, hidden: [256, 256]}", 64),
+    # larger than where fusing pays on 2 CPU cores, and the vmap path (not an nn.Sequential)
+    "mnist-wide": ("{name: synthetic_classification, n_samples: 6000, n_features: 784, "
+                   "n_classes: 10}", "{name: mlp, hidden: [1024, 1024]}", 128),
+    "digits-resmlp": ("{name: digits}", "{name: resmlp, width: 128, blocks: 2}", 32),
 }
 
 CONFIG = """\
 name: fused_{case}
 seeds: {seeds}
 dataset: {dataset}
-model: {{name: mlp, hidden: {hidden}}}
+model: {model}
 train: {{epochs: {epochs}, batch_size: {batch}, device: {device},
         optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}}}
 recipes:
@@ -44,7 +49,7 @@ sweep:
 """
 
 
-def timed(config: Path, fuse: str) -> tuple[float, float, int]:
+def timed(config: Path, fuse: str) -> tuple[float, float, int, int]:
     from regbench.experiment.runner import run_experiment
 
     with tempfile.TemporaryDirectory() as out:
@@ -56,7 +61,8 @@ def timed(config: Path, fuse: str) -> tuple[float, float, int]:
     if outcome.exit_code != 0:
         raise SystemExit(f"fuse {fuse}: the sweep failed (exit {outcome.exit_code})")
     fused = sum(1 for s in summaries if s.get("fused"))
-    return wall, sum(s["seconds"] for s in summaries), fused
+    work = summaries[0]["parameter_count"] * outcome.plan.runs[0]["train"]["batch_size"]
+    return wall, sum(s["seconds"] for s in summaries), fused, work
 
 
 def main() -> None:
@@ -66,7 +72,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=sorted(CASES))
     args = parser.parse_args()
-    for case, (dataset, hidden, batch) in CASES.items():
+    for case, (dataset, model, batch) in CASES.items():
         if args.only and case != args.only:
             continue
         seeds, epochs = list(range(4)), args.epochs
@@ -75,9 +81,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             config = Path(folder) / "c.yaml"
             config.write_text(CONFIG.format(case=case, seeds=seeds, dataset=dataset,
-                                            hidden=hidden, epochs=epochs, batch=batch,
+                                            model=model, epochs=epochs, batch=batch,
                                             device=args.device))
-            results: dict[str, list[tuple[float, float, int]]] = {"on": [], "off": []}
+            results: dict[str, list[tuple[float, float, int, int]]] = {"on": [], "off": []}
             for _ in range(args.rounds):
                 for fuse in ("on", "off"):
                     results[fuse].append(timed(config, fuse))
@@ -85,8 +91,8 @@ def main() -> None:
         wall = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
         train = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
         runs = 6 * len(seeds)
-        print(f"{case}: {runs} runs × {epochs} epochs, mlp {hidden}, batch {batch}, "
-              f"{args.device}")
+        print(f"{case}: {runs} runs × {epochs} epochs, {model}, batch {batch}, {args.device}, "
+              f"batch × parameters {auto[3]:,}")
         print(f"  training: solo {train['off']:7.2f} s, fused {train['on']:7.2f} s  "
               f"-> fused is {train['off'] / train['on']:.2f}× faster")
         print(f"  wall:     solo {wall['off']:7.2f} s, fused {wall['on']:7.2f} s  "
@@ -103,12 +109,12 @@ def whole_command(epochs: int, device: str) -> tuple[float, float]:
     interleaved)."""
     import subprocess
 
-    dataset, hidden, batch = CASES["digits"]
+    dataset, model, batch = CASES["digits"]
     commands, torch_times = [], []
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "c.yaml"
         config.write_text(CONFIG.format(case="cli", seeds=list(range(4)), dataset=dataset,
-                                        hidden=hidden, epochs=epochs, batch=batch,
+                                        model=model, epochs=epochs, batch=batch,
                                         device=device))
         for _ in range(3):
             started = time.perf_counter()

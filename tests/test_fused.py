@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from regbench.cli import app
 from regbench.data import load_bundle
-from regbench.engine.fused import GROUP_KEY, FusedTrainer, fuse_tasks
+from regbench.engine.fused import (GROUP_KEY, FusedTrainer, MemberUniforms, _stackable_layers,
+                                   fuse_tasks, member_dropout)
 from regbench.engine.train import Trainer
 from regbench.experiment.config import load_config
 from regbench.experiment.plan import build_plan
@@ -23,8 +24,16 @@ from tests.conftest import digits_yaml, write_config
 
 runner = CliRunner()
 TOLERANCE = 1e-5       # batched matmuls round differently from single ones
-FUSABLE = {"l1": "{lambda: 0.5}", "l2": "{lambda: 1.0}", "elastic_net": "{lambda: 1.0, l1_ratio: 0.5}",
-           "weight_decay": "{lambda: 0.01}"}
+FUSABLE = {  # name -> (its parameters, the swept key, two values)
+    "l1": ("{lambda: 0.5}", "lambda", "[0.1, 1.0]"),
+    "l2": ("{lambda: 1.0}", "lambda", "[0.1, 1.0]"),
+    "elastic_net": ("{lambda: 1.0, l1_ratio: 0.5}", "lambda", "[0.1, 1.0]"),
+    "weight_decay": ("{lambda: 0.01}", "lambda", "[0.1, 1.0]"),
+    # no epoch improves by 10 after the first: patience 1 stops after epoch 2 (epoch 1's
+    # weights restored), patience 2 trains all 3
+    "early_stopping": ("{patience: 1, min_delta: 10.0}", "patience", "[1, 2]"),
+}
+RANDOM = {"dropout"}   # tested below: their members equal their solo runs in distribution
 
 
 def plan_runs(tmp_path: Path, text: str) -> list[dict]:
@@ -43,14 +52,14 @@ def solo_and_fused(specs: list[dict]):
 
 
 def test_every_regularizer_that_declares_fusable_is_tested_here():
-    assert {name for name, cls in REGULARIZERS.items() if cls.fusable} == set(FUSABLE)
+    assert {name for name, cls in REGULARIZERS.items() if cls.fusable} == {*FUSABLE, *RANDOM}
 
 
 @pytest.mark.parametrize("name", sorted(FUSABLE))
 def test_members_equal_their_solo_runs(tmp_path: Path, name: str):
-    text = digits_yaml("f", f"  r: {{{name}: {FUSABLE[name]}}}\n", seeds="[0, 1, 2]",
-                       epochs=3, extra="sweep:\n  recipes.r."
-                       f"{name}.lambda: [0.1, 1.0]\n")
+    params, key, values = FUSABLE[name]
+    text = digits_yaml("f", f"  r: {{{name}: {params}}}\n", seeds="[0, 1, 2]",
+                       epochs=3, extra=f"sweep:\n  recipes.r.{name}.{key}: {values}\n")
     specs = [s for s in plan_runs(tmp_path, text) if s["recipe"] == "r"]
     assert len(specs) == 6
     fused, solos = solo_and_fused(specs)
@@ -83,6 +92,11 @@ def test_members_equal_their_solo_runs(tmp_path: Path, name: str):
         assert (got[numbers] - want[numbers]).abs().max().max() < TOLERANCE, name
         for key in ("test_accuracy", "test_loss", "weight_norm"):
             assert result.summary[key] == pytest.approx(alone.summary[key], abs=TOLERANCE)
+        for key in ("chosen_epoch", "stopped_epoch"):
+            assert result.summary[key] == alone.summary[key]
+    if name == "early_stopping":
+        assert sorted(r.summary["stopped_epoch"] for r in results) == [2, 2, 2, 3, 3, 3]
+        assert {r.summary["chosen_epoch"] for r in results} == {1}
 
 
 def _solo_first_permutation(spec: dict) -> torch.Tensor:
@@ -109,7 +123,7 @@ def test_a_diverging_member_is_recorded_diverged_and_the_others_are_untouched(tm
 
 
 def test_what_cannot_fuse_trains_solo(tmp_path: Path):
-    text = digits_yaml("g", "  l2: {l2: {lambda: 1.0}}\n  drop: {dropout: {p: 0.3}}\n"
+    text = digits_yaml("g", "  l2: {l2: {lambda: 1.0}}\n  noisy: {input_noise: {sigma: 0.1}}\n"
                        "  long: {l2: {lambda: 1.0}, train: {epochs: 5}}\n", seeds="[0, 1]")
     tasks = fuse_tasks(plan_runs(tmp_path, text))
     groups = [[s["run_id"] for s in t[GROUP_KEY]] for t in tasks if GROUP_KEY in t]
@@ -117,7 +131,7 @@ def test_what_cannot_fuse_trains_solo(tmp_path: Path):
     assert sorted(map(sorted, groups)) == [["baseline__seed=0", "baseline__seed=1"],
                                            ["l2__seed=0", "l2__seed=1"],
                                            ["long__seed=0", "long__seed=1"]]
-    assert sorted(solo) == ["drop__seed=0", "drop__seed=1"]        # dropout draws masks
+    assert sorted(solo) == ["noisy__seed=0", "noisy__seed=1"]     # a batch hook: not yet
     off = fuse_tasks(plan_runs(tmp_path, text.replace("threads: 1", "threads: 1, fuse: off")))
     assert not any(GROUP_KEY in t for t in off)
     resampled = text.replace("train_subset: 300", "train_subset: 300, resample: per_seed")
@@ -158,18 +172,28 @@ def test_ctrl_c_in_a_fused_group_saves_every_member_as_interrupted(tmp_path: Pat
 
 
 def test_auto_is_decided_before_the_runs_are_handed_out(tmp_path: Path):
-    """Where fusing would not pay (batch × parameters over the measured limit on the CPU),
-    `auto` leaves the runs separate tasks, so --workers still trains them in parallel."""
-    from regbench.engine.fused import CPU_FUSE_MAX_WORK
+    """Where fusing would not pay (batch × parameters over the limit measured for the model's
+    path on the CPU), `auto` leaves the runs separate tasks, so --workers still trains them
+    in parallel; runs whose models differ in layout never share a group."""
+    from regbench.engine.fused import CPU_FUSE_MAX_WORK, ModelFacts
 
     text = digits_yaml("a", "  l2: {l2: {lambda: 1.0}}\n", seeds="[0, 1]")
     specs = plan_runs(tmp_path, text)
-    small = {s["run_id"]: 1000 for s in specs}
-    large = {s["run_id"]: CPU_FUSE_MAX_WORK for s in specs}    # × batch 32: over the limit
-    assert sum(GROUP_KEY in t for t in fuse_tasks(specs, small)) == 2
+
+    def facts(parameters, stacks=True, layout="mlp"):
+        return {s["run_id"]: ModelFacts(parameters, stacks, layout) for s in specs}
+
+    between = CPU_FUSE_MAX_WORK[False] // 32 + 1        # × batch 32: over vmap's, under bmm's
+    assert sum(GROUP_KEY in t for t in fuse_tasks(specs, facts(1000))) == 2
+    assert sum(GROUP_KEY in t for t in fuse_tasks(specs, facts(between))) == 2
+    assert not any(GROUP_KEY in t for t in fuse_tasks(specs, facts(between, stacks=False)))
+    large = facts(CPU_FUSE_MAX_WORK[True])
     assert not any(GROUP_KEY in t for t in fuse_tasks(specs, large))
     forced = plan_runs(tmp_path, text.replace("threads: 1", "threads: 1, fuse: on"))
     assert sum(GROUP_KEY in t for t in fuse_tasks(forced, large)) == 2
+    mixed = {**facts(1000), specs[0]["run_id"]: ModelFacts(1000, True, "other layers")}
+    tasks = fuse_tasks(specs, mixed)
+    assert [t["run_id"] for t in tasks if GROUP_KEY not in t] == [s["run_id"] for s in specs[:2]]
 
 
 def test_a_group_that_fails_as_a_whole_fails_each_member_with_the_message(tmp_path: Path):
@@ -182,3 +206,104 @@ def test_a_group_that_fails_as_a_whole_fails_each_member_with_the_message(tmp_pa
     assert [s["run_id"] for s, _ in failed] == [s["run_id"] for s in task[GROUP_KEY]]
     assert all(r.status == "failed" and "BrokenProcessPool" in r.error for _, r in failed)
     assert members(task, failed) == failed
+
+
+@pytest.mark.parametrize("optimizer", ["{name: sgd, lr: 0.1, momentum: 0.9}",
+                                       "{name: adamw, lr: 0.01}"])
+def test_members_with_their_own_learning_rate_fuse_and_equal_their_solo_runs(tmp_path: Path,
+                                                                             optimizer: str):
+    """A sweep over the learning rate (and momentum) trains as one group: each member steps
+    with its own rate, under the shared schedule, as its solo run does; weight_decay reads
+    its own member's rate."""
+    text = digits_yaml("lr", "  wd: {weight_decay: {lambda: 0.05}}\n", seeds="[0, 1]", epochs=3,
+                       extra="sweep:\n  train.optimizer.lr: [0.02, 0.2]\n")
+    text = text.replace("optimizer: {name: sgd, lr: 0.1}",
+                        f"optimizer: {optimizer}, scheduler: {{name: step, step_size: 1, "
+                        "gamma: 0.5}")
+    if "sgd" in optimizer:
+        text += "  train.optimizer.momentum: [0.0, 0.9]\n"
+    specs = plan_runs(tmp_path, text)
+    tasks = fuse_tasks(specs)
+    groups = [t[GROUP_KEY] for t in tasks if GROUP_KEY in t]
+    assert sorted(len(g) for g in groups) == [len(specs) // 2] * 2   # one per recipe
+    group = next(g for g in groups if g[0]["recipe"] == "wd")
+    fused, solos = solo_and_fused(group)
+    settings = [json.dumps(s["train"]["optimizer"], sort_keys=True) for s in group]
+    assert len(fused.optimizer.param_groups) == len(set(settings))
+    for (start, stop) in fused.slices:      # each group's members next to each other
+        assert len(set(settings[start:stop])) == 1
+    results = fused.fit()
+    for spec, build, result in zip(group, solos, results):
+        alone = build().fit()
+        got, want = pd.DataFrame(result.rows), pd.DataFrame(alone.rows)
+        numbers = [c for c in want.columns if c != "seconds"]
+        assert list(got["lr"]) == list(want["lr"]) == [spec["train"]["optimizer"]["lr"] * 0.5 ** e
+                                                       for e in range(3)]
+        assert (got[numbers] - want[numbers]).abs().max().max() < TOLERANCE, spec["run_id"]
+
+
+def test_dropout_members_draw_their_own_masks_at_their_own_p(tmp_path: Path):
+    """Dropout fuses on the stacked path: each member drops at its own p, with its own draws.
+    In train mode member m zeroes a share p_m of its activations and scales the rest by
+    1/(1 − p_m); in eval mode nothing is dropped; a p = 0 member beside p > 0 members trains
+    exactly as its solo run (nothing of the others' masks reaches it), and a p > 0 member
+    trains the same in any group."""
+    text = digits_yaml("dr", "  drop: {dropout: {p: 0.5}}\n", seeds="[0, 1]", epochs=3,
+                       extra="sweep:\n  recipes.drop.dropout.p: [0.0, 0.3, 0.7]\n")
+    specs = [s for s in plan_runs(tmp_path, text) if s["recipe"] == "drop"]
+    assert [len(t[GROUP_KEY]) for t in fuse_tasks(specs) if GROUP_KEY in t] == [6]
+    ps = torch.tensor([s["regularizers"]["dropout"]["p"] for s in specs])
+    h = torch.rand(6, 400, 500) + 0.5                       # no zeros before dropout
+    run_ids = [s["run_id"] for s in specs]
+    dropped = member_dropout(h, 1 - ps, MemberUniforms(run_ids, torch.device("cpu")).take(h.shape))
+    zeroed = (dropped == 0).float().mean(dim=(1, 2))
+    assert torch.allclose(zeroed, ps, atol=0.01), (zeroed, ps)   # 200k draws each: sd < 0.002
+    kept = dropped != 0
+    scale = (1 / (1 - ps)).view(6, 1, 1).expand_as(h)
+    assert torch.allclose(dropped[kept], (h * scale)[kept])
+    # a member's draws are its own: the same in any group, different from every other's
+    alone = MemberUniforms(run_ids[3:4], torch.device("cpu"))
+    together = MemberUniforms(run_ids, torch.device("cpu"))
+    for _ in range(3):                                      # past a refill too
+        mine, ours = alone.take((1, 3000, 500)), together.take((6, 3000, 500))
+        assert torch.equal(mine[0], ours[3]) and not torch.equal(ours[2], ours[3])
+    fused, solos = solo_and_fused(specs)
+    layers = [type(layer).__name__ for _, layer in _stackable_layers(fused.template)]
+    assert layers == ["Flatten", "Linear", "ReLU", "InvertedDropout", "Linear"]
+    x = fused.data.x_val
+    fused.template.eval()
+    evaluated = fused.forward_all(fused.stacked, x).detach()
+    for index, build in enumerate(solos):
+        assert torch.allclose(evaluated[index], build().predict(x), atol=1e-5)
+    results = fused.fit()
+    plain = [i for i, p in enumerate(ps.tolist()) if p == 0]
+    assert len(plain) == 2
+    dropping = [i for i, p in enumerate(ps.tolist()) if p > 0][-2:]   # grouped otherwise
+    pair, _ = solo_and_fused([specs[i] for i in dropping])
+    for index, result in zip(dropping, pair.fit()):
+        got, want = pd.DataFrame(result.rows), pd.DataFrame(results[index].rows)
+        numbers = [c for c in want.columns if c != "seconds"]
+        assert (got[numbers] - want[numbers]).abs().max().max() < TOLERANCE
+    for index in plain:
+        alone = solos[index]().fit()
+        got, want = pd.DataFrame(results[index].rows), pd.DataFrame(alone.rows)
+        numbers = [c for c in want.columns if c != "seconds"]
+        assert (got[numbers] - want[numbers]).abs().max().max() < TOLERANCE
+
+
+def test_dropout_through_vmap_does_not_fuse(tmp_path: Path):
+    """A model that is not a plain stack of layers runs through vmap, whose random draws would
+    not be each member's own: its dropout runs train solo."""
+    from regbench.experiment.runner import check_models
+
+    text = digits_yaml("v", "  drop: {dropout: {p: 0.3}}\n  l2: {l2: {lambda: 1.0}}\n",
+                       seeds="[0, 1]").replace("{name: mlp, hidden: [32]}",
+                                               "{name: resmlp, width: 16, blocks: 1}")
+    plan = build_plan(load_config(write_config(tmp_path / "v.yaml", text)))
+    data = load_bundle(plan.runs[0]["dataset"], plan.runs[0]["train"]["train_eval_samples"])
+    tasks = fuse_tasks(plan.runs, check_models(plan, data))
+    grouped = sorted(s["recipe"] for t in tasks if GROUP_KEY in t for s in t[GROUP_KEY])
+    assert grouped == ["baseline", "baseline", "l2", "l2"]
+    drop = [s for s in plan.runs if s["recipe"] == "drop"]
+    with pytest.raises(ValueError, match="dropout fuses only"):
+        FusedTrainer(drop, data, torch.device("cpu"))

@@ -69,3 +69,39 @@ def test_regression_metrics_match_sklearn(outputs):
     assert got["loss"] == pytest.approx(c0, rel=1e-5)
     assert regression_loss(torch.tensor(prediction), torch.tensor(target)).item() == \
         pytest.approx(c0, rel=1e-9)
+
+
+def test_a_member_axis_gives_each_members_metrics_as_scikit_learn_does():
+    """Fused training measures M models at once: logits [M, N, C] against one target [N]; each
+    member's values equal scikit-learn's on that member's predictions alone (one member is
+    perfect, one never predicts class 0)."""
+    rng = np.random.default_rng(7)
+    members, n, classes = 4, 300, 5
+    target = rng.integers(0, classes, n)
+    logits = rng.normal(size=(members, n, classes)) * 2
+    logits[0, np.arange(n), target] += 50
+    logits[2, :, 0] = -50
+    got = classification_metrics(torch.tensor(logits, dtype=torch.float32), torch.tensor(target),
+                                 classes)
+    assert all(value.shape == (members,) for value in got.values())
+    for m in range(members):
+        predicted = logits[m].argmax(1)
+        _, _, f, _ = sk.precision_recall_fscore_support(target, predicted, average="macro",
+                                                        zero_division=0)
+        probs = np.exp(logits[m] - logits[m].max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        assert got["accuracy"][m].item() == pytest.approx(sk.accuracy_score(target, predicted))
+        assert got["f1"][m].item() == pytest.approx(f, abs=1e-5)
+        shifted = logits[m] - logits[m].max(1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        assert got["loss"][m].item() == pytest.approx(-log_probs[np.arange(n), target].mean(),
+                                                      rel=1e-5, abs=1e-6)
+        assert got["ece"][m].item() == pytest.approx(_ece_reference(probs, target), abs=1e-5)
+    prediction = rng.normal(size=(members, 80, 2))
+    truth = rng.normal(size=(80, 2))
+    reg = regression_metrics(torch.tensor(prediction, dtype=torch.float32),
+                             torch.tensor(truth, dtype=torch.float32))
+    for m in range(members):
+        assert reg["mse"][m].item() == pytest.approx(sk.mean_squared_error(truth, prediction[m]),
+                                                     rel=1e-5)
+        assert reg["r2"][m].item() == pytest.approx(sk.r2_score(truth, prediction[m]), rel=1e-5)

@@ -4,45 +4,57 @@ trained as one stacked model (Wang et al., MLSys 2021, "Horizontally Fused Train
 A small model's step is dispatch-bound (~0.35 ms for digits' MLP on 2 cores, most of it
 Python and op launches), so M such runs cost M times that. Fused, the M members' parameters
 are stacked along a leading member axis and every step is one batched forward and backward
-(``torch.func.vmap`` over ``functional_call``) and one optimizer step over the stacked tensors:
+(batched matrix products for an nn.Sequential MLP, else ``torch.func.vmap`` over
+``functional_call``) and one optimizer step over the stacked tensors:
 
     members = [Trainer(spec_m) for each run]        # each built exactly as its solo run
-    S[name] = stack(member_m's parameter `name`)    # [M, ...] leaves, one optimizer over them
-    each member's regularizer sees views S[name][m] as its weights
+    S[name] = stack(member_m's parameter `name`)    # [M, ...] leaves
+    optimizer: one parameter group per optimizer setting, over its members' slices S[a:b]
+    each member's regularizers see views S[name][m] as their weights
     per epoch: perm_m = member m's own randperm (its solo RNG stream)
       per step: x = X[perm[:, batch]] -> [M, B, ...]; loss_m = data_loss(model(S[m], x_m))
                 objective = Σ_m (loss_m + Σ member m's penalties); backward; step
-      measure each member: copy S[·][m] into its model, the solo Trainer's measure_epoch
+      measure: every member's eval metrics in one stacked pass (metrics with a member axis)
+      epoch_end hooks (early stopping) on the member's own model, synced from its slice
 
 What differs per member is kept per member: its seed (initial weights identical to its solo
-run, its own batch order), its regularizers' strengths, its divergence (a member whose loss
-turns NaN is recorded ``diverged`` and its gradients zeroed; the stacked arithmetic never mixes
-members) and its run folder. What can fuse (``fusable_key``): runs with the same dataset
-(``resample: fixed``), model, training settings and regularizer names, on a model without
-buffers, whose regularizers declare ``fusable`` (their hooks act on ``self.weights`` only:
-l1, l2, elastic_net, weight_decay). Everything else trains solo.
+run, its own batch order), its regularizers' strengths, dropout's p (its own masks), its
+optimizer settings (learning rate, momentum, betas, decay: its own parameter group, under the
+shared schedule), its early stopping (a stopped member leaves the group with its state), its
+divergence (a member whose metrics turn NaN is recorded ``diverged`` and leaves; the stacked
+arithmetic never mixes members) and its run folder. What can fuse (``fusable_key``): runs with
+the same dataset (``resample: fixed``), model layout, training settings but the optimizer's,
+and regularizer names, on a model without buffers, whose regularizers declare ``fusable``
+(l1, l2, elastic_net, weight_decay, early_stopping, dropout). Everything else trains solo.
 
 The optimizer update is the same elementwise arithmetic on each member's slice; the batched
-matrix products round differently from single ones, so a member's per-epoch metrics equal its
-solo run's to float tolerance, not bit for bit (tests/test_fused.py).
+matrix products round differently from single ones, so a deterministic member's per-epoch
+metrics equal its solo run's to float tolerance, not bit for bit, and a dropout member's equal
+them in distribution (tests/test_fused.py).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
 from regbench.data import DataBundle
 from regbench.engine import optim
 from regbench.engine.result import GROUP_KEY, RunResult
-from regbench.engine.train import GRAD_NORM_EVERY, Trainer, make_optimizer, make_scheduler
+from regbench.engine.metrics import classification_metrics, regression_metrics
+from regbench.engine.train import (EVAL_CHUNK, GRAD_NORM_EVERY, Trainer, make_optimizer,
+                                   make_scheduler)
+from regbench.models import penalized_parameters
+from regbench.vocabulary import NEAR_ZERO
 from regbench.regularizers import REGULARIZERS, Regularizer
+from regbench.regularizers.dropout import InvertedDropout
 
 MIN_MEMBERS = 2
-OTHER_HOOKS = ("build", "batch", "batches", "epoch_end", "fit_end", "epoch_metrics")
+OTHER_HOOKS = ("batch", "batches", "epoch_metrics")   # hooks the fused loop never calls
 
 
 def fusable_key(spec: dict[str, Any]) -> Optional[str]:
@@ -54,29 +66,55 @@ def fusable_key(spec: dict[str, Any]) -> Optional[str]:
         if not cls.fusable or any(cls.overrides(hook) for hook in OTHER_HOOKS):
             return None                  # a hook the fused loop does not call: train it solo
     shared = {k: spec[k] for k in ("dataset", "model", "train")}
+    # the optimizer's settings may differ (one parameter group each), not which optimizer
+    shared["train"] = {**spec["train"], "optimizer": spec["train"]["optimizer"]["name"]}
     shared["regularizers"] = sorted(spec["regularizers"])
     shared["plugins"] = sorted(spec.get("plugins", ()))
     return json.dumps(shared, sort_keys=True, default=str)
 
 
-def fuse_tasks(specs: list[dict[str, Any]], parameters: Optional[dict[str, int]] = None
+class ModelFacts(NamedTuple):
+    """What planning learns of a run's model, built once on the CPU (runner.check_models)."""
+
+    parameters: int
+    stacks: bool          # runs as batched matrix products (``_stackable_layers``), else vmap
+    layout: str           # what members must share beyond the config: their layers' types
+                          # (stacked; dropout's p may differ), or the whole module (vmap)
+    fuses: bool = True    # False: it cannot (dropout through vmap: no per-member streams)
+
+
+def model_facts(model: torch.nn.Module) -> ModelFacts:
+    layers = _stackable_layers(model)
+    layout = repr([(name, type(layer).__name__) for name, layer in layers]) if layers \
+        else repr(model)
+    drops = any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    return ModelFacts(sum(p.numel() for p in model.parameters()), layers is not None, layout,
+                      fuses=layers is not None or not drops)
+
+
+def fuse_tasks(specs: list[dict[str, Any]], models: Optional[dict[str, ModelFacts]] = None
                ) -> list[dict[str, Any]]:
     """The runs as tasks: runs that can fuse grouped into one task spec each, the rest as they
     are; plan order kept (a group sits where its first run was). ``train.fuse: on`` groups
-    every fusable run, ``off`` none, ``auto`` those ``worth_fusing`` given the run's parameter
-    count (``parameters``: run id -> count; unknown, as in a dry run, counts as worth it)."""
+    every fusable run, ``off`` none, ``auto`` those ``worth_fusing`` given the run's model
+    (``models``: run id -> its facts; unknown, as in a dry run, counts as worth it, and the
+    fused trainer checks the layout when it builds the members)."""
     groups: dict[str, list[dict[str, Any]]] = {}
+    keys: dict[str, Optional[str]] = {}
     for spec in specs:
         key = fusable_key(spec)
+        facts = (models or {}).get(spec["run_id"])
+        if key is not None and facts is not None:
+            key = key + facts.layout if facts.fuses else None
+        keys[spec["run_id"]] = key
         mode = spec["train"].get("fuse", "auto")
-        count = (parameters or {}).get(spec["run_id"])
         if key is not None and mode != "off" and (
-                count is None or worth_fusing(mode, _device(spec), spec["train"]["batch_size"],
-                                              count)):
+                facts is None or worth_fusing(mode, _device(spec), spec["train"]["batch_size"],
+                                              facts)):
             groups.setdefault(key, []).append(spec)
     tasks, placed = [], set()
     for spec in specs:
-        key = fusable_key(spec)
+        key = keys[spec["run_id"]]
         members = groups.get(key) if key is not None else None
         if not members or len(members) < MIN_MEMBERS:
             tasks.append(spec)
@@ -87,28 +125,37 @@ def fuse_tasks(specs: list[dict[str, Any]], parameters: Optional[dict[str, int]]
 
 
 def group_spec(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """One task for the group; members with the same optimizer settings next to each other
+    (one parameter group of the stacked optimizer each), in plan order otherwise."""
+    settings = [json.dumps(m["train"]["optimizer"], sort_keys=True) for m in members]
+    first_seen = {setting: settings.index(setting) for setting in settings}
+    members = [m for _, m in sorted(zip(settings, members), key=lambda p: first_seen[p[0]])]
     first = members[0]
     return {"run_id": f"{first['run_id']} +{len(members) - 1} fused", GROUP_KEY: members,
             "train": first["train"], "dataset": first["dataset"], "seed": first["seed"],
             "plugins": first.get("plugins", [])}
 
 
-CPU_FUSE_MAX_WORK = 2_000_000    # batch size × parameters up to which fusing was faster on the CPU
+# batch size × parameters up to which fusing was faster on 2 CPU cores (benchmarks/fused.py),
+# for the stacked path (batched matrix products) and the vmap path (any other model)
+CPU_FUSE_MAX_WORK = {True: 20_000_000, False: 2_500_000}
 
 
-def worth_fusing(mode: str, device: torch.device, batch_size: int, parameters: int) -> bool:
+def worth_fusing(mode: str, device: torch.device, batch_size: int, facts: ModelFacts) -> bool:
     """``fuse: on`` always; ``auto`` where it was measured to be faster (benchmarks/fused.py).
     On a GPU a small model's step is launch-bound, so fusing pays; on the CPU it pays while a
     step is dispatch-bound, i.e. while batch size × parameters is small. Measured on 2 cores
-    (5 epochs, 24 runs): digits' 64-128-10 MLP at batch 32 (0.3 M) trains 3.6× faster fused,
-    the synthetic 40-256-4 MLP (0.4 M) 3.2×, the 784-256-256-10 MLP at batch 64 (17 M) 1.3×.
-    The limit was set before the batched-matmul path, when that last one was 0.6× (slower):
-    it is conservative now, and keeps auto from fusing where no measurement says it pays."""
+    (24 runs, training time solo ÷ fused): on the stacked path digits' 64-128-10 MLP at batch
+    32 (0.3 M) 5.5×, the synthetic 40-256-4 MLP (0.4 M) 4.5×, the 784-256-256-10 MLP at batch
+    64 (17 M) 1.5×, the 784-1024-1024-10 MLP at batch 128 (239 M) 0.53× (slower); through vmap
+    digits' residual MLP (2.4 M) 2.3×, the 784-256-256-10 MLP (17 M) 0.6×. Each limit sits
+    just above the largest size measured to pay: nothing between was measured."""
     if mode == "on":
         return True
     if mode == "off":
         return False
-    return device.type == "cuda" or batch_size * parameters <= CPU_FUSE_MAX_WORK
+    return device.type == "cuda" or \
+        batch_size * facts.parameters <= CPU_FUSE_MAX_WORK[facts.stacks]
 
 
 def _member_losses(task: str) -> Callable:
@@ -131,20 +178,70 @@ ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.GELU,
                torch.nn.Identity)
 
 
-def _stackable_layers(model: torch.nn.Module) -> Optional[list[tuple[str, torch.nn.Module]]]:
-    """The layers of an nn.Sequential that a member axis can run through as they are
-    (Flatten of everything after the batch axis, Linear, elementwise activations); None for
-    any other model."""
+def _stackable_layers(model: torch.nn.Module, prefix: str = ""
+                      ) -> Optional[list[tuple[str, torch.nn.Module]]]:
+    """The layers of an nn.Sequential (nested ones flattened, as module surgery leaves an
+    activation followed by its dropout) that a member axis can run through: Flatten of
+    everything after the batch axis, Linear, elementwise activations, dropout with each
+    member's own p. None for any other model."""
     if type(model) is not torch.nn.Sequential:
         return None
-    layers = list(model.named_children())
-    for _, layer in layers:
+    layers = []
+    for name, layer in model.named_children():
+        if type(layer) is torch.nn.Sequential:
+            inner = _stackable_layers(layer, f"{prefix}{name}.")
+            if inner is None:
+                return None
+            layers += inner
+            continue
         if isinstance(layer, torch.nn.Flatten):
             if (layer.start_dim, layer.end_dim) != (1, -1):
                 return None
-        elif type(layer) not in (torch.nn.Linear, *ELEMENTWISE):   # exact types only
+        elif type(layer) not in (torch.nn.Linear, torch.nn.Dropout, InvertedDropout,
+                                 *ELEMENTWISE):   # exact types only
             return None
+        layers.append((f"{prefix}{name}", layer))
     return layers
+
+
+def member_dropout(h: torch.Tensor, keep: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout of h [M, ...] where member m keeps a value when its uniform draw
+    U < keep[m] = 1 − p_m (probability 1 − p_m, as ``InvertedDropout``'s U ≥ p) and scales
+    the kept ones by 1/keep[m]."""
+    keep = keep.view(-1, *[1] * (h.dim() - 1))
+    return h * (uniforms < keep).to(h.dtype).div_(keep)
+
+
+class MemberUniforms:
+    """Uniform draws for one dropout layer, each member's from its own generator seeded from
+    its run id: a member's masks never depend on which runs share its group (a resumed sweep
+    groups fewer runs). Drawn many rows ahead per member (one call per member per block, not
+    per step); ``take`` hands out the next rows of every member."""
+
+    FLOATS_AHEAD = 2**18          # per member and layer (1 MiB); not per group: a member's
+                                  # stream is then drawn in the same pieces in any group
+
+    def __init__(self, run_ids: list[str], device: torch.device):
+        self.generators = []
+        for run_id in run_ids:
+            seed = int.from_bytes(hashlib.sha256(f"dropout {run_id}".encode()).digest()[:8],
+                                  "little") >> 1
+            self.generators.append(torch.Generator(device=device).manual_seed(seed))
+        self.device = device
+        self.ahead: Optional[torch.Tensor] = None
+        self.used = 0
+
+    def take(self, shape: torch.Size) -> torch.Tensor:
+        rows, features = shape[1], shape[2:]
+        if self.ahead is None or self.used + rows > self.ahead.shape[1]:
+            width = max(1, math.prod(features))
+            ahead = max(rows, self.FLOATS_AHEAD // width)
+            self.ahead = torch.stack([torch.rand((ahead, *features), generator=g,
+                                                 device=self.device)
+                                      for g in self.generators])
+            self.used = 0
+        self.used += rows
+        return self.ahead[:, self.used - rows:self.used]
 
 
 def _device(spec: dict[str, Any]) -> torch.device:
@@ -152,6 +249,14 @@ def _device(spec: dict[str, Any]) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+class _MemberOptimizer:
+    """What a member's regularizers read as ``ctx.optimizer``: its own parameter group (its
+    learning rate under the shared schedule)."""
+
+    def __init__(self, group: dict[str, Any]):
+        self.param_groups = [group]
 
 
 class FusedTrainer:
@@ -174,12 +279,13 @@ class FusedTrainer:
         self.stacked = {name: torch.stack([dict(m.model.named_parameters())[name].detach()
                                            for m in self.members]).requires_grad_(True)
                         for name in self.names}
-        self.optimizer = make_optimizer(list(self.stacked.values()),
-                                        first.train_cfg["optimizer"])
+        self.optimizer, self.slices = self._optimizer()
         self.scheduler = make_scheduler(self.optimizer, first.train_cfg.get("scheduler"),
                                         first.train_cfg["epochs"])
         for index, member in enumerate(self.members):
-            member.ctx.optimizer = self.optimizer            # ctx.lr: the shared schedule
+            group = next(g for g, (a, b) in zip(self.optimizer.param_groups, self.slices)
+                         if a <= index < b)
+            member.ctx.optimizer = _MemberOptimizer(group)   # ctx.lr: its group's, scheduled
             by_id = {id(p): name for name, p in member.model.named_parameters()}
             for reg in member.regularizers:                  # their weights: views of S
                 if hasattr(reg, "weights"):
@@ -187,8 +293,34 @@ class FusedTrainer:
                     reg.weights = [self.stacked[name][index] for name in names]
                     self.penalized[(index, reg.name)] = names
         self.penalties = self._penalty_plan()
-        self.forward = self._batched_loss()
-        self.dead = False                 # a member diverged: its gradients are zeroed
+        self.forward_all = self._batched_model()
+        loss = _member_losses(self.data.task)
+        self.forward = lambda params, x, y: loss(self.forward_all(params, x), y)
+        self.measured_weights = [name for name, _ in penalized_parameters(self.template)]
+        self.frozen = False               # a member left: its gradients are zeroed
+
+    def _optimizer(self) -> tuple[torch.optim.Optimizer, list[tuple[int, int]]]:
+        """One optimizer over the stacked tensors, one parameter group per run of consecutive
+        members with the same optimizer settings (``group_spec`` orders them so), each group
+        over its members' slice ``S[a:b]`` of every stacked tensor: members may differ in
+        learning rate, momentum, betas or decay, and each slice steps as its solo run's
+        optimizer would (torch's updates are elementwise)."""
+        slices: list[tuple[int, int]] = []
+        for index, member in enumerate(self.members):
+            config = member.train_cfg["optimizer"]
+            if slices and config == self.members[slices[-1][0]].train_cfg["optimizer"]:
+                slices[-1] = (slices[-1][0], index + 1)
+            else:
+                slices.append((index, index + 1))
+        optimizer = None
+        for start, stop in slices:
+            views = [self.stacked[name].detach()[start:stop] for name in self.names]
+            built = make_optimizer(views, self.members[start].train_cfg["optimizer"])
+            if optimizer is None:
+                optimizer = built
+            else:                           # its group as make_optimizer set it up
+                optimizer.add_param_group(built.param_groups[0])
+        return optimizer, slices
 
     def _penalty_plan(self) -> list[tuple[Any, list, Optional[list[str]]]]:
         """For each regularizer name with a penalty: (class, the members' instances, the
@@ -215,29 +347,39 @@ class FusedTrainer:
                                              for r, m in zip(regs, self.members)])
         return total
 
-    @property
-    def work(self) -> int:
-        """Batch size × parameters of one member: what decides whether fusing pays."""
-        return self.members[0].train_cfg["batch_size"] * sum(
-            p.numel() for p in self.template.parameters())
-
-    def _batched_loss(self) -> Callable:
-        """params, x [M, B, ...], y [M, B] -> each member's data loss [M]. A plain stack of
-        layers (nn.Sequential of Flatten, Linear and elementwise activations, as regbench's
-        mlp and linear) runs as batched matrix products; any other model through
-        ``torch.func.vmap`` over ``functional_call`` (measured: 3.3 ms vs 0.6 ms per step for
-        20 digits MLPs on 2 cores, benchmarks/fused.py)."""
+    def _batched_model(self) -> Callable:
+        """params, x [M, B, ...] (or [B, ...]: the same inputs for every member) -> each
+        member's output [M, B, out]. A plain stack of layers (nn.Sequential of Flatten, Linear
+        and elementwise activations, as regbench's mlp and linear) runs as batched matrix
+        products; any other model through ``torch.func.vmap`` over ``functional_call``
+        (measured: 3.3 ms vs 0.6 ms per step for 20 digits MLPs on 2 cores,
+        benchmarks/fused.py)."""
         from torch.func import functional_call, vmap
 
-        template, data_loss = self.template, self.members[0].data_loss
-        loss = _member_losses(self.data.task)
+        template, count = self.template, len(self.members)
+        sample_dims = len(self.data.input_shape)
         layers = _stackable_layers(template)
+        layouts = {model_facts(m.model).layout for m in self.members}
+        if len(layouts) > 1:
+            raise ValueError("the members' models differ in their layers: "
+                             + " vs ".join(sorted(layouts)))
         if layers is not None:
-            def stacked(params, x, y):
-                h = x
+            run_ids = [m.spec["run_id"] for m in self.members]
+            keep = {name: torch.tensor([1 - m.model.get_submodule(name).p
+                                        for m in self.members], device=self.device)
+                    for name, layer in layers if isinstance(layer, torch.nn.Dropout)}
+            draws = {name: MemberUniforms([f"{run_id} {name}" for run_id in run_ids],
+                                          self.device)
+                    for name, layer in layers if isinstance(layer, torch.nn.Dropout)}
+
+            def stacked(params, x):
+                h = x if x.dim() > sample_dims + 1 else x.expand(count, *x.shape)
                 for name, layer in layers:
                     if isinstance(layer, torch.nn.Flatten):
                         h = h.flatten(2)
+                    elif isinstance(layer, torch.nn.Dropout):
+                        if layer.training:
+                            h = member_dropout(h, keep[name], draws[name].take(h.shape))
                     elif isinstance(layer, torch.nn.Linear):
                         weight = params[f"{name}.weight"].transpose(1, 2)
                         bias = params.get(f"{name}.bias")
@@ -245,13 +387,19 @@ class FusedTrainer:
                             torch.baddbmm(bias.unsqueeze(1), h, weight)
                     else:
                         h = layer(h)          # elementwise: the member axis is one more
-                return loss(h, y)
+                return h
             return stacked
 
-        def one(params, x, y):
-            return data_loss(functional_call(template, params, (x,)), y)
+        if not model_facts(template).fuses:
+            raise ValueError("dropout fuses only in an nn.Sequential MLP (its own masks per "
+                             "member); this model trains solo")
 
-        return vmap(one)
+        def one(params, x):
+            return functional_call(template, params, (x,))
+
+        per_member, shared = vmap(one), vmap(one, in_dims=(0, None))
+        return lambda params, x: per_member(params, x) if x.dim() > sample_dims + 1 \
+            else shared(params, x)
 
     def _permutations(self) -> torch.Tensor:
         """Each member's epoch permutation from its own RNG stream, as its solo run draws it."""
@@ -262,7 +410,7 @@ class FusedTrainer:
             self.rng[index] = _rng_state(self.device)
         return torch.stack(rows)
 
-    def train_epoch(self, alive: torch.Tensor) -> list[dict[str, float]]:
+    def train_epoch(self, active: torch.Tensor) -> list[dict[str, float]]:
         members, count = self.members, len(self.members)
         batch_size = members[0].train_cfg["batch_size"]
         permutation = self._permutations()
@@ -273,16 +421,22 @@ class FusedTrainer:
         grad_norm_sum = torch.zeros(count, device=self.device)
         steps = measured = 0
         params = list(self.stacked.values())
+        groups = [(group["params"], start, stop) for group, (start, stop)
+                  in zip(self.optimizer.param_groups, self.slices)]
         for block in permutation.split(batch_size, dim=1):
             x, y = x_all[block], y_all[block]                # [M, B, ...], [M, B]
             loss = self.forward(self.stacked, x, y)          # [M]
             penalty = self.penalty()
             objective = loss + penalty
-            self.optimizer.zero_grad(set_to_none=True)
+            for p in params:
+                p.grad = None
             objective.sum().backward()
-            if self.dead:                # a diverged member stays where it is
+            if self.frozen:              # a member that left stays where it is
                 for p in params:
-                    p.grad[~alive] = 0
+                    p.grad[~active] = 0
+            for views, start, stop in groups:   # each group's slice of the stacked gradients
+                for view, p in zip(views, params):
+                    view.grad = p.grad[start:stop]
             if steps % GRAD_NORM_EVERY == 0:
                 squares = sum(p.grad.flatten(1).pow(2).sum(1) for p in params)
                 grad_norm_sum.add_(squares.sqrt())
@@ -301,6 +455,34 @@ class FusedTrainer:
                              grad_norm_sum / measured]).T.tolist()
         return [{"objective": o, "penalty": p, "grad_norm": g} for o, p, g in stats]
 
+    @torch.inference_mode()
+    def measure_epoch(self) -> list[dict[str, float]]:
+        """Every member's eval-mode metrics of the train subset and the val split and its
+        weight statistics, as its solo Trainer's ``measure_epoch`` computes them, in one pass
+        over the stacked model (one host sync)."""
+        self.template.eval()
+        data, count = self.data, len(self.members)
+        first = self.members[0]
+        chunk = EVAL_CHUNK.get(self.device.type, 8192)
+        measured: dict[str, torch.Tensor] = {}
+        for split, (x, y) in {"train": first.train_eval, "val": (data.x_val, data.y_val)}.items():
+            output = torch.cat([self.forward_all(self.stacked, part)
+                                for part in x.split(chunk)], dim=1)     # [M, N, out]
+            values = classification_metrics(output, y, data.output_dim) \
+                if data.task == "classification" else regression_metrics(output, y)
+            measured.update({f"{split}_{key}": value for key, value in values.items()})
+        if self.measured_weights:
+            weights = [self.stacked[name].flatten(1) for name in self.measured_weights]
+            measured["weight_norm"] = sum(w.pow(2).sum(1) for w in weights).sqrt()
+            small = sum((w.abs() < NEAR_ZERO).sum(1) for w in weights)
+            measured["sparsity"] = small / sum(w.shape[1] for w in weights)
+        else:
+            measured["weight_norm"] = measured["sparsity"] = torch.zeros(count,
+                                                                         device=self.device)
+        keys = list(measured)
+        table = torch.stack([measured[k].float() for k in keys], dim=1).tolist()
+        return [dict(zip(keys, values)) for values in table]
+
     @torch.no_grad()
     def _sync(self, index: int) -> None:
         """Member ``index``'s model takes its slice of the stacked parameters."""
@@ -309,48 +491,58 @@ class FusedTrainer:
                 param.copy_(self.stacked[name][index])
 
     def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> list[RunResult]:
+        """Train every member, each as its solo ``Trainer.fit`` would: a member whose metrics
+        turn non-finite is ``diverged``, one whose regularizer stops it (early stopping) keeps
+        its state from then; either leaves the group, its slice frozen, and the others train
+        on. Its own model takes its slice when it leaves or at the end."""
         started = time.perf_counter()
         count = len(self.members)
         rows: list[list[dict]] = [[] for _ in range(count)]
         status = ["completed"] * count
-        alive = torch.ones(count, dtype=torch.bool, device=self.device)
+        active = torch.ones(count, dtype=torch.bool, device=self.device)
+        training = list(range(count))
         epochs = self.members[0].train_cfg["epochs"]
         try:
             for epoch in range(1, epochs + 1):
-                lr = float(self.optimizer.param_groups[0]["lr"])
+                lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
                 began = time.perf_counter()
-                stats = self.train_epoch(alive)
-                share = (time.perf_counter() - began) / count   # each member's training share
-                for index, member in enumerate(self.members):
-                    if status[index] != "completed":
-                        continue
+                stats = self.train_epoch(active)
+                measured = self.measure_epoch()
+                share = (time.perf_counter() - began) / len(training)  # each member's share
+                for index in list(training):
+                    member = self.members[index]
                     member.ctx.epoch = epoch
-                    self._sync(index)
-                    measuring = time.perf_counter()
-                    measured = member.measure_epoch()
-                    seconds = share + time.perf_counter() - measuring   # as a solo row counts
-                    row = {"epoch": epoch, "seconds": seconds, "lr": lr, **stats[index],
-                           **measured}
+                    lr = next(lr for lr, (a, b) in zip(lrs, self.slices) if a <= index < b)
+                    row = {"epoch": epoch, "seconds": share, "lr": lr, **stats[index],
+                           **measured[index]}
                     rows[index].append(row)
                     if not all(math.isfinite(row[k])
                                for k in ("objective", "train_loss", "val_loss")):
-                        status[index] = "diverged"
-                        alive[index] = False
-                        self.dead = True
+                        status[index] = "diverged"      # keeps the weights it had then
+                    elif member.hooks["epoch_end"]:
+                        self._sync(index)               # its hooks read its own model
+                        for reg in member.hooks["epoch_end"]:
+                            reg.epoch_end(epoch, row, member.model)
+                    if status[index] == "diverged" or (
+                            epoch < epochs and any(r.should_stop for r in member.regularizers)):
+                        self._sync(index)
+                        training.remove(index)
+                        active[index] = False
+                        self.frozen = True
                 if on_epoch is not None:   # progress: the first member still training
-                    shown = next((i for i in range(count) if status[i] == "completed"), 0)
+                    shown = training[0] if training else 0
                     on_epoch(rows[shown][-1])
                 if self.scheduler is not None:
                     self.scheduler.step()
-                if not bool(alive.any()):
+                if not training:
                     break
         except KeyboardInterrupt:
             status = ["interrupted" if s == "completed" else s for s in status]
         seconds = (time.perf_counter() - started) / count
         results = []
+        for index in training:
+            self._sync(index)
         for index, member in enumerate(self.members):
-            if status[index] != "diverged":  # a diverged member keeps the weights it had then
-                self._sync(index)
             result = member.finish(rows[index], status[index], seconds)
             result.summary["fused"] = {"members": count,
                                        "group": self.members[0].spec["run_id"]}

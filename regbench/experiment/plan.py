@@ -32,7 +32,7 @@ class Plan:
     experiment: dict[str, Any]          # resolved experiment (defaults filled in)
     runs: list[dict[str, Any]]          # run specs (plain data; see ``run_spec``)
     warnings: list[str]
-    parameters: dict[str, int] = field(default_factory=dict)  # run id -> parameters, once built
+    models: dict[str, Any] = field(default_factory=dict)  # run id -> fused.ModelFacts, once built
 
     @property
     def total_epochs(self) -> int:

@@ -19,7 +19,7 @@ from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
 from regbench.engine.train import build_run_model
 from regbench.engine.executors import make_executor
-from regbench.engine.fused import fuse_tasks
+from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts
 from regbench.engine.result import GROUP_KEY, StoppedGroup, failed_task
 from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import RegbenchError
@@ -119,7 +119,7 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
         with data_errors_located(loaded):
             data = load_bundle(plan.experiment["dataset"],
                                plan.experiment["train"]["train_eval_samples"])
-        plan.parameters = check_models(plan, data)
+        plan.models = check_models(plan, data)
     logging = plan.experiment["logging"]
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         trackers = open_trackers([*logging["trackers"], *loggers], plan, results_dir,
@@ -135,20 +135,21 @@ def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str
         return outcome
 
 
-def check_models(plan: Plan, data) -> dict[str, int]:
+def check_models(plan: Plan, data) -> dict[str, ModelFacts]:
     """Build each recipe's and sweep point's model once on the CPU: a regularizer that would
     change nothing in it is refused here (exit 2), not found after training. Returns each
-    run's parameter count (what ``fuse: auto`` decides on)."""
+    run's model facts (what ``fuse: auto`` decides on and fused members must share; none for
+    a model that ran out of memory)."""
     import torch  # deferred: loaded with the engine anyway
 
-    counts: dict[str, int] = {}
+    facts: dict[str, Optional[ModelFacts]] = {}
     for spec in plan.runs:
         key = repr((spec["model"], sorted(spec["regularizers"].items())))
-        if key not in counts:
-            counts[key] = 0
+        if key not in facts:
+            facts[key] = None
             try:
                 model, _, _ = build_run_model(spec, data, torch.device("cpu"))
-                counts[key] = sum(p.numel() for p in model.parameters())
+                facts[key] = model_facts(model)
             except RegbenchError:
                 raise
             except (MemoryError, RuntimeError):   # out of memory: a runtime fault of that run,
@@ -156,8 +157,9 @@ def check_models(plan: Plan, data) -> dict[str, int]:
             except Exception as exc:              # anything else is the config's: exit 2
                 raise RegbenchError(f"recipe '{spec['recipe']}': model {spec['model']['name']} "
                                     f"cannot be built ({type(exc).__name__}: {exc})") from None
-    return {spec["run_id"]: counts[repr((spec["model"], sorted(spec["regularizers"].items())))]
-            for spec in plan.runs}
+    by_run = {spec["run_id"]: facts[repr((spec["model"], sorted(spec["regularizers"].items())))]
+              for spec in plan.runs}
+    return {run_id: value for run_id, value in by_run.items() if value is not None}
 
 
 def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
@@ -211,7 +213,7 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         return isinstance(result, StoppedGroup) or any(
             one.status == "interrupted" for _, one in members(task, result))
 
-    outcome.interrupted = drive(runner, fuse_tasks(pending, plan.parameters), threads,
+    outcome.interrupted = drive(runner, fuse_tasks(pending, plan.models), threads,
                                 progress, record_task)
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
         outcome.comparison = compare_results(results_dir, metric, write=True,

@@ -101,9 +101,12 @@ class Regularizer:
     batch_reads_model: ClassVar[bool] = False   # `batch` uses the current model (e.g. adversarial
                                                 # inputs): it must run just before its own step
     plugin: ClassVar[bool] = False              # registered by a plugin, not part of regbench
-    fusable: ClassVar[bool] = False             # its hooks act only on ``self.weights`` (penalty,
-                                                # after_backward, after_step): runs of it may train
-                                                # as one stacked model (regbench.engine.fused)
+    fusable: ClassVar[bool] = False             # runs of it may train as one stacked model
+                                                # (regbench.engine.fused): its build adds only
+                                                # layers the stacked model runs (dropout), its
+                                                # penalty/after_backward/after_step act only on
+                                                # ``self.weights``, its epoch_end/fit_end only on
+                                                # the member's own model; no batch hooks
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
                                                 # lower first; None: after every ranked one
 

@@ -41,6 +41,7 @@ class Dropout(Regularizer):
     summary = "zero hidden activations with prob p (×1/(1−p) on survivors) in training; off in eval"
     paper = "Srivastava et al. 2014"
     Params = Params
+    fusable = True      # fused members draw their own masks at their own p (engine.fused)
 
     @classmethod
     def conflicts_with(cls, other):

@@ -41,6 +41,7 @@ class EarlyStopping(Regularizer):
     summary = "stop when the monitored metric stops improving; restore the best epoch's weights"
     paper = "Prechelt 1998"
     Params = Params
+    fusable = True      # its hooks read the metrics and the member's own model (engine.fused)
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
