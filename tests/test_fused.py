@@ -171,6 +171,27 @@ def test_ctrl_c_in_a_fused_group_saves_every_member_as_interrupted(tmp_path: Pat
     assert all(len(r.rows) == 2 and r.summary["stopped_epoch"] == 2 for r in results)
 
 
+def test_ctrl_c_after_a_member_stopped_early_keeps_it_completed(tmp_path: Path):
+    """A member that early stopping took out of the group has finished: Ctrl-C later marks
+    only the members still training as interrupted; the stopped one keeps its best epoch."""
+    text = digits_yaml("e", "  es: {early_stopping: {patience: 1, min_delta: 10.0}}\n",
+                       seeds="[0]", epochs=6,
+                       extra="sweep:\n  recipes.es.early_stopping.patience: [1, 5]\n")
+    specs = [s for s in plan_runs(tmp_path, text) if s["recipe"] == "es"]
+    fused, _ = solo_and_fused(specs)
+
+    def stop_at_three(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    results = fused.fit(stop_at_three)
+    by_patience = {s["regularizers"]["early_stopping"]["patience"]: r
+                   for s, r in zip(specs, results)}
+    assert by_patience[1].status == "completed" and by_patience[1].summary["chosen_epoch"] == 1
+    assert by_patience[1].summary["test_accuracy"] is not None
+    assert by_patience[5].status == "interrupted" and len(by_patience[5].rows) == 3
+
+
 def test_auto_is_decided_before_the_runs_are_handed_out(tmp_path: Path):
     """Where fusing would not pay (batch × parameters over the limit measured for the model's
     path on the CPU), `auto` leaves the runs separate tasks, so --workers still trains them

@@ -87,7 +87,7 @@ def model_facts(model: torch.nn.Module) -> ModelFacts:
     layers = _stackable_layers(model)
     layout = repr([(name, type(layer).__name__) for name, layer in layers]) if layers \
         else repr(model)
-    drops = any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    drops = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in model.modules())
     return ModelFacts(sum(p.numel() for p in model.parameters()), layers is not None, layout,
                       fuses=layers is not None or not drops)
 
@@ -267,6 +267,8 @@ class FusedTrainer:
         self.rng: list[torch.Tensor] = []
         for spec in specs:      # each built as its solo run builds it (seeded build hooks)
             trainer = Trainer(spec, data, device)
+            if self.members:      # measured once for all (fused measure_epoch)
+                trainer.train_eval = self.members[0].train_eval
             self.members.append(trainer)
             self.rng.append(_rng_state(device))
         self.device, self.data = device, data
@@ -431,7 +433,8 @@ class FusedTrainer:
             for p in params:
                 p.grad = None
             objective.sum().backward()
-            if self.frozen:              # a member that left stays where it is
+            if self.frozen:   # a member that left gets no gradient (momentum and decay may
+                              # still move its slice: its model took its weights as it left)
                 for p in params:
                     p.grad[~active] = 0
             for views, start, stop in groups:   # each group's slice of the stacked gradients
@@ -493,7 +496,8 @@ class FusedTrainer:
     def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> list[RunResult]:
         """Train every member, each as its solo ``Trainer.fit`` would: a member whose metrics
         turn non-finite is ``diverged``, one whose regularizer stops it (early stopping) keeps
-        its state from then; either leaves the group, its slice frozen, and the others train
+        its state from then; either leaves the group (its model takes its slice then, and
+        nothing later), and the others train
         on. Its own model takes its slice when it leaves or at the end."""
         started = time.perf_counter()
         count = len(self.members)
@@ -537,7 +541,8 @@ class FusedTrainer:
                 if not training:
                     break
         except KeyboardInterrupt:
-            status = ["interrupted" if s == "completed" else s for s in status]
+            for index in training:        # a member that already left keeps its status
+                status[index] = "interrupted"
         seconds = (time.perf_counter() - started) / count
         results = []
         for index in training:

@@ -273,7 +273,9 @@ def fusion_lines(specs: list[dict[str, Any]]) -> list[str]:
         return []
     lines = [f"fused: {sum(len(g[GROUP_KEY]) for g in groups)} runs in {len(groups)} group(s), "
              "each trained as one stacked model (with train.fuse: auto, a group whose model is "
-             "too large to gain on the CPU trains solo; --fuse off trains every run alone):"]
+             "too large to gain on the CPU trains solo, and a group splits where the built "
+             "models differ in their layers or use dropout outside an MLP; --fuse off trains "
+             "every run alone):"]
     for group in groups:
         runs = [spec["run_id"] for spec in group[GROUP_KEY]]
         shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
