@@ -45,11 +45,9 @@ import torch
 from regbench.data import DataBundle
 from regbench.engine import optim
 from regbench.engine.result import GROUP_KEY, RunResult
-from regbench.engine.metrics import classification_metrics, regression_metrics
 from regbench.engine.train import (EVAL_CHUNK, GRAD_NORM_EVERY, Trainer, make_optimizer,
-                                   make_scheduler)
+                                   make_scheduler, split_metrics, weight_statistics)
 from regbench.models import penalized_parameters
-from regbench.vocabulary import NEAR_ZERO
 from regbench.regularizers import REGULARIZERS, Regularizer
 from regbench.regularizers.dropout import InvertedDropout
 
@@ -284,9 +282,10 @@ class FusedTrainer:
         self.optimizer, self.slices = self._optimizer()
         self.scheduler = make_scheduler(self.optimizer, first.train_cfg.get("scheduler"),
                                         first.train_cfg["epochs"])
+        # each member's parameter group
+        self.group_of = [g for g, (a, b) in enumerate(self.slices) for _ in range(a, b)]
         for index, member in enumerate(self.members):
-            group = next(g for g, (a, b) in zip(self.optimizer.param_groups, self.slices)
-                         if a <= index < b)
+            group = self.optimizer.param_groups[self.group_of[index]]
             member.ctx.optimizer = _MemberOptimizer(group)   # ctx.lr: its group's, scheduled
             by_id = {id(p): name for name, p in member.model.named_parameters()}
             for reg in member.regularizers:                  # their weights: views of S
@@ -351,9 +350,9 @@ class FusedTrainer:
 
     def _batched_model(self) -> Callable:
         """params, x [M, B, ...] (or [B, ...]: the same inputs for every member) -> each
-        member's output [M, B, out]. A plain stack of layers (nn.Sequential of Flatten, Linear
-        and elementwise activations, as regbench's mlp and linear) runs as batched matrix
-        products; any other model through ``torch.func.vmap`` over ``functional_call``
+        member's output [M, B, out]. A plain stack of layers (``_stackable_layers``: regbench's
+        mlp and linear, with or without dropout) runs as batched matrix products; any other
+        model through ``torch.func.vmap`` over ``functional_call``
         (measured: 3.3 ms vs 0.6 ms per step for 20 digits MLPs on 2 cores,
         benchmarks/fused.py)."""
         from torch.func import functional_call, vmap
@@ -361,18 +360,19 @@ class FusedTrainer:
         template, count = self.template, len(self.members)
         sample_dims = len(self.data.input_shape)
         layers = _stackable_layers(template)
-        layouts = {model_facts(m.model).layout for m in self.members}
+        facts = [model_facts(m.model) for m in self.members]
+        layouts = {f.layout for f in facts}
         if len(layouts) > 1:
             raise ValueError("the members' models differ in their layers: "
                              + " vs ".join(sorted(layouts)))
         if layers is not None:
-            run_ids = [m.spec["run_id"] for m in self.members]
+            dropouts = [name for name, layer in layers if isinstance(layer, torch.nn.Dropout)]
             keep = {name: torch.tensor([1 - m.model.get_submodule(name).p
                                         for m in self.members], device=self.device)
-                    for name, layer in layers if isinstance(layer, torch.nn.Dropout)}
-            draws = {name: MemberUniforms([f"{run_id} {name}" for run_id in run_ids],
+                    for name in dropouts}
+            draws = {name: MemberUniforms([f"{m.spec['run_id']} {name}" for m in self.members],
                                           self.device)
-                    for name, layer in layers if isinstance(layer, torch.nn.Dropout)}
+                     for name in dropouts}
 
             def stacked(params, x):
                 h = x if x.dim() > sample_dims + 1 else x.expand(count, *x.shape)
@@ -392,7 +392,7 @@ class FusedTrainer:
                 return h
             return stacked
 
-        if not model_facts(template).fuses:
+        if not facts[0].fuses:
             raise ValueError("dropout fuses only in an nn.Sequential MLP (its own masks per "
                              "member); this model trains solo")
 
@@ -471,17 +471,10 @@ class FusedTrainer:
         for split, (x, y) in {"train": first.train_eval, "val": (data.x_val, data.y_val)}.items():
             output = torch.cat([self.forward_all(self.stacked, part)
                                 for part in x.split(chunk)], dim=1)     # [M, N, out]
-            values = classification_metrics(output, y, data.output_dim) \
-                if data.task == "classification" else regression_metrics(output, y)
-            measured.update({f"{split}_{key}": value for key, value in values.items()})
-        if self.measured_weights:
-            weights = [self.stacked[name].flatten(1) for name in self.measured_weights]
-            measured["weight_norm"] = sum(w.pow(2).sum(1) for w in weights).sqrt()
-            small = sum((w.abs() < NEAR_ZERO).sum(1) for w in weights)
-            measured["sparsity"] = small / sum(w.shape[1] for w in weights)
-        else:
-            measured["weight_norm"] = measured["sparsity"] = torch.zeros(count,
-                                                                         device=self.device)
+            measured.update({f"{split}_{key}": value
+                             for key, value in split_metrics(data, output, y).items()})
+        measured.update(weight_statistics([self.stacked[name] for name in self.measured_weights],
+                                          self.device, count))
         keys = list(measured)
         table = torch.stack([measured[k].float() for k in keys], dim=1).tolist()
         return [dict(zip(keys, values)) for values in table]
@@ -496,9 +489,8 @@ class FusedTrainer:
     def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> list[RunResult]:
         """Train every member, each as its solo ``Trainer.fit`` would: a member whose metrics
         turn non-finite is ``diverged``, one whose regularizer stops it (early stopping) keeps
-        its state from then; either leaves the group (its model takes its slice then, and
-        nothing later), and the others train
-        on. Its own model takes its slice when it leaves or at the end."""
+        its state from then. Either leaves the group and the others train on. A member's own
+        model takes its slice when it leaves, or at the end."""
         started = time.perf_counter()
         count = len(self.members)
         rows: list[list[dict]] = [[] for _ in range(count)]
@@ -516,8 +508,8 @@ class FusedTrainer:
                 for index in list(training):
                     member = self.members[index]
                     member.ctx.epoch = epoch
-                    lr = next(lr for lr, (a, b) in zip(lrs, self.slices) if a <= index < b)
-                    row = {"epoch": epoch, "seconds": share, "lr": lr, **stats[index],
+                    row = {"epoch": epoch, "seconds": share, "lr": lrs[self.group_of[index]],
+                           **stats[index],
                            **measured[index]}
                     rows[index].append(row)
                     if not all(math.isfinite(row[k])

@@ -172,6 +172,28 @@ def penalized_names(model: nn.Module, regularizers: list[Regularizer]) -> list[s
     return names
 
 
+def split_metrics(data: DataBundle, output: torch.Tensor, y: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
+    """The task's metrics of one split's outputs ([N, out], or [M, N, out] for M members)."""
+    if data.task == "classification":
+        return classification_metrics(output, y, data.output_dim)
+    return regression_metrics(output, y)
+
+
+def weight_statistics(weights: list[torch.Tensor], device: torch.device,
+                      members: Optional[int] = None) -> dict[str, torch.Tensor]:
+    """The norm of all the penalized weights together and their share near zero: 0-dim, or
+    with ``members``, [M] from weights stacked along a leading member axis (fused training)."""
+    lead = () if members is None else (members,)
+    if not weights:
+        zero = torch.zeros(lead, device=device)
+        return {"weight_norm": zero, "sparsity": zero}
+    flat = [w.flatten(len(lead)) for w in weights]
+    squares = sum(w.pow(2).sum(-1) for w in flat)
+    small = sum((w.abs() < NEAR_ZERO).sum(-1) for w in flat)
+    return {"weight_norm": squares.sqrt(), "sparsity": small / sum(w.shape[-1] for w in flat)}
+
+
 class Trainer:
     """Holds one run's model, optimizer and regularizers; ``fit`` trains it."""
 
@@ -267,20 +289,11 @@ class Trainer:
         return torch.cat([self.model(part) for part in x.split(chunk)])
 
     def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        output = self.predict(x)
-        if self.data.task == "classification":
-            return classification_metrics(output, y, self.data.output_dim)
-        return regression_metrics(output, y)
+        return split_metrics(self.data, self.predict(x), y)
 
     @torch.inference_mode()
     def weight_stats(self) -> dict[str, torch.Tensor]:
-        if not self.weights:
-            zero = torch.zeros((), device=self.device)
-            return {"weight_norm": zero, "sparsity": zero}
-        norms = torch.stack(torch._foreach_norm(self.weights))
-        small = sum((w.abs() < NEAR_ZERO).sum() for w in self.weights)
-        count = sum(w.numel() for w in self.weights)
-        return {"weight_norm": torch.linalg.vector_norm(norms), "sparsity": small / count}
+        return weight_statistics(self.weights, self.device)
 
     def measure_epoch(self) -> dict[str, float]:
         """Eval-mode metrics of the train subset and the val split, weight statistics and the
