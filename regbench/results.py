@@ -214,17 +214,29 @@ def metrics_csv(rows: list[dict[str, float]]) -> str:
     ordered = ([k for k in LEADING_COLUMNS if k in keys] + [k for k in split if k.startswith("train_")]
                + [k for k in split if k.startswith("val_")])
     ordered += [k for k in keys if k not in ordered]
+    return table_csv(rows, ordered, nan="nan")     # a diverged epoch says so
+
+
+def table_csv(rows: list[dict[str, Any]], columns: Optional[list[str]] = None,
+              nan: str = "") -> str:
+    """CSV of dict rows: ``columns``, or every key in the order first seen; a missing value or
+    None is an empty cell, NaN ``nan``, a float its shortest exact repr (as pandas' to_csv
+    wrote them: the csv module, since importing pandas cost a smoke run ~0.4 s)."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ordered, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _format(row.get(k)) for k in ordered})
+        writer.writerow({k: _format(row.get(k), nan) for k in columns})
     return buffer.getvalue()
 
 
-def _format(value: Any) -> Any:
-    if isinstance(value, float):
-        return repr(value)
+def _format(value: Any, nan: str) -> Any:
+    if isinstance(value, float):       # numpy's float64 too: its repr names the type
+        return nan if math.isnan(value) else repr(float(value))
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return _format(value.item(), nan)   # a numpy scalar
     return "" if value is None else value
 
 
@@ -428,8 +440,6 @@ def load_metrics(run_dir: Path):
 
 def write_runs_csv(results_dir: Path, summaries: Iterable[dict[str, Any]]) -> Path:
     """One row per run with the summary's scalar fields."""
-    import pandas as pd
-
     rows = []
     for summary in summaries:
         row = {k: v for k, v in summary.items()
@@ -439,7 +449,6 @@ def write_runs_csv(results_dir: Path, summaries: Iterable[dict[str, Any]]) -> Pa
         if isinstance(verdict, dict):
             row["verdict"] = verdict.get("verdict")
         rows.append(row)
-    frame = pd.DataFrame(rows)
     path = Path(results_dir) / RUNS_TABLE
-    atomic_write_text(path, frame.to_csv(index=False))
+    atomic_write_text(path, table_csv(rows))
     return path

@@ -52,7 +52,7 @@ def test_eager_step_is_torchs_update_bit_for_bit_without_the_compiler():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
-def test_a_smoke_run_imports_no_compiler_no_scikit_learn_no_scipy_stats(tmp_path):
+def test_a_smoke_run_imports_no_compiler_no_scikit_learn_no_scipy_stats_no_pandas(tmp_path):
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "regbench", "run",
                            str(REPO / "configs" / "smoke" / "digits.yaml"), "--smoke",
                            "--no-report", "--out", str(tmp_path)],
@@ -61,8 +61,29 @@ def test_a_smoke_run_imports_no_compiler_no_scikit_learn_no_scipy_stats(tmp_path
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "torch" in imported and "regbench.engine.train" in imported
-    for heavy in ("torch._dynamo", "sklearn", "scipy.stats", "matplotlib"):
+    for heavy in ("torch._dynamo", "sklearn", "scipy.stats", "matplotlib", "pandas"):
         assert heavy not in imported, heavy
+    assert (tmp_path / "smoke_digits-smoke" / "runs.csv").is_file()   # its tables written
+
+
+def test_tables_written_without_pandas_read_back_as_pandas_wrote_them():
+    """runs.csv and comparison.csv come from the csv module: pandas reads each cell back as
+    the value pandas' own to_csv would have stored (missing and NaN empty, floats exact,
+    numpy scalars as numbers)."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from regbench.results import table_csv
+
+    rows = [{"a": 0.1, "b": None, "c": "x, y", "d": True},
+            {"a": np.float64(1 / 3), "e": np.int64(7), "b": float("nan"), "d": False},
+            {"a": 1e-300, "c": 'say "hi"'}]
+    ours = pd.read_csv(io.StringIO(table_csv(rows)))
+    theirs = pd.read_csv(io.StringIO(pd.DataFrame(rows).to_csv(index=False)))
+    pd.testing.assert_frame_equal(ours, theirs)
+    assert ours["a"].tolist() == [0.1, 1 / 3, 1e-300]              # bit for bit
 
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer", "diabetes"])

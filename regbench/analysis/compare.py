@@ -23,8 +23,8 @@ from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
 from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
                               confirmed_selection,
-                              load_summaries, planned_run_ids, searched_experiment, task_of,
-                              write_runs_csv)
+                              load_summaries, planned_run_ids, searched_experiment, table_csv,
+                              task_of, write_runs_csv)
 from regbench.vocabulary import (MIN_SEEDS, default_metric, format_value, lower_is_better,
                                  metric_names)
 
@@ -430,11 +430,9 @@ def to_markdown(comparison: Comparison) -> str:
 
 
 def to_csv(comparison: Comparison) -> str:
-    import pandas as pd
-
     rows = [{**{k: v for k, v in r.items() if not isinstance(v, dict)},
              **{f"sweep.{k}": v for k, v in r["sweep"].items()}} for r in comparison.rows]
-    return pd.DataFrame(rows).to_csv(index=False)
+    return table_csv(rows)
 
 
 def _latex_escape(text: str) -> str:
