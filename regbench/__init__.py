@@ -15,19 +15,21 @@ def run_experiment(*args, **kwargs):
     return run(*args, **kwargs)
 
 
-
-PLUGIN_API = ("register_model", "register_dataset", "register_regularizer", "Regularizer")
-NOTEBOOK_API = ("run", "Results")
+PLUGIN_API = ("register_model", "register_dataset", "register_regularizer", "register_tracker",
+              "register_executor", "Regularizer")
+NOTEBOOK_API = ("run", "Results", "Launch")
 
 
 def __getattr__(name: str):
-    """The plugin API (``regbench.register_model``, ``register_dataset``,
-    ``register_regularizer`` and the ``Regularizer`` base class; see :mod:`regbench.plugins`)
+    """The registration API (``regbench.register_model``, ``register_dataset``,
+    ``register_regularizer``, ``register_tracker``, ``register_executor`` and the
+    ``Regularizer`` base class; see :mod:`regbench.plugins`)
     and the notebook API (``regbench.run``, ``Results``; :mod:`regbench.experiment.api`),
     imported on first use so that ``import regbench`` stays free of torch."""
     if name in PLUGIN_API + NOTEBOOK_API:
         import importlib
 
-        module = "regbench.plugins" if name in PLUGIN_API else "regbench.experiment.api"
+        module = ("regbench.plugins" if name in PLUGIN_API else
+                  "regbench.experiment.launch" if name == "Launch" else "regbench.experiment.api")
         return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'regbench' has no attribute {name!r}")

@@ -1,14 +1,26 @@
-"""Name -> component registries filled by a one-line decorator.
+"""Name -> component registries, one per extension kind, each filled by a one-line decorator.
 
-    DATASETS = Registry("dataset")
+    @regbench.register_model("mlp", Params=MLPParams)   # models/base.py    MODELS
+    @regbench.register_dataset("digits", spec=...)      # data/base.py      DATASETS
+    @regbench.register_regularizer("l2")                # regularizers/     REGULARIZERS
+    @regbench.register_tracker("tensorboard")           # here              TRACKERS
+    @regbench.register_executor("local")                # here              EXECUTORS
 
-    @DATASETS.register("digits")
-    def load_digits(...): ...
+Built-in entries and plugins' register through the same functions; an entry is a plugin's when
+the code it registers lives outside the regbench package (:func:`builtin`). A name registered
+twice is an error, and an unknown name lists the registered ones.
+
+Trackers and executors are described here, below every stage that uses them (the tracking and
+engine stages fill them; a plugin reaches them without importing either).
 """
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Optional, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 
@@ -63,3 +75,153 @@ class Registry(Generic[T]):
 
     def items(self):
         return self._entries.items()
+
+
+def builtin(module: Optional[str]) -> bool:
+    """Whether code defined in ``module`` is part of regbench (else a plugin's)."""
+    return module is not None and (module == "regbench" or module.startswith("regbench."))
+
+
+def first_doc_line(obj: Any, fallback: str) -> str:
+    """The first line of ``obj``'s docstring, or ``fallback``."""
+    doc = inspect.getdoc(obj) or ""
+    return doc.splitlines()[0] if doc else fallback
+
+
+def params_model(function: Callable, skip: int, what: str, *,
+                 Params: Optional[type] = None, base: Optional[type] = None,
+                 exclude: Iterable[str] = ()) -> type:
+    """The pydantic model of ``function``'s config keys: its parameters after the first
+    ``skip``, less those named in ``exclude``; ``what`` names the entry in errors ("model
+    mlp"). Given ``Params``, that model, once its fields are checked to be exactly those
+    parameters; else one made from the signature (annotations as types, defaults as defaults,
+    a parameter without a default required) on ``base``."""
+    name = what.split()[-1]
+    keys = [p for p in list(inspect.signature(function).parameters.values())[skip:]
+            if p.name not in set(exclude)]
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in keys):
+        raise TypeError(f"{what}: *args/**kwargs cannot be config keys; name each parameter")
+    if Params is not None:
+        fields, names = list(Params.model_fields), [p.name for p in keys]
+        if sorted(fields) != sorted(names):
+            raise TypeError(f"{what}: its config parameters {names} must be the fields of "
+                            f"{Params.__name__} {fields}")
+        return Params
+    from pydantic import create_model  # only where a model is registered, not at start-up
+
+    fields = {p.name: (Any if p.annotation is p.empty else p.annotation,
+                       ... if p.default is p.empty else p.default) for p in keys}
+    return create_model(f"{name}_params", __base__=base, **fields)
+
+
+# ----------------------------------------------------------------------------- trackers
+
+@runtime_checkable
+class Tracker(Protocol):
+    """Receives every run's numbers besides its folder (``--log NAME``).
+
+    The driver calls it after it has written the run's folder; an exception becomes a warning
+    naming the run and the tracker is left out for the rest of the experiment."""
+
+    name: str
+
+    def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
+                weights: Any, run_dir: Path) -> None:
+        """A run just trained: its spec, summary.json, metrics.csv rows and final weights
+        (a flat numpy array, or None)."""
+
+    def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
+        """A completed run that was skipped (resumed): log it from its folder if missing."""
+
+    def finish(self, interrupted: bool = False) -> None:
+        """After the tables and the report."""
+
+
+@dataclass(frozen=True)
+class TrackerEntry:
+    open: Callable[..., Tracker]      # (plan, results_dir, **options) -> Tracker
+    check: Callable[..., None]        # (**options): raise RegbenchError when unusable (exit 2)
+    summary: str
+    plugin: bool
+
+
+TRACKERS: Registry[TrackerEntry] = Registry("tracker")
+
+
+def _no_check(**options: Any) -> None:
+    return None
+
+
+def register_tracker(name: str, *, check: Optional[Callable[..., None]] = None,
+                     summary: Optional[str] = None):
+    """Register a tracker class, or a function returning one, under ``name`` (``--log name``).
+
+    It is called as ``open(plan, results_dir, **options)`` once per experiment, before anything
+    trains; ``options`` are the experiment's tracker settings (today ``mlflow_uri`` and
+    ``resume``: accept ``**options`` to ignore those you do not use). ``check(**options)``
+    runs before that (and before ``regbench tune``'s search): raise ``RegbenchError`` when the
+    tracker cannot work (a missing package, an unusable store). A class without a ``name``
+    gets the registered one."""
+    def decorator(open_: Callable[..., Tracker]):
+        if isinstance(open_, type) and not getattr(open_, "name", None):
+            open_.name = name
+        TRACKERS.register(name)(TrackerEntry(
+            open=open_, check=check or _no_check,
+            summary=summary or first_doc_line(open_, "plugin tracker"),
+            plugin=not builtin(getattr(open_, "__module__", None))))
+        return open_
+    return decorator
+
+
+# ----------------------------------------------------------------------------- executors
+
+Item = tuple[dict[str, Any], Any]      # (task, what regbench.engine.execute.execute_task returns)
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Where runs train (``--executor NAME``). It returns results; only the driver writes run
+    folders, so an executor's workers need no shared filesystem."""
+
+    def run(self, tasks: Iterable[dict[str, Any]], threads: int,
+            progress: Any = None) -> Iterator[Item]:
+        """Train every task (a run spec, or a fused group of them) and yield ``(task,
+        result)`` as each finishes. ``tasks`` is a list (submit it all), or a lazy iterator
+        (``regbench tune``: take the next task only once earlier results were yielded).
+        ``progress`` (may be None) has ``run_started(task)`` and ``epoch(task, row)``."""
+
+    def interrupt(self) -> Iterator[Item]:
+        """Ctrl-C: stop handing out tasks and yield the partial results of those in flight."""
+
+    def close(self) -> None:
+        """Release workers; called once, after ``run`` (and ``interrupt``)."""
+
+
+@dataclass(frozen=True)
+class ExecutorEntry:
+    build: Callable[..., Executor]    # (workers=, address=, cores=) -> Executor
+    check: Callable[..., None]        # (workers=, address=): raise RegbenchError (exit 2)
+    summary: str
+    plugin: bool
+
+
+EXECUTORS: Registry[ExecutorEntry] = Registry("executor")
+
+
+def register_executor(name: str, *, check: Optional[Callable[..., None]] = None,
+                      summary: Optional[str] = None):
+    """Register an executor class, or a function returning one, under ``name``
+    (``--executor name``). It is called as ``build(workers=N, address=A, cores=C)``:
+    ``--workers``, ``--address`` (None unless given) and this machine's usable cores.
+    ``check(workers=, address=)`` runs before anything is written: raise ``RegbenchError``
+    for settings it cannot use (a missing package, an address it has no use for).
+
+    Each task is trained by ``regbench.engine.executors.train_task(task, threads, on_epoch)``
+    (in a worker or in this process), which never raises for a run's own failure."""
+    def decorator(build: Callable[..., Executor]):
+        EXECUTORS.register(name)(ExecutorEntry(
+            build=build, check=check or _no_check,
+            summary=summary or first_doc_line(build, "plugin executor"),
+            plugin=not builtin(getattr(build, "__module__", None))))
+        return build
+    return decorator

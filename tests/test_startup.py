@@ -92,7 +92,7 @@ def test_bundled_datasets_read_from_files_equal_scikit_learns_loaders(name):
 
     from regbench.data import tabular
 
-    ours = getattr(tabular, f"load_{name}")({})
+    ours = getattr(tabular, f"load_{name}")()
     theirs = getattr(datasets, f"load_{name}")()
     x = ours.x_train[:, 0] if name == "digits" else ours.x_train
     expected = theirs.images if name == "digits" else theirs.data

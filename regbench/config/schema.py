@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from regbench.vocabulary import MAX_SEED
 
@@ -176,7 +175,7 @@ class ModelConfig(StrictModel):
 class LoggingConfig(StrictModel):
     """Trackers that receive every run's numbers besides its folder (`--log` adds to them)."""
 
-    trackers: list[Literal["tensorboard", "mlflow"]] = []   # event files in each run folder; MLflow runs
+    trackers: list[str] = []                        # registered trackers (tensorboard: event files in each run folder; mlflow: MLflow runs; a plugin's)
     mlflow_uri: Optional[str] = None                # MLflow tracking URI (--mlflow-uri overrides it; unset: MLFLOW_TRACKING_URI, else MLflow's default)
 
 

@@ -9,15 +9,16 @@ the variance of the data split (Bouthillier et al. 2021).
 """
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from regbench.config.schema import NoParams, StrictModel
+from regbench.config.schema import DatasetConfig, NoParams, StrictModel
 from regbench.errors import DataError
-from regbench.registry import Registry
+from regbench.registry import Registry, builtin, first_doc_line, params_model
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class RawData:
 
 @dataclass
 class DatasetEntry:
-    load: Callable[[dict[str, Any]], RawData]
+    load: Callable[[dict[str, Any]], RawData]     # the dataset's config section -> arrays
     spec: Callable[[dict[str, Any]], DataSpec]
     summary: str
     Params: type[StrictModel] = NoParams
@@ -67,24 +68,67 @@ class DatasetEntry:
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
+SHARED = tuple(DatasetConfig.model_fields)        # the options every dataset has (root, ...)
+SPLITS = ("train", "val", "test")
 
-def dataset(name: str, *, summary: str, spec: Callable[[dict[str, Any]], DataSpec] | DataSpec,
-            Params: type[StrictModel] = NoParams,
-            check: Optional[Callable[[dict[str, Any]], None]] = None,
-            download_pending: Optional[Callable[[dict[str, Any]], Optional[str]]] = None):
-    """Register a loader ``fn(config) -> RawData`` under ``name``.
 
-    ``check(config)`` raises DataError for what can be seen without loading (missing files, a
-    CSV header without the target): it runs while the plan is built, before anything is written.
-    ``download_pending(config)`` says what loading would download (validate never downloads).
-    """
-    spec_fn = spec if callable(spec) else (lambda _cfg, _s=spec: _s)
+def raw_data(name: str, task: str, returned: Any) -> RawData:
+    """What a dataset function returned as RawData: ``(X, y)``, or a dict of splits
+    ``{"train": (X, y), "val": …, "test": …}`` (train required)."""
+    splits = returned if isinstance(returned, dict) else {"train": returned}
+    if "train" not in splits or set(splits) - set(SPLITS):
+        raise DataError(f"dataset {name}: the loader returned {sorted(splits)}; expected "
+                        "(X, y) or a dict with 'train' and optionally 'val' and 'test'")
+    x, y = ({split: np.asarray(pair[i]) for split, pair in splits.items()} for i in (0, 1))
+    return RawData(x_train=x["train"], y_train=y["train"], task=task, x_val=x.get("val"),
+                   y_val=y.get("val"), x_test=x.get("test"), y_test=y.get("test"))
 
-    def decorator(load: Callable[[dict[str, Any]], RawData]):
-        DATASETS.register(name)(DatasetEntry(load=load, spec=spec_fn, summary=summary,
-                                             Params=Params, check=check,
-                                             download_pending=download_pending))
-        return load
+
+def register_dataset(name: str, *, task: Optional[str] = None,
+                     spec: Optional[DataSpec | Callable[[dict[str, Any]], DataSpec]] = None,
+                     summary: Optional[str] = None, Params: Optional[type[StrictModel]] = None,
+                     check: Optional[Callable[[dict[str, Any]], None]] = None,
+                     download_pending: Optional[Callable[[dict[str, Any]],
+                                                         Optional[str]]] = None):
+    """Register ``fn(**params)`` returning ``(X, y)``, ``{"train": (X, y), "test": (X, y)}``
+    (``"val"`` and ``"test"`` optional) as numpy arrays, or a :class:`RawData`; the splits it
+    does not return are drawn from train as for every dataset (``val_fraction``,
+    ``test_fraction``).
+
+    Its parameters are the dataset's config keys, typed by pydantic from the signature (one
+    without a default is required) or by ``Params`` where a key needs constraints; a parameter
+    named after an option every dataset has (``root``, ``download``, …) receives that option.
+    ``task`` (classification or regression) says what it is, or ``spec``: a DataSpec, or
+    ``spec(config) -> DataSpec`` when the shape depends on the config section. ``check(config)``
+    raises DataError for what can be seen without loading (missing files), while the plan is
+    built; ``download_pending(config)`` says what loading would download."""
+    if spec is not None and task is not None:
+        raise ValueError(f"register_dataset({name!r}): give task or spec, not both")
+    if spec is None:
+        if task not in ("classification", "regression"):
+            raise ValueError(f"register_dataset({name!r}): task must be classification or "
+                             f"regression (got {task!r})")
+        spec = DataSpec(task, None)
+    spec_fn = spec if callable(spec) else (lambda _config, _spec=spec: _spec)
+
+    def decorator(function: Callable[..., Any]):
+        shared = [key for key in inspect.signature(function).parameters if key in SHARED]
+        own = params_model(function, 0, f"dataset {name}", Params=Params, base=StrictModel,
+                           exclude=shared)
+
+        def load(config: dict[str, Any]) -> RawData:
+            params = own.model_validate({k: v for k, v in config.items() if k not in SHARED})
+            returned = function(**{key: getattr(params, key) for key in own.model_fields},
+                                **{key: config[key] for key in shared})
+            if isinstance(returned, RawData):
+                return returned
+            return raw_data(name, spec_fn(config).task, returned)
+
+        DATASETS.register(name)(DatasetEntry(
+            load=load, spec=spec_fn, summary=summary or first_doc_line(function, "plugin dataset"),
+            Params=own, check=check, download_pending=download_pending,
+            plugin=not builtin(function.__module__)))
+        return function
     return decorator
 
 
@@ -140,10 +184,11 @@ def torch_device(device):
     return device
 
 
-def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray, fraction: float, task: str,
+def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray, fraction: float, *, task: str,
            seed: int, key: str, name: str, after: str = ""):
-    """Hold ``fraction`` of the rows out (stratified when it can be); ``after`` says which split
-    already took rows, so that an error names every setting that shaped it."""
+    """Hold ``fraction`` of the rows out (stratified when it can be); ``key`` is its config
+    key and ``after`` says which split already took rows, so that an error names every
+    setting that shaped it."""
     n = len(x)
     held = int(round(n * fraction))
     if held < 1 or n - held < 1:
@@ -293,7 +338,8 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     rows = np.arange(len(x_train))              # row numbers of the loader's training arrays
     if raw.x_test is None:
         x_train, y_train, rows, x_test, y_test, test_rows = _split(
-            x_train, y_train, rows, config["test_fraction"], task, seed, "test_fraction", name)
+            x_train, y_train, rows, config["test_fraction"], task=task, seed=seed,
+            key="test_fraction", name=name)
     else:
         x_test, y_test = np.asarray(raw.x_test), np.asarray(raw.y_test)
         test_rows = -1 - np.arange(len(x_test))  # the loader's own test rows
@@ -307,8 +353,8 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
         after = (f" left after the test split (dataset.test_fraction "
                  f"{config['test_fraction']:g})" if raw.x_test is None else "")
         x_train, y_train, rows, x_val, y_val, val_rows = _split(
-            x_train, y_train, rows, config["val_fraction"], task, derived_seed(seed, 1),
-            "val_fraction", name, after)
+            x_train, y_train, rows, config["val_fraction"], task=task,
+            seed=derived_seed(seed, 1), key="val_fraction", name=name, after=after)
     else:
         x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
         val_rows = -1 - len(x_test) - np.arange(len(x_val))

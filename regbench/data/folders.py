@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.data.base import DataSpec, RawData, dataset
+from regbench.data.base import DataSpec, RawData, register_dataset
 from regbench.errors import DataError
 
 CACHE_DIR = ".regbench-cache"
@@ -126,16 +126,15 @@ def _check(config: dict[str, Any]) -> None:
         _classes(Path(config["test_path"]), "test_path")
 
 
-@dataset("image_folder", Params=ImageFolderParams, spec=_spec, check=_check,
-         summary="your own images: path/<class>/*.png|jpg (torchvision ImageFolder layout), "
-                 "resized to size×size, decoded once into a cache next to the data")
-def load_image_folder(config: dict[str, Any]) -> RawData:
-    size, grayscale = int(config.get("size", 32)), bool(config.get("grayscale", False))
-    x, y, classes = load_folder(Path(config["path"]), "path", size, grayscale)
+@register_dataset("image_folder", Params=ImageFolderParams, spec=_spec, check=_check,
+                  summary="your own images: path/<class>/*.png|jpg (torchvision ImageFolder "
+                  "layout), resized to size×size, decoded once into a cache next to the data")
+def load_image_folder(path: str, test_path: Optional[str], size: int,
+                      grayscale: bool) -> RawData:
+    x, y, classes = load_folder(Path(path), "path", size, grayscale)
     x_test = y_test = None
-    if config.get("test_path"):
-        x_test, y_test, _ = load_folder(Path(config["test_path"]), "test_path", size,
-                                        grayscale, classes)
+    if test_path:
+        x_test, y_test, _ = load_folder(Path(test_path), "test_path", size, grayscale, classes)
     scale = np.float32(1 / 255)
     return RawData(x_train=x.astype(np.float32) * scale, y_train=y, task="classification",
                    x_test=None if x_test is None else x_test.astype(np.float32) * scale,

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from regbench.data.base import DataSpec, RawData, dataset
+from regbench.data.base import DataSpec, RawData, register_dataset
 from regbench.errors import DataError
 
 IDX_FILES = {
@@ -111,10 +111,10 @@ def _check_idx(config: dict[str, Any], torchvision_name: str, pretty: str) -> No
         raise _idx_missing(root, torchvision_name, pretty)
 
 
-def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str) -> RawData:
-    root = Path(config["root"]).expanduser()
+def _load_idx_dataset(root: str, download: bool, torchvision_name: str, pretty: str) -> RawData:
+    root = Path(root).expanduser()
     folder = _idx_folder(root, torchvision_name)
-    if folder is None and config.get("download"):
+    if folder is None and download:
         dataset_class = _torchvision_dataset(torchvision_name)
         with _download(root, pretty, f"without network, put the four IDX files "
                        f"({', '.join(s + '.gz' for s in IDX_FILES.values())}) in {root}"):
@@ -136,21 +136,22 @@ def _load_idx_dataset(config: dict[str, Any], torchvision_name: str, pretty: str
                    task="classification", num_classes=10)
 
 
-@dataset("mnist", summary="MNIST handwritten digits (28×28, 10 classes) from IDX files under "
-         "root; torchvision download when download: true",
-         spec=DataSpec("classification", (1, 28, 28), 10, mirror_changes_class=True),
-         check=lambda c: _check_idx(c, "MNIST", "MNIST"),
-         download_pending=lambda c: _idx_pending(c, "MNIST", "MNIST"))
-def load_mnist(config: dict[str, Any]) -> RawData:
-    return _load_idx_dataset(config, "MNIST", "MNIST")
+@register_dataset("mnist", summary="MNIST handwritten digits (28×28, 10 classes) from IDX files "
+                  "under root; torchvision download when download: true",
+                  spec=DataSpec("classification", (1, 28, 28), 10, mirror_changes_class=True),
+                  check=lambda c: _check_idx(c, "MNIST", "MNIST"),
+                  download_pending=lambda c: _idx_pending(c, "MNIST", "MNIST"))
+def load_mnist(root: str, download: bool) -> RawData:
+    return _load_idx_dataset(root, download, "MNIST", "MNIST")
 
 
-@dataset("fashion_mnist", summary="Fashion-MNIST (28×28, 10 classes) from IDX files under root, "
-         "e.g. /usr/share/datasets/fashion-mnist", spec=DataSpec("classification", (1, 28, 28), 10),
-         check=lambda c: _check_idx(c, "FashionMNIST", "Fashion-MNIST"),
-         download_pending=lambda c: _idx_pending(c, "FashionMNIST", "Fashion-MNIST"))
-def load_fashion_mnist(config: dict[str, Any]) -> RawData:
-    return _load_idx_dataset(config, "FashionMNIST", "Fashion-MNIST")
+@register_dataset("fashion_mnist", summary="Fashion-MNIST (28×28, 10 classes) from IDX files "
+                  "under root, e.g. /usr/share/datasets/fashion-mnist",
+                  spec=DataSpec("classification", (1, 28, 28), 10),
+                  check=lambda c: _check_idx(c, "FashionMNIST", "Fashion-MNIST"),
+                  download_pending=lambda c: _idx_pending(c, "FashionMNIST", "Fashion-MNIST"))
+def load_fashion_mnist(root: str, download: bool) -> RawData:
+    return _load_idx_dataset(root, download, "FashionMNIST", "Fashion-MNIST")
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -205,14 +206,14 @@ def _check_cifar(config: dict[str, Any]) -> None:
         _refuse_missing_cifar(*_cifar_files(Path(config["root"]).expanduser()))
 
 
-@dataset("cifar10", summary="CIFAR-10 (32×32 colour, 10 classes) from the python batches under "
-         "root/cifar-10-batches-py; torchvision download when download: true",
-         spec=DataSpec("classification", (3, 32, 32), 10), check=_check_cifar,
-         download_pending=_cifar_pending)
-def load_cifar10(config: dict[str, Any]) -> RawData:
-    root = Path(config["root"]).expanduser()
+@register_dataset("cifar10", summary="CIFAR-10 (32×32 colour, 10 classes) from the python "
+                  "batches under root/cifar-10-batches-py; torchvision download when download: "
+                  "true", spec=DataSpec("classification", (3, 32, 32), 10), check=_check_cifar,
+                  download_pending=_cifar_pending)
+def load_cifar10(root: str, download: bool) -> RawData:
+    root = Path(root).expanduser()
     folder, files = _cifar_files(root)
-    if not all(f.is_file() for f in files) and config.get("download"):
+    if not all(f.is_file() for f in files) and download:
         with _download(root, "CIFAR-10", f"without network, put the python version's batches "
                        f"in {root / CIFAR_FOLDER}"):
             _torchvision_dataset("CIFAR10")(str(root), train=True, download=True)

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from regbench.config.schema import MAX_WIDTH, Seed, StrictModel
-from regbench.data.base import DataSpec, RawData, dataset
+from regbench.data.base import DataSpec, RawData, register_dataset
 from regbench.errors import DataError
 from regbench.registry import did_you_mean
 
@@ -29,10 +29,10 @@ def bundled_file(name: str) -> Optional[Path]:
     return None
 
 
-@dataset("digits", summary="scikit-learn's bundled 8×8 handwritten digits (1,797 images, "
-         "10 classes); works offline", spec=DataSpec("classification", (1, 8, 8), 10,
-                                                          mirror_changes_class=True))
-def load_digits(config: dict[str, Any]) -> RawData:
+@register_dataset("digits", summary="scikit-learn's bundled 8×8 handwritten digits (1,797 "
+                  "images, 10 classes); works offline",
+                  spec=DataSpec("classification", (1, 8, 8), 10, mirror_changes_class=True))
+def load_digits() -> RawData:
     path = bundled_file("digits.csv.gz")
     if path is not None:   # 64 pixel columns then the label, what load_digits reads
         table = np.loadtxt(path, delimiter=",")
@@ -46,9 +46,9 @@ def load_digits(config: dict[str, Any]) -> RawData:
                    num_classes=10)
 
 
-@dataset("breast_cancer", summary="scikit-learn's bundled Wisconsin breast cancer table "
-         "(569 × 30, 2 classes)", spec=DataSpec("classification", (30,), 2))
-def load_breast_cancer(config: dict[str, Any]) -> RawData:
+@register_dataset("breast_cancer", summary="scikit-learn's bundled Wisconsin breast cancer "
+                  "table (569 × 30, 2 classes)", spec=DataSpec("classification", (30,), 2))
+def load_breast_cancer() -> RawData:
     path = bundled_file("breast_cancer.csv")
     if path is not None:   # a header "569,30,malignant,benign", then 30 features and the label
         with path.open() as handle:
@@ -64,9 +64,9 @@ def load_breast_cancer(config: dict[str, Any]) -> RawData:
                    class_names=names)
 
 
-@dataset("diabetes", summary="scikit-learn's bundled diabetes progression table "
-         "(442 × 10, regression)", spec=DataSpec("regression", (10,)))
-def load_diabetes(config: dict[str, Any]) -> RawData:
+@register_dataset("diabetes", summary="scikit-learn's bundled diabetes progression table "
+                  "(442 × 10, regression)", spec=DataSpec("regression", (10,)))
+def load_diabetes() -> RawData:
     data_path, target_path = bundled_file("diabetes_data_raw.csv.gz"), \
         bundled_file("diabetes_target.csv.gz")
     if data_path is not None and target_path is not None:
@@ -91,29 +91,29 @@ class SyntheticClassificationParams(StrictModel):
     seed: Seed = 0                                # generation seed (the data, not the runs)
 
 
-def _informative(params: dict[str, Any]) -> int:
-    if params.get("n_informative"):
-        return min(params["n_informative"], params["n_features"])
-    return min(params["n_features"], max(2, params["n_features"] // 2))
+def _informative(n_informative: Optional[int], n_features: int) -> int:
+    if n_informative:
+        return min(n_informative, n_features)
+    return min(n_features, max(2, n_features // 2))
 
 
-@dataset("synthetic_classification", Params=SyntheticClassificationParams,
-         summary="generated, seeded classification of any size (make_classification); few "
-         "samples + many features + noise give a controllable overfitting regime",
-         spec=lambda c: DataSpec("classification", (c["n_features"],), c["n_classes"]))
-def load_synthetic_classification(config: dict[str, Any]) -> RawData:
+@register_dataset("synthetic_classification", Params=SyntheticClassificationParams,
+                  summary="generated, seeded classification of any size (make_classification); "
+                  "few samples + many features + noise give a controllable overfitting regime",
+                  spec=lambda c: DataSpec("classification", (c["n_features"],), c["n_classes"]))
+def load_synthetic_classification(n_samples: int, n_features: int, n_informative: Optional[int],
+                                  n_classes: int, noise: float, class_sep: float,
+                                  seed: int) -> RawData:
     from sklearn.datasets import make_classification
 
-    informative = _informative(config)
-    if config["n_classes"] * 2 > 2 ** informative:
-        raise DataError(f"dataset.n_classes: {config['n_classes']} classes need more "
+    informative = _informative(n_informative, n_features)
+    if n_classes * 2 > 2 ** informative:
+        raise DataError(f"dataset.n_classes: {n_classes} classes need more "
                         f"informative features than {informative} (raise n_features)")
     x, y = make_classification(
-        n_samples=config["n_samples"], n_features=config["n_features"],
-        n_informative=informative, n_redundant=0, n_classes=config["n_classes"],
-        flip_y=config["noise"], class_sep=config["class_sep"], random_state=config["seed"])
-    return RawData(x_train=x, y_train=y, task="classification",
-                   num_classes=config["n_classes"])
+        n_samples=n_samples, n_features=n_features, n_informative=informative, n_redundant=0,
+        n_classes=n_classes, flip_y=noise, class_sep=class_sep, random_state=seed)
+    return RawData(x_train=x, y_train=y, task="classification", num_classes=n_classes)
 
 
 class SyntheticRegressionParams(StrictModel):
@@ -124,15 +124,16 @@ class SyntheticRegressionParams(StrictModel):
     seed: Seed = 0                                # generation seed (the data, not the runs)
 
 
-@dataset("synthetic_regression", Params=SyntheticRegressionParams,
-         summary="generated, seeded linear regression of any size (make_regression)",
-         spec=lambda c: DataSpec("regression", (c["n_features"],)))
-def load_synthetic_regression(config: dict[str, Any]) -> RawData:
+@register_dataset("synthetic_regression", Params=SyntheticRegressionParams,
+                  summary="generated, seeded linear regression of any size (make_regression)",
+                  spec=lambda c: DataSpec("regression", (c["n_features"],)))
+def load_synthetic_regression(n_samples: int, n_features: int, n_informative: Optional[int],
+                              noise: float, seed: int) -> RawData:
     from sklearn.datasets import make_regression
 
-    x, y = make_regression(n_samples=config["n_samples"], n_features=config["n_features"],
-                           n_informative=_informative(config), noise=config["noise"],
-                           random_state=config["seed"])
+    x, y = make_regression(n_samples=n_samples, n_features=n_features,
+                           n_informative=_informative(n_informative, n_features), noise=noise,
+                           random_state=seed)
     return RawData(x_train=x, y_train=y, task="regression")
 
 
@@ -297,30 +298,31 @@ def _looks_continuous(y: np.ndarray) -> bool:
             and not np.all(np.equal(np.mod(y, 1), 0)))
 
 
-@dataset("csv", Params=CsvParams, summary="a user's CSV table: path, target, task, optional "
-         "val_path/test_path; text columns one-hot, impute for missing values",
-         spec=lambda c: DataSpec(c["task"], None), check=check_csv)
-def load_csv(config: dict[str, Any]) -> RawData:
-    target, task = config["target"], config["task"]
-    categorical, impute = list(config.get("categorical") or []), config.get("impute", "refuse")
-    tables = {"path": _read_table(config["path"], target, "path", categorical, impute)}
+@register_dataset("csv", Params=CsvParams, summary="a user's CSV table: path, target, task, "
+                  "optional val_path/test_path; text columns one-hot, impute for missing values",
+                  spec=lambda c: DataSpec(c["task"], None), check=check_csv)
+def load_csv(path: str, target: str, task: str, val_path: Optional[str],
+             test_path: Optional[str], categorical: list[str], impute: str) -> RawData:
+    files = {"path": path, "val_path": val_path, "test_path": test_path}   # config key -> file
+    categorical = list(categorical or [])
+    tables = {"path": _read_table(path, target, "path", categorical, impute)}
     for key in ("val_path", "test_path"):
-        if config.get(key):
-            tables[key] = _read_table(config[key], target, key, categorical, impute)
+        if files[key]:
+            tables[key] = _read_table(files[key], target, key, categorical, impute)
     columns = tables["path"][2]
     for key, (_, _, cols) in tables.items():
         if list(cols) != list(columns):
-            raise DataError(f"dataset.{key}: columns differ from dataset.path's ({config[key]})")
+            raise DataError(f"dataset.{key}: columns differ from dataset.path's ({files[key]})")
         mixed = [c for c in cols if cols[c] != columns[c]]
         if mixed:
             raise DataError(f"dataset.{key}: column '{mixed[0]}' is {cols[mixed[0]]} in "
-                            f"{config[key]} but {columns[mixed[0]]} in {config['path']}; list "
+                            f"{files[key]} but {columns[mixed[0]]} in {path}; list "
                             "it under dataset.categorical to treat it as categories in both")
     labels = None
     if task == "classification":
         for key, (_, y, _) in tables.items():
             if _looks_continuous(y):
-                raise DataError(f"dataset.task: target '{target}' in {config[key]} holds "
+                raise DataError(f"dataset.task: target '{target}' in {files[key]} holds "
                                 f"fractional numbers such as {_fraction_example(y)}; a "
                                 "classification target needs class labels (set task: "
                                 "regression for a numeric target)")
@@ -330,7 +332,7 @@ def load_csv(config: dict[str, Any]) -> RawData:
     else:
         for key, (_, y, _) in tables.items():
             if not np.issubdtype(np.asarray(y).dtype, np.number) or np.asarray(y).dtype == bool:
-                raise DataError(f"dataset.target: '{target}' in {config[key]} is not numeric; "
+                raise DataError(f"dataset.target: '{target}' in {files[key]} is not numeric; "
                                 "a regression target must be")
 
     def part(key):

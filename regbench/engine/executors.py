@@ -1,14 +1,20 @@
 """Executors: where runs train. Every executor yields ``(spec, RunResult)`` to the driver, which
-alone writes run folders, so workers need no shared filesystem.
+alone writes run folders, so workers need no shared filesystem (the ``Executor`` protocol in
+:mod:`regbench.registry`).
 
     executor.run(specs, threads, progress)  -> (spec, result) as runs finish
     executor.interrupt()                    -> (spec, partial result) of the runs in flight
     executor.close()
 
-- ``SequentialExecutor``: one run after another in this process (epoch-level progress).
-- ``ProcessExecutor``: ``--workers N`` spawned processes; each loads the dataset once (the
-  ``load_bundle`` cache lives as long as the process) and sends start/epoch events back on a queue.
-- ``RayExecutor``: one Ray task per run (``num_cpus`` = threads per run, ``num_gpus`` = 1 on CUDA).
+``--executor NAME`` picks one from the ``EXECUTORS`` registry (:func:`make_executor`); the
+built-ins register below with ``register_executor``, as a plugin's executor does:
+
+- ``local``: ``SequentialExecutor``, one run after another in this process (epoch-level
+  progress), or with ``--workers N`` ``ProcessExecutor``, N spawned processes; each loads the
+  dataset once (the ``load_bundle`` cache lives as long as the process) and sends start/epoch
+  events back on a queue.
+- ``ray``: ``RayExecutor``, one Ray task per run (``num_cpus`` = threads per run, ``num_gpus`` = 1
+  on CUDA).
 
 Ctrl-C and SIGTERM: workers ignore the terminal's SIGINT while idle, and SIGTERM; the driver
 decides. A worker whose driver dies (SIGKILL) exits within a second. On interrupt it stops
@@ -25,7 +31,8 @@ from typing import Any, Iterable, Iterator, Optional
 
 from regbench.engine.result import failed_task
 from regbench.engine.threads import apply_wait_policy, current_wait_policy
-from regbench.errors import RegbenchError
+from regbench.errors import ConfigError, RegbenchError
+from regbench.registry import EXECUTORS, Executor, UnknownName, register_executor
 
 INTERRUPT_GRACE_SECONDS = 30.0   # how long the driver waits for interrupted runs to report back
 POLL_SECONDS = 0.2               # driver wake-up interval (progress events, Ctrl-C)
@@ -34,18 +41,27 @@ PARENT_POLL_SECONDS = 0.5        # how often a worker checks that its driver sti
 Item = tuple[dict[str, Any], Any]   # (run spec, RunResult)
 
 
+def train_task(task: dict[str, Any], threads: int, on_epoch=None):
+    """Train one task (a run spec, or a fused group) in this process: a run's RunResult, or a
+    group's (spec, RunResult) per member; never raises for a run's own failure. What every
+    executor's workers call, a plugin's included."""
+    # executors are imported by the CLI and by spawned workers before they set their wait
+    # policy: torch loads only here
+    from regbench.engine.execute import execute_task  # deferred: torch
+
+    return execute_task(task, threads, on_epoch)
+
+
 class SequentialExecutor:
     """Runs one after another in this process. A Ctrl-C lands in the training loop itself."""
 
     def run(self, specs: Iterable[dict[str, Any]], threads: int,
             progress=None) -> Iterator[Item]:
-        from regbench.engine.execute import execute_task  # deferred: torch (see _worker_run)
-
         for spec in specs:
             if progress is not None:
                 progress.run_started(spec)
             on_epoch = progress.epoch if progress is not None else None
-            yield spec, execute_task(spec, threads, on_epoch)
+            yield spec, train_task(spec, threads, on_epoch)
 
     def interrupt(self) -> Iterator[Item]:
         return iter(())
@@ -96,10 +112,6 @@ def _interrupt_once(signum, frame) -> None:
 
 def _worker_run(spec: dict[str, Any], threads: int):
     """Train one run in a worker process; None when the sweep was stopped before it began."""
-    # this module is imported by a spawned worker before _init_worker sets the wait policy,
-    # so it must not load torch itself
-    from regbench.engine.execute import execute_task  # deferred: torch
-
     events, stop = _WORKER["events"], _WORKER["stop"]
     if stop.is_set():
         return None
@@ -113,7 +125,7 @@ def _worker_run(spec: dict[str, Any], threads: int):
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
         events.put(("start", run_id, os.getpid()))
-        return execute_task(spec, threads, on_epoch)
+        return train_task(spec, threads, on_epoch)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -240,9 +252,7 @@ class ProcessExecutor:
 
 def _ray_run(spec: dict[str, Any], threads: int):
     """A Ray task: the worker process keeps its ``load_bundle`` cache between tasks."""
-    from regbench.engine.execute import execute_task  # deferred: torch, in the Ray worker
-
-    return execute_task(spec, threads)
+    return train_task(spec, threads)
 
 
 def import_ray():
@@ -348,13 +358,43 @@ class RayExecutor:
             self.started = False
 
 
-def make_executor(name: str, workers: int = 1, address: Optional[str] = None,
-                  cores: Optional[int] = None):
-    """``local`` with one worker: in this process; ``local`` with N: processes; ``ray``: tasks."""
-    if name == "ray":
-        return RayExecutor(workers, address, cores)
+# ----------------------------------------------------------------------------- the registry
+
+def _local_check(workers: int = 1, address: Optional[str] = None, **options) -> None:
     if address:
-        raise RegbenchError("--address is only used with --executor ray")
-    if name != "local":
-        raise RegbenchError(f"--executor: unknown executor '{name}'; expected local or ray")
+        raise ConfigError("only used with --executor ray", source="--address")
+
+
+@register_executor("local", check=_local_check,
+                   summary="this machine: in this process, or --workers N processes")
+def local_executor(workers: int = 1, **options) -> Executor:
     return SequentialExecutor() if workers <= 1 else ProcessExecutor(workers)
+
+
+@register_executor("ray", check=lambda **options: import_ray(),
+                   summary="one Ray task per run, on a local Ray or the cluster at --address")
+def ray_executor(workers: int = 1, address: Optional[str] = None, cores: Optional[int] = None,
+                 **options) -> Executor:
+    return RayExecutor(workers, address, cores)
+
+
+def _entry(name: str):
+    try:
+        return EXECUTORS.get(name)
+    except UnknownName as exc:
+        raise ConfigError(str(exc), source="--executor") from None
+
+
+def check_executor(name: str, workers: int = 1, address: Optional[str] = None) -> None:
+    """Before anything is written: the executor registered, its settings usable (Ray
+    installed for ``ray``, no ``--address`` for ``local``): exit 2 otherwise."""
+    _entry(name).check(workers=workers, address=address)
+
+
+def make_executor(name: str, workers: int = 1, address: Optional[str] = None,
+                  cores: Optional[int] = None) -> Executor:
+    """The executor registered as ``name`` (``--executor``), checked, then built for
+    ``--workers``, ``--address`` and this machine's usable ``cores``."""
+    entry = _entry(name)
+    entry.check(workers=workers, address=address)
+    return entry.build(workers=workers, address=address, cores=cores)

@@ -10,14 +10,21 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, ValidationError
 
-from regbench.config.schema import (DatasetConfig, ExperimentConfig, ModelConfig, StrictModel,
-                                    TrainConfig, check_safe_name)
+from regbench.config.schema import (
+    DatasetConfig,
+    ExperimentConfig,
+    ModelConfig,
+    StrictModel,
+    TrainConfig,
+    check_safe_name,
+)
 from regbench.config.yaml_io import KEY_MARK, KeyPath, Position, parse_value, read_yaml_file
 from regbench.data import DATASETS
 from regbench.errors import ConfigError, DataError
 from regbench.models import MODELS
 from regbench.registry import UnknownName, did_you_mean
 from regbench.regularizers import REGULARIZERS
+from regbench.tracking import TRACKERS
 
 RESERVED_RECIPE_KEYS = ("train",)
 
@@ -212,7 +219,7 @@ def _lookup(registry, name: Any, path: KeyPath, positions, source):
         raise located_error(str(exc), path, positions, source) from None
 
 
-def _component_params(registry, section: BaseModel, prefix: str, positions, source,
+def _component_params(registry, section: BaseModel, prefix: str, positions, *, source,
                       common: type[BaseModel]) -> dict[str, Any]:
     """Validate a dataset/model section's own parameters against its registry entry."""
     entry = _lookup(registry, section.name, (prefix, "name"), positions, source)
@@ -277,9 +284,12 @@ def resolve_experiment(raw: Any, positions: dict[KeyPath, Position], source: str
         raise located_error(f"the config must be a mapping of keys to values (got "
                             f"{type(raw).__name__})", (), positions, source)
     config = validate_model(ExperimentConfig, raw, (), positions, source)
-    dataset = _component_params(DATASETS, config.dataset, "dataset", positions, source,
-                                DatasetConfig)
-    model = _component_params(MODELS, config.model, "model", positions, source, ModelConfig)
+    dataset = _component_params(DATASETS, config.dataset, "dataset", positions, source=source,
+                                common=DatasetConfig)
+    model = _component_params(MODELS, config.model, "model", positions, source=source,
+                              common=ModelConfig)
+    for index, name in enumerate(config.logging.trackers):
+        _lookup(TRACKERS, name, ("logging", "trackers", str(index)), positions, source)
     train = config.train.model_dump()
     recipes_raw = dict(config.recipes)
     if "baseline" not in recipes_raw:

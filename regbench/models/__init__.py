@@ -3,8 +3,17 @@
 (``basic``), the residual ones (``residual``) and torchvision's (``zoo``). Importing the package
 registers them all."""
 from regbench.models import basic, residual, zoo  # noqa: F401  (registers the models)
-from regbench.models.base import (MODELS, LayerFactory, ModelEntry, build_model, flat_size,
-                                  memory_format_for, penalized_parameters, place, weight_layers)
+from regbench.models.base import (
+    MODELS,
+    LayerFactory,
+    ModelEntry,
+    build_model,
+    flat_size,
+    memory_format_for,
+    penalized_parameters,
+    place,
+    weight_layers,
+)
 
 __all__ = ["MODELS", "LayerFactory", "ModelEntry", "build_model", "flat_size",
            "memory_format_for", "penalized_parameters", "place", "weight_layers"]

@@ -20,7 +20,7 @@ from torch import nn
 
 from regbench.config.schema import StrictModel
 from regbench.models.surgery import operate
-from regbench.registry import Registry
+from regbench.registry import Registry, builtin, first_doc_line, params_model
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU,
@@ -51,7 +51,7 @@ class LayerFactory:
 
 @dataclass
 class ModelEntry:
-    build: Callable[[Any, tuple[int, ...], int], nn.Module]
+    build: Callable[..., nn.Module]             # (input_shape, output_dim, **params) -> model
     summary: str
     Params: type[StrictModel]
     residual: bool = False                      # has residual blocks (stochastic depth applies)
@@ -62,13 +62,26 @@ class ModelEntry:
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def model(name: str, *, summary: str, Params: type[StrictModel], residual: bool = False,
-          needs_images: bool = False):
-    """Register ``build(params, input_shape, output_dim) -> nn.Module``."""
-    def decorator(build):
-        MODELS.register(name)(ModelEntry(build=build, summary=summary, Params=Params,
-                                         residual=residual, needs_images=needs_images))
-        return build
+def register_model(name: str, *, summary: Optional[str] = None,
+                   Params: Optional[type[StrictModel]] = None, residual: bool = False,
+                   needs_images: bool = False):
+    """Register ``fn(input_shape, output_dim, **params) -> torch.nn.Module`` under ``name``.
+
+    The parameters after the first two are the model's config keys: typed and validated by
+    pydantic from the signature (one without a default is required), or by ``Params``, a
+    ``StrictModel`` with one field per parameter, where a key needs constraints (``Field(ge=1)``).
+    ``summary`` defaults to the docstring's first line. Regularizers reach the model by module
+    surgery (``regbench.models.surgery``); where one cannot apply, the recipe is refused before
+    training. ``residual=True`` lets stochastic depth through the config check: the model's
+    blocks then declare ``residual_branch = "<child>"``, the child whose output is added to the
+    shortcut. ``needs_images=True``: the model takes (C, H, W) inputs only."""
+    def decorator(function):
+        MODELS.register(name)(ModelEntry(
+            build=function, Params=params_model(function, 2, f"model {name}", Params=Params,
+                                                   base=StrictModel),
+            summary=summary or first_doc_line(function, "plugin model"), residual=residual,
+            needs_images=needs_images, plugin=not builtin(function.__module__)))
+        return function
     return decorator
 
 
@@ -79,7 +92,8 @@ def build_model(config: dict[str, Any], input_shape: tuple[int, ...], output_dim
     surgery; ``calls`` counts each change that takes effect, per slot."""
     entry = MODELS.get(config["name"])
     params = entry.Params.model_validate({k: v for k, v in config.items() if k != "name"})
-    net = entry.build(params, tuple(input_shape), output_dim)
+    net = entry.build(tuple(input_shape), output_dim,
+                      **{key: getattr(params, key) for key in type(params).model_fields})
     slots = factory.changed() if factory is not None else []
     if not slots:
         return net

@@ -7,7 +7,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel, Width
-from regbench.models.base import ACTIVATIONS, flat_size, model
+from regbench.models.base import ACTIVATIONS, flat_size, register_model
 from regbench.models.pooling import MaxPool2x2
 
 Activation = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
@@ -17,9 +17,10 @@ class LinearParams(StrictModel):
     """No parameters: one linear layer from inputs to outputs."""
 
 
-@model("linear", Params=LinearParams,
-       summary="one linear layer: logistic regression (classification) or linear regression")
-def build_linear(params: LinearParams, input_shape, output_dim: int) -> nn.Module:
+@register_model("linear", Params=LinearParams,
+                summary="one linear layer: logistic regression (classification) or linear "
+                        "regression")
+def build_linear(input_shape, output_dim: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(flat_size(input_shape), output_dim))
 
 
@@ -37,9 +38,9 @@ def hidden_linears(width: int, hidden: list[int], activation: str) -> tuple[list
     return layers, width
 
 
-@model("mlp", Params=MLPParams, summary="fully connected net: hidden sizes, activation")
-def build_mlp(params: MLPParams, input_shape, output_dim: int) -> nn.Module:
-    layers, width = hidden_linears(flat_size(input_shape), params.hidden, params.activation)
+@register_model("mlp", Params=MLPParams, summary="fully connected net: hidden sizes, activation")
+def build_mlp(input_shape, output_dim: int, hidden: list[int], activation: str) -> nn.Module:
+    layers, width = hidden_linears(flat_size(input_shape), hidden, activation)
     return nn.Sequential(nn.Flatten(), *layers, nn.Linear(width, output_dim))
 
 
@@ -50,17 +51,18 @@ class CNNParams(StrictModel):
     activation: Activation = "relu"                    # hidden activation
 
 
-@model("cnn", Params=CNNParams, needs_images=True,
-       summary="LeNet-style conv net: conv-pool stages then fully connected layers")
-def build_cnn(params: CNNParams, input_shape, output_dim: int) -> nn.Module:
-    channels, height, width = input_shape
+@register_model("cnn", Params=CNNParams, needs_images=True,
+                summary="LeNet-style conv net: conv-pool stages then fully connected layers")
+def build_cnn(input_shape, output_dim: int, channels: list[int], hidden: list[int],
+              kernel_size: int, activation: str) -> nn.Module:
+    depth, height, width = input_shape          # channels of the tensor so far
     layers: list[nn.Module] = []
-    for out_channels in params.channels:
-        layers += [nn.Conv2d(channels, out_channels, params.kernel_size,
-                             padding=params.kernel_size // 2), ACTIVATIONS[params.activation]()]
+    for out_channels in channels:
+        layers += [nn.Conv2d(depth, out_channels, kernel_size, padding=kernel_size // 2),
+                   ACTIVATIONS[activation]()]
         if min(height, width) >= 2:
             layers.append(MaxPool2x2())
             height, width = height // 2, width // 2
-        channels = out_channels
-    dense, size = hidden_linears(channels * height * width, params.hidden, params.activation)
+        depth = out_channels
+    dense, size = hidden_linears(depth * height * width, hidden, activation)
     return nn.Sequential(*layers, nn.Flatten(), *dense, nn.Linear(size, output_dim))

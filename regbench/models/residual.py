@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel, Width
-from regbench.models.base import ACTIVATIONS, flat_size, model
+from regbench.models.base import ACTIVATIONS, flat_size, register_model
 from regbench.models.basic import Activation
 
 
@@ -40,26 +40,28 @@ class ResNetParams(StrictModel):
     activation: Activation = "relu"                          # hidden activation
 
 
-@model("resnet", Params=ResNetParams, residual=True, needs_images=True,
-       summary="small CIFAR-style ResNet: 3×3 conv stem, stages of basic residual blocks, "
-               "global average pool")
-def build_resnet(params: ResNetParams, input_shape, output_dim: int) -> nn.Module:
+@register_model("resnet", Params=ResNetParams, residual=True, needs_images=True,
+                summary="small CIFAR-style ResNet: 3×3 conv stem, stages of basic residual "
+                        "blocks, global average pool")
+def build_resnet(input_shape, output_dim: int, channels: list[int], blocks: int,
+                 activation: str) -> nn.Module:
     in_channels, height, width = input_shape
-    act = ACTIVATIONS[params.activation]
-    width_now = params.channels[0]
+    act = ACTIVATIONS[activation]
+    width_now = channels[0]
     layers: list[nn.Module] = [nn.Conv2d(in_channels, width_now, 3, padding=1), act()]
     side = min(height, width)
-    for stage, channels in enumerate(params.channels):
-        for block in range(params.blocks):
+    for stage, stage_width in enumerate(channels):
+        for block in range(blocks):
             stride = 2 if stage > 0 and block == 0 and side >= 2 else 1
             side = (side + stride - 1) // stride
-            branch = nn.Sequential(nn.Conv2d(width_now, channels, 3, stride=stride, padding=1),
-                                   act(), nn.Conv2d(channels, channels, 3, padding=1))
+            branch = nn.Sequential(
+                nn.Conv2d(width_now, stage_width, 3, stride=stride, padding=1), act(),
+                nn.Conv2d(stage_width, stage_width, 3, padding=1))
             shortcut: nn.Module = nn.Identity()
-            if stride != 1 or channels != width_now:
-                shortcut = nn.Conv2d(width_now, channels, 1, stride=stride)
-            layers.append(ResidualBlock(branch, shortcut, params.activation))
-            width_now = channels
+            if stride != 1 or stage_width != width_now:
+                shortcut = nn.Conv2d(width_now, stage_width, 1, stride=stride)
+            layers.append(ResidualBlock(branch, shortcut, activation))
+            width_now = stage_width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width_now, output_dim)]
     return nn.Sequential(*layers)
 
@@ -70,14 +72,15 @@ class ResMLPParams(StrictModel):
     activation: Activation = "relu"     # hidden activation
 
 
-@model("resmlp", Params=ResMLPParams, residual=True,
-       summary="residual MLP for flat inputs: input layer, blocks of two linear layers with "
-               "skip connections")
-def build_resmlp(params: ResMLPParams, input_shape, output_dim: int) -> nn.Module:
-    width, act = params.width, ACTIVATIONS[params.activation]
+@register_model("resmlp", Params=ResMLPParams, residual=True,
+                summary="residual MLP for flat inputs: input layer, blocks of two linear layers "
+                        "with skip connections")
+def build_resmlp(input_shape, output_dim: int, width: int, blocks: int,
+                 activation: str) -> nn.Module:
+    act = ACTIVATIONS[activation]
     layers: list[nn.Module] = [nn.Flatten(), nn.Linear(flat_size(input_shape), width), act()]
-    for _ in range(params.blocks):
+    for _ in range(blocks):
         branch = nn.Sequential(nn.Linear(width, width), act(), nn.Linear(width, width))
-        layers.append(ResidualBlock(branch, nn.Identity(), params.activation))
+        layers.append(ResidualBlock(branch, nn.Identity(), activation))
     layers.append(nn.Linear(width, output_dim))
     return nn.Sequential(*layers)

@@ -16,9 +16,8 @@ from torch import nn
 
 from regbench.config.schema import StrictModel
 from regbench.errors import ConfigError
-from regbench.models.base import model
+from regbench.models.base import register_model
 from regbench.registry import did_you_mean
-
 
 AUXILIARY = ("googlenet", "inception_v3")   # built with auxiliary heads unless told not to
 
@@ -56,24 +55,24 @@ def _first_conv(net: nn.Module):
     return None
 
 
-@model("torchvision", Params=TorchvisionParams, needs_images=True, residual=True,
-       summary="any torchvision.models classifier by name (arch: resnet18, …), random init, "
-               "its first conv adapted to the dataset's channels")
-def build_torchvision(params: TorchvisionParams, input_shape, output_dim: int) -> nn.Module:
-    import torch
+@register_model("torchvision", Params=TorchvisionParams, needs_images=True, residual=True,
+                summary="any torchvision.models classifier by name (arch: resnet18, …), random "
+                        "init, its first conv adapted to the dataset's channels")
+def build_torchvision(input_shape, output_dim: int, arch: str) -> nn.Module:
     import torchvision
 
-    extra = {"aux_logits": False} if params.arch in AUXILIARY else {}   # one output in training
-    net = torchvision.models.get_model(params.arch, weights=None, num_classes=output_dim,
+    extra = {"aux_logits": False} if arch in AUXILIARY else {}   # one output in training
+    net = torchvision.models.get_model(arch, weights=None, num_classes=output_dim,
                                        **extra)
     first = _first_conv(net)
     channels = input_shape[0]
     if first is not None and first[2].in_channels != channels:
         parent, name, conv = first
         setattr(parent, name, nn.Conv2d(channels, conv.out_channels, conv.kernel_size,
-                                        conv.stride, conv.padding, conv.dilation, conv.groups,
-                                        conv.bias is not None))
-    return _fitted(net, f"torchvision {params.arch}", input_shape)
+                                        stride=conv.stride, padding=conv.padding,
+                                        dilation=conv.dilation, groups=conv.groups,
+                                        bias=conv.bias is not None))
+    return _fitted(net, f"torchvision {arch}", input_shape)
 
 
 def _fitted(net: nn.Module, what: str, input_shape) -> nn.Module:
@@ -111,12 +110,12 @@ class TimmParams(StrictModel):
         return known_architecture(value, "timm", timm_architectures())
 
 
-@model("timm", Params=TimmParams, needs_images=True, residual=True,
-       summary="any timm model by name (arch: resnet18, …; the timm extra), random init, "
-               "in_chans set to the dataset's channels")
-def build_timm(params: TimmParams, input_shape, output_dim: int) -> nn.Module:
+@register_model("timm", Params=TimmParams, needs_images=True, residual=True,
+                summary="any timm model by name (arch: resnet18, …; the timm extra), random "
+                        "init, in_chans set to the dataset's channels")
+def build_timm(input_shape, output_dim: int, arch: str) -> nn.Module:
     import timm
 
-    net = timm.create_model(params.arch, pretrained=False, num_classes=output_dim,
+    net = timm.create_model(arch, pretrained=False, num_classes=output_dim,
                             in_chans=input_shape[0])
-    return _fitted(net, f"timm {params.arch}", input_shape)
+    return _fitted(net, f"timm {arch}", input_shape)

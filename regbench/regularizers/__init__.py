@@ -5,9 +5,18 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from regbench.regularizers.base import (BATCH_STAGES, REGULARIZERS, CheckContext, Incompatible,
-                                        Regularizer, RunContext, WeightRegularizer, batch_order,
-                                        register, soft_targets)
+from regbench.regularizers.base import (
+    BATCH_STAGES,
+    REGULARIZERS,
+    CheckContext,
+    Incompatible,
+    Regularizer,
+    RunContext,
+    WeightRegularizer,
+    batch_order,
+    register,
+    soft_targets,
+)
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name != "base" and not _info.name.startswith("_"):

@@ -1,7 +1,7 @@
 """The regularizer base class: hook points of the training loop, no-ops by default.
 
 A regularizer overrides only the hooks it uses; the loop calls just those (see
-``regbench/train.py`` for where each one fires).
+``regbench/engine/train.py`` for where each one fires).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 
 from regbench.config.schema import NoParams, StrictModel
 from regbench.models.base import LayerFactory, penalized_parameters
-from regbench.registry import Registry
+from regbench.registry import Registry, builtin
 
 HOOKS = ("build", "wrap", "batch", "penalty", "after_backward", "after_step", "epoch_end",
          "fit_end", "epoch_metrics")
@@ -109,6 +109,9 @@ class Regularizer:
                                                 # the member's own model; no batch hooks
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
                                                 # lower first; None: after every ranked one
+    conformance: ClassVar[dict[str, Any]] = {}  # params that show this regularizer's effect in a
+                                                # few-epoch run, for regbench.testing (empty:
+                                                # its defaults already change training)
 
     def __init__(self, params: StrictModel, ctx: RunContext):
         self.params = params
@@ -205,19 +208,35 @@ class Regularizer:
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
 
 
-def register(cls: type[Regularizer], plugin: bool = False) -> type[Regularizer]:
-    """Class decorator: register under ``cls.name`` (which must equal the module's name, for
-    the built-in catalogue: one file per regularizer)."""
-    module_name = cls.__module__.rsplit(".", 1)[-1]
-    cls.plugin = plugin
-    if not plugin and cls.name != module_name:
-        raise ValueError(f"regularizer {cls.__name__}: name '{cls.name}' must equal its module "
-                         f"name '{module_name}'")
-    if cls.overrides("batch") and cls.batch_stage not in BATCH_STAGES:
-        raise ValueError(f"regularizer {cls.name}: a batch hook needs batch_stage, one of "
-                         f"{', '.join(BATCH_STAGES)} (got {cls.batch_stage!r})")
-    REGULARIZERS.register(cls.name)(cls)
-    return cls
+def register_regularizer(name: str):
+    """Class decorator: register a :class:`Regularizer` subclass under ``name``, the YAML key
+    of its recipes. A built-in's name is its module's (one file per regularizer); a class
+    that sets ``name`` itself must set this one. A batch hook needs its ``batch_stage``."""
+    def decorator(cls: type[Regularizer]) -> type[Regularizer]:
+        if not (isinstance(cls, type) and issubclass(cls, Regularizer)):
+            raise TypeError(f"register_regularizer({name!r}) decorates a subclass of "
+                            "regbench.Regularizer")
+        own = cls.__dict__.get("name")
+        if own and own != name:
+            raise ValueError(f"regularizer {cls.__name__}: its name '{own}' is not the "
+                             f"registered name '{name}'")
+        module_name = cls.__module__.rsplit(".", 1)[-1]
+        plugin = not builtin(cls.__module__)
+        if not plugin and name != module_name:
+            raise ValueError(f"regularizer {cls.__name__}: name '{name}' must equal its module "
+                             f"name '{module_name}'")
+        if cls.overrides("batch") and cls.batch_stage not in BATCH_STAGES:
+            raise ValueError(f"regularizer {name}: a batch hook needs batch_stage, one of "
+                             f"{', '.join(BATCH_STAGES)} (got {cls.batch_stage!r})")
+        REGULARIZERS.register(name)(cls)
+        cls.name, cls.plugin = name, plugin
+        return cls
+    return decorator
+
+
+def register(cls: type[Regularizer]) -> type[Regularizer]:
+    """``@register``: ``register_regularizer(cls.name)``, for a class that names itself."""
+    return register_regularizer(cls.name)(cls)
 
 
 def batch_order(regularizers: list) -> list:

@@ -1,4 +1,6 @@
-"""Trackers: the same numbers as the run folders, in TensorBoard and MLflow (``--log``).
+"""Trackers: the same numbers as the run folders, in TensorBoard, MLflow or a plugin's tracker
+(``--log NAME``: any name in the ``TRACKERS`` registry; each built-in registers itself in its
+module with ``register_tracker``, as a plugin's does).
 
 The driver logs, after it has written each run's folder (workers and Ray tasks only return
 rows), so logging works with every executor, changes no result and never fails a run: a
@@ -13,73 +15,72 @@ experiment (one warning, not one per run), and the sweep goes on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from regbench.errors import RegbenchError
+from regbench.errors import ConfigError
+from regbench.registry import TRACKERS, Tracker, UnknownName, register_tracker
+from regbench.tracking import mlflow_tracker, tensorboard_tracker  # noqa: F401  (register them)
 from regbench.tracking.base import first_line
-from regbench.tracking.mlflow_tracker import MlflowTracker, check_mlflow
-from regbench.tracking.tensorboard_tracker import TensorBoardTracker, require_tensorboard
 
-TRACKERS = ("tensorboard", "mlflow")
-
+__all__ = ["TRACKERS", "Tracker", "Trackers", "check_trackers", "open_trackers",
+           "register_tracker"]
 
 
 class Trackers:
     """The trackers of one experiment; each call is guarded (a failure becomes a warning)."""
 
-    def __init__(self, trackers: list, warnings: list[str]):
-        self.trackers, self.warnings = trackers, warnings
+    def __init__(self, trackers: dict[str, Tracker], warnings: list[str]):
+        self.trackers, self.warnings = trackers, warnings      # registered name -> tracker
 
-    def _each(self, what: str, method: str, *args) -> None:
-        for tracker in list(self.trackers):
+    def _each(self, what: str, call: Callable[[Tracker], None]) -> None:
+        for name, tracker in list(self.trackers.items()):
             try:
-                getattr(tracker, method)(*args)
+                call(tracker)
             except Exception as exc:   # logging must never fail a run or the sweep
-                self.trackers.remove(tracker)
-                self.warnings.append(f"{what}: {tracker.name} logging failed ({first_line(exc)});"
-                                     f" {tracker.name} is off for the rest of this experiment; "
+                del self.trackers[name]
+                self.warnings.append(f"{what}: {name} logging failed ({first_line(exc)});"
+                                     f" {name} is off for the rest of this experiment; "
                                      "the run folders are complete")
 
     def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
                 weights, run_dir: Path) -> None:
-        self._each(f"run {spec['run_id']}", "log_run", spec, summary, rows, weights, run_dir)
+        self._each(f"run {spec['run_id']}",
+                   lambda tracker: tracker.log_run(spec, summary, rows, weights, run_dir))
 
     def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
         """A completed run that was skipped: logged from its folder to a tracker that lacks it
         (a tracker added on a later command, or whose store was emptied)."""
-        self._each(f"run {spec['run_id']}", "replay", spec, run_dir)
+        self._each(f"run {spec['run_id']}", lambda tracker: tracker.replay(spec, run_dir))
 
     def finish(self, interrupted: bool = False) -> None:
-        self._each("experiment", "finish", interrupted)
+        self._each("experiment", lambda tracker: tracker.finish(interrupted))
+
+
+def _entries(names: list[str]) -> dict:
+    """Each tracker named once, in order; an unknown name lists the registered ones."""
+    try:
+        return {name: TRACKERS.get(name) for name in dict.fromkeys(names)}
+    except UnknownName as exc:
+        raise ConfigError(str(exc), source="--log") from None
 
 
 def check_trackers(names: list[str], mlflow_uri: Optional[str] = None) -> None:
-    """Before any training (``tune`` checks before its search): every name known, every
-    package installed, the MLflow store usable."""
-    for name in dict.fromkeys(names):
-        if name not in TRACKERS:
-            raise RegbenchError(f"--log: unknown tracker '{name}'; expected one of: "
-                                f"{', '.join(TRACKERS)}")
-        if name == "tensorboard":
-            require_tensorboard()
-        else:
-            check_mlflow(mlflow_uri)
+    """Before any training (``tune`` checks before its search): every name registered, every
+    tracker usable (its package installed, the MLflow store reachable): exit 2 otherwise."""
+    for entry in _entries(names).values():
+        entry.check(mlflow_uri=mlflow_uri)
 
 
 def open_trackers(names: list[str], plan, results_dir: Path, mlflow_uri: Optional[str] = None,
                   resume: bool = True) -> Trackers:
     """The trackers ``names`` asks for (``--log`` and the config's ``logging.trackers``), each
     checked before anything trains: an unknown name or a missing package is an error."""
-    names = list(dict.fromkeys(names))
-    check_trackers(names, mlflow_uri)
+    entries = _entries(names)
+    check_trackers(list(entries), mlflow_uri)
     warnings: list[str] = []
-    if mlflow_uri and "mlflow" not in names:
+    if mlflow_uri and "mlflow" not in entries:
         warnings.append("an MLflow tracking URI was given but mlflow is not among the "
                         "trackers: add --log mlflow to log there")
-    trackers = []
-    for name in names:
-        if name == "tensorboard":
-            trackers.append(TensorBoardTracker(plan, results_dir))
-        else:
-            trackers.append(MlflowTracker(plan, results_dir, mlflow_uri, resume))
+    trackers = {name: entry.open(plan, results_dir, mlflow_uri=mlflow_uri, resume=resume)
+                for name, entry in entries.items()}
     return Trackers(trackers, warnings)

@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from regbench.errors import RegbenchError
+from regbench.registry import register_tracker
 from regbench.results import run_config
-from regbench.tracking.base import (final_metrics, first_line, flatten, from_folder,
-                                    run_hparams, verdict_label)
+from regbench.tracking.base import (
+    final_metrics,
+    first_line,
+    flatten,
+    from_folder,
+    run_hparams,
+    verdict_label,
+)
 from regbench.vocabulary import METRICS_FILE, PLOTS_DIR, SUMMARY
 
 KIND_TAG, HASH_TAG = "regbench.kind", "regbench.experiment_hash"
@@ -89,15 +96,17 @@ def _chunks(items: list, size: int):
         yield items[start:start + size]
 
 
+@register_tracker("mlflow", check=lambda mlflow_uri=None, **options: check_mlflow(mlflow_uri),
+                  summary="one MLflow parent run per experiment, a nested run per run")
 class MlflowTracker:
     name = "mlflow"
 
-    def __init__(self, plan, results_dir: Path, uri: Optional[str] = None,
-                 resume: bool = True):
+    def __init__(self, plan, results_dir: Path, mlflow_uri: Optional[str] = None,
+                 resume: bool = True, **options):
         """The experiment's parent run: the one made for the same experiment hash when
         resuming, a new one otherwise (``--fresh`` moved the old folder aside: its runs stay
         under their own parent)."""
-        self.client = check_mlflow(uri)
+        self.client = check_mlflow(mlflow_uri)
         from mlflow.entities import Metric, Param  # deferred: mlflow
 
         self.Metric, self.Param = Metric, Param
@@ -119,7 +128,8 @@ class MlflowTracker:
             self.logged = self._nested()
         except Exception as exc:
             raise RegbenchError(f"--log mlflow: cannot use the tracking store "
-                                f"{uri or self.client.tracking_uri} ({first_line(exc)})") from None
+                                f"{mlflow_uri or self.client.tracking_uri} "
+                                f"({first_line(exc)})") from None
 
     def _nested(self) -> dict[str, list]:
         """regbench run id -> the nested runs logged for it under the parent."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from regbench.data import data_spec
 from regbench.errors import RegbenchError
+from regbench.registry import register_tracker
 from regbench.results import check_inside
 from regbench.tracking.base import final_metrics, from_folder, run_hparams
 from regbench.vocabulary import RUNS_DIR, WEIGHTS_FILE, metric_names
@@ -43,7 +44,7 @@ def _writer(folder: Path):
     return SummaryWriter(log_dir=str(folder))
 
 
-def require_tensorboard() -> None:
+def require_tensorboard(**options) -> None:
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (deferred: an extra)
     except ImportError:
@@ -65,10 +66,12 @@ def _typed(hparams: dict[str, Any], kinds: dict[str, str]) -> dict[str, Any]:
     return {k: float(v) if kinds.get(k) == "number" else str(v) for k, v in hparams.items()}
 
 
+@register_tracker("tensorboard", check=require_tensorboard,
+                  summary="an event file in every run folder, for tensorboard --logdir")
 class TensorBoardTracker:
     name = "tensorboard"
 
-    def __init__(self, plan, results_dir: Path):
+    def __init__(self, plan, results_dir: Path, **options):
         require_tensorboard()
         self.plan, self.results_dir = plan, Path(results_dir)
         self.kinds = _kinds([run_hparams(spec) for spec in plan.runs])
