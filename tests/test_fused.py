@@ -14,8 +14,14 @@ from typer.testing import CliRunner
 
 from regbench.cli import app
 from regbench.data import load_bundle
-from regbench.engine.fused import (GROUP_KEY, FusedTrainer, MemberUniforms, _stackable_layers,
-                                   fuse_tasks, member_dropout)
+from regbench.engine.fused import (
+    GROUP_KEY,
+    FusedTrainer,
+    MemberUniforms,
+    _stackable_layers,
+    fuse_tasks,
+    member_dropout,
+)
 from regbench.engine.train import Trainer
 from regbench.experiment.config import load_config
 from regbench.experiment.plan import build_plan

@@ -1,7 +1,8 @@
 """Execute one run in this process: threads, device, data from the per-process cache, training.
 
-Every executor calls :func:`execute_run`, in the driver or in a worker; the driver adds the
-diagnosis and writes the run folder.
+Every executor trains a task through :func:`execute_task`, in the driver or in a worker: a
+run through :func:`execute_run`, a fused group through ``fused.FusedTrainer`` (its members
+solo if the group fails as a whole). The driver adds the diagnosis and writes the run folders.
 """
 from __future__ import annotations
 

@@ -21,16 +21,26 @@ What differs per member is kept per member: its seed (initial weights identical 
 run, its own batch order), its regularizers' strengths, dropout's p (its own masks), its
 optimizer settings (learning rate, momentum, betas, decay: its own parameter group, under the
 shared schedule), its early stopping (a stopped member leaves the group with its state), its
-divergence (a member whose metrics turn NaN is recorded ``diverged`` and leaves; the stacked
-arithmetic never mixes members) and its run folder. What can fuse (``fusable_key``): runs with
-the same dataset (``resample: fixed``), model layout, training settings but the optimizer's,
-and regularizer names, on a model without buffers, whose regularizers declare ``fusable``
-(l1, l2, elastic_net, weight_decay, early_stopping, dropout). Everything else trains solo.
+divergence (a member whose objective, train or val loss turns NaN or infinite is recorded
+``diverged`` and leaves; the stacked arithmetic never mixes members) and its run folder. What
+can fuse (``fusable_key``): runs with the same dataset (``resample: fixed``), model layout,
+training settings but the optimizer's, and regularizer names, on a model without buffers,
+whose regularizers declare ``fusable`` (l1, l2, elastic_net, weight_decay, early_stopping,
+dropout). Everything else trains solo.
 
-The optimizer update is the same elementwise arithmetic on each member's slice; the batched
-matrix products round differently from single ones, so a deterministic member's per-epoch
-metrics equal its solo run's to float tolerance, not bit for bit, and a dropout member's equal
-them in distribution (tests/test_fused.py).
+The solo loop (``Trainer`` in regbench/engine/train.py) is the reference: a fused member must
+reproduce its solo run, and this loop is kept apart only for speed. Both resolve the device
+(``resolve_device``), build an epoch's metrics.csv row (``split_columns``, ``TRAIN_COLUMNS``,
+``epoch_row``) and decide divergence (``diverged``) with the same functions of train.py, so
+the columns, their order and the statuses agree by construction. The optimizer update is the
+same elementwise arithmetic on each member's slice; the batched matrix products round
+differently from single ones, so a deterministic member's per-epoch metrics equal its solo
+run's to float tolerance (1e-5), not bit for bit, and a dropout member's equal them in
+distribution. tests/test_fused.py checks it, whole fits against solo fits:
+    test_members_equal_their_solo_runs                       (every fusable regularizer)
+    test_members_with_their_own_learning_rate_fuse_and_equal_their_solo_runs
+    test_a_diverging_member_is_recorded_diverged_and_the_others_are_untouched
+    test_dropout_members_draw_their_own_masks_at_their_own_p  (in distribution)
 """
 from __future__ import annotations
 
@@ -45,8 +55,19 @@ import torch
 from regbench.data import DataBundle
 from regbench.engine import optim
 from regbench.engine.result import GROUP_KEY, RunResult
-from regbench.engine.train import (EVAL_CHUNK, GRAD_NORM_EVERY, Trainer, make_optimizer,
-                                   make_scheduler, split_metrics, weight_statistics)
+from regbench.engine.train import (
+    EVAL_CHUNK,
+    GRAD_NORM_EVERY,
+    TRAIN_COLUMNS,
+    Trainer,
+    diverged,
+    epoch_row,
+    make_optimizer,
+    make_scheduler,
+    resolve_device,
+    split_columns,
+    weight_statistics,
+)
 from regbench.models import penalized_parameters
 from regbench.regularizers import REGULARIZERS, Regularizer
 from regbench.regularizers.dropout import InvertedDropout
@@ -107,8 +128,8 @@ def fuse_tasks(specs: list[dict[str, Any]], models: Optional[dict[str, ModelFact
         keys[spec["run_id"]] = key
         mode = spec["train"].get("fuse", "auto")
         if key is not None and mode != "off" and (
-                facts is None or worth_fusing(mode, _device(spec), spec["train"]["batch_size"],
-                                              facts)):
+                facts is None or worth_fusing(mode, resolve_device(spec["train"]["device"]),
+                                              spec["train"]["batch_size"], facts)):
             groups.setdefault(key, []).append(spec)
     tasks, placed = [], set()
     for spec in specs:
@@ -240,13 +261,6 @@ class MemberUniforms:
             self.used = 0
         self.used += rows
         return self.ahead[:, self.used - rows:self.used]
-
-
-def _device(spec: dict[str, Any]) -> torch.device:
-    device = spec["train"]["device"]
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class _MemberOptimizer:
@@ -454,9 +468,8 @@ class FusedTrainer:
             objective_sum.add_(objective.detach())
             penalty_sum.add_(penalty.detach())
             steps += 1
-        stats = torch.stack([objective_sum / steps, penalty_sum / steps,
-                             grad_norm_sum / measured]).T.tolist()
-        return [{"objective": o, "penalty": p, "grad_norm": g} for o, p, g in stats]
+        sums = torch.stack([objective_sum / steps, penalty_sum / steps, grad_norm_sum / measured])
+        return [dict(zip(TRAIN_COLUMNS, member)) for member in sums.T.tolist()]
 
     @torch.inference_mode()
     def measure_epoch(self) -> list[dict[str, float]]:
@@ -464,17 +477,15 @@ class FusedTrainer:
         weight statistics, as its solo Trainer's ``measure_epoch`` computes them, in one pass
         over the stacked model (one host sync)."""
         self.template.eval()
-        data, count = self.data, len(self.members)
-        first = self.members[0]
         chunk = EVAL_CHUNK.get(self.device.type, 8192)
-        measured: dict[str, torch.Tensor] = {}
-        for split, (x, y) in {"train": first.train_eval, "val": (data.x_val, data.y_val)}.items():
-            output = torch.cat([self.forward_all(self.stacked, part)
-                                for part in x.split(chunk)], dim=1)     # [M, N, out]
-            measured.update({f"{split}_{key}": value
-                             for key, value in split_metrics(data, output, y).items()})
+
+        def predict(x: torch.Tensor) -> torch.Tensor:                   # [M, N, out]
+            return torch.cat([self.forward_all(self.stacked, part) for part in x.split(chunk)],
+                             dim=1)
+
+        measured = split_columns(self.data, self.members[0].train_eval, predict)
         measured.update(weight_statistics([self.stacked[name] for name in self.measured_weights],
-                                          self.device, count))
+                                          self.device, len(self.members)))
         keys = list(measured)
         table = torch.stack([measured[k].float() for k in keys], dim=1).tolist()
         return [dict(zip(keys, values)) for values in table]
@@ -502,18 +513,16 @@ class FusedTrainer:
             for epoch in range(1, epochs + 1):
                 lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
                 began = time.perf_counter()
-                stats = self.train_epoch(active)
+                trained = self.train_epoch(active)
                 measured = self.measure_epoch()
                 share = (time.perf_counter() - began) / len(training)  # each member's share
                 for index in list(training):
                     member = self.members[index]
                     member.ctx.epoch = epoch
-                    row = {"epoch": epoch, "seconds": share, "lr": lrs[self.group_of[index]],
-                           **stats[index],
-                           **measured[index]}
+                    row = epoch_row(epoch, share, lrs[self.group_of[index]], trained[index],
+                                    measured[index])
                     rows[index].append(row)
-                    if not all(math.isfinite(row[k])
-                               for k in ("objective", "train_loss", "val_loss")):
+                    if diverged(row):
                         status[index] = "diverged"      # keeps the weights it had then
                     elif member.hooks["epoch_end"]:
                         self._sync(index)               # its hooks read its own model

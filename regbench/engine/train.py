@@ -22,7 +22,7 @@ called for it:
                 optimizer.step()
                 for reg in regs: reg.after_step(model)   # <AFTER_STEP> decay, max-norm
         row = measure(train subset, val) in eval mode    #   + reg.epoch_metrics(model)
-        if not finite(objective, train_loss, val_loss): status = diverged; stop
+        if diverged(row): status = diverged; stop        #   objective, train or val loss not finite
         for reg in regs: reg.epoch_end(epoch, row, model) # <EPOCH_END> early stopping
         scheduler.step()                                 # the next epoch's learning rate
         if any(reg.should_stop): stop
@@ -47,8 +47,12 @@ from torch import nn
 
 from regbench.data import DataBundle
 from regbench.engine import optim
-from regbench.engine.metrics import (classification_loss, classification_metrics,
-                                     regression_loss, regression_metrics)
+from regbench.engine.metrics import (
+    classification_loss,
+    classification_metrics,
+    regression_loss,
+    regression_metrics,
+)
 from regbench.engine.result import RunResult, RunStopped
 from regbench.errors import RegbenchError
 from regbench.models import LayerFactory, build_model, penalized_parameters, place
@@ -69,6 +73,8 @@ BLOCK = {"cpu": (1024, 4 * 2**20), "cuda": (8192, 256 * 2**20)}
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device: ``auto`` is the GPU when torch sees one, else the
+    CPU. Every loop, solo or fused, and fusing's planning resolve it here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -180,6 +186,37 @@ def split_metrics(data: DataBundle, output: torch.Tensor, y: torch.Tensor
     return regression_metrics(output, y)
 
 
+# An epoch's row of metrics.csv, built by the solo and the fused loop alike from these:
+TRAIN_COLUMNS = ("objective", "penalty", "grad_norm")    # the training pass's means, this order
+FINITE_COLUMNS = ("objective", "train_loss", "val_loss")  # one not finite: the run diverged
+
+
+def split_columns(data: DataBundle, train_eval: tuple[torch.Tensor, torch.Tensor],
+                  predict: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The measured metrics columns, train_<metric> (the fixed train subset) then
+    val_<metric>, from ``predict``'s outputs: [N, out] (0-dim columns), or [M, N, out] for M
+    members ([M] columns)."""
+    columns = {}
+    for split, (x, y) in {"train": train_eval, "val": (data.x_val, data.y_val)}.items():
+        for key, value in split_metrics(data, predict(x), y).items():
+            columns[f"{split}_{key}"] = value
+    return columns
+
+
+def epoch_row(epoch: int, seconds: float, lr: float, trained: dict[str, float],
+              measured: dict[str, float]) -> dict[str, float]:
+    """One row of metrics.csv, in column order: epoch, its seconds, the learning rate it
+    trained with, the training means (``TRAIN_COLUMNS``), then the measured columns
+    (``split_columns``, weight statistics, the regularizers' own)."""
+    return {"epoch": epoch, "seconds": seconds, "lr": lr, **trained, **measured}
+
+
+def diverged(row: dict[str, float]) -> bool:
+    """Whether an epoch's row ends its run as ``diverged``: its objective, train loss or val
+    loss is NaN or infinite."""
+    return not all(math.isfinite(row[key]) for key in FINITE_COLUMNS)
+
+
 def weight_statistics(weights: list[torch.Tensor], device: torch.device,
                       members: Optional[int] = None) -> dict[str, torch.Tensor]:
     """The norm of all the penalized weights together and their share near zero: 0-dim, or
@@ -195,7 +232,8 @@ def weight_statistics(weights: list[torch.Tensor], device: torch.device,
 
 
 class Trainer:
-    """Holds one run's model, optimizer and regularizers; ``fit`` trains it."""
+    """Holds one run's model, optimizer and regularizers; ``fit`` trains it. The reference
+    loop: a member of a fused group (regbench.engine.fused) must reproduce it."""
 
     def __init__(self, spec: dict[str, Any], data: DataBundle, device: torch.device):
         self.spec, self.data, self.device = spec, data, device
@@ -265,8 +303,7 @@ class Trainer:
                 penalty_sum.add_(penalty.detach())
             steps += 1
         sums = torch.stack([objective_sum / steps, penalty_sum / steps, grad_norm_sum / measured])
-        objective, penalty, grad_norm = sums.tolist()  # the epoch's only host sync
-        return {"objective": objective, "penalty": penalty, "grad_norm": grad_norm}
+        return dict(zip(TRAIN_COLUMNS, sums.tolist()))  # the epoch's only host sync
 
     def _batches(self, permutation: torch.Tensor, batch_size: int):
         """The epoch's training batches, in the order of ``permutation``, transformed by the
@@ -298,11 +335,7 @@ class Trainer:
     def measure_epoch(self) -> dict[str, float]:
         """Eval-mode metrics of the train subset and the val split, weight statistics and the
         regularizers' own columns."""
-        data = self.data
-        measured = {}
-        for split, (x, y) in {"train": self.train_eval, "val": (data.x_val, data.y_val)}.items():
-            for key, value in self.measure(x, y).items():
-                measured[f"{split}_{key}"] = value
+        measured = split_columns(self.data, self.train_eval, self.predict)
         measured.update(self.weight_stats())
         keys = list(measured)
         values = torch.stack([measured[k].float() for k in keys]).tolist()  # one host sync
@@ -318,10 +351,9 @@ class Trainer:
         self.ctx.epoch = epoch
         lr = self.ctx.lr  # the rate this epoch trained with (a scheduler steps after it)
         started = time.perf_counter()
-        stats = self.train_epoch()
+        trained = self.train_epoch()
         measured = self.measure_epoch()
-        return {"epoch": epoch, "seconds": time.perf_counter() - started, "lr": lr, **stats,
-                **measured}
+        return epoch_row(epoch, time.perf_counter() - started, lr, trained, measured)
 
     # ------------------------------------------------------------------ the run
     def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
@@ -334,7 +366,7 @@ class Trainer:
                 rows.append(row)
                 if on_epoch is not None:
                     on_epoch(row)
-                if not all(math.isfinite(row[k]) for k in ("objective", "train_loss", "val_loss")):
+                if diverged(row):
                     status = "diverged"
                     break
                 for reg in self.hooks["epoch_end"]:
