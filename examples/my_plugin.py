@@ -2,6 +2,7 @@
 
     regbench list models --plugin examples/my_plugin.py
     regbench run examples/my_plugin.yaml --plugin examples/my_plugin.py
+    python -m pytest -n 0 examples/test_my_plugin.py    # the conformance kit on all three
 
 The model is plain torch (no regbench layer factory): regbench reaches it by module surgery, so
 dropout goes after its ReLU modules, batchnorm after its hidden Linear layers, DropConnect
@@ -37,7 +38,14 @@ def moons(n_samples: int = 500, noise: float = 0.25, seed: int = 0):
 
 @regbench.register_regularizer("weight_l4")
 class WeightL4(regbench.Regularizer):
-    """loss += λ/n · Σ w⁴: punishes the largest weights far more than l2."""
+    """loss += λ/n · Σ w⁴: punishes the largest weights far more than l2.
+
+    Paper: none; an example of a plugin regularizer.
+    Hook: penalty (wrap collects the penalized weights once).
+    Formula: loss += λ/n · Σ w⁴ over the weight matrices and kernels (biases excluded), n the
+    number of training samples; λ (``lambda``) is dimensionless.
+    Deviations from the paper: none (no paper).
+    """
 
     summary = "loss += λ/n·Σw⁴ on the weights; punishes the largest weights most"
     paper = "an example plugin"

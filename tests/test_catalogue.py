@@ -1,13 +1,13 @@
 """The shared template every regularizer must pass, parametrised over the registry:
-it trains (alone and paired with every other entry the compatibility rules allow), it is
-listed with its parameters, defaults, hooks and meaning, and the compatibility rules refuse or
-warn with a reason."""
+it trains paired with every other entry the compatibility rules allow (alone, and changing
+training: regbench.testing's kit, in tests/test_conformance.py), it is listed with its
+parameters, defaults, hooks and meaning, and the compatibility rules refuse or warn with a
+reason."""
 from __future__ import annotations
 
 import importlib
 import itertools
 import json
-import math
 
 import pytest
 from typer.testing import CliRunner
@@ -15,76 +15,27 @@ from typer.testing import CliRunner
 from regbench.catalogue_live import snapshot
 from regbench.cli import app
 from regbench.experiment.config import load_config
-from regbench.data import prepare
-from regbench.errors import ConfigError
 from regbench.experiment.plan import build_plan
 from regbench.regularizers import REGULARIZERS
-from regbench.engine.train import train_run
+from regbench.testing import SETTINGS, check_documented, experiment_config, plan_for, train_recipe
 
 NAMES = REGULARIZERS.names()
-BATCH = 32
-# Tiny settings tried in order; a recipe runs on the first its compatibility rules accept.
-SETTINGS = [
-    ({"name": "digits", "train_subset": 2 * BATCH}, {"name": "mlp", "hidden": [16]}),
-    ({"name": "digits", "train_subset": 2 * BATCH},
-     {"name": "cnn", "channels": [4, 8], "hidden": [16], "kernel_size": 3}),
-    ({"name": "digits", "train_subset": 2 * BATCH}, {"name": "resmlp", "width": 16, "blocks": 2}),
-    ({"name": "digits", "train_subset": 2 * BATCH},
-     {"name": "resnet", "channels": [4, 8], "blocks": 1}),
-    ({"name": "synthetic_regression", "n_samples": 200, "n_features": 8,
-      "train_subset": 2 * BATCH}, {"name": "mlp", "hidden": [16]}),
-]
-_DATA: dict[str, object] = {}
 
 
-def write_experiment(tmp_path, recipe: dict, dataset: dict, model: dict,
-                     batch_size: int = BATCH, name: str = "config.yaml"):
-    config = {"name": "t", "seeds": [0], "dataset": dataset, "model": model,
-              "train": {"epochs": 1, "batch_size": batch_size, "threads": 1,
-                        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}},
-              "recipes": {"r": recipe}}
-    path = tmp_path / name
-    path.write_text(json.dumps(config))  # JSON is YAML
+def write_experiment(tmp_path, recipe: dict, dataset: dict, model: dict, **train):
+    """The kit's tiny experiment as a file, for the CLI (``train``: epochs, batch_size)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(experiment_config(recipe, dataset, model, **train)))  # JSON is YAML
     return path
 
 
-def plan_for(tmp_path, recipe: dict):
-    """The first tiny setting that accepts the recipe, or the refusals of all of them."""
-    refusals = []
-    for dataset, model in SETTINGS:
-        try:
-            return build_plan(load_config(write_experiment(tmp_path, recipe, dataset, model))), []
-        except ConfigError as exc:
-            refusals.append(exc.message)
-    return None, refusals
-
-
-def train_recipe(plan) -> None:
-    """Train the recipe's run (two batches) and check every logged number is finite."""
-    spec = next(run for run in plan.runs if run["recipe"] == "r")
-    key = json.dumps(spec["dataset"], sort_keys=True)
-    if key not in _DATA:  # the data loader caches one dataset; settings alternate here
-        _DATA[key] = prepare(spec["dataset"], 1000)
-    result = train_run(spec, _DATA[key], __import__("torch").device("cpu"))
-    assert result.status == "completed", result.error
-    assert result.rows and all(math.isfinite(v) for row in result.rows for v in row.values())
-    tests = {k: v for k, v in result.summary.items() if k.startswith("test_")}
-    assert tests and all(math.isfinite(v) for v in tests.values())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_every_regularizer_trains_two_batches_with_finite_metrics(tmp_path, name):
-    plan, refusals = plan_for(tmp_path, {name: {}})
-    assert plan is not None, f"{name} with default parameters fits no tiny setting: {refusals}"
-    train_recipe(plan)
-
-
+# Each regularizer alone: regbench.testing.check_regularizer (tests/test_conformance.py).
 PAIRS = list(itertools.combinations(NAMES, 2))
 
 
 @pytest.mark.parametrize("first,second", PAIRS, ids=[f"{a}+{b}" for a, b in PAIRS])
-def test_every_allowed_pair_trains_together(tmp_path, first, second):
-    plan, refusals = plan_for(tmp_path, {first: {}, second: {}})
+def test_every_allowed_pair_trains_together(first, second):
+    plan, refusals = plan_for({first: {}, second: {}})
     if plan is None:
         # refused everywhere: the reason must name the pair (never an unrelated failure)
         assert all(first in r or second in r for r in refusals), refusals
@@ -94,7 +45,7 @@ def test_every_allowed_pair_trains_together(tmp_path, first, second):
     train_recipe(plan)
 
 
-def test_exclusive_pairs_are_the_only_pairs_refused_everywhere(tmp_path):
+def test_exclusive_pairs_are_the_only_pairs_refused_everywhere():
     """Guards the pair test above: it must really train nearly all pairs."""
     exclusive = [(a, b) for a, b in PAIRS
                  if REGULARIZERS.get(a).exclusive
@@ -109,12 +60,9 @@ def test_every_entry_documents_itself(name):
     cls = REGULARIZERS.get(name)
     module = importlib.import_module(cls.__module__)
     assert module.__name__.rsplit(".", 1)[-1] == name
-    doc = module.__doc__ or ""
+    doc = module.__doc__ or ""      # a built-in's method card is its module's docstring
     assert "Paper" in doc and "Hook" in doc, f"{name}: method card lacks its paper or hooks"
-    assert cls.summary and cls.paper
-    assert cls.hooks(), f"{name} overrides no hook"
-    for field, info in cls.Params.model_fields.items():
-        assert not info.is_required(), f"{name}.{field} has no default"
+    check_documented(cls)           # summary, paper, formula, hooks, defaults (regbench.testing)
 
 
 def test_list_regularizers_shows_parameters_defaults_hooks_and_meaning():

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from regbench.data import prepare
+from regbench.engine.train import Trainer, train_run
 from regbench.regularizers import REGULARIZERS
 from regbench.results import load_summaries
-from regbench.engine.train import Trainer, train_run
+from regbench.testing import BATCH, plan_for
 from tests.conftest import REPO
-from tests.test_catalogue import BATCH, plan_for
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -30,7 +30,7 @@ NAMES = REGULARIZERS.names()
 def gpu_trainer(tmp_path, recipe: dict, batches: int = 2) -> Trainer:
     """A Trainer of ``recipe`` on the GPU, on the first tiny setting that accepts it, with
     ``batches`` batches per epoch."""
-    plan, refusals = plan_for(tmp_path, recipe)
+    plan, refusals = plan_for(recipe)
     assert plan is not None, refusals
     spec = next(run for run in plan.runs if run["recipe"] == "r")
     spec["dataset"] = {**spec["dataset"], "train_subset": batches * BATCH}
@@ -80,7 +80,7 @@ def test_a_training_pass_makes_no_host_sync_per_batch(tmp_path, name):
 
 
 def test_a_rerun_on_the_same_gpu_gives_the_same_numbers(tmp_path):
-    plan, _ = plan_for(tmp_path, {"dropout": {"p": 0.3}, "mixup": {}, "augment": {},
+    plan, _ = plan_for({"dropout": {"p": 0.3}, "mixup": {}, "augment": {},
                                   "l2": {"lambda": 1e-3}})
     spec = next(run for run in plan.runs if run["recipe"] == "r")
     spec["train"] = {**spec["train"], "device": "cuda", "epochs": 3}

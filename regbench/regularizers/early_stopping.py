@@ -16,9 +16,8 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.vocabulary import lower_is_better, metric_names
 from regbench.regularizers.base import Incompatible, Regularizer, register
-
+from regbench.vocabulary import lower_is_better, metric_names
 
 
 class Params(StrictModel):
@@ -42,6 +41,9 @@ class EarlyStopping(Regularizer):
     paper = "Prechelt 1998"
     Params = Params
     fusable = True      # its hooks read the metrics and the member's own model (engine.fused)
+    # no epoch improves on the first by 1e9: it stops after one more and restores the first,
+    # whatever the curve (the default patience of 5 never runs out in a 3-epoch check)
+    conformance = {"patience": 1, "min_delta": 1e9}
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
