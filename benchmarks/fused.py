@@ -50,11 +50,12 @@ sweep:
 
 
 def timed(config: Path, fuse: str) -> tuple[float, float, int, int]:
+    from regbench import Launch
     from regbench.experiment.runner import run_experiment
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        outcome = run_experiment(config, out=out, report=False, overrides=[f"train.fuse={fuse}"])
+        outcome = run_experiment(config, Launch(out=out, report=False, fuse=fuse))
         wall = time.perf_counter() - started
         runs = list(Path(outcome.results_dir).glob("runs/*/summary.json"))
         summaries = [json.loads(p.read_text()) for p in runs]

@@ -31,11 +31,12 @@ sweep:
 
 
 def timed_sweep(config: Path, workers: int) -> tuple[float, int]:
+    from regbench import Launch
     from regbench.experiment.runner import run_experiment
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        outcome = run_experiment(config, out=out, workers=workers, report=False)
+        outcome = run_experiment(config, Launch(out=out, workers=workers, report=False))
         seconds = time.perf_counter() - started
     if outcome.exit_code != 0:
         raise SystemExit(f"the sweep with --workers {workers} failed (exit {outcome.exit_code})")

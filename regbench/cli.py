@@ -4,7 +4,6 @@ Nothing heavy is imported at module level, so `regbench --help` answers at once.
 """
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -16,8 +15,9 @@ import typer
 from typer.exceptions import TyperException
 
 from regbench.engine.threads import choose_wait_policy
-from regbench.errors import ConfigError, RegbenchError, visible
-from regbench.vocabulary import MAX_SEED, RUNS_DIR
+from regbench.errors import RegbenchError, visible
+from regbench.experiment.launch import Launch
+from regbench.vocabulary import EXIT_INTERRUPTED, EXIT_TERMINATED, RUNS_DIR
 
 # Every command imports the library inside its body: the library loads torch, pandas and
 # matplotlib, and `regbench --help` must answer at once (each such import says "deferred").
@@ -25,7 +25,6 @@ from regbench.vocabulary import MAX_SEED, RUNS_DIR
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare regularizers under identical conditions, with honest statistics.")
 STATE = {"debug": False, "terminated": False}
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143   # 128 + SIGINT, 128 + SIGTERM
 
 
 def _interrupted_code() -> int:
@@ -39,11 +38,6 @@ def _on_sigterm(signum, frame) -> None:
     STATE["terminated"] = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
-
-
-class Executor(str, Enum):
-    local = "local"
-    ray = "ray"
 
 
 class Fuse(str, Enum):
@@ -106,33 +100,6 @@ def guarded(function):
     return wrapper
 
 
-def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
-    """``--seeds 0,1,2`` or ``0-4`` (or ``0-2,7``) -> [0, 1, 2, …]: distinct integers that
-    numpy and torch accept."""
-    if not text:
-        return None
-    seeds: list[int] = []
-    for part in (part.strip() for part in text.split(",")):
-        # ASCII digits only: int() would also read '١' (Arabic-Indic one), and an empty part
-        # is a typo (1,,2), not a separator
-        first, dash, last = part.partition("-") if not part.startswith("-") else (part, "", "")
-        if not all(p.isascii() and p.removeprefix("-").isdigit()
-                   for p in ((first, last) if dash else (first,))):
-            raise ConfigError(f"expected comma-separated integers or ranges such as 0,1,2 or "
-                              f"0-4 (got {text!r})", source="--seeds")
-        if dash and int(first) > int(last):
-            raise ConfigError(f"range {part} is empty: write it low-high, e.g. 0-4",
-                              source="--seeds")
-        seeds += list(range(int(first), int(last) + 1)) if dash else [int(first)]
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be distinct (got {text!r})", source="--seeds")
-    bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
-    if bad:
-        raise ConfigError(f"seeds must be between 0 and {MAX_SEED} (got {bad[0]})",
-                          source="--seeds")
-    return seeds
-
-
 def _print_version(value: bool) -> None:
     if value:   # the package is imported with regbench.cli: its __version__, installed or not
         print(f"regbench {sys.modules['regbench'].__version__}")
@@ -164,85 +131,62 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config value before validation: key.path=value (YAML value).")]
 
 
-def _run(config: Path, overrides: list[str], params: list[str], out: Path, seeds: Optional[str],
-         workers: int, executor: Executor, address: Optional[str], device: Optional[Device],
-         resume: bool, dry_run: bool, smoke: bool, report: bool, metric: Optional[str],
-         confirm_seeds: Optional[int] = None, min_effect: Optional[float] = None,
-         plugin: Optional[list[str]] = None, junit: Optional[Path] = None,
-         log: Optional[list[Tracker]] = None, mlflow_uri: Optional[str] = None) -> None:
-    from regbench.experiment import (config as configs, confirm, plan as planning,  # deferred
-                                     progress, runner, sweeps)
+def _run(config: Path, launch: Launch, overrides: list[str], params: list[str],
+         shape: tuple[bool, bool]) -> None:
+    """run and sweep: ``shape`` is (--dry-run, --smoke)."""
+    from regbench.experiment import runner  # deferred: the library loads torch
 
-    if junit is not None and (junit.is_dir() or not junit.parent.is_dir()):
-        raise ConfigError(f"{junit}: expected a file path in an existing folder",
-                          source="--junit")
-
-    if workers < 1:
-        raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
-    cores = os.cpu_count() or 1
-    if workers > cores and executor is Executor.local:
-        print(f"regbench: warning: --workers {workers} is more than this machine's {cores} "
-              f"cores: the runs share them, each slower, the whole no faster", file=sys.stderr)
-    if min_effect is not None and not (min_effect > 0 and math.isfinite(min_effect)):
-        raise ConfigError(f"must be a positive number (got {min_effect})", source="--min-effect")
-    plugins = load_plugins(plugin)
-    loaded = configs.load_config(config, overrides or [])
-    if params:
-        loaded = sweeps.apply_params(loaded, params)
-    if smoke:
-        loaded = sweeps.shrink_for_smoke(loaded, own_folder=True)
-    if confirm_seeds is not None:
-        confirm.check_confirmable(loaded, confirm_seeds)
-    seed_list = parse_seeds(seeds)
+    dry_run, smoke = shape
     console = _console()
+    for warning in launch.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    loaded = runner.load_experiment(config, launch, overrides, params, smoke)
     if dry_run:
-        plan = planning.build_plan(loaded, seed_list, device.value if device else None)
-        render_plan(plan, console, None if not resume else out / plan.experiment["name"])
-        if confirm_seeds:
-            recipes = len(plan.experiment["recipes"])
-            console.print(f"then --confirm-seeds {confirm_seeds}: each recipe's chosen point and "
-                          f"the baseline on {confirm_seeds} fresh seed(s), {recipes * confirm_seeds}"
-                          " runs")
-        return
-    options = dict(out=out, workers=workers, executor=executor.value, address=address,
-                   device=device.value if device else None, resume=resume, report=report,
-                   metric=metric, min_effect=min_effect, plugins=plugins,
-                   loggers=[t.value for t in log or []], mlflow_uri=mlflow_uri)
-    outcome = runner.run_experiment(loaded, seeds=seed_list, progress=progress.make_progress(),
-                                    **options)
-    _print_outcome(outcome, console)
-    outcomes = [outcome]
-    codes = [outcome.exit_code]
-    if confirm_seeds and outcome.comparison is not None and not outcome.interrupted:
-        confirming, confirms = confirm.confirm_config(
-            loaded, outcome.comparison, outcome.plan.experiment["seeds"], confirm_seeds)
-        console.print(f"\n[bold]confirming on {confirm_seeds} fresh seed(s)[/]")
-        confirmed = runner.run_experiment(confirming, progress=progress.make_progress(),
-                                          confirms=confirms, **options)
-        _print_outcome(confirmed, console, " (fresh seeds: the headline)")
-        codes.append(confirmed.exit_code)
-        outcomes.append(confirmed)
-        outcome = confirmed
-    if junit is not None:
-        _write_junit(junit, outcomes, console)
-    if outcome.interrupted:
-        console.print("interrupted: finished runs are saved; run the same command again to "
-                      "resume")
-    code = EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes)
-    raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
+        return render_plan(runner.plan_experiment(loaded, launch), console, launch)
+    outcome = runner.run_experiment(loaded, launch, display=Terminal(console))
+    if launch.junit is not None:
+        console.print(f"junit: {launch.junit}")
+    _exit(outcome, console, "finished runs are saved")
 
 
-def _write_junit(path: Path, outcomes, console) -> None:
-    from regbench.report.junit import testsuite, write_junit  # deferred
+def _exit(outcome, console, saved: str) -> None:
+    """The command's exit code (143 for an interruption by SIGTERM), after saying how to go
+    on from an interruption."""
+    if outcome.exit_code == EXIT_INTERRUPTED:
+        console.print(f"interrupted: {saved}; run the same command again to resume")
+        raise typer.Exit(_interrupted_code())
+    raise typer.Exit(outcome.exit_code)
 
-    write_junit(path, [testsuite(o.results_dir.name, o.results_dir,
-                                 [r["run_id"] for r in o.plan.runs]) for o in outcomes])
-    console.print(f"junit: {path}")
+
+class Terminal:
+    """The library's Display on the terminal: live progress, then each comparison."""
+
+    def __init__(self, console):
+        self.console = console
+
+    def progress(self):
+        from regbench.experiment.progress import make_progress  # deferred: rich's live view
+
+        return make_progress()
+
+    def outcome(self, outcome, title: str) -> None:
+        _print_outcome(outcome, self.console, title)
+
+    def note(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def warning(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {text}")
 
 
-def _with_fuse(overrides: Optional[list[str]], fuse: Optional[Fuse]) -> list[str]:
-    """``--fuse X`` is ``--set train.fuse=X``."""
-    return [*(overrides or []), *([f"train.fuse={fuse.value}"] if fuse else [])]
+def make_launch(**options) -> Launch:
+    """The Launch of a command's options (enums to their values, ``--fuse`` and ``--log``
+    included); bad values raise the ConfigError the command prints."""
+    values = {key: value.value if isinstance(value, Enum) else value
+              for key, value in options.items()}
+    values["trackers"] = tuple(options.get("trackers") or ())
+    values["plugins"] = tuple(options.get("plugins") or ())
+    return Launch(**values)
 
 
 def load_plugins(specs: Optional[list[str]]) -> list[str]:
@@ -274,12 +218,14 @@ def print_headline(comparison, console) -> None:
                       soft_wrap=not console.is_terminal)
 
 
-def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
-    """The runs a command would train, with those already completed in ``results_dir``."""
+def render_plan(plan, console, launch: Launch) -> None:
+    """The runs a command would train, with those already completed in its results folder
+    (none with --fresh), and what --confirm-seeds would train after them."""
     from rich.table import Table
 
     from regbench.experiment.runner import fusion_lines, is_complete  # deferred
 
+    results_dir = launch.out / plan.experiment["name"] if launch.resume else None
     done = {run["run_id"] for run in plan.runs
             if results_dir is not None and is_complete(results_dir / RUNS_DIR / run["run_id"], run)}
     table = Table(title=f"plan: {plan.experiment['name']}")
@@ -300,6 +246,10 @@ def render_plan(plan, console, results_dir: Optional[Path] = None) -> None:
         console.print(line, markup=False)
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+    if launch.confirm_seeds:
+        console.print(f"then --confirm-seeds {launch.confirm_seeds}: each recipe's chosen point "
+                      f"and the baseline on {launch.confirm_seeds} fresh seed(s), "
+                      f"{len(plan.experiment['recipes']) * launch.confirm_seeds} runs")
 
 
 ConfigArgument = Annotated[Path, typer.Argument(help="Experiment YAML file.")]
@@ -309,8 +259,8 @@ SeedsOption = Annotated[Optional[str], typer.Option(
     "--seeds", help="Seeds to run, e.g. 0,1,2 or 0-4 (replaces the file's).")]
 WorkersOption = Annotated[int, typer.Option(
     "--workers", help="Runs trained in parallel processes.")]
-ExecutorOption = Annotated[Executor, typer.Option(
-    "--executor", help="local processes or Ray tasks.")]
+ExecutorOption = Annotated[str, typer.Option(
+    "--executor", help="local processes, ray tasks, or a plugin's registered executor.")]
 AddressOption = Annotated[Optional[str], typer.Option(
     "--address", help="Ray cluster address (none: start a local Ray).")]
 DeviceOption = Annotated[Optional[Device], typer.Option(
@@ -341,14 +291,9 @@ JunitOption = Annotated[Optional[Path], typer.Option(
     "--junit", metavar="FILE",
     help="Also write JUnit XML: one test case per run; failed and diverged runs are failures "
     "with their message (for CI systems).")]
-class Tracker(str, Enum):
-    tensorboard = "tensorboard"
-    mlflow = "mlflow"
-
-
-LogOption = Annotated[Optional[list[Tracker]], typer.Option(
+LogOption = Annotated[Optional[list[str]], typer.Option(
     "--log", help="Also log every run to a tracker: tensorboard (event files in each run "
-    "folder) or mlflow (repeatable; adds to the config's logging.trackers).")]
+    "folder), mlflow or a plugin's (repeatable; adds to the config's logging.trackers).")]
 MlflowUriOption = Annotated[Optional[str], typer.Option(
     "--mlflow-uri", metavar="URI", help="MLflow tracking URI (default: logging.mlflow_uri, "
     "MLFLOW_TRACKING_URI, else MLflow's default).")]
@@ -366,7 +311,7 @@ def run(
     out: OutOption = Path("results"),
     seeds: SeedsOption = None,
     workers: WorkersOption = 1,
-    executor: ExecutorOption = Executor.local,
+    executor: ExecutorOption = "local",
     address: AddressOption = None,
     device: DeviceOption = None,
     resume: ResumeOption = True,
@@ -383,9 +328,12 @@ def run(
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
-    _run(config, _with_fuse(set_, fuse), [], out, seeds, workers, executor, address, device,
-         resume, dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin, junit, log,
-         mlflow_uri)
+    launch = make_launch(out=out, seeds=seeds, workers=workers, executor=executor,
+                         address=address, device=device, fuse=fuse, resume=resume,
+                         report=report, metric=metric, min_effect=min_effect,
+                         confirm_seeds=confirm_seeds, plugins=plugin, trackers=log,
+                         mlflow_uri=mlflow_uri, junit=junit)
+    _run(config, launch, set_ or [], [], (dry_run, smoke))
 
 
 @app.command()
@@ -399,7 +347,7 @@ def sweep(
     out: OutOption = Path("results"),
     seeds: SeedsOption = None,
     workers: WorkersOption = 1,
-    executor: ExecutorOption = Executor.local,
+    executor: ExecutorOption = "local",
     address: AddressOption = None,
     device: DeviceOption = None,
     resume: ResumeOption = True,
@@ -416,9 +364,12 @@ def sweep(
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
-    _run(config, _with_fuse(set_, fuse), param or [], out, seeds, workers, executor, address,
-         device, resume, dry_run, smoke, report, metric, confirm_seeds, min_effect, plugin,
-         junit, log, mlflow_uri)
+    launch = make_launch(out=out, seeds=seeds, workers=workers, executor=executor,
+                         address=address, device=device, fuse=fuse, resume=resume,
+                         report=report, metric=metric, min_effect=min_effect,
+                         confirm_seeds=confirm_seeds, plugins=plugin, trackers=log,
+                         mlflow_uri=mlflow_uri, junit=junit)
+    _run(config, launch, set_ or [], param or [], (dry_run, smoke))
 
 
 class Sampler(str, Enum):
@@ -456,7 +407,7 @@ def tune(
     set_: SetOption = None,
     out: OutOption = Path("results"),
     workers: WorkersOption = 1,
-    executor: ExecutorOption = Executor.local,
+    executor: ExecutorOption = "local",
     address: AddressOption = None,
     device: DeviceOption = None,
     resume: ResumeOption = True,
@@ -470,32 +421,24 @@ def tune(
 ) -> None:
     """Tune every recipe with the same budget of trials (chosen on validation only), then
     compare the chosen points with the baseline on fresh seeds."""
-    from regbench.experiment import progress, tune as tuning  # deferred
+    from regbench.experiment import tune as tuning  # deferred
 
-    if workers < 1:
-        raise ConfigError(f"must be >= 1 (got {workers})", source="--workers")
-    plugins = load_plugins(plugin)
+    launch = make_launch(out=out, workers=workers, executor=executor, address=address,
+                         device=device, resume=resume, report=report, metric=metric,
+                         confirm_seeds=confirm_seeds, plugins=plugin, trackers=log,
+                         mlflow_uri=mlflow_uri)
+    search = tuning.Search(trials=trials, sampler=sampler.value, pruner=pruner.value,
+                           storage=storage)
     console = _console()
-    outcome = tuning.tune_experiment(
-        config, overrides=set_ or [], trials=trials, confirm_seeds=confirm_seeds,
-        sampler=sampler.value, pruner=pruner.value, out=out, storage=storage, workers=workers,
-        executor=executor.value, address=address, device=device.value if device else None,
-        resume=resume, metric=metric, progress=progress.make_progress(),
-        confirm_progress=progress.make_progress(), report=report, plugins=plugins,
-        loggers=[t.value for t in log or []], mlflow_uri=mlflow_uri)
-    for warning in outcome.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-    if outcome.recipes and not outcome.interrupted:
-        console.print(tuning.chosen_table(outcome), markup=False)
-    if outcome.confirmation is not None:
-        _print_outcome(outcome.confirmation, console, " (tuned, fresh seeds)")
-    else:
+    outcome = tuning.tune_experiment(config, launch, search, overrides=set_ or [],
+                                     display=Terminal(console))
+    if outcome.confirmation is None:     # else the warnings came before the confirmation
+        for warning in outcome.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        if outcome.recipes and not outcome.interrupted:
+            console.print(tuning.chosen_table(outcome), markup=False)
         console.print(f"results: {outcome.results_dir}")
-    if outcome.interrupted:
-        console.print("interrupted: finished trials are saved in the study; run the same "
-                      "command again to resume")
-    code = outcome.exit_code
-    raise typer.Exit(_interrupted_code() if code == EXIT_INTERRUPTED else code)
+    _exit(outcome, console, "finished trials are saved in the study")
 
 
 @app.command()
@@ -560,8 +503,11 @@ def validate(
     plugin: PluginOption = None,
 ) -> None:
     """Check the config (and that every name resolves) without training."""
-    from regbench.experiment import (config as configs, plan as planning,  # deferred
-                                     validate as check)
+    from regbench.experiment import (
+        config as configs,  # deferred
+        plan as planning,
+        validate as check,
+    )
 
     load_plugins(plugin)
     loaded = configs.load_config(config, set_ or [])

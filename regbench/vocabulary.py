@@ -19,6 +19,13 @@ NEAR_ZERO = 1e-3               # |w| below this counts as zero (the sparsity col
 MIN_SEEDS = 3                  # fewest seeds for an interval over seeds to mean much
 MAX_SEED = 2**32 - 1           # the largest seed numpy, torch and scikit-learn all accept
 
+# exit codes of every command (README: "Exit codes, interruptions and resuming")
+EXIT_OK = 0                    # every run completed
+EXIT_RUN_FAILED = 1            # a run failed or diverged, or a results file could not be written
+EXIT_USAGE = 2                 # bad input, found before anything trains
+EXIT_INTERRUPTED = 130         # Ctrl-C: 128 + SIGINT
+EXIT_TERMINATED = 143          # SIGTERM (kill, Slurm, CI): 128 + SIGTERM
+
 # columns of metrics.csv, in this order, before the train_/val_ metrics and regularizer extras
 LEADING_COLUMNS = ("epoch", "seconds", "lr", "objective", "penalty", "weight_norm", "sparsity",
                    "grad_norm")

@@ -5,9 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from regbench.cli import app
-from regbench.experiment.config import load_config
 from regbench.config.yaml_io import parse_yaml
 from regbench.errors import ConfigError
+from regbench.experiment.config import load_config
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -146,11 +146,12 @@ def test_bad_seeds_option(tmp_path, seeds, fragment):
 
 
 def test_seed_ranges():
-    from regbench.cli import parse_seeds
+    from regbench.experiment.launch import parse_seeds
 
-    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
-    assert parse_seeds("0-2, 7,9-10") == [0, 1, 2, 7, 9, 10]
-    assert parse_seeds("3") == [3] and parse_seeds("5-5") == [5]
+    assert parse_seeds("0-4") == (0, 1, 2, 3, 4)
+    assert parse_seeds("0-2, 7,9-10") == (0, 1, 2, 7, 9, 10)
+    assert parse_seeds("3") == (3,) and parse_seeds("5-5") == (5,)
+    assert parse_seeds([4, 2]) == (4, 2) and parse_seeds(None) is None
 
 
 def test_validate_never_downloads(tmp_path):

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from regbench.engine.threads import default_threads
+from regbench.experiment.config import load_config
+from regbench.experiment.launch import Launch
 from regbench.experiment.runner import run_experiment
 from regbench.experiment.sweeps import apply_params
-from regbench.experiment.config import load_config
 from tests.conftest import TINY_DIGITS, regbench_without, write_config
 
 # train.threads: 1 pins torch's intra-op threads: CPU float reductions may differ with the count
@@ -24,15 +25,15 @@ def metrics(results) -> dict[str, pd.DataFrame]:
 def sequential(tmp_path_factory):
     out = tmp_path_factory.mktemp("sequential")
     config = write_config(out / "t.yaml", TINY_DIGITS.replace("seeds: [0]", "seeds: [0, 1]"))
-    outcome = run_experiment(apply_params(load_config(config), GRID), out=out, report=False)
+    outcome = run_experiment(apply_params(load_config(config), GRID), Launch(out=out, report=False))
     assert outcome.exit_code == 0
     return config, metrics(outcome.results_dir)
 
 
 def check_same(sequential, tmp_path, **options):
     config, expected = sequential
-    outcome = run_experiment(apply_params(load_config(config), GRID), out=tmp_path,
-                             report=False, **options)
+    outcome = run_experiment(apply_params(load_config(config), GRID),
+                             Launch(out=tmp_path, report=False, **options))
     assert outcome.exit_code == 0
     assert [s["status"] for s in outcome.summaries] == ["completed"] * 6
     found = metrics(outcome.results_dir)

@@ -18,10 +18,19 @@ import pytest
 
 from regbench.engine import train as train_module
 from regbench.errors import RegbenchError
-from regbench.experiment.tune import tune_experiment
+from regbench.experiment.launch import Launch
+from regbench.experiment.tune import Search, tune_experiment
 from tests.conftest import REPO
 
 optuna = pytest.importorskip("optuna")
+
+
+def tune(config, **options):
+    """tune_experiment with keyword options split as the CLI splits them (Search: trials,
+    sampler, pruner, storage; the rest is the Launch)."""
+    search = {key: options.pop(key) for key in ("trials", "sampler", "pruner", "storage")
+              if key in options}
+    return tune_experiment(config, Launch(**options), Search(**search))
 
 TUNED = """\
 name: tuned
@@ -68,7 +77,7 @@ def tuned(tmp_path_factory):
 
     train_module.run_summary = spy
     try:
-        outcome = tune_experiment(config, trials=6, confirm_seeds=3, out=folder / "out")
+        outcome = tune(config, trials=6, confirm_seeds=3, out=folder / "out")
     finally:
         train_module.run_summary = original
     return outcome, folder / "out" / "tuned-tune", tested, config
@@ -181,7 +190,7 @@ def test_tuning_section_renders_in_headless_chromium(tuned, tmp_path):
 def test_rerun_trains_nothing_more(tuned):
     outcome, results, _, config = tuned
     before = {p: p.stat().st_mtime_ns for p in results.rglob("summary.json")}
-    again = tune_experiment(config, trials=6, confirm_seeds=3, out=results.parent,
+    again = tune(config, trials=6, confirm_seeds=3, out=results.parent,
                             report=False)
     assert again.trained == 0 and again.exit_code == 0
     assert sorted(again.confirmation.skipped) == sorted(p.name for p in (results / "runs").iterdir())
@@ -194,7 +203,7 @@ def test_a_changed_config_is_not_continued(tuned, tmp_path):
     changed.write_text(TUNED.format(epochs=4))
     before = (results / "study.db").read_bytes()
     with pytest.raises(RegbenchError, match="was made for another config"):
-        tune_experiment(changed, trials=6, confirm_seeds=3, out=results.parent)
+        tune(changed, trials=6, confirm_seeds=3, out=results.parent)
     assert (results / "study.db").read_bytes() == before
 
 
@@ -206,7 +215,7 @@ def test_hopeless_trials_are_pruned_on_their_curve(tmp_path):
         "  recipes.dropout.dropout.p: {low: 0.0, high: 0.8}\n",
         "  recipes.l2.train.optimizer.lr: {choices: [1.0e-6, 0.1]}\n").replace(
         "  dropout: {dropout: {p: 0.5}}\n", ""))
-    outcome = tune_experiment(config, trials=12, confirm_seeds=2, sampler="random",
+    outcome = tune(config, trials=12, confirm_seeds=2, sampler="random",
                               out=tmp_path, report=False)
     assert outcome.exit_code == 0
     trials = study_trials(tmp_path / "tuned-tune", "l2")
@@ -275,7 +284,7 @@ def test_sigkill_mid_study_then_resume(tmp_path):
 def check_parallel(tmp_path, **options):
     config = tmp_path / "tuned.yaml"
     config.write_text(TUNED.format(epochs=3))
-    outcome = tune_experiment(config, trials=3, confirm_seeds=2, out=tmp_path, report=False,
+    outcome = tune(config, trials=3, confirm_seeds=2, out=tmp_path, report=False,
                               **options)
     assert outcome.exit_code == 0
     results = tmp_path / "tuned-tune"
@@ -332,10 +341,10 @@ def test_tune_needs_a_search_and_refuses_a_sweep(tmp_path):
     text = TUNED.format(epochs=2)
     config.write_text(text[:text.index("search:")])
     with pytest.raises(RegbenchError, match="nothing to tune"):
-        tune_experiment(config, out=tmp_path / "out")
+        tune(config, out=tmp_path / "out")
     config.write_text(text + "sweep:\n  recipes.l2.l2.lambda: [0.1, 1.0]\n")
     with pytest.raises(RegbenchError, match="not from a sweep grid"):
-        tune_experiment(config, out=tmp_path / "out")
+        tune(config, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -346,7 +355,7 @@ def test_each_recipe_tunes_its_own_learning_rate(tmp_path):
     text = TUNED.format(epochs=2)
     config.write_text(text[:text.index("search:")] + "search:\n"
                       "  train.optimizer.lr: {choices: [0.02, 0.2]}\n")
-    outcome = tune_experiment(config, trials=2, confirm_seeds=2, sampler="grid", out=tmp_path,
+    outcome = tune(config, trials=2, confirm_seeds=2, sampler="grid", out=tmp_path,
                               report=False)
     assert outcome.exit_code == 0
     results = tmp_path / "tuned-tune"
@@ -366,16 +375,16 @@ def test_a_shared_storage_is_joined_not_duplicated(tmp_path):
     config = tmp_path / "tuned.yaml"
     config.write_text(TUNED.format(epochs=2))
     shared = f"sqlite:///{tmp_path / 'shared.db'}"
-    first = tune_experiment(config, trials=2, confirm_seeds=2, storage=shared,
+    first = tune(config, trials=2, confirm_seeds=2, storage=shared,
                             out=tmp_path / "a", report=False)
     assert first.trained == 4 and not (tmp_path / "a" / "tuned-tune" / "study.db").exists()
     # a second process (another machine, another --out) joins the study: its trials are done
-    second = tune_experiment(config, trials=2, confirm_seeds=2, storage=shared,
+    second = tune(config, trials=2, confirm_seeds=2, storage=shared,
                              out=tmp_path / "b", report=False)
     assert second.trained == 0 and second.exit_code == 0
     assert second.recipes["l2"]["chosen"] == first.recipes["l2"]["chosen"]
     with pytest.raises(RegbenchError, match="never deleted by regbench"):
-        tune_experiment(config, trials=2, storage=shared, out=tmp_path / "a", resume=False)
+        tune(config, trials=2, storage=shared, out=tmp_path / "a", resume=False)
     assert (tmp_path / "a" / "tuned-tune" / "tuning.json").exists()
 
 
@@ -386,14 +395,14 @@ def test_a_trial_left_running_by_another_host_is_trained_again(tmp_path):
     # last tune stopped (on another node after a requeue, say) is stale and trained again
     config = tmp_path / "tuned.yaml"
     config.write_text(TUNED.format(epochs=2))
-    tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    tune(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
     results = tmp_path / "tuned-tune"
     study = optuna.load_study(study_name="tuned/l2", storage=f"sqlite:///{results / 'study.db'}")
     orphan = study.ask({"recipes.l2.l2.lambda": optuna.distributions.FloatDistribution(
         1e-4, 1.0, log=True)})
     orphan.set_user_attr("host", "node-7")
     orphan.set_user_attr("pid", 1)
-    outcome = tune_experiment(config, trials=3, confirm_seeds=2, out=tmp_path, report=False)
+    outcome = tune(config, trials=3, confirm_seeds=2, out=tmp_path, report=False)
     assert outcome.exit_code == 0
     trials = study_trials(results, "l2")
     assert sorted(t.number for t in trials) == [0, 1, 2]     # no fourth trial asked
@@ -405,11 +414,11 @@ def test_a_trial_left_running_by_another_host_is_trained_again(tmp_path):
 def test_a_resume_keeps_the_budget_and_sampler(tmp_path):
     config = tmp_path / "tuned.yaml"
     config.write_text(TUNED.format(epochs=2))
-    tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    tune(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
     with pytest.raises(RegbenchError, match="--trials can grow on a resume, not shrink"):
-        tune_experiment(config, trials=1, confirm_seeds=2, out=tmp_path)
+        tune(config, trials=1, confirm_seeds=2, out=tmp_path)
     with pytest.raises(RegbenchError, match="was tuned with sampler tpe"):
-        tune_experiment(config, trials=2, confirm_seeds=2, sampler="random", out=tmp_path)
+        tune(config, trials=2, confirm_seeds=2, sampler="random", out=tmp_path)
 
 
 def test_a_bad_storage_is_refused_before_anything_is_written(tmp_path):
@@ -431,7 +440,7 @@ def test_one_setting_searched_twice_is_refused(tmp_path):
     config.write_text(text + "  train.optimizer.lr: {low: 0.01, high: 0.1}\n"
                       "  recipes.l2.train.optimizer.lr: {low: 0.01, high: 0.1}\n")
     with pytest.raises(RegbenchError, match="would search this setting twice"):
-        tune_experiment(config, out=tmp_path / "out")
+        tune(config, out=tmp_path / "out")
 
 
 def test_results_lock_is_reentrant_in_one_process_only(tmp_path):
@@ -456,7 +465,7 @@ def test_a_recipe_whose_trials_all_fail_is_named_and_fails_the_command(tmp_path)
     config.write_text(text[:text.index("search:")] + "search:\n"
                       "  recipes.l2.train.optimizer.lr: {choices: [1.0e+12]}\n"
                       "  recipes.dropout.dropout.p: {low: 0.0, high: 0.8}\n")
-    outcome = tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    outcome = tune(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
     assert outcome.exit_code == 1 and outcome.not_confirmed == ["l2"]
     assert all(t.state.name == "FAIL" for t in study_trials(tmp_path / "tuned-tune", "l2"))
     comparison = outcome.confirmation.comparison
@@ -476,12 +485,12 @@ def test_an_unreachable_study_leaves_trials_unfinished_not_failed(tmp_path, monk
 
     with monkeypatch.context() as patch:
         patch.setattr(pruning, "open_storage", down)
-        outcome = tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+        outcome = tune(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
     assert outcome.exit_code == 1 and outcome.confirmation is None
     assert any("could not reach the study storage" in w for w in outcome.warnings)
     states = {t.state.name for r in ("l2", "dropout") for t in study_trials(tmp_path / "tuned-tune", r)}
     assert states == {"RUNNING"}          # not FAIL: no budget was spent on the outage
-    again = tune_experiment(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
+    again = tune(config, trials=2, confirm_seeds=2, out=tmp_path, report=False)
     assert again.exit_code == 0 and again.trained == 4
     for recipe in ("l2", "dropout"):
         assert [t.state.name for t in study_trials(tmp_path / "tuned-tune", recipe)] == \

@@ -69,10 +69,10 @@ def difference_of(diffs: np.ndarray) -> Difference:
     diffs = np.asarray(diffs, dtype=float)
     n = int(diffs.size)
     if n == 0:
-        return Difference(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+        return Difference(math.nan, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=0)
     mean = float(diffs.mean())
     if n < 2:
-        return Difference(mean, math.nan, math.nan, math.nan, math.nan, n)
+        return Difference(mean, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=n)
     sd = float(diffs.std(ddof=1))
     if sd <= TIE_TOLERANCE * max(1.0, abs(mean)):   # no spread: t is 0/0 or ±inf
         # Equal differences in every pair (one more test example right in each of 2 seeds, or
@@ -80,13 +80,14 @@ def difference_of(diffs: np.ndarray) -> Difference:
         # interval is the point, and there is no test; the verdict stays inconclusive.
         zero = abs(mean) <= TIE_TOLERANCE
         point = 0.0 if zero else mean
-        return Difference(point, point, point, 1.0 if zero else math.nan, 0.0, n)
+        return Difference(point, point, point, p_value=1.0 if zero else math.nan, sd=0.0,
+                          pairs=n)
     # the paired t-test by its formula: scipy's ttest_1samp gives the same numbers
     # (tests/test_stats.py) at 10× the cost, which the coverage simulations would pay
     error = sd / math.sqrt(n)
     half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * error
     p_value = 2 * t_sf(abs(mean) / error, n - 1)
-    return Difference(mean, mean - half, mean + half, p_value, sd, n)
+    return Difference(mean, mean - half, mean + half, p_value=p_value, sd=sd, pairs=n)
 
 
 # Student-t and normal distributions from scipy.special, whose import costs a quarter of

@@ -75,7 +75,7 @@ class _Budget:
 
 
 def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
-               positions: dict[KeyPath, Position], source: str,
+               positions: dict[KeyPath, Position], *, source: str,
                budget: _Budget) -> Any:
     budget.spend(node, path, source)
     positions.setdefault(path, _mark(node))
@@ -127,10 +127,12 @@ def _to_python(node: yaml.Node, loader: _Loader, path: KeyPath,
             positions[child] = (_mark(value_node) if isinstance(value_node, yaml.ScalarNode)
                                 else _mark(key_node))
             positions[(KEY_MARK,) + child] = _mark(key_node)
-            out[key] = _to_python(value_node, loader, child, positions, source, budget)
+            out[key] = _to_python(value_node, loader, child, positions, source=source,
+                                  budget=budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, loader, path + (str(i),), positions, source, budget)
+        return [_to_python(item, loader, path + (str(i),), positions, source=source,
+                           budget=budget)
                 for i, item in enumerate(node.value)]
     return _construct_scalar(node, loader, path, source)
 
@@ -180,7 +182,7 @@ def parse_yaml(text: str, source: str = "<config>") -> tuple[Any, dict[KeyPath, 
     positions: dict[KeyPath, Position] = {}
     if node is None:
         return None, positions
-    return _to_python(node, _Loader(""), (), positions, source, _Budget()), positions
+    return _to_python(node, _Loader(""), (), positions, source=source, budget=_Budget()), positions
 
 
 def _offset_position(text: str, offset: int) -> Position:

@@ -4,7 +4,7 @@ It trains exactly what ``regbench run`` trains and writes the same results folde
 reads that folder back as pandas DataFrames::
 
     import regbench
-    results = regbench.run("configs/quickstart.yaml", train__epochs=5, seeds=[0, 1, 2])
+    results = regbench.run("configs/quickstart.yaml", train__epochs=5, seeds="0-2", workers=2)
     results.comparison            # comparison.csv
     results.metrics()             # every run's metrics.csv, with run_id, recipe and seed
     results.verdicts              # {"l2": "inconclusive", ...}
@@ -12,13 +12,14 @@ reads that folder back as pandas DataFrames::
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from regbench.config.yaml_io import dump_yaml
+from regbench.experiment.launch import Launch
 from regbench.experiment.runner import ExperimentOutcome, run_experiment
-from regbench.plugins import load_plugins
 from regbench.results import load_metrics, load_summaries
 from regbench.vocabulary import RUNS_TABLE
 
@@ -77,29 +78,30 @@ def _override(key: str, value: Any) -> str:
     return f"{key.replace('__', '.')}={dump_yaml(value).strip()}"
 
 
-def run(config: str | Path | dict[str, Any], *, out: str | Path = "results",
-        seeds: Optional[list[int]] = None, plugins: Iterable[str] = (), workers: int = 1,
-        resume: bool = True, report: bool = True, metric: Optional[str] = None,
-        **overrides: Any) -> Results:
+def run(config: str | Path | dict[str, Any], **options: Any) -> Results:
     """Train a config (a YAML path, or the same data as a dict) as ``regbench run`` does.
 
-    Keyword arguments with ``__`` are key paths set before validation, like ``--set``:
-    ``train__epochs=5`` is ``--set train.epochs=5``. Errors raise ``RegbenchError`` with the
-    message the CLI prints."""
-    loaded_plugins = load_plugins(list(plugins))
-    settings = [_override(key, value) for key, value in overrides.items()]
+    Options are those of ``regbench run``, named as :class:`regbench.Launch` names them
+    (``out``, ``seeds``, ``workers``, ``executor``, ``address``, ``device``, ``fuse``, ``resume``,
+    ``report``, ``metric``, ``min_effect``, ``confirm_seeds``, ``plugins``, ``trackers``,
+    ``mlflow_uri``, ``junit``) and checked the same way. Any other keyword is a key path set
+    before validation, like ``--set``, with ``__`` for the dots: ``train__epochs=5`` is
+    ``--set train.epochs=5``. Errors raise ``RegbenchError`` with the message the CLI prints;
+    the launch's warnings are Python warnings."""
+    fields = Launch.fields()
+    launch = Launch(**{key: value for key, value in options.items() if key in fields})
+    for warning in launch.warnings:
+        warnings.warn(warning, stacklevel=2)
+    settings = [_override(key, value) for key, value in options.items() if key not in fields]
     if isinstance(config, dict):
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"{config.get('name', 'experiment')}.yaml"
             path.write_text(dump_yaml(config))
-            return _run(path, settings, out, seeds, loaded_plugins, workers, resume, report,
-                        metric)
-    return _run(Path(config), settings, out, seeds, loaded_plugins, workers, resume, report,
-                metric)
+            return _results(run_experiment(path, launch, overrides=settings))
+    return _results(run_experiment(Path(config), launch, overrides=settings))
 
 
-def _run(path: Path, settings: list[str], out, seeds, plugins, workers, resume, report,
-         metric) -> Results:
-    outcome = run_experiment(path, overrides=settings, out=out, seeds=seeds, workers=workers,
-                             resume=resume, report=report, metric=metric, plugins=plugins)
-    return Results(folder=outcome.results_dir, outcome=outcome)
+def _results(outcome: ExperimentOutcome) -> Results:
+    """The headline folder: the confirmation's, when there is one."""
+    final = outcome.confirmation or outcome
+    return Results(folder=final.results_dir, outcome=outcome)

@@ -13,14 +13,18 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
-from regbench.experiment.config import (LoadedConfig, data_errors_located, located_error,
-                                        resolve_experiment,
-                                        set_path)
-from regbench.experiment.rules import check_experiment, check_recipe
 from regbench.data.base import SPLIT_METHOD
 from regbench.errors import ConfigError
+from regbench.experiment.config import (
+    LoadedConfig,
+    data_errors_located,
+    located_error,
+    resolve_experiment,
+    set_path,
+)
+from regbench.experiment.rules import check_experiment, check_recipe
 from regbench.experiment.sweeps import check_sweep_path, sweep_error
 from regbench.vocabulary import format_value
 
@@ -120,17 +124,24 @@ def typed_value(experiment: dict[str, Any], path: str, default: Any) -> Any:
     return node
 
 
-def build_plan(loaded: LoadedConfig, seeds: list[int] | None = None,
-               device: str | None = None) -> Plan:
+def build_plan(loaded: LoadedConfig, seeds: Sequence[int] | None = None,
+               device: str | None = None, fuse: str | None = None) -> Plan:
     """All runs of the experiment; every sweep point is validated before anything runs.
+    ``seeds`` replace the config's; ``device`` and ``fuse`` (placement: never in a run's
+    hash) replace ``train.device`` and ``train.fuse`` in every run.
 
     Order: recipe (as in the file, baseline first) → sweep point (grid order) → seed.
     """
     with data_errors_located(loaded):
-        return _build_plan(loaded, seeds, device)
+        plan = _build_plan(loaded, seeds, device)
+    if fuse:
+        plan.experiment["train"]["fuse"] = fuse
+        for run in plan.runs:
+            run["train"] = {**run["train"], "fuse": fuse}
+    return plan
 
 
-def _build_plan(loaded: LoadedConfig, seeds: list[int] | None, device: str | None) -> Plan:
+def _build_plan(loaded: LoadedConfig, seeds: Sequence[int] | None, device: str | None) -> Plan:
     _, experiment = resolve_experiment(loaded.raw, loaded.positions, loaded.source)
     seeds = list(seeds) if seeds else experiment["seeds"]
     experiment["seeds"] = seeds
@@ -156,8 +167,9 @@ def _build_plan(loaded: LoadedConfig, seeds: list[int] | None, device: str | Non
                 if warning not in warnings:
                     warnings.append(warning)
             for seed in seeds:
-                runs.append(run_spec(point_experiment, recipe, resolved_recipe, seed, values,
-                                     short, experiment["train"]))
+                runs.append(run_spec(point_experiment, recipe, resolved_recipe, seed,
+                                     sweep_values=values, short=short,
+                                     experiment_train=experiment["train"]))
     _refuse_duplicates(runs, loaded)
     return Plan(experiment=experiment, runs=runs, warnings=warnings)
 

@@ -90,13 +90,18 @@ class LiveProgress(PlainProgress):
 
     def __init__(self, console=None):
         super().__init__(console)
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TimeRemainingColumn(),
-                             TextColumn("{task.fields[metrics]}"), console=self.console,
-                             transient=False)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"))
+        self.bars = Progress(*columns, console=self.console, transient=False)
         self.sweep_task = None
         self.run_tasks: dict[str, Any] = {}
 

@@ -2,36 +2,87 @@
 
 Usable from Python without the CLI::
 
-    from regbench import run_experiment
-    outcome = run_experiment("configs/quickstart.yaml")
+    from regbench import Launch, run_experiment
+    outcome = run_experiment("configs/quickstart.yaml", Launch(out="results", workers=2))
 """
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from regbench.analysis.compare import check_metric, compare_results
 from regbench.analysis.diagnose import diagnose_rows
 from regbench.config.yaml_io import dump_yaml
 from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
-from regbench.engine.train import build_run_model
 from regbench.engine.executors import make_executor
 from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts
 from regbench.engine.result import GROUP_KEY, StoppedGroup, failed_task
 from regbench.engine.threads import available_cores, default_threads
+from regbench.engine.train import build_run_model
 from regbench.errors import RegbenchError
+from regbench.experiment import confirm, sweeps
 from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
+from regbench.experiment.launch import Launch
 from regbench.experiment.plan import Plan, build_plan
+from regbench.report.junit import testsuite, write_junit
 from regbench.report.page import write_interrupted_page, write_report
-from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
-                              inspect_summary, read_summary, to_json, write_run)
+from regbench.results import (
+    ResultsLock,
+    atomic_write_text,
+    check_results_folder,
+    inspect_summary,
+    read_summary,
+    to_json,
+    write_run,
+)
 from regbench.tracking import Trackers, open_trackers
-from regbench.vocabulary import EXPERIMENT_FILE, PLAN_FILE, RUNS_DIR, SUMMARY
+from regbench.vocabulary import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXPERIMENT_FILE,
+    PLAN_FILE,
+    RUNS_DIR,
+    SUMMARY,
+)
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+class Display(Protocol):
+    """What a front end shows while an experiment runs (the CLI's terminal; none: quiet)."""
+
+    def progress(self):
+        """A fresh progress view for one experiment (see regbench.experiment.progress)."""
+
+    def outcome(self, outcome: "ExperimentOutcome", title: str) -> None:
+        """An experiment's comparison, as soon as it is made."""
+
+    def note(self, text: str) -> None:
+        """Plain text between two stages of one command."""
+
+    def warning(self, text: str) -> None:
+        """Something the user should know that does not stop the command."""
+
+
+@dataclass
+class ProgressOnly:
+    """A Display that shows progress alone (the gallery prints its own verdicts)."""
+
+    make: Callable[[], Any]              # a fresh progress view per experiment
+
+    def progress(self):
+        return self.make()
+
+    def outcome(self, outcome: "ExperimentOutcome", title: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        pass
 
 
 @dataclass
@@ -43,12 +94,18 @@ class ExperimentOutcome:
     interrupted: bool = False
     comparison: Any = None
     warnings: list[str] = field(default_factory=list)
+    confirmation: Optional["ExperimentOutcome"] = None   # --confirm-seeds: the headline
+
+    def all(self) -> list["ExperimentOutcome"]:
+        """This experiment and its confirmation, in the order they ran."""
+        return [self] + ([self.confirmation] if self.confirmation is not None else [])
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
+        """130 when interrupted, 1 when a run of either experiment did not complete, else 0."""
+        if any(o.interrupted for o in self.all()):
             return EXIT_INTERRUPTED
-        if any(s.get("status") != "completed" for s in self.summaries):
+        if any(s.get("status") != "completed" for o in self.all() for s in o.summaries):
             return EXIT_RUN_FAILED
         return EXIT_OK
 
@@ -86,53 +143,93 @@ def prepare_results_dir(out: Path, name: str, fresh: bool) -> Path:
     return results_dir
 
 
-def run_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str] = (),
-                   out: str | Path = "results", seeds: Optional[list[int]] = None,
-                   workers: int = 1, executor: str = "local", address: Optional[str] = None,
-                   device: Optional[str] = None, resume: bool = True, progress=None,
-                   report: bool = True, metric: Optional[str] = None,
-                   confirms: Optional[dict[str, Any]] = None,
-                   min_effect: Optional[float] = None,
-                   plugins: Iterable[str] = (), loggers: Iterable[str] = (),
-                   mlflow_uri: Optional[str] = None) -> ExperimentOutcome:
-    """Plan, train and compare every run of an experiment (see docs/architecture.md);
-    ``metric`` is the one the comparison ranks by (default: accuracy or mse); ``confirms``
-    says which selection a confirmation experiment retrains (kept in plan.json); ``plugins``
-    (already loaded here) are loaded by every worker before its first run; ``loggers``
-    (``--log``) add to the config's ``logging.trackers`` (see regbench.tracking)."""
+def load_experiment(config: LoadedConfig | str | Path, launch: Launch,
+                    overrides: Iterable[str] = (), params: Iterable[str] = (),
+                    smoke: bool = False) -> LoadedConfig:
+    """The config a command trains: the launch's plugins loaded first (a config names their
+    entries), ``--set`` overrides, ``--param`` sweep values and ``--smoke``'s budget applied,
+    and a ``--confirm-seeds`` confirmation checked to be possible; exit 2 on any error."""
+    launch.load_plugins()
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
-    plan = build_plan(loaded, seeds, device)
+    if params:
+        loaded = sweeps.apply_params(loaded, list(params))
+    if smoke:
+        loaded = sweeps.shrink_for_smoke(loaded, own_folder=True)
+    if launch.confirm_seeds is not None:
+        confirm.check_confirmable(loaded, launch.confirm_seeds)
+    return loaded
+
+
+def plan_experiment(loaded: LoadedConfig, launch: Launch) -> Plan:
+    """Every run of the experiment as the launch places it (seeds, device, fuse)."""
+    return build_plan(loaded, launch.seeds, launch.device, launch.fuse)
+
+
+def run_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch(), *,
+                   overrides: Iterable[str] = (), display: Optional[Display] = None
+                   ) -> ExperimentOutcome:
+    """Plan, train and compare every run of an experiment (see docs/architecture.md), then,
+    with ``launch.confirm_seeds``, retrain each recipe's chosen point and the baseline on
+    fresh seeds (``outcome.confirmation``: the headline). ``overrides`` are ``--set`` values
+    for a config given as a path; ``display`` shows progress and each comparison as it is
+    made (none: quiet). Writes ``launch.junit`` at the end."""
+    loaded = load_experiment(config, launch, overrides)
+    outcome = train_experiment(loaded, launch, display)
+    if launch.confirm_seeds and outcome.comparison is not None and not outcome.interrupted:
+        confirming, confirms = confirm.confirm_config(
+            loaded, outcome.comparison, outcome.plan.experiment["seeds"], launch.confirm_seeds)
+        if display is not None:
+            display.note(f"\nconfirming on {launch.confirm_seeds} fresh seed(s)")
+        outcome.confirmation = train_experiment(confirming, launch, display, confirms,
+                                                " (fresh seeds: the headline)")
+    if launch.junit is not None:
+        write_junit(launch.junit, [testsuite(o.results_dir.name, o.results_dir,
+                                             [r["run_id"] for r in o.plan.runs])
+                                   for o in outcome.all()])
+    return outcome
+
+
+def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Display] = None,
+                     confirms: Optional[dict[str, Any]] = None, title: str = ""
+                     ) -> ExperimentOutcome:
+    """One experiment (no confirmation): ``confirms`` says which selection a confirmation
+    experiment retrains (kept in plan.json); ``title`` follows the table's in ``display``."""
+    plugins = launch.load_plugins()
+    plan = plan_experiment(loaded, launch)
     if plan.experiment.get("search"):
         plan.warnings.append("search: is read by `regbench tune`; `regbench run` trains each "
                              "recipe's own values as written")
     forget_loaded()                   # this experiment reads its data files afresh
     for spec in plan.runs:
         spec["plugins"] = list(plugins)
-    if metric:  # a typo must not cost a whole sweep
-        check_metric(metric, data_spec(plan.experiment["dataset"]).task)
-    if executor != "ray":  # a Ray cluster's GPUs are not this machine's
+    if launch.metric:  # a typo must not cost a whole sweep
+        check_metric(launch.metric, data_spec(plan.experiment["dataset"]).task)
+    if launch.executor != "ray":  # a Ray cluster's GPUs are not this machine's
         check_device(plan.runs)
-    results_dir = Path(out) / plan.experiment["name"]
+    results_dir = launch.out / plan.experiment["name"]
     check_results_folder(results_dir, [spec["run_id"] for spec in plan.runs])
-    if not resume or _pending(plan, results_dir):  # corrupt data files, or a regularizer that
-        # cannot apply to the model: one clear error before anything is written or trained
+    if not launch.resume or _pending(plan, results_dir):  # corrupt data files, or a regularizer
+        # that cannot apply to the model: one clear error before anything is written or trained
         with data_errors_located(loaded):
             data = load_bundle(plan.experiment["dataset"],
                                plan.experiment["train"]["train_eval_samples"])
         plan.models = check_models(plan, data)
     logging = plan.experiment["logging"]
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
-        trackers = open_trackers([*logging["trackers"], *loggers], plan, results_dir,
-                                 mlflow_uri or logging["mlflow_uri"], resume)  # exit 2 if unusable
+        trackers = open_trackers([*logging["trackers"], *launch.trackers], plan, results_dir,
+                                 launch.mlflow_uri or logging["mlflow_uri"],
+                                 launch.resume)     # exit 2 if unusable
         try:
-            outcome = _train(plan, Path(out), results_dir, workers, executor, address, resume,
-                             progress, report, metric, min_effect, confirms, trackers)
+            outcome = _train(plan, results_dir, launch, display,
+                             confirms=confirms, trackers=trackers)
         except BaseException:
             trackers.finish(interrupted=True)      # no tracker run is left open
             raise
         trackers.finish(outcome.interrupted)
         outcome.warnings += trackers.warnings
-        return outcome
+    if display is not None:
+        display.outcome(outcome, title)
+    return outcome
 
 
 def check_models(plan: Plan, data) -> dict[str, ModelFacts]:
@@ -167,11 +264,11 @@ def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
             if not is_complete(results_dir / RUNS_DIR / spec["run_id"], spec)]
 
 
-def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str,
-           address: Optional[str], resume: bool, progress, report: bool,
-           metric: Optional[str], min_effect: Optional[float],
+def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Display], *,
            confirms: Optional[dict[str, Any]], trackers: Trackers) -> ExperimentOutcome:
     """The locked part of run_experiment: skip completed runs, train the rest, write results."""
+    resume, workers, executor = launch.resume, launch.workers, launch.executor
+    progress = display.progress() if display is not None else None
     outcome = ExperimentOutcome(results_dir=results_dir, plan=plan)
     pending = _pending(plan, results_dir) if resume else list(plan.runs)
     to_train = {spec["run_id"] for spec in pending}
@@ -185,14 +282,15 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
         _, damage = inspect_summary(run_dir)
         if resume and damage:
             outcome.warnings.append(f"run {spec['run_id']}: {SUMMARY} {damage}; trained again")
-    prepare_results_dir(out, plan.experiment["name"], fresh=not resume)
+    prepare_results_dir(launch.out, plan.experiment["name"], fresh=not resume)
     atomic_write_text(results_dir / EXPERIMENT_FILE, dump_yaml(plan.experiment))
     # the runs of this plan: tables and plots leave out folders of an earlier grid
     atomic_write_text(results_dir / PLAN_FILE, to_json(
         {"run_ids": [r["run_id"] for r in plan.runs], **({"confirms": confirms} if confirms else {})}))
     # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
-    runner = make_executor(executor, workers=workers, address=address, cores=available_cores())
+    runner = make_executor(executor, workers=workers, address=launch.address,
+                           cores=available_cores())
     if progress is not None:
         progress.start(len(plan.runs), len(outcome.skipped))
 
@@ -216,13 +314,13 @@ def _train(plan: Plan, out: Path, results_dir: Path, workers: int, executor: str
     outcome.interrupted = drive(runner, fuse_tasks(pending, plan.models), threads,
                                 progress, record_task)
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
-        outcome.comparison = compare_results(results_dir, metric, write=True,
-                                             min_effect=min_effect)
-        if report and not outcome.interrupted:
+        outcome.comparison = compare_results(results_dir, launch.metric, write=True,
+                                             min_effect=launch.min_effect)
+        if launch.report and not outcome.interrupted:
             problem = write_report_if_available(results_dir)
             if problem:
                 outcome.warnings.append(problem)
-    if report and outcome.interrupted:   # never leave the report of an earlier state standing
+    if launch.report and outcome.interrupted:   # never leave the report of an earlier state standing
         finished = sum(1 for s in outcome.summaries   # the skipped runs' summaries included
                        if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))

@@ -36,26 +36,49 @@ from typing import Any, Iterable, Iterator, Optional
 
 from regbench.analysis.compare import check_metric
 from regbench.data import data_spec, forget_loaded, load_bundle
-from regbench.engine.executors import import_ray, make_executor
+from regbench.engine.executors import make_executor
 from regbench.engine.pruning import PRUNERS, open_storage, quiet_optuna
 from regbench.engine.threads import available_cores, default_threads
 from regbench.errors import ConfigError, RegbenchError
-from regbench.experiment.config import (LoadedConfig, data_errors_located, load_config,
-                                        resolve_experiment)
+from regbench.experiment.config import (
+    LoadedConfig,
+    data_errors_located,
+    load_config,
+    resolve_experiment,
+)
 from regbench.experiment.confirm import fresh_seeds
+from regbench.experiment.launch import Launch
 from regbench.experiment.plan import build_plan, config_hash
-from regbench.experiment.runner import (ExperimentOutcome, EXIT_INTERRUPTED,
-                                        EXIT_RUN_FAILED, check_models, drive,
-                                        prepare_results_dir, run_experiment,
-                                        write_diagnosed_run)
+from regbench.experiment.runner import (
+    Display,
+    ExperimentOutcome,
+    check_models,
+    drive,
+    prepare_results_dir,
+    train_experiment,
+    write_diagnosed_run,
+)
 from regbench.experiment.search import SearchParam, search_space
 from regbench.experiment.sweeps import sweep_error
 from regbench.report.tuning import budget_text, chosen_value, chosen_values, read_tuning
-from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
-                              read_summary, to_json)
+from regbench.results import (
+    ResultsLock,
+    atomic_write_text,
+    check_results_folder,
+    read_summary,
+    to_json,
+)
 from regbench.tracking import check_trackers
-from regbench.vocabulary import (PLAN_FILE, RUNS_DIR, TUNING_FILE, default_metric,
-                                 format_value, lower_is_better)
+from regbench.vocabulary import (
+    EXIT_INTERRUPTED,
+    EXIT_RUN_FAILED,
+    PLAN_FILE,
+    RUNS_DIR,
+    TUNING_FILE,
+    default_metric,
+    format_value,
+    lower_is_better,
+)
 
 TUNE_SUFFIX = "-tune"
 SEARCH_DIR = "search"
@@ -481,30 +504,38 @@ def confirmation_config(loaded: LoadedConfig, tuner: Tuner, records: dict[str, d
     return dataclasses.replace(loaded, raw=raw, config=config, warnings=warnings), confirms
 
 
-def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[str] = (),
-                    trials: int = DEFAULT_TRIALS, confirm_seeds: int = DEFAULT_CONFIRM_SEEDS,
-                    sampler: str = "tpe", pruner: str = "median", out: str | Path = "results",
-                    storage: Optional[str] = None, workers: int = 1, executor: str = "local",
-                    address: Optional[str] = None, device: Optional[str] = None,
-                    resume: bool = True, metric: Optional[str] = None, progress=None,
-                    confirm_progress=None, report: bool = True,
-                    plugins: Iterable[str] = (), loggers: Iterable[str] = (),
-                    mlflow_uri: Optional[str] = None) -> TuneOutcome:
-    """Search every recipe with the same budget, then confirm the choices on fresh seeds
-    (see the module's docstring). Bad input raises ConfigError/RegbenchError before anything
-    is written or trained."""
+@dataclass(frozen=True)
+class Search:
+    """How ``regbench tune`` searches (its own options; how it runs is the Launch)."""
+
+    trials: int = DEFAULT_TRIALS           # trials per recipe: every searched recipe gets N
+    sampler: str = "tpe"                   # tpe | qmc | random | grid (Optuna)
+    pruner: str = "median"                 # median | halving | none, on the val curve
+    storage: Optional[str] = None          # Optuna storage URL shared by several processes
+
+    def __post_init__(self) -> None:
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
+            raise ConfigError(f"must be at least 1 (got {self.trials})", source="--trials")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler '{self.sampler}'; expected one of: "
+                              f"{', '.join(SAMPLERS)}", source="--sampler")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"unknown pruner '{self.pruner}'; expected one of: "
+                              f"{', '.join(PRUNERS)}", source="--pruner")
+
+
+def tune_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch(),
+                    search: Search = Search(), *, overrides: Iterable[str] = (),
+                    display: Optional[Display] = None) -> TuneOutcome:
+    """Search every recipe with the same budget, then confirm the choices on
+    ``launch.confirm_seeds`` fresh seeds (default 5; see the module's docstring). Bad input
+    raises ConfigError/RegbenchError before anything is written or trained; ``display`` shows
+    progress, the choice and the confirmation as they come."""
+    launch.load_plugins()
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
-    if trials < 1:
-        raise ConfigError(f"must be at least 1 (got {trials})", source="--trials")
-    if confirm_seeds < 1:
-        raise ConfigError(f"must be at least 1 (got {confirm_seeds})", source="--confirm-seeds")
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"unknown sampler '{sampler}'; expected one of: {', '.join(SAMPLERS)}",
-                          source="--sampler")
-    if pruner not in PRUNERS:
-        raise ConfigError(f"unknown pruner '{pruner}'; expected one of: {', '.join(PRUNERS)}",
-                          source="--pruner")
-    plan = build_plan(loaded, None, device)
+    confirm_seeds = launch.confirm_seeds or DEFAULT_CONFIRM_SEEDS
+    storage, device, metric = search.storage, launch.device, launch.metric
+    plan = build_plan(loaded, launch.seeds, device, launch.fuse)
     experiment = plan.experiment
     if experiment["sweep"]:
         path = next(iter(experiment["sweep"]))
@@ -519,32 +550,29 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
     if metric is None:
         metric = default_metric(data_spec(experiment["dataset"]).task)
     check_metric(metric, data_spec(experiment["dataset"]).task)
-    if storage and not resume:
+    if storage and not launch.resume:
         raise ConfigError("--fresh starts a new results folder, but the study in --storage is "
                           "shared and is never deleted by regbench; tune under another "
                           "experiment name (--set name=…), or delete the study yourself "
                           "(optuna delete-study)", source="--fresh")
-    if executor == "ray":
-        import_ray()                   # a missing extra: exit 2 before anything is written
-        if address and (not storage or storage.startswith("sqlite")):
+    if launch.executor == "ray":       # Ray itself was checked with the launch's plugins
+        if launch.address and (not storage or storage.startswith("sqlite")):
             raise ConfigError("a Ray cluster's nodes cannot open the study.db in this "
                               "machine's results folder; give a database every node reaches, "
                               "e.g. --storage postgresql://user@host/db", source="--storage")
-    elif address:
-        raise ConfigError("only used with --executor ray", source="--address")
     if storage:
         check_storage(absolute_sqlite(storage))
     # the confirmation's trackers, checked now: not after the whole search has trained
-    check_trackers([*experiment["logging"]["trackers"], *loggers],
-                   mlflow_uri or experiment["logging"]["mlflow_uri"])
+    check_trackers([*experiment["logging"]["trackers"], *launch.trackers],
+                   launch.mlflow_uri or experiment["logging"]["mlflow_uri"])
     seeds = fresh_seeds([experiment["seeds"][0]], confirm_seeds)
     name = f"{experiment['name']}{TUNE_SUFFIX}"
-    results_dir = Path(out) / name
+    results_dir = launch.out / name
     search_dir = results_dir / SEARCH_DIR
     check_results_folder(results_dir)
-    plugins = list(plugins)
+    plugins = launch.load_plugins()
     with ResultsLock(results_dir):
-        prepare_results_dir(Path(out), name, fresh=not resume)
+        prepare_results_dir(launch.out, name, fresh=not launch.resume)
         check_results_folder(search_dir)
         url = absolute_sqlite(storage) if storage else \
             f"sqlite:///{(results_dir / STUDY_FILE).resolve()}"
@@ -552,13 +580,14 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
         with data_errors_located(loaded):
             data = load_bundle(experiment["dataset"], experiment["train"]["train_eval_samples"])
         check_models(plan, data)       # a regularizer that would change nothing: exit 2 now
-        tuner = Tuner(loaded, experiment, space, trials=trials, sampler=sampler, pruner=pruner,
-                      storage=url, metric=metric, device=device, search_dir=search_dir,
-                      plugins=plugins, shared=bool(storage))
+        tuner = Tuner(loaded, experiment, space, trials=search.trials, sampler=search.sampler,
+                      pruner=search.pruner, storage=url, metric=metric, device=device,
+                      search_dir=search_dir, plugins=plugins, shared=bool(storage))
         outcome = TuneOutcome(results_dir=results_dir)
-        outcome.warnings += plan.warnings + grid_warnings(sampler, space, trials) + \
-            protocol_warnings(experiment, space)
-        outcome.interrupted = _search(tuner, outcome, workers, executor, address, progress)
+        outcome.warnings += plan.warnings + grid_warnings(search.sampler, space, search.trials) \
+            + protocol_warnings(experiment, space)
+        outcome.interrupted = _search(tuner, outcome, launch,
+                                      display.progress() if display is not None else None)
         records = tuner.records()
         outcome.recipes = records
         atomic_write_text(search_dir / PLAN_FILE, to_json({
@@ -577,11 +606,15 @@ def tune_experiment(config: LoadedConfig | str | Path, *, overrides: Iterable[st
                                     "ones")
         confirming, confirms = confirmation_config(loaded, tuner, records, seeds, metric)
         outcome.not_confirmed = confirms["tuning"]["not_confirmed"]
-        outcome.confirmation = run_experiment(
-            confirming, out=out, workers=workers, executor=executor, address=address,
-            device=device, resume=True, progress=confirm_progress, report=report,
-            metric=metric, confirms=confirms, plugins=plugins, loggers=loggers,
-            mlflow_uri=mlflow_uri)   # the confirmation runs: the trials are in the study
+        if display is not None:        # what was chosen, before the confirmation trains
+            for warning in outcome.warnings:
+                display.warning(warning)
+            display.note(chosen_table(outcome))
+        # the confirmation resumes its own runs (--fresh was for the search): the trials
+        # are in the study
+        outcome.confirmation = train_experiment(
+            confirming, launch.replace(resume=True, metric=metric), display, confirms,
+            " (tuned, fresh seeds)")
         outcome.interrupted = outcome.confirmation.interrupted
         return outcome
 
@@ -625,8 +658,7 @@ def grid_warnings(sampler: str, space: dict[str, list[SearchParam]], trials: int
     return out
 
 
-def _search(tuner: Tuner, outcome: TuneOutcome, workers: int, executor: str,
-            address: Optional[str], progress) -> bool:
+def _search(tuner: Tuner, outcome: TuneOutcome, launch: Launch, progress) -> bool:
     """Train the trials still owed; whether Ctrl-C stopped it."""
     search_dir = tuner.search_dir
     told = tuner.recover()
@@ -637,8 +669,10 @@ def _search(tuner: Tuner, outcome: TuneOutcome, workers: int, executor: str,
     search_dir.mkdir(parents=True, exist_ok=True)
     if not owed:
         return False
-    threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
-    runner = make_executor(executor, workers=workers, address=address, cores=available_cores())
+    threads = 1 if launch.executor == "ray" and launch.workers == 1 else \
+        default_threads(launch.workers)
+    runner = make_executor(launch.executor, workers=launch.workers, address=launch.address,
+                           cores=available_cores())
     if progress is not None:
         progress.start(owed + tuner.finished(), tuner.finished())
 

@@ -38,10 +38,14 @@ from regbench.analysis.compare import compare_results, difference_cell
 from regbench.engine.threads import available_cores
 from regbench.errors import ConfigError, RegbenchError
 from regbench.experiment.config import load_config
-from regbench.experiment.runner import run_experiment
+from regbench.experiment.launch import Launch
+from regbench.experiment.runner import Display, ProgressOnly, run_experiment
 from regbench.experiment.sweeps import shrink_for_smoke
-from regbench.gallery import linear, networks  # noqa: F401  (register findings 1–6)
-from regbench.gallery import fidelity  # noqa: F401,E402  (then 7–12: page order is import order)
+from regbench.gallery import (  # noqa: F401  (register findings 1–6)
+    fidelity,  # noqa: F401,E402  (then 7–12: page order is import order)
+    linear,
+    networks,
+)
 from regbench.gallery.core import FINDINGS, Finding
 from regbench.gallery.stats import Results
 from regbench.registry import did_you_mean
@@ -75,13 +79,13 @@ def experiment_name(config: Path) -> str:
     return load_config(config).config.name
 
 
-def run_config(config: Path, out: Path, smoke: bool, progress=None):
+def run_config(config: Path, out: Path, smoke: bool, display: Optional[Display] = None):
     """Train one gallery config (resuming completed runs) and record its wall time."""
     loaded = load_config(config)
     if smoke:
         loaded = shrink_for_smoke(loaded)
     started = time.perf_counter()
-    outcome = run_experiment(loaded, out=out, progress=progress, report=True)
+    outcome = run_experiment(loaded, Launch(out=out, report=True), display=display)
     trained = len(outcome.plan.runs) - len(outcome.skipped)
     path = outcome.results_dir / TIMING
     if trained or not path.is_file():  # a fully resumed call keeps the timing of the real run
@@ -174,10 +178,12 @@ def previous_verdicts(page: Path) -> dict[str, str]:
             if m}
 
 
-def section(number: int, entry: Finding, folder: Path, results: Results, assets: Path,
-            page_dir: Path, previous: Optional[str] = None) -> tuple[list[str], str]:
-    """The page section of one finding, and its verdict (``previous``: the verdict on the page
-    being replaced, stated when it changed)."""
+def section(number: int, entry: Finding, folder: Path, results: Results, *,
+            where: tuple[Path, Path], previous: Optional[str] = None) -> tuple[list[str], str]:
+    """The page section of one finding, and its verdict; ``where`` is (the folder of its
+    pictures, the page's folder) and ``previous`` the verdict on the page being replaced,
+    stated when it changed."""
+    assets, page_dir = where
     command = f"regbench gallery --run --only {entry.key}"
     config = f"regbench/gallery/configs/{entry.key}.yaml"
     lines = [f"## {number}. {entry.title}", "",
@@ -256,8 +262,8 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
             lines.append(f"| {number}. {entry.title} | no results in `{out}`: run `regbench "
                          f"gallery --run --only {entry.key}` | — |")
             continue
-        text, verdict = section(number, entry, folder, results, assets, page.parent,
-                                previous.get(entry.title))
+        text, verdict = section(number, entry, folder, results,
+                                where=(assets, page.parent), previous=previous.get(entry.title))
         verdicts[entry.key] = verdict
         was = previous.get(entry.title)
         shown = verdict if was in (None, verdict) else f"{verdict} (was {was})"
@@ -300,8 +306,8 @@ def run_gallery(out: Optional[Path] = None, only: Optional[list[str]] = None, ru
     exit_code = 0
     if run or smoke:
         for config in configs:
-            outcome = run_config(config, out, smoke, progress_factory() if progress_factory
-                                 else None)
+            display = ProgressOnly(progress_factory) if progress_factory else None
+            outcome = run_config(config, out, smoke, display)
             exit_code = max(exit_code, outcome.exit_code)
             if outcome.interrupted:
                 break

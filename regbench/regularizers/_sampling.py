@@ -55,12 +55,14 @@ def pairing_rows(rows: int, size: int, device: torch.device,
 
 
 def box_mask(top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right: torch.Tensor,
-             height: int, width: int) -> torch.Tensor:
-    """(B, H, W) boolean masks of the boxes rows [top, bottom) × columns [left, right).
+             size: tuple[int, int]) -> torch.Tensor:
+    """(B, H, W) boolean masks of the boxes rows [top, bottom) × columns [left, right) in
+    images of ``size`` (H, W).
 
     Built from coordinate grids, so each sample has its own box with no per-sample loop.
     Boxes reaching past the border are simply clipped by the grid.
     """
+    height, width = size
     rows = torch.arange(height, device=top.device).view(1, height, 1)
     cols = torch.arange(width, device=top.device).view(1, 1, width)
     return ((rows >= top.view(-1, 1, 1)) & (rows < bottom.view(-1, 1, 1))

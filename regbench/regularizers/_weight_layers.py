@@ -51,6 +51,6 @@ def linear_factory(transform: WeightTransform) -> Callable[..., nn.Module]:
 
 def conv_factory(transform: WeightTransform) -> Callable[..., nn.Module]:
     def make(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
-        return TransformedConv2d(in_channels, out_channels, kernel_size, stride, padding,
-                                 transform, bias)
+        return TransformedConv2d(in_channels, out_channels, kernel_size, stride=stride,
+                                 padding=padding, transform=transform, bias=bias)
     return make

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._sampling import Stockpile
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):
@@ -40,20 +40,21 @@ def augment(x: torch.Tensor, rotate: float = 0.0, crop_padding: int = 0, hflip: 
             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Transform (B, C, H, W) images. Returns (x̃, per-sample angle/flip/shift in pixels)."""
     batch, _, height, width = x.shape
-    draws = draw_transforms(batch, rotate, crop_padding, hflip, translate, height, width,
-                            x.device, x.dtype, generator)
+    draws = draw_transforms(batch, (height, width, x.device, x.dtype), rotate=rotate,
+                            crop_padding=crop_padding, hflip=hflip, translate=translate,
+                            generator=generator)
     out = warp(x, draws.pop("theta"), nearest=rotate == 0 and translate == 0)
     return out, draws
 
 
-def draw_transforms(count: int, rotate: float, crop_padding: int, hflip: float,
-                    translate: float, height: int, width: int, device: torch.device,
-                    dtype: torch.dtype, generator: Optional[torch.Generator] = None
-                    ) -> dict[str, torch.Tensor]:
-    """``count`` independent transforms: their (count, 6) grid maps ``theta`` and the angle
-    (degrees), flip and shift (pixels) they were made of."""
-    scale, offset, coef = _draw_maps(rotate, crop_padding, translate, height, width,
-                                     device, dtype)
+def draw_transforms(count: int, images: tuple[int, int, torch.device, torch.dtype], *,
+                    rotate: float, crop_padding: int, hflip: float, translate: float,
+                    generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
+    """``count`` independent transforms of ``images`` (height, width, device, dtype): their
+    (count, 6) grid maps ``theta`` and the angle (degrees), flip and shift (pixels) they were
+    made of."""
+    height, width, device, dtype = images
+    scale, offset, coef = _draw_maps(rotate, crop_padding, translate, images)
     # one draw of six uniforms per sample, mapped in one op to: angle (rad), flip uniform,
     # crop offset before flooring (x, y) and translation in pixels (x, y)
     draw = torch.addcmul(offset, torch.rand(count, 6, device=device, dtype=dtype,
@@ -92,11 +93,12 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def _draw_maps(rotate: float, crop_padding: int, translate: float, height: int, width: int,
-               device: torch.device, dtype: torch.dtype
+def _draw_maps(rotate: float, crop_padding: int, translate: float,
+               images: tuple[int, int, torch.device, torch.dtype]
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Constants of :func:`augment`: the affine map (scale, offset) from six U(0, 1) draws to
     its parameters, and the factors turning (cos, sin, shift) into grid_sample coordinates."""
+    height, width, device, dtype = images
     radians = rotate * math.pi / 180
     spread = 2 * translate
     scale = [2 * radians, 1.0, 2 * crop_padding + 1, 2 * crop_padding + 1,
@@ -154,7 +156,8 @@ class Augment(Regularizer):
         if self.stock is None or self.stock_key != key:
             (height, width), dtype = x.shape[-2:], x.dtype
             self.stock, self.stock_key = Stockpile(lambda count, device: draw_transforms(
-                count, params.rotate, params.crop_padding, params.hflip, params.translate,
-                height, width, device, dtype)["theta"]), key
+                count, (height, width, device, dtype), rotate=params.rotate,
+                crop_padding=params.crop_padding, hflip=params.hflip,
+                translate=params.translate)["theta"]), key
         theta = self.stock.take(x.shape[0], x.device)
         return warp(x, theta, nearest=params.rotate == 0 and params.translate == 0), y

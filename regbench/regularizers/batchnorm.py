@@ -32,8 +32,8 @@ class _SingleSampleSafe:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.numel() // x.shape[1] <= 1:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight,
-                                self.bias, False, 0.0, self.eps)
+            return F.batch_norm(x, self.running_mean, self.running_var, weight=self.weight,
+                                bias=self.bias, training=False, momentum=0.0, eps=self.eps)
         return super().forward(x)
 
 

@@ -16,9 +16,8 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
+from regbench.regularizers._sampling import PairMixer, box_mask, pair_partners, sample_beta, uniform
 from regbench.regularizers.base import register
-from regbench.regularizers._sampling import (PairMixer, box_mask, pair_partners, sample_beta,
-                                             uniform)
 
 
 class Params(StrictModel):
@@ -43,7 +42,7 @@ def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
     bottom = torch.round(centre_y + half_h).clamp(0, height).long()
     left = torch.round(centre_x - half_w).clamp(0, width).long()
     right = torch.round(centre_x + half_w).clamp(0, width).long()
-    mask = box_mask(top, left, bottom, right, height, width).unsqueeze(1)  # (B, 1, H, W)
+    mask = box_mask(top, left, bottom, right, (height, width)).unsqueeze(1)  # (B, 1, H, W)
     mixed_x = torch.where(mask, x.index_select(0, partner), x)
     area = mask.flatten(1).sum(dim=1).to(y_soft.dtype) / (height * width)
     mixed_y = torch.lerp(y_soft, y_soft.index_select(0, partner), area.view(-1, 1))

@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._sampling import box_mask
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):
@@ -34,7 +34,7 @@ def cutout(x: torch.Tensor, size: int, holes: int = 1,
     centre_y = torch.randint(0, height, (batch * holes,), device=device, generator=generator)
     centre_x = torch.randint(0, width, (batch * holes,), device=device, generator=generator)
     top, left = centre_y - size // 2, centre_x - size // 2
-    masks = box_mask(top, left, top + size, left + size, height, width)
+    masks = box_mask(top, left, top + size, left + size, (height, width))
     erased = masks.view(batch, holes, height, width).any(dim=1)
     return x.masked_fill(erased.unsqueeze(1), 0.0), erased
 

@@ -147,8 +147,8 @@ class DropConnectConv2d(nn.Conv2d):
                       (self.bias * keep_mask((n, self.out_channels), self.p, x.device)).reshape(-1))
             out = F.conv2d(part.reshape(1, n * channels, height, width),
                            weights.reshape(n * self.out_channels, *self.weight.shape[1:]),
-                           biases, self.stride, self.padding, self.dilation,
-                           groups=n)
+                           biases, stride=self.stride, padding=self.padding,
+                           dilation=self.dilation, groups=n)
             outputs.append(out.reshape(n, self.out_channels, *out.shape[2:]))
         return torch.cat(outputs) / kept_fraction(self.p)
 
@@ -167,7 +167,8 @@ class DropConnect(Regularizer):
         p, mode = self.params.p, self.params.mode
         factory.linear = lambda i, o, bias=True: DropConnectLinear(i, o, p, mode, bias)
         factory.conv = (lambda i, o, k, stride=1, padding=0, bias=True:
-                        DropConnectConv2d(i, o, k, stride, padding, p, mode, bias))
+                        DropConnectConv2d(i, o, k, stride=stride, padding=padding, p=p,
+                                          mode=mode, bias=bias))
 
     def describe(self) -> str:
         return (f"DropConnect p={self.params.p:g} on every hidden weight and bias, "

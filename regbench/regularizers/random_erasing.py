@@ -22,8 +22,8 @@ import torch
 from pydantic import Field, field_validator
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._sampling import box_mask, uniform
+from regbench.regularizers.base import Regularizer, register
 
 ATTEMPTS = 10  # rectangle draws per sample before giving up on it
 
@@ -68,7 +68,7 @@ def random_erasing(x: torch.Tensor, p: float, scale: tuple[float, float],
     top = (uniform((batch,), 0, 1, device, generator) * (height - h + 1)).long()
     left = (uniform((batch,), 0, 1, device, generator) * (width - w + 1)).long()
     erase = (uniform((batch,), 0, 1, device, generator) < p) & (first < ATTEMPTS)
-    mask = box_mask(top, left, top + h, left + w, height, width) & erase.view(-1, 1, 1)
+    mask = box_mask(top, left, top + h, left + w, (height, width)) & erase.view(-1, 1, 1)
     if value == "random":
         low = x.amin(dim=(0, 2, 3)).view(1, channels, 1, 1)
         high = x.amax(dim=(0, 2, 3)).view(1, channels, 1, 1)

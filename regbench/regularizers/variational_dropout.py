@@ -132,7 +132,8 @@ class VariationalDropout(Regularizer):
         factory.linear = lambda i, o, bias=True: SparseVDLinear(i, o, threshold, prune, bias)
         factory.output = factory.linear
         factory.conv = lambda i, o, k, stride=1, padding=0, bias=True: SparseVDConv2d(
-            i, o, k, stride, padding, threshold, prune, bias)
+            i, o, k, stride=stride, padding=padding, threshold=threshold, prune_eval=prune,
+            bias=bias)
 
     def wrap(self, model):
         self.layers = [m for m in model.modules() if isinstance(m, _SparseVD)]
