@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regbench.models import LayerFactory, build_model, place  # noqa: E402
 from epoch_overhead import BATCH, LR, MODELS  # noqa: E402
+
+from regbench.models import LayerFactory, build_model, place  # noqa: E402
 
 
 def step_timer(net: torch.nn.Module, optimizer, x, y):

@@ -32,9 +32,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from regbench.data import DataBundle  # noqa: E402
-from regbench.models import LayerFactory, build_model, place  # noqa: E402
-from regbench.experiment.plan import config_hash  # noqa: E402
 from regbench.engine.train import Trainer  # noqa: E402
+from regbench.experiment.plan import config_hash  # noqa: E402
+from regbench.models import LayerFactory, build_model, place  # noqa: E402
 
 MODELS = {"mlp": {"name": "mlp", "hidden": [256, 256], "activation": "relu"},
           "cnn": {"name": "cnn", "channels": [6, 16], "hidden": [120, 84], "kernel_size": 5,

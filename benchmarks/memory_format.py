@@ -19,11 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from regbench.data import DataBundle  # noqa: E402
-from regbench.models import memory_format_for  # noqa: E402
-from regbench.experiment.plan import config_hash  # noqa: E402
-from regbench.engine.train import Trainer  # noqa: E402
 from epoch_overhead import MODELS, run_spec  # noqa: E402
+
+from regbench.data import DataBundle  # noqa: E402
+from regbench.engine.train import Trainer  # noqa: E402
+from regbench.experiment.plan import config_hash  # noqa: E402
+from regbench.models import memory_format_for  # noqa: E402
 
 RESNET = {"name": "resnet", "channels": [16, 32, 64], "blocks": 1, "activation": "relu"}
 CASES = {  # name: (model, regularizers, input shape)

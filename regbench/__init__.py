@@ -24,7 +24,7 @@ def __getattr__(name: str):
     """The registration API (``regbench.register_model``, ``register_dataset``,
     ``register_regularizer``, ``register_tracker``, ``register_executor`` and the
     ``Regularizer`` base class; see :mod:`regbench.plugins`)
-    and the notebook API (``regbench.run``, ``Results``; :mod:`regbench.experiment.api`),
+    and the notebook API (``regbench.run``, ``Results``, ``Launch``; :mod:`regbench.experiment.api`),
     imported on first use so that ``import regbench`` stays free of torch."""
     if name in PLUGIN_API + NOTEBOOK_API:
         import importlib

@@ -45,7 +45,7 @@ def current() -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def plugins_installed() -> bool:
     """Whether an installed package declares a ``regbench.plugins`` entry point."""
-    from importlib.metadata import entry_points   # deferred: scans the installed packages
+    from importlib.metadata import entry_points  # deferred: scans the installed packages
 
     return bool(entry_points(group=ENTRY_POINT_GROUP))
 

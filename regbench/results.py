@@ -13,15 +13,31 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from regbench.config.yaml_io import dump_yaml
 from regbench.errors import OutputError, RegbenchError
-from regbench.vocabulary import (CONFIG_FILE, LEADING_COLUMNS, METRICS_FILE, MODEL_FILE,
-                                 PLAN_FILE, PLOTS_DIR, RUNS_DIR, RUNS_TABLE, SUMMARY,
-                                 WEIGHTS_FILE,
-                                 default_metric)
+from regbench.vocabulary import (
+    CONFIG_FILE,
+    LEADING_COLUMNS,
+    METRICS_FILE,
+    MODEL_FILE,
+    PLAN_FILE,
+    PLOTS_DIR,
+    RUNS_DIR,
+    RUNS_TABLE,
+    SUMMARY,
+    WEIGHTS_FILE,
+    default_metric,
+)
 
 STATUSES = ("completed", "diverged", "failed", "interrupted", "pruned")
 DAMAGED = "damaged"            # the status a table gives a run whose summary.json is unusable

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import torch
 
-from regbench.experiment.config import load_config
 from regbench.data import load_bundle
-from regbench.experiment.plan import build_plan
 from regbench.engine.train import Trainer
+from regbench.experiment.config import load_config
+from regbench.experiment.plan import build_plan
 
 
 def plan_from_text(tmp_path: Path, text: str, name: str = "cfg.yaml"):

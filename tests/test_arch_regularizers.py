@@ -12,12 +12,17 @@ from torchvision.ops import StochasticDepth as StochasticDepthLayer
 
 from regbench.models import LayerFactory, build_model
 from regbench.regularizers import REGULARIZERS, RunContext
-from regbench.regularizers._weight_layers import TransformedConv2d, TransformedLinear
+from regbench.regularizers._weight_layers import TransformedLinear
 from regbench.regularizers.batchnorm import BatchNorm1d
-from regbench.regularizers.dropconnect import (DropConnectConv2d, DropConnectLinear, dropconnect,
-                                              PerExampleLinear, keep_mask, kept_fraction)
-from regbench.regularizers.stochastic_depth import Params as DepthParams
-from regbench.regularizers.stochastic_depth import StochasticDepth
+from regbench.regularizers.dropconnect import (
+    DropConnectConv2d,
+    DropConnectLinear,
+    PerExampleLinear,
+    dropconnect,
+    keep_mask,
+    kept_fraction,
+)
+from regbench.regularizers.stochastic_depth import Params as DepthParams, StochasticDepth
 
 DIGITS = (1, 8, 8)
 

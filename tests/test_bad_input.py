@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, TINY_DIGITS
 from typer.testing import CliRunner
 
-from conftest import REPO, TINY_DIGITS
 from regbench.cli import app
-from regbench.experiment.config import load_config
 from regbench.errors import ConfigError
+from regbench.experiment.config import load_config
 from regbench.experiment.plan import build_plan
 
 runner = CliRunner()

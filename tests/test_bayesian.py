@@ -10,13 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from regbench.data import prepare
+from regbench.engine.train import Trainer, train_run
 from regbench.models import LayerFactory, build_model, penalized_parameters
 from regbench.regularizers import REGULARIZERS, RunContext
 from regbench.regularizers._monte_carlo import MonteCarloAverage
 from regbench.regularizers.bayes_by_backprop import BayesConv2d, BayesLinear, gaussian_kl
-from regbench.regularizers.variational_dropout import (SparseVDLinear, log_alpha,
-                                                       prunable_fraction, sparse_vd_kl)
-from regbench.engine.train import Trainer, train_run
+from regbench.regularizers.variational_dropout import (
+    SparseVDLinear,
+    log_alpha,
+    prunable_fraction,
+    sparse_vd_kl,
+)
 
 
 def inverse_softplus(value: float) -> float:

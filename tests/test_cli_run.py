@@ -7,9 +7,9 @@ import sys
 
 import pandas as pd
 import yaml
+from conftest import REPO
 from typer.testing import CliRunner
 
-from conftest import REPO
 from regbench.cli import app
 
 runner = CliRunner()

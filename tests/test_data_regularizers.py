@@ -2,7 +2,6 @@
 ranges are kept, and mixed targets equal the mixing coefficient / the pasted area."""
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
@@ -10,8 +9,13 @@ from typer.testing import CliRunner
 
 from regbench.cli import app
 from regbench.regularizers import REGULARIZERS, RunContext
-from regbench.regularizers._sampling import (BlockPairings, Stockpile, pair_partners,
-                                             pairing_rows, sample_beta)
+from regbench.regularizers._sampling import (
+    BlockPairings,
+    Stockpile,
+    pair_partners,
+    pairing_rows,
+    sample_beta,
+)
 from regbench.regularizers.augment import augment
 from regbench.regularizers.cutmix import cutmix
 from regbench.regularizers.cutout import cutout

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from regbench.cli import app
 from regbench.analysis.curves import canonical_column, read_curve_csv
 from regbench.analysis.diagnose import beyond, diagnose_rows, label, smooth, tally
+from regbench.cli import app
 
 runner = CliRunner()
 

@@ -19,11 +19,17 @@ from typer.testing import CliRunner
 
 from regbench.errors import RegbenchError
 from regbench.gallery.core import INCONCLUSIVE
-from regbench.gallery.page import (CONFIG_DIR, TIMING, build_page, experiment_name, findings,
-                                   run_gallery)
-from regbench.gallery.stats import Results, mean_interval, paired
 from regbench.gallery.linear import ridge_closed_form
 from regbench.gallery.networks import memorisation_drop
+from regbench.gallery.page import (
+    CONFIG_DIR,
+    TIMING,
+    build_page,
+    experiment_name,
+    findings,
+    run_gallery,
+)
+from regbench.gallery.stats import Results, mean_interval, paired
 from regbench.results import load_summaries
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,8 +78,9 @@ def test_page_tables_are_the_comparison_csv(smoke):
             frame = pd.read_csv(folder / "comparison.csv")
             metric = "mse" if "val_mse" in frame else "accuracy"
         else:  # the page rebuilt the comparison for its metric: compare with the CLI's csv
-            from regbench.analysis.compare import compare_results, to_csv
             import io
+
+            from regbench.analysis.compare import compare_results, to_csv
 
             frame = pd.read_csv(io.StringIO(to_csv(compare_results(folder, metric, write=False))))
         for row in frame.to_dict("records"):

@@ -33,6 +33,8 @@ ALLOWED = {
     "cli": BASE | {"engine", "experiment", "analysis", "report", "gallery", "catalogue",
                    "plugins"},
     "__main__": {"cli"}, "__init__": {"experiment", "plugins", "regularizers"},
+    # the conformance kit for plugins' tests: it trains through the real path; nothing imports it
+    "testing": BASE | {"models", "data", "regularizers", "engine", "experiment", "plugins"},
 }
 
 
@@ -130,8 +132,20 @@ def test_imports_flow_one_way_between_stages():
     assert wrong == []
 
 
+# Function-local package imports, per module: each defers a heavy library and says so.
+# cli.py's commands import the library inside their bodies (`regbench --help` answers at once),
+# so a new command may add its own; elsewhere a module may defer only as many as listed here.
+DEFERRED_IMPORTS = {
+    "regbench.cli": None,                 # any number: one or two per command
+    "regbench": 2,                        # the lazy public API (regbench.run, register_*)
+    "regbench.catalogue": 2,              # the live catalogue, only when plugins are installed
+    "regbench.engine.executors": 2,       # a worker process imports the engine when it starts
+    "regbench.experiment.launch": 1,      # plugins load torch; a Launch is built before them
+}
+
+
 def test_every_function_local_package_import_defers_a_heavy_library_and_says_so():
-    local = []
+    local: dict[str, list[tuple[str, bool]]] = {}
     for module, path in MODULES.items():
         lines = path.read_text().splitlines()
         tree = ast.parse(path.read_text())
@@ -139,11 +153,15 @@ def test_every_function_local_package_import_defers_a_heavy_library_and_says_so(
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top \
                     and imported(node, module, path):
-                said = "deferred" in lines[node.lineno - 1] or \
-                    "deferred" in lines[node.lineno - 2]
-                local.append((f"{path.relative_to(PACKAGE)}:{node.lineno}", said))
-    assert [where for where, said in local if not said] == []
-    assert len(local) <= 20, local      # a small number: the CLI's commands and the workers
+                said = any("deferred" in line  # on the statement's lines or just above
+                           for line in lines[node.lineno - 2:node.end_lineno])
+                local.setdefault(module, []).append(
+                    (f"{path.relative_to(PACKAGE)}:{node.lineno}", said))
+    assert [where for found in local.values() for where, said in found if not said] == []
+    over = {module: [where for where, _ in found] for module, found in local.items()
+            if DEFERRED_IMPORTS.get(module, 0) is not None
+            and len(found) > DEFERRED_IMPORTS.get(module, 0)}
+    assert over == {}, "raise the module's entry in DEFERRED_IMPORTS only with a reason"
 
 
 def test_reading_results_loads_no_torch():

@@ -7,8 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-
 from builders import trainer_for
+
 from regbench.regularizers.elastic_net import elastic_net_penalty
 from regbench.regularizers.l1 import l1_penalty
 from regbench.regularizers.l2 import l2_penalty

@@ -15,8 +15,14 @@ from matplotlib.patches import Rectangle
 
 from regbench.analysis.compare import build_comparison
 from regbench.report.plot_data import load_runs, points_of, sweep_series
-from regbench.report.plots import (gap_figure, learning_curves_figure, make_plots, sparsity_figure,
-                            validation_curve_figure, weights_figure)
+from regbench.report.plots import (
+    gap_figure,
+    learning_curves_figure,
+    make_plots,
+    sparsity_figure,
+    validation_curve_figure,
+    weights_figure,
+)
 from regbench.results import load_summaries
 
 EPOCHS = 6

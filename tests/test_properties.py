@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from regbench.experiment.config import load_config
 from regbench.errors import RegbenchError
+from regbench.experiment.config import load_config
 from regbench.experiment.plan import build_plan
 from regbench.experiment.sweeps import apply_params
 
@@ -163,9 +162,9 @@ DANGEROUS = [
     f"!!python/object/apply:os.system ['touch {MARKER}']",
     f"!!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ['{MARKER}']]",
     f"!!python/object/new:subprocess.Popen [['touch', '{MARKER}']]",
-    f"!!python/name:os.system",
-    f"!!python/module:os",
-    f"!!python/object:pathlib.Path {{}}",
+    "!!python/name:os.system",
+    "!!python/module:os",
+    "!!python/object:pathlib.Path {}",
     "!!python/tuple [1, 2]",
     "!!set {a, b}",
     "!!binary aGVsbG8=",

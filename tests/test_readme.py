@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
+from conftest import REPO
 from typer.testing import CliRunner
 
-from conftest import REPO
 from regbench.catalogue import readme_with_catalogue, stored
 from regbench.catalogue_live import snapshot
 from regbench.cli import app

@@ -13,8 +13,14 @@ import yaml
 from typer.testing import CliRunner
 
 from regbench.cli import app
-from regbench.config.schema import (DatasetConfig, DiagnosisConfig, ExperimentConfig,
-                                    OptimizerConfig, SchedulerConfig, TrainConfig)
+from regbench.config.schema import (
+    DatasetConfig,
+    DiagnosisConfig,
+    ExperimentConfig,
+    OptimizerConfig,
+    SchedulerConfig,
+    TrainConfig,
+)
 from regbench.config.yaml_io import read_yaml_file
 from regbench.experiment.reference import field_comments, json_schema, write
 from tests.conftest import REPO

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from conftest import TINY_DIGITS
 from test_resume import SLOW_SWEEP, start
+from typer.testing import CliRunner
+
 from regbench.cli import app
 from regbench.config.yaml_io import MAX_BYTES, MAX_VALUES, parse_yaml
 from regbench.errors import ConfigError

@@ -12,8 +12,15 @@ import pytest
 from scipy import stats as scipy_stats
 
 from regbench.analysis.compare import build_comparison, to_csv, to_latex, to_markdown
-from regbench.analysis.stats import (ALPHA, decide, holm, mean_std, paired_difference,
-                                     probability_of_improvement, seeds_needed)
+from regbench.analysis.stats import (
+    ALPHA,
+    decide,
+    holm,
+    mean_std,
+    paired_difference,
+    probability_of_improvement,
+    seeds_needed,
+)
 
 RECIPE = {0: 0.91, 1: 0.88, 2: 0.93, 3: 0.90, 4: 0.86}
 BASELINE = {0: 0.89, 1: 0.89, 2: 0.90, 3: 0.87, 4: 0.88}

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
+from builders import trainer_for
 from torch import nn
 
-from builders import trainer_for
 from regbench.regularizers.label_smoothing import smooth_labels
 
 CONFIG = """\

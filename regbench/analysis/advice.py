@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from regbench import catalogue
 from regbench.analysis.compare import build_comparison
-from regbench.analysis.stats import paired_difference
 from regbench.analysis.curves import read_curve_csv
 from regbench.analysis.diagnose import diagnose_rows, infer_task, label
+from regbench.analysis.stats import paired_difference
 from regbench.config.schema import DiagnosisConfig
 from regbench.config.yaml_io import read_yaml_file
 from regbench.data import DATASETS

@@ -14,19 +14,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from regbench.analysis.stats import (ALPHA, CONFIDENCE, INCONCLUSIVE, MAX_SEEDS_ADVISED, POWER,
-                                     decide, holm, mean_std, paired_difference,
-                                     probability_of_improvement, seeds_needed, t_quantile)
 from regbench.analysis.diagnose import label, tally
 from regbench.analysis.headline import headline
+from regbench.analysis.stats import (
+    ALPHA,
+    CONFIDENCE,
+    INCONCLUSIVE,
+    MAX_SEEDS_ADVISED,
+    POWER,
+    decide,
+    holm,
+    mean_std,
+    paired_difference,
+    probability_of_improvement,
+    seeds_needed,
+    t_quantile,
+)
 from regbench.errors import RegbenchError
 from regbench.registry import did_you_mean
-from regbench.results import (ResultsLock, atomic_write_text, check_results_folder,
-                              confirmed_selection,
-                              load_summaries, planned_run_ids, searched_experiment, table_csv,
-                              task_of, write_runs_csv)
-from regbench.vocabulary import (MIN_SEEDS, default_metric, format_value, lower_is_better,
-                                 metric_names)
+from regbench.results import (
+    ResultsLock,
+    atomic_write_text,
+    check_results_folder,
+    confirmed_selection,
+    load_summaries,
+    planned_run_ids,
+    searched_experiment,
+    table_csv,
+    task_of,
+    write_runs_csv,
+)
+from regbench.vocabulary import (
+    MIN_SEEDS,
+    default_metric,
+    format_value,
+    lower_is_better,
+    metric_names,
+)
 
 
 @dataclass

@@ -10,8 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from regbench.analysis.stats import (BETTER, CONFIDENCE, INCONCLUSIVE, MAX_SEEDS_ADVISED, POWER,
-                                     WORSE)
+from regbench.analysis.stats import (
+    BETTER,
+    CONFIDENCE,
+    INCONCLUSIVE,
+    MAX_SEEDS_ADVISED,
+    POWER,
+    WORSE,
+)
 
 
 def _name(row: dict[str, Any], best: bool) -> str:

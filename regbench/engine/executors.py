@@ -1,9 +1,10 @@
-"""Executors: where runs train. Every executor yields ``(spec, RunResult)`` to the driver, which
-alone writes run folders, so workers need no shared filesystem (the ``Executor`` protocol in
-:mod:`regbench.registry`).
+"""Executors: where tasks train. A task is a run spec, or a fused group of them
+(:mod:`regbench.engine.fused`); every executor yields ``(task, result)`` to the driver (a
+RunResult, or a list of each member's for a group), which alone writes run folders, so workers
+need no shared filesystem (the ``Executor`` protocol in :mod:`regbench.registry`).
 
-    executor.run(specs, threads, progress)  -> (spec, result) as runs finish
-    executor.interrupt()                    -> (spec, partial result) of the runs in flight
+    executor.run(tasks, threads, progress)  -> (task, result) as tasks finish
+    executor.interrupt()                    -> (task, partial result) of the tasks in flight
     executor.close()
 
 ``--executor NAME`` picks one from the ``EXECUTORS`` registry (:func:`make_executor`); the
@@ -13,7 +14,7 @@ built-ins register below with ``register_executor``, as a plugin's executor does
   progress), or with ``--workers N`` ``ProcessExecutor``, N spawned processes; each loads the
   dataset once (the ``load_bundle`` cache lives as long as the process) and sends start/epoch
   events back on a queue.
-- ``ray``: ``RayExecutor``, one Ray task per run (``num_cpus`` = threads per run, ``num_gpus`` = 1
+- ``ray``: ``RayExecutor``, one Ray task per task (``num_cpus`` = threads per run, ``num_gpus`` = 1
   on CUDA).
 
 Ctrl-C and SIGTERM: workers ignore the terminal's SIGINT while idle, and SIGTERM; the driver

@@ -25,9 +25,17 @@ from typing import Any, Optional, get_args
 
 from pydantic import BaseModel
 
-from regbench.config.schema import (DatasetConfig, DiagnosisConfig, ExperimentConfig,
-                                    LoggingConfig, ModelConfig, OptimizerConfig, SchedulerConfig, SearchRange,
-                                    TrainConfig)
+from regbench.config.schema import (
+    DatasetConfig,
+    DiagnosisConfig,
+    ExperimentConfig,
+    LoggingConfig,
+    ModelConfig,
+    OptimizerConfig,
+    SchedulerConfig,
+    SearchRange,
+    TrainConfig,
+)
 from regbench.data import DATASETS
 from regbench.models import MODELS
 from regbench.regularizers import REGULARIZERS

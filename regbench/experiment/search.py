@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from regbench.errors import ConfigError
-from regbench.experiment.config import (LoadedConfig, located_error, resolve_experiment,
-                                        set_path)
+from regbench.experiment.config import LoadedConfig, located_error, resolve_experiment, set_path
 from regbench.experiment.plan import typed_value
 from regbench.experiment.sweeps import check_sweep_path, sweep_error
 

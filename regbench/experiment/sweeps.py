@@ -14,12 +14,16 @@ from typing import Any, Iterable, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from regbench.experiment.config import (LoadedConfig, located_error, resolve_experiment,
-                             split_assignment)
 from regbench.config.schema import DatasetConfig, ModelConfig, TrainConfig
 from regbench.config.yaml_io import parse_value
 from regbench.data import DATASETS
 from regbench.errors import ConfigError
+from regbench.experiment.config import (
+    LoadedConfig,
+    located_error,
+    resolve_experiment,
+    split_assignment,
+)
 from regbench.models import MODELS
 from regbench.registry import did_you_mean
 from regbench.regularizers import REGULARIZERS

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from regbench.config.yaml_io import read_yaml_file
-
 from regbench.gallery.core import Outcome, finding
 from regbench.gallery.linear import _split_of, ridge_closed_form
 from regbench.gallery.stats import Results, mean_interval, paired, seed_gate, verdict_of

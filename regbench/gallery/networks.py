@@ -14,8 +14,7 @@ import torch
 from regbench.config.yaml_io import read_yaml_file
 from regbench.data import load_bundle
 from regbench.gallery.core import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
-from regbench.gallery.stats import (Estimate, Results, mean_interval, paired, seed_gate,
-                                    verdict_of)
+from regbench.gallery.stats import Estimate, Results, mean_interval, paired, seed_gate, verdict_of
 from regbench.models import build_model
 from regbench.vocabulary import CONFIG_FILE, MODEL_FILE
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from regbench.analysis.compare import build_comparison
 from regbench.analysis import stats
+from regbench.analysis.compare import build_comparison
 from regbench.gallery.core import INCONCLUSIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome
 from regbench.report.plot_data import load_runs
 from regbench.vocabulary import MIN_SEEDS

@@ -26,8 +26,8 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._monte_carlo import MonteCarloAverage
+from regbench.regularizers.base import Regularizer, register
 
 RHO_INIT = -5.0  # initial ρ: σ = softplus(−5) ≈ 0.0067, near-deterministic at the start
 

@@ -11,13 +11,12 @@ batch size one sample per batch stays unmixed.
 """
 from __future__ import annotations
 
-
 import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import register
 from regbench.regularizers._sampling import PairMixer, Stockpile, pair_partners, sample_beta
+from regbench.regularizers.base import register
 
 
 class Params(StrictModel):

@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import Regularizer, register
 from regbench.regularizers._weight_layers import conv_factory, linear_factory
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):

@@ -28,8 +28,15 @@ from typing import Any, Optional
 import numpy as np
 
 from regbench.analysis.compare import build_comparison, chosen_rows
-from regbench.report.plot_data import (Series, aggregate, finite, gap_metric, load_runs,
-                                       points_of, sweep_series)
+from regbench.report.plot_data import (
+    Series,
+    aggregate,
+    finite,
+    gap_metric,
+    load_runs,
+    points_of,
+    sweep_series,
+)
 from regbench.report.tuning import read_tuning, sensitivity_figure
 from regbench.results import atomic_write_bytes, check_results_folder
 from regbench.vocabulary import NEAR_ZERO, PLOTS_DIR, lower_is_better
