@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Optional, Protocol, TypeVar, runtime_checkable
 
+from regbench.vocabulary import RunSpec, Task
+
 T = TypeVar("T")
 
 
@@ -125,12 +127,12 @@ class Tracker(Protocol):
 
     name: str
 
-    def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
+    def log_run(self, spec: RunSpec, summary: dict[str, Any], rows: list[dict],
                 weights: Any, run_dir: Path) -> None:
         """A run just trained: its spec, summary.json, metrics.csv rows and final weights
         (a flat numpy array, or None)."""
 
-    def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
+    def replay(self, spec: RunSpec, run_dir: Path) -> None:
         """A completed run that was skipped (resumed): log it from its folder if missing."""
 
     def finish(self, interrupted: bool = False) -> None:
@@ -175,7 +177,7 @@ def register_tracker(name: str, *, check: Optional[Callable[..., None]] = None,
 
 # ----------------------------------------------------------------------------- executors
 
-Item = tuple[dict[str, Any], Any]      # (task, what regbench.engine.execute.execute_task returns)
+Item = tuple[Task, Any]      # (task, what regbench.engine.execute.execute_task returns)
 
 
 @runtime_checkable
@@ -183,7 +185,7 @@ class Executor(Protocol):
     """Where runs train (``--executor NAME``). It returns results; only the driver writes run
     folders, so an executor's workers need no shared filesystem."""
 
-    def run(self, tasks: Iterable[dict[str, Any]], threads: int,
+    def run(self, tasks: Iterable[Task], threads: int,
             progress: Any = None) -> Iterator[Item]:
         """Train every task (a run spec, or a fused group of them) and yield ``(task,
         result)`` as each finishes. ``tasks`` is a list (submit it all), or a lazy iterator

@@ -36,6 +36,7 @@ from regbench.vocabulary import (
     RUNS_TABLE,
     SUMMARY,
     WEIGHTS_FILE,
+    RunSpec,
     default_metric,
 )
 
@@ -256,14 +257,14 @@ def _format(value: Any, nan: str) -> Any:
     return "" if value is None else value
 
 
-def run_config(spec: dict[str, Any]) -> dict[str, Any]:
+def run_config(spec: RunSpec) -> dict[str, Any]:
     """The resolved config of one run, as written next to its results."""
     keys = ("run_id", "experiment", "recipe", "seed", "sweep", "dataset", "model", "train",
             "regularizers", "diagnosis", "config_hash")
     return {k: spec[k] for k in keys}
 
 
-def write_run(run_dir: Path, spec: dict[str, Any], result) -> None:
+def write_run(run_dir: Path, spec: RunSpec, result) -> None:
     """Write a run folder; summary.json goes last, so its presence means the folder is whole."""
     import numpy as np
 

@@ -66,6 +66,7 @@ from regbench.models import MODELS
 from regbench.registry import UnknownName
 from regbench.regularizers import REGULARIZERS, Regularizer
 from regbench.regularizers.base import BATCH_STAGES
+from regbench.vocabulary import RunSpec
 
 __all__ = ["ConformanceError", "check_regularizer", "check_model", "check_dataset",
            "check_documented", "SETTINGS", "experiment_config", "plan_for", "train_recipe"]
@@ -136,7 +137,7 @@ def run_of(plan: Plan, recipe: str) -> dict[str, Any]:
     return next(run for run in plan.runs if run["recipe"] == recipe)
 
 
-def finite_run(spec: dict[str, Any], data: Optional[DataBundle] = None,
+def finite_run(spec: RunSpec, data: Optional[DataBundle] = None,
                what: str = "") -> RunResult:
     """Train ``spec`` (on ``data``, else its dataset as a run loads it) and check that it
     completed with every logged number and every test metric finite."""
@@ -174,7 +175,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _setting_name(spec: dict[str, Any]) -> str:
+def _setting_name(spec: RunSpec) -> str:
     return f"dataset {spec['dataset']['name']}, model {spec['model']['name']}"
 
 

@@ -9,7 +9,7 @@ interval needs, and the names of the files in a results folder.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypedDict, Union
 
 CLASSIFICATION = ("loss", "accuracy", "precision", "recall", "f1", "ece")
 REGRESSION = ("loss", "mse", "mae", "r2")
@@ -18,6 +18,51 @@ LOWER_IS_BETTER = ("loss", "mse", "mae", "ece", "objective", "gap")
 NEAR_ZERO = 1e-3               # |w| below this counts as zero (the sparsity column and plots)
 MIN_SEEDS = 3                  # fewest seeds for an interval over seeds to mean much
 MAX_SEED = 2**32 - 1           # the largest seed numpy, torch and scikit-learn all accept
+
+# The plain data that travels from the plan to the workers (and to Ray) and back. One name each:
+# a *run spec* (``spec``) is one run, as plan.run_spec makes it; a *task* (``task``) is what
+# an executor trains: one run spec, or a fused group of them (engine.fused.group_spec); a *run*
+# is the training itself and its folder, named by the spec's ``run_id``.
+
+class _RunSpecKeys(TypedDict):
+    run_id: str                    # recipe[__key=value…]__seed=<s>: the run's folder name
+    point_id: str                  # the run id without its seed: one recipe or sweep point
+    experiment: str                # the experiment's name
+    recipe: str
+    seed: int
+    sweep: dict[str, Any]          # short key -> value of this sweep point ({} without a sweep)
+    sweep_paths: dict[str, Any]    # full key path -> value, typed by the schema
+    dataset: dict[str, Any]        # the resolved dataset section
+    model: dict[str, Any]          # the resolved model section
+    train: dict[str, Any]          # this recipe's training settings (device, threads and fuse
+                                   # are placement: never in config_hash)
+    regularizers: dict[str, dict[str, Any]]   # name -> resolved parameters
+    train_differs: bool            # the recipe's own training settings differ (a † in tables)
+    diagnosis: dict[str, Any]      # the overfitting rules' thresholds
+    config_hash: str               # what changes the numbers: a resume retrains on a change
+
+
+class RunSpec(_RunSpecKeys, total=False):
+    """One run of a plan (see the keys above); the optional keys are set by the driver."""
+
+    plugins: list[str]             # plugins a worker loads before the run
+    withhold_test: bool            # a tuning trial: never evaluated on the test split
+    trial: dict[str, Any]          # a tuning trial's study, number and pruner
+
+
+class GroupTask(TypedDict):
+    """Runs trained as one stacked model (engine.fused): their specs and what they share."""
+
+    run_id: str                    # "<first run id> +<n> fused", for progress and errors
+    fused: list[RunSpec]           # the members (engine.result.GROUP_KEY)
+    train: dict[str, Any]
+    dataset: dict[str, Any]
+    seed: int
+    plugins: list[str]
+
+
+Task = Union[RunSpec, GroupTask]
+
 
 # exit codes of every command (README: "Exit codes, interruptions and resuming")
 EXIT_OK = 0                    # every run completed
@@ -36,6 +81,8 @@ TUNING_FILE = "tuning.json"            # `regbench tune`: its protocol and every
 PLAN_FILE = "plan.json"               # run ids of the latest `regbench run` in this folder
 RUNS_DIR = "runs"
 RUNS_TABLE = "runs.csv"
+COMPARISON = {"md": "comparison.md", "csv": "comparison.csv", "tex": "comparison.tex"}
+REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
 # files of a run folder
 CONFIG_FILE = "config.yaml"

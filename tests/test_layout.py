@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "regbench"
 # the package root. Anything not listed may not be imported by that stage.
 BASE = {"errors", "registry", "vocabulary", "config", "results"}
 ALLOWED = {
-    "errors": set(), "vocabulary": set(), "registry": {"errors"},
+    "errors": set(), "vocabulary": set(), "registry": {"errors", "vocabulary"},
     "config": {"errors", "registry", "vocabulary"},
     "results": {"errors", "vocabulary", "config"},
     "models": BASE, "data": BASE, "regularizers": BASE | {"models"},

@@ -45,6 +45,7 @@ from regbench.results import (
     write_runs_csv,
 )
 from regbench.vocabulary import (
+    COMPARISON,
     MIN_SEEDS,
     default_metric,
     format_value,
@@ -625,7 +626,7 @@ def compare_results(results_dir: Path, metric: Optional[str] = None, write: bool
     if write:
         write_runs_csv(results_dir, summaries)
         check_results_folder(results_dir)
-        atomic_write_text(results_dir / "comparison.md", to_markdown(comparison))
-        atomic_write_text(results_dir / "comparison.csv", to_csv(comparison))
-        atomic_write_text(results_dir / "comparison.tex", to_latex(comparison))
+        atomic_write_text(results_dir / COMPARISON["md"], to_markdown(comparison))
+        atomic_write_text(results_dir / COMPARISON["csv"], to_csv(comparison))
+        atomic_write_text(results_dir / COMPARISON["tex"], to_latex(comparison))
     return comparison

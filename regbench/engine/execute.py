@@ -6,8 +6,6 @@ solo if the group fails as a whole). The driver adds the diagnosis and writes th
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from regbench.data import load_bundle
@@ -17,9 +15,10 @@ from regbench.engine.result import RunResult, StoppedGroup, failed_result
 from regbench.engine.train import resolve_device, train_run
 from regbench.errors import RegbenchError
 from regbench.plugins import load_plugins
+from regbench.vocabulary import RunSpec, Task
 
 
-def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
+def execute_run(spec: RunSpec, threads: int, on_epoch=None) -> RunResult:
     """Train one run and return its result. Never raises for a run's own failure.
 
     The dataset comes from the per-process ``load_bundle`` cache: a worker loads it once.
@@ -46,7 +45,7 @@ def execute_run(spec: dict[str, Any], threads: int, on_epoch=None) -> RunResult:
     return with_data_facts(result, spec, data)
 
 
-def with_data_facts(result: RunResult, spec: dict[str, Any], data) -> RunResult:
+def with_data_facts(result: RunResult, spec: RunSpec, data) -> RunResult:
     """The summary's sweep paths, and what the seed varied and which rows it trained,
     validated and tested on."""
     result.summary["sweep_paths"] = spec.get("sweep_paths", {})
@@ -55,7 +54,7 @@ def with_data_facts(result: RunResult, spec: dict[str, Any], data) -> RunResult:
     return result
 
 
-def execute_task(task: dict[str, Any], threads: int, on_epoch=None):
+def execute_task(task: Task, threads: int, on_epoch=None):
     """A run's RunResult, or for a fused group (``fused.GROUP_KEY``) one (spec, RunResult) per
     member. A group whose fused build or training fails (out of memory, say) trains its members
     solo, one after another, each then failing or not on its own; the reason is kept in their
@@ -80,7 +79,7 @@ def execute_task(task: dict[str, Any], threads: int, on_epoch=None):
     return [(spec, with_data_facts(result, spec, data)) for spec, result in zip(specs, results)]
 
 
-def _solo_members(specs: list[dict[str, Any]], threads: int, on_epoch, reason: str):
+def _solo_members(specs: list[RunSpec], threads: int, on_epoch, reason: str):
     """The fallback: each member solo until one is interrupted (the rest resume later)."""
     done = []
     try:
@@ -97,7 +96,7 @@ def _solo_members(specs: list[dict[str, Any]], threads: int, on_epoch, reason: s
     return done
 
 
-def check_device(specs: list[dict[str, Any]]) -> None:
+def check_device(specs: list[RunSpec]) -> None:
     """Refuse ``device: cuda`` on a machine without a CUDA GPU, before anything trains."""
     if any(spec["train"]["device"] == "cuda" for spec in specs) and not torch.cuda.is_available():
         raise RegbenchError("train.device: cuda was requested but no CUDA GPU is available "

@@ -34,15 +34,16 @@ from regbench.engine.result import failed_task
 from regbench.engine.threads import apply_wait_policy, current_wait_policy
 from regbench.errors import ConfigError, RegbenchError
 from regbench.registry import EXECUTORS, Executor, UnknownName, register_executor
+from regbench.vocabulary import RunSpec, Task
 
 INTERRUPT_GRACE_SECONDS = 30.0   # how long the driver waits for interrupted runs to report back
 POLL_SECONDS = 0.2               # driver wake-up interval (progress events, Ctrl-C)
 PARENT_POLL_SECONDS = 0.5        # how often a worker checks that its driver still lives
 
-Item = tuple[dict[str, Any], Any]   # (run spec, RunResult)
+Item = tuple[Task, Any]   # (run spec, RunResult)
 
 
-def train_task(task: dict[str, Any], threads: int, on_epoch=None):
+def train_task(task: Task, threads: int, on_epoch=None):
     """Train one task (a run spec, or a fused group) in this process: a run's RunResult, or a
     group's (spec, RunResult) per member; never raises for a run's own failure. What every
     executor's workers call, a plugin's included."""
@@ -56,7 +57,7 @@ def train_task(task: dict[str, Any], threads: int, on_epoch=None):
 class SequentialExecutor:
     """Runs one after another in this process. A Ctrl-C lands in the training loop itself."""
 
-    def run(self, specs: Iterable[dict[str, Any]], threads: int,
+    def run(self, specs: Iterable[Task], threads: int,
             progress=None) -> Iterator[Item]:
         for spec in specs:
             if progress is not None:
@@ -111,7 +112,7 @@ def _interrupt_once(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _worker_run(spec: dict[str, Any], threads: int):
+def _worker_run(spec: RunSpec, threads: int):
     """Train one run in a worker process; None when the sweep was stopped before it began."""
     events, stop = _WORKER["events"], _WORKER["stop"]
     if stop.is_set():
@@ -143,7 +144,7 @@ class ProcessExecutor:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.progress = None
 
-    def run(self, specs: Iterable[dict[str, Any]], threads: int,
+    def run(self, specs: Iterable[Task], threads: int,
             progress=None) -> Iterator[Item]:
         """A list is submitted at once (the pool queues it: no worker waits for the driver);
         a lazy iterator one spec per free worker, taken after the previous results were handed
@@ -251,7 +252,7 @@ class ProcessExecutor:
 
 # ----------------------------------------------------------------------------- Ray
 
-def _ray_run(spec: dict[str, Any], threads: int):
+def _ray_run(spec: RunSpec, threads: int):
     """A Ray task: the worker process keeps its ``load_bundle`` cache between tasks."""
     return train_task(spec, threads)
 
@@ -291,7 +292,7 @@ class RayExecutor:
                 raise RegbenchError(f"--executor ray: cannot start or join {where}: {exc}") from None
             self.started = True
 
-    def _gpus(self, spec: dict[str, Any]) -> float:
+    def _gpus(self, spec: RunSpec) -> float:
         device = spec["train"]["device"]
         if device == "cuda":
             return 1
@@ -299,7 +300,7 @@ class RayExecutor:
             return 1  # Ray hides GPUs from tasks that do not ask for one
         return 0
 
-    def run(self, specs: Iterable[dict[str, Any]], threads: int,
+    def run(self, specs: Iterable[Task], threads: int,
             progress=None) -> Iterator[Item]:
         """A list is submitted at once (Ray schedules it); a lazy iterator (``regbench tune``)
         one task per free slot: ``--workers`` slots, or as many as the cluster has CPUs."""

@@ -71,12 +71,13 @@ from regbench.engine.train import (
 from regbench.models import penalized_parameters
 from regbench.regularizers import REGULARIZERS, Regularizer
 from regbench.regularizers.dropout import InvertedDropout
+from regbench.vocabulary import GroupTask, RunSpec, Task
 
 MIN_MEMBERS = 2
 OTHER_HOOKS = ("batch", "batches", "epoch_metrics")   # hooks the fused loop never calls
 
 
-def fusable_key(spec: dict[str, Any]) -> Optional[str]:
+def fusable_key(spec: RunSpec) -> Optional[str]:
     """What runs must share to train as one stacked model; None when this run cannot fuse."""
     if spec["dataset"].get("resample", "fixed") != "fixed":
         return None                      # each seed has its own data
@@ -111,8 +112,8 @@ def model_facts(model: torch.nn.Module) -> ModelFacts:
                       fuses=layers is not None or not drops)
 
 
-def fuse_tasks(specs: list[dict[str, Any]], models: Optional[dict[str, ModelFacts]] = None
-               ) -> list[dict[str, Any]]:
+def fuse_tasks(specs: list[RunSpec], models: Optional[dict[str, ModelFacts]] = None
+               ) -> list[Task]:
     """The runs as tasks: runs that can fuse grouped into one task spec each, the rest as they
     are; plan order kept (a group sits where its first run was). ``train.fuse: on`` groups
     every fusable run, ``off`` none, ``auto`` those ``worth_fusing`` given the run's model
@@ -143,7 +144,7 @@ def fuse_tasks(specs: list[dict[str, Any]], models: Optional[dict[str, ModelFact
     return tasks
 
 
-def group_spec(members: list[dict[str, Any]]) -> dict[str, Any]:
+def group_spec(members: list[RunSpec]) -> GroupTask:
     """One task for the group; members with the same optimizer settings next to each other
     (one parameter group of the stacked optimizer each), in plan order otherwise."""
     settings = [json.dumps(m["train"]["optimizer"], sort_keys=True) for m in members]
@@ -274,7 +275,7 @@ class _MemberOptimizer:
 class FusedTrainer:
     """Trains the members (solo Trainers) of one group as one stacked model."""
 
-    def __init__(self, specs: list[dict[str, Any]], data: DataBundle, device: torch.device):
+    def __init__(self, specs: list[RunSpec], data: DataBundle, device: torch.device):
         self.members: list[Trainer] = []
         self.rng: list[torch.Tensor] = []
         for spec in specs:      # each built as its solo run builds it (seeded build hooks)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from regbench.vocabulary import RunSpec, Task
+
 
 @dataclass
 class RunResult:
@@ -18,7 +20,7 @@ class RunResult:
     error: Optional[str] = None
 
 
-def failed_result(spec: dict[str, Any], message: str) -> RunResult:
+def failed_result(spec: RunSpec, message: str) -> RunResult:
     """A RunResult for a run that could not train (its error is kept in summary.json)."""
     summary = {"status": "failed", "run_id": spec["run_id"], "point_id": spec.get("point_id"),
                "recipe": spec["recipe"], "seed": spec["seed"], "sweep": spec.get("sweep", {}),
@@ -39,7 +41,7 @@ class RunStopped(Exception):
 GROUP_KEY = "fused"          # a task spec that holds several runs' specs (regbench.engine.fused)
 
 
-def failed_task(task: dict[str, Any], message: str):
+def failed_task(task: Task, message: str):
     """What a task that could not run returns: a failed RunResult, or for a fused group one
     (spec, failed RunResult) per member."""
     if GROUP_KEY in task:

@@ -58,7 +58,7 @@ from regbench.errors import RegbenchError
 from regbench.models import LayerFactory, build_model, penalized_parameters, place
 from regbench.models.surgery import WHAT, set_slots
 from regbench.regularizers import REGULARIZERS, Regularizer, RunContext, batch_order
-from regbench.vocabulary import NEAR_ZERO, metric_names
+from regbench.vocabulary import NEAR_ZERO, RunSpec, metric_names
 
 EVAL_CHUNK = {"cpu": 512, "cuda": 8192}  # samples per forward when measuring: cache-sized on
                                          # the CPU (a LeNet pass over 12k samples: 0.40 s at 512,
@@ -105,7 +105,7 @@ def make_scheduler(optimizer, config: Optional[dict[str, Any]], epochs: int):
                                            gamma=config["gamma"])
 
 
-def build_run_model(spec: dict[str, Any], data: DataBundle, device: torch.device
+def build_run_model(spec: RunSpec, data: DataBundle, device: torch.device
                     ) -> tuple[nn.Module, list[Regularizer], RunContext]:
     """The run's regularizers and its model, built through their ``build`` hooks (seeded)."""
     torch.manual_seed(spec["seed"])
@@ -147,7 +147,7 @@ def _group(slot: str) -> str:
     return "weights" if slot in ("linear", "conv", "output") else slot
 
 
-def model_changes(spec: dict[str, Any], owners: dict[str, str], calls: Counter) -> list[str]:
+def model_changes(spec: RunSpec, owners: dict[str, str], calls: Counter) -> list[str]:
     """What each regularizer's build hook changed in the model, e.g. "dropout: 2 dropout
     layers after hidden activations". A regularizer that changed nothing where it should
     (a slot group used nowhere) is refused: a silent no-op would compare nothing."""
@@ -235,7 +235,7 @@ class Trainer:
     """Holds one run's model, optimizer and regularizers; ``fit`` trains it. The reference
     loop: a member of a fused group (regbench.engine.fused) must reproduce it."""
 
-    def __init__(self, spec: dict[str, Any], data: DataBundle, device: torch.device):
+    def __init__(self, spec: RunSpec, data: DataBundle, device: torch.device):
         self.spec, self.data, self.device = spec, data, device
         self.train_cfg = spec["train"]
         if device.type == "cuda":  # same config and seed on the same GPU => the same numbers
@@ -453,7 +453,7 @@ def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optiona
     return summary
 
 
-def train_run(spec: dict[str, Any], data: DataBundle, device: torch.device,
+def train_run(spec: RunSpec, data: DataBundle, device: torch.device,
               on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
     """Train one run on already-loaded data; never raises for divergence or Ctrl-C."""
     return Trainer(spec, data.to(device), device).fit(on_epoch)

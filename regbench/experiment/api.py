@@ -21,7 +21,7 @@ from regbench.config.yaml_io import dump_yaml
 from regbench.experiment.launch import Launch
 from regbench.experiment.runner import ExperimentOutcome, run_experiment
 from regbench.results import load_metrics, load_summaries
-from regbench.vocabulary import RUNS_TABLE
+from regbench.vocabulary import COMPARISON, RUNS_TABLE
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Results:
     def comparison(self):
         import pandas as pd
 
-        return pd.read_csv(self.folder / "comparison.csv")
+        return pd.read_csv(self.folder / COMPARISON["csv"])
 
     @property
     def runs(self):

@@ -26,7 +26,7 @@ from regbench.experiment.config import (
 )
 from regbench.experiment.rules import check_experiment, check_recipe
 from regbench.experiment.sweeps import check_sweep_path, sweep_error
-from regbench.vocabulary import format_value
+from regbench.vocabulary import RunSpec, format_value
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Plan:
     """Every run of an experiment, in execution order."""
 
     experiment: dict[str, Any]          # resolved experiment (defaults filled in)
-    runs: list[dict[str, Any]]          # run specs (plain data; see ``run_spec``)
+    runs: list[RunSpec]          # run specs (plain data; see ``run_spec``)
     warnings: list[str]
     models: dict[str, Any] = field(default_factory=dict)  # run id -> fused.ModelFacts, once built
 
@@ -49,7 +49,7 @@ RUN_PLACEMENT = ("device", "threads", "fuse")
 HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"))
 
 
-def config_hash(spec: dict[str, Any]) -> str:
+def config_hash(spec: RunSpec) -> str:
     """Hash of everything that changes what a run computes (a resumed run must match it)."""
     keys = ("recipe", "seed", "dataset", "model", "train", "regularizers", "sweep")
     payload = {k: spec[k] for k in keys}
@@ -151,7 +151,7 @@ def _build_plan(loaded: LoadedConfig, seeds: Sequence[int] | None, device: str |
     recipes = experiment["recipes"]
     owners = {path: check_sweep_path(path, experiment, loaded) for path in sweep}
     warnings = list(loaded.warnings) + check_experiment(experiment)
-    runs: list[dict[str, Any]] = []
+    runs: list[RunSpec] = []
     for recipe in recipes:
         paths = [p for p in sweep if owners[p] in (None, recipe)]
         short = short_names(paths)   # unique within this recipe's run ids
@@ -177,7 +177,7 @@ def _build_plan(loaded: LoadedConfig, seeds: Sequence[int] | None, device: str |
 NAME_MAX = 255   # bytes in one file name on Linux and macOS file systems
 
 
-def _refuse_duplicates(runs: list[dict[str, Any]], loaded: LoadedConfig) -> None:
+def _refuse_duplicates(runs: list[RunSpec], loaded: LoadedConfig) -> None:
     """Two sweep values that print alike (1 and 1.0) would share one run folder; a run id
     longer than a file name may be would fail only after training."""
     seen: dict[str, dict[str, Any]] = {}
@@ -200,7 +200,7 @@ def _refuse_duplicates(runs: list[dict[str, Any]], loaded: LoadedConfig) -> None
 
 def run_spec(experiment: dict[str, Any], recipe: str, resolved_recipe: dict[str, Any],
              seed: int, sweep_values: dict[str, Any], short: dict[str, str],
-             experiment_train: dict[str, Any]) -> dict[str, Any]:
+             experiment_train: dict[str, Any]) -> RunSpec:
     parts = [recipe] + [f"{short[p]}={format_value(v)}" for p, v in sweep_values.items()]
     run_id = "__".join(parts + [f"seed={seed}"])
     train = resolved_recipe["train"]

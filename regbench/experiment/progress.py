@@ -11,6 +11,7 @@ import time
 from typing import Any, Optional
 
 from regbench.analysis.diagnose import label
+from regbench.vocabulary import RunSpec, Task
 
 
 def _duration(seconds: float) -> str:
@@ -61,15 +62,15 @@ class PlainProgress:
         note = f" ({skipped} already completed, skipped)" if skipped else ""
         self.console.print(f"regbench: {total} runs{note}")
 
-    def run_started(self, spec: dict[str, Any]) -> None:
+    def run_started(self, spec: RunSpec) -> None:
         pass
 
-    def epoch(self, spec: dict[str, Any], row: dict[str, Any]) -> None:
+    def epoch(self, spec: RunSpec, row: dict[str, Any]) -> None:
         if self.verbose:
             self.console.print(f"  {spec['run_id']} epoch {row['epoch']}/"
                                f"{spec['train']['epochs']}  {_metric_text(row)}")
 
-    def run_finished(self, spec: dict[str, Any], summary: dict[str, Any]) -> None:
+    def run_finished(self, spec: RunSpec, summary: dict[str, Any]) -> None:
         self.done += 1
         elapsed = time.perf_counter() - self.started
         eta = eta_seconds(elapsed, self.done - self.skipped, self.total - self.done)
@@ -78,7 +79,7 @@ class PlainProgress:
                            f" in {summary.get('seconds') or 0:.2f}s"
                            f"  elapsed {_duration(elapsed)}{eta_text}")
 
-    def task_finished(self, task: dict[str, Any]) -> None:
+    def task_finished(self, task: Task) -> None:
         """A fused group's runs are all recorded (each was reported by run_finished)."""
 
     def close(self) -> None:
@@ -111,18 +112,18 @@ class LiveProgress(PlainProgress):
         self.sweep_task = self.bars.add_task("all runs", total=total, completed=skipped,
                                              metrics=f"{skipped} skipped" if skipped else "")
 
-    def run_started(self, spec: dict[str, Any]) -> None:
+    def run_started(self, spec: RunSpec) -> None:
         self.run_tasks[spec["run_id"]] = self.bars.add_task(
             f"  {spec['run_id']}", total=spec["train"]["epochs"], metrics="")
 
-    def epoch(self, spec: dict[str, Any], row: dict[str, Any]) -> None:
+    def epoch(self, spec: RunSpec, row: dict[str, Any]) -> None:
         task = self.run_tasks.get(spec["run_id"])
         if task is None:
             self.run_started(spec)
             task = self.run_tasks[spec["run_id"]]
         self.bars.update(task, completed=row["epoch"], metrics=_metric_text(row))
 
-    def run_finished(self, spec: dict[str, Any], summary: dict[str, Any]) -> None:
+    def run_finished(self, spec: RunSpec, summary: dict[str, Any]) -> None:
         self.done += 1
         task = self.run_tasks.pop(spec["run_id"], None)
         if task is not None:
@@ -131,7 +132,7 @@ class LiveProgress(PlainProgress):
                                 f"({summary.get('seconds') or 0:.1f}s)", markup=False)
         self.bars.update(self.sweep_task, completed=self.done)
 
-    def task_finished(self, task: dict[str, Any]) -> None:
+    def task_finished(self, task: Task) -> None:
         bar = self.run_tasks.pop(task["run_id"], None)
         if bar is not None:
             self.bars.remove_task(bar)

@@ -47,6 +47,8 @@ from regbench.vocabulary import (
     PLAN_FILE,
     RUNS_DIR,
     SUMMARY,
+    RunSpec,
+    Task,
 )
 
 
@@ -122,7 +124,7 @@ def check_writable(folder: Path) -> None:
                             "writable folder with --out") from None
 
 
-def is_complete(run_dir: Path, spec: dict[str, Any]) -> bool:
+def is_complete(run_dir: Path, spec: RunSpec) -> bool:
     summary = read_summary(run_dir)
     return bool(summary and summary.get("status") == "completed"
                 and summary.get("config_hash") == spec["config_hash"])
@@ -294,7 +296,7 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
     if progress is not None:
         progress.start(len(plan.runs), len(outcome.skipped))
 
-    def record(spec: dict[str, Any], result) -> None:
+    def record(spec: RunSpec, result) -> None:
         write_diagnosed_run(results_dir, spec, result)
         trackers.log_run(spec, result.summary, result.rows, result.weights,
                          results_dir / RUNS_DIR / spec["run_id"])
@@ -302,7 +304,7 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
         if progress is not None:
             progress.run_finished(spec, result.summary)
 
-    def record_task(task: dict[str, Any], result) -> bool:
+    def record_task(task: Task, result) -> bool:
         """Record a task's runs (one, or a fused group's); whether one was interrupted."""
         for spec, one in members(task, result):
             record(spec, one)
@@ -354,7 +356,7 @@ def drive(runner, tasks, threads: int, progress, handle) -> bool:
     return interrupted
 
 
-def write_diagnosed_run(results_dir: Path, spec: dict[str, Any], result) -> None:
+def write_diagnosed_run(results_dir: Path, spec: RunSpec, result) -> None:
     """The run's folder, with the overfitting diagnosis in its summary (a run cut short by
     Ctrl-C has none: its curves end where the user stopped it)."""
     if result.status != "failed":
@@ -364,7 +366,7 @@ def write_diagnosed_run(results_dir: Path, spec: dict[str, Any], result) -> None
     write_run(results_dir / RUNS_DIR / spec["run_id"], spec, result)
 
 
-def fusion_lines(specs: list[dict[str, Any]]) -> list[str]:
+def fusion_lines(specs: list[RunSpec]) -> list[str]:
     """What --dry-run says about fused training: each group of runs that trains as one model."""
     groups = [task for task in fuse_tasks(specs) if GROUP_KEY in task]
     if not groups:
@@ -381,7 +383,7 @@ def fusion_lines(specs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def members(task: dict[str, Any], result) -> list[tuple[dict[str, Any], Any]]:
+def members(task: Task, result) -> list[tuple[RunSpec, Any]]:
     """(spec, RunResult) of each run of a task: a run's own, or each member of a fused group
     (a group that failed as a whole, e.g. its worker died, fails every member with its
     message)."""

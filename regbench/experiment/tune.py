@@ -75,6 +75,7 @@ from regbench.vocabulary import (
     PLAN_FILE,
     RUNS_DIR,
     TUNING_FILE,
+    RunSpec,
     default_metric,
     format_value,
     lower_is_better,
@@ -244,7 +245,7 @@ class Tuner:
                                      _stable_seed(name, self.seed), done)
         return study
 
-    def recover(self) -> list[tuple[dict[str, Any], Any]]:
+    def recover(self) -> list[tuple[RunSpec, Any]]:
         """Trials a dead process of this host left RUNNING: told from their run folder when it
         finished before the kill, else queued to train again (same trial number, same values)."""
         told = []
@@ -307,7 +308,7 @@ class Tuner:
 
     # ------------------------------------------------------------------ trials
     def trial_spec(self, recipe: str, params: dict[str, Any], number: int,
-                   trial_id: Optional[int] = None) -> dict[str, Any]:
+                   trial_id: Optional[int] = None) -> RunSpec:
         """The run spec of one trial: the config with the trial's values, on the search seed,
         never evaluated on test."""
         raw = copy.deepcopy(self.loaded.raw)
@@ -333,7 +334,7 @@ class Tuner:
                              "column": self.column}
         return spec
 
-    def specs(self) -> Iterator[dict[str, Any]]:
+    def specs(self) -> Iterator[RunSpec]:
         """The trials to train, asked one at a time: those to train again first, then a new
         trial of the recipe with the fewest so far, until each has N."""
         for recipe, trial in self.retrain:
@@ -676,7 +677,7 @@ def _search(tuner: Tuner, outcome: TuneOutcome, launch: Launch, progress) -> boo
     if progress is not None:
         progress.start(owed + tuner.finished(), tuner.finished())
 
-    def handle(spec: dict[str, Any], result) -> bool:
+    def handle(spec: RunSpec, result) -> bool:
         write_diagnosed_run(search_dir, spec, result)
         if progress is not None:
             progress.run_finished(spec, result.summary)

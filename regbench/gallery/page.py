@@ -50,6 +50,7 @@ from regbench.gallery.core import FINDINGS, Finding
 from regbench.gallery.stats import Results
 from regbench.registry import did_you_mean
 from regbench.results import atomic_write_text
+from regbench.vocabulary import COMPARISON
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"   # package data: <finding>.yaml
 DEFAULT_OUT = Path("results") / "gallery"
@@ -160,7 +161,7 @@ def _row(cells: list[str]) -> str:
 
 def results_of(folder: Path) -> Optional[Results]:
     """A finding's completed runs under ``folder``, or None when it has none."""
-    results = Results(folder) if (folder / "comparison.csv").is_file() else None
+    results = Results(folder) if (folder / COMPARISON["csv"]).is_file() else None
     return results if results is not None and results.runs else None
 
 

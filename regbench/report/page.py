@@ -19,7 +19,7 @@ from regbench.analysis.diagnose import label
 from regbench.report.plots import make_plots
 from regbench.report.tuning import read_tuning, tuning_html
 from regbench.results import atomic_write_text, load_summaries, task_of
-from regbench.vocabulary import EXPERIMENT_FILE
+from regbench.vocabulary import EXPERIMENT_FILE, REPORT_FILE
 
 CSS = """
 body{font:13.5px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
@@ -291,7 +291,7 @@ def build_html(results_dir: Path) -> str:
 def write_report(results_dir: str | Path) -> Path:
     """Write plots/*.png and report.html for a results folder; return the report's path."""
     results_dir = Path(results_dir)
-    path = results_dir / "report.html"
+    path = results_dir / REPORT_FILE
     atomic_write_text(path, build_html(results_dir))
     return path
 
@@ -300,7 +300,7 @@ def write_interrupted_page(results_dir: str | Path, finished: int, planned: int)
     """After Ctrl-C: report.html says the experiment was interrupted, in place of a report of
     an earlier state (building the full report takes seconds the user did not want to wait)."""
     results_dir = Path(results_dir)
-    path = results_dir / "report.html"
+    path = results_dir / REPORT_FILE
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     name = _e(results_dir.name)
     body = (f"<h1>{name}: interrupted</h1><p>The experiment was interrupted at {when}: "

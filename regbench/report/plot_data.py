@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from regbench.results import load_summaries, task_of
+from regbench.vocabulary import METRICS_FILE, WEIGHTS_FILE
 
 
 @dataclass
@@ -57,12 +58,12 @@ def load_runs(results_dir: Path) -> list[RunData]:
         folder = Path(summary["_dir"])
         frame = weights = None
         try:
-            frame = pd.read_csv(folder / "metrics.csv")
+            frame = pd.read_csv(folder / METRICS_FILE)
             frame = frame.apply(pd.to_numeric, errors="coerce")
         except (OSError, ValueError, pd.errors.EmptyDataError):
             frame = None
         try:
-            weights = np.load(folder / "weights.npy", allow_pickle=False)
+            weights = np.load(folder / WEIGHTS_FILE, allow_pickle=False)
         except (OSError, ValueError):
             weights = None
         runs.append(RunData(summary, frame, weights))

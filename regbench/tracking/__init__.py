@@ -21,6 +21,7 @@ from regbench.errors import ConfigError
 from regbench.registry import TRACKERS, Tracker, UnknownName, register_tracker
 from regbench.tracking import mlflow_tracker, tensorboard_tracker  # noqa: F401  (register them)
 from regbench.tracking.base import first_line
+from regbench.vocabulary import RunSpec
 
 __all__ = ["TRACKERS", "Tracker", "Trackers", "check_trackers", "open_trackers",
            "register_tracker"]
@@ -42,12 +43,12 @@ class Trackers:
                                      f" {name} is off for the rest of this experiment; "
                                      "the run folders are complete")
 
-    def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
+    def log_run(self, spec: RunSpec, summary: dict[str, Any], rows: list[dict],
                 weights, run_dir: Path) -> None:
         self._each(f"run {spec['run_id']}",
                    lambda tracker: tracker.log_run(spec, summary, rows, weights, run_dir))
 
-    def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
+    def replay(self, spec: RunSpec, run_dir: Path) -> None:
         """A completed run that was skipped: logged from its folder to a tracker that lacks it
         (a tracker added on a later command, or whose store was emptied)."""
         self._each(f"run {spec['run_id']}", lambda tracker: tracker.replay(spec, run_dir))

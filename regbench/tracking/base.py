@@ -8,7 +8,7 @@ from typing import Any
 
 from regbench.analysis.diagnose import label
 from regbench.results import load_metrics
-from regbench.vocabulary import SUMMARY
+from regbench.vocabulary import SUMMARY, RunSpec
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -23,7 +23,7 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_hparams(spec: dict[str, Any]) -> dict[str, Any]:
+def run_hparams(spec: RunSpec) -> dict[str, Any]:
     """recipe, seed and each sweep value (by its short name): what tells runs apart."""
     return {"recipe": spec["recipe"], "seed": spec["seed"],
             **{f"sweep.{k}": v for k, v in (spec.get("sweep") or {}).items()}}

@@ -32,13 +32,21 @@ from regbench.tracking.base import (
     run_hparams,
     verdict_label,
 )
-from regbench.vocabulary import METRICS_FILE, PLOTS_DIR, SUMMARY
+from regbench.vocabulary import (
+    COMPARISON,
+    METRICS_FILE,
+    PLOTS_DIR,
+    REPORT_FILE,
+    RUNS_TABLE,
+    SUMMARY,
+    RunSpec,
+)
 
 KIND_TAG, HASH_TAG = "regbench.kind", "regbench.experiment_hash"
 PARAM_LENGTH = 6000            # MLflow's longest param value
 BATCH = {"metrics": 1000, "params": 100, "tags": 100}   # MLflow's log_batch limits
 STATES = {"completed": "FINISHED", "interrupted": "KILLED"}   # anything else: FAILED
-PARENT_ARTIFACTS = ("report.html", "comparison.md", "comparison.csv", "runs.csv")
+PARENT_ARTIFACTS = (REPORT_FILE, COMPARISON["md"], COMPARISON["csv"], RUNS_TABLE)
 
 
 def require_mlflow():
@@ -145,7 +153,7 @@ class MlflowTracker:
             if not token:
                 return runs
 
-    def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
+    def log_run(self, spec: RunSpec, summary: dict[str, Any], rows: list[dict],
                 weights, run_dir: Path) -> None:
         """A nested run for a run just trained; an earlier one for the same run id (a failed
         or interrupted attempt, now trained again) is deleted (MLflow keeps it in its trash),
@@ -166,7 +174,7 @@ class MlflowTracker:
             raise
         self.client.set_terminated(run_id, STATES.get(status, "FAILED"))
 
-    def _fill(self, run_id: str, spec: dict[str, Any], summary: dict[str, Any],
+    def _fill(self, run_id: str, spec: RunSpec, summary: dict[str, Any],
               rows: list[dict], run_dir: Path) -> None:
         config = {k: v for k, v in run_config(spec).items()
                   if k not in ("run_id", "experiment", "config_hash", "sweep")}
@@ -187,7 +195,7 @@ class MlflowTracker:
             if (Path(run_dir) / name).exists():
                 self.client.log_artifact(run_id, str(Path(run_dir) / name))
 
-    def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
+    def replay(self, spec: RunSpec, run_dir: Path) -> None:
         """A completed run that was skipped, logged from its folder unless the parent already
         holds it (same run id and config hash)."""
         if any(run.data.tags.get("regbench.config_hash") == spec["config_hash"]

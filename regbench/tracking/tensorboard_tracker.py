@@ -23,7 +23,7 @@ from regbench.errors import RegbenchError
 from regbench.registry import register_tracker
 from regbench.results import check_inside
 from regbench.tracking.base import final_metrics, from_folder, run_hparams
-from regbench.vocabulary import RUNS_DIR, WEIGHTS_FILE, metric_names
+from regbench.vocabulary import RUNS_DIR, WEIGHTS_FILE, RunSpec, metric_names
 
 EVENTS = "events.out.tfevents.*"
 ROOT_DIR = "tensorboard"          # results/<name>/tensorboard/: the experiment-wide summaries
@@ -53,7 +53,7 @@ def require_tensorboard(**options) -> None:
                             "tensorboard)") from None
 
 
-def _kinds(runs: list[dict[str, Any]]) -> dict[str, str]:
+def _kinds(runs: list[RunSpec]) -> dict[str, str]:
     """Each hyper-parameter's type over all runs: ``number`` when every value is a number
     (not true/false), else ``text``: sessions and the table must agree."""
     keys = dict.fromkeys(k for run in runs for k in run)
@@ -76,7 +76,7 @@ class TensorBoardTracker:
         self.plan, self.results_dir = plan, Path(results_dir)
         self.kinds = _kinds([run_hparams(spec) for spec in plan.runs])
 
-    def log_run(self, spec: dict[str, Any], summary: dict[str, Any], rows: list[dict],
+    def log_run(self, spec: RunSpec, summary: dict[str, Any], rows: list[dict],
                 weights, run_dir: Path) -> None:
         from tensorboard.plugins.hparams.api_pb2 import Status  # deferred: an extra
         from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -108,7 +108,7 @@ class TensorBoardTracker:
         finally:
             writer.close()
 
-    def replay(self, spec: dict[str, Any], run_dir: Path) -> None:
+    def replay(self, spec: RunSpec, run_dir: Path) -> None:
         run_dir = Path(run_dir)
         if any(run_dir.glob(EVENTS)):
             return
