@@ -9,7 +9,7 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.exceptions import TyperException
@@ -179,13 +179,17 @@ class Terminal:
         self.console.print(f"[yellow]warning:[/] {text}")
 
 
-def make_launch(**options) -> Launch:
-    """The Launch of a command's options (enums to their values, ``--fuse`` and ``--log``
-    included); bad values raise the ConfigError the command prints."""
-    values = {key: value.value if isinstance(value, Enum) else value
-              for key, value in options.items()}
-    values["trackers"] = tuple(options.get("trackers") or ())
-    values["plugins"] = tuple(options.get("plugins") or ())
+def make_launch(options: dict[str, Any]) -> Launch:
+    """The Launch of a command's parameters (its ``locals()``): those named as Launch's fields,
+    enums as their values, lists as tuples, unset ones left at Launch's defaults. A new option
+    is a Launch field and a parameter of the same name. Bad values raise the ConfigError the
+    command prints."""
+    values = {}
+    for key in Launch.fields():
+        value = options.get(key)
+        if value is not None:
+            value = value.value if isinstance(value, Enum) else value
+            values[key] = tuple(value) if isinstance(value, list) else value
     return Launch(**values)
 
 
@@ -321,18 +325,14 @@ def run(
     metric: MetricOption = None,
     confirm_seeds: ConfirmOption = None,
     min_effect: MinEffectOption = None,
-    plugin: PluginOption = None,
+    plugins: PluginOption = None,
     junit: JunitOption = None,
     fuse: FuseOption = None,
-    log: LogOption = None,
+    trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
-    launch = make_launch(out=out, seeds=seeds, workers=workers, executor=executor,
-                         address=address, device=device, fuse=fuse, resume=resume,
-                         report=report, metric=metric, min_effect=min_effect,
-                         confirm_seeds=confirm_seeds, plugins=plugin, trackers=log,
-                         mlflow_uri=mlflow_uri, junit=junit)
+    launch = make_launch(locals())
     _run(config, launch, set_ or [], [], (dry_run, smoke))
 
 
@@ -357,18 +357,14 @@ def sweep(
     metric: MetricOption = None,
     confirm_seeds: ConfirmOption = None,
     min_effect: MinEffectOption = None,
-    plugin: PluginOption = None,
+    plugins: PluginOption = None,
     junit: JunitOption = None,
     fuse: FuseOption = None,
-    log: LogOption = None,
+    trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
-    launch = make_launch(out=out, seeds=seeds, workers=workers, executor=executor,
-                         address=address, device=device, fuse=fuse, resume=resume,
-                         report=report, metric=metric, min_effect=min_effect,
-                         confirm_seeds=confirm_seeds, plugins=plugin, trackers=log,
-                         mlflow_uri=mlflow_uri, junit=junit)
+    launch = make_launch(locals())
     _run(config, launch, set_ or [], param or [], (dry_run, smoke))
 
 
@@ -415,18 +411,15 @@ def tune(
     metric: Annotated[Optional[str], typer.Option(
         "--metric", help="Validation metric trials are chosen on, and the table ranks by "
         "(default: accuracy or mse).")] = None,
-    plugin: PluginOption = None,
-    log: LogOption = None,
+    plugins: PluginOption = None,
+    trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Tune every recipe with the same budget of trials (chosen on validation only), then
     compare the chosen points with the baseline on fresh seeds."""
     from regbench.experiment import tune as tuning  # deferred
 
-    launch = make_launch(out=out, workers=workers, executor=executor, address=address,
-                         device=device, resume=resume, report=report, metric=metric,
-                         confirm_seeds=confirm_seeds, plugins=plugin, trackers=log,
-                         mlflow_uri=mlflow_uri)
+    launch = make_launch(locals())
     search = tuning.Search(trials=trials, sampler=sampler.value, pruner=pruner.value,
                            storage=storage)
     console = _console()
