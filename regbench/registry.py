@@ -116,6 +116,15 @@ def params_model(function: Callable, skip: int, what: str, *,
     return create_model(f"{name}_params", __base__=base, **fields)
 
 
+def _described(obj: Any, kind: str, check: Optional[Callable[..., None]],
+               summary: Optional[str]) -> dict[str, Any]:
+    """An entry's check (none: accept anything), summary (the docstring's first line) and
+    whether a plugin registered it."""
+    return {"check": check or _no_check,
+            "summary": summary or first_doc_line(obj, f"plugin {kind}"),
+            "plugin": not builtin(getattr(obj, "__module__", None))}
+
+
 # ----------------------------------------------------------------------------- trackers
 
 @runtime_checkable
@@ -167,10 +176,8 @@ def register_tracker(name: str, *, check: Optional[Callable[..., None]] = None,
     def decorator(open_: Callable[..., Tracker]):
         if isinstance(open_, type) and not getattr(open_, "name", None):
             open_.name = name
-        TRACKERS.register(name)(TrackerEntry(
-            open=open_, check=check or _no_check,
-            summary=summary or first_doc_line(open_, "plugin tracker"),
-            plugin=not builtin(getattr(open_, "__module__", None))))
+        TRACKERS.register(name)(TrackerEntry(open=open_, **_described(open_, "tracker", check,
+                                                                        summary)))
         return open_
     return decorator
 
@@ -221,9 +228,7 @@ def register_executor(name: str, *, check: Optional[Callable[..., None]] = None,
     Each task is trained by ``regbench.engine.executors.train_task(task, threads, on_epoch)``
     (in a worker or in this process), which never raises for a run's own failure."""
     def decorator(build: Callable[..., Executor]):
-        EXECUTORS.register(name)(ExecutorEntry(
-            build=build, check=check or _no_check,
-            summary=summary or first_doc_line(build, "plugin executor"),
-            plugin=not builtin(getattr(build, "__module__", None))))
+        EXECUTORS.register(name)(ExecutorEntry(build=build, **_described(build, "executor", check,
+                                                                         summary)))
         return build
     return decorator
