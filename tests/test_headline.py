@@ -67,6 +67,9 @@ def test_one_seed_gives_no_verdict_and_no_baseline_gives_no_comparison():
 def test_one_seed_with_no_completed_recipe_says_so():
     runs = summaries({"helps": EFFECTS["helps"]}, seeds=1)
     runs[1]["status"] = "failed"
-    (sentence,) = build_comparison(runs).headline
+    sentence, cause = build_comparison(runs).headline
     assert "no recipe has a completed run to compare" in sentence
     assert "are ." not in sentence
+    # the cause, not too few seeds: the failed run is named with where its error is
+    assert cause.startswith("helps: 1 of 1 runs failed: see the run's summary.json error")
+    assert "runs/helps__seed=0/summary.json" in cause and "seeds" not in cause.split(";")[0]

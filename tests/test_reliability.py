@@ -474,4 +474,5 @@ def test_settings_without_effect_are_warned_about(tmp_path):
 def test_compare_advises_only_what_it_can_do(finished):
     _, out = finished
     result = invoke("compare", out / "tiny")
-    assert "regbench run CONFIG --seeds" in result.output
+    # compare cannot train: it names the option to add to the user's own run command
+    assert "run the same command with --seeds 0-4" in " ".join(result.output.split())

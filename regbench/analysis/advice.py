@@ -19,6 +19,7 @@ from regbench import catalogue
 from regbench.analysis.compare import build_comparison
 from regbench.analysis.curves import read_curve_csv
 from regbench.analysis.diagnose import diagnose_rows, infer_task, label
+from regbench.analysis.headline import LOST_CAUSES
 from regbench.analysis.stats import paired_difference
 from regbench.config.schema import DiagnosisConfig
 from regbench.config.yaml_io import read_yaml_file
@@ -131,13 +132,14 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
         by_point[run["point"]].append(run)
     overfit = [p for p, runs in by_point.items() if any(r["verdict"] == "overfitting" for r in runs)]
     under = [p for p, runs in by_point.items() if any(r["verdict"] == "underfitting" for r in runs)]
-    lines = []
+    lines = _not_completed(diagnosis, summaries)
     if under:
         lines.append(f"underfitting in {_names(under)}: weaken the regularization, use a bigger "
                      "model or train longer")
     if not overfit:
         if not under:
-            lines.append("no overfitting found: the gap between train and val is small")
+            lines.append("no overfitting found" + (" in the runs that completed" if lines else "")
+                         + ": the gap between train and val is small")
         return lines
     starts = [r["started_epoch"] for r in diagnosis.runs
               if r["verdict"] == "overfitting" and r.get("started_epoch") is not None]
@@ -161,6 +163,35 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
         lines.append("from the catalogue" + (", not yet tried here" if summaries else "")
                      + ", try:")
         lines += [f"  {s}" for s in suggestions]
+    return lines
+
+
+STOPPED = ("diverged", "failed", DAMAGED)   # verdicts that mean the run did not complete
+
+
+def _not_completed(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> list[str]:
+    """Runs that did not complete, by cause and point, with what to do first: a divergence is
+    fixed by the setting, a failure by its error, an interrupted run by resuming; never by
+    adding seeds (the comparison leaves these runs out)."""
+    statuses = {s.get("run_id"): s.get("status") for s in summaries or ()}
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    totals: dict[str, int] = defaultdict(int)
+    for run in diagnosis.runs:
+        totals[run["point"]] += 1
+        status = statuses.get(run["run"]) or (run["verdict"] if run["verdict"] in STOPPED
+                                              else "completed")
+        if status not in ("completed", "pruned"):
+            counts[status][run["point"]] += 1
+    lines = []
+    for cause in sorted(counts, key=lambda c: (list(LOST_CAUSES).index(c)
+                                               if c in LOST_CAUSES else len(LOST_CAUSES), c)):
+        words, action = LOST_CAUSES.get(cause, (f"ended '{cause}'", "see the run's summary.json"))
+        points = list(counts[cause].items())
+        shown = ", ".join(f"{_label(point)} ({n} of {totals[point]} runs)"
+                          for point, n in points[:6])
+        more = f" and {len(points) - 6} more" if len(points) > 6 else ""
+        lines.append(f"{words} in {shown}{more}: {action}"
+                     + ("; the comparison leaves these runs out" if summaries else ""))
     return lines
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from regbench.analysis.diagnose import label, tally
-from regbench.analysis.headline import headline
+from regbench.analysis.headline import headline, lost_note, lost_runs
 from regbench.analysis.stats import (
     ALPHA,
     CONFIDENCE,
@@ -63,7 +63,8 @@ class Comparison:
     scope: str = ""                          # what the intervals cover, over how many seeds
     varied: str = ""                         # what the seeds vary (part of the scope line)
     comparisons: int = 0                     # rows in the Holm family
-    seeds_needed: dict[str, int] = field(default_factory=dict)  # recipe -> seeds that would settle it
+    # recipe -> seeds that would settle it, always more than its row already has
+    seeds_needed: dict[str, int] = field(default_factory=dict)
     headline: list[str] = field(default_factory=list)  # the answer in plain sentences
     title: str = ""                          # the experiment's name, where known
     unfinished: list[str] = field(default_factory=list)  # planned runs not finished (interrupted)
@@ -100,7 +101,11 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     """The table; ``min_effect`` is the smallest difference worth detecting, for the advice on
     how many seeds would settle an inconclusive row (default: the observed difference);
     ``unfinished``: planned runs that have not finished (an interrupted run), which the advice
-    tells the user to resume rather than to add seeds."""
+    tells the user to resume rather than to add seeds.
+
+    Each row's ``lost`` holds its runs that did not complete, by status (``missing``: planned
+    runs with no summary at all), and ``baseline_lost`` those of the baseline it is paired
+    with: such a row is short of seeds for a cause the notes name, and gets no seed advice."""
     task = task_of(summaries)
     metric = metric or default_metric(task)
     check_metric(metric, task)
@@ -109,6 +114,9 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     for summary in summaries:
         groups[summary.get("point_id") or _point_id(summary)].append(summary)
     baselines = _baselines(summaries, metric)
+    lost = _lost_runs(groups, summaries, unfinished)
+    baseline_lost = {_global_key(runs[0]): lost[point] for point, runs in groups.items()
+                     if runs[0].get("recipe") == "baseline" and lost[point]}
     # the generalisation gap on the compared metric, signed so that positive means val is worse
     sign = 1.0 if higher else -1.0
     rows = []
@@ -161,6 +169,10 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "sparsity": mean_std(_num(r.get("sparsity")) for r in done)[0],
             "seconds_per_epoch": mean_std(_num(r.get("seconds_per_epoch")) for r in runs)[0],
             "parameters": first.get("parameter_count"),
+            # dicts: kept out of comparison.csv, read by the notes and the headline
+            "lost": lost[point],
+            "baseline_lost": ({} if first.get("recipe") == "baseline"
+                              else baseline_lost.get(_global_key(first), {})),
         })
     key = f"val_{metric}"
     rows.sort(key=lambda r: (math.isnan(r[key]), -r[key] if higher else r[key]))
@@ -186,6 +198,28 @@ def _decide(comparison: Comparison, higher: bool) -> None:
             # runs that diverged or failed drop out of the pairs: the survivors alone cannot
             # say the recipe is better (the notes list the runs that did not complete)
             row["verdict"] = INCONCLUSIVE
+
+
+def _lost_runs(groups: dict[str, list[dict[str, Any]]], summaries: list[dict[str, Any]],
+               unfinished: Sequence[str]) -> dict[str, dict[str, dict[str, list[str]]]]:
+    """Per point, its runs that did not complete by status, ``{"diverged": {"runs": [run ids],
+    "errors": [messages]}}``; planned runs without any summary count as ``missing``."""
+    written = {s.get("run_id") for s in summaries}
+    lost: dict[str, dict[str, dict[str, list[str]]]] = {point: {} for point in groups}
+    for point, runs in groups.items():
+        for run in runs:
+            status = run.get("status") or "?"
+            if status == "completed":
+                continue
+            entry = lost[point].setdefault(status, {"runs": [], "errors": []})
+            entry["runs"].append(str(run.get("run_id", "?")))
+            if run.get("error"):
+                entry["errors"].append(str(run["error"]))
+    for run_id in sorted(set(unfinished) - written):
+        point = run_id.rpartition("__seed=")[0]
+        if point in lost:
+            lost[point].setdefault("missing", {"runs": [], "errors": []})["runs"].append(run_id)
+    return lost
 
 
 RESAMPLED = "per_seed"
@@ -296,7 +330,11 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
                      "are shown: its test Δ is post-selection (optimistic); confirm it on fresh "
                      "seeds with --confirm-seeds K")
     notes.extend(_seed_advice(comparison, min_effect))
-    seeds = min((row["seeds"] for row in comparison.rows if row["seeds"]), default=0)
+    notes.extend(_lost_notes(comparison))
+    # too few seeds is said of the rows whose runs all completed: a row short of seeds because
+    # runs diverged, failed or stopped has its cause in the notes above
+    seeds = min((row["seeds"] for row in comparison.rows if row["seeds"] and not row["lost"]),
+                default=MIN_SEEDS)
     if comparison.unfinished:
         shown = ", ".join(comparison.unfinished[:4])
         more = f" and {len(comparison.unfinished) - 4} more" if len(comparison.unfinished) > 4 \
@@ -306,7 +344,8 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
     elif seeds < MIN_SEEDS:
         used = sorted({s["seed"] for s in summaries if isinstance(s.get("seed"), int)})
         notes.append(_few_seeds_warning(seeds, used))
-    if not any(row["recipe"] == "baseline" and row["seeds"] for row in comparison.rows):
+    if not any(row["recipe"] == "baseline" and (row["seeds"] or row["lost"])
+               for row in comparison.rows):   # a baseline that lost every run has its note
         notes.append("no baseline runs: differences cannot be computed")
     if any(row["train_differs"] for row in comparison.rows):
         notes.append("† the recipe trains with settings that differ from the "
@@ -317,22 +356,50 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
                      + (" …" if len(failed) > 5 else ""))
 
 
+MAX_LOST_NOTES = 6        # rows whose lost runs get a note each; the rest are named in one
+
+
+def _lost_notes(comparison: Comparison) -> list[str]:
+    """One note per row whose runs did not all complete, the baseline's first: the cause, what
+    to do first (never "add seeds") and the seeds its interval uses."""
+    rows = sorted((row for row in comparison.rows if row["lost"]),
+                  key=lambda row: row["recipe"] != "baseline")
+    notes = [lost_note(row) for row in rows[:MAX_LOST_NOTES]]
+    if len(rows) > MAX_LOST_NOTES:
+        rest = rows[MAX_LOST_NOTES:]
+        notes.append(f"and {len(rest)} more row(s) whose runs did not all complete: "
+                     + "; ".join(f"{row['point'].replace('__', ' ')}, {lost_runs(row)}"
+                                 for row in rest))
+    return notes
+
+
 def _seed_advice(comparison: Comparison, min_effect: Optional[float]) -> list[str]:
-    """For each recipe whose chosen row is inconclusive: how many seeds would settle it."""
+    """For each recipe whose chosen row is inconclusive: how many seeds would settle it. Not for
+    a row short of seeds because runs (its own or its baseline's) did not complete: the cause
+    comes first (``_lost_notes``); and never "about N seeds" for N it already has."""
     alpha = ALPHA / max(1, comparison.comparisons)   # Holm's strictest step
     advice = []
     for recipe, row in chosen_rows(comparison).items():
         if row["verdict"] != INCONCLUSIVE or row["pairs"] < 2:
             continue
+        if row["lost"] or row["baseline_lost"]:
+            continue
         effect = abs(min_effect) if min_effect else abs(row["diff"])
         needed = seeds_needed(effect, row["diff_sd"], alpha)
-        if needed is not None:
+        if needed is not None and needed > row["pairs"]:
             comparison.seeds_needed[recipe] = needed
         name = row["point"].replace("__", " ")
         size = (f"a difference of {effect:.2g}" + ("" if min_effect else " (the one observed)")
                 + f" with {POWER:.0%} power at the spread seen (sd {row['diff_sd']:.2g}) and "
                 f"the corrected level {alpha:.2g}")
-        if needed is None:
+        if needed is not None and needed <= row["pairs"]:
+            # its seeds already detect that size and it stays inconclusive: more seeds are not
+            # what it lacks (with --min-effect larger than the difference observed)
+            advice.append(f"no more seeds would settle {name} vs baseline at this size: its "
+                          f"{row['pairs']} seeds already detect {size}, yet it is inconclusive, "
+                          "so a difference that large is unlikely here (a smaller --min-effect "
+                          "sizes the seeds for a smaller one)")
+        elif needed is None:
             advice.append(f"{name}: no difference from baseline in any seed pair (the same "
                           "numbers): more seeds would not settle it; try --min-effect to ask for "
                           "a given difference" if row["diff_sd"] == 0 and not min_effect
@@ -364,8 +431,8 @@ def _few_seeds_warning(seeds: int, used: Sequence[int] = ()) -> str:
     seed_range = f"{every[0]}-{every[-1]}" if every == list(range(every[0], every[-1] + 1)) \
         else ",".join(map(str, every))
     return (f"warning: only {seeds} seed(s) for some recipes: {width} (add seeds "
-            f"{', '.join(map(str, fresh))}: regbench run CONFIG --seeds {seed_range}; the runs "
-            "already done are kept)")
+            f"{', '.join(map(str, fresh))}: run the same command with --seeds {seed_range}; "
+            "completed runs are kept)")
 
 
 # ----------------------------------------------------------------------------- rendering

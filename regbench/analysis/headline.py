@@ -4,6 +4,9 @@ Each sentence says only what the table's statistics say: a recipe is called bett
 only where the Holm-corrected paired test says so, its difference is quoted with its interval,
 the scope line says what the intervals cover, and inconclusive recipes get the next step that
 would settle them (more seeds, as sized by the seed advice, or a confirmation of a sweep's pick).
+A recipe or baseline whose runs did not all complete (diverged, failed, interrupted, damaged or
+never written) is named with that cause and what to do about it, never with advice to add seeds:
+more seeds of a setting that diverges diverge too. ``lost_note`` words it for the notes as well.
 """
 from __future__ import annotations
 
@@ -18,6 +21,83 @@ from regbench.analysis.stats import (
     POWER,
     WORSE,
 )
+from regbench.vocabulary import RUNS_DIR, SUMMARY
+
+# why planned runs of a row did not complete: the words after "3 of 5 runs", and what to do
+# first; in this order when a row has several causes
+LOST_CAUSES = {
+    "diverged": ("diverged (NaN/inf loss)",
+                 "fix the setting (a lower learning rate or strength) before adding seeds"),
+    "failed": ("failed", "see the run's summary.json error"),
+    "damaged": ("left a damaged summary.json", "run the same command again to retrain them"),
+    "interrupted": ("stopped (interrupted)", "resume with the same command"),
+    "missing": ("never finished (no summary.json)", "resume with the same command"),
+    "pruned": ("were pruned", "they stopped on purpose (a tuning trial's pruner)"),
+}
+ERROR_SHOWN = 90                      # characters of a failed run's error quoted in the note
+
+
+def lost_runs(row: dict[str, Any]) -> str:
+    """``3 of 5 runs diverged (NaN/inf loss), 1 failed``: a row's runs that did not complete,
+    by cause, out of the runs planned for it (``row["lost"]``, see compare.build_comparison)."""
+    lost = row.get("lost") or {}
+    planned = row["runs"] + len((lost.get("missing") or {}).get("runs", ()))
+    parts = []
+    for status in _causes(lost):
+        count = len(lost[status]["runs"])
+        words = LOST_CAUSES.get(status, (f"ended '{status}'", ""))[0]
+        parts.append(f"{count} of {planned} runs {words}" if not parts else f"{count} {words}")
+    return ", ".join(parts)
+
+
+def _causes(lost: dict[str, Any]) -> list[str]:
+    order = list(LOST_CAUSES)
+    return sorted(lost, key=lambda s: (order.index(s) if s in order else len(order), s))
+
+
+def _actions(row: dict[str, Any]) -> str:
+    """What to do first about each cause, once each."""
+    lost, actions = row.get("lost") or {}, []
+    for status in _causes(lost):
+        action = LOST_CAUSES.get(status, ("", "see the run's summary.json"))[1]
+        if status == "failed":
+            first = lost[status]["runs"][0]
+            errors = lost[status].get("errors") or []
+            error = errors[0].strip().splitlines()[0] if errors and errors[0].strip() else ""
+            if len(error) > ERROR_SHOWN:
+                error = error[:ERROR_SHOWN - 1] + "…"
+            action = ("see the run's summary.json error" if len(lost[status]["runs"]) == 1
+                      else "see each run's summary.json error") + \
+                f" ({RUNS_DIR}/{first}/{SUMMARY}" + (f": {error}" if error else "") + ")"
+        if action and action not in actions:
+            actions.append(action)
+    return "; ".join(actions)
+
+
+def seeds_used(row: dict[str, Any]) -> str:
+    """Which seeds a row that lost runs is compared on, in words."""
+    if row["recipe"] == "baseline":
+        if not row["seeds"]:
+            return "no baseline run completed, so no recipe can be compared"
+        return (f"every recipe's Δ uses only the {row['seeds']} seed(s) the baseline completed"
+                + (": no interval" if row["seeds"] < 2 else ""))
+    pairs, seeds = row["pairs"], row["seeds"]
+    if not seeds:
+        return "no run completed, so it is not compared"
+    if not pairs:
+        return "none of its completed seeds is shared with the baseline, so it is not compared"
+    if pairs == 1:
+        return "its one completed seed gives no interval"
+    return (f"the interval uses the {pairs} completed seeds"
+            + (" it shares with the baseline" if pairs < seeds else ""))
+
+
+def lost_note(row: dict[str, Any], name: str = "") -> str:
+    """``l2 lambda=100: 3 of 5 runs diverged (NaN/inf loss): fix the setting (…) before adding
+    seeds; the interval uses the 2 completed seeds``: a row's lost runs by cause, what to do
+    first, and the seeds it is compared on."""
+    name = name or row["point"].replace("__", " ")
+    return f"{name}: {lost_runs(row)}: {_actions(row)}; {seeds_used(row)}"
 
 
 def _name(row: dict[str, Any], best: bool) -> str:
@@ -41,20 +121,47 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
     row that stands for each recipe (``chosen_rows``)."""
     metric = comparison.metric
     rows = {recipe: row for recipe, row in chosen.items() if recipe != "baseline"}
-    if not any(r["recipe"] == "baseline" and r["seeds"] for r in comparison.rows):
+    baselines = [r for r in comparison.rows if r["recipe"] == "baseline"]
+    lost_baselines = [r for r in baselines if r.get("lost")]
+    if not any(r["seeds"] for r in baselines):
+        if lost_baselines:
+            return ["No baseline run completed, so nothing can be called better or worse: "
+                    + "; ".join(lost_note(r) for r in lost_baselines) + "."]
         return ["There are no baseline runs, so nothing can be called better or worse."]
     if not rows:
         return ["Only the baseline was trained: add recipes to compare."]
-    seeds = sorted({row["pairs"] for row in rows.values() if row["pairs"]})
+    # recipes that lost runs get their cause, never "add seeds"; the others are judged
+    lost = {recipe: row for recipe, row in rows.items() if row.get("lost")}
+    judged = {recipe: row for recipe, row in rows.items() if recipe not in lost}
+    causes = [_capital(lost_note(r)) + "." for r in lost_baselines]
+    for recipe, row in lost.items():
+        name = _name(row, recipe in comparison.best_points)
+        verdict = (f"its Δ {_difference(row)} is no verdict: " if row["pairs"] else "")
+        causes.append(f"{name}: {lost_runs(row)}: {_actions(row)}; {verdict}"
+                      f"{seeds_used(row)}.")
+    shown = {id(row) for row in rows.values()}
+    unseen = [r for r in comparison.rows
+              if r.get("lost") and r["recipe"] != "baseline" and id(r) not in shown]
+    if unseen:
+        causes.append("Not every run completed: " + "; ".join(
+            f"{r['point'].replace('__', ' ')}, {lost_runs(r)}" for r in unseen)
+            + "; the notes say what to do first.")
+    if not judged:
+        if not any(row["seeds"] for row in rows.values()):
+            return ["There is no verdict: no recipe has a completed run to compare."] + causes
+        return causes
+    seeds = sorted({row["pairs"] for row in judged.values() if row["pairs"]})
     if not seeds or seeds[-1] < 2:
         differences = ", ".join(f"{_name(r, False)} {_signed(r['diff'])}"
-                                for r in rows.values() if not math.isnan(r["diff"]))
+                                for r in judged.values() if not math.isnan(r["diff"]))
+        more = ("" if lost_baselines else " Train at least 3 seeds to know which are real: "
+                "run the same command with --seeds 0-4 (completed runs are kept).")
         return [("With one seed per recipe there is no interval and no verdict"
                  + (f": on test {metric} the differences from baseline are {differences}"
                     if differences else ", and no recipe has a completed run to compare")
-                 + ". Train at least 3 seeds (--seeds 0-4) to know which are real.")]
+                 + "." + more)] + causes
     sentences = []
-    groups = {verdict: [(recipe, row) for recipe, row in rows.items()
+    groups = {verdict: [(recipe, row) for recipe, row in judged.items()
                         if (row["verdict"] or INCONCLUSIVE) == verdict]
               for verdict in (BETTER, WORSE, INCONCLUSIVE)}
     for verdict, words in ((BETTER, "better than"), (WORSE, "worse than")):
@@ -72,9 +179,12 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
                      + (f"–{seeds[-1]}" if len(seeds) > 1 else "")
                      + f" seeds; the seeds vary {comparison.varied}; verdicts are paired t-tests "
                        f"Holm-corrected over {comparison.comparisons} comparison(s).")
+    sentences += causes
     steps, negligible = [], []
     for recipe, row in groups[INCONCLUSIVE]:
         needed = comparison.seeds_needed.get(recipe)
+        if row.get("baseline_lost") or (needed and needed <= row["pairs"]):
+            continue          # the baseline's cause comes first; never "about 2" for 2 seeds
         if needed and needed <= MAX_SEEDS_ADVISED:
             steps.append(f"about {needed} seeds for {_name(row, False)}")
         elif needed:
@@ -93,3 +203,6 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
                          "--confirm-seeds 5.")
     return sentences
 
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
