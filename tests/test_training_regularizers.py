@@ -47,9 +47,9 @@ def test_dropout_layer_drops_with_probability_p_and_scales_survivors(p, monkeypa
     from regbench.regularizers.dropout import InvertedDropout
 
     torch.manual_seed(0)
-    layer = InvertedDropout(p)
+    layer = InvertedDropout(p, stream=f"test {p}")
     x = (torch.rand(400, 500) + 0.5).requires_grad_()
-    with monkeypatch.context() as patch:  # the CPU path never calls torch's Bernoulli dropout
+    with monkeypatch.context() as patch:  # never torch's Bernoulli dropout: the layer's stream
         patch.setattr(nn.functional, "dropout", lambda *a, **k: pytest.fail("nn.Dropout path"))
         out = layer(x)
     dropped = out == 0
@@ -60,6 +60,10 @@ def test_dropout_layer_drops_with_probability_p_and_scales_survivors(p, monkeypa
     assert abs(out.mean().item() - x.mean().item()) < 0.01   # E[out] = x
     layer.eval()
     assert torch.equal(layer(x), x)
+    layer.train()                 # the masks are the stream's: the same for the same key,
+    again = InvertedDropout(p, stream=f"test {p}")   # whatever the global RNG did since
+    torch.manual_seed(1)
+    assert torch.equal(again(x.detach()) == 0, dropped)
 
 
 def test_input_dropout_adds_a_layer_on_the_inputs(tmp_path):

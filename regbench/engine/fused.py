@@ -32,21 +32,23 @@ The solo loop (``Trainer`` in regbench/engine/train.py) is the reference: a fuse
 reproduce its solo run, and this loop is kept apart only for speed. Both resolve the device
 (``resolve_device``), build an epoch's metrics.csv row (``split_columns``, ``TRAIN_COLUMNS``,
 ``epoch_row``) and decide divergence (``diverged``) with the same functions of train.py, so
-the columns, their order and the statuses agree by construction. The optimizer update is the
-same elementwise arithmetic on each member's slice; the batched matrix products round
-differently from single ones, so a deterministic member's per-epoch metrics equal its solo
-run's to float tolerance (1e-5), not bit for bit, and a dropout member's equal them in
-distribution. tests/test_fused.py checks it, whole fits against solo fits:
+the columns, their order and the statuses agree by construction. The arithmetic is the same
+too: the loss is the shared per-sample mean (engine.metrics), a linear layer's products and
+gradients those of nn.Linear (``MemberLinear``), the gradient norm the shared sum
+(``gradient_norm``), the optimizer update the same elementwise arithmetic on each member's slice,
+and dropout's masks the member's own stream (regularizers/_streams.py), the one its solo run
+draws from. At one torch thread a member's metrics.csv equals its solo run's bit for bit
+(with more, torch splits a single product's sums across threads, and the last digits differ).
+tests/test_fused.py checks it with no tolerance, whole fits of 20 epochs against solo fits:
     test_members_equal_their_solo_runs                       (every fusable regularizer)
     test_members_with_their_own_learning_rate_fuse_and_equal_their_solo_runs
     test_a_diverging_member_is_recorded_diverged_and_the_others_are_untouched
-    test_dropout_members_draw_their_own_masks_at_their_own_p  (in distribution)
+    test_dropout_members_draw_their_own_masks_at_their_own_p
+    test_a_runs_numbers_depend_only_on_the_run                (fused, --fuse off, --seeds 1, resume)
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -70,6 +72,7 @@ from regbench.engine.train import (
 )
 from regbench.models import penalized_parameters
 from regbench.regularizers import REGULARIZERS, Regularizer
+from regbench.regularizers._streams import Uniforms, kept_scaled
 from regbench.regularizers.dropout import InvertedDropout
 from regbench.vocabulary import GroupTask, RunSpec, Task
 
@@ -77,14 +80,32 @@ MIN_MEMBERS = 2
 OTHER_HOOKS = ("batch", "batches", "epoch_metrics")   # hooks the fused loop never calls
 
 
-def fusable_key(spec: RunSpec) -> Optional[str]:
-    """What runs must share to train as one stacked model; None when this run cannot fuse."""
+def _cannot_fuse(spec: RunSpec) -> Optional[str]:
+    """Why this run can never join a fused group, whatever its partners; None: it can."""
     if spec["dataset"].get("resample", "fixed") != "fixed":
-        return None                      # each seed has its own data
+        return "dataset.resample: per_seed gives each seed its own data"
     for name in spec["regularizers"]:
         cls = REGULARIZERS.get(name)
-        if not cls.fusable or any(cls.overrides(hook) for hook in OTHER_HOOKS):
-            return None                  # a hook the fused loop does not call: train it solo
+        if not cls.fusable:
+            return f"{name} does not fuse yet"
+        hooks = [hook for hook in OTHER_HOOKS if cls.overrides(hook)]
+        if hooks:                        # a hook the fused loop does not call
+            return f"{name} has a {hooks[0]} hook, which the fused loop does not call"
+    return None
+
+
+def solo_reason(spec: RunSpec) -> str:
+    """Why a run that is not in a fused group trains solo (for --dry-run)."""
+    if spec["train"].get("fuse", "auto") == "off":
+        return "train.fuse is off"
+    return _cannot_fuse(spec) or ("no other run to train it with shares its data, model, "
+                                  "training settings and regularizers")
+
+
+def fusable_key(spec: RunSpec) -> Optional[str]:
+    """What runs must share to train as one stacked model; None when this run cannot fuse."""
+    if _cannot_fuse(spec):
+        return None
     shared = {k: spec[k] for k in ("dataset", "model", "train")}
     # the optimizer's settings may differ (one parameter group each), not which optimizer
     shared["train"] = {**spec["train"], "optimizer": spec["train"]["optimizer"]["name"]}
@@ -178,21 +199,6 @@ def worth_fusing(mode: str, device: torch.device, batch_size: int, facts: ModelF
         batch_size * facts.parameters <= CPU_FUSE_MAX_WORK[facts.stacks]
 
 
-def _member_losses(task: str) -> Callable:
-    """output [M, B, ...], y [M, B(, out)] -> each member's data loss [M], as
-    engine.metrics' classification_loss / regression_loss compute it for one member."""
-    if task == "classification":
-        def cross_entropy(output, y):
-            per_sample = torch.nn.functional.cross_entropy(output.flatten(0, 1), y.flatten(0, 1),
-                                                           reduction="none")
-            return per_sample.view(y.shape[:2]).mean(1)
-        return cross_entropy
-
-    def half_squared_error(output, y):
-        return 0.5 * (output - y).pow(2).sum(dim=-1).mean(dim=1)
-    return half_squared_error
-
-
 ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.GELU,
                torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.SiLU, torch.nn.Softplus,
                torch.nn.Identity)
@@ -224,44 +230,36 @@ def _stackable_layers(model: torch.nn.Module, prefix: str = ""
     return layers
 
 
-def member_dropout(h: torch.Tensor, keep: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Inverted dropout of h [M, ...] where member m keeps a value when its uniform draw
-    U < keep[m] = 1 − p_m (probability 1 − p_m, as ``InvertedDropout``'s U ≥ p) and scales
-    the kept ones by 1/keep[m]."""
-    keep = keep.view(-1, *[1] * (h.dim() - 1))
-    return h * (uniforms < keep).to(h.dtype).div_(keep)
+class MemberLinear(torch.autograd.Function):
+    """h [M, B, in] · W[m]ᵀ + b[m] for every member at once, whose backward takes each member's
+    gradients with the products nn.Linear's backward takes (g·W, gᵀ·h, Σ g over the batch):
+    autograd's own backward of a batched product forms the weight gradient as hᵀ·g, which
+    rounds differently, and a fused member would drift from its solo run. With these products
+    a member's forward and gradients equal its solo run's bit for bit on the CPU
+    (tests/test_fused.py)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor,
+                bias: Optional[torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+        transposed = weight.transpose(1, 2)
+        return torch.bmm(h, transposed) if bias is None else \
+            torch.baddbmm(bias.unsqueeze(1), h, transposed)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, weight = ctx.saved_tensors
+        grad_h = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.bmm(grad.transpose(1, 2), h) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_h, grad_weight, grad_bias
 
 
-class MemberUniforms:
-    """Uniform draws for one dropout layer, each member's from its own generator seeded from
-    its run id: a member's masks never depend on which runs share its group (a resumed sweep
-    groups fewer runs). Drawn many rows ahead per member (one call per member per block, not
-    per step); ``take`` hands out the next rows of every member."""
-
-    FLOATS_AHEAD = 2**18          # per member and layer (1 MiB); not per group: a member's
-                                  # stream is then drawn in the same pieces in any group
-
-    def __init__(self, run_ids: list[str], device: torch.device):
-        self.generators = []
-        for run_id in run_ids:
-            seed = int.from_bytes(hashlib.sha256(f"dropout {run_id}".encode()).digest()[:8],
-                                  "little") >> 1
-            self.generators.append(torch.Generator(device=device).manual_seed(seed))
-        self.device = device
-        self.ahead: Optional[torch.Tensor] = None
-        self.used = 0
-
-    def take(self, shape: torch.Size) -> torch.Tensor:
-        rows, features = shape[1], shape[2:]
-        if self.ahead is None or self.used + rows > self.ahead.shape[1]:
-            width = max(1, math.prod(features))
-            ahead = max(rows, self.FLOATS_AHEAD // width)
-            self.ahead = torch.stack([torch.rand((ahead, *features), generator=g,
-                                                 device=self.device)
-                                      for g in self.generators])
-            self.used = 0
-        self.used += rows
-        return self.ahead[:, self.used - rows:self.used]
+def _stream(member: Trainer, name: str) -> str:
+    """The stream a member's dropout layer draws from: the one its solo run draws from."""
+    layer = member.model.get_submodule(name)
+    return getattr(layer, "stream", None) or f"{member.spec['run_id']} {name}"
 
 
 class _MemberOptimizer:
@@ -310,7 +308,7 @@ class FusedTrainer:
                     self.penalized[(index, reg.name)] = names
         self.penalties = self._penalty_plan()
         self.forward_all = self._batched_model()
-        loss = _member_losses(self.data.task)
+        loss = self.members[0].data_loss          # the solo loss: its member axis gives [M]
         self.forward = lambda params, x, y: loss(self.forward_all(params, x), y)
         self.measured_weights = [name for name, _ in penalized_parameters(self.template)]
         self.frozen = False               # a member left: its gradients are zeroed
@@ -385,8 +383,7 @@ class FusedTrainer:
             keep = {name: torch.tensor([1 - m.model.get_submodule(name).p
                                         for m in self.members], device=self.device)
                     for name in dropouts}
-            draws = {name: MemberUniforms([f"{m.spec['run_id']} {name}" for m in self.members],
-                                          self.device)
+            draws = {name: Uniforms([_stream(m, name) for m in self.members], self.device)
                      for name in dropouts}
 
             def stacked(params, x):
@@ -396,12 +393,11 @@ class FusedTrainer:
                         h = h.flatten(2)
                     elif isinstance(layer, torch.nn.Dropout):
                         if layer.training:
-                            h = member_dropout(h, keep[name], draws[name].take(h.shape))
+                            h = kept_scaled(h, keep[name],
+                                            draws[name].take(h.shape[1], tuple(h.shape[2:])))
                     elif isinstance(layer, torch.nn.Linear):
-                        weight = params[f"{name}.weight"].transpose(1, 2)
-                        bias = params.get(f"{name}.bias")
-                        h = torch.bmm(h, weight) if bias is None else \
-                            torch.baddbmm(bias.unsqueeze(1), h, weight)
+                        h = MemberLinear.apply(h, params[f"{name}.weight"],
+                                               params.get(f"{name}.bias"))
                     else:
                         h = layer(h)          # elementwise: the member axis is one more
                 return h

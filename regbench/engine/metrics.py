@@ -15,13 +15,22 @@ ECE_BINS = 15
 
 
 def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy; ``target`` is class indices or soft probabilities."""
-    return F.cross_entropy(logits, target)
+    """Cross-entropy averaged over the samples; ``target`` is class indices or soft
+    probabilities. With a leading member axis (logits [M, B, C]) each member's loss [M]: one
+    arithmetic for a solo run and every member of a fused group, which therefore agree bit for
+    bit (a mean-reduced F.cross_entropy rounds differently from per-sample losses averaged)."""
+    soft = target.dtype.is_floating_point
+    samples = target.shape[:-1] if soft else target.shape
+    per_sample = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                 target.reshape(-1, target.shape[-1]) if soft
+                                 else target.reshape(-1), reduction="none")
+    return per_sample.view(samples).mean(dim=-1)
 
 
 def regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """C₀ = 1/(2n)·Σ‖y − a‖² (half the per-sample squared error, averaged over samples)."""
-    return 0.5 * (prediction - target).pow(2).sum(dim=1).mean()
+    """C₀ = 1/(2n)·Σ‖y − a‖² (half the per-sample squared error, averaged over samples); with a
+    leading member axis each member's [M], by the same arithmetic."""
+    return 0.5 * (prediction - target).pow(2).sum(dim=-1).mean(dim=-1)
 
 
 def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor,

@@ -110,7 +110,8 @@ def build_run_model(spec: RunSpec, data: DataBundle, device: torch.device
     """The run's regularizers and its model, built through their ``build`` hooks (seeded)."""
     torch.manual_seed(spec["seed"])
     ctx = RunContext(task=data.task, n_train=data.n_train, output_dim=data.output_dim,
-                     input_shape=data.input_shape, device=device, train=spec["train"])
+                     input_shape=data.input_shape, device=device, train=spec["train"],
+                     run_id=spec["run_id"])
     regularizers: list[Regularizer] = []
     for name, params in spec["regularizers"].items():
         cls = REGULARIZERS.get(name)
@@ -217,6 +218,12 @@ def diverged(row: dict[str, float]) -> bool:
     return not all(math.isfinite(row[key]) for key in FINITE_COLUMNS)
 
 
+def gradient_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """‖g‖ over every gradient, summed in the order the fused loop sums its members' (each
+    tensor's squares, then across tensors): a member's grad_norm column equals its solo run's."""
+    return sum(g.flatten().pow(2).sum() for g in grads).sqrt()
+
+
 def weight_statistics(weights: list[torch.Tensor], device: torch.device,
                       members: Optional[int] = None) -> dict[str, torch.Tensor]:
     """The norm of all the penalized weights together and their share near zero: 0-dim, or
@@ -291,7 +298,7 @@ class Trainer:
             objective.backward()
             if steps % GRAD_NORM_EVERY == 0:  # pre-clip norm, sampled: it costs ~5% of a step
                 grads = [p.grad for p in self.parameters if p.grad is not None]
-                grad_norm_sum.add_(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+                grad_norm_sum.add_(gradient_norm(grads))
                 measured += 1
             for reg in self.hooks["after_backward"]:
                 reg.after_backward(model)

@@ -47,6 +47,10 @@ RUN_PLACEMENT = ("device", "threads", "fuse")
 # settings added after runs were made, at the default that reproduces those runs: left out of the
 # hash, so that completed runs still resume
 HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"))
+# how a run's numbers are computed: 2 = random draws from the run's own streams and the loss as
+# the mean of per-sample losses (the same arithmetic solo and fused). Runs computed otherwise
+# retrain on resume instead of mixing with runs of the same numbers' new arithmetic.
+ARITHMETIC = 2
 
 
 def config_hash(spec: RunSpec) -> str:
@@ -64,6 +68,7 @@ def config_hash(spec: RunSpec) -> str:
         payload["train"] = {**payload["train"],
                             "optimizer": {k: v for k, v in optimizer.items() if k != "weight_decay"}}
     payload["split_method"] = SPLIT_METHOD   # how rows were split: another way, another run
+    payload["arithmetic"] = ARITHMETIC
     payload = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -18,7 +18,7 @@ from regbench.config.yaml_io import dump_yaml
 from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
 from regbench.engine.executors import make_executor
-from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts
+from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts, solo_reason
 from regbench.engine.result import GROUP_KEY, StoppedGroup, failed_task
 from regbench.engine.threads import available_cores, default_threads
 from regbench.engine.train import build_run_model
@@ -367,20 +367,32 @@ def write_diagnosed_run(results_dir: Path, spec: RunSpec, result) -> None:
 
 
 def fusion_lines(specs: list[RunSpec]) -> list[str]:
-    """What --dry-run says about fused training: each group of runs that trains as one model."""
-    groups = [task for task in fuse_tasks(specs) if GROUP_KEY in task]
-    if not groups:
-        return []
-    lines = [f"fused: {sum(len(g[GROUP_KEY]) for g in groups)} runs in {len(groups)} group(s), "
-             "each trained as one stacked model (with train.fuse: auto, a group whose model is "
-             "too large to gain on the CPU trains solo, and a group splits where the built "
-             "models differ in their layers or use dropout outside an MLP; --fuse off trains "
-             "every run alone):"]
-    for group in groups:
-        runs = [spec["run_id"] for spec in group[GROUP_KEY]]
-        shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
-        lines.append(f"  {len(runs)} runs: {shown}")
+    """What --dry-run says about fused training: each group of runs that trains as one model,
+    then the runs that train solo, by reason."""
+    tasks = fuse_tasks(specs)
+    groups = [task for task in tasks if GROUP_KEY in task]
+    lines = []
+    if groups:
+        lines.append(f"fused: {sum(len(g[GROUP_KEY]) for g in groups)} runs in {len(groups)} "
+                     "group(s), each trained as one stacked model (with train.fuse: auto, a "
+                     "group whose model is too large to gain on the CPU trains solo, and a group "
+                     "splits where the built models differ in their layers or use dropout "
+                     "outside an MLP; --fuse off trains every run alone):")
+        for group in groups:
+            lines.append(f"  {len(group[GROUP_KEY])} runs: "
+                         f"{_some([spec['run_id'] for spec in group[GROUP_KEY]])}")
+    solo: dict[str, list[str]] = {}
+    for task in tasks:
+        if GROUP_KEY not in task:
+            solo.setdefault(solo_reason(task), []).append(task["run_id"])
+    if solo:
+        lines.append(f"solo: {sum(map(len, solo.values()))} run(s), each trained alone:")
+        lines += [f"  {len(runs)} run(s), {reason}: {_some(runs)}" for reason, runs in solo.items()]
     return lines
+
+
+def _some(run_ids: list[str]) -> str:
+    return ", ".join(run_ids[:3]) + (f" and {len(run_ids) - 3} more" if len(run_ids) > 3 else "")
 
 
 def members(task: Task, result) -> list[tuple[RunSpec, Any]]:

@@ -70,6 +70,7 @@ class RunContext:
     optimizer: Optional[torch.optim.Optimizer] = None
     epoch: int = 0
     changes: list[str] = field(default_factory=list)   # what the build hooks changed (validate)
+    run_id: str = ""                            # the run's identity: its random streams' seeds
 
     @property
     def configured_lr(self) -> float:

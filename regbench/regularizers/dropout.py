@@ -3,19 +3,23 @@
 Paper: Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014.
 Hook: build (a dropout layer after every hidden activation; one on the inputs if p_input > 0).
 Formula: in training each activation is zeroed with probability p and the survivors are scaled
-by 1/(1−p); in eval the layer is the identity. On the CPU the keep mask is U ≥ p for one uniform
-U per activation (keep probability 1 − p, as torch's Bernoulli draw) and the layer is 2–2.4×
-faster than ``nn.Dropout``, whose CPU Bernoulli kernel draws one element at a time; other
-devices use ``nn.Dropout``.
+by 1/(1−p); in eval the layer is the identity. The keep mask is U < 1 − p for one uniform U per
+activation (keep probability 1 − p), drawn from the layer's own stream: a generator seeded from
+the run's id and the layer's number (regularizers/_streams.py), so a run draws the same masks
+alone, fused in any group, or resumed. On the CPU this is 2–2.4× faster than ``nn.Dropout``,
+whose Bernoulli kernel draws one element at a time.
 Deviations from the paper: none.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
+from regbench.regularizers._streams import Uniforms, kept_scaled
 from regbench.regularizers.base import Regularizer, register
 
 
@@ -25,13 +29,21 @@ class Params(StrictModel):
 
 
 class InvertedDropout(nn.Dropout):
-    """``nn.Dropout(p)`` with a faster CPU training path (the same distribution)."""
+    """``nn.Dropout(p)`` drawing its masks from its own stream (``stream``: the key its
+    generator is seeded from); the fused trainer draws a member's masks from the same stream."""
+
+    def __init__(self, p: float, stream: str):
+        super().__init__(p)
+        self.stream = stream
+        self.draws: Optional[Uniforms] = None      # made on the first training forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
-            return super().forward(x)
-        scale = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1 / (1 - self.p))
-        return x * scale
+        if not self.training or self.p == 0:
+            return x
+        if self.draws is None or self.draws.device != x.device:
+            self.draws = Uniforms([self.stream], x.device)
+        keep = torch.tensor([1 - self.p], device=x.device)
+        return kept_scaled(x[None], keep, self.draws.take(x.shape[0], tuple(x.shape[1:])))[0]
 
 
 @register
@@ -52,6 +64,10 @@ class Dropout(Regularizer):
 
     def build(self, factory):
         p, p_input = self.params.p, self.params.p_input
-        factory.dropout = lambda kind: InvertedDropout(p)
+        made = iter(range(1_000_000))      # the layers' numbers, in the order surgery adds them
+        factory.dropout = lambda kind: InvertedDropout(p, self._stream(next(made)))
         if p_input > 0:
-            factory.input_dropout = lambda: InvertedDropout(p_input)
+            factory.input_dropout = lambda: InvertedDropout(p_input, self._stream("input"))
+
+    def _stream(self, layer) -> str:
+        return f"{self.ctx.run_id} dropout {layer}"

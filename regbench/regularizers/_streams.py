@@ -1,0 +1,53 @@
+"""Random draws owned by a run: each stream is a generator seeded from the run's id and what
+the draws are for, so a run draws the same numbers whether it trains alone, fused in a group of
+any size and membership (regbench.engine.fused), in a worker process or on Ray, and after a
+resume. The global RNG is left to what every run shares the use of (initial weights, batch
+order), which the fused trainer already keeps per member.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Optional
+
+import torch
+
+
+def stream_seed(key: str) -> int:
+    """A 63-bit seed from a stream's key (e.g. ``"<run id> dropout 0"``)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
+
+
+class Uniforms:
+    """U(0, 1) draws of one stream per member (a solo run is a group of one). Drawn many rows
+    ahead (one call per member per refill, not per step) in pieces whose size depends only on
+    a row's width, never on the group: a member's n-th row is the same number in any group.
+    ``take`` hands out the next rows of every member: [members, rows, *features]."""
+
+    FLOATS_AHEAD = 2**18          # per member and stream (1 MiB)
+
+    def __init__(self, keys: list[str], device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(stream_seed(key))
+                           for key in keys]
+        self.device = device
+        self.ahead: Optional[torch.Tensor] = None
+        self.used = 0
+
+    def take(self, rows: int, features: tuple[int, ...]) -> torch.Tensor:
+        if self.ahead is None or self.used + rows > self.ahead.shape[1] \
+                or self.ahead.shape[2:] != features:
+            ahead = max(rows, self.FLOATS_AHEAD // max(1, math.prod(features)))
+            self.ahead = torch.stack([torch.rand((ahead, *features), generator=g,
+                                                 device=self.device)
+                                      for g in self.generators])
+            self.used = 0
+        self.used += rows
+        return self.ahead[:, self.used - rows:self.used]
+
+
+def kept_scaled(h: torch.Tensor, keep: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout of h [M, ...] where member m keeps a value when its uniform draw
+    U < keep[m] = 1 − p_m (probability 1 − p_m) and scales the kept ones by 1/keep[m]: the same
+    arithmetic for a solo run (M = 1) and every member of a fused group."""
+    keep = keep.view(-1, *[1] * (h.dim() - 1))
+    return h * (uniforms < keep).to(h.dtype).div_(keep)
