@@ -2,13 +2,15 @@
 
     python benchmarks/fused.py [--epochs 10] [--rounds 2] [--device cpu|cuda] [--only NAME]
 
-Each case trains the same sweep (l2 at 5 λ, 4 seeds, plus the baseline's 4 seeds) with
+Each case trains a sweep (l2 at 5 λ, 4 seeds, plus the baseline's 4 seeds; or input noise at
+5 σ, or mixup at 5 α, on digits' MLP) with
 `train.fuse: on` and `off` into fresh folders, alternating, and prints the medians and ratios:
 the wall time of `run_experiment` and the training time (the runs' own seconds; a fused
 group's time is shared among its members), and what `fuse: auto` chose. Cases: digits' MLP
 [128] at batch 32, the synthetic_classification MLP [256] at batch 32, an MNIST-shaped
 784-256-256-10 MLP at batch 64 and a 784-1024-1024-10 one at batch 128 (synthetic data), and
-digits' residual MLP (no nn.Sequential: the vmap path). With `--device cuda` the
+digits' residual MLP (no nn.Sequential: the vmap path), and the input-noise σ and mixup α
+sweeps on digits' MLP (mixup does not fuse yet: its ratio shows what is left). With `--device cuda` the
 MNIST-shaped case is the issue's 5 λ × 10 seeds × 20 epochs sweep.
 """
 from __future__ import annotations
@@ -23,7 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CASES = {   # name -> (dataset, model, batch size)
+SWEEPS = {  # name -> (the swept recipe, its sweep)
+    "l2": ("l2: {l2: {lambda: 1.0}}", "recipes.l2.l2.lambda: [0.01, 0.1, 1.0, 10.0, 100.0]"),
+    "input_noise": ("r: {input_noise: {sigma: 0.1}}",
+                    "recipes.r.input_noise.sigma: [0.05, 0.1, 0.2, 0.5, 1.0]"),
+    "mixup": ("r: {mixup: {alpha: 0.2}}", "recipes.r.mixup.alpha: [0.1, 0.2, 0.4, 0.8, 1.6]"),
+}
+CASES = {   # name -> (dataset, model, batch size[, sweep: l2 unless named])
     "digits": ("{name: digits}", "{name: mlp, hidden: [128]}", 32),
     "synthetic": ("{name: synthetic_classification, n_samples: 2000, n_features: 40, "
                   "n_classes: 4}", "{name: mlp, hidden: [256]}", 32),
@@ -33,6 +41,8 @@ CASES = {   # name -> (dataset, model, batch size)
     "mnist-wide": ("{name: synthetic_classification, n_samples: 6000, n_features: 784, "
                    "n_classes: 10}", "{name: mlp, hidden: [1024, 1024]}", 128),
     "digits-resmlp": ("{name: digits}", "{name: resmlp, width: 128, blocks: 2}", 32),
+    "digits-input-noise": ("{name: digits}", "{name: mlp, hidden: [128]}", 32, "input_noise"),
+    "digits-mixup": ("{name: digits}", "{name: mlp, hidden: [128]}", 32, "mixup"),
 }
 
 CONFIG = """\
@@ -43,9 +53,9 @@ model: {model}
 train: {{epochs: {epochs}, batch_size: {batch}, device: {device},
         optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}}}
 recipes:
-  l2: {{l2: {{lambda: 1.0}}}}
+  {recipe}
 sweep:
-  recipes.l2.l2.lambda: [0.01, 0.1, 1.0, 10.0, 100.0]
+  {sweep}
 """
 
 
@@ -73,9 +83,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=sorted(CASES))
     args = parser.parse_args()
-    for case, (dataset, model, batch) in CASES.items():
+    for case, (dataset, model, batch, *swept) in CASES.items():
         if args.only and case != args.only:
             continue
+        recipe, sweep = SWEEPS[swept[0] if swept else "l2"]
         seeds, epochs = list(range(4)), args.epochs
         if args.device == "cuda" and case == "mnist-shaped":
             seeds, epochs = list(range(10)), 20
@@ -83,7 +94,7 @@ def main() -> None:
             config = Path(folder) / "c.yaml"
             config.write_text(CONFIG.format(case=case, seeds=seeds, dataset=dataset,
                                             model=model, epochs=epochs, batch=batch,
-                                            device=args.device))
+                                            device=args.device, recipe=recipe, sweep=sweep))
             results: dict[str, list[tuple[float, float, int, int]]] = {"on": [], "off": []}
             for _ in range(args.rounds):
                 for fuse in ("on", "off"):
@@ -114,9 +125,10 @@ def whole_command(epochs: int, device: str) -> tuple[float, float]:
     commands, torch_times = [], []
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "c.yaml"
+        recipe, sweep = SWEEPS["l2"]
         config.write_text(CONFIG.format(case="cli", seeds=list(range(4)), dataset=dataset,
                                         model=model, epochs=epochs, batch=batch,
-                                        device=device))
+                                        device=device, recipe=recipe, sweep=sweep))
         for _ in range(3):
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", "import torch"], check=True)

@@ -44,6 +44,8 @@ FUSABLE = {  # name -> (its parameters, the swept key, two values)
     # weights restored), patience 2 trains all 3
     "early_stopping": ("{patience: 1, min_delta: 10.0}", "patience", "[1, 2]"),
     "dropout": ("{p: 0.5}", "p", "[0.2, 0.5]"),     # its masks: each run's own stream
+    "input_noise": ("{sigma: 0.5}", "sigma", "[0.1, 1.0]"),   # its noise: the run's own stream
+    "label_smoothing": ("{epsilon: 0.1}", "epsilon", "[0.05, 0.3]"),
 }
 RANDOM: set[str] = set()   # none left: every draw comes from the run's own streams
 
@@ -135,7 +137,7 @@ def test_a_diverging_member_is_recorded_diverged_and_the_others_are_untouched(tm
 
 
 def test_what_cannot_fuse_trains_solo(tmp_path: Path):
-    text = digits_yaml("g", "  l2: {l2: {lambda: 1.0}}\n  noisy: {input_noise: {sigma: 0.1}}\n"
+    text = digits_yaml("g", "  l2: {l2: {lambda: 1.0}}\n  noisy: {mixup: {alpha: 0.2}}\n"
                        "  long: {l2: {lambda: 1.0}, train: {epochs: 5}}\n", seeds="[0, 1]")
     tasks = fuse_tasks(plan_runs(tmp_path, text))
     groups = [[s["run_id"] for s in t[GROUP_KEY]] for t in tasks if GROUP_KEY in t]
@@ -143,7 +145,7 @@ def test_what_cannot_fuse_trains_solo(tmp_path: Path):
     assert sorted(map(sorted, groups)) == [["baseline__seed=0", "baseline__seed=1"],
                                            ["l2__seed=0", "l2__seed=1"],
                                            ["long__seed=0", "long__seed=1"]]
-    assert sorted(solo) == ["noisy__seed=0", "noisy__seed=1"]     # a batch hook: not yet
+    assert sorted(solo) == ["noisy__seed=0", "noisy__seed=1"]     # mixup does not fuse yet
     off = fuse_tasks(plan_runs(tmp_path, text.replace("threads: 1", "threads: 1, fuse: off")))
     assert not any(GROUP_KEY in t for t in off)
     resampled = text.replace("train_subset: 300", "train_subset: 300, resample: per_seed")

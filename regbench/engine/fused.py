@@ -77,7 +77,7 @@ from regbench.regularizers.dropout import InvertedDropout
 from regbench.vocabulary import GroupTask, RunSpec, Task
 
 MIN_MEMBERS = 2
-OTHER_HOOKS = ("batch", "batches", "epoch_metrics")   # hooks the fused loop never calls
+OTHER_HOOKS = ("epoch_metrics",)   # hooks the fused loop never calls
 
 
 def _cannot_fuse(spec: RunSpec) -> Optional[str]:
@@ -91,6 +91,9 @@ def _cannot_fuse(spec: RunSpec) -> Optional[str]:
         hooks = [hook for hook in OTHER_HOOKS if cls.overrides(hook)]
         if hooks:                        # a hook the fused loop does not call
             return f"{name} has a {hooks[0]} hook, which the fused loop does not call"
+        if cls.overrides("batch") and \
+                cls.stacked_batches.__func__ is Regularizer.stacked_batches.__func__:
+            return f"{name}'s batch hook has no stacked form (stacked_batches)"
     return None
 
 
@@ -423,12 +426,25 @@ class FusedTrainer:
             self.rng[index] = _rng_state(self.device)
         return torch.stack(rows)
 
+    def _batches(self, permutation: torch.Tensor, batch_size: int):
+        """Every member's training batches at once, as its solo run's ``_batches`` makes them:
+        blocks of the same rows gathered in its own order, through the batch hooks in the same
+        order (each member with its own parameters and streams: ``stacked_batches``), then
+        split into batches."""
+        x_all, y_all = self.data.x_train, self.data.y_train
+        hooks = [(type(reg), [m.hooks["batch"][index] for m in self.members])
+                 for index, reg in enumerate(self.members[0].hooks["batch"])]
+        for block in permutation.split(self.members[0].block_rows, dim=1):
+            x, y = x_all[block], y_all[block]                # [M, R, ...], [M, R]
+            for cls, regs in hooks:
+                x, y = cls.stacked_batches(regs, x, y, batch_size)
+            yield from zip(x.split(batch_size, dim=1), y.split(batch_size, dim=1))
+
     def train_epoch(self, active: torch.Tensor) -> list[dict[str, float]]:
         members, count = self.members, len(self.members)
         batch_size = members[0].train_cfg["batch_size"]
         permutation = self._permutations()
         self.template.train()           # measuring left it in eval mode
-        x_all, y_all = self.data.x_train, self.data.y_train
         objective_sum = torch.zeros(count, device=self.device)
         penalty_sum = torch.zeros(count, device=self.device)
         grad_norm_sum = torch.zeros(count, device=self.device)
@@ -436,8 +452,7 @@ class FusedTrainer:
         params = list(self.stacked.values())
         groups = [(group["params"], start, stop) for group, (start, stop)
                   in zip(self.optimizer.param_groups, self.slices)]
-        for block in permutation.split(batch_size, dim=1):
-            x, y = x_all[block], y_all[block]                # [M, B, ...], [M, B]
+        for x, y in self._batches(permutation, batch_size):   # [M, B, ...], [M, B(, K)]
             loss = self.forward(self.stacked, x, y)          # [M]
             penalty = self.penalty()
             objective = loss + penalty

@@ -19,17 +19,20 @@ def stream_seed(key: str) -> int:
 
 
 class Uniforms:
-    """U(0, 1) draws of one stream per member (a solo run is a group of one). Drawn many rows
-    ahead (one call per member per refill, not per step) in pieces whose size depends only on
-    a row's width, never on the group: a member's n-th row is the same number in any group.
+    """U(0, 1) draws (N(0, 1) with ``normal``) of one stream per member (a solo run is a group
+    of one). Drawn many rows ahead (one call per member per refill, not per step) in pieces
+    whose size depends only on a row's width, never on the group: a member's n-th row is the
+    same number in any group, as long as every member takes the same rows at a time (the solo
+    and fused loops take a batch, or a block of batches, at a time alike).
     ``take`` hands out the next rows of every member: [members, rows, *features]."""
 
     FLOATS_AHEAD = 2**18          # per member and stream (1 MiB)
 
-    def __init__(self, keys: list[str], device: torch.device):
+    def __init__(self, keys: list[str], device: torch.device, normal: bool = False):
         self.generators = [torch.Generator(device=device).manual_seed(stream_seed(key))
                            for key in keys]
         self.device = device
+        self.draw = torch.randn if normal else torch.rand
         self.ahead: Optional[torch.Tensor] = None
         self.used = 0
 
@@ -37,12 +40,19 @@ class Uniforms:
         if self.ahead is None or self.used + rows > self.ahead.shape[1] \
                 or self.ahead.shape[2:] != features:
             ahead = max(rows, self.FLOATS_AHEAD // max(1, math.prod(features)))
-            self.ahead = torch.stack([torch.rand((ahead, *features), generator=g,
-                                                 device=self.device)
+            self.ahead = torch.stack([self.draw((ahead, *features), generator=g,
+                                                device=self.device)
                                       for g in self.generators])
             self.used = 0
         self.used += rows
         return self.ahead[:, self.used - rows:self.used]
+
+
+def member_column(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """Each member's value as a [M, 1, …] column that broadcasts over ``like`` [M, …]: a solo
+    run passes one value, so solo and fused runs take the same tensor arithmetic."""
+    column = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return column.view(-1, *[1] * (like.dim() - 1))
 
 
 def kept_scaled(h: torch.Tensor, keep: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:

@@ -154,6 +154,15 @@ class Regularizer:
         weights [M, ...] its members penalize; None: each member's ``penalty`` is called."""
         return None
 
+    @classmethod
+    def stacked_batches(cls, members: list["Regularizer"], x: torch.Tensor, y: torch.Tensor,
+                        batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused training of a regularizer with a batch hook: ``batches`` for every member at
+        once, on blocks with a member axis (x [M, R, ...], y [M, R(, K)]), each member with its
+        own parameters and drawing from its own streams exactly as its solo run's ``batches``
+        draws. A batch hook without it does not fuse."""
+        raise NotImplementedError
+
     def after_backward(self, model: nn.Module) -> None:
         """Act on gradients before the optimizer step."""
 

@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
+from regbench.regularizers._streams import member_column
 from regbench.regularizers.base import Regularizer, register, soft_targets
 
 
@@ -21,7 +22,16 @@ class Params(StrictModel):
 
 def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:
     """(1−ε)·onehot(y) + ε/K (y may be class indices or soft targets)."""
-    return soft_targets(y, num_classes) * (1 - epsilon) + epsilon / num_classes
+    return smooth_members(y[None], num_classes, [epsilon])[0]
+
+
+def smooth_members(y: torch.Tensor, num_classes: int, epsilons: list[float]) -> torch.Tensor:
+    """Each member's smoothed targets, y [M, R(, K)] with its own ε: one arithmetic for a solo
+    run (M = 1) and a fused group."""
+    soft = soft_targets(y, num_classes)
+    keep = member_column([1 - e for e in epsilons], soft)
+    share = member_column([e / num_classes for e in epsilons], soft)
+    return soft * keep + share
 
 
 @register
@@ -33,6 +43,12 @@ class LabelSmoothing(Regularizer):
     paper = "Szegedy et al. 2016; Müller et al. 2019"
     Params = Params
     tasks = frozenset({"classification"})
+    fusable = True      # each member's own ε (stacked_batches); no random draws
 
     def batch(self, x, y):
         return x, smooth_labels(y, self.ctx.output_dim, self.params.epsilon)
+
+    @classmethod
+    def stacked_batches(cls, members, x, y, batch_size):
+        epsilons = [m.params.epsilon for m in members]
+        return x, smooth_members(y, members[0].ctx.output_dim, epsilons)
