@@ -318,10 +318,20 @@ def test_mixup_cutmix_and_label_smoothing_stack_on_soft_targets():
 
 # ----------------------------------------------------------------------------- input noise
 def test_input_noise_has_the_configured_std_and_is_fresh_each_call():
-    x = torch.zeros(200, 50)
-    first, second = add_input_noise(x, 0.3, gen(0)), add_input_noise(x, 0.3, gen(1))
+    x = torch.zeros(1, 200, 50)                      # one member
+    noise = torch.randn(x.shape, generator=gen(0))
+    torch.testing.assert_close(add_input_noise(x + 1, torch.tensor([[[0.3]]]), noise),
+                               1 + 0.3 * noise)
+    cls = REGULARIZERS.get("input_noise")
+    ctx = RunContext(task="classification", n_train=200, output_dim=2, input_shape=(50,),
+                     device=torch.device("cpu"), train={}, run_id="run")
+    hook = cls(cls.Params(sigma=0.3), ctx)
+    y = torch.zeros(200, dtype=torch.long)
+    first, second = hook.batch(x[0], y)[0], hook.batch(x[0], y)[0]
     assert abs(first.std() - 0.3) < 0.01 and abs(first.mean()) < 0.01
-    assert not torch.equal(first, second)
+    assert not torch.equal(first, second)            # fresh draws on every call
+    again = cls(cls.Params(sigma=0.3), ctx)          # the run's own stream: the same draws
+    assert torch.equal(again.batch(x[0], y)[0], first)
 
 
 def trainer_on(data, regularizers: dict, batch_size: int):
@@ -458,6 +468,14 @@ ORDER_CONFIG = digits_yaml(
     "order", "  mix_first: {mixup: {alpha: 0.4}, label_smoothing: {epsilon: 0.1}, cutout: {size: 3}, augment: {rotate: 10}}\n"
     "  augment_first: {augment: {rotate: 10}, cutout: {size: 3}, label_smoothing: {epsilon: 0.1}, mixup: {alpha: 0.4}}\n",
     seeds="[0]", train_subset=200, hidden=16, epochs=2)
+# one recipe name written in each key order (a run's draws are seeded from its run id)
+SAME_RECIPE = {order: digits_yaml("order", f"  r: {body}\n", seeds="[0]", train_subset=200,
+                                  hidden=16, epochs=2)
+               for order, body in (
+                   ("mix_first", "{mixup: {alpha: 0.4}, label_smoothing: {epsilon: 0.1}, "
+                                 "cutout: {size: 3}, augment: {rotate: 10}}"),
+                   ("augment_first", "{augment: {rotate: 10}, cutout: {size: 3}, "
+                                     "label_smoothing: {epsilon: 0.1}, mixup: {alpha: 0.4}}"))}
 
 
 def test_batch_hooks_run_in_the_documented_order_whatever_the_key_order(tmp_path):
@@ -469,13 +487,15 @@ def test_batch_hooks_run_in_the_documented_order_whatever_the_key_order(tmp_path
         trainer = trainer_for(tmp_path, ORDER_CONFIG, recipe)
         assert [r.name for r in trainer.hooks["batch"]] == \
             ["augment", "cutout", "mixup", "label_smoothing"]
-    result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "o.yaml", ORDER_CONFIG)),
-                                      "--out", str(tmp_path), "--no-report"])
-    assert result.exit_code == 0, result.output
-    runs = tmp_path / "order" / "runs"
-    first = pd.read_csv(runs / "mix_first__seed=0" / "metrics.csv").drop(columns="seconds")
-    second = pd.read_csv(runs / "augment_first__seed=0" / "metrics.csv").drop(columns="seconds")
-    pd.testing.assert_frame_equal(first, second)
+    frames = []
+    for order, text in SAME_RECIPE.items():
+        result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / f"{order}.yaml",
+                                                                  text)),
+                                          "--out", str(tmp_path / order), "--no-report"])
+        assert result.exit_code == 0, result.output
+        frames.append(pd.read_csv(tmp_path / order / "order" / "runs" / "r__seed=0" /
+                                  "metrics.csv").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(*frames)
 
 
 def test_a_batch_hook_without_a_stage_is_refused_at_registration():

@@ -26,7 +26,9 @@ divergence (a member whose objective, train or val loss turns NaN or infinite is
 can fuse (``fusable_key``): runs with the same dataset (``resample: fixed``), model layout,
 training settings but the optimizer's, and regularizer names, on a model without buffers,
 whose regularizers declare ``fusable`` (l1, l2, elastic_net, weight_decay, early_stopping,
-dropout). Everything else trains solo.
+dropout, and the batch hooks with a stacked form: input_noise, label_smoothing, mixup, cutmix,
+cutout, random_erasing, augment; ``solo_reason`` says why any other run trains solo). The
+batch hooks run on blocks of every member's batches, the blocks its solo run gathers.
 
 The solo loop (``Trainer`` in regbench/engine/train.py) is the reference: a fused member must
 reproduce its solo run, and this loop is kept apart only for speed. Both resolve the device

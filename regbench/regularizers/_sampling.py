@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import torch
 
-from regbench.regularizers.base import Incompatible, Regularizer, soft_targets
+from regbench.regularizers.base import Incompatible, Regularizer, member_by_member, soft_targets
 
 STOCK_ROWS = 4096     # rows a Stockpile draws at a time
 
@@ -22,11 +22,14 @@ def uniform(shape: tuple[int, ...], low: float | torch.Tensor, high: float | tor
     return low + (high - low) * u
 
 
-def sample_beta(alpha: float, size: int, device: torch.device) -> torch.Tensor:
-    """``size`` independent draws of λ ~ Beta(α, α) = G₁/(G₁+G₂), G ~ Gamma(α, 1), from torch's
-    global generator (seeded per run; tests fork it with ``torch.random.fork_rng``)."""
+def sample_beta(alpha: float, size: int, device: torch.device,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``size`` independent draws of λ ~ Beta(α, α) = G₁/(G₁+G₂), G ~ Gamma(α, 1), from
+    ``generator`` (default: torch's global one). torch.distributions.Gamma takes no generator;
+    its sampler (torch._standard_gamma, with the same clamp at the smallest float) does."""
     concentration = torch.full((2, size), float(alpha), device=device)
-    gammas = torch.distributions.Gamma(concentration, 1.0, validate_args=False).sample()
+    gammas = torch._standard_gamma(concentration, generator=generator)
+    gammas = gammas.clamp_(min=torch.finfo(gammas.dtype).tiny)
     return gammas[0] / gammas.sum(dim=0).clamp_min(torch.finfo(gammas.dtype).tiny)
 
 
@@ -111,15 +114,16 @@ class BlockPairings:
 
     MAX_SIZES = 4  # a run has two batch sizes (full and last); a caller may have more
 
-    def __init__(self):
+    def __init__(self, generator: Optional[torch.Generator] = None):
         self.stocks: dict[int, Stockpile] = {}
+        self.generator = generator
 
     def _take(self, count: int, size: int, device: torch.device) -> torch.Tensor:
         if size not in self.stocks:
             if len(self.stocks) >= self.MAX_SIZES:
                 self.stocks.clear()
             self.stocks[size] = Stockpile(
-                lambda rows, device: pairing_rows(rows, size, device), rows=64)
+                lambda rows, device: pairing_rows(rows, size, device, self.generator), rows=64)
         return self.stocks[size].take(count, device)
 
     def partners(self, rows: int, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -142,9 +146,15 @@ class PairMixer(Regularizer):
     tasks = frozenset({"classification"})
     batch_stage = "mix"
 
+    fusable = True      # every draw from the run's own generator: fuses member by member
+
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        self.pairings = BlockPairings()
+        self.pairings = BlockPairings(self.own_generator())
+
+    @classmethod
+    def stacked_batches(cls, members, x, y, batch_size):
+        return member_by_member(members, x, y, batch_size)
 
     @classmethod
     def check(cls, params, ctx):

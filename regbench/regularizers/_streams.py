@@ -18,6 +18,11 @@ def stream_seed(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
 
 
+def run_generator(key: str, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded from ``key`` ("<run id> <purpose>")."""
+    return torch.Generator(device=device).manual_seed(stream_seed(key))
+
+
 class Uniforms:
     """U(0, 1) draws (N(0, 1) with ``normal``) of one stream per member (a solo run is a group
     of one). Drawn many rows ahead (one call per member per refill, not per step) in pieces

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers._sampling import Stockpile
-from regbench.regularizers.base import Regularizer, register
+from regbench.regularizers.base import Regularizer, member_by_member, register
 
 
 class Params(StrictModel):
@@ -150,14 +150,21 @@ class Augment(Regularizer):
                             "whose class changes under a flip); set hflip: 0 for this dataset")
         return warnings
 
+    fusable = True      # every draw from the run's own generator: fuses member by member
+
+    @classmethod
+    def stacked_batches(cls, members, x, y, batch_size):
+        return member_by_member(members, x, y, batch_size)
+
     def batch(self, x, y):
         params = self.params
         key = (*x.shape[-2:], x.dtype)         # the maps depend on the image size and dtype
         if self.stock is None or self.stock_key != key:
             (height, width), dtype = x.shape[-2:], x.dtype
+            generator = self.own_generator()
             self.stock, self.stock_key = Stockpile(lambda count, device: draw_transforms(
                 count, (height, width, device, dtype), rotate=params.rotate,
                 crop_padding=params.crop_padding, hflip=params.hflip,
-                translate=params.translate)["theta"]), key
+                translate=params.translate, generator=generator)["theta"]), key
         theta = self.stock.take(x.shape[0], x.device)
         return warp(x, theta, nearest=params.rotate == 0 and params.translate == 0), y

@@ -14,6 +14,7 @@ from torch import nn
 from regbench.config.schema import NoParams, StrictModel
 from regbench.models.base import LayerFactory, penalized_parameters
 from regbench.registry import Registry, builtin
+from regbench.regularizers._streams import run_generator
 
 HOOKS = ("build", "wrap", "batch", "penalty", "after_backward", "after_step", "epoch_end",
          "fit_end", "epoch_metrics")
@@ -107,7 +108,9 @@ class Regularizer:
                                                 # layers the stacked model runs (dropout), its
                                                 # penalty/after_backward/after_step act only on
                                                 # ``self.weights``, its epoch_end/fit_end only on
-                                                # the member's own model; no batch hooks
+                                                # the member's own model, its batch hook has a
+                                                # stacked form (stacked_batches); every random
+                                                # draw from its run's own stream
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
                                                 # lower first; None: after every ranked one
     conformance: ClassVar[dict[str, Any]] = {}  # params that show this regularizer's effect in a
@@ -118,6 +121,16 @@ class Regularizer:
         self.params = params
         self.ctx = ctx
         self.should_stop = False                # set by epoch_end to stop training
+        self._generator: Optional[torch.Generator] = None
+
+    def own_generator(self) -> torch.Generator:
+        """This regularizer's random stream in this run: a generator seeded from the run id
+        and its name (regularizers/_streams.py), made on first use on the run's device. Every
+        draw a batch hook makes comes from it, so the run draws the same numbers alone, fused
+        in any group, or resumed."""
+        if self._generator is None:
+            self._generator = run_generator(f"{self.ctx.run_id} {self.name}", self.ctx.device)
+        return self._generator
 
     # --- hooks (no-ops) -----------------------------------------------------------------
     def build(self, factory: LayerFactory) -> None:
@@ -270,6 +283,16 @@ class WeightRegularizer(Regularizer):
     def wrap(self, model: nn.Module) -> nn.Module:
         self.weights = [w for _, w in self.penalized(model)]
         return model
+
+
+def member_by_member(members: list[Regularizer], x: torch.Tensor, y: torch.Tensor,
+                     batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``stacked_batches`` of a batch hook whose every draw comes from ``own_generator``: each
+    member's own ``batches`` on its rows of the block (one call per member per block, not per
+    step), stacked; the same draws and the same arithmetic as its solo run."""
+    pairs = [member.batches(x[index], y[index], batch_size)
+             for index, member in enumerate(members)]
+    return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
 
 
 def soft_targets(y: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -25,18 +25,19 @@ class Params(StrictModel):
 
 
 def cutmix(x: torch.Tensor, y_soft: torch.Tensor, alpha: float,
-           partner: Optional[torch.Tensor] = None
+           partner: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Paste partner boxes into (B, C, H, W) images. Returns (x̃, ỹ, pasted area A, partner).
-    ``partner`` (default: a random pairing of all rows) says whom each row pairs with."""
+    ``partner`` (default: a random pairing of all rows) says whom each row pairs with; the
+    draws come from ``generator`` (default: torch's global one)."""
     size, _, height, width = x.shape
     device = x.device
-    lam = sample_beta(alpha, size, device)
+    lam = sample_beta(alpha, size, device, generator)
     if partner is None:
-        partner = pair_partners(size, device)
+        partner = pair_partners(size, device, generator)
     cut = torch.sqrt(1 - lam)
-    centre_y = uniform((size,), 0, height, device)
-    centre_x = uniform((size,), 0, width, device)
+    centre_y = uniform((size,), 0, height, device, generator)
+    centre_x = uniform((size,), 0, width, device, generator)
     half_h, half_w = cut * height / 2, cut * width / 2
     top = torch.round(centre_y - half_h).clamp(0, height).long()
     bottom = torch.round(centre_y + half_h).clamp(0, height).long()
@@ -59,4 +60,5 @@ class CutMix(PairMixer):
     needs_images = True
 
     def mix_with(self, x, y_soft, partner):
-        return cutmix(x, y_soft, self.params.alpha, partner=partner)[:2]
+        return cutmix(x, y_soft, self.params.alpha, partner=partner,
+                      generator=self.own_generator())[:2]

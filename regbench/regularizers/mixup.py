@@ -53,8 +53,8 @@ class Mixup(PairMixer):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        alpha = params.alpha   # λ drawn many batches at a time
-        self.lams = Stockpile(lambda count, device: sample_beta(alpha, count, device))
+        alpha, generator = params.alpha, self.own_generator()   # λ: many batches at a time
+        self.lams = Stockpile(lambda count, device: sample_beta(alpha, count, device, generator))
 
     def mix_with(self, x, y_soft, partner):
         return mix(x, y_soft, self.lams.take(x.shape[0], x.device).to(x.dtype), partner)
