@@ -25,7 +25,7 @@ divergence (a member whose objective, train or val loss turns NaN or infinite is
 ``diverged`` and leaves; the stacked arithmetic never mixes members) and its run folder. What
 can fuse (``fusable_key``): runs with the same dataset (``resample: fixed``), model layout,
 training settings but the optimizer's, and regularizer names, on a model without buffers,
-whose regularizers declare ``fusable`` (l1, l2, elastic_net, weight_decay, early_stopping,
+whose regularizers declare ``fusable`` (l1, l2, elastic_net, weight_decay, max_norm, early_stopping,
 dropout, and the batch hooks with a stacked form: input_noise, label_smoothing, mixup, cutmix,
 cutout, random_erasing, augment; ``solo_reason`` says why any other run trains solo). The
 batch hooks run on blocks of every member's batches, the blocks its solo run gathers.
@@ -311,7 +311,8 @@ class FusedTrainer:
                     names = [by_id[id(w)] for w in reg.weights]
                     reg.weights = [self.stacked[name][index] for name in names]
                     self.penalized[(index, reg.name)] = names
-        self.penalties = self._penalty_plan()
+        self.penalties = self._stacked_plan("penalty", "stacked_penalty")
+        self.after_steps = self._stacked_plan("after_step", "stacked_after_step")
         self.forward_all = self._batched_model()
         loss = self.members[0].data_loss          # the solo loss: its member axis gives [M]
         self.forward = lambda params, x, y: loss(self.forward_all(params, x), y)
@@ -341,17 +342,19 @@ class FusedTrainer:
                 optimizer.add_param_group(built.param_groups[0])
         return optimizer, slices
 
-    def _penalty_plan(self) -> list[tuple[Any, list, Optional[list[str]]]]:
-        """For each regularizer name with a penalty: (class, the members' instances, the
-        stacked weight names when every member penalizes the same ones and the class has a
-        stacked_penalty; else None: each member's own penalty is called)."""
+    def _stacked_plan(self, hook: str, stacked_form: str
+                      ) -> list[tuple[Any, list, Optional[list[str]]]]:
+        """For each regularizer name with ``hook``: (class, the members' instances, the
+        stacked weight names when every member holds the same ones and the class has the
+        ``stacked_form`` of the hook; else None: each member's own hook is called)."""
         plan = []
-        for reg in self.members[0].hooks["penalty"]:
+        for reg in self.members[0].hooks[hook]:
             cls = type(reg)
             regs = [next(r for r in m.regularizers if r.name == reg.name) for m in self.members]
             names = {tuple(self.penalized.get((i, reg.name), ())) for i in range(len(regs))}
             stacked = len(names) == 1 and \
-                cls.stacked_penalty.__func__ is not Regularizer.stacked_penalty.__func__
+                getattr(cls, stacked_form).__func__ is not \
+                getattr(Regularizer, stacked_form).__func__
             plan.append((cls, regs, list(next(iter(names))) if stacked else None))
         return plan
 
@@ -476,9 +479,12 @@ class FusedTrainer:
                 for reg in m.hooks["after_backward"]:
                     reg.after_backward(m.model)
             optim.eager_step(self.optimizer)
-            for m in members:
-                for reg in m.hooks["after_step"]:
-                    reg.after_step(m.model)
+            for cls, regs, names in self.after_steps:
+                if names is not None:
+                    cls.stacked_after_step(regs, [self.stacked[n] for n in names])
+                else:
+                    for reg, m in zip(regs, members):
+                        reg.after_step(m.model)
             objective_sum.add_(objective.detach())
             penalty_sum.add_(penalty.detach())
             steps += 1

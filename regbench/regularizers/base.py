@@ -182,6 +182,13 @@ class Regularizer:
     def after_step(self, model: nn.Module) -> None:
         """Act on parameters after the optimizer step."""
 
+    @classmethod
+    def stacked_after_step(cls, members: list["Regularizer"],
+                           weights: list[torch.Tensor]) -> None:
+        """Fused training (``fusable``): every member's ``after_step`` at once on the stacked
+        weights [M, ...] its members hold; not defined: each member's own is called."""
+        raise NotImplementedError
+
     def epoch_end(self, epoch: int, row: dict[str, float], model: nn.Module) -> None:
         """See the epoch's metrics after validation; may set ``should_stop``."""
 

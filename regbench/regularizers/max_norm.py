@@ -22,9 +22,16 @@ class Params(StrictModel):
 @torch.no_grad()
 def apply_max_norm(weight: torch.Tensor, c: float) -> None:
     """Rescale rows (dim 0) of ``weight`` in place so that each has L2 norm ≤ c."""
-    norms = weight.reshape(weight.shape[0], -1).norm(dim=1)
-    scale = (c / norms.clamp_min(1e-12)).clamp(max=1.0)
-    weight.mul_(scale.view(-1, *([1] * (weight.dim() - 1))))
+    max_norm_members(weight[None], torch.tensor([c], dtype=weight.dtype, device=weight.device))
+
+
+@torch.no_grad()
+def max_norm_members(weights: torch.Tensor, c: torch.Tensor) -> None:
+    """Each member's rows (dim 1 of ``weights`` [M, O, ...]) rescaled in place to L2 norm ≤
+    c[m]: one arithmetic for a solo run (M = 1) and a fused group."""
+    norms = weights.reshape(weights.shape[0], weights.shape[1], -1).norm(dim=2)
+    scale = (c.view(-1, 1) / norms.clamp_min(1e-12)).clamp(max=1.0)
+    weights.mul_(scale.view(*scale.shape, *([1] * (weights.dim() - 2))))
 
 
 @register
@@ -38,6 +45,14 @@ class MaxNorm(WeightRegularizer):
     # never binds in a 3-epoch check
     conformance = {"c": 0.1}
 
+    fusable = True      # every member's rows at once, on the stacked weights
+
     def after_step(self, model):
         for weight in self.weights:
             apply_max_norm(weight, self.params.c)
+
+    @classmethod
+    def stacked_after_step(cls, members, weights):
+        c = weights[0].new_tensor([m.params.c for m in members])
+        for weight in weights:
+            max_norm_members(weight, c)
