@@ -53,6 +53,7 @@ FUSABLE = {  # name -> (its parameters, the swept key, two values)
     "random_erasing": ("{p: 0.5}", "p", "[0.3, 0.7]"),
     "augment": ("{rotate: 10.0, hflip: 0.0}", "translate", "[0.0, 0.1]"),
     "max_norm": ("{c: 0.5}", "c", "[0.3, 1.0]"),        # binds: units start near 0.6
+    "grad_clip": ("{max_norm: 0.5}", "max_norm", "[0.1, 0.5]"),   # binds: norms ≈ 0.7–1
 }
 RANDOM: set[str] = set()   # none left: every draw comes from the run's own streams
 
@@ -144,7 +145,7 @@ def test_a_diverging_member_is_recorded_diverged_and_the_others_are_untouched(tm
 
 
 def test_what_cannot_fuse_trains_solo(tmp_path: Path):
-    text = digits_yaml("g", "  l2: {l2: {lambda: 1.0}}\n  noisy: {grad_clip: {max_norm: 1.0}}\n"
+    text = digits_yaml("g", "  l2: {l2: {lambda: 1.0}}\n  noisy: {dropconnect: {p: 0.2}}\n"
                        "  long: {l2: {lambda: 1.0}, train: {epochs: 5}}\n", seeds="[0, 1]")
     tasks = fuse_tasks(plan_runs(tmp_path, text))
     groups = [[s["run_id"] for s in t[GROUP_KEY]] for t in tasks if GROUP_KEY in t]
@@ -152,7 +153,7 @@ def test_what_cannot_fuse_trains_solo(tmp_path: Path):
     assert sorted(map(sorted, groups)) == [["baseline__seed=0", "baseline__seed=1"],
                                            ["l2__seed=0", "l2__seed=1"],
                                            ["long__seed=0", "long__seed=1"]]
-    assert sorted(solo) == ["noisy__seed=0", "noisy__seed=1"]     # grad_clip does not fuse yet
+    assert sorted(solo) == ["noisy__seed=0", "noisy__seed=1"]     # dropconnect does not fuse yet
     off = fuse_tasks(plan_runs(tmp_path, text.replace("threads: 1", "threads: 1, fuse: off")))
     assert not any(GROUP_KEY in t for t in off)
     resampled = text.replace("train_subset: 300", "train_subset: 300, resample: per_seed")
@@ -383,7 +384,7 @@ def test_a_runs_numbers_depend_only_on_the_run(tmp_path: Path):
 
 def test_the_dry_run_says_why_each_solo_run_trains_alone(tmp_path: Path):
     config = write_config(tmp_path / "d.yaml", digits_yaml(
-        "dry", "  l2: {l2: {lambda: 1.0}}\n  mix: {grad_clip: {max_norm: 1.0}}\n"
+        "dry", "  l2: {l2: {lambda: 1.0}}\n  mix: {dropconnect: {p: 0.2}}\n"
         "  off: {l1: {lambda: 0.1}, train: {fuse: 'off'}}\n", extra=""))
     one = write_config(tmp_path / "o.yaml", digits_yaml("one", "  l2: {l2: {lambda: 1.0}}\n",
                                                         seeds="[0]"))
@@ -391,7 +392,7 @@ def test_the_dry_run_says_why_each_solo_run_trains_alone(tmp_path: Path):
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "2 runs: l2__seed=0, l2__seed=1" in out
-    assert "2 run(s), grad_clip does not fuse yet: mix__seed=0, mix__seed=1" in out
+    assert "2 run(s), dropconnect does not fuse yet: mix__seed=0, mix__seed=1" in out
     assert "2 run(s), train.fuse is off: off__seed=0, off__seed=1" in out
     alone = runner.invoke(app, ["run", str(one), "--dry-run", "--out", str(tmp_path)])
     assert "no other run to train it with shares its data" in " ".join(alone.output.split())

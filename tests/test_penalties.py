@@ -255,3 +255,26 @@ def test_grad_clip_by_value(tmp_path):
     trainer.regularizers[0].after_backward(trainer.model)
     largest = max(p.grad.abs().max().item() for p in trainer.parameters)
     assert largest == pytest.approx(0.001)
+
+
+def test_grad_clip_clips_as_torch_does_for_every_member_at_once():
+    """clip_members (solo: one member; fused: the stacked gradients) against torch's own
+    clip_grad_norm_ and clip_grad_value_ applied to each member's gradients."""
+    from regbench.regularizers.grad_clip import Params, clip_members
+
+    torch.manual_seed(0)
+    grads = [torch.randn(3, 16, 8) * 0.2, torch.randn(3, 16)]
+    for params in ([Params(max_norm=0.5), Params(max_norm=5.0), Params(max_norm=0.05)],
+                   [Params(value=0.01), Params(value=0.1), Params(value=1.0)]):
+        ours = [g.clone() for g in grads]
+        clip_members(ours, params, ours[0])
+        for member, setting in enumerate(params):
+            theirs = [torch.nn.Parameter(g[member].clone()) for g in grads]
+            for p, g in zip(theirs, grads):
+                p.grad = g[member].clone()
+            if setting.max_norm is not None:
+                torch.nn.utils.clip_grad_norm_(theirs, setting.max_norm)
+            else:
+                torch.nn.utils.clip_grad_value_(theirs, setting.value)
+            for mine, p in zip(ours, theirs):
+                torch.testing.assert_close(mine[member], p.grad, rtol=1e-6, atol=1e-9)

@@ -25,10 +25,11 @@ divergence (a member whose objective, train or val loss turns NaN or infinite is
 ``diverged`` and leaves; the stacked arithmetic never mixes members) and its run folder. What
 can fuse (``fusable_key``): runs with the same dataset (``resample: fixed``), model layout,
 training settings but the optimizer's, and regularizer names, on a model without buffers,
-whose regularizers declare ``fusable`` (l1, l2, elastic_net, weight_decay, max_norm, early_stopping,
-dropout, and the batch hooks with a stacked form: input_noise, label_smoothing, mixup, cutmix,
-cutout, random_erasing, augment; ``solo_reason`` says why any other run trains solo). The
-batch hooks run on blocks of every member's batches, the blocks its solo run gathers.
+whose regularizers declare ``fusable`` (l1, l2, elastic_net, weight_decay, max_norm,
+grad_clip, early_stopping, dropout, and the batch hooks with a stacked form: input_noise,
+label_smoothing, mixup, cutmix, cutout, random_erasing, augment; ``solo_reason`` says why any
+other run trains solo). The batch hooks run on blocks of every member's batches, the blocks
+its solo run gathers.
 
 The solo loop (``Trainer`` in regbench/engine/train.py) is the reference: a fused member must
 reproduce its solo run, and this loop is kept apart only for speed. Both resolve the device
@@ -313,6 +314,8 @@ class FusedTrainer:
                     self.penalized[(index, reg.name)] = names
         self.penalties = self._stacked_plan("penalty", "stacked_penalty")
         self.after_steps = self._stacked_plan("after_step", "stacked_after_step")
+        self.after_backwards = [(cls, regs) for cls, regs, _ in
+                                self._stacked_plan("after_backward", "stacked_after_backward")]
         self.forward_all = self._batched_model()
         loss = self.members[0].data_loss          # the solo loss: its member axis gives [M]
         self.forward = lambda params, x, y: loss(self.forward_all(params, x), y)
@@ -475,9 +478,13 @@ class FusedTrainer:
                 squares = sum(p.grad.flatten(1).pow(2).sum(1) for p in params)
                 grad_norm_sum.add_(squares.sqrt())
                 measured += 1
-            for m in members:
-                for reg in m.hooks["after_backward"]:
-                    reg.after_backward(m.model)
+            for cls, regs in self.after_backwards:
+                if cls.stacked_after_backward.__func__ is not \
+                        Regularizer.stacked_after_backward.__func__:
+                    cls.stacked_after_backward(regs, params)
+                else:
+                    for reg, m in zip(regs, members):
+                        reg.after_backward(m.model)
             optim.eager_step(self.optimizer)
             for cls, regs, names in self.after_steps:
                 if names is not None:

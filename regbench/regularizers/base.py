@@ -179,6 +179,13 @@ class Regularizer:
     def after_backward(self, model: nn.Module) -> None:
         """Act on gradients before the optimizer step."""
 
+    @classmethod
+    def stacked_after_backward(cls, members: list["Regularizer"],
+                               parameters: list[torch.Tensor]) -> None:
+        """Fused training (``fusable``): every member's ``after_backward`` at once on the
+        stacked parameters [M, ...] (their ``.grad``); not defined: each member's own."""
+        raise NotImplementedError
+
     def after_step(self, model: nn.Module) -> None:
         """Act on parameters after the optimizer step."""
 

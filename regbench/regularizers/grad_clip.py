@@ -4,6 +4,9 @@ Paper: Pascanu, Mikolov & Bengio 2013.
 Hook: after_backward (before the optimizer step).
 Formula: with ``max_norm`` c, if ‖g‖₂ over all parameters > c then g ← g·c/‖g‖₂; with ``value``
 v, each gradient entry is clamped to [−v, v]. The pre-clip global norm is logged as grad_norm.
+As torch.nn.utils.clip_grad_norm_ (factor min(1, c/(‖g‖₂ + 1e-6))), with ‖g‖₂ summed in the
+order a fused group sums each member's (each tensor's squares, then across tensors), so a run
+clips the same alone or fused.
 Deviations from the paper: none.
 """
 from __future__ import annotations
@@ -44,8 +47,30 @@ class GradClip(Regularizer):
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         return model
 
+    fusable = True      # every member's gradients at once, on the stacked ones
+
     def after_backward(self, model):
-        if self.params.max_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters, self.params.max_norm, foreach=True)
-        else:
-            torch.nn.utils.clip_grad_value_(self.parameters, self.params.value, foreach=True)
+        grads = [p.grad[None] for p in self.parameters if p.grad is not None]
+        clip_members(grads, [self.params], grads[0])
+
+    @classmethod
+    def stacked_after_backward(cls, members, parameters):
+        grads = [p.grad for p in parameters if p.grad is not None]
+        clip_members(grads, [m.params for m in members], grads[0])
+
+
+@torch.no_grad()
+def clip_members(grads: list[torch.Tensor], params: list[Params], like: torch.Tensor) -> None:
+    """Each member's gradients (``grads``: [M, ...] each) clipped in place by its own setting:
+    one arithmetic for a solo run (M = 1) and a fused group."""
+    if params[0].max_norm is not None:
+        total = sum(g.flatten(1).pow(2).sum(1) for g in grads).sqrt()            # [M]
+        limit = like.new_tensor([p.max_norm for p in params])
+        factor = (limit / (total + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(factor.view(-1, *[1] * (g.dim() - 1)))
+    else:
+        bound = like.new_tensor([p.value for p in params])
+        for g in grads:
+            column = bound.view(-1, *[1] * (g.dim() - 1))
+            torch.maximum(torch.minimum(g, column), -column, out=g)
