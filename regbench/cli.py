@@ -290,7 +290,7 @@ SmokeOption = Annotated[bool, typer.Option(
     "OUT/<name>-smoke/, never over the full runs.")]
 FuseOption = Annotated[Optional[Fuse], typer.Option(
     "--fuse", help="Train runs that share data, model and settings as one stacked model: auto "
-    "(where measured faster), on, off (sets train.fuse).")]
+    "(where measured faster), on, off (overrides train.fuse everywhere, recipes' own included).")]
 JunitOption = Annotated[Optional[Path], typer.Option(
     "--junit", metavar="FILE",
     help="Also write JUnit XML: one test case per run; failed and diverged runs are failures "

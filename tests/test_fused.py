@@ -397,3 +397,12 @@ def test_the_dry_run_says_why_each_solo_run_trains_alone(tmp_path: Path):
     alone = runner.invoke(app, ["run", str(one), "--dry-run", "--out", str(tmp_path)])
     assert "no other run to train it with shares its data" in " ".join(alone.output.split())
     assert not list(tmp_path.glob("dry*")) and not list(tmp_path.glob("one*"))
+
+
+def test_members_fuse_only_with_the_same_clipping_mode(tmp_path: Path):
+    """grad_clip by norm and by value never share a group (one arithmetic per group)."""
+    text = digits_yaml("m", "  a: {grad_clip: {max_norm: 0.5}}\n  b: {grad_clip: {value: 0.01}}\n"
+                       "  c: {grad_clip: {max_norm: 0.1}}\n")
+    tasks = fuse_tasks(plan_runs(tmp_path, text))
+    groups = sorted(sorted(s["recipe"] for s in t[GROUP_KEY]) for t in tasks if GROUP_KEY in t)
+    assert groups == [["a", "a", "c", "c"], ["b", "b"], ["baseline", "baseline"]]

@@ -135,3 +135,22 @@ def test_the_launch_is_frozen_and_replace_checks_again():
     assert launch.replace(resume=False).resume is False
     with pytest.raises(ConfigError, match="--workers"):
         launch.replace(workers=0)
+
+
+def test_confirmation_seeds_are_fresh_whatever_the_selection_seeds(tmp_path):
+    """--seeds picks the selection's seeds; the confirmation still trains K seeds after them."""
+    text = TINY_DIGITS + "sweep:\n  recipes.l2.l2.lambda: [0.1, 10.0]\n"
+    config = write_config(tmp_path / "tiny.yaml", text)
+    results = regbench.run(config, out=tmp_path, seeds="0,1", confirm_seeds=2, report=False)
+    assert set(results.runs["seed"]) == {2, 3}
+    selection = {p.name.rsplit("=", 1)[1] for p in (tmp_path / "tiny" / "runs").iterdir()}
+    assert selection == {"0", "1"}
+
+
+def test_an_unknown_tracker_is_refused_before_anything_is_written(tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", TINY_DIGITS)
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "o"), "--log",
+                                 "tensorbord", "--dry-run"])
+    assert result.exit_code == 2
+    assert "--log: unknown tracker 'tensorbord' (did you mean 'tensorboard'?)" in result.output
+    assert not (tmp_path / "o").exists()

@@ -267,7 +267,7 @@ def test_grad_clip_clips_as_torch_does_for_every_member_at_once():
     for params in ([Params(max_norm=0.5), Params(max_norm=5.0), Params(max_norm=0.05)],
                    [Params(value=0.01), Params(value=0.1), Params(value=1.0)]):
         ours = [g.clone() for g in grads]
-        clip_members(ours, params, ours[0])
+        clip_members(ours, params)
         for member, setting in enumerate(params):
             theirs = [torch.nn.Parameter(g[member].clone()) for g in grads]
             for p, g in zip(theirs, grads):

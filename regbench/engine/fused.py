@@ -115,7 +115,9 @@ def fusable_key(spec: RunSpec) -> Optional[str]:
     shared = {k: spec[k] for k in ("dataset", "model", "train")}
     # the optimizer's settings may differ (one parameter group each), not which optimizer
     shared["train"] = {**spec["train"], "optimizer": spec["train"]["optimizer"]["name"]}
-    shared["regularizers"] = sorted(spec["regularizers"])
+    shared["regularizers"] = sorted(
+        (name, REGULARIZERS.get(name).fusion_key(params))
+        for name, params in spec["regularizers"].items())
     shared["plugins"] = sorted(spec.get("plugins", ()))
     return json.dumps(shared, sort_keys=True, default=str)
 
@@ -229,9 +231,8 @@ def _stackable_layers(model: torch.nn.Module, prefix: str = ""
         if isinstance(layer, torch.nn.Flatten):
             if (layer.start_dim, layer.end_dim) != (1, -1):
                 return None
-        elif type(layer) not in (torch.nn.Linear, torch.nn.Dropout, InvertedDropout,
-                                 *ELEMENTWISE):   # exact types only
-            return None
+        elif type(layer) not in (torch.nn.Linear, InvertedDropout, *ELEMENTWISE):
+            return None   # exact types only; a plain nn.Dropout draws from the global RNG solo
         layers.append((f"{prefix}{name}", layer))
     return layers
 

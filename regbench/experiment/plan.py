@@ -47,10 +47,11 @@ RUN_PLACEMENT = ("device", "threads", "fuse")
 # settings added after runs were made, at the default that reproduces those runs: left out of the
 # hash, so that completed runs still resume
 HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"))
-# how a run's numbers are computed: 2 = random draws from the run's own streams and the loss as
-# the mean of per-sample losses (the same arithmetic solo and fused). Runs computed otherwise
-# retrain on resume instead of mixing with runs of the same numbers' new arithmetic.
-ARITHMETIC = 2
+# how a run's numbers are computed: 3 = every draw of a fusable regularizer from the run's own
+# streams, the loss as the mean of per-sample losses, member-axis max-norm, clipping, noise and
+# smoothing (the same arithmetic solo and fused). Runs computed otherwise retrain on resume
+# instead of mixing with runs of the new arithmetic.
+ARITHMETIC = 3
 
 
 def config_hash(spec: RunSpec) -> str:

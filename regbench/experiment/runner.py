@@ -22,11 +22,12 @@ from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts, solo_reas
 from regbench.engine.result import GROUP_KEY, StoppedGroup, failed_task
 from regbench.engine.threads import available_cores, default_threads
 from regbench.engine.train import build_run_model
-from regbench.errors import RegbenchError
+from regbench.errors import ConfigError, RegbenchError
 from regbench.experiment import confirm, sweeps
 from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
 from regbench.experiment.launch import Launch
 from regbench.experiment.plan import Plan, build_plan
+from regbench.registry import UnknownName
 from regbench.report.junit import testsuite, write_junit
 from regbench.report.page import write_interrupted_page, write_report
 from regbench.results import (
@@ -38,7 +39,7 @@ from regbench.results import (
     to_json,
     write_run,
 )
-from regbench.tracking import Trackers, open_trackers
+from regbench.tracking import TRACKERS, Trackers, open_trackers
 from regbench.vocabulary import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -152,6 +153,10 @@ def load_experiment(config: LoadedConfig | str | Path, launch: Launch,
     entries), ``--set`` overrides, ``--param`` sweep values and ``--smoke``'s budget applied,
     and a ``--confirm-seeds`` confirmation checked to be possible; exit 2 on any error."""
     launch.load_plugins()
+    for name in launch.trackers:      # a typo: exit 2 before anything is loaded or written
+        if name not in TRACKERS:
+            raise ConfigError(str(UnknownName("tracker", name, TRACKERS.names())),
+                              source="--log")
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     if params:
         loaded = sweeps.apply_params(loaded, list(params))
@@ -182,7 +187,9 @@ def run_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch(),
             loaded, outcome.comparison, outcome.plan.experiment["seeds"], launch.confirm_seeds)
         if display is not None:
             display.note(f"\nconfirming on {launch.confirm_seeds} fresh seed(s)")
-        outcome.confirmation = train_experiment(confirming, launch, display, confirms,
+        # its own fresh seeds (confirm_config's), never the selection's --seeds
+        outcome.confirmation = train_experiment(confirming, launch.replace(seeds=None), display,
+                                                confirms,
                                                 " (fresh seeds: the headline)")
     if launch.junit is not None:
         write_junit(launch.junit, [testsuite(o.results_dir.name, o.results_dir,

@@ -228,8 +228,9 @@ class Tuner:
         if (found or {}).get("fingerprint") != made["fingerprint"]:
             raise RegbenchError(
                 f"the study '{name}' in {where} was made for another config, search space or "
-                f"metric (its trials would not be comparable); start over with --fresh, or "
-                f"tune into another --out or --storage")
+                f"metric, or by an earlier regbench whose runs computed otherwise (its trials "
+                f"would not be comparable); start over with --fresh, or tune into another "
+                f"--out or --storage")
         for key, option in (("sampler", "--sampler"), ("pruner", "--pruner")):
             if found.get(key) != made[key]:
                 raise ConfigError(f"the study '{name}' in {where} was tuned with {key} "
@@ -614,7 +615,7 @@ def tune_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch()
         # the confirmation resumes its own runs (--fresh was for the search): the trials
         # are in the study
         outcome.confirmation = train_experiment(
-            confirming, launch.replace(resume=True, metric=metric), display, confirms,
+            confirming, launch.replace(resume=True, metric=metric, seeds=None), display, confirms,
             " (tuned, fresh seeds)")
         outcome.interrupted = outcome.confirmation.interrupted
         return outcome

@@ -2,7 +2,8 @@
 the base of the two that mix pairs of samples (mixup, cutmix).
 
 The draws take an optional ``torch.Generator`` where torch's sampler accepts one (None: torch's
-global generator, which the trainer seeds per run); Beta draws always use the global one.
+global generator, which the trainer seeds per run); the regularizers pass their run's own
+(``Regularizer.own_generator``), Beta draws included.
 """
 from __future__ import annotations
 

@@ -53,11 +53,21 @@ class Uniforms:
         return self.ahead[:, self.used - rows:self.used]
 
 
-def member_column(values: list[float], like: torch.Tensor) -> torch.Tensor:
+def member_column(values: list[float], like: torch.Tensor, cache: Optional[dict] = None,
+                  dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Each member's value as a [M, 1, …] column that broadcasts over ``like`` [M, …]: a solo
-    run passes one value, so solo and fused runs take the same tensor arithmetic."""
-    column = torch.tensor(values, dtype=like.dtype, device=like.device)
-    return column.view(-1, *[1] * (like.dim() - 1))
+    run passes one value, so solo and fused runs take the same tensor arithmetic. Copying it
+    to a GPU waits for the device: give a ``cache`` (a dict the caller keeps) to copy it once
+    per device, dtype and shape rather than once per call. ``dtype``: other than ``like``'s."""
+    dtype = dtype or like.dtype
+    key = (tuple(values), like.device, dtype, like.dim())
+    if cache is not None and key in cache:
+        return cache[key]
+    column = torch.tensor(values, dtype=dtype, device=like.device)
+    column = column.view(-1, *[1] * (like.dim() - 1))
+    if cache is not None:
+        cache[key] = column
+    return column
 
 
 def kept_scaled(h: torch.Tensor, keep: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:

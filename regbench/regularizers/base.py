@@ -190,6 +190,12 @@ class Regularizer:
         """Act on parameters after the optimizer step."""
 
     @classmethod
+    def fusion_key(cls, params: dict[str, Any]) -> str:
+        """What members of one fused group must share of this regularizer's parameters
+        beyond its name (e.g. grad_clip's mode); "" by default: any values fuse."""
+        return ""
+
+    @classmethod
     def stacked_after_step(cls, members: list["Regularizer"],
                            weights: list[torch.Tensor]) -> None:
         """Fused training (``fusable``): every member's ``after_step`` at once on the stacked

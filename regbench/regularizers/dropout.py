@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers._streams import Uniforms, kept_scaled
+from regbench.regularizers._streams import Uniforms, kept_scaled, member_column
 from regbench.regularizers.base import Regularizer, register
 
 
@@ -36,13 +36,15 @@ class InvertedDropout(nn.Dropout):
         super().__init__(p)
         self.stream = stream
         self.draws: Optional[Uniforms] = None      # made on the first training forward
+        self.keep: dict = {}                       # 1 − p on each device, copied there once
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
         if self.draws is None or self.draws.device != x.device:
             self.draws = Uniforms([self.stream], x.device)
-        keep = torch.tensor([1 - self.p], device=x.device)
+        # float32, as the fused trainer's keep: the same threshold on every path and dtype
+        keep = member_column([1 - self.p], x[None], self.keep, dtype=torch.float32)
         return kept_scaled(x[None], keep, self.draws.take(x.shape[0], tuple(x.shape[1:])))[0]
 
 
@@ -70,4 +72,4 @@ class Dropout(Regularizer):
             factory.input_dropout = lambda: InvertedDropout(p_input, self._stream("input"))
 
     def _stream(self, layer) -> str:
-        return f"{self.ctx.run_id} dropout {layer}"
+        return f"{self.ctx.run_id} {self.name} {layer}"

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field, model_validator
 
 from regbench.config.schema import StrictModel
+from regbench.regularizers._streams import member_column
 from regbench.regularizers.base import Regularizer, register
 
 
@@ -51,26 +52,38 @@ class GradClip(Regularizer):
 
     def after_backward(self, model):
         grads = [p.grad[None] for p in self.parameters if p.grad is not None]
-        clip_members(grads, [self.params], grads[0])
+        clip_members(grads, [self.params], self.columns)
 
     @classmethod
     def stacked_after_backward(cls, members, parameters):
         grads = [p.grad for p in parameters if p.grad is not None]
-        clip_members(grads, [m.params for m in members], grads[0])
+        clip_members(grads, [m.params for m in members], members[0].columns)
+
+    @classmethod
+    def fusion_key(cls, params: dict) -> str:
+        return "by norm" if params.get("value") is None else "by value"   # one mode per group
+
+    @property
+    def columns(self) -> dict:
+        """The limits on each device, copied there once (not at every step)."""
+        return self.__dict__.setdefault("_columns", {})
 
 
 @torch.no_grad()
-def clip_members(grads: list[torch.Tensor], params: list[Params], like: torch.Tensor) -> None:
-    """Each member's gradients (``grads``: [M, ...] each) clipped in place by its own setting:
-    one arithmetic for a solo run (M = 1) and a fused group."""
+def clip_members(grads: list[torch.Tensor], params: list[Params],
+                 cache: Optional[dict] = None) -> None:
+    """Each member's gradients (``grads``: [M, ...] each) clipped in place by its own setting,
+    all by norm or all by value: one arithmetic for a solo run (M = 1) and a fused group
+    (``cache``: see member_column)."""
+    like = grads[0]
     if params[0].max_norm is not None:
         total = sum(g.flatten(1).pow(2).sum(1) for g in grads).sqrt()            # [M]
-        limit = like.new_tensor([p.max_norm for p in params])
+        limit = member_column([p.max_norm for p in params], like, cache).view(-1)
         factor = (limit / (total + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(factor.view(-1, *[1] * (g.dim() - 1)))
     else:
-        bound = like.new_tensor([p.value for p in params])
+        bound = member_column([p.value for p in params], like, cache).view(-1)
         for g in grads:
             column = bound.view(-1, *[1] * (g.dim() - 1))
             torch.maximum(torch.minimum(g, column), -column, out=g)

@@ -41,20 +41,23 @@ class InputNoise(Regularizer):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        self.stream = f"{ctx.run_id} input_noise"
+        self.stream = f"{ctx.run_id} {self.name}"
         self.draws: Optional[Uniforms] = None
+        self.columns: dict = {}              # σ on each device, copied there once
 
     def batch(self, x, y):
         self.draws = _draws([self], x.device, self.draws)
         noise = self.draws.take(x.shape[0], tuple(x.shape[1:]))
-        return add_input_noise(x[None], member_column([self.params.sigma], x[None]), noise)[0], y
+        sigma = member_column([self.params.sigma], x[None], self.columns)
+        return add_input_noise(x[None], sigma, noise)[0], y
 
     @classmethod
     def stacked_batches(cls, members, x, y, batch_size):
         first = members[0]
         first.group_draws = _draws(members, x.device, getattr(first, "group_draws", None))
         noise = first.group_draws.take(x.shape[1], tuple(x.shape[2:]))
-        return add_input_noise(x, member_column([m.params.sigma for m in members], x), noise), y
+        sigma = member_column([m.params.sigma for m in members], x, first.columns)
+        return add_input_noise(x, sigma, noise), y
 
 
 def _draws(members: list[InputNoise], device: torch.device,

@@ -8,6 +8,8 @@ Deviations from the paper: none.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from pydantic import Field
 
@@ -25,12 +27,13 @@ def smooth_labels(y: torch.Tensor, num_classes: int, epsilon: float) -> torch.Te
     return smooth_members(y[None], num_classes, [epsilon])[0]
 
 
-def smooth_members(y: torch.Tensor, num_classes: int, epsilons: list[float]) -> torch.Tensor:
+def smooth_members(y: torch.Tensor, num_classes: int, epsilons: list[float],
+                   cache: Optional[dict] = None) -> torch.Tensor:
     """Each member's smoothed targets, y [M, R(, K)] with its own ε: one arithmetic for a solo
-    run (M = 1) and a fused group."""
+    run (M = 1) and a fused group (``cache``: see member_column)."""
     soft = soft_targets(y, num_classes)
-    keep = member_column([1 - e for e in epsilons], soft)
-    share = member_column([e / num_classes for e in epsilons], soft)
+    keep = member_column([1 - e for e in epsilons], soft, cache)
+    share = member_column([e / num_classes for e in epsilons], soft, cache)
     return soft * keep + share
 
 
@@ -46,9 +49,15 @@ class LabelSmoothing(Regularizer):
     fusable = True      # each member's own ε (stacked_batches); no random draws
 
     def batch(self, x, y):
-        return x, smooth_labels(y, self.ctx.output_dim, self.params.epsilon)
+        return x, smooth_members(y[None], self.ctx.output_dim, [self.params.epsilon],
+                                 self.columns)[0]
 
     @classmethod
     def stacked_batches(cls, members, x, y, batch_size):
         epsilons = [m.params.epsilon for m in members]
-        return x, smooth_members(y, members[0].ctx.output_dim, epsilons)
+        return x, smooth_members(y, members[0].ctx.output_dim, epsilons, members[0].columns)
+
+    @property
+    def columns(self) -> dict:
+        """(1 − ε) and ε/K on each device, copied there once."""
+        return self.__dict__.setdefault("_columns", {})

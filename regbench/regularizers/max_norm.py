@@ -8,10 +8,13 @@ Deviations from the paper: none.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
+from regbench.regularizers._streams import member_column
 from regbench.regularizers.base import WeightRegularizer, register
 
 
@@ -20,9 +23,10 @@ class Params(StrictModel):
 
 
 @torch.no_grad()
-def apply_max_norm(weight: torch.Tensor, c: float) -> None:
-    """Rescale rows (dim 0) of ``weight`` in place so that each has L2 norm ≤ c."""
-    max_norm_members(weight[None], torch.tensor([c], dtype=weight.dtype, device=weight.device))
+def apply_max_norm(weight: torch.Tensor, c: float, cache: Optional[dict] = None) -> None:
+    """Rescale rows (dim 0) of ``weight`` in place so that each has L2 norm ≤ c (``cache``:
+    see member_column)."""
+    max_norm_members(weight[None], member_column([c], weight[None], cache).view(-1))
 
 
 @torch.no_grad()
@@ -49,10 +53,15 @@ class MaxNorm(WeightRegularizer):
 
     def after_step(self, model):
         for weight in self.weights:
-            apply_max_norm(weight, self.params.c)
+            apply_max_norm(weight, self.params.c, self.columns)
 
     @classmethod
     def stacked_after_step(cls, members, weights):
-        c = weights[0].new_tensor([m.params.c for m in members])
+        c = member_column([m.params.c for m in members], weights[0], members[0].columns)
         for weight in weights:
-            max_norm_members(weight, c)
+            max_norm_members(weight, c.view(-1))
+
+    @property
+    def columns(self) -> dict:
+        """c on each device, copied there once (not at every step)."""
+        return self.__dict__.setdefault("_columns", {})
