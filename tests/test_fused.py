@@ -75,6 +75,9 @@ def solo_and_fused(specs: list[dict]):
 
 def test_every_regularizer_that_declares_fusable_is_tested_here():
     assert {name for name, cls in REGULARIZERS.items() if cls.fusable} == {*FUSABLE, *RANDOM}
+    # and every built-in that does not fuse says why (--dry-run prints it)
+    assert [name for name, cls in REGULARIZERS.items()
+            if not cls.fusable and not cls.plugin and not cls.solo_because] == []
 
 
 @pytest.mark.parametrize("name", sorted(FUSABLE))
@@ -392,7 +395,8 @@ def test_the_dry_run_says_why_each_solo_run_trains_alone(tmp_path: Path):
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "2 runs: l2__seed=0, l2__seed=1" in out
-    assert "2 run(s), dropconnect does not fuse yet: mix__seed=0, mix__seed=1" in out
+    assert ("2 run(s), dropconnect trains solo: its per-example weight masks replace the linear "
+            "layers the stacked model runs: mix__seed=0, mix__seed=1") in out
     assert "2 run(s), train.fuse is off: off__seed=0, off__seed=1" in out
     alone = runner.invoke(app, ["run", str(one), "--dry-run", "--out", str(tmp_path)])
     assert "no other run to train it with shares its data" in " ".join(alone.output.split())

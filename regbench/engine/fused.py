@@ -90,7 +90,7 @@ def _cannot_fuse(spec: RunSpec) -> Optional[str]:
     for name in spec["regularizers"]:
         cls = REGULARIZERS.get(name)
         if not cls.fusable:
-            return f"{name} does not fuse yet"
+            return f"{name} trains solo: {cls.solo_because or 'it is not declared fusable'}"
         hooks = [hook for hook in OTHER_HOOKS if cls.overrides(hook)]
         if hooks:                        # a hook the fused loop does not call
             return f"{name} has a {hooks[0]} hook, which the fused loop does not call"

@@ -111,6 +111,7 @@ class Regularizer:
                                                 # the member's own model, its batch hook has a
                                                 # stacked form (stacked_batches); every random
                                                 # draw from its run's own stream
+    solo_because: ClassVar[str] = ""            # why its runs train solo (not fusable), for --dry-run
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
                                                 # lower first; None: after every ranked one
     conformance: ClassVar[dict[str, Any]] = {}  # params that show this regularizer's effect in a

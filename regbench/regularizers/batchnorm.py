@@ -48,6 +48,8 @@ class BatchNorm2d(_SingleSampleSafe, nn.BatchNorm2d):
 @register
 class BatchNorm(Regularizer):
     name = "batchnorm"
+    solo_because = ("its running statistics are buffers, which the stacked model does not hold "
+                    "per member")
     summary = "BatchNorm after every hidden linear/conv, before the activation; running stats in eval"
     paper = "Ioffe & Szegedy 2015"
     Params = Params

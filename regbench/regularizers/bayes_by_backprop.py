@@ -103,6 +103,7 @@ def bayesian_layers(model: nn.Module) -> list[_Bayesian]:
 @register
 class BayesByBackprop(Regularizer):
     name = "bayes_by_backprop"
+    solo_because = "its Bayesian layers replace the linear layers the stacked model runs"
     try_rank = 190
     summary = ("Gaussian posterior per weight (local reparameterisation), loss += "
                "kl_weight·KL/n; predicts the mean of `samples` forwards")

@@ -156,6 +156,7 @@ class DropConnectConv2d(nn.Conv2d):
 @register
 class DropConnect(Regularizer):
     name = "dropconnect"
+    solo_because = "its per-example weight masks replace the linear layers the stacked model runs"
     try_rank = 130
     summary = ("zero each hidden weight and bias with prob p, a fresh mask per example "
                "(×1/(1−p)); full weights in eval")

@@ -33,6 +33,8 @@ def group_count(channels: int, groups: int) -> int:
 @register
 class GroupNorm(Regularizer):
     name = "groupnorm"
+    solo_because = ("the stacked model runs linear layers, activations and dropout only, and "
+                    "fusing norm layers through vmap is not measured to pay yet")
     summary = "GroupNorm (G groups of channels) after every hidden conv, before the activation"
     paper = "Wu & He 2018"
     Params = Params

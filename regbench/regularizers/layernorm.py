@@ -25,6 +25,8 @@ class Params(StrictModel):
 @register
 class LayerNorm(Regularizer):
     name = "layernorm"
+    solo_because = ("the stacked model runs linear layers, activations and dropout only, and "
+                    "fusing norm layers through vmap is not measured to pay yet")
     summary = "LayerNorm after every hidden linear (conv: over C,H,W), before the activation"
     paper = "Ba et al. 2016"
     Params = Params

@@ -29,6 +29,8 @@ class Params(StrictModel):
 @register
 class StochasticDepth(Regularizer):
     name = "stochastic_depth"
+    solo_because = ("it drops residual branches, which only the vmap path runs, and its draws "
+                    "there would not be each member's own")
     try_rank = 150
     summary = "drop residual branch l of L per sample with prob p·l/L in training; all kept in eval"
     paper = "Huang et al. 2016"

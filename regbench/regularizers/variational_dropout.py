@@ -112,6 +112,8 @@ def prunable_fraction(layers: list[_SparseVD]) -> float:
 @register
 class VariationalDropout(Regularizer):
     name = "variational_dropout"
+    solo_because = ("its layers with a learned log α per weight replace the linear layers the "
+                    "stacked model runs")
     try_rank = 180
     summary = ("sparse VD: learned log α per weight, KL approximation in the loss; weights "
                "with log α > threshold are pruned")

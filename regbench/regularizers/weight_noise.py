@@ -35,6 +35,7 @@ def noisy_weight(weight: torch.Tensor, sigma: float,
 @register
 class WeightNoise(Regularizer):
     name = "weight_noise"
+    solo_because = "its noisy weights replace the linear layers the stacked model runs"
     try_rank = 120
     summary = "each training forward uses w + N(0, σ²), fresh per batch; clean w updated and used in eval"
     paper = "Graves 2011"
