@@ -87,17 +87,18 @@ def _watch_parent(parent: int) -> None:
 
 def _init_worker(threads: int, events, stop, wait_policy: Optional[str],
                  driver: Optional[int] = None) -> None:
-    """Process start: the driver's OpenMP wait policy (before torch loads), ignore the
-    terminal's Ctrl-C and a process group's SIGTERM (the driver decides and forwards them),
-    exit when the driver dies, set torch threads."""
+    """Process start: watch the driver first (exit when it dies: importing torch takes seconds
+    on a loaded machine, and a driver killed meanwhile must not leave this process behind),
+    the driver's OpenMP wait policy (before torch loads), ignore the terminal's Ctrl-C and a
+    process group's SIGTERM (the driver decides and forwards them), set torch threads."""
     import threading
-
-    apply_wait_policy(wait_policy)
-    import torch  # deferred: OpenMP reads the wait policy when torch loads
 
     # the driver's pid comes from the driver: one that died before this line must count too
     threading.Thread(target=_watch_parent, args=(driver or os.getppid(),), daemon=True,
                      name="regbench-parent-watch").start()
+    apply_wait_policy(wait_policy)
+    import torch  # deferred: OpenMP reads the wait policy when torch loads
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(threads)
