@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
@@ -95,6 +96,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_output(path: Path, text: str) -> None:
+    """A file the user named (``--junit``, ``schema --out``). A device, pipe or socket there
+    (also behind a link, as /dev/stdout is) is written to as a stream, never replaced by a
+    regular file; a link to a file is written through (the link stays); anything else is
+    written atomically."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode               # follows links
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        try:
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); "
+                              f"{_remedy(exc)}") from None
+        return
+    atomic_write_text(path.resolve() if path.is_symlink() else path, text)
 
 
 # ----------------------------------------------------------------------------- confinement

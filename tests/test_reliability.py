@@ -476,3 +476,32 @@ def test_compare_advises_only_what_it_can_do(finished):
     result = invoke("compare", out / "tiny")
     # compare cannot train: it names the option to add to the user's own run command
     assert "run the same command with --seeds 0-4" in " ".join(result.output.split())
+
+
+def test_outputs_named_by_the_user_are_never_replaced_by_a_regular_file(tmp_path):
+    """schema --out and --junit write to a pipe (a CI collector reading) as a stream, and
+    through a link to a file, leaving the pipe a pipe and the link a link."""
+    import json
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "collector"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = invoke("schema", "--out", fifo)
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert json.loads(received[0])["title"]
+    target = tmp_path / "real.xml"
+    target.write_text("old")
+    link = tmp_path / "junit.xml"
+    link.symlink_to(target)
+    config = tmp_path / "t.yaml"
+    config.write_text(TINY_DIGITS.replace("epochs: 2", "epochs: 1"))
+    result = invoke("run", config, "--out", tmp_path / "o", "--no-report", "--junit", link)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and target.read_text().startswith("<?xml")

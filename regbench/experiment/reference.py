@@ -39,7 +39,7 @@ from regbench.config.schema import (
 from regbench.data import DATASETS
 from regbench.models import MODELS
 from regbench.regularizers import REGULARIZERS
-from regbench.results import atomic_write_text
+from regbench.results import write_output
 
 SCHEMA_ID = "https://regbench.dev/schema/regbench.schema.json"
 DOCS = Path("docs")
@@ -322,10 +322,11 @@ def _entry_tables(entries, heading: str, prefix: str, empty: str) -> list[str]:
 
 
 def schema_text(plugins: bool = True, out: Optional[Path] = None) -> str:
-    """The JSON Schema as text; written atomically to ``out`` when given."""
+    """The JSON Schema as text; written to ``out`` when given (atomically, or as a stream to a
+    device or pipe: results.write_output)."""
     text = json.dumps(json_schema(plugins=plugins), indent=2, ensure_ascii=False) + "\n"
     if out is not None:
-        atomic_write_text(Path(out), text)
+        write_output(Path(out), text)
     return text
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from regbench.analysis.diagnose import label
 from regbench.errors import RegbenchError
-from regbench.results import DAMAGED, atomic_write_text, load_summaries
+from regbench.results import DAMAGED, load_summaries, write_output
 
 FAILURES = ("failed", "diverged", DAMAGED)
 
@@ -69,5 +69,5 @@ def write_junit(path: Path, suites: list[ET.Element]) -> None:
         root.set(key, str(sum(int(s.get(key, 0)) for s in suites)))
     root.extend(suites)
     ET.indent(root)
-    atomic_write_text(Path(path), '<?xml version="1.0" encoding="utf-8"?>\n'
-                      + ET.tostring(root, encoding="unicode") + "\n")
+    write_output(Path(path), '<?xml version="1.0" encoding="utf-8"?>\n'
+                 + ET.tostring(root, encoding="unicode") + "\n")
