@@ -86,10 +86,20 @@ def load_plugin(spec: str) -> str:
             name = importlib.import_module(spec).__name__
     except RegbenchError:
         raise
-    except Exception as exc:  # the plugin's own error, shown as one line
-        raise RegbenchError(f"--plugin {spec}: {type(exc).__name__}: {exc}") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the plugin's own error, sys.exit() included: one line
+        raise RegbenchError(f"--plugin {spec}: {_failure(exc)}") from None
     _LOADED[spec] = name
     return name
+
+
+def _failure(exc: BaseException) -> str:
+    """What a plugin's import raised, in words (a sys.exit() would otherwise end regbench with
+    its code, 0 included, having trained nothing)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while loading; a plugin must only register"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def load_plugins(specs: list[str] = (), entry_points: bool = True) -> list[str]:
@@ -108,8 +118,10 @@ def load_plugins(specs: list[str] = (), entry_points: bool = True) -> list[str]:
                 continue
             try:
                 point.load()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:   # sys.exit() at import must not end regbench
                 raise RegbenchError(f"plugin entry point {point.name} ({point.value}): "
-                                    f"{type(exc).__name__}: {exc}") from None
+                                    f"{_failure(exc)}") from None
             _LOADED[key] = point.value
     return list(loaded)

@@ -147,3 +147,24 @@ def test_a_missing_table_names_the_absolute_path_it_tried(tmp_path, key):
                                                "nope.csv, target: y}\n")
     result = runner.invoke(app, ["validate", str(config)])
     assert result.exit_code == 2 and str(tmp_path / "nope.csv") in result.output
+
+
+def test_a_csv_saved_with_a_byte_order_mark_keeps_its_first_column_name(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark: the first column (here the
+    target) keeps its name, in the header check and in the table read."""
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+
+    rows = "\n".join(f"{i % 2},{i % 7},{(i * 3) % 5}" for i in range(60))
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufefflabel,a,b\n".encode("utf-8") + rows.encode("utf-8"))
+    config = tmp_path / "c.yaml"
+    config.write_text("name: bom\nseeds: [0]\n"
+                      "dataset: {name: csv, path: excel.csv, target: label}\n"
+                      "model: {name: mlp, hidden: [8]}\ntrain: {epochs: 1, batch_size: 16}\n"
+                      "recipes: {}\n")
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path / "o"),
+                                      "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "bom" / "runs" / "baseline__seed=0" / "summary.json").is_file()

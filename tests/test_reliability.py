@@ -505,3 +505,43 @@ def test_outputs_named_by_the_user_are_never_replaced_by_a_regular_file(tmp_path
     result = invoke("run", config, "--out", tmp_path / "o", "--no-report", "--junit", link)
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and target.read_text().startswith("<?xml")
+
+
+def test_a_plugin_that_exits_at_import_is_an_error_not_a_green_run(tmp_path):
+    plugin = tmp_path / "quits.py"
+    plugin.write_text("import sys\nsys.exit(0)\n")
+    config = tmp_path / "t.yaml"
+    config.write_text(TINY_DIGITS)
+    result = invoke("run", config, "--out", tmp_path / "o", "--plugin", plugin)
+    assert result.exit_code == 2
+    assert "it called sys.exit(0) while loading" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_plugin_model_with_the_wrong_output_width_is_refused_before_training(tmp_path):
+    plugin = tmp_path / "wide.py"
+    plugin.write_text("import regbench, torch\n\n"
+                      "@regbench.register_model('too_wide_for_digits')\n"
+                      "def too_wide(input_shape, output_dim):\n"
+                      "    return torch.nn.Sequential(torch.nn.Flatten(), "
+                      "torch.nn.Linear(64, output_dim + 3))\n")
+    config = tmp_path / "t.yaml"
+    config.write_text(TINY_DIGITS.replace("{name: mlp, hidden: [32]}",
+                                          "{name: too_wide_for_digits}"))
+    result = invoke("run", config, "--out", tmp_path / "o", "--plugin", plugin, "--no-report")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "returns outputs of shape (2, 13) for 2 samples; expected (2, 10)" in text
+    assert not list((tmp_path / "o").rglob("summary.json"))
+
+
+def test_junit_text_is_valid_xml_whatever_a_failure_message_holds():
+    import xml.etree.ElementTree as ET
+
+    from regbench.report.junit import xml_text
+
+    message = "boom \x1b[31mred\x1b[0m \x00 and \x08 ok é ✓"
+    cleaned = xml_text(message)
+    assert "\x1b" not in cleaned and "\x00" not in cleaned and "é ✓" in cleaned
+    element = ET.Element("failure", message=cleaned)
+    assert ET.fromstring(ET.tostring(element)).get("message") == cleaned

@@ -155,7 +155,7 @@ def _header(path: str, what: str) -> list[str]:
     if not file.is_file():
         raise DataError(f"dataset.{what}: file not found: {path} (expected a CSV table)")
     try:
-        with open(file, encoding="utf-8", newline="") as handle:
+        with open(file, encoding="utf-8-sig", newline="") as handle:   # Excel's BOM
             header = next(csv.reader(handle), [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"dataset.{what}: {path}: not a readable CSV table ({exc})") from None
@@ -240,7 +240,7 @@ def _read_table(path: str, target: str, what: str, categorical: list[str] = (),
         raise DataError(f"dataset.target: column '{target}' not in {path}"
                         f"{did_you_mean(target, header)}; columns are: {', '.join(header)}")
     try:
-        frame = pd.read_csv(path, skipinitialspace=True)
+        frame = pd.read_csv(path, skipinitialspace=True, encoding="utf-8-sig")   # Excel's BOM
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"dataset.{what}: {path}: not a readable CSV table ({reason})") from None

@@ -256,6 +256,7 @@ def check_models(plan: Plan, data) -> dict[str, ModelFacts]:
             try:
                 model, _, _ = build_run_model(spec, data, torch.device("cpu"))
                 facts[key] = model_facts(model)
+                _check_outputs(spec, model, data)
             except RegbenchError:
                 raise
             except (MemoryError, RuntimeError):   # out of memory: a runtime fault of that run,
@@ -266,6 +267,23 @@ def check_models(plan: Plan, data) -> dict[str, ModelFacts]:
     by_run = {spec["run_id"]: facts[repr((spec["model"], sorted(spec["regularizers"].items())))]
               for spec in plan.runs}
     return {run_id: value for run_id, value in by_run.items() if value is not None}
+
+
+def _check_outputs(spec: RunSpec, model, data) -> None:
+    """One forward of the built model on two training samples: one output per class (or
+    regression target) per sample, or exit 2 naming the model (a plugin's model with too
+    many outputs would train, and one with too few would fail every run)."""
+    import torch  # deferred: loaded with the engine anyway
+
+    model.eval()
+    with torch.no_grad():
+        shape = tuple(model(data.x_train[:2]).shape)
+    if shape != (min(2, data.n_train), data.output_dim):
+        what = "classes" if data.task == "classification" else "regression targets"
+        raise RegbenchError(f"model: {spec['model']['name']} returns outputs of shape {shape} "
+                            f"for {min(2, data.n_train)} samples; expected "
+                            f"({min(2, data.n_train)}, {data.output_dim}): the dataset has "
+                            f"{data.output_dim} {what}")
 
 
 def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:

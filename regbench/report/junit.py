@@ -27,6 +27,15 @@ def _message(summary: dict[str, Any]) -> str:
     return error or f"run {status}"
 
 
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids (control characters a failure message
+    may carry, e.g. from a terminal's colour codes), which would make the whole report invalid
+    for the CI system: each shown as its code point."""
+    return "".join(ch if ch in "\t\n\r" or (0x20 <= ord(ch) <= 0xD7FF)
+                   or (0xE000 <= ord(ch) <= 0xFFFD) or (0x10000 <= ord(ch) <= 0x10FFFF)
+                   else f"\\x{ord(ch):02x}" for ch in text)
+
+
 def testsuite(name: str, results_dir: Path, run_ids: Iterable[str]) -> ET.Element:
     """The suite of one experiment: its planned runs in plan order, from their run folders."""
     try:      # a folder with no finished run yet (Ctrl-C during the first) holds none
@@ -38,7 +47,7 @@ def testsuite(name: str, results_dir: Path, run_ids: Iterable[str]) -> ET.Elemen
     total = 0.0
     for run_id in run_ids:
         summary = stored.get(run_id)
-        seconds = float((summary or {}).get("seconds") or 0.0)
+        seconds = max(0.0, float((summary or {}).get("seconds") or 0.0))   # a clock step back
         total += seconds
         case = ET.SubElement(suite, "testcase", classname=name, name=run_id,
                              time=f"{seconds:.3f}")
@@ -46,8 +55,9 @@ def testsuite(name: str, results_dir: Path, run_ids: Iterable[str]) -> ET.Elemen
         status = summary.get("status") if summary else None
         if status in FAILURES:
             counts["failures"] += 1
-            failure = ET.SubElement(case, "failure", message=_message(summary), type=status)
-            failure.text = _message(summary)
+            message = xml_text(_message(summary))
+            failure = ET.SubElement(case, "failure", message=message, type=status)
+            failure.text = message
         elif status != "completed":
             counts["skipped"] += 1
             ET.SubElement(case, "skipped", message=f"run {status or 'not started'}: "
