@@ -168,3 +168,26 @@ def test_a_csv_saved_with_a_byte_order_mark_keeps_its_first_column_name(tmp_path
                                       "--no-report"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "bom" / "runs" / "baseline__seed=0" / "summary.json").is_file()
+
+
+def test_the_image_cache_is_never_used_through_a_link_and_a_stale_one_is_not_trusted(tmp_path):
+    """A .regbench-cache that links elsewhere is neither read, written nor cleaned (a user's
+    files there survive), and a cache of the right name but other arrays is decoded again."""
+    import numpy as np
+
+    from regbench.data.folders import CACHE_DIR, load_folder
+
+    _image_folder(tmp_path / "images")
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "precious.npz").write_bytes(b"a user's file")
+    (tmp_path / "images" / CACHE_DIR).symlink_to(elsewhere)
+    x, y, _ = load_folder(tmp_path / "images", "path", 8, grayscale=False)
+    assert x.shape[1:] == (3, 8, 8)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.npz"]
+    (tmp_path / "images" / CACHE_DIR).unlink()
+    load_folder(tmp_path / "images", "path", 8, grayscale=False)            # writes a cache
+    cached = next((tmp_path / "images" / CACHE_DIR).glob("*.npz"))
+    np.savez(cached, x=np.zeros((len(x), 3, 4, 4), dtype=np.uint8), y=y)    # stale: 4×4
+    again, labels, _ = load_folder(tmp_path / "images", "path", 8, grayscale=False)
+    assert again.shape == x.shape and np.array_equal(again, x) and np.array_equal(labels, y)

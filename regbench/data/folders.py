@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -57,6 +58,15 @@ def _files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     return files
 
 
+OWN_CACHE = re.compile(r"[0-9a-f]{20}\.npz")    # the names _cache_key gives
+
+
+def _own_folder(folder: Path) -> bool:
+    """The cache folder is regbench's to use: absent (made here) or a real folder, not a link
+    (a link elsewhere would have regbench write and delete files there)."""
+    return not folder.is_symlink() and (not folder.exists() or folder.is_dir())
+
+
 def _cache_key(folder: Path, files: list[tuple[Path, int]], size: int, mode: str) -> str:
     digest = hashlib.sha256(f"{size}:{mode}".encode())
     for path, label in files:
@@ -91,12 +101,18 @@ def load_folder(folder: Path, key: str, size: int, grayscale: bool,
     mode = "L" if grayscale else "RGB"
     files = _files(folder, classes)
     cache = folder / CACHE_DIR / f"{_cache_key(folder, files, size, mode)}.npz"
-    if cache.is_file():
+    expected = (len(files), 1 if mode == "L" else 3, size, size)
+    if not _own_folder(cache.parent):     # a link or a file there is not ours: never read,
+        return (*_decode(files, size, mode), classes)   # write or clean up through it
+    if cache.is_file() and not cache.is_symlink():
         try:
             with np.load(cache, allow_pickle=False) as stored:
-                return stored["x"], stored["y"], classes
+                x, y = stored["x"], stored["y"]
+            labels = np.array([label for _, label in files], dtype=np.int64)
+            if x.shape == expected and x.dtype == np.uint8 and np.array_equal(y, labels):
+                return x, y, classes
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass                                   # damaged: decode again and replace it
+            pass                                   # damaged or stale: decode again
     x, y = _decode(files, size, mode)
     partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     try:
@@ -104,9 +120,9 @@ def load_folder(folder: Path, key: str, size: int, grayscale: bool,
         with open(partial, "wb") as handle:
             np.savez(handle, x=x, y=y)
         os.replace(partial, cache)
-        for old in cache.parent.glob("*.npz"):    # caches of earlier contents or sizes
-            if old != cache:
-                old.unlink(missing_ok=True)
+        for old in cache.parent.glob("*.npz"):    # caches of earlier contents or sizes: only
+            if old != cache and OWN_CACHE.fullmatch(old.name) and not old.is_symlink():
+                old.unlink(missing_ok=True)       # files named as regbench names them
     except OSError:                                # a read-only folder or a full disk: no
         partial.unlink(missing_ok=True)            # cache, the same arrays
     return x, y, classes
