@@ -156,7 +156,9 @@ class ResultsLock:
 
     def __init__(self, results_dir: Path):
         self.results_dir = Path(results_dir)
-        self.path = self.results_dir.parent / f".{self.results_dir.name}.lock"
+        # keyed by the folder itself: the same folder reached through a link takes one lock
+        real = self.results_dir.resolve()
+        self.path = real.parent / f".{real.name}.lock"
         self.handle = None
 
     def __enter__(self) -> "ResultsLock":
@@ -196,11 +198,17 @@ class ResultsLock:
             except FileNotFoundError:
                 pass
             handle.close()
-        handle.seek(0)
-        handle.truncate()
         stamp = _dt.datetime.now().isoformat(timespec="seconds")
-        handle.write(f"regbench pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"regbench pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
+            handle.flush()
+        except OSError as exc:          # a full disk: one line, and no empty lock file left
+            self.path.unlink(missing_ok=True)
+            handle.close()
+            raise RegbenchError(f"{self.path}: cannot write the lock file "
+                                f"({exc.strerror or exc}); {_remedy(exc)}") from None
         self.handle = handle
         ResultsLock.held[key] = 1
         return self

@@ -545,3 +545,27 @@ def test_junit_text_is_valid_xml_whatever_a_failure_message_holds():
     assert "\x1b" not in cleaned and "\x00" not in cleaned and "é ✓" in cleaned
     element = ET.Element("failure", message=cleaned)
     assert ET.fromstring(ET.tostring(element)).get("message") == cleaned
+
+
+def test_the_lock_is_the_folders_whatever_path_reaches_it(tmp_path):
+    """compare --write and report through a link to a results folder meet the lock of the
+    run writing the folder (the lock was named from the path as typed)."""
+    from regbench.errors import RegbenchError
+    from regbench.results import ResultsLock
+
+    (tmp_path / "real" / "exp").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    code = ("import sys, time; from regbench.results import ResultsLock\n"
+            f"with ResultsLock({str(tmp_path / 'real' / 'exp')!r}):\n"
+            "    print('held', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RegbenchError, match="in use by regbench pid"):
+            with ResultsLock(tmp_path / "alias" / "exp"):
+                pass
+        result = invoke("report", tmp_path / "alias" / "exp")
+        assert result.exit_code == 2 and "in use by" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
