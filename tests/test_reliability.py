@@ -306,11 +306,18 @@ def test_two_runs_on_one_folder_train_each_run_once(tmp_path):
     results = tmp_path / "killme"
     lock = tmp_path / ".killme.lock"
     deadline = time.monotonic() + 60
-    while not lock.exists():
+    while not (lock.exists() and "pid" in lock.read_text()):
         assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
         time.sleep(0.05)
-    second = subprocess.run([sys.executable, "-m", "regbench", "run", str(config), "--out",
-                             str(tmp_path), "--no-report"], capture_output=True, text=True)
+    # paused while it holds the lock: however fast its (fused) runs train and however slowly
+    # the second command starts on a loaded machine, the second meets the first's lock
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run([sys.executable, "-m", "regbench", "run", str(config),
+                                 "--out", str(tmp_path), "--no-report"], capture_output=True,
+                                text=True)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2
     assert f"in use by regbench pid {first.pid} on" in second.stderr, second.stderr
     assert first.wait(timeout=300) == 0
