@@ -94,8 +94,7 @@ def _cannot_fuse(spec: RunSpec) -> Optional[str]:
         hooks = [hook for hook in OTHER_HOOKS if cls.overrides(hook)]
         if hooks:                        # a hook the fused loop does not call
             return f"{name} has a {hooks[0]} hook, which the fused loop does not call"
-        if cls.overrides("batch") and \
-                cls.stacked_batches.__func__ is Regularizer.stacked_batches.__func__:
+        if cls.overrides("batch") and not cls.stacks_batches():
             return f"{name}'s batch hook has no stacked form (stacked_batches)"
     return None
 

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from regbench.regularizers.base import Incompatible, Regularizer, member_by_member, soft_targets
+from regbench.regularizers.base import Incompatible, Regularizer, soft_targets
 
 STOCK_ROWS = 4096     # rows a Stockpile draws at a time
 
@@ -148,14 +148,11 @@ class PairMixer(Regularizer):
     batch_stage = "mix"
 
     fusable = True      # every draw from the run's own generator: fuses member by member
+    batches_by_member = True
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
         self.pairings = BlockPairings(self.own_generator())
-
-    @classmethod
-    def stacked_batches(cls, members, x, y, batch_size):
-        return member_by_member(members, x, y, batch_size)
 
     @classmethod
     def check(cls, params, ctx):

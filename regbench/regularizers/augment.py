@@ -25,7 +25,7 @@ from pydantic import Field
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers._sampling import Stockpile
-from regbench.regularizers.base import Regularizer, member_by_member, register
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):
@@ -151,10 +151,7 @@ class Augment(Regularizer):
         return warnings
 
     fusable = True      # every draw from the run's own generator: fuses member by member
-
-    @classmethod
-    def stacked_batches(cls, members, x, y, batch_size):
-        return member_by_member(members, x, y, batch_size)
+    batches_by_member = True
 
     def batch(self, x, y):
         params = self.params

@@ -112,6 +112,8 @@ class Regularizer:
                                                 # stacked form (stacked_batches); every random
                                                 # draw from its run's own stream
     solo_because: ClassVar[str] = ""            # why its runs train solo (not fusable), for --dry-run
+    batches_by_member: ClassVar[bool] = False   # every draw of its batch hook from own_generator:
+                                                # fused, each member's own batches (stacked)
     try_rank: ClassVar[Optional[int]] = None    # where `diagnose` suggests it against overfitting:
                                                 # lower first; None: after every ranked one
     conformance: ClassVar[dict[str, Any]] = {}  # params that show this regularizer's effect in a
@@ -123,6 +125,8 @@ class Regularizer:
         self.ctx = ctx
         self.should_stop = False                # set by epoch_end to stop training
         self._generator: Optional[torch.Generator] = None
+        self.columns: dict = {}                 # per-member values copied to each device once
+                                                # (``_streams.member_column``'s cache)
 
     def own_generator(self) -> torch.Generator:
         """This regularizer's random stream in this run: a generator seeded from the run id
@@ -174,8 +178,17 @@ class Regularizer:
         """Fused training of a regularizer with a batch hook: ``batches`` for every member at
         once, on blocks with a member axis (x [M, R, ...], y [M, R(, K)]), each member with its
         own parameters and drawing from its own streams exactly as its solo run's ``batches``
-        draws. A batch hook without it does not fuse."""
+        draws. By default each member's own ``batches`` (``member_by_member``) where the class
+        sets ``batches_by_member``; a batch hook with neither does not fuse."""
+        if cls.batches_by_member:
+            return member_by_member(members, x, y, batch_size)
         raise NotImplementedError
+
+    @classmethod
+    def stacks_batches(cls) -> bool:
+        """Whether its batch hook (if any) has a stacked form for fused training."""
+        return cls.batches_by_member or \
+            cls.stacked_batches.__func__ is not Regularizer.stacked_batches.__func__
 
     def after_backward(self, model: nn.Module) -> None:
         """Act on gradients before the optimizer step."""

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers._sampling import box_mask
-from regbench.regularizers.base import Regularizer, member_by_member, register
+from regbench.regularizers.base import Regularizer, register
 
 
 class Params(StrictModel):
@@ -58,10 +58,7 @@ class Cutout(Regularizer):
         return []
 
     fusable = True      # every draw from the run's own generator: fuses member by member
+    batches_by_member = True
 
     def batch(self, x, y):
         return cutout(x, self.params.size, self.params.holes, self.own_generator())[0], y
-
-    @classmethod
-    def stacked_batches(cls, members, x, y, batch_size):
-        return member_by_member(members, x, y, batch_size)

@@ -63,11 +63,6 @@ class GradClip(Regularizer):
     def fusion_key(cls, params: dict) -> str:
         return "by norm" if params.get("value") is None else "by value"   # one mode per group
 
-    @property
-    def columns(self) -> dict:
-        """The limits on each device, copied there once (not at every step)."""
-        return self.__dict__.setdefault("_columns", {})
-
 
 @torch.no_grad()
 def clip_members(grads: list[torch.Tensor], params: list[Params],

@@ -43,7 +43,6 @@ class InputNoise(Regularizer):
         super().__init__(params, ctx)
         self.stream = f"{ctx.run_id} {self.name}"
         self.draws: Optional[Uniforms] = None
-        self.columns: dict = {}              # σ on each device, copied there once
 
     def batch(self, x, y):
         self.draws = _draws([self], x.device, self.draws)

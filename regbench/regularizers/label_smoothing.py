@@ -56,8 +56,3 @@ class LabelSmoothing(Regularizer):
     def stacked_batches(cls, members, x, y, batch_size):
         epsilons = [m.params.epsilon for m in members]
         return x, smooth_members(y, members[0].ctx.output_dim, epsilons, members[0].columns)
-
-    @property
-    def columns(self) -> dict:
-        """(1 − ε) and ε/K on each device, copied there once."""
-        return self.__dict__.setdefault("_columns", {})

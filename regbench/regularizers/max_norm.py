@@ -60,8 +60,3 @@ class MaxNorm(WeightRegularizer):
         c = member_column([m.params.c for m in members], weights[0], members[0].columns)
         for weight in weights:
             max_norm_members(weight, c.view(-1))
-
-    @property
-    def columns(self) -> dict:
-        """c on each device, copied there once (not at every step)."""
-        return self.__dict__.setdefault("_columns", {})

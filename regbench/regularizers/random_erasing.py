@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from regbench.config.schema import StrictModel
 from regbench.regularizers._sampling import box_mask, uniform
-from regbench.regularizers.base import Regularizer, member_by_member, register
+from regbench.regularizers.base import Regularizer, register
 
 ATTEMPTS = 10  # rectangle draws per sample before giving up on it
 
@@ -89,12 +89,9 @@ class RandomErasing(Regularizer):
     needs_images = True
 
     fusable = True      # every draw from the run's own generator: fuses member by member
+    batches_by_member = True
 
     def batch(self, x, y):
         params = self.params
         return random_erasing(x, params.p, params.scale, params.ratio, params.value,
                               generator=self.own_generator())[0], y
-
-    @classmethod
-    def stacked_batches(cls, members, x, y, batch_size):
-        return member_by_member(members, x, y, batch_size)
