@@ -9,8 +9,10 @@ the variance of the data split (Bouthillier et al. 2021).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -75,11 +77,26 @@ SPLITS = ("train", "val", "test")
 def raw_data(name: str, task: str, returned: Any) -> RawData:
     """What a dataset function returned as RawData: ``(X, y)``, or a dict of splits
     ``{"train": (X, y), "val": …, "test": …}`` (train required)."""
+    expected = "expected (X, y) or a dict with 'train' and optionally 'val' and 'test'"
     splits = returned if isinstance(returned, dict) else {"train": returned}
     if "train" not in splits or set(splits) - set(SPLITS):
-        raise DataError(f"dataset {name}: the loader returned {sorted(splits)}; expected "
-                        "(X, y) or a dict with 'train' and optionally 'val' and 'test'")
-    x, y = ({split: np.asarray(pair[i]) for split, pair in splits.items()} for i in (0, 1))
+        raise DataError(f"dataset {name}: the loader returned {sorted(splits)}; {expected}")
+    for split, pair in splits.items():
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            got = "None" if pair is None else f"a {type(pair).__name__}"
+            if isinstance(pair, (tuple, list)):
+                got += f" of {len(pair)}"
+            where = "" if pair is returned else f" for its {split!r} split"
+            raise DataError(f"dataset {name}: the loader returned {got}{where}; {expected}")
+    x, y = {}, {}
+    for split, (inputs, labels) in splits.items():
+        for arrays, what, value in ((x, "inputs", inputs), (y, "labels", labels)):
+            try:
+                arrays[split] = np.asarray(value)
+            except ValueError:                   # ragged rows: numpy cannot make an array
+                raise DataError(f"dataset {name}: the {split} {what} are not an array (rows of "
+                                "different lengths); expected every row of the same shape"
+                                ) from None
     return RawData(x_train=x["train"], y_train=y["train"], task=task, x_val=x.get("val"),
                    y_val=y.get("val"), x_test=x.get("test"), y_test=y.get("test"))
 
@@ -256,11 +273,14 @@ def _normalise(x_train: np.ndarray, others: list[np.ndarray], image: bool):
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+RESAMPLED = ("per_seed", "per_seed_with_test")   # resample modes that draw data per seed
+
+
 def run_split_seed(config: dict[str, Any], run_seed: Optional[int]) -> int:
     """The seed of the validation split, subset and label noise: ``split_seed``, or with
     ``resample: per_seed`` one drawn from (split_seed, run seed)."""
     seed = int(config.get("split_seed", 0))
-    if config.get("resample", "fixed") != "per_seed" or run_seed is None:
+    if config.get("resample", "fixed") not in RESAMPLED or run_seed is None:
         return seed
     return int(np.random.SeedSequence([seed, int(run_seed)]).generate_state(1)[0])
 
@@ -291,6 +311,95 @@ def noisy_labels(y: np.ndarray, fraction: float, mode: str, num_classes: int,
     else:
         y[chosen] = (y[chosen] + rng.integers(1, num_classes, chosen.sum())) % num_classes
     return y
+
+
+def _numeric(name: str, split: str, what: str, values: np.ndarray) -> np.ndarray:
+    """``values`` as numbers, or one line naming the first value that is not one."""
+    if values.dtype.kind in "biuf" or not values.size:
+        return values
+    flat = values.reshape(-1)
+    if values.dtype.kind == "O":                 # Python objects: numbers, or text and None
+        bad = next((i for i, v in enumerate(flat) if isinstance(v, (str, bytes))
+                    or not isinstance(v, numbers.Real)), None)
+        if bad is None:
+            return values.astype(np.float64)
+    else:                                        # strings, dates, complex numbers
+        bad = 0
+    where = np.unravel_index(bad, values.shape)
+    at = f"row {where[0]}" + (f", column {where[1]}" if values.ndim == 2 else "")
+    value = flat[bad].item() if isinstance(flat[bad], np.generic) else flat[bad]
+    raise DataError(f"dataset {name}: the {split} {what} hold {value!r} ({at}, dtype "
+                    f"{values.dtype}); expected numbers (encode text and fill missing values "
+                    "before returning them)")
+
+
+def _class_labels(name: str, y: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
+                                                                  Optional[list[str]]]:
+    """Class labels as integers 0…K−1: class names (strings) numbered in sorted order, as the
+    csv dataset numbers them (returned as the class names), whole numbers kept, anything else
+    refused."""
+    y = {split: labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
+         for split, labels in y.items()}               # a column vector of labels is fine
+    for split, labels in y.items():
+        if labels.ndim != 1:
+            raise DataError(f"dataset {name}: the {split} labels have shape {labels.shape}; "
+                            "expected one class label per row, shape (N,)")
+    if any(labels.dtype.kind in "SU" or (labels.dtype.kind == "O" and labels.size and
+           all(isinstance(v, str) for v in labels)) for labels in y.values()):
+        names = sorted({str(v) for labels in y.values() for v in labels})
+        code = {label: i for i, label in enumerate(names)}
+        return {split: np.array([code[str(v)] for v in labels], dtype=np.int64)
+                for split, labels in y.items()}, names
+    numbered = {}
+    for split, labels in y.items():
+        labels = _numeric(name, split, "labels", labels)
+        bad = labels < 0
+        if labels.dtype.kind == "f":
+            bad |= ~np.isfinite(labels) | (labels != np.floor(labels))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"dataset {name}: the {split} labels hold {labels[row].item()!r} (row "
+                            f"{row}); classification expects class labels 0, 1, 2, … or class "
+                            "names (strings); register a numeric target with "
+                            "task='regression'")
+        numbered[split] = labels.astype(np.int64)
+    return numbered, None
+
+
+def checked(name: str, raw: RawData) -> RawData:
+    """A loader's arrays as ``prepare`` needs them, or one line naming the dataset and what is
+    expected: X and y of each split together with one label per row, inputs of numbers shaped
+    (N, features) or (N, C, H, W), the same in every split and finite, class labels 0…K−1
+    (class names are numbered)."""
+    x = {split: getattr(raw, f"x_{split}") for split in SPLITS}
+    y = {split: getattr(raw, f"y_{split}") for split in SPLITS}
+    for split in SPLITS:
+        if (x[split] is None) != (y[split] is None):
+            given, missing = ("inputs", "labels") if y[split] is None else ("labels", "inputs")
+            raise DataError(f"dataset {name}: the loader gave {split} {given} but no {missing}; "
+                            "expected both")
+    x = {split: np.asarray(a) for split, a in x.items() if a is not None}
+    y = {split: np.asarray(a) for split, a in y.items() if a is not None}
+    for split, inputs in x.items():
+        if inputs.ndim < 2:
+            raise DataError(f"dataset {name}: the {split} inputs have shape {inputs.shape}; "
+                            "expected one row per sample, (N, features) or (N, C, H, W)")
+        if len(inputs) != len(y[split]):
+            raise DataError(f"dataset {name}: the {split} inputs have {len(inputs)} rows but "
+                            f"{len(y[split])} labels; expected one label per row")
+        if raw.fit_encoder is None:    # else the encoder makes numbers of them (csv categories)
+            x[split] = _numeric(name, split, "inputs", inputs)
+    class_names = raw.class_names
+    if raw.task == "classification":
+        y, names = _class_labels(name, y)
+        class_names = names or class_names
+    else:
+        y = {split: _numeric(name, split, "targets", a) for split, a in y.items()}
+    num_classes = raw.num_classes or (len(class_names) if class_names else None)
+    check_arrays(name, x, y, raw.task, num_classes)
+    return dataclasses.replace(raw, num_classes=num_classes, class_names=class_names,
+                               **{f"x_{split}": a for split, a in x.items()},
+                               **{f"y_{split}": a for split, a in y.items()})
 
 
 def check_arrays(name: str, x: dict[str, np.ndarray], y: dict[str, np.ndarray], task: str,
@@ -336,16 +445,24 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     x_train, y_train = np.asarray(raw.x_train), np.asarray(raw.y_train)
     name = config["name"]
     rows = np.arange(len(x_train))              # row numbers of the loader's training arrays
+    mode = config.get("resample", "fixed")
+    if mode == "per_seed_with_test" and raw.x_test is not None:
+        raise DataError(f"dataset.resample: per_seed_with_test draws a new test split for every "
+                        f"seed, but dataset {name} has its own test split; use resample: "
+                        "per_seed (the test set stays fixed) or fixed")
     if raw.x_test is None:
+        # per_seed_with_test: each seed its own test rows, so that the intervals over seeds
+        # include the variance of the test sample too
+        test_seed = run_split_seed(config, run_seed) if mode == "per_seed_with_test" else seed
         x_train, y_train, rows, x_test, y_test, test_rows = _split(
-            x_train, y_train, rows, config["test_fraction"], task=task, seed=seed,
+            x_train, y_train, rows, config["test_fraction"], task=task, seed=test_seed,
             key="test_fraction", name=name)
     else:
         x_test, y_test = np.asarray(raw.x_test), np.asarray(raw.y_test)
         test_rows = -1 - np.arange(len(x_test))  # the loader's own test rows
-    resampled = config.get("resample", "fixed") == "per_seed"
+    resampled = mode in RESAMPLED
     if resampled and raw.x_val is not None:
-        raise DataError(f"dataset.resample: per_seed draws a new validation split for every "
+        raise DataError(f"dataset.resample: {mode} draws a new validation split for every "
                         f"seed, but dataset {name} has its own validation split; remove the "
                         "validation file or use resample: fixed")
     seed = run_split_seed(config, run_seed)    # from here on: per seed when resampled
@@ -358,8 +475,6 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     else:
         x_val, y_val = np.asarray(raw.x_val), np.asarray(raw.y_val)
         val_rows = -1 - len(x_test) - np.arange(len(x_val))
-    check_arrays(name, {"train": x_train, "validation": x_val, "test": x_test},
-                 {"train": y_train, "validation": y_val, "test": y_test}, task, raw.num_classes)
     rng = np.random.default_rng(derived_seed(seed, 2))
     if config.get("train_subset") and config["train_subset"] < len(x_train):
         keep = np.sort(rng.permutation(len(x_train))[: config["train_subset"]])
@@ -408,7 +523,7 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
         train_eval_index=torch.from_numpy(eval_index.astype(np.int64)),
         meta={"name": name, "n_train": len(x_train), "n_val": len(x_val),
               "n_test": len(x_test), "class_names": raw.class_names,
-              "resample": "per_seed" if resampled else "fixed",
+              "resample": mode if resampled else "fixed",
               "split": {"train": fingerprint(rows), "val": fingerprint(val_rows),
                         "test": fingerprint(test_rows)}},
     )
@@ -430,7 +545,7 @@ def _load_raw(config: dict[str, Any]) -> RawData:
     key = json.dumps(config, sort_keys=True, default=str)
     if key not in _RAW:
         _RAW.clear()
-        _RAW[key] = DATASETS.get(config["name"]).load(config)
+        _RAW[key] = checked(config["name"], DATASETS.get(config["name"]).load(config))
     return _RAW[key]
 
 

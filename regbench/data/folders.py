@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -67,26 +68,47 @@ def _own_folder(folder: Path) -> bool:
     return not folder.is_symlink() and (not folder.exists() or folder.is_dir())
 
 
-def _cache_key(folder: Path, files: list[tuple[Path, int]], size: int, mode: str) -> str:
+def _unreadable(path: Path, key: str, reason: str, advice: str = "") -> DataError:
+    # abspath, not resolve(): resolving a link to itself raises instead of naming it
+    return DataError(f"dataset.{key}: cannot read image {os.path.abspath(path)} "
+                     f"({reason.strip().rstrip('.')}){advice}")
+
+
+def _cache_key(folder: Path, files: list[tuple[Path, int]], size: int, mode: str,
+               key: str) -> str:
     digest = hashlib.sha256(f"{size}:{mode}".encode())
     for path, label in files:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as exc:                     # a link to itself (ELOOP), or to nothing
+            raise _unreadable(path, key, exc.strerror or str(exc)) from None
         digest.update(f"{path.relative_to(folder)}:{label}:{stat.st_size}:"
                       f"{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
 
 
-def _decode(files: list[tuple[Path, int]], size: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image, UnidentifiedImageError  # deferred: only image folders need Pillow
+def _decode(files: list[tuple[Path, int]], size: int, mode: str,
+            key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each image decoded and resized; one that declares more pixels than Pillow's
+    decompression-bomb limit is refused before decoding (Pillow only warns up to twice the
+    limit, yet decoding such a file is the memory blow-up the limit is there to stop)."""
+    from PIL import Image  # deferred: only image folders need Pillow
 
     images = np.empty((len(files), 1 if mode == "L" else 3, size, size), dtype=np.uint8)
-    for index, (path, _) in enumerate(files):
-        try:
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert(mode).resize((size, size), Image.BILINEAR))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"dataset: cannot read image {path.resolve()} ({exc})") from None
-        images[index] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for index, (path, _) in enumerate(files):
+            try:
+                with Image.open(path) as image:
+                    pixels = np.asarray(image.convert(mode).resize((size, size),
+                                                                   Image.BILINEAR))
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise _unreadable(path, key, str(exc), f"; expected at most "
+                                  f"{Image.MAX_IMAGE_PIXELS:,} pixels: shrink the image or "
+                                  "remove it") from None
+            except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's ways to
+                raise _unreadable(path, key, str(exc)) from None          # say "damaged"
+            images[index] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
     return images, np.array([label for _, label in files], dtype=np.int64)
 
 
@@ -100,10 +122,10 @@ def load_folder(folder: Path, key: str, size: int, grayscale: bool,
                         f"{', '.join(missing)} of dataset.path")
     mode = "L" if grayscale else "RGB"
     files = _files(folder, classes)
-    cache = folder / CACHE_DIR / f"{_cache_key(folder, files, size, mode)}.npz"
+    cache = folder / CACHE_DIR / f"{_cache_key(folder, files, size, mode, key)}.npz"
     expected = (len(files), 1 if mode == "L" else 3, size, size)
     if not _own_folder(cache.parent):     # a link or a file there is not ours: never read,
-        return (*_decode(files, size, mode), classes)   # write or clean up through it
+        return (*_decode(files, size, mode, key), classes)   # write or clean up through it
     if cache.is_file() and not cache.is_symlink():
         try:
             with np.load(cache, allow_pickle=False) as stored:
@@ -113,7 +135,7 @@ def load_folder(folder: Path, key: str, size: int, grayscale: bool,
                 return x, y, classes
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass                                   # damaged or stale: decode again
-    x, y = _decode(files, size, mode)
+    x, y = _decode(files, size, mode, key)
     partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     try:
         cache.parent.mkdir(exist_ok=True)

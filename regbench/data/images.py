@@ -123,12 +123,20 @@ def _load_idx_dataset(root: str, download: bool, torchvision_name: str, pretty: 
         folder = _idx_folder(root, torchvision_name)
     if folder is None:
         raise _idx_missing(root, torchvision_name, pretty)
-    arrays = {key: read_idx(_find(folder, stem)) for key, stem in IDX_FILES.items()}
+    files = {key: _find(folder, stem) for key, stem in IDX_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in files.items()}
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        images, labels = files[f"x_{split}"], files[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"dataset.root: {folder}: {split} images {x.shape} and labels "
-                            f"{y.shape} do not match (expected N×H×W images and N labels)")
+            raise DataError(f"dataset.root: {labels}: {split} images {x.shape} and labels "
+                            f"{y.shape} do not match (expected N×H×W images in {images.name} "
+                            f"and N labels in {labels.name})")
+        if y.size and y.max() >= 10:
+            item = int(np.argmax(y >= 10))
+            raise DataError(f"dataset.root: {labels}: the {split} labels run from {y.min()} to "
+                            f"{y.max()}; expected classes 0 to 9 (label number {item}, counting "
+                            f"from 0, is {y[item]})")
     return RawData(x_train=arrays["x_train"][:, None].astype(np.float32) / 255.0,
                    y_train=arrays["y_train"].astype(np.int64),
                    x_test=arrays["x_test"][:, None].astype(np.float32) / 255.0,
@@ -184,6 +192,10 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"dataset.root: {path}: not a readable CIFAR-10 batch ({exc})") from None
     if len(images) != len(labels):
         raise DataError(f"dataset.root: {path}: {len(images)} images but {len(labels)} labels")
+    outside = (labels < 0) | (labels >= 10)
+    if outside.any():
+        raise DataError(f"dataset.root: {path}: label number {int(outside.argmax())}, counting "
+                        f"from 0, is {labels[outside][0]}; expected CIFAR-10's classes 0 to 9")
     return images, labels
 
 

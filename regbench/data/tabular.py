@@ -1,6 +1,7 @@
 """Tables: scikit-learn's bundled sets, generated data, and a user's CSV files."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -8,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from regbench.config.schema import MAX_WIDTH, Seed, StrictModel
-from regbench.data.base import DataSpec, RawData, register_dataset
+from regbench.data.base import FLOAT32_MAX, DataSpec, RawData, register_dataset
 from regbench.errors import DataError
 from regbench.registry import did_you_mean
 
@@ -137,14 +138,25 @@ def load_synthetic_regression(n_samples: int, n_features: int, n_informative: Op
     return RawData(x_train=x, y_train=y, task="regression")
 
 
+MAX_CATEGORIES = 1000   # most one-hot columns one categorical column may add (category_limit)
+
+
 class CsvParams(StrictModel):
     path: str                                     # the training table (or the whole table)
     target: str                                   # name of the target column
     task: Literal["classification", "regression"] = "classification"
     val_path: Optional[str] = None                # a user's own validation table
     test_path: Optional[str] = None               # a user's own test table
-    categorical: list[str] = []                   # numeric-coded columns to one-hot as well (text columns always are)
-    impute: Literal["refuse", "mean", "median"] = "refuse"  # missing numbers: refuse, or fill with the training split's mean/median (a missing category is all zeros)
+    categorical: list[str] = []                   # numeric-coded columns to one-hot as well (text columns always are); a column of over 1000 categories, or over half as many as the training file's rows (10 always allowed), is refused as id-like
+    impute: Literal["refuse", "mean", "median"] = "refuse"  # missing values (blank cells): refuse, or fill numbers with the training split's mean/median (a missing category is all zeros, unlike any category); a column with no value at all is refused
+
+
+def category_limit(rows: int) -> int:
+    """The most categories one column of a ``rows``-row table may one-hot into: 1000, since
+    each is a dense float column (a 1000-category column of 1M rows is 8 GB), and no more than
+    half the rows (at least 10 allowed): beyond that most categories hold a single row, an
+    id a network can only memorise."""
+    return min(MAX_CATEGORIES, max(10, rows // 2))
 
 
 def _header(path: str, what: str) -> list[str]:
@@ -181,9 +193,56 @@ def check_csv(config: dict[str, Any]) -> None:
                                 f"columns are: {', '.join(header)}")
 
 
-def _first_bad_row(mask) -> int:
-    """1-based line in the file of the first True row (line 1 is the header)."""
-    return int(np.asarray(mask).argmax()) + 2
+def _records(path: str):
+    """(first line, fields) of each record after the header, as the csv module reads them: a
+    quoted cell may span lines, so a record's line is not its row number plus two."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        next(reader, None)
+        start = reader.line_num + 1
+        for fields in reader:
+            yield start, fields
+            start = reader.line_num + 1
+
+
+def _line(path: str, row: int) -> int:
+    """The line of ``path`` on which data row ``row`` (0-based, as pandas counts) starts.
+    Only an error needs it, so the file is read again then rather than mapped up front."""
+    import csv
+
+    index = 0
+    try:
+        for line, fields in _records(path):
+            if len(fields) > 1 or (fields and fields[0].strip()):  # pandas skips blank lines
+                if index == row:
+                    return line
+                index += 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass                                         # what pandas read, the csv module would not
+    return row + 2
+
+
+def _first(path: str, mask) -> tuple[int, int]:
+    """The row (0-based) of the first True in ``mask``, and its line in ``path``."""
+    row = int(np.asarray(mask).argmax())
+    return row, _line(path, row)
+
+
+def _unreadable(path: str, what: str, exc: Exception) -> DataError:
+    """pandas' parser error in one line; a row with too many fields named by its line in the
+    file (pandas counts a quoted cell's lines and skipped blank lines its own way)."""
+    import csv
+
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    with contextlib.suppress(OSError, UnicodeDecodeError, csv.Error):
+        width = len(_header(path, what))
+        for line, fields in _records(path):
+            if len(fields) > width:
+                return DataError(f"dataset.{what}: {path}:{line}: not a readable CSV table "
+                                 f"(line {line} has {len(fields)} fields, the header {width})")
+    return DataError(f"dataset.{what}: {path}: not a readable CSV table ({reason})")
 
 
 def _category(value: Any) -> Optional[str]:
@@ -198,41 +257,98 @@ def _category(value: Any) -> Optional[str]:
     return str(value)
 
 
-def table_encoder(kinds: dict[str, str], impute: str):
+def _categories(column) -> np.ndarray:
+    """A column's values as category names, missing ones as None (pandas' map turns a None
+    back into NaN, which as a category of its own would one-hot into a column of zeros)."""
+    names = column.map(_category).to_numpy(object)
+    names[column.isna().to_numpy()] = None
+    return names
+
+
+def table_encoder(kinds: dict[str, str], impute: str, where: str = "dataset.path"):
     """fit(x_train) -> encode: numeric columns filled with the training mean or median, text
     (and ``categorical``) columns one-hot over the training split's categories; a category
-    seen only in val/test, or a missing one, is all zeros."""
+    seen only in val/test, or a missing one, is all zeros. Missing categories are encoded so,
+    not filled with the most frequent one: all zeros differs from every category (once
+    standardised, each column says "not this one"), so the network can learn what a missing
+    value means, as a separate "missing" column would let it, without a column that is zero
+    wherever nothing is missing. ``where`` names the table in errors."""
     def fit(x_train: np.ndarray):
         plan = []
-        for index, kind in enumerate(kinds.values()):
+        for index, (name, kind) in enumerate(kinds.items()):
             column = x_train[:, index]
             if kind == "numeric":
                 numbers = column.astype(np.float64)
                 known = numbers[~np.isnan(numbers)]
-                fill = (np.median(known) if impute == "median" else known.mean()) \
-                    if known.size else 0.0
-                plan.append((index, "numeric", fill))
             else:
-                plan.append((index, "categorical",
-                             sorted({v for v in column if v is not None}, key=str)))
+                known = sorted({v for v in column if v is not None}, key=str)
+            if not len(known):       # its values all fell in the validation or test rows
+                raise DataError(f"{where}: column '{name}' has no value in the {len(column)} "
+                                "training rows; fill it in, or drop the column")
+            if kind == "numeric":
+                plan.append((index, kind, np.median(known) if impute == "median"
+                             else known.mean()))
+            else:
+                plan.append((index, kind, known))
 
         def encode(x: np.ndarray) -> np.ndarray:
+            import pandas as pd
+
             parts = []
             for index, kind, detail in plan:
                 column = x[:, index]
                 if kind == "numeric":
                     numbers = column.astype(np.float64)
                     parts.append(np.where(np.isnan(numbers), detail, numbers)[:, None])
-                else:
-                    parts.append(np.stack([column == category for category in detail],
-                                          axis=1).astype(np.float64))
+                else:   # codes, then one 1 per row: memory of the result, not rows × categories
+                    codes = pd.Index(detail).get_indexer(column)   # -1: unseen or missing
+                    onehot = np.zeros((len(column), len(detail)))
+                    present = np.flatnonzero(codes >= 0)
+                    onehot[present, codes[present]] = 1.0
+                    parts.append(onehot)
             return np.concatenate(parts, axis=1)
         return encode
     return fit
 
 
-def _read_table(path: str, target: str, what: str, categorical: list[str] = (),
+def _beyond_float32(numbers: np.ndarray, path: str) -> Optional[tuple[int, int]]:
+    """The row and line of the first value float32 cannot hold (inf, beyond ±3.4e38)."""
+    bad = np.abs(numbers) > FLOAT32_MAX              # inf included, NaN (missing) not
+    return _first(path, bad) if bad.any() else None
+
+
+def _check_target(values, path: str, what: str, target: str, task: str) -> None:
+    import pandas as pd
+
+    if values.isna().any():
+        raise DataError(f"dataset.{what}: {path}:{_first(path, values.isna())[1]}: target "
+                        f"'{target}' has a missing value")
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if task == "regression" and not numeric:
+        stray = values.map(lambda v: isinstance(v, (bool, np.bool_))
+                           or pd.isna(pd.to_numeric(v, errors="coerce")))
+        row, line = _first(path, stray)
+        raise DataError(f"dataset.target: {path}:{line}: target '{target}' is not numeric (got "
+                        f"{values.iloc[row]!r}); a regression target must be (set task: "
+                        "classification for class labels)")
+    if not numeric:
+        return                      # class names
+    numbers = values.to_numpy(dtype=np.float64)
+    bad = _beyond_float32(numbers, path)
+    if bad:
+        raise DataError(f"dataset.{what}: {path}:{bad[1]}: the targets hold {numbers[bad[0]]:g} "
+                        f"(column '{target}'); expected finite numbers within float32's range")
+    fractional = np.mod(numbers, 1) != 0
+    if task == "classification" and fractional.any():
+        row, line = _first(path, fractional)
+        raise DataError(f"dataset.task: {path}:{line}: target '{target}' holds fractional "
+                        f"numbers such as {numbers[row]:g}; a classification target needs "
+                        "class labels (set task: regression for a numeric target)")
+
+
+def _read_table(path: str, target: str, what: str, task: str, categorical: list[str] = (),
                 impute: str = "refuse"):
+    """(features, target, column kinds) of one file, each bad value refused by its line."""
     import pandas as pd
 
     header = _header(path, what)
@@ -242,8 +358,7 @@ def _read_table(path: str, target: str, what: str, categorical: list[str] = (),
     try:
         frame = pd.read_csv(path, skipinitialspace=True, encoding="utf-8-sig")   # Excel's BOM
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"dataset.{what}: {path}: not a readable CSV table ({reason})") from None
+        raise _unreadable(path, what, exc) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"dataset.{what}: {path} has a header but no data rows; expected one "
@@ -254,48 +369,48 @@ def _read_table(path: str, target: str, what: str, categorical: list[str] = (),
     kinds = {}
     for column in features.columns:
         values = features[column]
+        if values.isna().all():      # imputing would make up a whole column (of one value)
+            raise DataError(f"dataset.{what}: {path}: column '{column}' has no value in any of "
+                            f"its {len(values)} rows; drop the column (it carries no "
+                            "information)")
         numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         if not numeric and column not in categorical:
             parsed = pd.to_numeric(values, errors="coerce")
             stray = parsed.isna() & values.notna()
             if parsed.notna().any() and stray.any():   # numbers with a stray word: a data error
-                row = _first_bad_row(stray)
-                raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' mixes numbers "
-                                f"and text (got {values.iloc[row - 2]!r}); fix the value, or "
+                row, line = _first(path, stray)
+                raise DataError(f"dataset.{what}: {path}:{line}: column '{column}' mixes numbers "
+                                f"and text (got {values.iloc[row]!r}); fix the value, or "
                                 "list the column under dataset.categorical to encode its values "
                                 "as categories")
         kinds[column] = "numeric" if numeric and column not in categorical else "categorical"
         if values.isna().any() and impute == "refuse":
-            raise DataError(f"dataset.{what}: {path}:{_first_bad_row(values.isna())}: column "
+            raise DataError(f"dataset.{what}: {path}:{_first(path, values.isna())[1]}: column "
                             f"'{column}' has a missing value (fill or drop missing values first, "
                             "or set dataset.impute: mean or median)")
         if kinds[column] == "numeric":
             numbers = values.to_numpy(dtype=np.float64)
-            if np.isinf(numbers).any():
-                row = _first_bad_row(np.isinf(numbers))
-                raise DataError(f"dataset.{what}: {path}:{row}: column '{column}' holds an "
-                                "infinite value; expected finite numbers")
-    if frame[target].isna().any():
-        raise DataError(f"dataset.{what}: {path}:{_first_bad_row(frame[target].isna())}: target "
-                        f"'{target}' has a missing value")
+            bad = _beyond_float32(numbers, path)
+            if bad:
+                value = numbers[bad[0]]
+                held = "an infinite value" if np.isinf(value) else f"{value:g}, beyond float32's " \
+                    f"range (±{FLOAT32_MAX:.3g})"
+                raise DataError(f"dataset.{what}: {path}:{bad[1]}: column '{column}' holds "
+                                f"{held}; expected finite numbers")
+        elif what == "path":         # the categories one-hot encoded are the training file's
+            count = values.map(_category).nunique()
+            if count > category_limit(len(values)):
+                raise DataError(f"dataset.{what}: {path}: column '{column}' has {count} "
+                                f"distinct values in {len(values)} rows, more than the "
+                                f"{category_limit(len(values))} categories a one-hot column "
+                                f"may have (at most {MAX_CATEGORIES}, and half the rows); an "
+                                "id-like column carries nothing to learn: drop it")
+    _check_target(frame[target], path, what, target, task)
     if all(kind == "numeric" for kind in kinds.values()) and not features.isna().any().any():
         return features.to_numpy(dtype=np.float64), frame[target].to_numpy(), kinds
     columns = [features[c].to_numpy(dtype=np.float64) if kinds[c] == "numeric"
-               else features[c].map(_category).to_numpy(object)
-               for c in features.columns]
+               else _categories(features[c]) for c in features.columns]
     return np.stack(columns, axis=1).astype(object), frame[target].to_numpy(), kinds
-
-
-def _fraction_example(y: np.ndarray) -> str:
-    y = np.asarray(y, dtype=np.float64)
-    return f"{y[np.mod(y, 1) != 0][0]:g}"
-
-
-def _looks_continuous(y: np.ndarray) -> bool:
-    """A float target with fractional values: a regression target given task: classification."""
-    y = np.asarray(y)
-    return (np.issubdtype(y.dtype, np.floating)
-            and not np.all(np.equal(np.mod(y, 1), 0)))
 
 
 @register_dataset("csv", Params=CsvParams, summary="a user's CSV table: path, target, task, "
@@ -305,10 +420,8 @@ def load_csv(path: str, target: str, task: str, val_path: Optional[str],
              test_path: Optional[str], categorical: list[str], impute: str) -> RawData:
     files = {"path": path, "val_path": val_path, "test_path": test_path}   # config key -> file
     categorical = list(categorical or [])
-    tables = {"path": _read_table(path, target, "path", categorical, impute)}
-    for key in ("val_path", "test_path"):
-        if files[key]:
-            tables[key] = _read_table(files[key], target, key, categorical, impute)
+    tables = {key: _read_table(file, target, key, task, categorical, impute)
+              for key, file in files.items() if file}
     columns = tables["path"][2]
     for key, (_, _, cols) in tables.items():
         if list(cols) != list(columns):
@@ -320,20 +433,9 @@ def load_csv(path: str, target: str, task: str, val_path: Optional[str],
                             "it under dataset.categorical to treat it as categories in both")
     labels = None
     if task == "classification":
-        for key, (_, y, _) in tables.items():
-            if _looks_continuous(y):
-                raise DataError(f"dataset.task: target '{target}' in {files[key]} holds "
-                                f"fractional numbers such as {_fraction_example(y)}; a "
-                                "classification target needs class labels (set task: "
-                                "regression for a numeric target)")
         labels = sorted({str(v) for _, y, _ in tables.values() for v in y})
         code = {label: i for i, label in enumerate(labels)}
         tables = {k: (x, np.array([code[str(v)] for v in y]), c) for k, (x, y, c) in tables.items()}
-    else:
-        for key, (_, y, _) in tables.items():
-            if not np.issubdtype(np.asarray(y).dtype, np.number) or np.asarray(y).dtype == bool:
-                raise DataError(f"dataset.target: '{target}' in {files[key]} is not numeric; "
-                                "a regression target must be")
 
     def part(key):
         return tables[key][:2] if key in tables else (None, None)
@@ -341,10 +443,10 @@ def load_csv(path: str, target: str, task: str, val_path: Optional[str],
     x_val, y_val = part("val_path")
     x_test, y_test = part("test_path")
     x, y = part("path")
-    kinds = columns
-    encoded = any(kind == "categorical" for kind in kinds.values()) or any(
+    encoded = any(kind == "categorical" for kind in columns.values()) or any(
         table[0].dtype == object for table in tables.values())
     return RawData(x_train=x, y_train=y, task=task, x_val=x_val, y_val=y_val, x_test=x_test,
                    y_test=y_test, num_classes=len(labels) if labels else None,
                    class_names=labels,
-                   fit_encoder=table_encoder(kinds, impute) if encoded else None)
+                   fit_encoder=table_encoder(columns, impute, f"dataset.path: {path}")
+                   if encoded else None)
