@@ -1,6 +1,7 @@
 """The headline says what the table's statistics say and no more: a recipe is called better or
-worse only where the Holm-corrected paired test (checked here with scipy) says so, with its
-interval; inconclusive recipes get the seeds that would settle them; one seed gives no verdict."""
+worse only where the Bonferroni-corrected paired test (checked here with scipy) says so, with
+the interval at the same level; equivalent only within a given ±δ; inconclusive recipes get the
+seeds that would settle them at δ, or are asked for δ; one seed gives no verdict."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,21 +35,29 @@ def test_headline_names_each_verdict_with_its_interval():
     comparison = build_comparison(summaries(EFFECTS))
     text = " ".join(comparison.headline)
     p = {name: stats.ttest_rel(test, BASE).pvalue for name, test in EFFECTS.items()}
-    assert p["helps"] * 4 < 0.05 and p["hurts"] * 4 < 0.05                  # Holm: both reject
+    assert p["helps"] * 4 < 0.05 and p["hurts"] * 4 < 0.05          # Bonferroni: both reject
     assert p["noise"] > 0.05 and p["maybe"] > 0.05
     better = next(s for s in comparison.headline if "better than baseline" in s)
     worse = next(s for s in comparison.headline if "worse than baseline" in s)
     unsure = next(s for s in comparison.headline if s.startswith("Inconclusive"))
     assert "helps" in better and "hurts" not in better and "noise" not in better
     assert "hurts" in worse and "noise" in unsure and "maybe" in unsure
-    low, high = stats.t.interval(0.95, 4, loc=(EFFECTS["helps"] - BASE).mean(),
+    # the interval at the family's level: 1 − 0.05/4 each, 95% together
+    low, high = stats.t.interval(1 - 0.05 / 4, 4, loc=(EFFECTS["helps"] - BASE).mean(),
                                  scale=stats.sem(EFFECTS["helps"] - BASE))
     assert f"[{low:+.3g}, {high:+.3g}]".replace("-", "−") in better
-    assert "Holm-corrected over 4 comparison(s)" in text and "5 seeds" in text
-    assert "the train/val split is fixed" in text      # what the intervals cover
-    needed = comparison.seeds_needed["maybe"]           # the next step for the inconclusive ones
-    assert 5 < needed <= 1000 and f"about {needed} seeds for maybe" in text
-    assert "noise: more than 1000 seeds would be needed" in text
+    assert "98.75% interval (Bonferroni over 4 comparisons: together 95%)" in text
+    assert "5 seeds" in text
+    assert "the train/val split and the test set are fixed" in text   # what the intervals cover
+    # without δ: nothing is equivalent or "no different", and δ is what sizes more seeds
+    assert "equivalent" not in text and "no different" not in text
+    assert "--min-effect D" in text and "about" not in text
+    with_delta = build_comparison(summaries(EFFECTS), min_effect=0.02)
+    text = " ".join(with_delta.headline)
+    equivalent = next(s for s in with_delta.headline if "equivalent to baseline within ±0.02" in s)
+    assert "noise" in equivalent and "maybe" not in equivalent
+    needed = with_delta.seeds_needed["maybe"]           # the next step for the inconclusive one
+    assert 5 < needed <= 1000 and f"about {needed} seeds for maybe (--seeds 0-{needed - 1})" in text
 
 
 def test_one_seed_gives_no_verdict_and_no_baseline_gives_no_comparison():

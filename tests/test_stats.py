@@ -1,7 +1,8 @@
 """Statistics over seeds, checked against independent computations and by simulation:
 the t interval's coverage at 3, 5 and 10 seeds (normal and skewed noise) where the percentile
-bootstrap fails, the probability of improvement by counting pairs, Holm's step-down procedure,
-the power of the seed advice, the false-claim rate of a table, and the comparison's choices."""
+bootstrap fails, the probability of improvement by counting pairs, verdicts that are exactly
+what the shown (Bonferroni) interval says, the equivalence verdict's error rate, the seed advice
+followed in simulation, the false-claim rate of a table, and the comparison's choices."""
 from __future__ import annotations
 
 import itertools
@@ -14,8 +15,10 @@ from scipy import stats as scipy_stats
 from regbench.analysis.compare import build_comparison, to_csv, to_latex, to_markdown
 from regbench.analysis.stats import (
     ALPHA,
+    bonferroni,
     decide,
-    holm,
+    difference_of,
+    family_level,
     mean_std,
     paired_difference,
     probability_of_improvement,
@@ -98,7 +101,7 @@ def test_the_issues_example_includes_zero_under_t():
     result = paired_difference({0: -0.0034, 1: -0.0066, 2: -0.0029}, {0: 0.0, 1: 0.0, 2: 0.0})
     assert result.low == pytest.approx(-0.0093, abs=1e-4)
     assert result.high == pytest.approx(0.0007, abs=1e-4) and result.high > 0
-    assert decide(result.mean, result.p_value, True) == "inconclusive"
+    assert decide(result, True) == "inconclusive"
 
 
 def test_pairs_by_seed_drops_unpaired_seeds_and_one_pair_has_no_interval():
@@ -115,7 +118,11 @@ def test_identical_runs_are_no_difference_and_a_constant_shift_has_no_test():
     # one more test example right in each of two seeds: no noise estimate, no claim
     shifted = paired_difference({0: 0.5 + 1 / 360, 1: 0.6 + 1 / 360}, {0: 0.5, 1: 0.6})
     assert shifted.low == pytest.approx(1 / 360) and math.isnan(shifted.p_value)
-    assert decide(shifted.mean, shifted.p_value, True) == "inconclusive"
+    assert decide(shifted, True) == "inconclusive"
+    # the same numbers in every seed (a twin of the baseline) are equivalent at any δ, and
+    # never without one
+    assert decide(same, True, min_effect=0.01) == "equivalent"
+    assert decide(same, True) == "inconclusive"
 
 
 def test_probability_of_improvement_counts_seed_pairs():
@@ -128,38 +135,46 @@ def test_probability_of_improvement_counts_seed_pairs():
     assert dropout == pytest.approx(2 / 3)
 
 
-def holm_rejections(p_values: list[float], alpha: float) -> set[int]:
-    """Holm's step-down procedure as Holm (1979) states it: reject in increasing order while
-    p_(k) ≤ α / (m − k + 1); stop at the first that fails."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    rejected = set()
-    for k, i in enumerate(order):
-        if p_values[i] > alpha / (len(p_values) - k):
-            break
-        rejected.add(i)
-    return rejected
-
-
-def test_holm_adjusted_p_values_reproduce_the_step_down_procedure():
+def test_a_verdict_is_exactly_what_its_shown_interval_says():
+    """better/worse iff the interval at 1 − α/m excludes 0 iff the paired t-test (scipy) rejects
+    at α/m; equivalent iff it lies inside ±δ; a row whose interval excludes 0 is never
+    inconclusive (issue 30: per-row 95% intervals beside Holm verdicts disagreed)."""
     rng = np.random.default_rng(3)
-    for _ in range(300):
-        p_values = list(rng.uniform(0, 0.2, rng.integers(1, 9)) ** rng.uniform(1, 3))
-        adjusted = holm(p_values)
-        assert all(a >= p for a, p in zip(adjusted, p_values)) and max(adjusted) <= 1
-        for alpha in (0.01, 0.05, 0.1):
-            assert {i for i, a in enumerate(adjusted) if a <= alpha} == \
-                holm_rejections(p_values, alpha)
-    assert math.isnan(holm([0.01, math.nan])[1]) and holm([0.01, math.nan])[0] == 0.01
+    for _ in range(400):
+        m, n = int(rng.integers(1, 6)), int(rng.integers(2, 9))
+        diffs = rng.normal(rng.normal(0, 0.01), 0.01, n)
+        diff = difference_of(diffs, family_level(m))
+        p = scipy_stats.ttest_1samp(diffs, 0.0).pvalue
+        rejects = min(1.0, m * p) < ALPHA
+        assert bonferroni(p, m) == pytest.approx(min(1.0, m * p))
+        assert (decide(diff, True) != "inconclusive") == rejects == (diff.low > 0 or diff.high < 0)
+        delta = abs(float(rng.normal(0, 0.02)))
+        verdict = decide(diff, True, delta)
+        inside = -delta < diff.low and diff.high < delta
+        assert (verdict == "equivalent") == inside
+        if verdict == "inconclusive":
+            assert diff.low <= 0 <= diff.high
 
 
 def test_a_table_of_no_effect_recipes_makes_a_false_claim_at_most_5_percent_of_the_time():
     rng = np.random.default_rng(11)
     tables, claims, rows = 2000, 0, 4
     for _ in range(tables):
-        diffs = [paired_difference(*simulated_runs(rng, 3, "normal", 0.0)) for _ in range(rows)]
-        adjusted = holm([d.p_value for d in diffs])
-        claims += any(decide(d.mean, a, True) != "inconclusive" for d, a in zip(diffs, adjusted))
+        diffs = [paired_difference(*simulated_runs(rng, 3, "normal", 0.0), family_level(rows))
+                 for _ in range(rows)]
+        claims += any(decide(d, True) != "inconclusive" for d in diffs)
     assert claims / tables <= ALPHA + 0.01, claims / tables
+
+
+@pytest.mark.parametrize("n", [3, 5, 8])
+def test_a_true_effect_of_one_and_a_half_delta_is_called_equivalent_at_most_5_percent(n):
+    # δ near the noise (sd of a difference ≈ 0.0045): the point estimate alone would fall
+    # inside ±δ in 10–25% of tables; the interval inside ±δ (two one-sided tests) at most 2.5%
+    delta = 0.004
+    rng = np.random.default_rng(n)
+    false = sum(decide(paired_difference(*simulated_runs(rng, n, "normal", 1.5 * delta)), True,
+                       delta) == "equivalent" for _ in range(TABLES))
+    assert false / TABLES <= 0.05, false / TABLES
 
 
 def test_seeds_needed_gives_80_percent_power_by_simulation():
@@ -216,11 +231,10 @@ def test_best_lambda_is_chosen_by_validation_never_by_test_and_marked_post_selec
     row = next(r for r in comparison.rows if r["point"] == "l2__lambda=10")
     assert row["diff"] == pytest.approx(0.15 + 0.0015, abs=1e-9) and row["verdict"] == "better"
     assert comparison.comparisons == 2
-    assert any("Holm–Bonferroni corrected over the table's 2 comparison(s)" in n
-               for n in comparison.notes)
+    assert any("Bonferroni over the table's 2 comparisons" in n for n in comparison.notes)
 
 
-def test_verdicts_are_holm_corrected_and_inconclusive_rows_get_seed_advice():
+def test_verdicts_are_bonferroni_corrected_and_inconclusive_rows_get_seed_advice():
     rng = np.random.default_rng(2)
     base = rng.normal(0.9, 0.01, 4)
     summaries = [_summary("baseline", s, 0.8, base[s]) for s in range(4)]
@@ -230,17 +244,25 @@ def test_verdicts_are_holm_corrected_and_inconclusive_rows_get_seed_advice():
     alone = build_comparison(summaries)
     weak = next(r for r in alone.rows if r["recipe"] == "weak")
     assert 0.01 < weak["p_value"] < 0.05 and weak["verdict"] == "better"
+    assert weak["diff_low"] > 0 and weak["ci_level"] == 0.95
     for name in ("a", "b", "c", "d"):
         summaries += [_summary(name, s, 0.8, base[s] + rng.normal(0, 0.01)) for s in range(4)]
     table = build_comparison(summaries)
     weak = next(r for r in table.rows if r["recipe"] == "weak")
-    assert table.comparisons == 5 and weak["p_holm"] > 0.05 and weak["verdict"] == "inconclusive"
-    advice = next(n for n in table.notes if "would settle weak vs baseline" in n)
-    needed = seeds_needed(abs(weak["diff"]), weak["diff_sd"], ALPHA / 5)
+    assert table.comparisons == 5 and weak["p_adjusted"] == pytest.approx(5 * weak["p_value"])
+    assert weak["verdict"] == "inconclusive" and weak["diff_low"] < 0 < weak["diff_high"]
+    assert weak["ci_level"] == pytest.approx(0.99) and "99% CI" in to_markdown(table)
+    # without δ: how narrow more seeds make the interval, and that δ sizes them; no "about N"
+    advice = next(n for n in table.notes if n.startswith("weak: its interval is"))
+    assert "--min-effect D" in advice and not any("seeds would settle" in n for n in table.notes)
+    assert not any("no different" in n for n in [*table.notes, *table.headline])
+    assert not any(r["verdict"] == "equivalent" for r in table.rows)
+    sized = build_comparison(summaries, min_effect=0.01)
+    advice = next(n for n in sized.notes if "would settle weak vs baseline" in n)
+    needed = sized.seeds_needed["weak"]
     assert advice.startswith(f"about {needed} seeds") and needed > 4
-    larger = build_comparison(summaries, min_effect=0.05)
-    assert any("would settle weak vs baseline" in n and "difference of 0.05 " in n
-               for n in larger.notes)
+    assert f"--seeds 0-{needed - 1}" in advice
+    assert any(n.startswith("seed advice:") and "±0.01" in n for n in sized.notes)
 
 
 def test_scope_line_says_what_the_intervals_cover():
@@ -248,7 +270,8 @@ def test_scope_line_says_what_the_intervals_cover():
              for s in range(3)]
     comparison = build_comparison(fixed)
     assert comparison.scope in comparison.notes and "over 3 paired seeds" in comparison.scope
-    assert "the train/val split is fixed" in comparison.scope
+    assert "the train/val split and the test set are fixed" in comparison.scope
+    assert "the intervals include only that variance" in comparison.scope
     assert comparison.scope in to_markdown(comparison) and "3 paired seeds" in to_latex(comparison)
     resampled = [{**s, "resample": "per_seed"} for s in fixed]
     assert "and the train/val split (dataset.resample: per_seed" in \
@@ -263,9 +286,10 @@ def test_fewer_than_three_seeds_warns_with_the_t_widths_and_tables_carry_the_col
     assert "±12.7·sd/√2" in warning
     header = to_csv(comparison).splitlines()[0].split(",")
     for column in ("seeds", "diff", "diff_low", "diff_high", "verdict", "p_improve", "p_value",
-                   "p_holm", "diagnosis", "seeds_vary", "val_accuracy_std"):
+                   "p_adjusted", "ci_level", "diagnosis", "seeds_vary", "val_accuracy_std"):
         assert column in header
-    assert "95% CI" in to_markdown(comparison)
+    # P(improve) has no interval: in comparison.csv, not in the printed tables
+    assert "95% CI" in to_markdown(comparison) and "P(improve)" not in to_markdown(comparison)
     assert r"\begin{tabular}" in to_latex(comparison) and r"$\pm$" in to_latex(comparison)
 
 
@@ -288,7 +312,7 @@ def test_latex_is_a_booktabs_table_with_a_caption():
         assert command in latex, command
     assert r"\hline" not in latex
     caption = latex.split(r"\caption{", 1)[1].split("}\n", 1)[0]
-    assert "3 paired seeds" in caption and "Holm" in caption and r"my\_exp" in caption
+    assert "3 paired seeds" in caption and "Bonferroni" in caption and r"my\_exp" in caption
     body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
     header = latex.split(r"\toprule")[1].split(r"\midrule")[0].strip()
     columns = header.count(" & ") + 1
@@ -350,3 +374,78 @@ def test_probability_of_improvement_equals_mann_whitney_u():
         u_low = scipy_stats.mannwhitneyu(-x, -y, alternative="two-sided").statistic
         assert probability_of_improvement(x, y, higher_is_better=False) == \
             pytest.approx(u_low / (x.size * y.size))
+
+
+def _seeds_of(option: str) -> list[int]:
+    """The seeds a --seeds value names (``0-7`` or ``0,1,5``), parsed here independently."""
+    seeds = []
+    for part in option.split(","):
+        first, _, last = part.partition("-")
+        seeds += list(range(int(first), int(last or first) + 1))
+    return seeds
+
+
+@pytest.mark.parametrize("true_difference", [0.0, 0.02, 0.03])
+def test_following_the_seed_advice_settles_the_row_at_least_75_percent_of_the_time(
+        true_difference):
+    """Issue 30: "about N seeds would settle it" sized on the difference seen settled 1–2% of
+    no-effect rows. Here the advice of a 3-seed table with δ = 0.02 is followed as printed (its
+    --seeds, the first seeds kept) through the comparison itself, for a true difference of 0
+    (settled: equivalent), δ and 1.5δ (settled: better)."""
+    delta, rng = 0.02, np.random.default_rng(int(true_difference * 1000))
+    runs: dict[int, tuple[float, float]] = {}
+
+    def table(seeds):
+        for seed in seeds:   # a seed's runs, drawn once: a seed trained again gives the same
+            if seed not in runs:
+                shared = rng.normal(0.9, 0.01)
+                runs[seed] = (shared + rng.normal(0, 0.01),
+                              shared + true_difference + rng.normal(0, 0.012))
+        summaries = [_summary(recipe, seed, 0.8, runs[seed][i]) for seed in seeds
+                     for i, recipe in enumerate(("baseline", "twin"))]
+        comparison = build_comparison(summaries, min_effect=delta)
+        return comparison, next(r for r in comparison.rows if r["recipe"] == "twin")
+
+    advised = settled = 0
+    for _ in range(1500):
+        if advised == 200:
+            break
+        runs.clear()
+        comparison, row = table(range(3))
+        if row["verdict"] != "inconclusive" or "twin" not in comparison.seeds_option:
+            continue
+        seeds = _seeds_of(comparison.seeds_option["twin"])
+        assert set(range(3)) <= set(seeds) and len(seeds) == comparison.seeds_needed["twin"]
+        advised += 1
+        settled += table(seeds)[1]["verdict"] != "inconclusive"
+    assert advised >= 100
+    assert settled / advised >= 0.75, (settled, advised)
+
+
+def test_a_sweep_pick_at_the_edge_of_its_grid_or_by_a_few_validation_examples_is_flagged():
+    def table(val_by_lambda, n_val=400):
+        summaries = [{**_summary("baseline", s, 0.8, 0.8 + s / 100),
+                      "examples": {"train": 1000, "val": n_val, "test": 400}} for s in range(3)]
+        for lam, val in val_by_lambda.items():
+            summaries += [{**_summary("l2", s, val, 0.85 + s / 90, lam=lam),
+                           "examples": {"train": 1000, "val": n_val, "test": 400}}
+                          for s in range(3)]
+        return build_comparison(summaries)
+
+    edge = table({0.01: 0.80, 0.1: 0.84, 1.0: 0.90})
+    (warning,) = [n for n in edge.notes if "edge" in n or "largest value" in n]
+    assert "best l2 lambda=1 is the largest value of its grid" in warning
+    assert "(e.g. add 10, if the key allows it)" in warning   # a log grid: one more factor
+    assert any("largest value of its grid" in s for s in edge.headline)
+    inside = table({0.01: 0.80, 0.1: 0.90, 1.0: 0.84})
+    assert not any("of its grid" in n for n in inside.notes)
+    # 0.90 vs 0.895 on 400 validation examples: 2 examples apart, a toss-up
+    close = table({0.01: 0.80, 0.1: 0.90, 1.0: 0.895})
+    assert any("ahead of the next point by 2.0 validation example(s) of 400" in n
+               for n in close.notes)
+    assert not any("ahead of the next point" in n for n in inside.notes)
+    # and splits under 100 examples: the smallest difference they can show
+    small = table({0.01: 0.80, 0.1: 0.90, 1.0: 0.84}, n_val=50)
+    assert any("small validation set (50 examples, one = 0.020 accuracy)" in n
+               for n in small.notes)
+    assert not any("small test set" in n for n in small.notes)

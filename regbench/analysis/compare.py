@@ -1,10 +1,12 @@
 """The comparison table, rebuilt from run folders alone.
 
 One row per recipe and sweep point: seeds, val and test metric mean ± std, the test difference
-to baseline with its paired 95% Student-t interval, the verdict (better / worse / inconclusive,
-Holm-corrected over the table's rows), the probability of improvement and the p-values, the
-train−val gap, best epoch, diagnosis, sparsity, seconds per epoch and parameter count. Sorted by
-the validation metric; the best value of each sweep is chosen on validation, never on test.
+to baseline with its paired Student-t interval (at the level that makes all of the table's
+intervals hold together with 95%), the verdict read off that interval (better / worse /
+equivalent within ±δ / inconclusive), the p-values, the train−val gap, best epoch, diagnosis,
+sparsity, seconds per epoch and parameter count. Sorted by the validation metric; the best
+value of each sweep is chosen on validation, never on test. The notes say what the intervals
+cover, how many seeds would settle an inconclusive row, and what the data are too small to show.
 """
 from __future__ import annotations
 
@@ -15,19 +17,23 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from regbench.analysis.diagnose import label, tally
-from regbench.analysis.headline import headline, lost_note, lost_runs
+from regbench.analysis.headline import headline, level_text, lost_note, lost_runs
 from regbench.analysis.stats import (
     ALPHA,
     CONFIDENCE,
     INCONCLUSIVE,
     MAX_SEEDS_ADVISED,
     POWER,
+    SPREAD_BOUND,
+    bonferroni,
     decide,
-    holm,
+    family_level,
+    interval_half_width,
     mean_std,
     paired_difference,
     probability_of_improvement,
-    seeds_needed,
+    seeds_to_settle,
+    spread_bound,
     t_quantile,
 )
 from regbench.errors import RegbenchError
@@ -46,6 +52,7 @@ from regbench.results import (
 )
 from regbench.vocabulary import (
     COMPARISON,
+    EXPERIMENT_FILE,
     MIN_SEEDS,
     default_metric,
     format_value,
@@ -62,9 +69,13 @@ class Comparison:
     best_points: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> best sweep row
     scope: str = ""                          # what the intervals cover, over how many seeds
     varied: str = ""                         # what the seeds vary (part of the scope line)
-    comparisons: int = 0                     # rows in the Holm family
+    comparisons: int = 0                     # rows in the Bonferroni family
+    level: float = CONFIDENCE                # each row's interval level: 1 − α/comparisons
+    min_effect: Optional[float] = None       # δ: smallest difference of interest (equivalence)
     # recipe -> seeds that would settle it, always more than its row already has
     seeds_needed: dict[str, int] = field(default_factory=dict)
+    seeds_option: dict[str, str] = field(default_factory=dict)  # recipe -> its --seeds value
+    warnings: list[str] = field(default_factory=list)   # what the data are too small to show
     headline: list[str] = field(default_factory=list)  # the answer in plain sentences
     title: str = ""                          # the experiment's name, where known
     unfinished: list[str] = field(default_factory=list)  # planned runs not finished (interrupted)
@@ -96,12 +107,13 @@ def check_metric(metric: str, task: str) -> None:
 
 
 def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = None,
-                     min_effect: Optional[float] = None,
+                     min_effect: Optional[float | dict[str, float]] = None,
                      unfinished: Sequence[str] = ()) -> Comparison:
-    """The table; ``min_effect`` is the smallest difference worth detecting, for the advice on
-    how many seeds would settle an inconclusive row (default: the observed difference);
-    ``unfinished``: planned runs that have not finished (an interrupted run), which the advice
-    tells the user to resume rather than to add seeds.
+    """The table; ``min_effect`` (δ) is the smallest difference of interest: a row whose
+    interval lies inside ±δ is ``equivalent``, and the seed advice sizes the seeds that would
+    settle a row at δ (without it: no equivalence, and the advice says how narrow more seeds
+    make the interval); a dict gives δ per metric; ``unfinished``: planned runs that have not finished (an interrupted
+    run), which the advice tells the user to resume rather than to add seeds.
 
     Each row's ``lost`` holds its runs that did not complete, by status (``missing``: planned
     runs with no summary at all), and ``baseline_lost`` those of the baseline it is paired
@@ -110,6 +122,8 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     metric = metric or default_metric(task)
     check_metric(metric, task)
     higher = not lower_is_better(metric)
+    if isinstance(min_effect, dict):
+        min_effect = min_effect.get(metric)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for summary in summaries:
         groups[summary.get("point_id") or _point_id(summary)].append(summary)
@@ -130,7 +144,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
         test_by_seed = {r["seed"]: _num(r.get(f"test_{metric}")) for r in done}
         baseline_test = baselines.get(_global_key(runs[0]))
         compared = runs[0].get("recipe") != "baseline" and bool(baseline_test)
-        diff = paired_difference(test_by_seed, baseline_test) if compared else None
+        diff = paired_difference(test_by_seed, baseline_test) if compared else None   # n, sd, p
         improve = (probability_of_improvement(list(test_by_seed.values()),
                                               list(baseline_test.values()), higher)
                    if compared else math.nan)
@@ -159,7 +173,10 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "diff_sd": diff.sd if diff else math.nan,
             "pairs": diff.pairs if diff else 0,
             "p_value": diff.p_value if diff else math.nan,
-            "p_holm": math.nan,
+            "p_adjusted": math.nan,
+            "ci_level": math.nan,
+            # P(improve) has no interval worth showing at a few seeds (0.8+ or 0.2− in 17% of
+            # 3-seed tables of a recipe with no effect): comparison.csv only, not the tables
             "p_improve": improve,
             "verdict": "",
             "gap": gap_mean,
@@ -170,6 +187,9 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "seconds_per_epoch": mean_std(_num(r.get("seconds_per_epoch")) for r in runs)[0],
             "parameters": first.get("parameter_count"),
             # dicts: kept out of comparison.csv, read by the notes and the headline
+            "paired": ({"recipe": test_by_seed, "baseline": baseline_test} if compared
+                       else {}),
+            "examples": _examples(done),
             "lost": lost[point],
             "baseline_lost": ({} if first.get("recipe") == "baseline"
                               else baseline_lost.get(_global_key(first), {})),
@@ -177,27 +197,45 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     key = f"val_{metric}"
     rows.sort(key=lambda r: (math.isnan(r[key]), -r[key] if higher else r[key]))
     varied = _seeds_vary(summaries)
-    comparison = Comparison(metric=metric, rows=rows, scope=_scope(varied, rows), varied=varied,
-                            unfinished=sorted(unfinished))
+    comparison = Comparison(metric=metric, rows=rows, varied=varied,
+                            unfinished=sorted(unfinished),
+                            min_effect=abs(min_effect) if min_effect else None)
     _decide(comparison, higher)
+    comparison.scope = _scope(varied, rows, comparison)
     _best_points(comparison, higher)
-    _notes(comparison, summaries, min_effect)
+    _notes(comparison, summaries)
     comparison.headline = headline(comparison, chosen_rows(comparison))
     return comparison
 
 
 def _decide(comparison: Comparison, higher: bool) -> None:
-    """The verdict of every row that has a difference, Holm-corrected over all of them."""
+    """Every row with an interval: its interval at the family's level (1 − α/m over the m rows
+    compared with baseline) and the verdict read off it, so that a verdict is exactly what its
+    shown interval says (see regbench.analysis.stats)."""
     compared = [row for row in comparison.rows if row["recipe"] != "baseline" and row["pairs"]]
-    adjusted = holm([row["p_value"] for row in compared])
-    comparison.comparisons = sum(not math.isnan(p) for p in adjusted)
-    for row, p_holm in zip(compared, adjusted):
-        row["p_holm"] = p_holm
-        row["verdict"] = decide(row["diff"], p_holm, higher)
+    comparison.comparisons = sum(row["pairs"] >= 2 for row in compared)
+    comparison.level = family_level(comparison.comparisons)
+    for row in compared:
+        diff = paired_difference(row["paired"]["recipe"], row["paired"]["baseline"],
+                                 comparison.level)
+        row["diff_low"], row["diff_high"] = diff.low, diff.high
+        row["ci_level"] = comparison.level if row["pairs"] >= 2 else math.nan
+        row["p_adjusted"] = bonferroni(row["p_value"], comparison.comparisons)
+        row["verdict"] = decide(diff, higher, comparison.min_effect)
         if row["seeds"] < row["runs"]:
             # runs that diverged or failed drop out of the pairs: the survivors alone cannot
-            # say the recipe is better (the notes list the runs that did not complete)
+            # say the recipe is better, or no different (the notes list the runs lost)
             row["verdict"] = INCONCLUSIVE
+
+
+def _examples(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """The fewest examples each split held over these runs (summary.json's ``examples``)."""
+    sizes: dict[str, int] = {}
+    for run in runs:
+        for split, count in (run.get("examples") or {}).items():
+            if isinstance(count, int) and count > 0:
+                sizes[split] = min(count, sizes.get(split, count))
+    return sizes
 
 
 def _lost_runs(groups: dict[str, list[dict[str, Any]]], summaries: list[dict[str, Any]],
@@ -222,12 +260,25 @@ def _lost_runs(groups: dict[str, list[dict[str, Any]]], summaries: list[dict[str
     return lost
 
 
-RESAMPLED = "per_seed"
+RESAMPLED = ("per_seed", "per_seed_with_test")
+# what the seeds vary, per dataset.resample: the sources of variance the intervals include
+VARIED = {
+    "fixed": "initialisation and batch order only (the train/val split and the test set are "
+             "fixed: dataset.resample: per_seed varies the split, per_seed_with_test the test "
+             "set too)",
+    "per_seed": "initialisation, batch order and the train/val split (dataset.resample: "
+                "per_seed; the test set is fixed)",
+    "per_seed_with_test": "initialisation, batch order, the train/val split and the test split "
+                          "(dataset.resample: per_seed_with_test)",
+}
 
 
 def _varied(runs: list[dict[str, Any]]) -> str:
     """What the seeds of these runs varied (the comparison.csv column ``seeds_vary``)."""
-    if runs and all(r.get("resample") == RESAMPLED for r in runs):
+    modes = {r.get("resample") or "fixed" for r in runs}
+    if modes == {"per_seed_with_test"}:
+        return "initialisation, batch order, train/val split, test split"
+    if runs and modes <= set(RESAMPLED):
         return "initialisation, batch order, train/val split"
     return "initialisation, batch order"
 
@@ -235,24 +286,31 @@ def _varied(runs: list[dict[str, Any]]) -> str:
 def _seeds_vary(summaries: list[dict[str, Any]]) -> str:
     """What the seeds of the completed runs vary."""
     modes = {s.get("resample") or "fixed" for s in summaries if s.get("status") == "completed"}
-    if modes == {RESAMPLED}:
-        return ("initialisation, batch order and the train/val split (dataset.resample: "
-                "per_seed; the test set is fixed)")
-    if RESAMPLED in modes:
-        return "initialisation and batch order; some runs also resampled the train/val split"
-    return ("initialisation and batch order only: the train/val split is fixed "
-            "(dataset.resample: per_seed varies it too)")
+    if len(modes) == 1 and next(iter(modes)) in VARIED:
+        return VARIED[next(iter(modes))]
+    return ("initialisation and batch order; some runs also resampled the data (dataset."
+            "resample differs between runs)")
 
 
-def _scope(varied: str, rows: list[dict[str, Any]]) -> str:
-    """One line: what the intervals cover and over how many seeds."""
+def _scope(varied: str, rows: list[dict[str, Any]], comparison: Comparison) -> str:
+    """One line: what the intervals are, over how many seeds, and which sources of variance
+    they include."""
     counts = sorted({row["pairs"] for row in rows if row["pairs"]})
     if not counts:
         return ""
     seeds = (f"{counts[0]} paired seeds" if len(counts) == 1
              else f"{counts[0]}–{counts[-1]} paired seeds")
-    return (f"Δ [{CONFIDENCE:.0%} CI]: mean paired test difference with a Student-t interval "
-            f"over {seeds}; the seeds vary {varied}")
+    m = comparison.comparisons
+    level = (f", at {level_text(comparison.level)} each so that the table's {m} intervals "
+             f"hold together with {CONFIDENCE:.0%} (Bonferroni)" if m > 1 else "")
+    tests = sorted({row["examples"].get("test") for row in rows
+                    if row["examples"].get("test")})
+    held = ("another draw of the data of this size" if "test split" in varied else
+            "this test set" + (f" ({tests[0]} examples)" if len(tests) == 1 else "")
+            + ", not for another draw of it")
+    return (f"Δ [{level_text(comparison.level)} CI]: mean paired test difference with a "
+            f"Student-t interval over {seeds}{level}; the seeds vary {varied}: the intervals "
+            f"include only that variance and hold for {held}")
 
 
 def _global_key(summary: dict[str, Any]) -> str:
@@ -295,6 +353,34 @@ def _best_points(comparison: Comparison, higher: bool) -> None:
             values = ", ".join(f"{k}={v}" for k, v in best["sweep"].items())
             comparison.notes.append(f"best {recipe} by validation {comparison.metric}: {values} "
                                     f"({key} {best[key]:.4f})")
+            comparison.warnings.extend(_grid_edges(recipe, best, rows))
+
+
+def _grid_edges(recipe: str, best: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """A warning for each numeric sweep key whose best value is the first or last of at least
+    three tried: the optimum may lie beyond the grid."""
+    warnings = []
+    for key, value in best["sweep"].items():
+        tried = sorted({r["sweep"].get(key) for r in rows
+                        if isinstance(r["sweep"].get(key), (int, float))
+                        and not isinstance(r["sweep"].get(key), bool)})
+        if len(tried) < 3 or value not in (tried[0], tried[-1]):
+            continue
+        low = value == tried[0]
+        near = tried[1] if low else tried[-2]
+        if value > 0 and near > 0 and max(value, near) / min(value, near) >= 2:
+            step = value * (value / near)               # a log grid: one more factor
+        else:
+            step = value + (value - near)               # a linear grid: one more step
+        # a grid inside [0, 1] may be of a probability (dropout p), which cannot reach 1
+        bounded = all(0 <= t <= 1 for t in tried) and not 0 <= step < 1
+        suggestion = (f" (e.g. add {format_value(step)}" + (", if the key allows it"
+                                                            if bounded else "") + ")"
+                      if (step > 0) == (value > 0) else "")
+        warnings.append(f"warning: the best {recipe} {key}={format_value(value)} is the "
+                        f"{'smallest' if low else 'largest'} value of its grid: the optimum may "
+                        f"lie {'below' if low else 'above'} it; extend the grid{suggestion}")
+    return warnings
 
 
 def _nan_last(value: float) -> float:
@@ -311,25 +397,33 @@ def chosen_rows(comparison: Comparison) -> dict[str, dict[str, Any]]:
             if recipe in comparison.best_points or len(rows) == 1}
 
 
-def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
-           min_effect: Optional[float]) -> None:
+def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
     notes = comparison.notes
     selection = list(notes)            # "best l2 by validation …", written by _best_points
     notes.clear()
     if comparison.scope:
         notes.append(comparison.scope)
     if comparison.comparisons:
-        notes.append(f"verdict: paired t-test at {ALPHA:.0%}, Holm–Bonferroni corrected over the "
-                     f"table's {comparison.comparisons} comparison(s) with baseline; "
-                     "'inconclusive' means these runs cannot tell the recipe from the baseline. "
-                     "P(improve): how often a run of the recipe beats a run of the baseline "
-                     "(all seed pairs, ties ½); p: the paired test, uncorrected and Holm-corrected")
+        m = comparison.comparisons
+        delta = comparison.min_effect
+        notes.append(
+            "verdict: read off the interval shown: better or worse when it excludes 0 (the "
+            f"paired t-test at {ALPHA:.0%}" + (f"/{m}, Bonferroni over the table's {m} "
+                                               "comparisons with baseline)" if m > 1 else ")")
+            + (f", equivalent when it lies inside ±{delta:g} (the smallest difference of "
+               "interest, --min-effect or compare.min_effect: two one-sided tests)" if delta
+               else "")
+            + ", else inconclusive: these runs cannot tell the recipe from the baseline"
+            + ("" if delta else "; without a smallest difference of interest (--min-effect D "
+                                "or compare.min_effect) no recipe is called equivalent")
+            + ". p: the paired test, uncorrected and Bonferroni-corrected")
     notes.extend(selection)
     if comparison.best_points:
         notes.append("★ best of its sweep on validation, with the same seeds whose test numbers "
                      "are shown: its test Δ is post-selection (optimistic); confirm it on fresh "
                      "seeds with --confirm-seeds K")
-    notes.extend(_seed_advice(comparison, min_effect))
+    used = sorted({s["seed"] for s in summaries if isinstance(s.get("seed"), int)})
+    notes.extend(_seed_advice(comparison, used))
     notes.extend(_lost_notes(comparison))
     # too few seeds is said of the rows whose runs all completed: a row short of seeds because
     # runs diverged, failed or stopped has its cause in the notes above
@@ -342,8 +436,9 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
         notes.append(f"{len(comparison.unfinished)} planned run(s) have not finished ({shown}"
                      f"{more}): run the same command again to resume them before adding seeds")
     elif seeds < MIN_SEEDS:
-        used = sorted({s["seed"] for s in summaries if isinstance(s.get("seed"), int)})
         notes.append(_few_seeds_warning(seeds, used))
+    comparison.warnings.extend(_small_data(comparison))
+    notes.extend(comparison.warnings)
     if not any(row["recipe"] == "baseline" and (row["seeds"] or row["lost"])
                for row in comparison.rows):   # a baseline that lost every run has its note
         notes.append("no baseline runs: differences cannot be computed")
@@ -354,6 +449,46 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]],
     if failed:
         notes.append(f"{len(failed)} run(s) did not complete: {', '.join(failed[:5])}"
                      + (" …" if len(failed) > 5 else ""))
+
+
+COARSE_SPLIT = 100        # fewer examples than this: one example moves accuracy by over 1 point
+CLOSE_PICK = 3            # a sweep pick ahead by fewer validation examples than this is a toss-up
+
+
+def _small_data(comparison: Comparison) -> list[str]:
+    """Warnings for splits too small to show what the table compares: the smallest difference
+    in accuracy a split can show is one example (1/n), and a sweep's pick decided by fewer than
+    CLOSE_PICK validation examples is close to a coin toss."""
+    if comparison.metric != "accuracy":
+        return []
+    sizes: dict[str, int] = {}
+    for row in comparison.rows:
+        for split, count in row["examples"].items():
+            sizes[split] = min(count, sizes.get(split, count))
+    warnings = []
+    test, val = sizes.get("test"), sizes.get("val")
+    if test and test < COARSE_SPLIT:
+        warnings.append(f"warning: small test set ({test} examples): it cannot show differences "
+                        f"in accuracy below 1/{test} = {1 / test:.3f} (one example); differences "
+                        "and intervals come in steps of that size. A larger test_fraction, or "
+                        "dataset.resample: per_seed_with_test to include the test set's variance, "
+                        "says more")
+    if val and val < COARSE_SPLIT:
+        warnings.append(f"warning: small validation set ({val} examples, one = {1 / val:.3f} "
+                        "accuracy): sweep picks and early stopping are decided on it")
+    for recipe, best in comparison.best_points.items():
+        rest = [r for r in comparison.rows if r["recipe"] == recipe and r is not best
+                and not math.isnan(r[f"val_{comparison.metric}"])]
+        n_val = best["examples"].get("val")
+        if not rest or not n_val:
+            continue
+        margin = min(abs(best[f"val_{comparison.metric}"] - r[f"val_{comparison.metric}"])
+                     for r in rest)
+        if margin * n_val < CLOSE_PICK:
+            warnings.append(f"warning: the pick of {recipe}'s sweep is ahead of the next point by "
+                            f"{margin * n_val:.1f} validation example(s) of {n_val} on average: "
+                            "close to a toss-up; confirm it with --confirm-seeds K")
+    return warnings
 
 
 MAX_LOST_NOTES = 6        # rows whose lost runs get a note each; the rest are named in one
@@ -373,46 +508,82 @@ def _lost_notes(comparison: Comparison) -> list[str]:
     return notes
 
 
-def _seed_advice(comparison: Comparison, min_effect: Optional[float]) -> list[str]:
-    """For each recipe whose chosen row is inconclusive: how many seeds would settle it. Not for
-    a row short of seeds because runs (its own or its baseline's) did not complete: the cause
-    comes first (``_lost_notes``); and never "about N seeds" for N it already has."""
-    alpha = ALPHA / max(1, comparison.comparisons)   # Holm's strictest step
+def _seed_advice(comparison: Comparison, used: Sequence[int]) -> list[str]:
+    """For each recipe whose chosen row is inconclusive, what more seeds would do, sized for an
+    upper confidence bound on the spread of its differences, never for the difference seen:
+
+    - with a smallest difference of interest δ: the seeds that settle the row with 80% power
+      whether the true difference is 0 (equivalent) or ±δ or more (better or worse), with the
+      --seeds that trains them (tests/test_stats.py follows the advice in simulation);
+    - without δ: how narrow the interval gets with more seeds, and that δ sizes them.
+
+    Not for a row short of seeds because runs (its own or its baseline's) did not complete: the
+    cause comes first (``_lost_notes``); and never "about N seeds" for N it already has."""
+    alpha = ALPHA / max(1, comparison.comparisons)
+    delta = comparison.min_effect
     advice = []
     for recipe, row in chosen_rows(comparison).items():
         if row["verdict"] != INCONCLUSIVE or row["pairs"] < 2:
             continue
         if row["lost"] or row["baseline_lost"]:
             continue
-        effect = abs(min_effect) if min_effect else abs(row["diff"])
-        needed = seeds_needed(effect, row["diff_sd"], alpha)
-        if needed is not None and needed > row["pairs"]:
-            comparison.seeds_needed[recipe] = needed
         name = row["point"].replace("__", " ")
-        size = (f"a difference of {effect:.2g}" + ("" if min_effect else " (the one observed)")
-                + f" with {POWER:.0%} power at the spread seen (sd {row['diff_sd']:.2g}) and "
-                f"the corrected level {alpha:.2g}")
-        if needed is not None and needed <= row["pairs"]:
-            # its seeds already detect that size and it stays inconclusive: more seeds are not
-            # what it lacks (with --min-effect larger than the difference observed)
-            advice.append(f"no more seeds would settle {name} vs baseline at this size: its "
-                          f"{row['pairs']} seeds already detect {size}, yet it is inconclusive, "
-                          "so a difference that large is unlikely here (a smaller --min-effect "
-                          "sizes the seeds for a smaller one)")
-        elif needed is None:
-            advice.append(f"{name}: no difference from baseline in any seed pair (the same "
-                          "numbers): more seeds would not settle it; try --min-effect to ask for "
-                          "a given difference" if row["diff_sd"] == 0 and not min_effect
-                          else f"{name}: more seeds cannot be sized here (no spread or no "
-                               "effect to detect)")
+        pairs, sd = row["pairs"], row["diff_sd"]
+        if not sd > 0:
+            advice.append(f"{name}: the same numbers as the baseline in every seed pair: give "
+                          "the smallest difference that matters (--min-effect D) to call it "
+                          "equivalent" if row["diff"] == 0 and not delta else
+                          f"{name}: the same difference in every seed pair "
+                          f"({row['diff']:+.4g}): there is no spread to size more seeds on")
+            continue
+        bound = spread_bound(sd, pairs)
+        spread = (f"at the spread's upper {SPREAD_BOUND:.0%} confidence bound (sd of the "
+                  f"differences ≤ {bound:.2g}; {sd:.2g} seen)")
+        if not delta:
+            widths = ", ".join(f"±{interval_half_width(bound, n, comparison.level):.2g} with {n}"
+                               for n in (2 * pairs, 4 * pairs))
+            advice.append(f"{name}: its interval is ±{(row['diff_high'] - row['diff_low']) / 2:.2g}"
+                          f" with {pairs} seeds; about {widths} seeds {spread}. To size the seeds "
+                          "that would settle it, give the smallest difference that matters to "
+                          "you: --min-effect D (or compare.min_effect in the config)")
+            continue
+        needed = seeds_to_settle(delta, sd, pairs, alpha)
+        sized = (f"{POWER:.0%} power to call a true difference of 0 equivalent (within "
+                 f"±{delta:g}) or one of ±{delta:g} or more better or worse"
+                 + (f" at the level {alpha:.2g} of the table's {comparison.comparisons} "
+                    "comparisons" if comparison.comparisons > 1 else ""))
+        if not any(line.startswith("seed advice:") for line in advice):
+            advice.insert(0, f"seed advice: the seeds (in all) that give {sized}, sized for an "
+                             f"upper {SPREAD_BOUND:.0%} confidence bound on the spread of the "
+                             "differences, not for the difference seen")
+        if needed is None or needed <= pairs:
+            advice.append(f"{name}: its {pairs} seeds already give {sized} {spread}, yet "
+                          f"its interval "
+                          f"[{row['diff_low']:+.4g}, {row['diff_high']:+.4g}] straddles 0 and "
+                          f"±{delta:g}: the difference likely lies between; more seeds narrow it "
+                          f"(±{interval_half_width(bound, 4 * pairs, comparison.level):.2g} with "
+                          f"{4 * pairs})")
         elif needed > MAX_SEEDS_ADVISED:
-            advice.append(f"{name}: more than {MAX_SEEDS_ADVISED} seeds would be needed to "
-                          f"detect {size}: for practical purposes it is no different from "
-                          "baseline here")
+            advice.append(f"{name}: more than {MAX_SEEDS_ADVISED} seeds would be needed "
+                          f"{spread}: seeds will not settle it at ±{delta:g}")
         else:
-            advice.append(f"about {needed} seeds would settle {name} vs baseline: they detect "
-                          f"{size}")
+            comparison.seeds_needed[recipe] = needed
+            option = seeds_option(used, needed)
+            comparison.seeds_option[recipe] = option
+            advice.append(f"about {needed} seeds would settle {name} vs baseline: run the same "
+                          f"command with --seeds {option} (completed runs are kept; sd of the "
+                          f"differences ≤ {bound:.2g}, {sd:.2g} seen)")
     return advice
+
+
+def seeds_option(used: Sequence[int], total: int) -> str:
+    """The --seeds value that keeps the seeds ``used`` and adds fresh ones up to ``total``."""
+    used = sorted(set(used))
+    fresh = [s for s in range(max(used, default=-1) + 1 + total) if s not in used]
+    every = sorted({*used, *fresh[:max(total - len(used), 0)]})
+    if every == list(range(every[0], every[-1] + 1)):
+        return f"{every[0]}-{every[-1]}"
+    return ",".join(map(str, every))
 
 
 def _few_seeds_warning(seeds: int, used: Sequence[int] = ()) -> str:
@@ -425,14 +596,18 @@ def _few_seeds_warning(seeds: int, used: Sequence[int] = ()) -> str:
                  f"√{seeds} (±{t_quantile(0.975, 4):.1f}·sd/√5 with 5), so most rows stay "
                  "inconclusive")
     wanted = max(5, MIN_SEEDS)           # what the other advice sizes intervals for
-    fresh = [s for s in range(max(used, default=-1) + 1 + wanted) if s not in used]
-    fresh = fresh[:max(wanted - len(used), 1)]
-    every = sorted({*used, *fresh})
-    seed_range = f"{every[0]}-{every[-1]}" if every == list(range(every[0], every[-1] + 1)) \
-        else ",".join(map(str, every))
+    option = seeds_option(used, max(wanted, len(set(used)) + 1))
+    fresh = sorted(set(_seed_list(option)) - set(used))
     return (f"warning: only {seeds} seed(s) for some recipes: {width} (add seeds "
-            f"{', '.join(map(str, fresh))}: run the same command with --seeds {seed_range}; "
+            f"{', '.join(map(str, fresh))}: run the same command with --seeds {option}; "
             "completed runs are kept)")
+
+
+def _seed_list(option: str) -> list[int]:
+    if "," in option or "-" not in option[1:]:
+        return [int(s) for s in option.split(",")]
+    first, last = option.split("-", 1)
+    return list(range(int(first), int(last) + 1))
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -465,10 +640,6 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _probability(value: float) -> str:
-    return "" if _missing(value) else f"{value:.2f}"
-
-
 def _p(value: float) -> str:
     if _missing(value):
         return ""
@@ -478,8 +649,9 @@ def _p(value: float) -> str:
 def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by every text format."""
     m = comparison.metric
-    header = ["recipe", "seeds", f"val {m}", f"test {m}", "Δ test vs baseline [95% CI]",
-              "verdict", "P(improve)", "p", "p (Holm)", comparison.gap_label, "best epoch",
+    header = ["recipe", "seeds", f"val {m}", f"test {m}",
+              f"Δ test vs baseline [{level_text(comparison.level)} CI]",
+              "verdict", "p", "p (Bonferroni)", comparison.gap_label, "best epoch",
               "diagnosis", "sparsity", "s/epoch", "params"]
     cells = []
     for row in comparison.rows:
@@ -495,8 +667,8 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
         diff = difference_cell(row["diff"], row["diff_low"], row["diff_high"])
         cells.append([
             name, seeds, _spread(row, f"val_{m}"), _spread(row, f"test_{m}"),
-            diff, row["verdict"] or "", _probability(row["p_improve"]), _p(row["p_value"]),
-            _p(row["p_holm"]), _fmt(row["gap"]), _epoch(row["best_epoch"]),
+            diff, row["verdict"] or "", _p(row["p_value"]),
+            _p(row["p_adjusted"]), _fmt(row["gap"]), _epoch(row["best_epoch"]),
             row["diagnosis"] or row["status"],
             _fmt(row["sparsity"], 3), _fmt(row["seconds_per_epoch"], 3),
             str(row["parameters"] or ""),
@@ -536,7 +708,7 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-LATEX_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 8, 9)   # a paper's width; every column: comparison.csv
+LATEX_COLUMNS = (0, 1, 2, 3, 4, 5, 7, 8)   # a paper's width; every column: comparison.csv
 
 
 def to_latex(comparison: Comparison) -> str:
@@ -546,8 +718,10 @@ def to_latex(comparison: Comparison) -> str:
     header = [header[i] for i in LATEX_COLUMNS]
     cells = [[row[i] for i in LATEX_COLUMNS] for row in cells]
     name = comparison.title or "regbench"
-    verdicts = (f" Verdicts: paired t-test at {ALPHA:.0%}, Holm-corrected over "
-                f"{comparison.comparisons} comparison(s)." if comparison.comparisons else "")
+    verdicts = (f" Verdicts read off the intervals: paired t-test at {ALPHA:.0%}, "
+                f"Bonferroni over {comparison.comparisons} comparison(s)"
+                + (f"; equivalent: inside ±{comparison.min_effect:g}" if comparison.min_effect
+                   else "") + "." if comparison.comparisons else "")
     caption = _latex_escape(f"{name}: test {comparison.metric}. {comparison.scope.rstrip('.')}.{verdicts}")
     lines = [r"% regbench comparison table; needs \usepackage{booktabs}",
              r"\begin{table}[htbp]", r"\centering", r"\small",
@@ -560,11 +734,11 @@ def to_latex(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 9, 11)  # the full set is in comparison.md/csv
-LEFT_COLUMNS = (0, 5, 11)
+TERMINAL_COLUMNS = (0, 1, 2, 3, 4, 5, 8, 10)  # the full set is in comparison.md/csv
+LEFT_COLUMNS = (0, 5, 10)
 KEPT_COLUMNS = (0, 4, 5)          # recipe, Δ [CI], verdict: never dropped from the terminal
-DROP_FIRST = (9, 2, 11, 6, 1, 3)  # gap, val, diagnosis, P(improve), seeds, test: dropped in turn
-FOLDED = {0: 24, 11: 24}          # recipe and diagnosis fold onto more lines beyond this width
+DROP_FIRST = (8, 2, 10, 1, 3)     # gap, val, diagnosis, seeds, test: dropped in turn
+FOLDED = {0: 24, 10: 24}          # recipe and diagnosis fold onto more lines beyond this width
 
 
 def terminal_columns(header: list[str], cells: list[list[str]],
@@ -653,6 +827,8 @@ def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
     selection a confirmation folder confirms)."""
     planned = planned_run_ids(results_dir) or set()
     finished = {s.get("run_id") for s in summaries if s.get("status") != "interrupted"}
+    if min_effect is None and summaries:
+        min_effect = configured_min_effect(results_dir, task_of(summaries))
     comparison = build_comparison(summaries, metric, min_effect, sorted(planned - finished))
     comparison.title = Path(results_dir).name
     confirms = confirmed_selection(results_dir)
@@ -673,6 +849,25 @@ def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
              for n in unfinished]
         comparison.headline = [note]
     return comparison
+
+
+def configured_min_effect(results_dir: Path, task: str) -> Optional[dict[str, float]]:
+    """The experiment's ``compare.min_effect`` as δ per metric (a single number is δ of the
+    task's default metric), from the folder's experiment.yaml; None when unset or unreadable
+    (a folder written before the key existed)."""
+    import yaml  # deferred: only a folder's comparison reads its experiment file
+
+    try:
+        experiment = yaml.safe_load((Path(results_dir) / EXPERIMENT_FILE).read_text("utf-8"))
+        value = experiment["compare"]["min_effect"]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return {default_metric(task): float(value)}
+    if isinstance(value, dict):
+        return {str(k): float(v) for k, v in value.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0}
+    return None
 
 
 def write_comparison(results_dir: Path, metric: Optional[str] = None,

@@ -1,9 +1,10 @@
 """The answer in a few sentences, generated from the comparison table.
 
 Each sentence says only what the table's statistics say: a recipe is called better or worse
-only where the Holm-corrected paired test says so, its difference is quoted with its interval,
-the scope line says what the intervals cover, and inconclusive recipes get the next step that
-would settle them (more seeds, as sized by the seed advice, or a confirmation of a sweep's pick).
+only where its shown interval excludes 0, equivalent only where it lies inside the user's ±δ
+(never without δ), its difference is quoted with that interval, the scope says which sources of
+variance the intervals include, and inconclusive recipes get the next step that would settle
+them (the seeds the seed advice sizes for δ, or δ itself; a confirmation of a sweep's pick).
 A recipe or baseline whose runs did not all complete (diverged, failed, interrupted, damaged or
 never written) is named with that cause and what to do about it, never with advice to add seeds:
 more seeds of a setting that diverges diverge too. ``lost_note`` words it for the notes as well.
@@ -16,8 +17,8 @@ from typing import Any
 from regbench.analysis.stats import (
     BETTER,
     CONFIDENCE,
+    EQUIVALENT,
     INCONCLUSIVE,
-    MAX_SEEDS_ADVISED,
     POWER,
     WORSE,
 )
@@ -112,6 +113,8 @@ def _signed(value: float) -> str:
 def _difference(row: dict[str, Any]) -> str:
     if math.isnan(row["diff_low"]):
         return f"{_signed(row['diff'])} (no interval)"
+    if row.get("diff_sd") == 0 and row["diff"] != 0:
+        return f"{_signed(row['diff'])} (the same in every seed: no test)"
     return (f"{_signed(row['diff'])} [{_signed(row['diff_low'])}, "
             f"{_signed(row['diff_high'])}]")
 
@@ -163,45 +166,62 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
     sentences = []
     groups = {verdict: [(recipe, row) for recipe, row in judged.items()
                         if (row["verdict"] or INCONCLUSIVE) == verdict]
-              for verdict in (BETTER, WORSE, INCONCLUSIVE)}
-    for verdict, words in ((BETTER, "better than"), (WORSE, "worse than")):
+              for verdict in (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE)}
+    delta = comparison.min_effect
+    for verdict, words in ((BETTER, "better than baseline"), (WORSE, "worse than baseline"),
+                           (EQUIVALENT, f"equivalent to baseline within ±{delta:g}"
+                                        if delta else "")):
         if groups[verdict]:
-            listed = "; ".join(f"{_name(row, recipe in comparison.best_points)} by "
-                               f"{_difference(row)}" for recipe, row in groups[verdict])
-            sentences.append(f"{len(groups[verdict])} recipe(s) {words} baseline on test "
-                             f"{metric}: {listed}.")
+            listed = "; ".join(f"{_name(row, recipe in comparison.best_points)} "
+                               + ("by " if verdict != EQUIVALENT else "")
+                               + _difference(row) for recipe, row in groups[verdict])
+            sentences.append(f"{len(groups[verdict])} recipe(s) {words} on test {metric}: "
+                             f"{listed}.")
     if groups[INCONCLUSIVE]:
         listed = "; ".join(f"{_name(row, recipe in comparison.best_points)} "
                            f"{_difference(row)}" for recipe, row in groups[INCONCLUSIVE])
-        sentences.append(f"Inconclusive, these seeds cannot tell them from baseline: {listed}.")
+        sentences.append("Inconclusive, these seeds cannot tell them from baseline"
+                         + (f" nor show them within ±{delta:g}" if delta else "")
+                         + f": {listed}.")
+    m = comparison.comparisons
+    level = (f"{level_text(comparison.level)} interval (Bonferroni over {m} comparisons: "
+             f"together {CONFIDENCE:.0%})" if m > 1 else f"{level_text(comparison.level)} "
+                                                           "interval")
     sentences.append(f"Δ is the mean paired test difference (recipe − baseline) with its "
-                     f"{CONFIDENCE:.0%} interval over {seeds[0]}"
+                     f"{level} over {seeds[0]}"
                      + (f"–{seeds[-1]}" if len(seeds) > 1 else "")
-                     + f" seeds; the seeds vary {comparison.varied}; verdicts are paired t-tests "
-                       f"Holm-corrected over {comparison.comparisons} comparison(s).")
+                     + f" seeds; the seeds vary {comparison.varied}, the only variance the "
+                       "intervals include; verdicts read off the intervals"
+                     + (f" (equivalent: inside ±{delta:g})." if delta else "."))
     sentences += causes
-    steps, negligible = [], []
+    sentences += [_capital(w.removeprefix("warning: ")) + "." for w in comparison.warnings]
+    steps = []
     for recipe, row in groups[INCONCLUSIVE]:
         needed = comparison.seeds_needed.get(recipe)
-        if row.get("baseline_lost") or (needed and needed <= row["pairs"]):
+        if row.get("baseline_lost") or not needed or needed <= row["pairs"]:
             continue          # the baseline's cause comes first; never "about 2" for 2 seeds
-        if needed and needed <= MAX_SEEDS_ADVISED:
-            steps.append(f"about {needed} seeds for {_name(row, False)}")
-        elif needed:
-            negligible.append(_name(row, False))
+        steps.append(f"about {needed} seeds for {_name(row, False)} (--seeds "
+                     f"{comparison.seeds_option.get(recipe, '')})")
     if steps:
         sentences.append("What would settle the inconclusive ones: " + ", ".join(steps)
-                         + f" ({POWER:.0%} power at the spread seen, for the difference observed).")
-    if negligible:
-        sentences.append(f"{', '.join(negligible)}: more than {MAX_SEEDS_ADVISED} seeds would "
-                         "be needed to detect the difference observed; for practical purposes "
-                         "no different from baseline here.")
+                         + f" ({POWER:.0%} power to tell 0 from ±{delta:g}, sized for an upper "
+                           "bound on the spread).")
+    elif groups[INCONCLUSIVE] and not delta and not any(
+            row.get("baseline_lost") for _, row in groups[INCONCLUSIVE]):
+        sentences.append("To size the seeds that would settle the inconclusive ones, give the "
+                         "smallest difference that matters to you: --min-effect D (or "
+                         "compare.min_effect in the config).")
     picked = [recipe for recipe in rows if recipe in comparison.best_points]
     if picked:
         sentences.append("Sweep picks were chosen on validation with these same seeds, so "
                          "their test Δ is optimistic: confirm them on fresh seeds with "
                          "--confirm-seeds 5.")
     return sentences
+
+
+def level_text(level: float) -> str:
+    """95%, 98.33%, 98.75%: an interval's level to two decimals at most."""
+    return f"{level * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
 def _capital(text: str) -> str:

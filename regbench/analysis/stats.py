@@ -1,12 +1,20 @@
 """Statistics over seeds: the paired difference to baseline with a Student-t interval and test,
-the probability of improvement, the Holm–Bonferroni decision over a table's rows, and the number
-of seeds that would settle an inconclusive row.
+the verdict read off that interval (better / worse / equivalent / inconclusive, Bonferroni over a
+table's rows), the probability of improvement, and the number of seeds that would settle an
+inconclusive row.
 
 Why Student t: a table has 3–10 seeds. A percentile bootstrap of n = 3 paired differences is
 their [min, max] and covers about 77% of the time for a nominal 95%; the t interval is exact for
 normal differences and keeps 93–95% for the skewed per-seed noise of real runs (``tests/
 test_stats.py`` simulates both). It assumes roughly symmetric differences: when one seed in a
 few is far off in one direction, the coverage at n ≤ 10 drops to about 89%.
+
+Why Bonferroni and not Holm: the verdict is read off the interval the table shows. Each row's
+interval is at level 1 − α/m (m rows compared with baseline), so all m hold together with 95%,
+and a row is better or worse exactly when its shown interval excludes 0 (the paired t-test at
+α/m), equivalent exactly when it lies inside ±δ (two one-sided tests at α/2m each, as
+conservative). Holm rejects a little more often, but a Holm verdict has no interval of its own:
+rows whose per-row 95% interval excluded 0 were listed as "cannot tell" (issue 30).
 """
 from __future__ import annotations
 
@@ -16,13 +24,17 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-CONFIDENCE = 0.95              # interval coverage, per row
-ALPHA = 0.05                   # family-wise error of a table's verdicts (Holm–Bonferroni)
+CONFIDENCE = 0.95              # interval coverage of a table's rows together
+ALPHA = 0.05                   # family-wise error of a table's verdicts (Bonferroni)
 POWER = 0.80                   # power the seed advice aims at
+SPREAD_BOUND = 0.70            # the seed advice sizes for the spread's upper 70% confidence bound,
+                               # not the spread seen: with 3 seeds the sd seen is below the true
+                               # one half of the time, and advice sized on it settled 40–60%
+                               # (tests/test_stats.py simulates the advice followed)
 MAX_SEEDS_ADVISED = 1000       # beyond this the advice says "more than" (a tiny effect)
 TIE_TOLERANCE = 1e-12          # |difference| below this is float noise of a − b, not an effect
 
-BETTER, WORSE, INCONCLUSIVE = "better", "worse", "inconclusive"
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent", "inconclusive"
 
 
 @dataclass
@@ -30,11 +42,12 @@ class Difference:
     """recipe − baseline over seeds shared by both (positive: the recipe's metric is larger)."""
 
     mean: float
-    low: float                 # 95% Student-t interval of the mean paired difference
+    low: float                 # Student-t interval of the mean paired difference (at ``level``)
     high: float
     p_value: float             # two-sided paired t-test of "no difference" (uncorrected)
     sd: float                  # standard deviation of the per-seed differences
     pairs: int                 # seeds used
+    level: float = CONFIDENCE  # the interval's confidence
 
 
 def finite(values: Iterable) -> np.ndarray:
@@ -49,7 +62,8 @@ def mean_std(values) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
 
 
-def paired_difference(recipe: dict[int, float], baseline: dict[int, float]) -> Difference:
+def paired_difference(recipe: dict[int, float], baseline: dict[int, float],
+                      level: float = CONFIDENCE) -> Difference:
     """Mean of d_s = recipe_s − baseline_s over shared seeds, its t interval and p-value.
 
     Pairing by seed removes what the seed does to both runs (initialisation, batch order and,
@@ -61,18 +75,20 @@ def paired_difference(recipe: dict[int, float], baseline: dict[int, float]) -> D
     seeds = sorted(s for s in recipe if s in baseline
                    and all(v is not None and math.isfinite(v) for v in (recipe[s], baseline[s])))
     diffs = np.array([recipe[s] - baseline[s] for s in seeds], dtype=float)
-    return difference_of(diffs)
+    return difference_of(diffs, level)
 
 
-def difference_of(diffs: np.ndarray) -> Difference:
+def difference_of(diffs: np.ndarray, level: float = CONFIDENCE) -> Difference:
     """The t interval and paired test of per-seed differences (see :func:`paired_difference`)."""
     diffs = np.asarray(diffs, dtype=float)
     n = int(diffs.size)
     if n == 0:
-        return Difference(math.nan, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=0)
+        return Difference(math.nan, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=0,
+                          level=level)
     mean = float(diffs.mean())
     if n < 2:
-        return Difference(mean, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=n)
+        return Difference(mean, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=n,
+                          level=level)
     sd = float(diffs.std(ddof=1))
     if sd <= TIE_TOLERANCE * max(1.0, abs(mean)):   # no spread: t is 0/0 or ±inf
         # Equal differences in every pair (one more test example right in each of 2 seeds, or
@@ -81,13 +97,14 @@ def difference_of(diffs: np.ndarray) -> Difference:
         zero = abs(mean) <= TIE_TOLERANCE
         point = 0.0 if zero else mean
         return Difference(point, point, point, p_value=1.0 if zero else math.nan, sd=0.0,
-                          pairs=n)
+                          pairs=n, level=level)
     # the paired t-test by its formula: scipy's ttest_1samp gives the same numbers
     # (tests/test_stats.py) at 10× the cost, which the coverage simulations would pay
     error = sd / math.sqrt(n)
-    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * error
+    half = t_quantile(0.5 + level / 2, n - 1) * error
     p_value = 2 * t_sf(abs(mean) / error, n - 1)
-    return Difference(mean, mean - half, mean + half, p_value=p_value, sd=sd, pairs=n)
+    return Difference(mean, mean - half, mean + half, p_value=p_value, sd=sd, pairs=n,
+                      level=level)
 
 
 # Student-t and normal distributions from scipy.special, whose import costs a quarter of
@@ -128,31 +145,36 @@ def probability_of_improvement(recipe: Sequence[float], baseline: Sequence[float
     return float(wins / (x.size * y.size))
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (NaN stays NaN and is not counted).
+def family_level(comparisons: int, alpha: float = ALPHA) -> float:
+    """Each row's interval level when ``comparisons`` rows are judged together: 1 − α/m, so that
+    all m intervals hold at once with probability 1 − α (Bonferroni)."""
+    return 1.0 - alpha / max(1, comparisons)
 
-    Sorted ascending, p_(i) is scaled by (m − i + 1), made non-decreasing and capped at 1;
-    rejecting where the adjusted value is below α keeps the chance of any false claim in the
-    table at α. scipy has no Holm (only Benjamini–Hochberg), and statsmodels, which does, would
-    be a dependency for these lines.
+
+def bonferroni(p_value: float, comparisons: int) -> float:
+    """A row's p-value corrected for the ``comparisons`` rows of its table: min(1, m·p)."""
+    return p_value if math.isnan(p_value) else min(1.0, max(1, comparisons) * p_value)
+
+
+def decide(difference: Difference, higher_is_better: bool,
+           min_effect: Optional[float] = None) -> str:
+    """The verdict read off the shown interval (at the family's level, see the module's note):
+
+    - ``equivalent``: with a smallest effect of interest δ, the interval lies inside ±δ (the
+      two one-sided tests reject both "≤ −δ" and "≥ +δ"): whatever the difference is, it is
+      smaller than δ. This comes first: a real but negligible difference is equivalent;
+    - ``better`` / ``worse``: the interval excludes 0 (the paired t-test rejects "no
+      difference"); never from differences that all agree (no spread: no test);
+    - ``inconclusive``: neither. Without δ nothing is ever called equivalent.
     """
-    values = np.asarray(p_values, dtype=float)
-    adjusted = np.full(values.shape, math.nan)
-    index = np.flatnonzero(~np.isnan(values))
-    order = index[np.argsort(values[index], kind="stable")]
-    m = order.size
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * values[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
-
-
-def decide(mean: float, adjusted_p: float, higher_is_better: bool, alpha: float = ALPHA) -> str:
-    """better / worse when the corrected test rejects "no difference", else inconclusive."""
-    if math.isnan(mean) or math.isnan(adjusted_p) or adjusted_p >= alpha:
+    low, high = difference.low, difference.high
+    if math.isnan(low) or math.isnan(high):
         return INCONCLUSIVE
-    return BETTER if (mean > 0) == higher_is_better else WORSE
+    if min_effect and -abs(min_effect) < low and high < abs(min_effect):
+        return EQUIVALENT
+    if math.isnan(difference.p_value) or difference.sd == 0 or (low <= 0 <= high):
+        return INCONCLUSIVE
+    return BETTER if (difference.mean > 0) == higher_is_better else WORSE
 
 
 def t_test_power(effect: float, sd: float, n: int, alpha: float) -> float:
@@ -172,6 +194,45 @@ def t_test_power(effect: float, sd: float, n: int, alpha: float) -> float:
     return upper + lower
 
 
+def equivalence_power(margin: float, sd: float, n: int, alpha: float) -> float:
+    """A lower bound on the chance that the interval at level 1 − α of ``n`` pairs lies inside
+    ±``margin`` when the true difference is 0: each side fails its one-sided test (noncentral t,
+    as in ``t_test_power``) with probability q, so both pass with at least 1 − 2q."""
+    from scipy import special
+
+    df = n - 1
+    critical = t_quantile(1 - alpha / 2, df)
+    shift = abs(margin) / sd * math.sqrt(n)
+    miss = float(special.nctdtr(df, shift, critical))
+    if not math.isfinite(miss):
+        miss = float(special.ndtr(critical - shift))
+    return max(0.0, 1.0 - 2.0 * miss)
+
+
+def spread_bound(sd: float, pairs: int, bound: Optional[float] = None) -> float:
+    """The upper ``bound`` confidence limit (default SPREAD_BOUND) of the differences' standard
+    deviation, from the ``sd`` of ``pairs`` seeds: s·√(df / χ²_df quantile at 1 − bound)."""
+    from scipy import special
+
+    bound = SPREAD_BOUND if bound is None else bound
+    df = pairs - 1
+    return sd * math.sqrt(df / float(special.chdtri(df, bound)))
+
+
+def _fewest(enough, limit: int = MAX_SEEDS_ADVISED) -> int:
+    """The smallest n in [2, limit] for which ``enough(n)`` (monotone in n); limit + 1 if none."""
+    if not enough(limit):
+        return limit + 1
+    low, high = 2, limit
+    while low < high:                       # power grows with n: bisect
+        middle = (low + high) // 2
+        if enough(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def seeds_needed(effect: float, sd: float, alpha: float = ALPHA,
                  power: float = POWER) -> Optional[int]:
     """Fewest seeds for which a paired t-test at ``alpha`` detects a true difference of
@@ -179,13 +240,23 @@ def seeds_needed(effect: float, sd: float, alpha: float = ALPHA,
     cannot be estimated (no spread, no effect), MAX_SEEDS_ADVISED + 1 beyond the search."""
     if not (math.isfinite(effect) and math.isfinite(sd)) or sd <= 0 or effect == 0:
         return None
-    low, high = 2, MAX_SEEDS_ADVISED
-    if t_test_power(effect, sd, high, alpha) < power:
-        return MAX_SEEDS_ADVISED + 1
-    while low < high:                       # power grows with n: bisect
-        middle = (low + high) // 2
-        if t_test_power(effect, sd, middle, alpha) >= power:
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    return _fewest(lambda n: t_test_power(effect, sd, n, alpha) >= power)
+
+
+def seeds_to_settle(min_effect: float, sd: float, pairs: int, alpha: float = ALPHA,
+                    power: float = POWER) -> Optional[int]:
+    """Seeds (in all) after which a row is settled with the given power whether the true
+    difference is 0 (its interval inside ±δ: equivalent) or at least δ (excluding 0: better or
+    worse), sized for the spread's upper confidence bound from its ``pairs`` seeds, never for
+    the difference observed. None when it cannot be sized (no δ, no spread, one pair)."""
+    if not min_effect or not math.isfinite(sd) or sd <= 0 or pairs < 2:
+        return None
+    bound = spread_bound(sd, pairs)
+    detect = seeds_needed(min_effect, bound, alpha, power)
+    equivalent = _fewest(lambda n: equivalence_power(min_effect, bound, n, alpha) >= power)
+    return max(detect, equivalent)
+
+
+def interval_half_width(sd: float, n: int, level: float) -> float:
+    """The half-width of a level ``level`` t interval of ``n`` pairs of spread ``sd``."""
+    return t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)

@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from regbench.vocabulary import MAX_SEED
+from regbench.vocabulary import CLASSIFICATION, MAX_SEED, REGRESSION
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 MAX_WIDTH = 65_536      # units or channels of one layer: far beyond what trains on one machine
 Width = Annotated[int, Field(gt=0, le=MAX_WIDTH)]   # a layer's units or channels
 MAX_EPOCHS = 100_000    # more would train for months; a typo such as 1e9 is refused at once
 Beta = Annotated[float, Field(ge=0, lt=1)]   # what numpy, torch and scikit-learn all accept
+Effect = Annotated[float, Field(gt=0)]       # a smallest difference of interest, in metric units
 
 
 def _admits_bool(annotation: Any) -> bool:
@@ -152,7 +153,7 @@ class DatasetConfig(StrictModel):
     label_noise: float = Field(0.0, ge=0, le=1)     # fraction of training labels replaced at random (see label_noise_mode)
     label_noise_mode: Literal["different", "uniform"] = "different"  # different: a noisy label is always another class (exactly that fraction is wrong); uniform: replaced by a uniformly drawn class, which may be the true one (Zhang et al. 2017; 1.0 gives fully random labels)
     split_seed: Seed = 0                            # seed of every split, shared by all runs
-    resample: Literal["fixed", "per_seed"] = "fixed"  # per_seed: each seed draws its own train/val split, subset and label noise (the test set stays fixed)
+    resample: Literal["fixed", "per_seed", "per_seed_with_test"] = "fixed"  # per_seed: each seed draws its own train/val split, subset and label noise (the test set stays fixed); per_seed_with_test: its own test split too (datasets without a test split of their own), so that intervals include the test sample's variance
     standardize_target: bool = False                # regression: scale targets to unit variance
 
     @model_validator(mode="after")
@@ -177,6 +178,23 @@ class LoggingConfig(StrictModel):
 
     trackers: list[str] = []                        # registered trackers (tensorboard: event files in each run folder; mlflow: MLflow runs; a plugin's)
     mlflow_uri: Optional[str] = None                # MLflow tracking URI (--mlflow-uri overrides it; unset: MLFLOW_TRACKING_URI, else MLflow's default)
+
+
+class CompareConfig(StrictModel):
+    """How the comparison judges a recipe against the baseline."""
+
+    min_effect: Optional[Effect | dict[str, Effect]] = None  # smallest difference of interest δ on the default metric (accuracy, or mse for regression; e.g. 0.01), or per metric ({accuracy: 0.01, loss: 0.05}): a recipe whose interval lies inside ±δ is `equivalent`, and the seed advice sizes seeds for it; unset: nothing is called equivalent (--min-effect overrides it)
+
+    @field_validator("min_effect")
+    @classmethod
+    def _known_metrics(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            known = sorted(set(CLASSIFICATION) | set(REGRESSION))
+            unknown = [k for k in value if k not in known]
+            if unknown:
+                raise ValueError(f"unknown metric {unknown[0]!r}; expected one of: "
+                                 f"{', '.join(known)}")
+        return value
 
 
 class SearchRange(StrictModel):
@@ -224,6 +242,7 @@ class ExperimentConfig(StrictModel):
     search: dict[str, SearchRange] = {}             # key path -> range `regbench tune` searches
     diagnosis: DiagnosisConfig = DiagnosisConfig()  # thresholds of the overfitting diagnosis
     logging: LoggingConfig = LoggingConfig()        # trackers: TensorBoard, MLflow
+    compare: CompareConfig = CompareConfig()        # how recipes are judged: the smallest difference of interest
 
     @field_validator("name")
     @classmethod

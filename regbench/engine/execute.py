@@ -51,6 +51,9 @@ def with_data_facts(result: RunResult, spec: RunSpec, data) -> RunResult:
     result.summary["sweep_paths"] = spec.get("sweep_paths", {})
     result.summary["resample"] = data.meta["resample"]
     result.summary["split"] = data.meta["split"]
+    # the smallest difference each split can show is one example: the tables warn on few
+    result.summary["examples"] = {split: data.meta[f"n_{split}"] for split in ("train", "val",
+                                                                              "test")}
     return result
 
 

@@ -308,6 +308,7 @@ def resolve_experiment(raw: Any, positions: dict[KeyPath, Position], source: str
                    for path, spec in config.search.items()},
         "diagnosis": config.diagnosis.model_dump(),
         "logging": config.logging.model_dump(),
+        "compare": config.compare.model_dump(),
     }
     return config, resolved
 

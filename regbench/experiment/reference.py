@@ -26,6 +26,7 @@ from typing import Any, Optional, get_args
 from pydantic import BaseModel
 
 from regbench.config.schema import (
+    CompareConfig,
     DatasetConfig,
     DiagnosisConfig,
     ExperimentConfig,
@@ -263,6 +264,7 @@ def config_markdown() -> str:
            "on the first line of a config (the path is relative to the YAML file).", ""]
     links = {"dataset": "dataset", "model": "model", "train": "train", "recipes": "recipes",
              "sweep": "sweep", "search": "search", "diagnosis": "diagnosis", "logging": "logging",
+             "compare": "compare",
              "train.optimizer": "trainoptimizer",
              "train.scheduler": "trainscheduler"}
     top = model_schema(ExperimentConfig)
@@ -271,7 +273,8 @@ def config_markdown() -> str:
                                                    "train.optimizer."),
                 ("train.scheduler", SchedulerConfig, "train.scheduler."),
                 ("diagnosis", DiagnosisConfig, "diagnosis."),
-                ("logging", LoggingConfig, "logging.")]
+                ("logging", LoggingConfig, "logging."),
+                ("compare", CompareConfig, "compare.")]
     for title, model, prefix in sections:
         schema = model_schema(model)
         out += [f"## `{title}`", ""]

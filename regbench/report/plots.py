@@ -28,6 +28,7 @@ from typing import Any, Optional
 import numpy as np
 
 from regbench.analysis.compare import build_comparison, chosen_rows
+from regbench.analysis.headline import level_text
 from regbench.report.plot_data import (
     Series,
     aggregate,
@@ -191,7 +192,8 @@ def validation_curve_figure(param: str, series: list[Series], metric: str, highe
     return figure
 
 
-DELTA_COLORS = {"better": "#2ca02c", "worse": "#d62728", "inconclusive": "#7f7f7f"}
+DELTA_COLORS = {"better": "#2ca02c", "worse": "#d62728", "equivalent": "#1f77b4",
+                "inconclusive": "#7f7f7f"}
 
 
 def forest_figure(comparison):
@@ -211,9 +213,12 @@ def forest_figure(comparison):
               for r in reversed(rows)]
     ax.set_yticks(range(len(rows)), labels, fontsize=9)
     ax.axvline(0, color="black", linewidth=1)
+    if comparison.min_effect:        # the equivalence margin ±δ
+        for edge in (-comparison.min_effect, comparison.min_effect):
+            ax.axvline(edge, color=DELTA_COLORS["equivalent"], linewidth=1, linestyle="--")
     better = "lower" if lower_is_better(comparison.metric) else "higher"
     ax.set_xlabel(f"Δ test {comparison.metric}, recipe − baseline ({better} is better): "
-                  "mean, 95% interval")
+                  f"mean, {level_text(comparison.level)} interval")
     from matplotlib.lines import Line2D
 
     seen = {r["verdict"] or "inconclusive" for r in rows}
@@ -308,16 +313,17 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
     summaries = [run.summary for run in runs]
     comparison = comparison or build_comparison(summaries)
     metric, out, plots = comparison.metric, results_dir / PLOTS_DIR, []
-    for old in out.glob("*.png") if out.is_dir() else []:
-        old.unlink()  # a plot of a recipe no longer in the results must not linger
+    earlier = set(out.glob("*.png")) if out.is_dir() else set()
     forest = forest_figure(comparison)
     if forest is not None:
         plots.append(Plot("forest", f"Δ test {metric} vs baseline",
                           _save(forest, out / "forest.png"),
                           "each recipe and sweep point: mean paired difference from baseline "
-                          "over seeds (dot) and its 95% interval (bar); green better, red worse, "
-                          "grey inconclusive. The verdicts are Holm-corrected over every row, "
-                          "the intervals are not: one just clear of zero may stay inconclusive"))
+                          f"over seeds (dot) and its {level_text(comparison.level)} interval "
+                          "(bar; all of them together 95%, Bonferroni); green better, red worse"
+                          + (f", blue equivalent (inside ±{comparison.min_effect:g}, dashed)"
+                             if comparison.min_effect else "")
+                          + ", grey inconclusive: each verdict is what its bar shows"))
     by_point = defaultdict(list)
     for run in runs:
         by_point[run.point].append(run)
@@ -382,6 +388,10 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
         path = _save(sparsity_figure(frames), out / "sparsity.png")
         plots.append(Plot("sparsity", "weight sparsity", path,
                           f"mean over seeds of the fraction of weights with |w| < {NEAR_ZERO:g}"))
+    # a plot of a recipe no longer in the results must not linger; removed only now, so that
+    # a write that fails (a full disk, a read-only folder) leaves the earlier figures whole
+    for old in earlier - {plot.path for plot in plots}:
+        old.unlink(missing_ok=True)
     return plots
 
 
