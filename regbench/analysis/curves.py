@@ -7,7 +7,10 @@ training metric (Keras writes ``loss``, ``acc``, ``val_loss``, ``val_acc``). Row
 epoch are merged (Lightning logs train and val steps on separate rows). A file without an
 epoch column (Keras' ``pd.DataFrame(history.history).to_csv(path)``, with or without its
 unnamed index) numbers its rows as epochs 1, 2, 3 ... Empty cells mean "not logged";
-``nan``/``inf`` are kept, because a NaN loss means the run diverged.
+``nan``/``inf`` are kept, because a NaN loss means the run diverged. Any other text in a
+column the diagnosis reads (a loss, a rate, the objective) is an error naming the file, the
+line and the column: read as "not logged", a column of text would leave nothing to judge and
+the run would be called ok.
 """
 from __future__ import annotations
 
@@ -50,14 +53,25 @@ def canonical_column(name: str) -> str:
     return key
 
 
-def _cell(text: str) -> Optional[float]:
+NOT_A_NUMBER = object()       # a cell holding text: an error in a judged column, else ignored
+
+
+def _cell(text: str) -> Any:
     text = text.strip()
     if not text:
         return None
     try:
         return float(text)  # accepts nan, inf, -inf
     except ValueError:
-        return None
+        return NOT_A_NUMBER
+
+
+def _judged(name: Optional[str]) -> bool:
+    """Whether the diagnosis reads this column: the epoch, a train/val metric, the objective."""
+    if name in ("epoch", "objective"):
+        return True
+    split, _, metric = (name or "").partition("_")
+    return split in ("train", "val") and metric in METRIC_ALIASES.values()
 
 
 def read_curve_csv(path: Path) -> list[dict[str, Any]]:
@@ -67,7 +81,8 @@ def read_curve_csv(path: Path) -> list[dict[str, Any]]:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
-            body = list(reader)
+            # each row with the file's line where it ends (a quoted cell may span lines)
+            body = [(row, reader.line_num) for row in reader]
     except (OSError, UnicodeDecodeError) as exc:
         raise RegbenchError(f"{path}: cannot read the CSV ({exc})") from None
     if not header:
@@ -87,8 +102,16 @@ def read_curve_csv(path: Path) -> list[dict[str, Any]]:
         for n in names)
     check_columns(path, header, [n for n in names if n] + (["epoch"] if numbered else []))
     merged: dict[float, dict[str, Any]] = {}
-    for number, line in enumerate(body, start=1):
+    for number, (line, line_num) in enumerate(body, start=1):
         cells = {n: _cell(v) for n, v in zip(names, line) if n}
+        for column, (name, text) in enumerate(zip(names, line)):
+            if cells.get(name) is NOT_A_NUMBER and _judged(name):
+                raise RegbenchError(
+                    f"{path}:{line_num}: column {header[column]!r} holds {text.strip()[:40]!r},"
+                    " which is not a number; expected a number in every filled cell of a loss "
+                    "or metric column (an empty cell for an epoch not logged, nan or inf for a "
+                    "diverged run)")
+        cells = {n: v for n, v in cells.items() if v is not NOT_A_NUMBER}
         if numbered:
             cells["epoch"] = float(number)
         epoch = cells.get("epoch")

@@ -15,7 +15,12 @@ The rules, thresholds from the config's ``diagnosis:`` section (``DiagnosisConfi
    (digits: val 0.08 nats vs train 0.003 = 23×, with a 2-point accuracy gap).
 2. **Rising val loss.** After its minimum, val loss ends more than ``rise_tolerance`` (relative)
    above that minimum, at least ``rise_window`` epochs later, while train loss kept falling.
-   Overfitting started at the minimum's epoch — where early stopping would have stopped.
+   The rise must also be large against the curve's own noise (``RISE_NOISE_MULTIPLE`` times its
+   epoch-to-epoch jitter, see ``curve_noise``) and against the loss's scale (``RISE_FLOOR_START``
+   of the first val loss; for classification also ``RISE_FLOOR_NATS``): a relative rise alone
+   calls 0.0008 → 0.0011 nats at 100% val accuracy "overfitting", and a flat curve's noise
+   rises above its own minimum in most runs. Overfitting started at the minimum's epoch —
+   where early stopping would have stopped.
 3. **F1 / precision / recall drop** from train to val by more than ``f1_drop``.
 
 Robustness: with ≥ ``SMOOTH_MIN_POINTS`` logged epochs, levels at the end are medians of the
@@ -46,6 +51,18 @@ from regbench.config.schema import DiagnosisConfig
 RATES = ("accuracy", "precision", "recall", "f1")  # fractions in [0, 1] (or percents)
 SMOOTH_MIN_POINTS = 6                              # fewer logged epochs: no smoothing
 LOSS_KEYS = ("objective", "train_loss", "val_loss")
+# Rule 2's rise (smoothed end − smoothed minimum of val loss) must exceed each of these.
+# Noise: on a flat val loss with independent noise, the smoothed end lies more than 4
+# curve_noise σ above the smoothed minimum in under 0.6% of curves (simulated: 6 to 200
+# epochs, Gaussian and heavy-tailed t(3) noise; 3σ lets through 1–3.5%).
+RISE_NOISE_MULTIPLE = 4.0
+# Scale: a rise below 5% of the first logged val loss is a small share of what training
+# achieved (cross-entropy after one epoch is typically 0.2–2 nats: a floor of 0.01–0.1) ...
+RISE_FLOOR_START = 0.05
+# ... and for cross-entropy below 0.01 nats, whatever the start: the predicted probability of
+# the true class changes by about 1% (e^0.01), too little to act on. Not for regression or a
+# losses-only CSV, whose loss units are the target's own (an MSE of 1e-4 may be large).
+RISE_FLOOR_NATS = 0.01
 
 
 def _number(value: Any) -> Optional[float]:
@@ -78,6 +95,23 @@ def smooth(values: list[float]) -> list[float]:
     if len(values) < SMOOTH_MIN_POINTS:
         return list(values)
     return _running(_running(values, statistics.median), statistics.fmean)
+
+
+def curve_noise(values: list[float]) -> Optional[float]:
+    """The epoch-to-epoch noise of a curve (a standard deviation), robust to its trend and to
+    outliers; None with fewer than ``SMOOTH_MIN_POINTS`` points.
+
+    The median absolute second difference, scaled to σ for Gaussian noise: a second difference
+    of independent noise has variance 6σ², and 1.4826 turns a median absolute value into σ
+    (the DER_SNR estimator of Stoehr et al. 2008, at a spacing of one epoch). A smooth trend's
+    second differences are near 0 and a spike moves a median little, so neither the descent
+    nor one bad epoch counts as noise; first differences would count a U turn's two slopes.
+    """
+    if len(values) < SMOOTH_MIN_POINTS:
+        return None
+    second = [abs(values[i - 1] - 2 * values[i] + values[i + 1])
+              for i in range(1, len(values) - 1)]
+    return 1.4826 * statistics.median(second) / math.sqrt(6)
 
 
 def end_level(values: list[float]) -> float:
@@ -223,11 +257,15 @@ def rule_gap(rows: list[dict[str, Any]], task: str, t: DiagnosisConfig,
 
 
 def rule_rising_val_loss(rows: list[dict[str, Any]], t: DiagnosisConfig,
-                         numbers: dict[str, Any]) -> Optional[tuple[str, float, str]]:
+                         numbers: dict[str, Any], task: str = "classification"
+                         ) -> Optional[tuple[str, float, str]]:
     """Rule 2: val loss ends well above its minimum while train loss kept falling.
 
     Judged, and quoted, on the smoothed curves; the start is the raw minimum's epoch next to
-    the smoothed one (the epoch people see on the plot)."""
+    the smoothed one (the epoch people see on the plot). "Well above" is three tests: relative
+    to the minimum (``rise_tolerance``), to the curve's noise and to the loss's scale (the
+    module's ``RISE_*`` constants); ``numbers["val_loss_rise_needed"]`` is the larger of the
+    last two, the rise that would have counted."""
     epochs, train, val = _pairs(rows, "loss")
     if len(epochs) < 2:
         return None
@@ -237,18 +275,40 @@ def rule_rising_val_loss(rows: list[dict[str, Any]], t: DiagnosisConfig,
     if val_s != val:
         start = min(range(max(best - 1, 0), min(best + 2, len(val))), key=lambda i: val[i])
     rise = val_s[-1] / val_s[best] - 1 if val_s[best] > 0 else 0.0
+    amount = val_s[-1] - val_s[best]
+    noise = curve_noise(val)
+    floor = max(RISE_FLOOR_START * abs(val[0]), RISE_FLOOR_NATS if task == "classification"
+                else 0.0)
+    needed = max(floor, RISE_NOISE_MULTIPLE * noise if noise is not None else 0.0)
     numbers.update(val_loss_min=val_s[best], val_loss_min_epoch=_epoch(epochs[start]),
-                   val_loss_rise=rise)
+                   val_loss_rise=rise, val_loss_rise_amount=amount, val_loss_noise=noise,
+                   val_loss_rise_needed=needed)
     smoothed = " (smoothed over 3 epochs)" if val_s != val else ""
+    shown, limit, why = _needed(numbers)
     if (best < len(epochs) - 1 and epochs[-1] - epochs[start] >= t.rise_window
-            and rise > t.rise_tolerance and train_s[-1] < train_s[best]):
+            and rise > t.rise_tolerance and amount > needed and train_s[-1] < train_s[best]):
         return ("val_loss_rising", epochs[start],
                 f"val loss{smoothed} reached its minimum {val_s[best]:.4g} at epoch "
                 f"{_epoch(epochs[start])} and rose to {val_s[-1]:.4g} by epoch "
                 f"{_epoch(epochs[-1])} (+{beyond(100 * rise, 100 * t.rise_tolerance, 0)}% > "
-                f"{100 * t.rise_tolerance:g}%) while train loss fell from {train_s[best]:.4g} to "
-                f"{train_s[-1]:.4g}")
+                f"{100 * t.rise_tolerance:g}%; +{shown} > {limit}: {why}) while train "
+                f"loss fell from {train_s[best]:.4g} to {train_s[-1]:.4g}")
     return None
+
+
+def _needed(numbers: dict[str, Any]) -> tuple[str, str, str]:
+    """The rise, the rise that would count (printed so that the two never look equal) and
+    why: ``("0.0592", "0.0585", "4 × its epoch-to-epoch noise 0.015")``."""
+    needed, noise = numbers["val_loss_rise_needed"], numbers["val_loss_noise"]
+    amount, digits = numbers["val_loss_rise_amount"], 3
+    while digits < 8 and f"{amount:.{digits}g}" == f"{needed:.{digits}g}" and amount != needed:
+        digits += 1
+    shown = (f"{amount:.{digits}g}", f"{needed:.{digits}g}")
+    if noise is not None and needed == RISE_NOISE_MULTIPLE * noise and needed > 0:
+        return shown + (f"{RISE_NOISE_MULTIPLE:g} × its epoch-to-epoch noise {noise:.2g}",)
+    if needed == RISE_FLOOR_NATS:
+        return shown + ("in nats, the least change of cross-entropy worth acting on",)
+    return shown + (f"{100 * RISE_FLOOR_START:g}% of the first val loss",)
 
 
 def rule_f1_drop(rows: list[dict[str, Any]], t: DiagnosisConfig
@@ -335,7 +395,7 @@ def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
                 "numbers": {}, "evidence": ["no epochs were recorded, so there is nothing to judge"]}
     numbers: dict[str, Any] = {}
     found = rule_gap(rows, task, t, numbers)
-    rising = rule_rising_val_loss(rows, t, numbers)
+    rising = rule_rising_val_loss(rows, t, numbers, task)
     if rising:
         found.insert(0, rising)  # its start (the val-loss minimum) is the most telling
     f1 = rule_f1_drop(rows, t)
@@ -346,10 +406,10 @@ def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
         grade = "strong" if rising else "mild"
         evidence = [f[2] for f in found]
         if not rising:
-            evidence.append(f"val loss did not rise more than {100 * t.rise_tolerance:g}% above "
-                            f"its minimum for {t.rise_window}+ epochs, so this is mild "
-                            "overfitting: a train−val gap, not (yet) a model that more epochs "
-                            "make worse on val")
+            evidence.append("val loss did not rise clearly above its minimum (more than "
+                            f"{100 * t.rise_tolerance:g}% and beyond its noise, for "
+                            f"{t.rise_window}+ epochs), so this is mild overfitting: a "
+                            "train−val gap, not (yet) a model that more epochs make worse on val")
         return {"verdict": "overfitting", "grade": grade, "started_epoch": _epoch(found[0][1]),
                 "rules": [f[0] for f in found], "evidence": evidence + restored,
                 "numbers": numbers}
@@ -359,15 +419,27 @@ def diagnose_rows(rows: list[dict[str, Any]], task: str = "classification",
                 "rules": ["underfitting"], "evidence": [under] + restored, "numbers": numbers}
     evidence = [gap_words] if gap_words else []
     if "val_loss_min_epoch" in numbers:
-        rise = numbers["val_loss_rise"]
-        evidence.append(
-            f"val loss ends {100 * rise:.0f}% above its minimum {numbers['val_loss_min']:.4g} "
-            f"(epoch {numbers['val_loss_min_epoch']}), within the {100 * t.rise_tolerance:g}% "
-            "that would count as rising" if rise > 0.005 else
-            f"val loss is still at its lowest at the end ({numbers['val_loss_min']:.4g})")
+        evidence.append(_rise_words(numbers, t))
     return {"verdict": "ok", "grade": None, "started_epoch": None, "rules": [],
             "numbers": numbers,
             "evidence": (evidence or ["no large gap and no rising validation loss"]) + restored}
+
+
+def _rise_words(numbers: dict[str, Any], t: DiagnosisConfig) -> str:
+    """Why val loss's rise after its minimum did not count (an ``ok`` run's evidence)."""
+    rise, amount, low = numbers["val_loss_rise"], numbers["val_loss_rise_amount"], \
+        numbers["val_loss_min"]
+    if rise <= 0.005:
+        return f"val loss is still at its lowest at the end ({low:.4g})"
+    shown, limit, why = _needed(numbers)
+    where = (f"val loss ends {100 * rise:.0f}% (+{shown}) above its minimum {low:.4g} "
+             f"(epoch {numbers['val_loss_min_epoch']})")
+    if rise <= t.rise_tolerance:
+        return f"{where}, within the {100 * t.rise_tolerance:g}% that would count as rising"
+    if amount <= numbers["val_loss_rise_needed"]:
+        return f"{where}: too small to count as rising, which needs more than {limit} ({why})"
+    return f"{where}, but train loss did not keep falling or the rise lasted under " \
+           f"{t.rise_window} epochs"
 
 
 def label(verdict: dict[str, Any]) -> str:

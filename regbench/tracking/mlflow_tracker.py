@@ -11,13 +11,17 @@ folder.
 The tracking URI comes from ``--mlflow-uri``, ``logging.mlflow_uri`` or ``MLFLOW_TRACKING_URI``,
 else MLflow's own default (MLflow 3: ``sqlite:///mlflow.db`` in the current folder; its
 ``./mlruns`` file store is in maintenance mode and refused unless ``MLFLOW_ALLOW_FILE_STORE``).
+The store is checked before anything trains, in seconds: a SQLite file that cannot be written
+(or created) is one line and exit 2, not MLflow's minutes of retries.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -84,18 +88,76 @@ def experiment_hash(experiment: dict[str, Any]) -> str:
 
 
 
+def sqlite_problem(uri: str) -> Optional[str]:
+    """Why SQLite could not write the store at ``uri`` (None when it can, or when ``uri`` is
+    not a SQLite file): MLflow finds a file it cannot create only after ten tries over ~100 s,
+    one multi-line warning each, and a read-only one only at its first write."""
+    from sqlalchemy.engine import make_url  # deferred: MLflow's own dependency
+
+    try:
+        url = make_url(uri)
+    except Exception:           # not a database URI (http://, file://): MLflow's to judge
+        return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") \
+            or "uri" in url.query:       # file:...?mode=ro: SQLite's own URI, opened as given
+        return None
+    path = Path(url.database).absolute()
+    if path.is_dir():
+        return f"{path} is a folder; expected an SQLite database file"
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{path} is read-only; expected a database file MLflow can write"
+        folder = path.parent
+    else:                        # MLflow makes the missing folders: the nearest one must do
+        folder = next(parent for parent in path.parents if parent.exists())
+        if not folder.is_dir():
+            return f"{folder} is not a folder; expected a path for the database file"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        what = f"SQLite writes {path.name} and its journal there" if folder == path.parent \
+            else f"MLflow would create {path.parent} there"
+        return f"the folder {folder} is read-only ({what}); expected a folder you can write"
+    return None
+
+
+@contextmanager
+def _no_engine_retries():
+    """MLflow opens a database store up to 10 times over ~100 s, printing each failure; a store
+    that cannot be opened now is one line at once (as for an HTTP server, above). Reset after:
+    a store that opens keeps its engine for the rest of the process."""
+    try:
+        from mlflow.store.db import utils  # deferred: mlflow
+    except ImportError:            # a layout without it: MLflow's own retries stand
+        yield
+        return
+    retries = getattr(utils, "MAX_RETRY_COUNT", None)
+    utils.MAX_RETRY_COUNT = 1
+    try:
+        yield
+    finally:
+        if retries is None:
+            del utils.MAX_RETRY_COUNT
+        else:
+            utils.MAX_RETRY_COUNT = retries
+
+
 def check_mlflow(uri: Optional[str]):
     """MLflow installed and the store usable (exit 2 otherwise); returns the client."""
     mlflow = require_mlflow()
     if uri is not None and uri.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite:///:memory:"):
         raise RegbenchError(f"--log mlflow: {uri} is an in-memory database, gone when regbench "
                             "exits; give a file, e.g. sqlite:///mlflow.db")
+    store = uri or mlflow.get_tracking_uri()
+    problem = sqlite_problem(store)
+    if problem:
+        raise RegbenchError(f"--log mlflow: cannot use the tracking store {store}: {problem} "
+                            "(--mlflow-uri sqlite:///PATH/mlflow.db)")
     try:
-        client = mlflow.MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
+        with _no_engine_retries():
+            client = mlflow.MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
     except Exception as exc:    # a URI it cannot use: before anything trains, exit 2
         raise RegbenchError(f"--log mlflow: cannot use the tracking store "
-                            f"{uri or mlflow.get_tracking_uri()} ({first_line(exc)})") from None
+                            f"{store} ({first_line(exc)})") from None
     return client
 
 

@@ -13,6 +13,8 @@ files, as they are left out of the tables.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,50 @@ def remove_events(folder: Path) -> None:
             old.unlink()
 
 
+@contextmanager
 def _writer(folder: Path):
+    """A SummaryWriter on ``folder``, closed after. A write that fails (a full disk, the folder
+    removed or read-only) raises here, once, and leaves no partial event file: the next
+    command logs the run again (``replay`` skips a folder that has one)."""
     from torch.utils.tensorboard import SummaryWriter  # deferred: needs the tensorboard package
 
     remove_events(folder)          # a run logged again: no second copy of its curves
-    return SummaryWriter(log_dir=str(folder))
+    try:
+        with _thread_errors_raised_here():
+            writer = SummaryWriter(log_dir=str(folder))
+            try:
+                yield writer
+            finally:
+                writer.close()
+    except BaseException:
+        with suppress(OSError):    # the folder may be gone or read-only
+            remove_events(folder)
+        raise
+
+
+@contextmanager
+def _thread_errors_raised_here():
+    """TensorBoard writes from a thread of its own. A write that fails there is printed as a
+    traceback by the thread, though the run is fine and the caller is told at its next call
+    (or never, if the writer was being closed). Here the thread's error is kept instead, and
+    raised in the caller after the writer closed (its thread has ended by then): the tracker's
+    failure is then one warning (``Trackers``), never a traceback."""
+    failed: list[BaseException] = []
+    previous = threading.excepthook
+
+    def keep(args) -> None:
+        if type(args.thread).__module__.startswith("tensorboard."):
+            failed.append(args.exc_value)
+        else:
+            previous(args)
+
+    threading.excepthook = keep
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+    if failed:
+        raise failed[0]
 
 
 def require_tensorboard(**options) -> None:
@@ -82,8 +123,7 @@ class TensorBoardTracker:
         from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
         from torch.utils.tensorboard.summary import hparams  # deferred: torch
 
-        writer = _writer(Path(run_dir))
-        try:
+        with _writer(Path(run_dir)) as writer:
             for row in rows:
                 epoch = int(row["epoch"])
                 for key, value in row.items():
@@ -105,8 +145,6 @@ class TensorBoardTracker:
             value.content = data.SerializeToString()
             writer.file_writer.add_summary(start)
             writer.file_writer.add_summary(end)
-        finally:
-            writer.close()
 
     def replay(self, spec: RunSpec, run_dir: Path) -> None:
         run_dir = Path(run_dir)
@@ -136,13 +174,10 @@ class TensorBoardTracker:
         folder = self.results_dir / ROOT_DIR
         check_inside(self.results_dir, folder)     # never written or cleaned through a link
         folder.mkdir(parents=True, exist_ok=True)
-        writer = _writer(folder)
-        try:
+        with _writer(folder) as writer:
             writer.file_writer.add_summary(experiment)
             writer.add_custom_scalars({"train vs val": {
                 m: ["Multiline", [f"^train_{m}$", f"^val_{m}$"]] for m in task_metrics}})
-        finally:
-            writer.close()
 
     def _task(self) -> str:
         return data_spec(self.plan.experiment["dataset"]).task
