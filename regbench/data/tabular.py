@@ -420,7 +420,7 @@ def load_csv(path: str, target: str, task: str, val_path: Optional[str],
              test_path: Optional[str], categorical: list[str], impute: str) -> RawData:
     files = {"path": path, "val_path": val_path, "test_path": test_path}   # config key -> file
     categorical = list(categorical or [])
-    tables = {key: _read_table(file, target, key, task, categorical, impute)
+    tables = {key: _read_table(file, target, key, task, categorical=categorical, impute=impute)
               for key, file in files.items() if file}
     columns = tables["path"][2]
     for key, (_, _, cols) in tables.items():
