@@ -303,8 +303,10 @@ MlflowUriOption = Annotated[Optional[str], typer.Option(
     "MLFLOW_TRACKING_URI, else MLflow's default).")]
 MinEffectOption = Annotated[Optional[float], typer.Option(
     "--min-effect",
-    help="Smallest difference worth detecting, for the advice on how many seeds would settle an "
-    "inconclusive row (default: the observed difference).")]
+    metavar="D",
+    help="Smallest difference of interest on the compared metric (e.g. 0.01 accuracy): a recipe "
+    "whose interval lies inside ±D is 'equivalent', and the seed advice sizes seeds for D "
+    "(default: compare.min_effect; unset, nothing is called equivalent).")]
 
 
 @app.command()
@@ -387,16 +389,22 @@ def tune(
     config: ConfigArgument,
     trials: Annotated[int, typer.Option(
         "--trials", metavar="N", help="Trials per recipe: every recipe with searched keys gets "
-        "exactly N, over its own search: ranges.")] = 20,
+        "exactly N, over its own search: ranges (N × --trial-seeds runs; a grid smaller than N "
+        "is searched whole, once).")] = 20,
+    trial_seeds: Annotated[int, typer.Option(
+        "--trial-seeds", metavar="K", help="Runs per trial, on K seeds (the first K of seeds:, "
+        "then the next integers); a trial's value is their mean, so each recipe trains "
+        "N × K runs. At most 100; not pruned.")] = 1,
     confirm_seeds: Annotated[int, typer.Option(
         "--confirm-seeds", metavar="K", help="Fresh seeds (never used in the search) on which "
         "each recipe's best trial and the baseline are retrained and compared.")] = 5,
     sampler: Annotated[Sampler, typer.Option(
         "--sampler", help="How trials are drawn (Optuna): tpe, qmc (quasi-random Sobol, as "
-        "AlgoPerf), random, grid.")] = Sampler.tpe,
-    pruner: Annotated[Pruner, typer.Option(
+        "AlgoPerf), random, grid (at most 100,000 points).")] = Sampler.tpe,
+    pruner: Annotated[Optional[Pruner], typer.Option(
         "--pruner", help="Stop hopeless trials on their per-epoch validation curve: median, "
-        "halving (successive halving), none.")] = Pruner.median,
+        "halving (successive halving), none. Default: median; none with --trial-seeds "
+        "above 1.")] = None,
     storage: Annotated[Optional[str], typer.Option(
         "--storage", metavar="URL", help="Optuna storage (SQLAlchemy URL) shared by several "
         "processes or machines; default: OUT/<name>-tune/study.db.")] = None,
@@ -420,8 +428,9 @@ def tune(
     from regbench.experiment import tune as tuning  # deferred
 
     launch = make_launch(locals())
-    search = tuning.Search(trials=trials, sampler=sampler.value, pruner=pruner.value,
-                           storage=storage)
+    search = tuning.Search(trials=trials, sampler=sampler.value,
+                           pruner=pruner.value if pruner else None, storage=storage,
+                           trial_seeds=trial_seeds)
     console = _console()
     outcome = tuning.tune_experiment(config, launch, search, overrides=set_ or [],
                                      display=Terminal(console))

@@ -62,6 +62,16 @@ class SearchParam:
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log,
                                                       step=self.step)
 
+    def grid_size(self, points: int) -> int:
+        """``len(self.grid(points))`` (for ``points`` >= 2), counted without building the list:
+        a grid is checked against its limit before Optuna enumerates it."""
+        if self.choices is not None:
+            return len(self.choices)
+        if self.integer or self.step:
+            return min(points, int(math.floor((self.high - self.low) / (self.step or 1)
+                                              + 1e-9)) + 1)
+        return points
+
     def grid(self, points: int) -> list:
         """``points`` values spread over the range (all of them for choices, or when the range
         holds fewer), for the grid sampler."""
@@ -148,3 +158,15 @@ def search_space(loaded: LoadedConfig, experiment: dict[str, Any]) -> dict[str, 
             seen[key] = path
             space.setdefault(recipe, []).append(_checked(path, spec, recipe, loaded))
     return space
+
+
+def grid_points(trials: int, params: list[SearchParam]) -> int:
+    """Values per searched key of the grid sampler: N trials spread over d keys as N^(1/d) each
+    (at least 2)."""
+    return max(2, math.ceil(trials ** (1 / len(params))))
+
+
+def grid_size(trials: int, params: list[SearchParam]) -> int:
+    """How many points the grid of ``trials`` over ``params`` holds, by arithmetic alone."""
+    points = grid_points(trials, params)
+    return math.prod(p.grid_size(points) for p in params)

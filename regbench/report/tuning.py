@@ -13,6 +13,13 @@ from typing import Any, Optional
 from regbench.vocabulary import TUNING_FILE, format_value
 
 CHOSEN_COLOR, TRIAL_COLOR, FAILED_COLOR = "#d62728", "#1f77b4", "#7f7f7f"
+# A choice decided by fewer validation examples than this is called a close call. Two trials a
+# couple of examples apart differ by the flip of one or two borderline predictions, which a
+# change of seed alone produces; even if every example the two disagree on favoured the winner,
+# an exact sign (McNemar) test of 3 gives p = 0.25. A 5% test would need 6, but TPE's trials
+# crowd round the best setting, so that would flag nearly every tune on a few hundred examples;
+# 3 flags the choices that are noise whatever the test.
+CLOSE_CALL_EXAMPLES = 3
 
 
 def read_tuning(results_dir: Path) -> Optional[dict[str, Any]]:
@@ -25,8 +32,14 @@ def read_tuning(results_dir: Path) -> Optional[dict[str, Any]]:
 
 
 def budget_text(protocol: dict[str, Any], record: dict[str, Any]) -> str:
-    """'6 trials, TPE, pruned 2' (and failed k): the budget a recipe was given."""
-    parts = [f"{len(record['trials'])} trials", protocol["sampler_name"]]
+    """'6 trials, TPE, pruned 2' (and failed k), or with --trial-seeds '6 trials × 2 seeds =
+    12 runs, TPE': the budget a recipe was given."""
+    trials, seeds = len(record["trials"]), protocol.get("trial_seeds", 1)
+    text = f"{trials} trials" if seeds == 1 else \
+        f"{trials} trials × {seeds} seeds = {trials * seeds} runs"
+    if record.get("budget", trials) < protocol["trials_per_recipe"]:
+        text += " (its whole grid)"
+    parts = [text, protocol["sampler_name"]]
     if protocol["pruner"] != "none":
         parts.append(f"pruned {record['pruned']}")
     if record["failed"]:
@@ -41,6 +54,33 @@ def chosen_values(record: dict[str, Any]) -> str:
         return "no trial completed"
     return ", ".join(f"{path.split('.')[-1]}={format_value(v)}"
                      for path, v in chosen["params"].items())
+
+
+def close_call(record: dict[str, Any], short: bool = False) -> Optional[str]:
+    """What to say when the chosen trial beat the runner-up by fewer than CLOSE_CALL_EXAMPLES
+    validation examples (``record["margin"]``, for accuracy only), or None."""
+    margin, chosen = record.get("margin"), record.get("chosen")
+    if not margin or chosen is None:
+        return None
+    examples = round(margin["examples"], 6)    # 3/60 × 60 is 2.9999999999999996
+    if examples >= CLOSE_CALL_EXAMPLES:
+        return None
+    n_val = margin["n_val"]
+    mean = f", mean of {margin['trial_seeds']} seeds" if margin.get("trial_seeds", 1) > 1 else ""
+    if short:
+        return f"tied with the runner-up on {n_val} validation examples: within noise" \
+            if examples == 0 else \
+            f"won by {examples:.3g} of {n_val} validation examples over the runner-up: within noise"
+    if examples == 0:
+        decided = (f"tied with trial {margin['runner_up']} on validation accuracy over {n_val} "
+                   f"examples ({chosen['value']:.4f}{mean}; the lower val loss chose)")
+    else:
+        decided = (f"beat trial {margin['runner_up']} by {examples:.3g} of {n_val} validation "
+                   f"examples (validation accuracy {chosen['value']:.4f} vs "
+                   f"{margin['runner_up_value']:.4f}{mean})")
+    return (f"the chosen trial {chosen['number']} {decided}: fewer than {CLOSE_CALL_EXAMPLES} "
+            "examples apart is within noise, so either could be the better setting; more "
+            "validation data (dataset.val_fraction) or --trial-seeds would settle it")
 
 
 def chosen_value(record: dict[str, Any]) -> str:
@@ -116,18 +156,26 @@ def tuning_html(tuning: dict[str, Any], escape, image) -> str:
         f"<td class='text'>{escape(budget_text(tuning, record))}</td></tr>"
         for recipe, record in tuning["recipes"].items())
     untuned = tuning.get("untuned") or []
+    k = tuning.get("trial_seeds", 1)
+    trained = f"each trained on seed {tuning['search_seed']}" if k == 1 else \
+        (f"each the mean of {k} runs on seeds {tuning['search_seeds'][0]}–"
+         f"{tuning['search_seeds'][-1]} ({tuning['trials_per_recipe'] * k} runs per recipe)")
+    close = [f"<p><b>Close call, {escape(recipe)}</b>: {escape(text)}.</p>"
+             for recipe, record in tuning["recipes"].items()
+             if (text := close_call(record)) is not None]
     out = ["<section id='tuning'><h2>Tuning</h2>",
            f"<p>Every recipe with searched keys got the same budget: "
            f"{tuning['trials_per_recipe']} trials drawn by {escape(tuning['sampler_name'])} "
-           f"(Optuna), pruner {escape(tuning['pruner'])}, each trained on seed "
-           f"{tuning['search_seed']} and chosen on validation {escape(tuning['metric'])}; no "
+           f"(Optuna), pruner {escape(tuning['pruner'])}, {trained} "
+           f"and chosen on validation {escape(tuning['metric'])}; no "
            f"trial was evaluated on the test split. Each recipe's chosen trial and the baseline "
            f"were then retrained on fresh seeds {escape(seeds)}: the comparison above is made "
            f"of those runs only."
            + (f" Not searched, trained as written: {escape(', '.join(untuned))}." if untuned
               else "") + "</p>",
            "<table><tr><th>recipe</th><th>searched</th><th>chosen</th>"
-           f"<th>val {escape(tuning['metric'])}</th><th>budget</th></tr>{rows}</table>"]
+           f"<th>val {escape(tuning['metric'])}</th><th>budget</th></tr>{rows}</table>",
+           *close]
     for recipe, path in tuning.get("_plots", {}).items():
         out.append(f'<figure><img alt="sensitivity: {escape(recipe)}" src="{image(path)}">'
                    f"<figcaption><b>sensitivity: {escape(recipe)}</b> — every trial's "
