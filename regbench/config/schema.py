@@ -150,6 +150,8 @@ class DatasetConfig(StrictModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)    # held out of the training split, stratified
     test_fraction: float = Field(0.2, gt=0, lt=1)   # held out first when the dataset has no test split
     train_subset: Optional[int] = Field(None, ge=2) # cap on training samples (after the split)
+    val_limit: Optional[int] = Field(None, ge=1)    # cap on validation samples: a seeded subset, stratified for classification (a quick look at a large dataset)
+    test_limit: Optional[int] = Field(None, ge=1)   # cap on test samples: a seeded subset, stratified for classification (a quick look at a large dataset)
     label_noise: float = Field(0.0, ge=0, le=1)     # fraction of training labels replaced at random (see label_noise_mode)
     label_noise_mode: Literal["different", "uniform"] = "different"  # different: a noisy label is always another class (exactly that fraction is wrong); uniform: replaced by a uniformly drawn class, which may be the true one (Zhang et al. 2017; 1.0 gives fully random labels)
     split_seed: Seed = 0                            # seed of every split, shared by all runs

@@ -2,10 +2,11 @@
 seeded stratified splits, a training subset cap, label noise, normalisation with training
 statistics, and tensors ready to be batched by index permutation.
 
-The test split is drawn from ``split_seed`` alone. The validation split, the training subset,
-the label noise and the rows measured each epoch are drawn from it too, unless
-``resample: per_seed``: then each run seed draws its own, so that intervals over seeds include
-the variance of the data split (Bouthillier et al. 2021).
+The test split (and its ``test_limit`` subset) is drawn from ``split_seed`` alone. The
+validation split (and its ``val_limit`` subset), the training subset, the label noise and the
+rows measured each epoch are drawn from it too, unless ``resample: per_seed``: then each run
+seed draws its own, so that intervals over seeds include the variance of the data split
+(Bouthillier et al. 2021).
 """
 from __future__ import annotations
 
@@ -224,6 +225,25 @@ def _split(x: np.ndarray, y: np.ndarray, rows: np.ndarray, fraction: float, *, t
             labels = None  # too few samples per class to stratify; fall back to a plain split
     keep, out = holdout(n, held, seed, labels)
     return x[keep], y[keep], rows[keep], x[out], y[out], rows[out]
+
+
+def _limited(x: np.ndarray, y: np.ndarray, rows: np.ndarray, limit: Optional[int], *,
+             task: str, seed: int, key: str, name: str):
+    """At most ``limit`` of a split's rows (``val_limit``, ``test_limit``: a quick look at a
+    large dataset), drawn as ``holdout`` draws: seeded, stratified for classification so that
+    every class keeps its share; a split no larger than the limit is kept whole."""
+    if limit is None or limit >= len(x):
+        return x, y, rows
+    labels = y if task == "classification" else None
+    if labels is not None:
+        classes = len(np.unique(labels))
+        if limit < classes:
+            part = "validation" if key == "val_limit" else "test"
+            raise DataError(f"dataset.{key}: {limit} samples cannot hold each of the {classes} "
+                            f"classes of the {part} split of dataset {name}; expected at least "
+                            f"{classes} (or no {key})")
+    _, keep = holdout(len(x), limit, seed, labels)
+    return x[keep], y[keep], rows[keep]
 
 
 SPLIT_METHOD = "holdout-2"   # in every run's config hash: runs split otherwise are retrained
@@ -450,10 +470,10 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
         raise DataError(f"dataset.resample: per_seed_with_test draws a new test split for every "
                         f"seed, but dataset {name} has its own test split; use resample: "
                         "per_seed (the test set stays fixed) or fixed")
+    # per_seed_with_test: each seed its own test rows, so that the intervals over seeds
+    # include the variance of the test sample too
+    test_seed = run_split_seed(config, run_seed) if mode == "per_seed_with_test" else seed
     if raw.x_test is None:
-        # per_seed_with_test: each seed its own test rows, so that the intervals over seeds
-        # include the variance of the test sample too
-        test_seed = run_split_seed(config, run_seed) if mode == "per_seed_with_test" else seed
         x_train, y_train, rows, x_test, y_test, test_rows = _split(
             x_train, y_train, rows, config["test_fraction"], task=task, seed=test_seed,
             key="test_fraction", name=name)
@@ -479,6 +499,12 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     if config.get("train_subset") and config["train_subset"] < len(x_train):
         keep = np.sort(rng.permutation(len(x_train))[: config["train_subset"]])
         x_train, y_train, rows = x_train[keep], y_train[keep], rows[keep]
+    x_val, y_val, val_rows = _limited(x_val, y_val, val_rows, config.get("val_limit"),
+                                      task=task, seed=derived_seed(seed, 4), key="val_limit",
+                                      name=name)
+    x_test, y_test, test_rows = _limited(x_test, y_test, test_rows, config.get("test_limit"),
+                                         task=task, seed=derived_seed(test_seed, 5),
+                                         key="test_limit", name=name)
     if raw.fit_encoder is not None:   # categories and fill values from the rows it trains on
         encode = raw.fit_encoder(x_train)
         x_train, x_val, x_test = encode(x_train), encode(x_val), encode(x_test)

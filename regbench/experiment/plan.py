@@ -46,7 +46,8 @@ class Plan:
 RUN_PLACEMENT = ("device", "threads", "fuse")
 # settings added after runs were made, at the default that reproduces those runs: left out of the
 # hash, so that completed runs still resume
-HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"))
+HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"),
+                ("dataset", "val_limit", None), ("dataset", "test_limit", None))
 # how a run's numbers are computed: 3 = every draw of a fusable regularizer from the run's own
 # streams, the loss as the mean of per-sample losses, member-axis max-norm, clipping, noise and
 # smoothing (the same arithmetic solo and fused). Runs computed otherwise retrain on resume
