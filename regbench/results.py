@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from regbench.config.yaml_io import dump_yaml
-from regbench.errors import OutputError, RegbenchError
+from regbench.errors import ConfigError, OutputError, RegbenchError
 from regbench.vocabulary import (
     CONFIG_FILE,
     LEADING_COLUMNS,
@@ -119,6 +119,43 @@ def write_output(path: Path, text: str) -> None:
     atomic_write_text(path.resolve() if path.is_symlink() else path, text)
 
 
+def check_output(path: Path, option: str) -> None:
+    """Before anything trains: ``write_output`` will be able to write ``path``, or exit 2
+    naming ``option``. A device, pipe or socket must be open for writing (it is not opened
+    here: a pipe's reader would take the probe for the output); anything else must be a file
+    path whose folder takes a new file, probed with a nameless temporary file there (the
+    folder of the linked file for a link, as write_output writes through it)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode               # follows links
+    except OSError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise ConfigError(f"{path}: is a folder; expected a file path", source=option)
+    if mode is not None and not stat.S_ISREG(mode):
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{path}: cannot be written (permission denied); expected a "
+                              "file path in a writable folder", source=option)
+        return
+    folder = (path.resolve() if path.is_symlink() else path).parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):   # a fresh name: never through a planted link
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be written: {folder} {_why_not(exc)}; expected a "
+                          "file path in an existing, writable folder", source=option) from None
+
+
+def _why_not(exc: OSError) -> str:
+    """Why a folder takes no new file, in words."""
+    reasons = {errno.ENOENT: "does not exist", errno.ENOTDIR: "is not a folder",
+               errno.EACCES: "is not writable (permission denied)",
+               errno.EPERM: "is not writable (operation not permitted)",
+               errno.EROFS: "is on a read-only file system",
+               errno.ENOSPC: "is on a full disk", errno.EDQUOT: "is over its disk quota"}
+    return reasons.get(exc.errno, f"takes no new file ({exc.strerror or exc})")
+
+
 # ----------------------------------------------------------------------------- confinement
 
 def check_inside(results_dir: Path, path: Path) -> None:
@@ -132,14 +169,50 @@ def check_inside(results_dir: Path, path: Path) -> None:
                             "choose another --out")
 
 
+def not_a_folder(path: Path) -> Optional[str]:
+    """What stands at ``path`` where a folder should be (``"a file"``, ``"a dangling link
+    (to X)"``), or None for a folder or nothing at all."""
+    path = Path(path)
+    if not os.path.lexists(path) or path.is_dir():
+        return None
+    if path.is_symlink():
+        target = os.readlink(path)
+        return (f"a dangling link (to {target})" if not path.exists()
+                else f"a link to {target}, which is not a folder")
+    return "a file" if path.is_file() else "a special file (device, pipe or socket)"
+
+
+def check_folder(path: Path, expected: str) -> None:
+    """Refuse (exit 2) anything but a folder at ``path`` where regbench expects ``expected``:
+    writing would fail there late (after training) or write through a dangling link."""
+    what = not_a_folder(path)
+    if what is not None:
+        raise RegbenchError(f"{path}: is {what}, not a folder; expected {expected} there: move "
+                            "it aside (regbench replaces nothing it did not create)")
+
+
 def check_results_folder(results_dir: Path, run_ids: Iterable[str] = ()) -> None:
-    """Before anything is written: every folder regbench writes into resolves inside."""
+    """Before anything is written: the results root above is a folder, and every folder
+    regbench writes into is a folder (or not there yet) that resolves inside."""
     results_dir = Path(results_dir)
-    folders = [results_dir / RUNS_DIR, results_dir / PLOTS_DIR]
-    folders += [results_dir / RUNS_DIR / run_id for run_id in run_ids]
-    for folder in folders:
-        if folder.exists() or folder.is_symlink():
+    for part in results_dir.parents:      # --out, or the nearest folder above it that exists
+        if os.path.lexists(part):
+            what = not_a_folder(part)
+            if what is not None:
+                raise RegbenchError(f"--out: cannot write to {results_dir} (Not a directory: "
+                                    f"{part} is {what}, not a folder); expected a folder "
+                                    "there: move it aside, or choose a writable folder with "
+                                    "--out")
+            break
+    check_folder(results_dir, f"the results folder {results_dir.name}/")
+    folders = [(results_dir / RUNS_DIR, f"the folder of run folders ({RUNS_DIR}/<run id>/)"),
+               (results_dir / PLOTS_DIR, f"the folder of plots ({PLOTS_DIR}/)")]
+    folders += [(results_dir / RUNS_DIR / run_id, f"the folder of run {run_id}")
+                for run_id in run_ids]
+    for folder, expected in folders:
+        if os.path.lexists(folder):
             check_inside(results_dir, folder)
+            check_folder(folder, expected)
 
 
 # ----------------------------------------------------------------------------- one writer
@@ -461,8 +534,21 @@ def load_summaries(results_dir: Path) -> list[dict[str, Any]]:
     summary.json is never skipped: it comes back as a ``damaged`` run that says why."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise RegbenchError(f"{results_dir}: no such results folder")
+        what = not_a_folder(results_dir)
+        raise RegbenchError(f"{results_dir}: no such results folder" if what is None else
+                            f"{results_dir}: is {what}, not a results folder; expected the "
+                            f"folder `regbench run` wrote (with {RUNS_DIR}/ inside)")
     planned = planned_run_ids(results_dir)
+    runs = results_dir / RUNS_DIR
+    check_folder(runs, f"the folder of run folders ({RUNS_DIR}/<run id>/)")
+    # a run's folder replaced by a file or a dangling link is named, never passed over as
+    # a run that did not finish (which `regbench run` would then fail to write)
+    if planned is not None:
+        named = planned
+    else:   # no plan: what is named like a run (a stray NOTES.txt is not one)
+        named = {p.name for p in runs.iterdir() if "__seed=" in p.name} if runs.is_dir() else set()
+    for run_id in sorted(named):
+        check_folder(runs / run_id, f"the folder of run {run_id}")
     summaries = []
     for run_dir in run_dirs(results_dir):
         if planned is not None and run_dir.name not in planned:

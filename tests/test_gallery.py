@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from regbench.errors import RegbenchError
@@ -174,6 +177,87 @@ def test_the_gallery_runs_from_a_regular_install_in_another_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (out / "gallery.md").is_file() and "## 1. Ridge" in (out / "gallery.md").read_text()
     assert list(elsewhere.iterdir()) == []                  # nothing written where it ran
+
+
+class RunsCode:
+    """Unpickled, it runs a shell command (here: creates a marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _state_with_a_wrong_shape(path: Path, marker: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    first = next(iter(state))
+    state[first] = torch.zeros(3, 3)
+    torch.save(state, path)
+
+
+TAMPERED = {   # what is done to a run's model.pt -> what the one line says
+    "a pickle that runs code": (lambda path, marker: path.write_bytes(
+        pickle.dumps({"weight": RunsCode(marker)})), "objects other than tensors"),
+    "code inside torch's zip format": (lambda path, marker: torch.save(
+        {"weight": RunsCode(marker)}, path), "objects other than tensors"),
+    "not a state_dict": (lambda path, marker: torch.save(
+        [torch.zeros(2)], path), "holds a list, not a state_dict"),
+    "other keys": (lambda path, marker: torch.save(
+        {"other.weight": torch.zeros(2)}, path), "unexpected other.weight"),
+    "a wrong shape": (_state_with_a_wrong_shape, "(3, 3), expected ("),
+    "truncated": (lambda path, marker: path.write_bytes(path.read_bytes()[:200]),
+                  "not a model state regbench saved"),
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERED))
+def test_a_tampered_model_file_is_one_line_and_never_runs_code(smoke, tmp_path, tamper):
+    """The label-smoothing finding reads each run's model.pt: loaded as tensors only (no
+    pickle code runs) and checked against the run's model, else exit 2 naming the file and
+    no page (decision: not a warning and the other seeds, which would narrow the page's
+    intervals to fewer runs without a word)."""
+    from regbench.cli import app
+
+    out, _, _ = smoke
+    name = experiment_name(CONFIG_DIR / "label_smoothing.yaml")
+    shutil.copytree(out / name, tmp_path / "out" / name)
+    model = tmp_path / "out" / name / "runs" / "baseline__seed=0" / "model.pt"
+    assert model.is_file()
+    marker = tmp_path / "code-ran"
+    damage, fragment = TAMPERED[tamper]
+    damage(model, marker)
+    assert not marker.exists()                        # writing it ran nothing either
+    page = tmp_path / "page.md"
+    result = CliRunner().invoke(app, ["gallery", "--out", str(tmp_path / "out"),
+                                      "--page", str(page)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("regbench: error: "), result.output
+    assert str(model) in lines[0] and fragment in lines[0], lines[0]
+    assert "train it again" in lines[0]
+    assert not marker.exists() and not page.exists()
+
+
+def test_gallery_figures_on_a_full_disk_are_one_line_and_no_half_file(smoke, tmp_path):
+    """The page's pictures are copied atomically: a full disk (a file-size limit, EFBIG as
+    ENOSPC) ends in one line naming the picture, exit 1, with no partial copy and no page."""
+    from test_bad_input import limited_file_size
+
+    out, _, _ = smoke
+    name = experiment_name(CONFIG_DIR / "batchnorm.yaml")
+    shutil.copytree(out / name, tmp_path / "out" / name)
+    assert (tmp_path / "out" / name / "plots" / "curves__baseline.png").stat().st_size > 8000
+    process = subprocess.run([sys.executable, "-m", "regbench", "gallery", "--out",
+                              str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                             timeout=120, preexec_fn=limited_file_size(8000))
+    assert process.returncode == 1, process.stderr
+    errors = [line for line in process.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("regbench: error: "), process.stderr
+    assert "batchnorm__curves__baseline.png: cannot write (File too large)" in errors[0]
+    assets = tmp_path / "out" / "gallery"                # the page's pictures
+    assert (list(assets.rglob("*")) if assets.is_dir() else []) == []
+    assert not (tmp_path / "out" / "gallery.md").exists()
 
 
 def test_ridge_closed_form_matches_scikit_learn():

@@ -571,8 +571,9 @@ def test_the_lock_is_the_folders_whatever_path_reaches_it(tmp_path):
         with pytest.raises(RegbenchError, match="in use by regbench pid"):
             with ResultsLock(tmp_path / "alias" / "exp"):
                 pass
-        result = invoke("report", tmp_path / "alias" / "exp")
-        assert result.exit_code == 2 and "in use by" in result.output
+        for command in (["report"], ["compare", "--write"]):
+            result = invoke(command[0], tmp_path / "alias" / "exp", *command[1:])
+            assert result.exit_code == 2 and "in use by" in result.output, command
     finally:
         holder.kill()
         holder.wait()

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from regbench.engine.executors import check_executor
 from regbench.errors import ConfigError
+from regbench.results import check_output
 from regbench.vocabulary import MAX_SEED
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -41,7 +42,7 @@ class Launch:
     resume: bool = True                    # skip completed runs; False: a fresh results folder
     report: bool = True                    # plots and report.html at the end
     metric: Optional[str] = None           # the metric tables rank by (none: accuracy or mse)
-    min_effect: Optional[float] = None     # smallest difference worth detecting (seed advice)
+    min_effect: Optional[float] = None     # δ: equivalence margin and seed advice size
     confirm_seeds: Optional[int] = None    # then retrain each chosen point on K fresh seeds
     plugins: tuple[str, ...] = ()          # --plugin files and modules, loaded before the config
     trackers: tuple[str, ...] = ()         # --log: trackers added to the config's logging.trackers
@@ -139,13 +140,12 @@ def _min_effect(value: Any) -> Optional[float]:
 
 
 def _junit(value: Any) -> Optional[Path]:
-    """A file path in an existing folder, checked before anything trains."""
+    """A file path that can be written (its folder exists and takes a new file), or a
+    device or pipe open for writing: checked before anything trains, not after."""
     if value is None:
         return None
     path = _path(value, "--junit")
-    if path.is_dir() or not path.parent.is_dir():
-        raise ConfigError(f"{path}: expected a file path in an existing folder",
-                          source="--junit")
+    check_output(path, "--junit")
     return path
 
 

@@ -401,8 +401,9 @@ def fusion_lines(specs: list[RunSpec]) -> list[str]:
         lines.append(f"fused: {sum(len(g[GROUP_KEY]) for g in groups)} runs in {len(groups)} "
                      "group(s), each trained as one stacked model (with train.fuse: auto, a "
                      "group whose model is too large to gain on the CPU trains solo, and a group "
-                     "splits where the built models differ in their layers or use dropout "
-                     "outside an MLP; --fuse off trains every run alone):")
+                     "splits where the built models differ in their layers or use dropout, "
+                     "weight noise or DropConnect outside an MLP; --fuse off trains every run "
+                     "alone):")
         for group in groups:
             lines.append(f"  {len(group[GROUP_KEY])} runs: "
                          f"{_some([spec['run_id'] for spec in group[GROUP_KEY]])}")

@@ -7,12 +7,15 @@ string printed on the page is the code below, in words. See ``regbench.gallery``
 from __future__ import annotations
 
 import math
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
 
 from regbench.config.yaml_io import read_yaml_file
 from regbench.data import load_bundle
+from regbench.errors import RegbenchError
 from regbench.gallery.core import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
 from regbench.gallery.stats import Estimate, Results, mean_interval, paired, seed_gate, verdict_of
 from regbench.models import build_model
@@ -95,12 +98,63 @@ def overconfidence(run) -> float:
     config, _ = read_yaml_file(folder / CONFIG_FILE)
     data = load_bundle(config["dataset"], config["train"]["train_eval_samples"])
     model = build_model(config["model"], data.input_shape, data.output_dim)
-    model.load_state_dict(torch.load(folder / MODEL_FILE, weights_only=True))
+    model.load_state_dict(saved_state(folder / MODEL_FILE, model))
     model.eval()
     with torch.no_grad():
         probabilities = torch.softmax(model(data.x_val), dim=1)
     confidence, predicted = probabilities.max(dim=1)
     return float(confidence.mean() - (predicted == data.y_val).float().mean())
+
+
+def saved_state(path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict a run saved in ``path``, read without running anything in the file
+    (``weights_only``: tensors and plain containers only) and checked against ``model``, the
+    network the run's config builds: the same names and shapes. Anything else means the file
+    changed since the run wrote it: one line naming it (exit 2) rather than a number from
+    the other seeds only, since the page's intervals would then silently cover fewer runs."""
+    retrain = (f"delete the run folder {path.parent} and train it again with `regbench "
+               "gallery --run`")
+    try:
+        with warnings.catch_warnings():   # torch's note on a foreign pickle protocol: noise
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # torch raises many types for a damaged or foreign file
+        raise RegbenchError(f"{path}: not a model state regbench saved ({_unreadable(exc)}); "
+                            f"{retrain}") from None
+    if not isinstance(state, dict) or not all(isinstance(key, str) and
+                                              isinstance(value, torch.Tensor)
+                                              for key, value in state.items()):
+        raise RegbenchError(f"{path}: holds a {type(state).__name__}, not a state_dict of "
+                            f"named tensors; {retrain}")
+    expected = model.state_dict()
+    wrong = [_some("unexpected", [key for key in state if key not in expected]),
+             _some("missing", [key for key in expected if key not in state]),
+             _some("wrong shape:", [f"{key} {tuple(state[key].shape)}, expected "
+                                    f"{tuple(value.shape)}" for key, value in expected.items()
+                                    if key in state and state[key].shape != value.shape])]
+    if any(wrong):
+        raise RegbenchError(f"{path}: does not fit the run's model "
+                            f"({'; '.join(filter(None, wrong))}); {retrain}")
+    return state
+
+
+def _some(label: str, names: list[str]) -> str:
+    """``label`` and the first few of ``names`` ("" for none)."""
+    if not names:
+        return ""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{label} {', '.join(names[:3])}{more}"
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why torch.load refused a file, in a few words (its own messages run to paragraphs)."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return ("it holds objects other than tensors, which only running code from the file "
+                "could build; it was not run")
+    if isinstance(exc, EOFError):
+        return "it ends early: empty or truncated"
+    first = str(exc).strip().split(". ")[0].splitlines()
+    return f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__
 
 
 @finding(key="label_smoothing", title="Label smoothing and calibration (ECE)",

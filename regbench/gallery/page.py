@@ -28,7 +28,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ from regbench.gallery import (  # noqa: F401  (register findings 1–6)
 from regbench.gallery.core import FINDINGS, Finding
 from regbench.gallery.stats import Results
 from regbench.registry import did_you_mean
-from regbench.results import atomic_write_text
+from regbench.results import atomic_write_bytes, atomic_write_text
 from regbench.vocabulary import COMPARISON
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"   # package data: <finding>.yaml
@@ -204,9 +203,8 @@ def section(number: int, entry: Finding, folder: Path, results: Results, *,
     lines += [f"- {note}" for note in outcome.notes]
     for caption, png in outcome.figures:
         if png.is_file():
-            assets.mkdir(parents=True, exist_ok=True)
             target = assets / f"{entry.key}__{png.name}"
-            shutil.copyfile(png, target)
+            atomic_write_bytes(target, png.read_bytes())   # a full disk: one line, no half png
             lines += ["", f"![{caption}]({os.path.relpath(target, page_dir)})", f"*{caption}*"]
     which = ("its default metric" if entry.metric is None else
              f"rebuilt from the runs for {entry.metric}, as `regbench compare --metric "

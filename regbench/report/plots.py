@@ -34,6 +34,7 @@ from regbench.report.plot_data import (
     aggregate,
     finite,
     gap_metric,
+    gap_unit,
     load_runs,
     points_of,
     sweep_series,
@@ -366,7 +367,7 @@ def make_plots(results_dir: Path, comparison=None) -> list[Plot]:
     points = points_of(comparison, runs)
     if points:
         label = gap_metric(summaries)
-        path = _save(gap_figure(points, label), out / "gap.png")
+        path = _save(gap_figure(points, label + gap_unit(label)), out / "gap.png")
         plots.append(Plot("gap", f"train − val {label} gap", path,
                           "mean over seeds (error bar: std); colour: the worst verdict among the seeds"))
     weights = _weights_per_recipe(comparison, by_point)
