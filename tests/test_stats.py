@@ -414,7 +414,7 @@ def test_following_the_seed_advice_settles_the_row_at_least_75_percent_of_the_ti
         comparison, row = table(range(3))
         if row["verdict"] != "inconclusive" or "twin" not in comparison.seeds_option:
             continue
-        seeds = _seeds_of(comparison.seeds_option["twin"])
+        seeds = _seeds_of(comparison.seeds_option["twin"].removeprefix("--seeds "))
         assert set(range(3)) <= set(seeds) and len(seeds) == comparison.seeds_needed["twin"]
         advised += 1
         settled += table(seeds)[1]["verdict"] != "inconclusive"
@@ -449,3 +449,21 @@ def test_a_sweep_pick_at_the_edge_of_its_grid_or_by_a_few_validation_examples_is
     assert any("small validation set (50 examples, one = 0.020 accuracy)" in n
                for n in small.notes)
     assert not any("small test set" in n for n in small.notes)
+
+
+def test_a_confirmation_table_advises_confirm_seeds_not_seeds():
+    """A confirmation's seeds are set with --confirm-seeds K (the first K fresh seeds: a larger
+    K keeps those trained), so its advice says that, never --seeds."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(0.9, 0.01, 5)
+    summaries = [_summary("baseline", 10 + s, 0.8, base[s]) for s in range(5)]
+    shift = [0.012, -0.004, 0.009, 0.001, 0.006]       # Δ ≈ +0.005 [−0.003, +0.013]
+    summaries += [_summary("l2", 10 + s, 0.8, base[s] + shift[s]) for s in range(5)]
+    plain = build_comparison(summaries, min_effect=0.01)
+    confirming = build_comparison(summaries, min_effect=0.01, confirming=True)
+    needed = confirming.seeds_needed["l2"]
+    assert plain.seeds_option["l2"] == f"--seeds 10-{10 + needed - 1}"
+    assert confirming.seeds_option["l2"] == f"--confirm-seeds {needed}"
+    assert any(f"run the same command with --confirm-seeds {needed} " in n
+               for n in confirming.notes)
+    assert "--seeds " not in " ".join(confirming.notes + confirming.headline)

@@ -74,8 +74,9 @@ class Comparison:
     min_effect: Optional[float] = None       # δ: smallest difference of interest (equivalence)
     # recipe -> seeds that would settle it, always more than its row already has
     seeds_needed: dict[str, int] = field(default_factory=dict)
-    seeds_option: dict[str, str] = field(default_factory=dict)  # recipe -> its --seeds value
+    seeds_option: dict[str, str] = field(default_factory=dict)  # recipe -> "--seeds 0-7" to type
     warnings: list[str] = field(default_factory=list)   # what the data are too small to show
+    confirming: bool = False                 # a confirmation's table: seeds via --confirm-seeds
     headline: list[str] = field(default_factory=list)  # the answer in plain sentences
     title: str = ""                          # the experiment's name, where known
     unfinished: list[str] = field(default_factory=list)  # planned runs not finished (interrupted)
@@ -108,12 +109,14 @@ def check_metric(metric: str, task: str) -> None:
 
 def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = None,
                      min_effect: Optional[float | dict[str, float]] = None,
-                     unfinished: Sequence[str] = ()) -> Comparison:
+                     unfinished: Sequence[str] = (), *, confirming: bool = False) -> Comparison:
     """The table; ``min_effect`` (δ) is the smallest difference of interest: a row whose
     interval lies inside ±δ is ``equivalent``, and the seed advice sizes the seeds that would
     settle a row at δ (without it: no equivalence, and the advice says how narrow more seeds
     make the interval); a dict gives δ per metric; ``unfinished``: planned runs that have not finished (an interrupted
-    run), which the advice tells the user to resume rather than to add seeds.
+    run), which the advice tells the user to resume rather than to add seeds; ``confirming``:
+    the table of a confirmation on fresh seeds, whose seeds the command sets with
+    --confirm-seeds, not --seeds.
 
     Each row's ``lost`` holds its runs that did not complete, by status (``missing``: planned
     runs with no summary at all), and ``baseline_lost`` those of the baseline it is paired
@@ -199,7 +202,8 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     varied = _seeds_vary(summaries)
     comparison = Comparison(metric=metric, rows=rows, varied=varied,
                             unfinished=sorted(unfinished),
-                            min_effect=abs(min_effect) if min_effect else None)
+                            min_effect=abs(min_effect) if min_effect else None,
+                            confirming=confirming)
     _decide(comparison, higher)
     comparison.scope = _scope(varied, rows, comparison)
     _best_points(comparison, higher)
@@ -436,7 +440,7 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
         notes.append(f"{len(comparison.unfinished)} planned run(s) have not finished ({shown}"
                      f"{more}): run the same command again to resume them before adding seeds")
     elif seeds < MIN_SEEDS:
-        notes.append(_few_seeds_warning(seeds, used))
+        notes.append(_few_seeds_warning(seeds, used, comparison.confirming))
     comparison.warnings.extend(_small_data(comparison))
     notes.extend(comparison.warnings)
     if not any(row["recipe"] == "baseline" and (row["seeds"] or row["lost"])
@@ -568,10 +572,11 @@ def _seed_advice(comparison: Comparison, used: Sequence[int]) -> list[str]:
                           f"{spread}: seeds will not settle it at ±{delta:g}")
         else:
             comparison.seeds_needed[recipe] = needed
-            option = seeds_option(used, needed)
+            option = (f"--confirm-seeds {needed}" if comparison.confirming
+                      else f"--seeds {seeds_option(used, needed)}")
             comparison.seeds_option[recipe] = option
             advice.append(f"about {needed} seeds would settle {name} vs baseline: run the same "
-                          f"command with --seeds {option} (completed runs are kept; sd of the "
+                          f"command with {option} (completed runs are kept; sd of the "
                           f"differences ≤ {bound:.2g}, {sd:.2g} seen)")
     return advice
 
@@ -579,14 +584,14 @@ def _seed_advice(comparison: Comparison, used: Sequence[int]) -> list[str]:
 def seeds_option(used: Sequence[int], total: int) -> str:
     """The --seeds value that keeps the seeds ``used`` and adds fresh ones up to ``total``."""
     used = sorted(set(used))
-    fresh = [s for s in range(max(used, default=-1) + 1 + total) if s not in used]
-    every = sorted({*used, *fresh[:max(total - len(used), 0)]})
+    start = max(used, default=-1) + 1          # new seeds follow the largest one run
+    every = [*used, *range(start, start + max(total - len(used), 0))]
     if every == list(range(every[0], every[-1] + 1)):
         return f"{every[0]}-{every[-1]}"
     return ",".join(map(str, every))
 
 
-def _few_seeds_warning(seeds: int, used: Sequence[int] = ()) -> str:
+def _few_seeds_warning(seeds: int, used: Sequence[int] = (), confirming: bool = False) -> str:
     """The warning for too few seeds, with a --seeds that adds new ones to those already run
     (their runs resume; the new seeds are named after the range)."""
     if seeds < 2:
@@ -596,6 +601,10 @@ def _few_seeds_warning(seeds: int, used: Sequence[int] = ()) -> str:
                  f"√{seeds} (±{t_quantile(0.975, 4):.1f}·sd/√5 with 5), so most rows stay "
                  "inconclusive")
     wanted = max(5, MIN_SEEDS)           # what the other advice sizes intervals for
+    if confirming:
+        return (f"warning: only {seeds} seed(s) for some recipes: {width} (run the same command "
+                f"with --confirm-seeds {max(wanted, len(set(used)) + 1)}; completed runs are "
+                "kept)")
     option = seeds_option(used, max(wanted, len(set(used)) + 1))
     fresh = sorted(set(_seed_list(option)) - set(used))
     return (f"warning: only {seeds} seed(s) for some recipes: {width} (add seeds "
@@ -829,9 +838,10 @@ def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
     finished = {s.get("run_id") for s in summaries if s.get("status") != "interrupted"}
     if min_effect is None and summaries:
         min_effect = configured_min_effect(results_dir, task_of(summaries))
-    comparison = build_comparison(summaries, metric, min_effect, sorted(planned - finished))
-    comparison.title = Path(results_dir).name
     confirms = confirmed_selection(results_dir)
+    comparison = build_comparison(summaries, metric, min_effect, sorted(planned - finished),
+                                  confirming=bool(confirms))
+    comparison.title = Path(results_dir).name
     if confirms:
         comparison.notes.insert(0, confirmation_note(confirms))
         dropped = (confirms.get("tuning") or {}).get("not_confirmed") or []
@@ -840,9 +850,13 @@ def folder_comparison(results_dir: Path, summaries: list[dict[str, Any]],
                                           "the search completed (see search/ for why).")
     searched = searched_experiment(results_dir)
     if searched:   # tuning trials: no baseline, no test numbers, one seed, on purpose
-        note = (f"the tuning trials of {searched} (regbench tune): one run per trial on the "
-                "search seed, chosen on validation only; the test split was never evaluated. "
-                "The comparison on fresh seeds is in the folder above this one")
+        seeds = sorted({s["seed"] for s in summaries if isinstance(s.get("seed"), int)})
+        on = (f"one run per trial on the search seed {seeds[0]}" if len(seeds) == 1 else
+              f"one run per trial on each search seed ({', '.join(map(str, seeds))}; a "
+              "trial's value is their mean)")
+        note = (f"the tuning trials of {searched} (regbench tune): {on}, chosen on validation "
+                "only; the test split was never evaluated. The comparison on fresh seeds is in "
+                "the folder above this one")
         unfinished = [n for n in comparison.notes if "did not complete" in n]
         comparison.notes = [note] + [n for n in comparison.notes if n.startswith("best ")] + \
             [n.replace("did not complete", "did not complete (pruned trials among them)")

@@ -200,8 +200,8 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
         needed = comparison.seeds_needed.get(recipe)
         if row.get("baseline_lost") or not needed or needed <= row["pairs"]:
             continue          # the baseline's cause comes first; never "about 2" for 2 seeds
-        steps.append(f"about {needed} seeds for {_name(row, False)} (--seeds "
-                     f"{comparison.seeds_option.get(recipe, '')})")
+        steps.append(f"about {needed} seeds for {_name(row, False)} "
+                     f"({comparison.seeds_option.get(recipe, '')})")
     if steps:
         sentences.append("What would settle the inconclusive ones: " + ", ".join(steps)
                          + f" ({POWER:.0%} power to tell 0 from ±{delta:g}, sized for an upper "
