@@ -123,7 +123,7 @@ def _narrower(test, chance: float) -> str:
                 "using DropConnect*, ICML, §6.1 and Table 3 (MNIST, fully connected nets).",
          rule="on a small training set (2,000 Fashion-MNIST images), *reproduced* when both "
               "dropconnect and dropout are *better* than the baseline on test accuracy in the "
-              "comparison table below (paired t-test, Holm-corrected over its rows); *partly* "
+              "comparison table below (paired t-test, Bonferroni over its rows); *partly* "
               "when one of them is; *not reproduced* when neither is. DropConnect − dropout is "
               "reported, not part of the rule.")
 def analyse_dropconnect(results: Results) -> Outcome:
