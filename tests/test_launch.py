@@ -29,6 +29,9 @@ BAD_OPTIONS = [
     (["--seeds=-1"], {"seeds": [-1]}, "--seeds: seeds must be between 0 and"),
     (["--min-effect", "-0.1"], {"min_effect": -0.1}, "--min-effect: must be a positive number"),
     (["--confirm-seeds", "0"], {"confirm_seeds": 0}, "--confirm-seeds: must be >= 1 (got 0)"),
+    # a typo's count of seeds would be a list of a billion before the first run
+    (["--confirm-seeds", "1000000000"], {"confirm_seeds": 10**9},
+     "--confirm-seeds: must be <= 1000 (got 1000000000)"),
 ]
 # refused once plugins are loaded (a plugin may register an executor that takes an address)
 AFTER_PLUGINS = [

@@ -25,6 +25,7 @@ from regbench.results import check_output
 from regbench.vocabulary import MAX_SEED
 
 DEVICES = ("auto", "cpu", "cuda")
+MAX_CONFIRM_SEEDS = 1000      # fresh seeds per chosen point: a typo such as 1e9 is refused at once
 FUSE_MODES = ("auto", "on", "off")
 
 
@@ -94,7 +95,7 @@ def normalised(launch: Launch) -> dict[str, Any]:
     return {"out": _path(launch.out, "--out"), "seeds": parse_seeds(launch.seeds),
             "workers": _whole(launch.workers, "--workers", 1),
             "confirm_seeds": None if launch.confirm_seeds is None
-            else _whole(launch.confirm_seeds, "--confirm-seeds", 1),
+            else _whole(launch.confirm_seeds, "--confirm-seeds", 1, MAX_CONFIRM_SEEDS),
             "min_effect": _min_effect(launch.min_effect),
             "resume": _flag(launch.resume, "--resume"), "report": _flag(launch.report, "--report"),
             "plugins": _names(launch.plugins, "--plugin"),
@@ -102,11 +103,13 @@ def normalised(launch: Launch) -> dict[str, Any]:
             "junit": _junit(launch.junit)}
 
 
-def _whole(value: Any, option: str, least: int) -> int:
+def _whole(value: Any, option: str, least: int, most: Optional[int] = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"expected a whole number (got {value!r})", source=option)
     if value < least:
         raise ConfigError(f"must be >= {least} (got {value})", source=option)
+    if most is not None and value > most:
+        raise ConfigError(f"must be <= {most} (got {value})", source=option)
     return value
 
 
