@@ -173,7 +173,7 @@ def test_gap_bars_match_summaries_and_show_diverged(results: Path):
     baseline = [r.summary for r in runs if r.point == "baseline"]
     expected = np.mean([s["train_accuracy"] - s["val_accuracy"] for s in baseline])
     index = [p["label"] for p in points].index("baseline")
-    assert bars[index].get_height() == pytest.approx(expected)
+    assert bars[index].get_height() == pytest.approx(100 * expected)   # accuracy points
     assert points[[p["label"] for p in points].index("l2")]["verdict"] == "diverged"
 
 

@@ -62,6 +62,20 @@ def test_run_writes_a_self_contained_report(experiment: Path):
     assert "diverged at epoch" in page or "became nan" in page.lower()
 
 
+def test_star_and_dagger_are_defined_once_in_the_key(experiment: Path):
+    """A sweep's pick (★) and a recipe with its own training settings (†) are marked in the
+    table and defined in the key at the top, not again in the table's notes."""
+    page = (experiment / "report.html").read_text(encoding="utf-8")
+    key = page[page.index('id="symbols"'):page.index("</div>", page.index('id="symbols"'))]
+    table = page[page.index('<table id="comparison"'):page.index("<h2>Diagnosis")]
+    assert "<b>★</b> best of its sweep on validation" in key
+    assert "<b>†</b> the recipe trains with settings that differ" in key
+    assert "<td>exploding †</td>" in table and re.search(r"<td>l1 lambda=[\d.]+ ★</td>", table)
+    for definition in ("best of its sweep on validation, with the same seeds",
+                       "trains with settings that differ"):
+        assert page.count(definition) == 1, definition
+
+
 def test_runs_say_whether_they_sparsify_and_the_sparsity_plot_follows(experiment: Path):
     import json
 
@@ -121,4 +135,7 @@ def test_report_renders_in_headless_chromium(experiment: Path, tmp_path: Path):
     sentences = re.findall(r"<li>([^<]*)</li>", page[headline:forest])
     assert any("than baseline on test accuracy" in s or s.startswith("Inconclusive")
                for s in sentences), sentences
-    assert any("verdicts read off the intervals" in s for s in sentences)
+    # the symbols of the answer are defined beside it, once for the page (test_report_layout)
+    key = page.index('id="symbols"')
+    assert headline < key < forest
+    assert "<b>Δ</b> = recipe − baseline on test accuracy" in page[key:forest]

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from regbench import catalogue
 from regbench.analysis.compare import build_comparison
-from regbench.analysis.curves import read_curve_csv
+from regbench.analysis.curves import is_log_folder, read_curve_csv, read_curves
 from regbench.analysis.diagnose import diagnose_rows, infer_task, label
 from regbench.analysis.headline import LOST_CAUSES
 from regbench.analysis.stats import paired_difference
@@ -56,10 +56,15 @@ def _thresholds(run_dir: Path) -> Optional[dict[str, Any]]:
     return None
 
 
-def diagnose_path(target: str | Path) -> Diagnosis:
-    """Diagnose every run of a results folder (re-read from metrics.csv) or one CSV file."""
-    target = Path(target)
-    if target.is_dir():
+def diagnose_path(target: str | Path, mapping: Optional[dict[str, str]] = None) -> Diagnosis:
+    """Diagnose every run of a results folder (re-read from metrics.csv), or of another tool's
+    log (a CSV, TensorBoard event files, an MLflow run: ``read_curves``; ``mapping`` names
+    its columns as ``--map`` does)."""
+    source, target = target, Path(target)
+    if target.is_dir() and not is_log_folder(target):
+        if mapping:
+            raise RegbenchError(f"{target}: --map is for other tools' logs; a results "
+                                "folder's metrics.csv uses regbench's own names")
         runs = []
         summaries = load_summaries(target)
         for summary in summaries:
@@ -86,15 +91,16 @@ def diagnose_path(target: str | Path) -> Diagnosis:
         diagnosis.advice = advise(diagnosis, summaries)
         diagnosis.relative = relative_gaps(diagnosis)
         return diagnosis
-    if target.is_file():
-        rows = read_curve_csv(target)
-        task = infer_task({k for row in rows for k in row})
-        run = {"run": target.name, "point": target.name, "regularizers": [],
-               **diagnose_rows(rows, task)}
-        diagnosis = Diagnosis(target, [run], task)
-        diagnosis.advice = advise(diagnosis, None)
-        return diagnosis
-    raise RegbenchError(f"{target}: no such results folder or CSV file")
+    curves = read_curves(source, mapping)
+    task = infer_task({k for _, rows in curves if isinstance(rows, list) for row in rows
+                       for k in row})
+    runs = [{"run": name, "point": name, "regularizers": [],
+             **(diagnose_rows(rows, task) if isinstance(rows, list) else
+                {"verdict": "unknown", "grade": None, "started_epoch": None, "rules": [],
+                 "evidence": [f"{rows}: no curves to judge"]})} for name, rows in curves]
+    diagnosis = Diagnosis(target, runs, task)
+    diagnosis.advice = advise(diagnosis, None)
+    return diagnosis
 
 
 def is_image_experiment(results_dir: Path) -> Optional[bool]:
@@ -141,14 +147,15 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
             lines.append("no overfitting found" + (" in the runs that completed" if lines else "")
                          + ": the gap between train and val is small")
         return lines
-    starts = [r["started_epoch"] for r in diagnosis.runs
-              if r["verdict"] == "overfitting" and r.get("started_epoch") is not None]
     strong = [p for p in overfit if any(r.get("grade") != "mild" for r in by_point[p]
                                         if r["verdict"] == "overfitting")]
     mild = [p for p in overfit if p not in strong]
+    # each point's own start, the number the diagnosis table shows: a median over every
+    # point's runs mixed the baseline's epoch 5 with a mild recipe's gap at epoch 38
+    starts = {p: overfitting_epoch(by_point[p]) for p in strong}
     if strong:
-        lines.append(f"overfitting (val loss rose while train loss fell) in {_names(strong)}"
-                     + (f", starting around epoch {_median(starts)}" if starts else ""))
+        lines.append(f"overfitting (val loss rose while train loss fell) in "
+                     f"{_names(strong, starts)}")
     if mild:
         lines.append(f"mild overfitting (a train−val gap, but val did not get worse) in "
                      f"{_names(mild)}")
@@ -157,8 +164,13 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
         lines += _from_experiment(summaries, by_point, overfit, under)
         tried = {name for s in summaries for name in (s.get("regularizers") or {})}
     suggestions = _catalogue(diagnosis.task, tried, diagnosis.images)
-    if starts and suggestions and suggestions[0].startswith("early_stopping"):
-        suggestions[0] += f" (here it would stop near epoch {_median(starts)})"
+    # early stopping stops near where val loss turned up: one epoch to quote when the
+    # baseline overfits or the overfitting recipes agree
+    agreed = set(starts.values())
+    stop = starts["baseline"] if "baseline" in starts else (agreed.pop() if len(agreed) == 1
+                                                           else None)
+    if stop is not None and suggestions and suggestions[0].startswith("early_stopping"):
+        suggestions[0] += f" (here it would stop near epoch {stop})"
     if suggestions:
         lines.append("from the catalogue" + (", not yet tried here" if summaries else "")
                      + ", try:")
@@ -283,9 +295,28 @@ def _label(point: str) -> str:
     return point.replace("__", " ")
 
 
-def _names(points: list[str]) -> str:
-    shown = ", ".join(_label(p) for p in points[:6])
+def _names(points: list[str], starts: Optional[dict[str, Any]] = None) -> str:
+    """The first six points, each with the epoch its overfitting started where ``starts``
+    has one."""
+    starts = starts or {}
+    shown = ", ".join(_label(p) + (f" (from epoch {starts[p]})" if starts.get(p) is not None
+                                   else "") for p in points[:6])
     return shown + (f" and {len(points) - 6} more" if len(points) > 6 else "")
+
+
+def overfitting_starts(runs: list[dict[str, Any]]) -> list[int]:
+    """The epochs a recipe's runs started to overfit, from its runs of the worst grade found:
+    those whose val loss rose, else the mild ones (a gap's epoch is not a val-loss minimum)."""
+    overfit = [r for r in runs if r["verdict"] == "overfitting"]
+    worst = [r for r in overfit if r.get("grade") != "mild"] or overfit
+    return sorted(r["started_epoch"] for r in worst if r.get("started_epoch") is not None)
+
+
+def overfitting_epoch(runs: list[dict[str, Any]]) -> Optional[int | float]:
+    """The epoch a recipe's overfitting started, the median of ``overfitting_starts`` (None
+    when none overfit): the one number the report's diagnosis table and the advice quote."""
+    starts = overfitting_starts(runs)
+    return _median(starts) if starts else None
 
 
 def _median(values: list[float]) -> int | float:

@@ -9,30 +9,44 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import math
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from regbench.analysis.advice import Diagnosis, advise, is_image_experiment, relative_gaps
+from regbench.analysis.advice import (
+    Diagnosis,
+    advise,
+    is_image_experiment,
+    overfitting_epoch,
+    overfitting_starts,
+    relative_gaps,
+)
 from regbench.analysis.compare import display_rows, folder_comparison
 from regbench.analysis.diagnose import label
+from regbench.analysis.headline import level_text
+from regbench.report.plot_data import gap_scale, gap_unit
 from regbench.report.plots import make_plots
 from regbench.report.tuning import read_tuning, tuning_html
 from regbench.results import atomic_write_text, load_summaries, task_of
-from regbench.vocabulary import EXPERIMENT_FILE, REPORT_FILE
+from regbench.vocabulary import EXPERIMENT_FILE, REPORT_FILE, lower_is_better
 
 CSS = """
 body{font:13.5px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
- color:#1d2330;background:#fff;margin:0 auto;max-width:1320px;padding:20px 28px}
+ color:#1d2330;background:#fff;margin:0 auto;max-width:1320px;padding:20px 24px}
 h1{font-size:26px;margin:0 0 4px}h2{font-size:20px;margin:32px 0 8px;border-bottom:2px solid #e3e7ee;
  padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
 .meta{color:#4a5468;margin:0 0 4px}.meta b{color:#1d2330}
-table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #d7dce5;padding:3px 6px;text-align:right;white-space:nowrap}
-th{background:#f1f4f9;text-align:center;white-space:normal}td.text{white-space:normal;text-align:left;
- font-size:13px}.scroll{overflow-x:auto}td:first-child,th:first-child{text-align:left}
-tr:nth-child(even) td{background:#fafbfd}
-.verdict{font-weight:600;border-radius:4px;padding:1px 6px;color:#fff;display:inline-block}
+table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums;font-size:13px}
+th,td{border:1px solid #d7dce5;padding:3px 5px;text-align:right}
+th{background:#f1f4f9;text-align:center;font-size:12.5px}td.text{text-align:left;font-size:13px}
+.scroll{overflow-x:auto;max-width:100%}td:first-child,th:first-child{text-align:left}
+tr:nth-child(even) td{background:#fafbfd}.range{color:#4a5468}
+.verdict{font-weight:600;border-radius:4px;padding:1px 6px;color:#fff;display:inline-block;
+ white-space:nowrap}
+.key{color:#4a5468;margin:8px 0 0 0}.key ul{margin:2px 0 0 0;padding-left:20px}
+.key b{color:#1d2330}
 .v-ok{background:#2e8b3e}.v-overfitting{background:#c62828}.v-underfitting{background:#d9822b}
 .v-diverged,.v-failed,.v-interrupted{background:#7b4bb0}.v-unknown{background:#777}
 .v-better{background:#1b6fb5}.v-worse{background:#a33a1c}.v-inconclusive{background:#8a8f98}
@@ -134,25 +148,95 @@ def _cell_badges(cell: str) -> str:
     return " ".join(badges)
 
 
+# notes the page moves into its key (symbols_html): each symbol is defined once, at the top
+SYMBOL_NOTES = ("★ ", "† ")
+
+
+def _gap_cell(value: float, metric: str) -> str:
+    return "—" if value is None or math.isnan(value) else f"{gap_scale(metric) * value:.1f}"
+
+
+def _unbroken(cell: str) -> str:
+    """A number cell that wraps, if it must, only before its spread or interval:
+    "0.7757 ± 0.0164" and "+0.1298 [+0.1081, +0.1515]" break into two lines, never inside one."""
+    cell = cell.replace("± ", "±\u00a0")
+    return re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\u00a0"), cell)
+
+
+def page_table(comparison) -> tuple[list[str], list[list[str]]]:
+    """compare.display_rows as the page shows it: the direction of a lower-is-better metric in
+    its headers, and a rate's gap in points, the unit of the diagnosis and the advice."""
+    header, cells = display_rows(comparison)
+    metric = comparison.metric
+    if lower_is_better(metric):
+        for i, name in enumerate(header):
+            if name in (f"val {metric}", f"test {metric}"):
+                header[i] = f"{name} (lower is better)"
+            elif name.startswith("Δ "):
+                header[i] = f"{name} (negative: better)"
+    if gap_scale(metric) != 1 and comparison.gap_label in header:
+        gap = header.index(comparison.gap_label)
+        header[gap] += gap_unit(metric)
+        for row, cell in zip(comparison.rows, cells):
+            cell[gap] = _gap_cell(row["gap"], metric)
+    return header, cells
+
+
 def table_html(comparison) -> str:
     """The comparison table (compare.display_rows) with verdicts and diagnoses as coloured
-    badges."""
-    header, cells = display_rows(comparison)
+    badges, then its notes (less the symbols the key defines)."""
+    header, cells = page_table(comparison)
     badged = {header.index(name) for name in ("verdict", "diagnosis") if name in header}
-    out = ['<div class="scroll"><table><thead><tr>'
+    out = ['<div class="scroll"><table id="comparison"><thead><tr>'
            + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>",
            "<tbody>"]
     for row in cells:
         tds = []
         for i, cell in enumerate(row):
-            text = _cell_badges(str(cell)) if i in badged and cell else _e(cell)
+            text = _cell_badges(str(cell)) if i in badged and cell else _e(_unbroken(str(cell)))
             tds.append(f"<td>{text}</td>")
         out.append("<tr>" + "".join(tds) + "</tr>")
     out.append("</tbody></table></div>")
-    if comparison.notes:
-        out.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in comparison.notes)
+    notes = [n for n in comparison.notes
+             if n != comparison.scope and not n.startswith(SYMBOL_NOTES)]
+    if notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes)
                    + "</ul>")
     return "\n".join(out)
+
+
+def symbols_html(comparison) -> str:
+    """The one place the page defines its symbols (Δ and its interval, ±, the gap's unit, ★,
+    †), each only when the page shows it."""
+    metric = comparison.metric
+    _, cells = page_table(comparison)
+    entries = []
+    if any(not math.isnan(row["diff"]) for row in comparison.rows):
+        better = "negative: the recipe is better" if lower_is_better(metric) else \
+            "positive: the recipe is better"
+        # the scope note, "Δ [98.33% CI]: mean paired test difference with …", less its name
+        scope = comparison.scope
+        interval = scope.split(": ", 1)[1] if scope.startswith("Δ [") else ""
+        entries.append(f"<b>Δ</b> = recipe − baseline on test {_e(metric)} ({better})"
+                       + (f"; <b>[{_e(level_text(comparison.level))} CI]</b> its interval: "
+                          f"{_e(interval)}" if interval else
+                          ", over the seeds both completed (one seed: no interval)"))
+    if any("±" in cell for row in cells for cell in row):
+        entries.append("<b>±</b> in the table: mean ± the standard deviation over seeds "
+                       "(sample std, n − 1), a spread, not an interval")
+    if gap_scale(metric) != 1:
+        entries.append(f"<b>points</b> (the gap's unit): percentage points of {_e(metric)}, "
+                       f"0.05 {_e(metric)} = 5 points; the table's "
+                       f"{_e(comparison.gap_label)} is train − val {_e(metric)} of the model "
+                       "each run kept, mean over seeds")
+    for note in comparison.notes:
+        if note.startswith(SYMBOL_NOTES):
+            symbol, text = note.split(" ", 1)
+            entries.append(f"<b>{_e(symbol)}</b> {_e(text)}")
+    if not entries:
+        return ""
+    return ('<div class="key" id="symbols"><b>Symbols</b><ul>'
+            + "".join(f"<li>{entry}</li>" for entry in entries) + "</ul></div>")
 
 
 def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
@@ -177,13 +261,12 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
         counts = Counter(label(v) for v in verdicts)
         first = {label(v): v for v in reversed(verdicts)}
         badges = " ".join(f"{_graded(first[name])}&nbsp;×{n}" for name, n in counts.most_common())
-        starts = sorted({v["started_epoch"] for v in verdicts
-                         if v.get("started_epoch") is not None and v["verdict"] == "overfitting"})
+        start = _overfitting_cell(verdicts)
         worst = next((v for rank in WORST_FIRST for v in verdicts if v["verdict"] == rank),
                      verdicts[0])
         evidence = "<br>".join(_e(line) for line in worst.get("evidence", [])[:2])
         rows.append(f"<tr><td>{_e(point.replace('__', ' '))}</td><td>{badges}</td>"
-                    f"<td>{_e(', '.join(str(s) for s in starts))}</td>"
+                    f"<td>{start}</td>"
                     f'<td class="text">{evidence}</td></tr>')
         for s, v in zip(group, verdicts):
             details.append(f"<div><b>{_e(s.get('run_id'))}</b> {_graded(v)}</div>"
@@ -191,7 +274,8 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
                                f"<li>{_e(line)}</li>" for line in v.get("evidence", [])) + "</ul>")
             runs.append({"run": s.get("run_id"), "point": point, "seed": s.get("seed"), **v})
     out = ['<div class="scroll"><table><thead><tr><th>recipe</th><th>verdicts over seeds</th>'
-           "<th>overfitting from epoch</th><th>evidence (one run)</th></tr></thead><tbody>"
+           "<th>overfitting from epoch: median over seeds (range)</th>"
+           "<th>evidence (one run)</th></tr></thead><tbody>"
            + "".join(rows) + "</tbody></table></div>",
            f"<details><summary>evidence of every run ({len(runs)})</summary>"
            + "".join(details) + "</details>"]
@@ -219,6 +303,17 @@ def diagnosis_html(comparison, summaries: list[dict[str, Any]], results_dir: Pat
     return "\n".join(out)
 
 
+def _overfitting_cell(verdicts: list[dict[str, Any]]) -> str:
+    """The epoch overfitting started, the same number the advice quotes (advice.
+    overfitting_epoch), with the range over the seeds it is the median of."""
+    epochs = overfitting_starts(verdicts)
+    if not epochs:
+        return ""
+    spread = (f' <span class="range">({epochs[0]}–{epochs[-1]})</span>'
+              if epochs[0] != epochs[-1] else "")
+    return f"{_e(overfitting_epoch(verdicts))}{spread}"
+
+
 WORST_FIRST = ("diverged", "failed", "interrupted", "overfitting", "underfitting", "ok")
 
 
@@ -230,10 +325,16 @@ SECTIONS = (("forest", "Δ vs baseline"), ("curves", "Learning curves"), ("valid
             ("gap", "Generalization gap"), ("weights", "Weights"), ("sparsity", "Sparsity"))
 
 
+DELTA_SENTENCE = "Δ is the mean paired test difference"   # headline.headline's definition
+
+
 def headline_html(comparison) -> str:
-    """The answer in plain sentences, first on the page."""
-    items = "".join(f"<li>{_e(sentence)}</li>" for sentence in comparison.headline)
-    return f'<section id="headline"><h2>The answer</h2><ul>{items}</ul></section>'
+    """The answer in plain sentences, first on the page, then the key to its symbols (which
+    holds the headline's own definition of Δ, so that it is given once)."""
+    items = "".join(f"<li>{_e(sentence)}</li>" for sentence in comparison.headline
+                    if not sentence.startswith(DELTA_SENTENCE))
+    return (f'<section id="headline"><h2>The answer</h2><ul>{items}</ul>'
+            f"{symbols_html(comparison)}</section>")
 
 
 def plots_html(plots, heading: bool = True) -> str:
@@ -278,7 +379,8 @@ def build_html(results_dir: Path) -> str:
         headline_html(comparison),
         plots_html([p for p in plots if p.kind == "forest"], heading=False),
         summary_html(experiment, summaries),
-        f"<h2>Comparison: {_e(comparison.metric)}</h2>",
+        f"<h2>Comparison: {_e(comparison.metric)} ("
+        f"{'lower' if lower_is_better(comparison.metric) else 'higher'} is better)</h2>",
         table_html(comparison),
         tuning_section(results_dir, plots),
         "<h2>Diagnosis</h2>",

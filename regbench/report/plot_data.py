@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from regbench.analysis.diagnose import RATES
 from regbench.results import load_summaries, task_of
 from regbench.vocabulary import METRICS_FILE, WEIGHTS_FILE
 
@@ -135,17 +136,31 @@ def gap_metric(summaries: list[dict[str, Any]]) -> str:
     return "accuracy" if task_of(summaries) == "classification" else "r2"
 
 
+def gap_scale(metric: str) -> float:
+    """What a gap on ``metric`` is multiplied by to be shown: rates (accuracy, f1, …) in
+    percentage points, the unit the diagnosis quotes ("gap 7.4 points"), so that a gap reads
+    the same in the table, the gap plot and the advice; anything else in its own unit."""
+    return 100.0 if metric in RATES else 1.0
+
+
+def gap_unit(metric: str) -> str:
+    """The unit to append to a gap's label: " (points)" for a rate, else nothing."""
+    return " (points)" if metric in RATES else ""
+
+
 def points_of(comparison, runs: list[RunData]) -> list[dict[str, Any]]:
-    """Gap (mean, std over seeds) and verdict per comparison row, in the table's order."""
+    """Gap (mean, std over seeds; rates in points, see ``gap_scale``) and verdict per
+    comparison row, in the table's order."""
     metric = gap_metric([r.summary for r in runs])
+    scale = gap_scale(metric)
     by_point = defaultdict(list)
     for run in runs:
         by_point[run.point].append(run.summary)
     points = []
     for row in comparison.rows:
         group = by_point.get(row["point"], [])
-        gaps = [_num(s.get(f"train_{metric}")) - _num(s.get(f"val_{metric}")) for s in group
-                if s.get("status") == "completed"]
+        gaps = [scale * (_num(s.get(f"train_{metric}")) - _num(s.get(f"val_{metric}")))
+                for s in group if s.get("status") == "completed"]
         mean, std = _mean_std(gaps)
         verdicts = [v.get("verdict") if isinstance(v, dict) else v
                     for v in (s.get("verdict") for s in group)]
