@@ -467,3 +467,17 @@ def test_a_confirmation_table_advises_confirm_seeds_not_seeds():
     assert any(f"run the same command with --confirm-seeds {needed} " in n
                for n in confirming.notes)
     assert "--seeds " not in " ".join(confirming.notes + confirming.headline)
+
+
+def test_a_lower_is_better_metric_says_so_in_the_table_headers():
+    summaries = [{**_summary(r, s, 0.8, 0.8), "task": "regression", "val_mse": 1.0 + s / 10,
+                  "test_mse": 1.0 + s / 10 - (r == "l2") * (0.1 + s / 100), "train_mse": 0.5}
+                 for r in ("baseline", "l2") for s in range(3)]
+    comparison = build_comparison(summaries)
+    header = to_markdown(comparison).splitlines()[0]
+    assert "test mse (lower is better)" in header and "val mse (lower is better)" in header
+    assert "(negative: better)" in header
+    assert next(r for r in comparison.rows if r["recipe"] == "l2")["verdict"] == "better"
+    accuracy = build_comparison([_summary(r, s, 0.8, 0.8 + s / 100) for r in ("baseline", "l2")
+                                 for s in range(3)])
+    assert "lower is better" not in to_markdown(accuracy).splitlines()[0]

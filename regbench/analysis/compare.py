@@ -658,8 +658,10 @@ def _p(value: float) -> str:
 def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by every text format."""
     m = comparison.metric
-    header = ["recipe", "seeds", f"val {m}", f"test {m}",
-              f"Δ test vs baseline [{level_text(comparison.level)} CI]",
+    lower = " (lower is better)" if lower_is_better(m) else ""   # mse, mae, loss, ece
+    header = ["recipe", "seeds", f"val {m}{lower}", f"test {m}{lower}",
+              f"Δ test vs baseline [{level_text(comparison.level)} CI]"
+              + (" (negative: better)" if lower else ""),
               "verdict", "p", "p (Bonferroni)", comparison.gap_label, "best epoch",
               "diagnosis", "sparsity", "s/epoch", "params"]
     cells = []
