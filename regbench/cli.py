@@ -515,10 +515,11 @@ def validate(
     loaded = configs.load_config(config, set_ or [])
     plan = planning.build_plan(loaded)
     search = check.describe_search(loaded, plan.experiment)
+    lines, warnings = check.describe_plan(plan)
     console = _console()
-    for line in check.describe_plan(plan) + search:
+    for line in lines + search:
         console.print(line, markup=False)
-    for warning in plan.warnings:
+    for warning in plan.warnings + warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"[green]ok[/]: {config} is valid ({len(plan.runs)} runs)")
 

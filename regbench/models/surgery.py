@@ -20,7 +20,10 @@ registration order where the model cannot take a batch of zeros):
 
 Every slot a recipe sets must change the model: :func:`operate` counts each change per slot,
 and a slot used nowhere (a ``linear`` model with dropout, a plugin that applies its
-activations as functions) is refused before training by the caller.
+activations as functions) is refused before training by the caller. Each module surgery adds
+carries a :class:`Placement` (the path of the layer it went to, by the plain model's
+``named_modules()`` names), which :func:`placements` reads back from the built model, wrapped
+or not: ``regbench validate`` lists them.
 """
 from __future__ import annotations
 
@@ -43,6 +46,26 @@ WHAT = {                                 # how validate describes a slot's chang
 }
 RESNET_BLOCKS = {"BasicBlock": "bn2", "Bottleneck": "bn3"}   # block class -> its branch's end
 RESNET_MODULES = ("torchvision.models.resnet", "timm.models.resnet")
+PLACED = "surgery_placement"             # the attribute holding an added module's Placement
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """One change surgery made: ``path`` is the layer it went to, named as in the plain
+    model's ``named_modules()`` ("" for the model's inputs), ``change`` what happened there."""
+
+    slot: str
+    path: str
+    change: str
+
+    def __str__(self) -> str:
+        return f"{self.path} → {self.change}" if self.path else self.change
+
+
+def placements(model: nn.Module) -> list[Placement]:
+    """The changes surgery made to ``model``, in module order."""
+    found = (getattr(module, PLACED, None) for module in model.modules())
+    return [placement for placement in found if isinstance(placement, Placement)]
 
 
 def set_slots(before, after) -> list[str]:
@@ -50,27 +73,35 @@ def set_slots(before, after) -> list[str]:
     return [slot for slot in SLOTS if getattr(before, slot) is not getattr(after, slot)]
 
 
-def _call_order(model: nn.Module, input_shape: tuple[int, ...]) -> list[nn.Module]:
-    """The model's modules in the order an eval forward of two zero inputs first calls them,
-    after those it never calls; registration order where the model cannot take zeros (e.g.
-    token ids)."""
-    order: dict[int, nn.Module] = {}
-
-    def called(module: nn.Module, args) -> None:
-        order.setdefault(id(module), module)
-
-    handles = [module.register_forward_pre_hook(called) for module in model.modules()]
+def forward_calls(model: nn.Module, input_shape: tuple[int, ...]
+                  ) -> Optional[list[nn.Module]]:
+    """Every module call of an eval forward of two zero inputs, in order, repeats included;
+    None where the model cannot take zeros (e.g. token ids)."""
+    calls: list[nn.Module] = []
+    handles = [module.register_forward_pre_hook(lambda m, args: calls.append(m))
+               for module in model.modules()]
     training = model.training
     model.eval()
     try:
         with torch.no_grad():
             model(torch.zeros(2, *input_shape))
     except Exception:  # noqa: BLE001  (any model-specific failure: fall back, runs will tell)
-        return list(model.modules())
+        return None
     finally:
         for handle in handles:
             handle.remove()
         model.train(training)
+    return calls
+
+
+def _call_order(model: nn.Module, calls: Optional[list[nn.Module]]) -> list[nn.Module]:
+    """The model's modules in the order ``calls`` first calls them, after those it never
+    calls; registration order where the forward failed."""
+    if calls is None:
+        return list(model.modules())
+    order: dict[int, nn.Module] = {}
+    for module in calls:
+        order.setdefault(id(module), module)
     # modules the forward never calls go first: the output layer is the last one it calls
     return [m for m in model.modules() if id(m) not in order] + list(order.values())
 
@@ -122,16 +153,26 @@ def _bias(layer: nn.Module) -> dict[str, bool]:
 def operate(model: nn.Module, factory, slots: set[str], calls: Counter,
             input_shape: tuple[int, ...]) -> nn.Module:
     """Apply the factory's changed ``slots`` to ``model``; count into ``calls`` each change
-    that takes effect. Returns the model (wrapped when the inputs get dropout).
+    that takes effect, and mark each module it adds with its :class:`Placement`. Returns the
+    model (wrapped when the inputs get dropout).
 
     A replaced layer that the model's forward never calls (its weight read directly, as
     Swin's attention reads ``qkv.weight``) changes nothing: one forward on zeros finds those,
-    and they are not counted, so a slot left with no effective change is refused."""
+    and they are neither counted nor marked, so a slot left with no effective change is
+    refused."""
     made: list[tuple[str, nn.Module]] = []
     factory = _recording(factory, slots, made)
-    changed = _operate(model, factory, slots, calls, _call_order(model, input_shape))
-    for slot in unreached(changed, made, input_shape):
+    forward = forward_calls(model, input_shape)
+    placed: list[tuple[nn.Module, Placement]] = []
+    changed = _operate(model, factory, slots, calls, order=_call_order(model, forward),
+                       uses=Counter(map(id, forward or [])), placed=placed)
+    missed = unreached(changed, made, input_shape)
+    for slot, _ in missed:
         calls[slot] -= 1
+    missed_ids = {id(module) for _, module in missed}
+    for module, placement in placed:
+        if id(module) not in missed_ids:
+            setattr(module, PLACED, placement)
     return changed
 
 
@@ -150,8 +191,9 @@ def _recording(factory, slots: set[str], made: list):
 
 
 def unreached(model: nn.Module, made: list[tuple[str, nn.Module]],
-              input_shape: tuple[int, ...]) -> list[str]:
-    """The slot of each made module that an eval-mode forward of two zero inputs never calls."""
+              input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
+    """The made modules (with their slots) that an eval-mode forward of two zero inputs never
+    calls."""
     reached: set[int] = set()
     handles = [module.register_forward_hook(lambda m, i, o: reached.add(id(m)))
                for _, module in made]
@@ -166,19 +208,32 @@ def unreached(model: nn.Module, made: list[tuple[str, nn.Module]],
         for handle in handles:
             handle.remove()
         model.train(training)
-    return [slot for slot, module in made if id(module) not in reached]
+    return [(slot, module) for slot, module in made if id(module) not in reached]
 
 
 def _operate(model: nn.Module, factory, slots: set[str], calls: Counter,
-             order: list[nn.Module]) -> nn.Module:
+             order: list[nn.Module], uses: Counter,
+             placed: list[tuple[nn.Module, Placement]]) -> nn.Module:
+    """The surgery itself; ``uses`` counts each module's calls (by id) in one forward, and
+    ``placed`` receives every module added, with where it went."""
     output, hidden, activations = _plan(order)
     parents = _parents(model)
+    paths = {id(module): path for path, module in model.named_modules()}   # before any change
+
+    def place(module: nn.Module, slot: str, path: str, change: str) -> None:
+        placed.append((module, Placement(slot, path, change)))
+
     if "dropout" in slots:              # before layers are wrapped: activations stay in place
         for activation, kind in activations:
             if id(activation) in parents:
                 parent, name = parents[id(activation)]
-                setattr(parent, name, nn.Sequential(activation, factory.dropout(kind)))
+                dropout = factory.dropout(kind)
+                setattr(parent, name, nn.Sequential(activation, dropout))
                 calls["dropout"] += 1
+                times = uses[id(activation)]    # one module applied twice: dropout at both
+                place(dropout, "dropout", paths[id(activation)],
+                      f"dropout after {type(activation).__name__}"
+                      + (f" (at each of its {times} calls)" if times > 1 else ""))
     for layer in hidden:
         if id(layer) not in parents:
             continue
@@ -188,34 +243,50 @@ def _operate(model: nn.Module, factory, slots: set[str], calls: Counter,
             replaced = _replace(layer, factory.linear(layer.in_features, layer.out_features,
                                                       **_bias(layer)))
             calls["linear"] += 1
+            place(replaced, "linear", paths[id(layer)], _replaced(layer, replaced))
         elif isinstance(layer, nn.Conv2d) and "conv" in slots and _plain_conv(layer):
             replaced = _replace(layer, factory.conv(layer.in_channels, layer.out_channels,
                                                     layer.kernel_size[0], layer.stride[0],
                                                     layer.padding[0], **_bias(layer)))
             calls["conv"] += 1
+            place(replaced, "conv", paths[id(layer)], _replaced(layer, replaced))
         norm = factory.norm(layer.out_features if isinstance(layer, nn.Linear)
                             else layer.out_channels, _kind(layer)) if "norm" in slots else None
         if norm is not None:
             replaced = nn.Sequential(replaced, norm)
             calls["norm"] += 1
+            place(norm, "norm", paths[id(layer)],
+                  f"{type(norm).__name__} after {type(layer).__name__}")
         if replaced is not layer:
             setattr(parent, name, replaced)
     if output is not None and "output" in slots and id(output) in parents:
         parent, name = parents[id(output)]
-        setattr(parent, name, _replace(output, factory.output(
-            output.in_features, output.out_features, **_bias(output))))
+        replaced = _replace(output, factory.output(output.in_features, output.out_features,
+                                                   **_bias(output)))
+        setattr(parent, name, replaced)
         calls["output"] += 1
+        place(replaced, "output", paths[id(output)], "output " + _replaced(output, replaced))
     if "residual_drop" in slots:
         blocks = residual_branches(model)
         for depth, (block, name) in enumerate(blocks, 1):
             # the branch's last layer feeds the sum x + f(x): dropping its output drops f
-            setattr(block, name, nn.Sequential(getattr(block, name),
-                                               factory.residual_drop(depth / len(blocks))))
+            drop = factory.residual_drop(depth / len(blocks))
+            setattr(block, name, nn.Sequential(getattr(block, name), drop))
             calls["residual_drop"] += 1
+            # named from the block: the branch's end itself may be wrapped by now (a norm)
+            place(drop, "residual_drop", f"{paths[id(block)]}.{name}".lstrip("."),
+                  f"{type(drop).__name__} at the end of the residual branch (block {depth} of "
+                  f"{len(blocks)})")
     if "input_dropout" in slots:
-        model = nn.Sequential(factory.input_dropout(), model)
+        dropout = factory.input_dropout()
+        model = nn.Sequential(dropout, model)
         calls["input_dropout"] += 1
+        place(dropout, "input_dropout", "", "dropout on the model's inputs")
     return model
+
+
+def _replaced(old: nn.Module, new: nn.Module) -> str:
+    return f"{type(old).__name__} replaced by {type(new).__name__}"
 
 
 def residual_branches(model: nn.Module) -> list[tuple[nn.Module, str]]:
