@@ -446,16 +446,23 @@ def tune(
 @app.command()
 @guarded
 def compare(
-    results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")],
+    results_dirs: Annotated[list[Path], typer.Argument(
+        metavar="RESULTS_DIR...",
+        help="results/<name> folder; several: set side by side, each against its own baseline.")],
     metric: Annotated[Optional[str], typer.Option("--metric", help="accuracy, f1, loss, mse, r2, ...")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, md, csv or latex.")] = Format.table,
     write: Annotated[bool, typer.Option("--write", help="Also rewrite comparison.{md,csv,tex} and runs.csv in the folder (for this --metric).")] = False,
     min_effect: MinEffectOption = None,
 ) -> None:
     """Print the comparison, rebuilt from stored runs only. Read-only: nothing in the folder
-    changes unless --write is given."""
+    changes unless --write is given. Several folders: one table of all their rows, each
+    experiment compared with its own baseline (never across experiments); always read-only."""
     from regbench.analysis import compare as cmp  # deferred
 
+    if len(results_dirs) > 1:
+        _compare_many(results_dirs, metric, format, write, min_effect)
+        return
+    results_dir = results_dirs[0]
     if write:
         comparison = cmp.write_comparison(results_dir, metric, min_effect)
     else:
@@ -472,6 +479,35 @@ def compare(
         sys.stdout.write(render[format](comparison))
 
 
+def _compare_many(results_dirs: list[Path], metric: Optional[str], format: Format, write: bool,
+                  min_effect: Optional[float]) -> None:
+    """`compare A B …`: the experiments' tables stacked, each with its own notes."""
+    from regbench.analysis import side_by_side  # deferred
+
+    if write:
+        fail("--write: writes one folder's comparison files; with several folders compare "
+             "only reads (run compare FOLDER --write for each folder)")
+    if format is Format.latex:
+        fail("--format latex: a LaTeX table holds one experiment; with several folders use "
+             "table, md or csv (or compare FOLDER --format latex for each)")
+    experiments = side_by_side.compare_many(results_dirs, metric, min_effect)
+    if format is Format.table:
+        console = _console()
+        for experiment in experiments:
+            for sentence in experiment.comparison.headline:
+                console.print(f"[bold]»[/] {experiment.name}: {sentence}", markup=True,
+                              highlight=False, soft_wrap=not console.is_terminal)
+        console.print(side_by_side.rich_table(experiments, width=console.width))
+        console.print(side_by_side.NOT_ACROSS)
+        for scope, rest in side_by_side.notes(experiments):
+            console.print(f"  • {scope}", markup=False)
+            for note in rest:
+                console.print(f"      – {note}", markup=False)
+    else:
+        render = {Format.md: side_by_side.to_markdown, Format.csv: side_by_side.to_combined_csv}
+        sys.stdout.write(render[format](experiments))
+
+
 @app.command()
 @guarded
 def report(results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")]) -> None:
@@ -486,15 +522,27 @@ def report(results_dir: Annotated[Path, typer.Argument(help="results/<name> fold
 
 @app.command()
 @guarded
-def diagnose(target: Annotated[Path, typer.Argument(help="results/<name> folder or a metrics CSV.")]) -> None:
+def diagnose(
+    target: Annotated[Path, typer.Argument(help="results/<name> folder, a metrics CSV, a "
+                                           "TensorBoard log folder or runs:/<MLflow run id>.")],
+    map_: Annotated[Optional[list[str]], typer.Option(
+        "--map", metavar="NAME=SOURCE,...",
+        help="Read a column, TensorBoard tag or MLflow metric as a regbench name: "
+             "--map train_loss=loss,val_loss=val/loss (repeatable).")] = None,
+) -> None:
     """Print the overfitting verdict and its evidence per run, and what to try next (read-only).
 
-    TARGET is a results folder or any CSV with an `epoch` column and train/val loss or
-    accuracy columns (Keras' loss/val_loss/acc/val_acc work too; percents are detected).
+    TARGET is a results folder or another tool's log: any CSV with an `epoch`
+    column and train/val loss or accuracy columns (Keras' loss/val_loss/acc/
+    val_acc and Lightning's CSVLogger work too; percents are detected),
+    TensorBoard event files (each folder of them a run; the step is the epoch
+    unless an `epoch` tag says otherwise) or an MLflow run (runs:/<run id>,
+    from MLFLOW_TRACKING_URI's store).
     """
     from regbench.analysis.advice import diagnose_path, render_diagnosis  # deferred
+    from regbench.analysis.curves import parse_map  # deferred
 
-    render_diagnosis(diagnose_path(target), _console())
+    render_diagnosis(diagnose_path(target, parse_map(map_)), _console())
 
 
 @app.command()
