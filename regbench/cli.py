@@ -301,6 +301,10 @@ LogOption = Annotated[Optional[list[str]], typer.Option(
 MlflowUriOption = Annotated[Optional[str], typer.Option(
     "--mlflow-uri", metavar="URI", help="MLflow tracking URI (default: logging.mlflow_uri, "
     "MLFLOW_TRACKING_URI, else MLflow's default).")]
+RecipesOption = Annotated[Optional[str], typer.Option(
+    "--recipes", metavar="NAME,...",
+    help="Train only these recipes, and the baseline (always: the comparison needs it); runs "
+    "of the others already in the results folder are kept, out of this comparison.")]
 MinEffectOption = Annotated[Optional[float], typer.Option(
     "--min-effect",
     metavar="D",
@@ -332,6 +336,7 @@ def run(
     fuse: FuseOption = None,
     trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
+    recipes: RecipesOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     launch = make_launch(locals())
@@ -364,6 +369,7 @@ def sweep(
     fuse: FuseOption = None,
     trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
+    recipes: RecipesOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     launch = make_launch(locals())
@@ -422,6 +428,7 @@ def tune(
     plugins: PluginOption = None,
     trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
+    recipes: RecipesOption = None,
 ) -> None:
     """Tune every recipe with the same budget of trials (chosen on validation only), then
     compare the chosen points with the baseline on fresh seeds."""
@@ -447,7 +454,7 @@ def tune(
 @guarded
 def compare(
     results_dirs: Annotated[list[Path], typer.Argument(
-        metavar="RESULTS_DIR...",
+        metavar="RESULTS_DIR",
         help="results/<name> folder; several: set side by side, each against its own baseline.")],
     metric: Annotated[Optional[str], typer.Option("--metric", help="accuracy, f1, loss, mse, r2, ...")] = None,
     format: Annotated[Format, typer.Option("--format", help="table, md, csv or latex.")] = Format.table,

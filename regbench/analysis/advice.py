@@ -39,6 +39,7 @@ class Diagnosis:
     images: Optional[bool] = None           # image data? None: unknown (a CSV)
     advice: list[str] = field(default_factory=list)
     relative: list[str] = field(default_factory=list)  # each recipe's gap next to the baseline's
+    input_shape: Optional[tuple[int, ...]] = None  # the data's; None: read from the folder
 
 
 def _thresholds(run_dir: Path) -> Optional[dict[str, Any]]:
@@ -113,7 +114,37 @@ def is_image_experiment(results_dir: Path) -> Optional[bool]:
         return None
 
 
-def _catalogue(task: str, exclude: set[str], images: Optional[bool]) -> list[str]:
+def experiment_input_shape(results_dir: Path) -> Optional[tuple[int, ...]]:
+    """The dataset's input shape from experiment.yaml: (C, H, W) for images, (F,) for tables
+    (None: unknown, e.g. a csv before it is read, or not a results folder)."""
+    try:
+        data, _ = read_yaml_file(results_dir / EXPERIMENT_FILE)
+        dataset = data["dataset"]
+        shape = DATASETS.get(dataset["name"]).spec(dataset).input_shape
+        return tuple(int(n) for n in shape) if shape is not None else None
+    except Exception:  # an old or hand-made folder: advice just stays generic
+        return None
+
+
+# regularizers whose `size` is a patch side in pixels: a patch over half the image's side
+# blanks most of it wherever it lands (cutout's default 8 px is a whole 8×8 digit)
+PATCH_SIZED = ("cutout",)
+
+
+def _fitted(name: str, shape: Optional[tuple[int, ...]]) -> str:
+    """The parameter range that suits this data, where the default may not."""
+    if name in PATCH_SIZED and shape is not None and len(shape) == 3:
+        side = min(shape[1:])
+        return f" with size ≤ {max(1, side // 2)} px (half the {side}-px side of these images)"
+    return ""
+
+
+def _catalogue(task: str, exclude: set[str], images: Optional[bool],
+               shape: Optional[tuple[int, ...]] = None) -> list[str]:
+    """Registered regularizers to try, for this task and data: no image augmentation for a
+    table, a patch no larger than half the image's side."""
+    if shape is not None:
+        images = len(shape) == 3
     known = catalogue.current()["advice"]
     lines = []
     # the usual first tries in order, then any other registered regularizer
@@ -127,6 +158,7 @@ def _catalogue(task: str, exclude: set[str], images: Optional[bool]) -> list[str
         if entry["needs_images"] and images is False:
             continue
         where = " (image data)" if entry["needs_images"] and images is None else ""
+        where += _fitted(entry["name"], shape)
         lines.append(f"{entry['name']}{where}: {entry['summary']}")
     return lines[:6]
 
@@ -163,7 +195,9 @@ def advise(diagnosis: Diagnosis, summaries: Optional[list[dict[str, Any]]]) -> l
     if summaries:
         lines += _from_experiment(summaries, by_point, overfit, under)
         tried = {name for s in summaries for name in (s.get("regularizers") or {})}
-    suggestions = _catalogue(diagnosis.task, tried, diagnosis.images)
+    shape = diagnosis.input_shape if diagnosis.input_shape is not None \
+        else experiment_input_shape(diagnosis.target)
+    suggestions = _catalogue(diagnosis.task, tried, diagnosis.images, shape)
     # early stopping stops near where val loss turned up: one epoch to quote when the
     # baseline overfits or the overfitting recipes agree
     agreed = set(starts.values())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,6 +312,44 @@ def resolve_experiment(raw: Any, positions: dict[KeyPath, Position], source: str
         "compare": config.compare.model_dump(),
     }
     return config, resolved
+
+
+def select_recipes(loaded: LoadedConfig, names: Iterable[str]) -> LoadedConfig:
+    """The experiment with only the named recipes and the baseline (``--recipes``; the
+    comparison needs the baseline): the ``sweep:`` and ``search:`` keys of the other recipes
+    go with them, so a sweep or a tuning covers the selection alone. An unknown name, or a
+    ``--param`` of a recipe left out, is exit 2 naming it."""
+    names = list(names)
+    if not names:
+        return loaded
+    present = ["baseline", *(name for name in loaded.config.recipes if name != "baseline")]
+    for name in names:
+        if name not in present:
+            raise ConfigError(str(UnknownName("recipe", name, present)), source="--recipes")
+    keep = {"baseline", *names}
+
+    def left_out(path: str) -> bool:
+        parts = path.split(".")
+        return parts[0] == "recipes" and len(parts) > 1 and parts[1] not in keep
+
+    for path in getattr(loaded, "cli_params", ()):   # asked for on the same command line
+        if left_out(path):
+            raise ConfigError(f"recipe '{path.split('.')[1]}' is not among --recipes "
+                              f"{','.join(names)}; add it there or drop this --param",
+                              source=f"--param {path}")
+    raw = copy.deepcopy(loaded.raw)
+    raw["recipes"] = {name: recipe for name, recipe in (raw.get("recipes") or {}).items()
+                      if name in keep}
+    for section in ("sweep", "search"):
+        if isinstance(raw.get(section), dict):
+            raw[section] = {path: value for path, value in raw[section].items()
+                            if not left_out(path)}
+    config, _ = resolve_experiment(raw, loaded.positions, loaded.source)
+    others = [name for name in present if name not in keep]
+    note = (f"--recipes: {', '.join(others)} not trained; their earlier runs stay in the "
+            "results folder, out of this comparison") if others else None
+    return dataclasses.replace(loaded, raw=raw, config=config,
+                               warnings=list(loaded.warnings) + ([note] if note else []))
 
 
 DATASET_PATHS = ("root", "path", "val_path", "test_path")   # files and folders a dataset reads

@@ -49,6 +49,7 @@ class Launch:
     trackers: tuple[str, ...] = ()         # --log: trackers added to the config's logging.trackers
     mlflow_uri: Optional[str] = None       # MLflow tracking URI (none: logging.mlflow_uri, …)
     junit: Optional[Path] = None           # also write JUnit XML here, one test case per run
+    recipes: tuple[str, ...] = ()          # --recipes: train only these and the baseline (none: all)
 
     def __post_init__(self) -> None:
         for name, value in normalised(self).items():
@@ -100,7 +101,7 @@ def normalised(launch: Launch) -> dict[str, Any]:
             "resume": _flag(launch.resume, "--resume"), "report": _flag(launch.report, "--report"),
             "plugins": _names(launch.plugins, "--plugin"),
             "trackers": _names(launch.trackers, "--log"),
-            "junit": _junit(launch.junit)}
+            "junit": _junit(launch.junit), "recipes": _recipes(launch.recipes)}
 
 
 def _whole(value: Any, option: str, least: int, most: Optional[int] = None) -> int:
@@ -131,6 +132,18 @@ def _names(values: Any, option: str) -> tuple[str, ...]:
     if not isinstance(values, Iterable) or not all(isinstance(v, str) and v for v in values):
         raise ConfigError(f"expected names (got {values!r})", source=option)
     return tuple(values)
+
+
+def _recipes(values: Any) -> tuple[str, ...]:
+    """``"l2,dropout"`` or a list of names -> the names, in order, once each (none: every
+    recipe). Whether the config has them is checked with the config (``select_recipes``)."""
+    if values is None or (isinstance(values, str) and not values.strip()):
+        return ()
+    names = [part.strip() for part in values.split(",")] if isinstance(values, str) else values
+    if not isinstance(names, Iterable) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ConfigError(f"expected recipe names such as l2,dropout (got {values!r})",
+                          source="--recipes")
+    return tuple(dict.fromkeys(name.strip() for name in names))
 
 
 def _min_effect(value: Any) -> Optional[float]:

@@ -24,7 +24,12 @@ from regbench.engine.threads import available_cores, default_threads
 from regbench.engine.train import build_run_model
 from regbench.errors import ConfigError, RegbenchError
 from regbench.experiment import confirm, sweeps
-from regbench.experiment.config import LoadedConfig, data_errors_located, load_config
+from regbench.experiment.config import (
+    LoadedConfig,
+    data_errors_located,
+    load_config,
+    select_recipes,
+)
 from regbench.experiment.launch import Launch
 from regbench.experiment.plan import Plan, build_plan
 from regbench.registry import UnknownName
@@ -150,8 +155,9 @@ def load_experiment(config: LoadedConfig | str | Path, launch: Launch,
                     overrides: Iterable[str] = (), params: Iterable[str] = (),
                     smoke: bool = False) -> LoadedConfig:
     """The config a command trains: the launch's plugins loaded first (a config names their
-    entries), ``--set`` overrides, ``--param`` sweep values and ``--smoke``'s budget applied,
-    and a ``--confirm-seeds`` confirmation checked to be possible; exit 2 on any error."""
+    entries), ``--set`` overrides, ``--param`` sweep values, ``--recipes`` and ``--smoke``'s
+    budget applied, and a ``--confirm-seeds`` confirmation checked to be possible; exit 2 on
+    any error."""
     launch.load_plugins()
     for name in launch.trackers:      # a typo: exit 2 before anything is loaded or written
         if name not in TRACKERS:
@@ -160,7 +166,8 @@ def load_experiment(config: LoadedConfig | str | Path, launch: Launch,
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
     if params:
         loaded = sweeps.apply_params(loaded, list(params))
-    if smoke:
+    loaded = select_recipes(loaded, launch.recipes)   # after --param: one naming a left-out
+    if smoke:                                         # recipe is refused, not dropped
         loaded = sweeps.shrink_for_smoke(loaded, own_folder=True)
     if launch.confirm_seeds is not None:
         confirm.check_confirmable(loaded, launch.confirm_seeds)

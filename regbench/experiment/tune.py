@@ -58,6 +58,7 @@ from regbench.experiment.config import (
     data_errors_located,
     load_config,
     resolve_experiment,
+    select_recipes,
 )
 from regbench.experiment.confirm import fresh_seeds
 from regbench.experiment.launch import Launch
@@ -640,6 +641,7 @@ def tune_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch()
     progress, the choice and the confirmation as they come."""
     launch.load_plugins()
     loaded = config if isinstance(config, LoadedConfig) else load_config(config, overrides)
+    loaded = select_recipes(loaded, launch.recipes)    # only these are searched and confirmed
     confirm_seeds = launch.confirm_seeds or DEFAULT_CONFIRM_SEEDS
     storage, device, metric = search.storage, launch.device, launch.metric
     plan = build_plan(loaded, launch.seeds, device, launch.fuse)
