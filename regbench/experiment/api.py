@@ -83,7 +83,7 @@ def run(config: str | Path | dict[str, Any], **options: Any) -> Results:
 
     Options are those of ``regbench run``, named as :class:`regbench.Launch` names them
     (``out``, ``seeds``, ``workers``, ``executor``, ``address``, ``device``, ``fuse``, ``resume``,
-    ``report``, ``metric``, ``min_effect``, ``confirm_seeds``, ``plugins``, ``trackers``,
+    ``report``, ``metric``, ``min_effect``, ``confirm_seeds``, ``recipes``, ``plugins``, ``trackers``,
     ``mlflow_uri``, ``junit``) and checked the same way. Any other keyword is a key path set
     before validation, like ``--set``, with ``__`` for the dots: ``train__epochs=5`` is
     ``--set train.epochs=5``. Errors raise ``RegbenchError`` with the message the CLI prints;
