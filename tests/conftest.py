@@ -27,6 +27,17 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+# a small regression experiment (epochs set by the test: {epochs})
+TINY_REGRESSION = """\
+name: reg
+seeds: [0, 1]
+dataset: {{name: synthetic_regression, n_samples: 200, n_features: 8, noise: 20.0, seed: 3}}
+model: {{name: mlp, hidden: [16]}}
+train: {{epochs: {epochs}, batch_size: 32, optimizer: {{name: adam, lr: 0.01}}, threads: 1}}
+recipes:
+  l2: {{l2: {{lambda: 0.1}}}}
+"""
+
 TINY_DIGITS = """\
 name: tiny
 seeds: [0]

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import digits_yaml
+from conftest import TINY_REGRESSION, digits_yaml
 from test_bad_input import one_error_line, snapshot
 from typer.testing import CliRunner
 
@@ -16,15 +16,7 @@ from regbench.cli import app
 
 runner = CliRunner()
 
-REGRESSION = """\
-name: reg
-seeds: [0, 1]
-dataset: {name: synthetic_regression, n_samples: 200, n_features: 8, noise: 20.0, seed: 3}
-model: {name: mlp, hidden: [16]}
-train: {epochs: 2, batch_size: 32, optimizer: {name: adam, lr: 0.01}, threads: 1}
-recipes:
-  l2: {l2: {lambda: 0.1}}
-"""
+REGRESSION = TINY_REGRESSION.format(epochs=2)
 
 
 def invoke(*args):

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY_REGRESSION
 from typer.testing import CliRunner
 
 from regbench.cli import app
@@ -172,15 +172,7 @@ def test_the_overfitting_epoch_has_one_source(quickstart: Path):
     assert re.findall(r"from epoch (\d+)", advice) == [f"{expected:g}"]
 
 
-REGRESSION = """\
-name: reg
-seeds: [0, 1]
-dataset: {name: synthetic_regression, n_samples: 200, n_features: 8, noise: 20.0, seed: 3}
-model: {name: mlp, hidden: [16]}
-train: {epochs: 3, batch_size: 32, optimizer: {name: adam, lr: 0.01}, threads: 1}
-recipes:
-  l2: {l2: {lambda: 0.1}}
-"""
+REGRESSION = TINY_REGRESSION.format(epochs=3)
 
 
 def test_a_regression_report_says_lower_is_better(tmp_path: Path):
