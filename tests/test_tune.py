@@ -8,6 +8,7 @@ import json
 import math
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -260,9 +261,28 @@ def test_sigkill_mid_study_then_resume(tmp_path):
             return 0
         return sum((p / "summary.json").exists() for p in folder.iterdir())
 
-    while finished() < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)        # into the next trial
+    def training() -> bool:
+        """Whether the study holds a trial in flight, read without writing (the process is
+        paused: a read that meets its lock is a no for now)."""
+        try:
+            with sqlite3.connect(f"file:{results / 'study.db'}?mode=ro", uri=True,
+                                 timeout=0.5) as db:
+                return bool(db.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'")
+                            .fetchone()[0])
+        except sqlite3.Error:
+            return False
+
+    # kill while a trial trains: the process is paused (SIGSTOP) to look, so that a fast
+    # machine cannot finish the trial between the look and the kill (waiting a fixed 0.3 s
+    # after the third trial sometimes landed between two trials); if no trial is in flight at
+    # that moment, it goes on (SIGCONT) and is looked at again
+    while process.poll() is None and time.monotonic() < deadline:
+        if finished() >= 3:
+            process.send_signal(signal.SIGSTOP)
+            if training():
+                break
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
     assert process.poll() is None, process.stderr.read()
     process.send_signal(signal.SIGKILL)
     process.wait()
