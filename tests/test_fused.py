@@ -25,6 +25,7 @@ from regbench.experiment.config import load_config
 from regbench.experiment.plan import build_plan
 from regbench.regularizers import REGULARIZERS
 from regbench.regularizers._streams import Uniforms, kept_scaled
+from regbench.regularizers.dropconnect import kept_fraction
 from tests.conftest import digits_yaml, write_config
 
 runner = CliRunner()
@@ -54,6 +55,9 @@ FUSABLE = {  # name -> (its parameters, the swept key, two values)
     "augment": ("{rotate: 10.0, hflip: 0.0}", "translate", "[0.0, 0.1]"),
     "max_norm": ("{c: 0.5}", "c", "[0.3, 1.0]"),        # binds: units start near 0.6
     "grad_clip": ("{max_norm: 0.5}", "max_norm", "[0.1, 0.5]"),   # binds: norms ≈ 0.7–1
+    # each member's own noise / masks on its slice of the stacked weights, from its own streams
+    "weight_noise": ("{sigma: 0.05}", "sigma", "[0.02, 0.1]"),
+    "dropconnect": ("{p: 0.3, mode: per_batch}", "p", "[0.2, 0.5]"),
 }
 RANDOM: set[str] = set()   # none left: every draw comes from the run's own streams
 
@@ -156,7 +160,9 @@ def test_what_cannot_fuse_trains_solo(tmp_path: Path):
     assert sorted(map(sorted, groups)) == [["baseline__seed=0", "baseline__seed=1"],
                                            ["l2__seed=0", "l2__seed=1"],
                                            ["long__seed=0", "long__seed=1"]]
-    assert sorted(solo) == ["noisy__seed=0", "noisy__seed=1"]     # dropconnect does not fuse yet
+    assert sorted(solo) == ["noisy__seed=0", "noisy__seed=1"]     # dropconnect per_example
+    batched = text.replace("{p: 0.2}", "{p: 0.2, mode: per_batch}")
+    assert sum(GROUP_KEY in t for t in fuse_tasks(plan_runs(tmp_path, batched))) == 4
     off = fuse_tasks(plan_runs(tmp_path, text.replace("threads: 1", "threads: 1, fuse: off")))
     assert not any(GROUP_KEY in t for t in off)
     resampled = text.replace("train_subset: 300", "train_subset: 300, resample: per_seed")
@@ -337,12 +343,76 @@ def test_dropout_members_draw_their_own_masks_at_their_own_p(tmp_path: Path):
         assert (got[numbers] - want[numbers]).abs().max().max() <= TOLERANCE
 
 
+WEIGHT_TRANSFORMS = {   # name -> (its parameters, the swept key, three values, 0 included)
+    "weight_noise": ("{sigma: 0.1}", "sigma", [0.0, 0.05, 0.2]),
+    "dropconnect": ("{p: 0.5, mode: per_batch}", "p", [0.0, 0.3, 0.6]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHT_TRANSFORMS))
+def test_weight_transforms_give_each_member_its_own_draws_at_its_own_strength(tmp_path: Path,
+                                                                             name: str):
+    """Weight noise and DropConnect (per batch) fuse on the stacked path: in a training forward
+    member m's linear layers use its own transformed weights, drawn from its own streams, the
+    same draws as its solo layer's and none of another member's: noise of std σ_m (W exactly at
+    σ = 0), or a share p_m of the weights and biases dropped and the rest scaled by
+    1/(1 − p_m) (W exactly at p = 0); eval uses the clean weights."""
+    params, key, values = WEIGHT_TRANSFORMS[name]
+    text = digits_yaml("wt", f"  r: {{{name}: {params}}}\n", seeds="[0, 1]", epochs=2,
+                       extra=f"sweep:\n  recipes.r.{name}.{key}: {values}\n")
+    specs = [s for s in plan_runs(tmp_path, text) if s["recipe"] == "r"]
+    assert [len(t[GROUP_KEY]) for t in fuse_tasks(specs) if GROUP_KEY in t] == [6]
+    fused, solos = solo_and_fused(specs)
+    layers = [(n, layer) for n, layer in _stackable_layers(fused.template)
+              if isinstance(layer, torch.nn.Linear)]
+    assert [type(layer).__name__ for _, layer in layers] == \
+        (["TransformedLinear"] * 2 if name == "weight_noise" else ["DropConnectLinear", "Linear"])
+    first = layers[0][0]
+    transforms = [m.model.get_submodule(first).transform for m in fused.members]
+    strengths = torch.tensor([s["regularizers"][name][key] for s in specs])
+    cls = type(transforms[0])
+
+    def fresh(index: int):       # member ``index``'s transform of that layer, not yet drawn
+        return cls(strengths[index].item(), transforms[index].stream)
+
+    weight, bias = torch.rand(6, 400, 500) + 0.5, torch.rand(6, 400) + 0.5   # no zeros
+    changed, changed_bias = cls.stacked([fresh(i) for i in range(6)], weight, bias)
+    if name == "weight_noise":
+        spread = (changed - weight).std(dim=(1, 2))
+        assert torch.allclose(spread, strengths, rtol=0.01), (spread, strengths)
+        assert torch.equal(changed_bias, bias)                     # biases are not perturbed
+    else:
+        for after, before in ((changed, weight), (changed_bias, bias)):
+            dropped = (after == 0).flatten(1).float().mean(1)
+            within = 5 * (0.25 / after[0].numel()) ** 0.5             # 5 sd of a share
+            assert torch.allclose(dropped, strengths, atol=within), (dropped, strengths)
+            kept = after != 0
+            kept_share = torch.tensor([kept_fraction(p) for p in strengths.tolist()])  # 1 − p
+            scale = (1 / kept_share).view(-1, *[1] * (before.dim() - 1)).expand_as(before)
+            assert torch.allclose(after[kept], (before * scale)[kept])
+    for index in (i for i, s in enumerate(strengths.tolist()) if s == 0):
+        assert torch.equal(changed[index], weight[index])         # σ = 0, p = 0: W itself
+    # a member's draws are its own: the same in any group (alone), none of another's
+    for index in range(6):
+        mine, _ = cls.stacked([fresh(index)], weight[index:index + 1], bias[index:index + 1])
+        assert torch.equal(mine[0], changed[index])
+    assert not torch.equal(changed[4] - weight[4], changed[5] - weight[5])
+    # eval: the clean weights, as each solo model predicts
+    x = fused.data.x_val
+    fused.template.eval()
+    evaluated = fused.forward_all(fused.stacked, x).detach()
+    for index, build in enumerate(solos):
+        assert torch.allclose(evaluated[index], build().predict(x), atol=1e-5)
+
+
 def test_dropout_through_vmap_does_not_fuse(tmp_path: Path):
     """A model that is not a plain stack of layers runs through vmap, whose random draws would
-    not be each member's own: its dropout runs train solo."""
+    not be each member's own: its dropout, weight-noise and DropConnect runs train solo."""
     from regbench.experiment.runner import check_models
 
-    text = digits_yaml("v", "  drop: {dropout: {p: 0.3}}\n  l2: {l2: {lambda: 1.0}}\n",
+    text = digits_yaml("v", "  drop: {dropout: {p: 0.3}}\n  l2: {l2: {lambda: 1.0}}\n"
+                       "  noise: {weight_noise: {sigma: 0.1}}\n"
+                       "  connect: {dropconnect: {p: 0.3, mode: per_batch}}\n",
                        seeds="[0, 1]").replace("{name: mlp, hidden: [32]}",
                                                "{name: resmlp, width: 16, blocks: 1}")
     plan = build_plan(load_config(write_config(tmp_path / "v.yaml", text)))
@@ -350,9 +420,10 @@ def test_dropout_through_vmap_does_not_fuse(tmp_path: Path):
     tasks = fuse_tasks(plan.runs, check_models(plan, data))
     grouped = sorted(s["recipe"] for t in tasks if GROUP_KEY in t for s in t[GROUP_KEY])
     assert grouped == ["baseline", "baseline", "l2", "l2"]
-    drop = [s for s in plan.runs if s["recipe"] == "drop"]
-    with pytest.raises(ValueError, match="dropout fuses only"):
-        FusedTrainer(drop, data, torch.device("cpu"))
+    for recipe in ("drop", "noise", "connect"):
+        runs = [s for s in plan.runs if s["recipe"] == recipe]
+        with pytest.raises(ValueError, match="fuse only in an nn.Sequential MLP"):
+            FusedTrainer(runs, data, torch.device("cpu"))
 
 
 def test_a_runs_numbers_depend_only_on_the_run(tmp_path: Path):
@@ -395,8 +466,9 @@ def test_the_dry_run_says_why_each_solo_run_trains_alone(tmp_path: Path):
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "2 runs: l2__seed=0, l2__seed=1" in out
-    assert ("2 run(s), dropconnect trains solo: its per-example weight masks replace the linear "
-            "layers the stacked model runs: mix__seed=0, mix__seed=1") in out
+    assert ("2 run(s), dropconnect trains solo: mode per_example draws a mask of every weight "
+            "for every example: its step is per-example work, not dispatch, so fusing would not "
+            "pay; mode per_batch fuses: mix__seed=0, mix__seed=1") in out
     assert "2 run(s), train.fuse is off: off__seed=0, off__seed=1" in out
     alone = runner.invoke(app, ["run", str(one), "--dry-run", "--out", str(tmp_path)])
     assert "no other run to train it with shares its data" in " ".join(alone.output.split())

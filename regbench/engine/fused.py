@@ -18,18 +18,21 @@ are stacked along a leading member axis and every step is one batched forward an
       epoch_end hooks (early stopping) on the member's own model, synced from its slice
 
 What differs per member is kept per member: its seed (initial weights identical to its solo
-run, its own batch order), its regularizers' strengths, dropout's p (its own masks), its
+run, its own batch order), its regularizers' strengths, dropout's p (its own masks), weight
+noise's σ and DropConnect's p (its own draws on its slice of the stacked weights), its
 optimizer settings (learning rate, momentum, betas, decay: its own parameter group, under the
 shared schedule), its early stopping (a stopped member leaves the group with its state), its
 divergence (a member whose objective, train or val loss turns NaN or infinite is recorded
 ``diverged`` and leaves; the stacked arithmetic never mixes members) and its run folder. What
 can fuse (``fusable_key``): runs with the same dataset (``resample: fixed``), model layout,
 training settings but the optimizer's, and regularizer names, on a model without buffers,
-whose regularizers declare ``fusable`` (l1, l2, elastic_net, weight_decay, max_norm,
-grad_clip, early_stopping, dropout, and the batch hooks with a stacked form: input_noise,
+whose regularizers declare ``fusable`` and keep no run of theirs solo (``trains_solo``: l1,
+l2, elastic_net, weight_decay, max_norm, grad_clip, early_stopping, dropout, weight_noise,
+dropconnect with ``mode: per_batch``, and the batch hooks with a stacked form: input_noise,
 label_smoothing, mixup, cutmix, cutout, random_erasing, augment; ``solo_reason`` says why any
 other run trains solo). The batch hooks run on blocks of every member's batches, the blocks
-its solo run gathers.
+its solo run gathers. Dropout, weight noise and DropConnect fuse in MLPs only (the stacked
+path); through vmap the members would not draw from their own streams.
 
 The solo loop (``Trainer`` in regbench/engine/train.py) is the reference: a fused member must
 reproduce its solo run, and this loop is kept apart only for speed. Both resolve the device
@@ -39,14 +42,17 @@ the columns, their order and the statuses agree by construction. The arithmetic 
 too: the loss is the shared per-sample mean (engine.metrics), a linear layer's products and
 gradients those of nn.Linear (``MemberLinear``), the gradient norm the shared sum
 (``gradient_norm``), the optimizer update the same elementwise arithmetic on each member's slice,
-and dropout's masks the member's own stream (regularizers/_streams.py), the one its solo run
-draws from. At one torch thread a member's metrics.csv equals its solo run's bit for bit
-(with more, torch splits a single product's sums across threads, and the last digits differ).
+and dropout's masks, weight noise and DropConnect's masks the member's own streams
+(regularizers/_streams.py, regularizers/_weight_layers.py: one arithmetic with a member axis
+for the solo layer and the stacked one), the ones its solo run draws from. At one torch
+thread a member's metrics.csv equals its solo run's bit for bit (with more, torch splits a
+single product's sums across threads, and the last digits differ).
 tests/test_fused.py checks it with no tolerance, whole fits of 20 epochs against solo fits:
     test_members_equal_their_solo_runs                       (every fusable regularizer)
     test_members_with_their_own_learning_rate_fuse_and_equal_their_solo_runs
     test_a_diverging_member_is_recorded_diverged_and_the_others_are_untouched
     test_dropout_members_draw_their_own_masks_at_their_own_p
+    test_weight_transforms_give_each_member_its_own_draws_at_its_own_strength
     test_a_runs_numbers_depend_only_on_the_run                (fused, --fuse off, --seeds 1, resume)
 """
 from __future__ import annotations
@@ -76,6 +82,7 @@ from regbench.engine.train import (
 from regbench.models import penalized_parameters
 from regbench.regularizers import REGULARIZERS, Regularizer
 from regbench.regularizers._streams import Uniforms, kept_scaled
+from regbench.regularizers._weight_layers import TransformedConv2d, TransformedLinear
 from regbench.regularizers.dropout import InvertedDropout
 from regbench.vocabulary import GroupTask, RunSpec, Task
 
@@ -86,11 +93,13 @@ OTHER_HOOKS = ("epoch_metrics",)   # hooks the fused loop never calls
 def _cannot_fuse(spec: RunSpec) -> Optional[str]:
     """Why this run can never join a fused group, whatever its partners; None: it can."""
     if spec["dataset"].get("resample", "fixed") != "fixed":
-        return "dataset.resample: per_seed gives each seed its own data"
+        return (f"dataset.resample: {spec['dataset']['resample']} gives each seed its own "
+                "data")
     for name in spec["regularizers"]:
         cls = REGULARIZERS.get(name)
-        if not cls.fusable:
-            return f"{name} trains solo: {cls.solo_because or 'it is not declared fusable'}"
+        reason = cls.trains_solo(spec["regularizers"][name])
+        if reason:
+            return f"{name} trains solo: {reason}"
         hooks = [hook for hook in OTHER_HOOKS if cls.overrides(hook)]
         if hooks:                        # a hook the fused loop does not call
             return f"{name} has a {hooks[0]} hook, which the fused loop does not call"
@@ -128,16 +137,22 @@ class ModelFacts(NamedTuple):
     stacks: bool          # runs as batched matrix products (``_stackable_layers``), else vmap
     layout: str           # what members must share beyond the config: their layers' types
                           # (stacked; dropout's p may differ), or the whole module (vmap)
-    fuses: bool = True    # False: it cannot (dropout through vmap: no per-member streams)
+    fuses: bool = True    # False: it cannot (random layers through vmap: no per-member
+                          # streams)
+
+
+# layers that draw in training forwards: each member draws from its own streams only on the
+# stacked path (vmap would share one draw among members, or refuse it)
+RANDOM_LAYERS = (torch.nn.modules.dropout._DropoutNd, TransformedLinear, TransformedConv2d)
 
 
 def model_facts(model: torch.nn.Module) -> ModelFacts:
     layers = _stackable_layers(model)
     layout = repr([(name, type(layer).__name__) for name, layer in layers]) if layers \
         else repr(model)
-    drops = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in model.modules())
+    draws = any(isinstance(m, RANDOM_LAYERS) for m in model.modules())
     return ModelFacts(sum(p.numel() for p in model.parameters()), layers is not None, layout,
-                      fuses=layers is not None or not drops)
+                      fuses=layers is not None or not draws)
 
 
 def fuse_tasks(specs: list[RunSpec], models: Optional[dict[str, ModelFacts]] = None
@@ -197,7 +212,11 @@ def worth_fusing(mode: str, device: torch.device, batch_size: int, facts: ModelF
     32 (0.3 M) 5.5×, the synthetic 40-256-4 MLP (0.4 M) 4.5×, the 784-256-256-10 MLP at batch
     64 (17 M) 1.5×, the 784-1024-1024-10 MLP at batch 128 (239 M) 0.53× (slower); through vmap
     digits' residual MLP (2.4 M) 2.3×, the 784-256-256-10 MLP (17 M) 0.6×. Each limit sits
-    just above the largest size measured to pay: nothing between was measured."""
+    just above the largest size measured to pay: nothing between was measured. Per-weight
+    draws and batch hooks leave the limit where it is (their work is the same solo and fused,
+    5 values × 4 seeds, 2 cores shared with other work): at 17 M weight noise 1.27–1.55×,
+    mixup 1.26× (l2 1.30× that day); on digits' MLP input noise 2.2–3.9×, mixup 1.8–4.0×,
+    weight noise 4.2–6.2×, DropConnect per batch 4.5–8.3×."""
     if mode == "on":
         return True
     if mode == "off":
@@ -216,7 +235,8 @@ def _stackable_layers(model: torch.nn.Module, prefix: str = ""
     """The layers of an nn.Sequential (nested ones flattened, as module surgery leaves an
     activation followed by its dropout) that a member axis can run through: Flatten of
     everything after the batch axis, Linear, elementwise activations, dropout with each
-    member's own p. None for any other model."""
+    member's own p, linear layers whose training forward transforms the weights (weight noise,
+    DropConnect per batch: each member its own draws). None for any other model."""
     if type(model) is not torch.nn.Sequential:
         return None
     layers = []
@@ -229,6 +249,9 @@ def _stackable_layers(model: torch.nn.Module, prefix: str = ""
             continue
         if isinstance(layer, torch.nn.Flatten):
             if (layer.start_dim, layer.end_dim) != (1, -1):
+                return None
+        elif isinstance(layer, TransformedLinear):
+            if not layer.stackable:
                 return None
         elif type(layer) not in (torch.nn.Linear, InvertedDropout, *ELEMENTWISE):
             return None   # exact types only; a plain nn.Dropout draws from the global RNG solo
@@ -396,6 +419,9 @@ class FusedTrainer:
                     for name in dropouts}
             draws = {name: Uniforms([_stream(m, name) for m in self.members], self.device)
                      for name in dropouts}
+            # each member's weight transform of a layer (its own stream and strength)
+            transforms = {name: [m.model.get_submodule(name).transform for m in self.members]
+                          for name, layer in layers if isinstance(layer, TransformedLinear)}
 
             def stacked(params, x):
                 h = x if x.dim() > sample_dims + 1 else x.expand(count, *x.shape)
@@ -407,16 +433,20 @@ class FusedTrainer:
                             h = kept_scaled(h, keep[name],
                                             draws[name].take(h.shape[1], tuple(h.shape[2:])))
                     elif isinstance(layer, torch.nn.Linear):
-                        h = MemberLinear.apply(h, params[f"{name}.weight"],
-                                               params.get(f"{name}.bias"))
+                        weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
+                        if layer.training and name in transforms:
+                            weight, bias = type(transforms[name][0]).stacked(
+                                transforms[name], weight, bias)
+                        h = MemberLinear.apply(h, weight, bias)
                     else:
                         h = layer(h)          # elementwise: the member axis is one more
                 return h
             return stacked
 
         if not facts[0].fuses:
-            raise ValueError("dropout fuses only in an nn.Sequential MLP (its own masks per "
-                             "member); this model trains solo")
+            raise ValueError("dropout, DropConnect and weight noise fuse only in an "
+                             "nn.Sequential MLP (each member its own draws); this model "
+                             "trains solo")
 
         def one(params, x):
             return functional_call(template, params, (x,))

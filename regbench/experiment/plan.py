@@ -50,9 +50,10 @@ HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode"
                 ("dataset", "val_limit", None), ("dataset", "test_limit", None))
 # how a run's numbers are computed: 3 = every draw of a fusable regularizer from the run's own
 # streams, the loss as the mean of per-sample losses, member-axis max-norm, clipping, noise and
-# smoothing (the same arithmetic solo and fused). Runs computed otherwise retrain on resume
-# instead of mixing with runs of the new arithmetic.
-ARITHMETIC = 3
+# smoothing (the same arithmetic solo and fused); 4 = weight noise and DropConnect draw from
+# each layer's own run stream too. Runs computed otherwise retrain on resume instead of mixing
+# with runs of the new arithmetic.
+ARITHMETIC = 4
 
 
 def config_hash(spec: RunSpec) -> str:

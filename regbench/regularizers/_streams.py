@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -29,15 +29,18 @@ class Uniforms:
     whose size depends only on a row's width, never on the group: a member's n-th row is the
     same number in any group, as long as every member takes the same rows at a time (the solo
     and fused loops take a batch, or a block of batches, at a time alike).
-    ``take`` hands out the next rows of every member: [members, rows, *features]."""
+    ``take`` hands out the next rows of every member: [members, rows, *features].
+    ``draw``: another sampler called as ``torch.rand`` is (shape, generator=, device=), e.g.
+    DropConnect's 15-bit integers."""
 
     FLOATS_AHEAD = 2**18          # per member and stream (1 MiB)
 
-    def __init__(self, keys: list[str], device: torch.device, normal: bool = False):
+    def __init__(self, keys: list[str], device: torch.device, normal: bool = False,
+                 draw: Optional[Callable[..., torch.Tensor]] = None):
         self.generators = [torch.Generator(device=device).manual_seed(stream_seed(key))
                            for key in keys]
         self.device = device
-        self.draw = torch.randn if normal else torch.rand
+        self.draw = draw or (torch.randn if normal else torch.rand)
         self.ahead: Optional[torch.Tensor] = None
         self.used = 0
 

@@ -204,6 +204,13 @@ class Regularizer:
         """Act on parameters after the optimizer step."""
 
     @classmethod
+    def trains_solo(cls, params: dict[str, Any]) -> str:
+        """Why a run with these parameters trains solo, for --dry-run; "" where it may fuse.
+        By default ``solo_because`` unless the class is ``fusable``; a class that fuses only
+        in some modes (DropConnect's per_batch) says which parameters keep a run solo."""
+        return "" if cls.fusable else (cls.solo_because or "it is not declared fusable")
+
+    @classmethod
     def fusion_key(cls, params: dict[str, Any]) -> str:
         """What members of one fused group must share of this regularizer's parameters
         beyond its name (e.g. grad_clip's mode); "" by default: any values fuse."""
