@@ -32,11 +32,18 @@ sweep:
 """
 
 
+def ctrl_c_reaches_it() -> None:
+    """In the child before it starts: SIGINT as a terminal delivers it. A shell starts a
+    background job (`pytest … &`, nohup) with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler: a Ctrl-C test would see the run complete."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "regbench", "run", str(config), "--out", str(out),
                "--no-report", *extra]
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=ctrl_c_reaches_it)
 
 
 def summaries(results: Path) -> dict[str, dict]:
@@ -170,7 +177,8 @@ def test_after_ctrl_c_no_report_of_an_earlier_state_is_left_and_advice_says_resu
     (results / "report.html").write_text("<html>report of an earlier run</html>")
     process = subprocess.Popen([sys.executable, "-m", "regbench", "run", str(config), "--out",
                                 str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=ctrl_c_reaches_it)
     wait_for_summaries(results, 2, process)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
