@@ -27,6 +27,7 @@ from pydantic import (
 from regbench.config.yaml_io import dump_yaml
 from regbench.errors import ConfigError, OutputError, RegbenchError
 from regbench.vocabulary import (
+    CHECKPOINT_FILE,
     CONFIG_FILE,
     LEADING_COLUMNS,
     METRICS_FILE,
@@ -367,8 +368,10 @@ def run_config(spec: RunSpec) -> dict[str, Any]:
     return {k: spec[k] for k in keys}
 
 
-def write_run(run_dir: Path, spec: RunSpec, result) -> None:
-    """Write a run folder; summary.json goes last, so its presence means the folder is whole."""
+def write_run(run_dir: Path, spec: RunSpec, result, keep_events: bool = False) -> None:
+    """Write a run folder; summary.json goes last, so its presence means the folder is whole.
+    ``keep_events``: a tracker owns the folder's event files (it wrote this run's as it
+    trained, and replaces an earlier attempt's itself)."""
     import numpy as np
 
     check_inside(run_dir.parent.parent, run_dir)   # never write or clean up through a link
@@ -382,10 +385,16 @@ def write_run(run_dir: Path, spec: RunSpec, result) -> None:
         summary_path.unlink()  # a stale summary must never describe new files
     # leftovers of an earlier attempt: temp files of a killed write, outputs this run won't make
     stale = [*run_dir.glob(".*.tmp")]
-    # a tracker's event files describe the earlier attempt (`--log tensorboard` writes anew)
-    stale += [p for p in run_dir.glob("events.out.tfevents.*") if p.is_file() or p.is_symlink()]
+    # without a tracker that owns them, event files describe an earlier attempt (`--log
+    # tensorboard` on a later command writes them anew from the folder)
+    stale += [] if keep_events else [p for p in run_dir.glob("events.out.tfevents.*")
+                                     if p.is_file() or p.is_symlink()]
     stale += [run_dir / WEIGHTS_FILE] if result.weights is None else []
     stale += [run_dir / MODEL_FILE] if result.model_state is None else []
+    # a checkpoint is for resuming: a run that ended has none left (an interrupted one resumes
+    # from it; train.keep_checkpoint keeps it)
+    if result.status != "interrupted" and not spec["train"].get("keep_checkpoint"):
+        stale.append(run_dir / CHECKPOINT_FILE)
     for path in stale:
         path.unlink(missing_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(run_config(spec)))

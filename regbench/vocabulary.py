@@ -9,7 +9,7 @@ interval needs, and the names of the files in a results folder.
 from __future__ import annotations
 
 import re
-from typing import Any, TypedDict, Union
+from typing import Any, Optional, TypedDict, Union
 
 CLASSIFICATION = ("loss", "accuracy", "precision", "recall", "f1", "ece")
 REGRESSION = ("loss", "mse", "mae", "r2")
@@ -46,6 +46,7 @@ class RunSpec(_RunSpecKeys, total=False):
     """One run of a plan (see the keys above); the optional keys are set by the driver."""
 
     plugins: list[str]             # plugins a worker loads before the run
+    checkpoint: Optional[str]      # the run's checkpoint file (engine.checkpoint), None: none
     withhold_test: bool            # a tuning trial: never evaluated on the test split
     trial: dict[str, Any]          # a tuning trial's study, number and pruner
 
@@ -89,6 +90,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.npy"
 MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"      # a run in progress: the state it resumes from
 SUMMARY = "summary.json"              # written last: its presence means the folder is whole
 
 

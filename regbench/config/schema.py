@@ -111,6 +111,8 @@ class TrainConfig(StrictModel):
     fuse: Literal["auto", "on", "off"] = "auto"     # train runs that share data, model and settings as one stacked model: auto where measured faster (GPU; small CPU models), on, off
     train_eval_samples: int = Field(10_000, ge=1)   # size of the fixed subset measured for train metrics
     save_model: bool = False                        # also write model.pt (a state_dict)
+    checkpoint_every: Literal["auto"] | Annotated[int, Field(ge=1)] | None = "auto"  # write a checkpoint every K epochs (a killed run resumes from the last one); auto: when 30 s of training have passed since the run began or its last checkpoint; null: never
+    keep_checkpoint: bool = False                   # keep checkpoint.pt in the run folder after the run completes
 
     @field_validator("scheduler", mode="before")
     @classmethod

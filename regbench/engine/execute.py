@@ -72,7 +72,7 @@ def execute_task(task: Task, threads: int, on_epoch=None):
         data = load_bundle(specs[0]["dataset"], specs[0]["train"]["train_eval_samples"],
                            specs[0]["seed"]).to(device)
         callback = (lambda row: on_epoch(task, row)) if on_epoch else None
-        results = fused.FusedTrainer(specs, data, device).fit(callback)
+        results = fused.FusedTrainer(specs, data, device).resume().fit(callback)
     except KeyboardInterrupt:
         raise
     except Exception as exc:   # a member's own fault shows when it trains solo, as it would alone

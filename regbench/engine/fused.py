@@ -16,6 +16,8 @@ are stacked along a leading member axis and every step is one batched forward an
                 objective = Σ_m (loss_m + Σ member m's penalties); backward; step
       measure: every member's eval metrics in one stacked pass (metrics with a member axis)
       epoch_end hooks (early stopping) on the member's own model, synced from its slice
+    after an epoch, when due: the whole group (stacked weights, optimizer, every member's
+      RNG, streams and regularizer state) checkpointed as one (engine.checkpoint)
 
 What differs per member is kept per member: its seed (initial weights identical to its solo
 run, its own batch order), its regularizers' strengths, dropout's p (its own masks), weight
@@ -65,6 +67,7 @@ import torch
 
 from regbench.data import DataBundle
 from regbench.engine import optim
+from regbench.engine.checkpoint import Checkpoints
 from regbench.engine.result import GROUP_KEY, RunResult
 from regbench.engine.train import (
     EVAL_CHUNK,
@@ -344,6 +347,37 @@ class FusedTrainer:
         self.forward = lambda params, x, y: loss(self.forward_all(params, x), y)
         self.measured_weights = [name for name, _ in penalized_parameters(self.template)]
         self.frozen = False               # a member left: its gradients are zeroed
+        # where training stands (a checkpoint keeps it): each member's rows and status, who
+        # still trains, the last epoch trained and the seconds trained before a resume
+        count = len(self.members)
+        self.rows: list[list[dict]] = [[] for _ in range(count)]
+        self.status = ["completed"] * count
+        self.active = torch.ones(count, dtype=torch.bool, device=self.device)
+        self.training = list(range(count))
+        self.epoch, self.elapsed = 0, 0.0
+        self.checkpoints = Checkpoints(specs)
+
+    TRANSIENT = ("data", "checkpoints")    # what a checkpoint leaves out (see Trainer's)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
+
+    def resume(self) -> "FusedTrainer":
+        """The group its checkpoint left (the same members, in the same order, checked by
+        engine.checkpoint), on this one's data; itself when there is none."""
+        state = self.checkpoints.read()
+        if state is None:
+            return self
+        group = state["trainer"]
+        for key in self.TRANSIENT:
+            setattr(group, key, getattr(self, key))
+        for restored, fresh in zip(group.members, self.members):
+            for key in Trainer.TRANSIENT:
+                setattr(restored, key, getattr(fresh, key))
+            restored.resumed_from = group.epoch
+        group.elapsed = state["elapsed"]
+        return group
+
 
     def _optimizer(self) -> tuple[torch.optim.Optimizer, list[tuple[int, int]]]:
         """One optimizer over the stacked tensors, one parameter group per run of consecutive
@@ -559,15 +593,12 @@ class FusedTrainer:
         turn non-finite is ``diverged``, one whose regularizer stops it (early stopping) keeps
         its state from then. Either leaves the group and the others train on. A member's own
         model takes its slice when it leaves, or at the end."""
-        started = time.perf_counter()
+        started = time.perf_counter() - self.elapsed
         count = len(self.members)
-        rows: list[list[dict]] = [[] for _ in range(count)]
-        status = ["completed"] * count
-        active = torch.ones(count, dtype=torch.bool, device=self.device)
-        training = list(range(count))
+        rows, status, active, training = self.rows, self.status, self.active, self.training
         epochs = self.members[0].train_cfg["epochs"]
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(self.epoch + 1, epochs + 1):
                 lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
                 began = time.perf_counter()
                 trained = self.train_epoch(active)
@@ -598,6 +629,8 @@ class FusedTrainer:
                     self.scheduler.step()
                 if not training:
                     break
+                self.epoch = epoch
+                self.checkpoints.after(epoch, self, time.perf_counter() - started)
         except KeyboardInterrupt:
             for index in training:        # a member that already left keeps its status
                 status[index] = "interrupted"

@@ -10,7 +10,8 @@ called for it:
     model = build_model(config, factory)                 #   plain torch model + module surgery
     for reg in regs: model = reg.wrap(model)             # <BUILD>   wrap / collect weights
     optimizer, scheduler = make_optimizer(model), make_scheduler(optimizer)
-    for epoch in 1..epochs:
+    (resumed: all of the above as the checkpoint left it, global RNG included; engine.checkpoint)
+    for epoch in (last checkpointed epoch or 0) + 1..epochs:
         for idx in randperm(n).split(block_rows):        # whole batches: ~1k rows (CPU), 8k (GPU)
             x, y = X[idx], Y[idx]                        # tensors already on the device
             for reg in regs: x, y = reg.batches(x, y, batch_size)  # <BATCH> augment, mix, smooth
@@ -26,6 +27,7 @@ called for it:
         for reg in regs: reg.epoch_end(epoch, row, model) # <EPOCH_END> early stopping
         scheduler.step()                                 # the next epoch's learning rate
         if any(reg.should_stop): stop
+        checkpoint the trainer when due                  #   train.checkpoint_every
     (Ctrl-C anywhere above: status = interrupted; an epoch callback's RunStopped: its status,
      e.g. a tuning trial pruned)
     if status == completed:
@@ -47,6 +49,7 @@ from torch import nn
 
 from regbench.data import DataBundle
 from regbench.engine import optim
+from regbench.engine.checkpoint import Checkpoints
 from regbench.engine.metrics import (
     classification_loss,
     classification_metrics,
@@ -264,6 +267,28 @@ class Trainer:
         self.block_rows = self._block_rows()
         # the fixed subset measured for train metrics, gathered once
         self.train_eval = (data.x_train[data.train_eval_index], data.y_train[data.train_eval_index])
+        self.checkpoints = Checkpoints([spec])
+        self.rows: list[dict] = []             # the epochs trained so far (a resumed run's too)
+        self.elapsed = 0.0                     # seconds trained before a resume
+        self.resumed_from: Optional[int] = None
+
+    # what a checkpoint leaves out: the data, and what is rebuilt from it when a run resumes
+    TRANSIENT = ("data", "train_eval", "checkpoints")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
+
+    def resume(self) -> "Trainer":
+        """The trainer its checkpoint left, on this one's data; itself when there is none."""
+        state = self.checkpoints.read()
+        if state is None:
+            return self
+        trainer = state["trainer"]
+        for key in self.TRANSIENT:
+            setattr(trainer, key, getattr(self, key))
+        trainer.elapsed, trainer.resumed_from = state["elapsed"], len(trainer.rows)
+        return trainer
+
 
     def _block_rows(self) -> int:
         """Rows per block: whole batches, up to the device's BLOCK. A block is gathered and
@@ -364,11 +389,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run
     def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
-        started = time.perf_counter()
-        rows: list[dict] = []
+        """Train the epochs not trained yet (all of them, unless resumed from a checkpoint)."""
+        started = time.perf_counter() - self.elapsed
+        rows = self.rows
         status = "completed"
         try:
-            for epoch in range(1, self.train_cfg["epochs"] + 1):
+            for epoch in range(len(rows) + 1, self.train_cfg["epochs"] + 1):
                 row = self.run_epoch(epoch)
                 rows.append(row)
                 if on_epoch is not None:
@@ -382,6 +408,7 @@ class Trainer:
                     self.scheduler.step()
                 if any(reg.should_stop for reg in self.regularizers):
                     break
+                self.checkpoints.after(epoch, self, time.perf_counter() - started)
         except KeyboardInterrupt:
             status = "interrupted"
         except RunStopped as stop:   # e.g. a tuning trial pruned on its validation curve
@@ -396,6 +423,9 @@ class Trainer:
             for reg in self.hooks["fit_end"]:
                 chosen = reg.fit_end(self.model) or chosen
         summary = run_summary(self, rows, status, chosen, seconds)
+        summary["resumed_from_epoch"] = self.resumed_from
+        if self.checkpoints.notes:
+            summary["checkpoint_notes"] = self.checkpoints.notes
         weights = None
         if self.weights:
             flat = torch.cat([w.detach().flatten() for w in self.weights]).float().cpu()
@@ -463,4 +493,4 @@ def run_summary(trainer: Trainer, rows: list[dict], status: str, chosen: Optiona
 def train_run(spec: RunSpec, data: DataBundle, device: torch.device,
               on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
     """Train one run on already-loaded data; never raises for divergence or Ctrl-C."""
-    return Trainer(spec, data.to(device), device).fit(on_epoch)
+    return Trainer(spec, data.to(device), device).resume().fit(on_epoch)

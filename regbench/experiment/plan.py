@@ -43,7 +43,8 @@ class Plan:
         return sum(run["train"]["epochs"] for run in self.runs)
 
 
-RUN_PLACEMENT = ("device", "threads", "fuse")
+# where, how and how often a run is checkpointed: none of it changes what it computes
+RUN_PLACEMENT = ("device", "threads", "fuse", "checkpoint_every", "keep_checkpoint")
 # settings added after runs were made, at the default that reproduces those runs: left out of the
 # hash, so that completed runs still resume
 HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"),

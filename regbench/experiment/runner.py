@@ -8,6 +8,7 @@ Usable from Python without the CLI::
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Protocol
@@ -46,6 +47,7 @@ from regbench.results import (
 )
 from regbench.tracking import TRACKERS, Trackers, open_trackers
 from regbench.vocabulary import (
+    CHECKPOINT_FILE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -345,6 +347,8 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
         return isinstance(result, StoppedGroup) or any(
             one.status == "interrupted" for _, one in members(task, result))
 
+    for spec in pending:
+        set_checkpoint(spec, results_dir)
     outcome.interrupted = drive(runner, fuse_tasks(pending, plan.models), threads,
                                 progress, record_task)
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
@@ -359,6 +363,16 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
                        if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))
     return outcome
+
+
+def set_checkpoint(spec: RunSpec, results_dir: Path) -> None:
+    """Where a run (or the fused group it leads) keeps its checkpoint: its own folder, as an
+    absolute path (a worker's or a Ray task's working folder is another). None for a tuning
+    trial (its study resumes it) and for a run folder that is a link (never written through)."""
+    run_dir = results_dir / RUNS_DIR / spec["run_id"]
+    trial = spec.get("trial") or spec.get("withhold_test")
+    spec["checkpoint"] = None if trial or run_dir.is_symlink() else \
+        os.path.abspath(run_dir / CHECKPOINT_FILE)
 
 
 def drive(runner, tasks, threads: int, progress, handle) -> bool:
