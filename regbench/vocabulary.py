@@ -25,8 +25,8 @@ MAX_SEED = 2**32 - 1           # the largest seed numpy, torch and scikit-learn 
 # is the training itself and its folder, named by the spec's ``run_id``.
 
 class _RunSpecKeys(TypedDict):
-    run_id: str                    # recipe[__key=value…]__seed=<s>: the run's folder name
-    point_id: str                  # the run id without its seed: one recipe or sweep point
+    run_id: str                    # recipe[__key=value…]__seed=<s>[__repeat=<r>__fold=<f>]: the run's folder name
+    point_id: str                  # the run id without its seed (and fold): one recipe or sweep point
     experiment: str                # the experiment's name
     recipe: str
     seed: int
@@ -43,9 +43,12 @@ class _RunSpecKeys(TypedDict):
 
 
 class RunSpec(_RunSpecKeys, total=False):
-    """One run of a plan (see the keys above); the optional keys are set by the driver."""
+    """One run of a plan (see the keys above); the optional keys are set by the driver, but
+    ``repeat`` and ``fold``, which the plan sets with ``dataset.cv``."""
 
     plugins: list[str]             # plugins a worker loads before the run
+    repeat: int                    # dataset.cv: which partition of the seed's rows (0…repeats−1)
+    fold: int                      # dataset.cv: which fold of it is the test split (0…folds−1)
     checkpoint: Optional[str]      # the run's checkpoint file (engine.checkpoint), None: none
     withhold_test: bool            # a tuning trial: never evaluated on the test split
     trial: dict[str, Any]          # a tuning trial's study, number and pruner

@@ -125,7 +125,7 @@ CONFIG_CASES = [
     ("unknown regularizer", edit("{l2: {lambda", "{weight_decy: {lambda"), ":7:8:",
      ["unknown regularizer 'weight_decy'", "did you mean 'weight_decay'?"]),
     ("unknown optimizer", edit("name: sgd", "name: adan"), ":5:", ["train.optimizer.name",
-                                                                  "must be one of 'sgd', 'adam' or 'adamw'"]),
+                                                                  "must be one of 'sgd', 'adam', 'adamw', 'nadam' or 'rmsprop'"]),
     ("unknown dataset parameter", edit("train_subset: 300", "train_subset: 300, n_sample: 5"), ":3:",
      ["dataset.n_sample", "unknown key"]),
     ("unknown activation", edit("hidden: [32]", "hidden: [32], activation: relu6"), ":4:",

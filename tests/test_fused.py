@@ -55,6 +55,11 @@ FUSABLE = {  # name -> (its parameters, the swept key, two values)
     "augment": ("{rotate: 10.0, hflip: 0.0}", "translate", "[0.0, 0.1]"),
     "max_norm": ("{c: 0.5}", "c", "[0.3, 1.0]"),        # binds: units start near 0.6
     "grad_clip": ("{max_norm: 0.5}", "max_norm", "[0.1, 0.5]"),   # binds: norms ≈ 0.7–1
+    "agc": ("{clipping: 0.01}", "clipping", "[0.01, 0.05]"),      # binds on most units
+    # each sample's policy draws from the run's own generator; each member's batches stacked
+    "randaugment": ("{magnitude: 9}", "magnitude", "[5, 9]"),
+    "trivialaugment": ("{num_magnitude_bins: 31}", "num_magnitude_bins", "[11, 31]"),
+    "augmix": ("{severity: 3}", "severity", "[1, 3]"),
     # each member's own noise / masks on its slice of the stacked weights, from its own streams
     "weight_noise": ("{sigma: 0.05}", "sigma", "[0.02, 0.1]"),
     "dropconnect": ("{p: 0.3, mode: per_batch}", "p", "[0.2, 0.5]"),
@@ -193,7 +198,7 @@ def test_ctrl_c_in_a_fused_group_saves_every_member_as_interrupted(tmp_path: Pat
     specs = [s for s in plan_runs(tmp_path, text) if s["recipe"] == "l2"]
     fused, _ = solo_and_fused(specs)
 
-    def stop_after_two(row):
+    def stop_after_two(spec, row):       # each member's row, with its spec
         if row["epoch"] == 2:
             raise KeyboardInterrupt          # what SIGINT raises inside the training loop
 
@@ -211,7 +216,7 @@ def test_ctrl_c_after_a_member_stopped_early_keeps_it_completed(tmp_path: Path):
     specs = [s for s in plan_runs(tmp_path, text) if s["recipe"] == "es"]
     fused, _ = solo_and_fused(specs)
 
-    def stop_at_three(row):
+    def stop_at_three(spec, row):
         if row["epoch"] == 3:
             raise KeyboardInterrupt
 

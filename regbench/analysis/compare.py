@@ -7,6 +7,10 @@ equivalent within ±δ / inconclusive), the p-values, the train−val gap, best 
 sparsity, seconds per epoch and parameter count. Sorted by the validation metric; the best
 value of each sweep is chosen on validation, never on test. The notes say what the intervals
 cover, how many seeds would settle an inconclusive row, and what the data are too small to show.
+
+With ``dataset.cv`` (repeated k-fold) runs pair by (seed, repeat, fold) and the interval is the
+corrected resampled t-test's (regbench.analysis.stats), which the scope line names; a row whose
+runs do not say their sizes (n_test/n_train unknown) gets no interval, never the plain test's.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Hashable, Optional, Sequence
 
 from regbench.analysis.diagnose import label, tally
 from regbench.analysis.headline import headline, level_text, lost_note, lost_runs
@@ -60,6 +64,9 @@ from regbench.vocabulary import (
     metric_names,
 )
 
+PAIRED_TEST = "paired t-test"
+CORRECTED_TEST = "corrected resampled t-test (Nadeau & Bengio 2003)"   # with dataset.cv
+
 
 @dataclass
 class Comparison:
@@ -80,6 +87,13 @@ class Comparison:
     headline: list[str] = field(default_factory=list)  # the answer in plain sentences
     title: str = ""                          # the experiment's name, where known
     unfinished: list[str] = field(default_factory=list)  # planned runs not finished (interrupted)
+    test: str = PAIRED_TEST                  # the test the intervals and verdicts are read from
+    cv: Optional[tuple[int, int, int]] = None  # dataset.cv: (seeds, repeats, folds) paired
+
+    @property
+    def pair_unit(self) -> str:
+        """What one paired difference is: a seed, or with dataset.cv a seed × repeat × fold."""
+        return "folds (seed × repeat × fold)" if self.cv else "seeds"
 
     @property
     def gap_label(self) -> str:
@@ -144,10 +158,12 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
         gaps = [sign * (_num(r.get(f"train_{metric}")) - _num(r.get(f"val_{metric}")))
                 for r in done]
         gap_mean, _ = mean_std(gaps)
-        test_by_seed = {r["seed"]: _num(r.get(f"test_{metric}")) for r in done}
+        test_by_seed = {_pair_key(r): _num(r.get(f"test_{metric}")) for r in done}
         baseline_test = baselines.get(_global_key(runs[0]))
         compared = runs[0].get("recipe") != "baseline" and bool(baseline_test)
-        diff = paired_difference(test_by_seed, baseline_test) if compared else None   # n, sd, p
+        ratio = _test_train_ratio(done)
+        diff = (paired_difference(test_by_seed, baseline_test, test_train_ratio=ratio)
+                if compared else None)   # n, sd, p
         improve = (probability_of_improvement(list(test_by_seed.values()),
                                               list(baseline_test.values()), higher)
                    if compared else math.nan)
@@ -176,6 +192,7 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
             "diff_sd": diff.sd if diff else math.nan,
             "pairs": diff.pairs if diff else 0,
             "p_value": diff.p_value if diff else math.nan,
+            "test_train_ratio": ratio,       # > 0: the corrected resampled t-test's n_test/n_train
             "p_adjusted": math.nan,
             "ci_level": math.nan,
             # P(improve) has no interval worth showing at a few seeds (0.8+ or 0.2− in 17% of
@@ -200,10 +217,12 @@ def build_comparison(summaries: list[dict[str, Any]], metric: Optional[str] = No
     key = f"val_{metric}"
     rows.sort(key=lambda r: (math.isnan(r[key]), -r[key] if higher else r[key]))
     varied = _seeds_vary(summaries)
+    design = _cv_design(summaries)
     comparison = Comparison(metric=metric, rows=rows, varied=varied,
                             unfinished=sorted(unfinished),
                             min_effect=abs(min_effect) if min_effect else None,
-                            confirming=confirming)
+                            confirming=confirming, cv=design,
+                            test=CORRECTED_TEST if design else PAIRED_TEST)
     _decide(comparison, higher)
     comparison.scope = _scope(varied, rows, comparison)
     _best_points(comparison, higher)
@@ -217,19 +236,25 @@ def _decide(comparison: Comparison, higher: bool) -> None:
     compared with baseline) and the verdict read off it, so that a verdict is exactly what its
     shown interval says (see regbench.analysis.stats)."""
     compared = [row for row in comparison.rows if row["recipe"] != "baseline" and row["pairs"]]
-    comparison.comparisons = sum(row["pairs"] >= 2 for row in compared)
+    # a cross-validated row whose n_test/n_train is unknown has no interval: not in the family
+    comparison.comparisons = sum(_has_interval(row) for row in compared)
     comparison.level = family_level(comparison.comparisons)
     for row in compared:
         diff = paired_difference(row["paired"]["recipe"], row["paired"]["baseline"],
-                                 comparison.level)
+                                 comparison.level, row["test_train_ratio"])
         row["diff_low"], row["diff_high"] = diff.low, diff.high
-        row["ci_level"] = comparison.level if row["pairs"] >= 2 else math.nan
+        row["ci_level"] = comparison.level if _has_interval(row) else math.nan
         row["p_adjusted"] = bonferroni(row["p_value"], comparison.comparisons)
         row["verdict"] = decide(diff, higher, comparison.min_effect)
         if row["seeds"] < row["runs"]:
             # runs that diverged or failed drop out of the pairs: the survivors alone cannot
             # say the recipe is better, or no different (the notes list the runs lost)
             row["verdict"] = INCONCLUSIVE
+
+
+def _has_interval(row: dict[str, Any]) -> bool:
+    """Two pairs or more, and with dataset.cv a known n_test/n_train."""
+    return row["pairs"] >= 2 and not math.isnan(row["test_train_ratio"])
 
 
 def _examples(runs: list[dict[str, Any]]) -> dict[str, int]:
@@ -277,8 +302,14 @@ VARIED = {
 }
 
 
+CV_VARIED = ("initialisation, batch order and the train/val/test split (dataset.cv: every seed "
+             "draws its own partitions into folds, and each fold is tested once per repeat)")
+
+
 def _varied(runs: list[dict[str, Any]]) -> str:
     """What the seeds of these runs varied (the comparison.csv column ``seeds_vary``)."""
+    if runs and all("fold" in r for r in runs):
+        return "initialisation, batch order, train/val split, test fold"
     modes = {r.get("resample") or "fixed" for r in runs}
     if modes == {"per_seed_with_test"}:
         return "initialisation, batch order, train/val split, test split"
@@ -289,6 +320,8 @@ def _varied(runs: list[dict[str, Any]]) -> str:
 
 def _seeds_vary(summaries: list[dict[str, Any]]) -> str:
     """What the seeds of the completed runs vary."""
+    if _cv_design(summaries):
+        return CV_VARIED
     modes = {s.get("resample") or "fixed" for s in summaries if s.get("status") == "completed"}
     if len(modes) == 1 and next(iter(modes)) in VARIED:
         return VARIED[next(iter(modes))]
@@ -302,6 +335,8 @@ def _scope(varied: str, rows: list[dict[str, Any]], comparison: Comparison) -> s
     counts = sorted({row["pairs"] for row in rows if row["pairs"]})
     if not counts:
         return ""
+    if comparison.cv:
+        return _cv_scope(counts, rows, comparison)
     seeds = (f"{counts[0]} paired seeds" if len(counts) == 1
              else f"{counts[0]}–{counts[-1]} paired seeds")
     m = comparison.comparisons
@@ -317,6 +352,63 @@ def _scope(varied: str, rows: list[dict[str, Any]], comparison: Comparison) -> s
             f"include only that variance and hold for {held}")
 
 
+def _cv_scope(counts: list[int], rows: list[dict[str, Any]], comparison: Comparison) -> str:
+    """The scope line of a repeated k-fold table: the pairs, the corrected test and its
+    variance factor, and what the intervals hold for."""
+    seeds, repeats, folds = comparison.cv
+    pairs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    ratios = sorted({round(row["test_train_ratio"], 3) for row in rows
+                     if row["pairs"] and row["test_train_ratio"] > 0})
+    ratio = (f"{ratios[0]:g}" if len(ratios) == 1 else
+             f"{ratios[0]:g}–{ratios[-1]:g}" if ratios else "unknown (see the warnings)")
+    m = comparison.comparisons
+    level = (f", at {level_text(comparison.level)} each so that the table's {m} intervals "
+             f"hold together with {CONFIDENCE:.0%} (Bonferroni)" if m > 1 else "")
+    return (f"Δ [{level_text(comparison.level)} CI]: mean paired test difference over J = "
+            f"{pairs} paired folds ({seeds} seed(s) × {repeats} repeat(s) × {folds} folds, "
+            f"paired by seed, repeat and fold) with the {comparison.test}: the differences' "
+            f"variance × (1/J + n_test/n_train), n_test/n_train = {ratio}, because the folds' "
+            f"training sets overlap, Student t with J − 1 df{level}; the folds vary "
+            f"{comparison.varied}: the intervals hold for another draw of data of this size")
+
+
+def _pair_key(summary: dict[str, Any]) -> Hashable:
+    """What pairs a run with the baseline's: its seed, or with dataset.cv (seed, repeat, fold)."""
+    if "fold" in summary:
+        return (summary["seed"], summary.get("repeat", 0), summary["fold"])
+    return summary["seed"]
+
+
+def _test_train_ratio(runs: list[dict[str, Any]]) -> float:
+    """n_test/n_train of the corrected resampled t-test for cross-validated runs (the mean over
+    them: the folds differ by a row at most), from each summary's ``examples``; 0 (the plain
+    paired t-test) for runs that are not; NaN when a cross-validated run does not say its sizes
+    (no interval then: the plain test's would be too narrow). n_train counts the rows trained
+    on, the validation split left out: the larger ratio, the more cautious interval."""
+    if not any("fold" in run for run in runs):
+        return 0.0
+    ratios = [_run_ratio(run) for run in runs]
+    return math.nan if None in ratios else sum(ratios) / len(ratios)
+
+
+def _run_ratio(run: dict[str, Any]) -> Optional[float]:
+    """A cross-validated run's n_test/n_train; None when its summary lacks them."""
+    examples = run.get("examples") or {}
+    test, train = examples.get("test"), examples.get("train")
+    if "fold" in run and isinstance(test, int) and isinstance(train, int) and train > 0:
+        return test / train
+    return None
+
+
+def _cv_design(summaries: list[dict[str, Any]]) -> Optional[tuple[int, int, int]]:
+    """(seeds, repeats, folds) of a cross-validated experiment's completed runs; None when its
+    runs are not cross-validated."""
+    done = [s for s in summaries if s.get("status") == "completed"]
+    if not done or not all("fold" in s for s in done):
+        return None
+    return tuple(len({s.get(key) for s in done}) for key in ("seed", "repeat", "fold"))
+
+
 def _global_key(summary: dict[str, Any]) -> str:
     """The values of sweep keys that apply to every recipe (``train.optimizer.lr``): a recipe is
     compared with the baseline trained under the same values."""
@@ -324,12 +416,14 @@ def _global_key(summary: dict[str, Any]) -> str:
     return repr(sorted((k, repr(v)) for k, v in paths.items() if not k.startswith("recipes.")))
 
 
-def _baselines(summaries: list[dict[str, Any]], metric: str) -> dict[str, dict[int, float]]:
-    """Completed baseline runs' test metric by seed, per global sweep point."""
-    baselines: dict[str, dict[int, float]] = defaultdict(dict)
+def _baselines(summaries: list[dict[str, Any]], metric: str
+               ) -> dict[str, dict[Hashable, float]]:
+    """Completed baseline runs' test metric by seed (``_pair_key``), per global sweep point."""
+    baselines: dict[str, dict[Hashable, float]] = defaultdict(dict)
     for summary in summaries:
         if summary.get("recipe") == "baseline" and summary.get("status") == "completed":
-            baselines[_global_key(summary)][summary["seed"]] = _num(summary.get(f"test_{metric}"))
+            baselines[_global_key(summary)][_pair_key(summary)] = _num(
+                summary.get(f"test_{metric}"))
     return baselines
 
 
@@ -412,7 +506,7 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
         delta = comparison.min_effect
         notes.append(
             "verdict: read off the interval shown: better or worse when it excludes 0 (the "
-            f"paired t-test at {ALPHA:.0%}" + (f"/{m}, Bonferroni over the table's {m} "
+            f"{comparison.test} at {ALPHA:.0%}" + (f"/{m}, Bonferroni over the table's {m} "
                                                "comparisons with baseline)" if m > 1 else ")")
             + (f", equivalent when it lies inside ±{delta:g} (the smallest difference of "
                "interest, --min-effect or compare.min_effect: two one-sided tests)" if delta
@@ -442,6 +536,7 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
     elif seeds < MIN_SEEDS:
         notes.append(_few_seeds_warning(seeds, used, comparison.confirming))
     comparison.warnings.extend(_small_data(comparison))
+    comparison.warnings.extend(_unknown_ratios(comparison, summaries))
     notes.extend(comparison.warnings)
     if not any(row["recipe"] == "baseline" and (row["seeds"] or row["lost"])
                for row in comparison.rows):   # a baseline that lost every run has its note
@@ -453,6 +548,27 @@ def _notes(comparison: Comparison, summaries: list[dict[str, Any]]) -> None:
     if failed:
         notes.append(f"{len(failed)} run(s) did not complete: {', '.join(failed[:5])}"
                      + (" …" if len(failed) > 5 else ""))
+
+
+def _unknown_ratios(comparison: Comparison, summaries: list[dict[str, Any]]) -> list[str]:
+    """A warning for each cross-validated row left without an interval because runs of it do
+    not say how many rows they tested and trained on (``examples`` in summary.json)."""
+    warnings = []
+    for row in comparison.rows:
+        if not (row["paired"] and math.isnan(row["test_train_ratio"])):
+            continue
+        silent = [s.get("run_id", "?") for s in summaries if s.get("status") == "completed"
+                  and (s.get("point_id") or _point_id(s)) == row["point"]
+                  and _run_ratio(s) is None]
+        shown = ", ".join(map(str, silent[:3])) + (f" and {len(silent) - 3} more"
+                                                    if len(silent) > 3 else "")
+        warnings.append(
+            f"warning: no interval and no verdict for {row['point'].replace('__', ' ')}: the "
+            f"{CORRECTED_TEST} needs each run's test and training sizes, and the summary.json "
+            f"of {shown} has none (no `examples`); the plain paired t-test would be too narrow "
+            "for folds that share their rows. Delete those summaries and run the same command "
+            "to retrain them")
+    return warnings
 
 
 COARSE_SPLIT = 100        # fewer examples than this: one example moves accuracy by over 1 point
@@ -471,7 +587,7 @@ def _small_data(comparison: Comparison) -> list[str]:
             sizes[split] = min(count, sizes.get(split, count))
     warnings = []
     test, val = sizes.get("test"), sizes.get("val")
-    if test and test < COARSE_SPLIT:
+    if test and test < COARSE_SPLIT and not comparison.cv:   # cv: the folds test every row
         warnings.append(f"warning: small test set ({test} examples): it cannot show differences "
                         f"in accuracy below 1/{test} = {1 / test:.3f} (one example); differences "
                         "and intervals come in steps of that size. A larger test_fraction, or "
@@ -503,7 +619,7 @@ def _lost_notes(comparison: Comparison) -> list[str]:
     to do first (never "add seeds") and the seeds its interval uses."""
     rows = sorted((row for row in comparison.rows if row["lost"]),
                   key=lambda row: row["recipe"] != "baseline")
-    notes = [lost_note(row) for row in rows[:MAX_LOST_NOTES]]
+    notes = [lost_note(row, cv=bool(comparison.cv)) for row in rows[:MAX_LOST_NOTES]]
     if len(rows) > MAX_LOST_NOTES:
         rest = rows[MAX_LOST_NOTES:]
         notes.append(f"and {len(rest)} more row(s) whose runs did not all complete: "
@@ -523,6 +639,8 @@ def _seed_advice(comparison: Comparison, used: Sequence[int]) -> list[str]:
 
     Not for a row short of seeds because runs (its own or its baseline's) did not complete: the
     cause comes first (``_lost_notes``); and never "about N seeds" for N it already has."""
+    if comparison.cv:
+        return _cv_advice(comparison)
     alpha = ALPHA / max(1, comparison.comparisons)
     delta = comparison.min_effect
     advice = []
@@ -579,6 +697,26 @@ def _seed_advice(comparison: Comparison, used: Sequence[int]) -> list[str]:
                           f"command with {option} (completed runs are kept; sd of the "
                           f"differences ≤ {bound:.2g}, {sd:.2g} seen)")
     return advice
+
+
+def _cv_advice(comparison: Comparison) -> list[str]:
+    """The seed advice does not hold for repeated k-fold: its corrected interval narrows with
+    more seeds or repeats only down to ±t·sd·√(n_test/n_train), as the folds share their data."""
+    rows = [row for row in chosen_rows(comparison).values()
+            if row["verdict"] == INCONCLUSIVE and _has_interval(row) and row["diff_sd"] > 0
+            and not row["lost"] and not row["baseline_lost"]]
+    if not rows:
+        return []
+    quantile = 0.5 + comparison.level / 2
+
+    def floor(row: dict[str, Any]) -> float:     # the half-width as J grows, at today's df
+        return t_quantile(quantile, row["pairs"] - 1) * row["diff_sd"] * \
+            math.sqrt(row["test_train_ratio"])
+
+    floors = ", ".join(f"{row['point'].replace('__', ' ')} ±{floor(row):.2g}" for row in rows)
+    return [f"inconclusive under cross-validation: more seeds or repeats narrow a corrected "
+            f"interval only towards ±t·sd·√(n_test/n_train), since every fold reuses the same "
+            f"rows ({floors} at the spread seen); more data, not more runs, settles these"]
 
 
 def seeds_option(used: Sequence[int], total: int) -> str:
@@ -659,7 +797,8 @@ def display_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by every text format."""
     m = comparison.metric
     lower = " (lower is better)" if lower_is_better(m) else ""   # mse, mae, loss, ece
-    header = ["recipe", "seeds", f"val {m}{lower}", f"test {m}{lower}",
+    header = ["recipe", "runs" if comparison.cv else "seeds", f"val {m}{lower}",
+              f"test {m}{lower}",
               f"Δ test vs baseline [{level_text(comparison.level)} CI]"
               + (" (negative: better)" if lower else ""),
               "verdict", "p", "p (Bonferroni)", comparison.gap_label, "best epoch",
@@ -729,7 +868,7 @@ def to_latex(comparison: Comparison) -> str:
     header = [header[i] for i in LATEX_COLUMNS]
     cells = [[row[i] for i in LATEX_COLUMNS] for row in cells]
     name = comparison.title or "regbench"
-    verdicts = (f" Verdicts read off the intervals: paired t-test at {ALPHA:.0%}, "
+    verdicts = (f" Verdicts read off the intervals: {comparison.test} at {ALPHA:.0%}, "
                 f"Bonferroni over {comparison.comparisons} comparison(s)"
                 + (f"; equivalent: inside ±{comparison.min_effect:g}" if comparison.min_effect
                    else "") + "." if comparison.comparisons else "")

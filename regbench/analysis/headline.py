@@ -75,30 +75,32 @@ def _actions(row: dict[str, Any]) -> str:
     return "; ".join(actions)
 
 
-def seeds_used(row: dict[str, Any]) -> str:
-    """Which seeds a row that lost runs is compared on, in words."""
+def seeds_used(row: dict[str, Any], cv: bool = False) -> str:
+    """Which seeds a row that lost runs is compared on, in words; with ``cv`` (dataset.cv),
+    which folds: a run of one seed, repeat and fold each, paired with the baseline's."""
+    one = "fold" if cv else "seed"
     if row["recipe"] == "baseline":
         if not row["seeds"]:
             return "no baseline run completed, so no recipe can be compared"
-        return (f"every recipe's Δ uses only the {row['seeds']} seed(s) the baseline completed"
+        return (f"every recipe's Δ uses only the {row['seeds']} {one}(s) the baseline completed"
                 + (": no interval" if row["seeds"] < 2 else ""))
     pairs, seeds = row["pairs"], row["seeds"]
     if not seeds:
         return "no run completed, so it is not compared"
     if not pairs:
-        return "none of its completed seeds is shared with the baseline, so it is not compared"
+        return f"none of its completed {one}s is shared with the baseline, so it is not compared"
     if pairs == 1:
-        return "its one completed seed gives no interval"
-    return (f"the interval uses the {pairs} completed seeds"
+        return f"its one completed {one} gives no interval"
+    return (f"the interval uses the {pairs} completed {one}s"
             + (" it shares with the baseline" if pairs < seeds else ""))
 
 
-def lost_note(row: dict[str, Any], name: str = "") -> str:
+def lost_note(row: dict[str, Any], name: str = "", cv: bool = False) -> str:
     """``l2 lambda=100: 3 of 5 runs diverged (NaN/inf loss): fix the setting (…) before adding
     seeds; the interval uses the 2 completed seeds``: a row's lost runs by cause, what to do
-    first, and the seeds it is compared on."""
+    first, and the seeds (``cv``: folds) it is compared on."""
     name = name or row["point"].replace("__", " ")
-    return f"{name}: {lost_runs(row)}: {_actions(row)}; {seeds_used(row)}"
+    return f"{name}: {lost_runs(row)}: {_actions(row)}; {seeds_used(row, cv)}"
 
 
 def _name(row: dict[str, Any], best: bool) -> str:
@@ -126,22 +128,23 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
     rows = {recipe: row for recipe, row in chosen.items() if recipe != "baseline"}
     baselines = [r for r in comparison.rows if r["recipe"] == "baseline"]
     lost_baselines = [r for r in baselines if r.get("lost")]
+    cv = bool(comparison.cv)
     if not any(r["seeds"] for r in baselines):
         if lost_baselines:
             return ["No baseline run completed, so nothing can be called better or worse: "
-                    + "; ".join(lost_note(r) for r in lost_baselines) + "."]
+                    + "; ".join(lost_note(r, cv=cv) for r in lost_baselines) + "."]
         return ["There are no baseline runs, so nothing can be called better or worse."]
     if not rows:
         return ["Only the baseline was trained: add recipes to compare."]
     # recipes that lost runs get their cause, never "add seeds"; the others are judged
     lost = {recipe: row for recipe, row in rows.items() if row.get("lost")}
     judged = {recipe: row for recipe, row in rows.items() if recipe not in lost}
-    causes = [_capital(lost_note(r)) + "." for r in lost_baselines]
+    causes = [_capital(lost_note(r, cv=cv)) + "." for r in lost_baselines]
     for recipe, row in lost.items():
         name = _name(row, recipe in comparison.best_points)
         verdict = (f"its Δ {_difference(row)} is no verdict: " if row["pairs"] else "")
         causes.append(f"{name}: {lost_runs(row)}: {_actions(row)}; {verdict}"
-                      f"{seeds_used(row)}.")
+                      f"{seeds_used(row, cv)}.")
     shown = {id(row) for row in rows.values()}
     unseen = [r for r in comparison.rows
               if r.get("lost") and r["recipe"] != "baseline" and id(r) not in shown]
@@ -190,8 +193,8 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
     sentences.append(f"Δ is the mean paired test difference (recipe − baseline) with its "
                      f"{level} over {seeds[0]}"
                      + (f"–{seeds[-1]}" if len(seeds) > 1 else "")
-                     + f" seeds; the seeds vary {comparison.varied}, the only variance the "
-                       "intervals include; verdicts read off the intervals"
+                     + f" {comparison.pair_unit}; the seeds vary {comparison.varied}, the only "
+                       "variance the intervals include; verdicts read off the intervals"
                      + (f" (equivalent: inside ±{delta:g})." if delta else "."))
     sentences += causes
     sentences += [_capital(w.removeprefix("warning: ")) + "." for w in comparison.warnings]
@@ -206,7 +209,7 @@ def headline(comparison, chosen: dict[str, dict[str, Any]]) -> list[str]:
         sentences.append("What would settle the inconclusive ones: " + ", ".join(steps)
                          + f" ({POWER:.0%} power to tell 0 from ±{delta:g}, sized for an upper "
                            "bound on the spread).")
-    elif groups[INCONCLUSIVE] and not delta and not any(
+    elif groups[INCONCLUSIVE] and not delta and not comparison.cv and not any(
             row.get("baseline_lost") for _, row in groups[INCONCLUSIVE]):
         sentences.append("To size the seeds that would settle the inconclusive ones, give the "
                          "smallest difference that matters to you: --min-effect D (or "

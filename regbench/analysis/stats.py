@@ -15,12 +15,24 @@ and a row is better or worse exactly when its shown interval excludes 0 (the pai
 α/m), equivalent exactly when it lies inside ±δ (two one-sided tests at α/2m each, as
 conservative). Holm rejects a little more often, but a Holm verdict has no interval of its own:
 rows whose per-row 95% interval excluded 0 were listed as "cannot tell" (issue 30).
+
+Why a corrected variance with ``dataset.cv``: the differences of the J runs of repeated k-fold
+(seeds × repeats × folds) are not independent. Their training sets overlap and their test
+folds come from one draw of the data, so the differences agree more than independent ones
+would, and the plain paired t-test's s²/J underestimates the variance of their mean: naive
+repeated 10-fold tests reject a true null far more often than α (Nadeau & Bengio 2003;
+Bouckaert & Frank 2004). The corrected resampled t-test (Nadeau & Bengio 2003, "Inference
+for the generalization error", Machine Learning 52) replaces s²/J by s²·(1/J + n_test/n_train),
+with J − 1 degrees of freedom; over repeated k-fold it is Bouckaert & Frank's corrected
+repeated k-fold test. ``test_train_ratio`` carries n_test/n_train into the same interval,
+test and verdict (``tests/test_cv.py`` simulates its false-positive rate against the naive
+test's).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Hashable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -48,6 +60,7 @@ class Difference:
     sd: float                  # standard deviation of the per-seed differences
     pairs: int                 # seeds used
     level: float = CONFIDENCE  # the interval's confidence
+    test_train_ratio: float = 0.0  # corrected test's n_test/n_train; 0: plain; NaN: unknown
 
 
 def finite(values: Iterable) -> np.ndarray:
@@ -62,12 +75,14 @@ def mean_std(values) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
 
 
-def paired_difference(recipe: dict[int, float], baseline: dict[int, float],
-                      level: float = CONFIDENCE) -> Difference:
+def paired_difference(recipe: dict[Hashable, float], baseline: dict[Hashable, float],
+                      level: float = CONFIDENCE, test_train_ratio: float = 0.0) -> Difference:
     """Mean of d_s = recipe_s − baseline_s over shared seeds, its t interval and p-value.
 
     Pairing by seed removes what the seed does to both runs (initialisation, batch order and,
     with ``dataset.resample: per_seed``, the split), so the interval is about the regularizer.
+    With ``dataset.cv`` the keys are (seed, repeat, fold) and ``test_train_ratio`` > 0 makes it
+    the corrected resampled t-test (see the module's note).
     With one shared seed there is no interval (NaN). Differences that are all equal have no
     spread: the interval is that value, p is 1 when it is zero and undefined (NaN, so
     inconclusive) otherwise.
@@ -75,21 +90,30 @@ def paired_difference(recipe: dict[int, float], baseline: dict[int, float],
     seeds = sorted(s for s in recipe if s in baseline
                    and all(v is not None and math.isfinite(v) for v in (recipe[s], baseline[s])))
     diffs = np.array([recipe[s] - baseline[s] for s in seeds], dtype=float)
-    return difference_of(diffs, level)
+    return difference_of(diffs, level, test_train_ratio)
 
 
-def difference_of(diffs: np.ndarray, level: float = CONFIDENCE) -> Difference:
-    """The t interval and paired test of per-seed differences (see :func:`paired_difference`)."""
+def difference_of(diffs: np.ndarray, level: float = CONFIDENCE,
+                  test_train_ratio: float = 0.0) -> Difference:
+    """The t interval and paired test of per-seed differences (see :func:`paired_difference`);
+    with ``test_train_ratio`` = n_test/n_train > 0, of the corrected resampled t-test: the
+    variance of the mean s²/J becomes s²·(1/J + n_test/n_train), still with J − 1 df; NaN (a
+    cross-validated ratio not known): the mean and spread only, no interval and no p-value,
+    since the plain test's would be too narrow."""
     diffs = np.asarray(diffs, dtype=float)
     n = int(diffs.size)
+    ratio = float(test_train_ratio)
     if n == 0:
         return Difference(math.nan, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=0,
-                          level=level)
+                          level=level, test_train_ratio=ratio)
     mean = float(diffs.mean())
     if n < 2:
         return Difference(mean, math.nan, math.nan, p_value=math.nan, sd=math.nan, pairs=n,
-                          level=level)
+                          level=level, test_train_ratio=ratio)
     sd = float(diffs.std(ddof=1))
+    if math.isnan(ratio):
+        return Difference(mean, math.nan, math.nan, p_value=math.nan, sd=sd, pairs=n,
+                          level=level, test_train_ratio=ratio)
     if sd <= TIE_TOLERANCE * max(1.0, abs(mean)):   # no spread: t is 0/0 or ±inf
         # Equal differences in every pair (one more test example right in each of 2 seeds, or
         # a convex fit that every seed solves alike) give no estimate of the noise: the
@@ -97,14 +121,17 @@ def difference_of(diffs: np.ndarray, level: float = CONFIDENCE) -> Difference:
         zero = abs(mean) <= TIE_TOLERANCE
         point = 0.0 if zero else mean
         return Difference(point, point, point, p_value=1.0 if zero else math.nan, sd=0.0,
-                          pairs=n, level=level)
+                          pairs=n, level=level, test_train_ratio=ratio)
     # the paired t-test by its formula: scipy's ttest_1samp gives the same numbers
-    # (tests/test_stats.py) at 10× the cost, which the coverage simulations would pay
-    error = sd / math.sqrt(n)
+    # (tests/test_stats.py) at 10× the cost, which the coverage simulations would pay.
+    # Two formulas, not sd·√(1/n + 0): sd/√n and sd·√(1/n) differ in the last bit for a third
+    # of (sd, n), and the plain test keeps the exact digits that earlier versions wrote to
+    # comparison.csv (tests/test_cv.py pins them)
+    error = sd / math.sqrt(n) if not ratio else sd * math.sqrt(1 / n + ratio)
     half = t_quantile(0.5 + level / 2, n - 1) * error
     p_value = 2 * t_sf(abs(mean) / error, n - 1)
     return Difference(mean, mean - half, mean + half, p_value=p_value, sd=sd, pairs=n,
-                      level=level)
+                      level=level, test_train_ratio=ratio)
 
 
 # Student-t and normal distributions from scipy.special, whose import costs a quarter of

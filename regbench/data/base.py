@@ -7,12 +7,21 @@ validation split (and its ``val_limit`` subset), the training subset, the label 
 rows measured each epoch are drawn from it too, unless ``resample: per_seed``: then each run
 seed draws its own, so that intervals over seeds include the variance of the data split
 (Bouthillier et al. 2021).
+
+With ``cv: {folds: k, repeats: r}`` (repeated k-fold cross-validation) the test split is one
+fold instead: each run seed draws its own r partitions of the rows into k folds (scikit-learn's
+RepeatedStratifiedKFold, RepeatedKFold for regression, seeded from (split_seed, run seed)), and
+the run's ``cv.repeat`` and ``cv.fold``, set by the plan, say which fold it tests on; its
+validation split, subset, label noise and measured rows are drawn from the other folds with a
+seed of their own. A dataset's own test split is left out (the plan warns).
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import json
+import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -298,11 +307,114 @@ RESAMPLED = ("per_seed", "per_seed_with_test")   # resample modes that draw data
 
 def run_split_seed(config: dict[str, Any], run_seed: Optional[int]) -> int:
     """The seed of the validation split, subset and label noise: ``split_seed``, or with
-    ``resample: per_seed`` one drawn from (split_seed, run seed)."""
+    ``resample: per_seed`` one drawn from (split_seed, run seed), or with ``cv`` one drawn from
+    (split_seed, run seed, repeat, fold)."""
     seed = int(config.get("split_seed", 0))
+    cv = config.get("cv")
+    if cv:
+        return int(np.random.SeedSequence([*_cv_entropy(config, run_seed), int(cv.get("repeat", 0)),
+                                           int(cv.get("fold", 0))]).generate_state(1)[0])
     if config.get("resample", "fixed") not in RESAMPLED or run_seed is None:
         return seed
     return int(np.random.SeedSequence([seed, int(run_seed)]).generate_state(1)[0])
+
+
+def _cv_entropy(config: dict[str, Any], run_seed: Optional[int]) -> list[int]:
+    # no run seed: the experiment's own look at the data (validate, the model checks)
+    seed = int(config.get("split_seed", 0))
+    return [seed] if run_seed is None else [seed, int(run_seed)]
+
+
+def cv_random_state(config: dict[str, Any], run_seed: Optional[int]) -> int:
+    """The ``random_state`` of a run seed's repeated k-fold partitions (``dataset.cv``): drawn
+    from (split_seed, run seed), so that every seed has partitions of its own and the r-th
+    repeat is the r-th partition that generator draws (the same whatever ``repeats`` is)."""
+    return int(np.random.SeedSequence(_cv_entropy(config, run_seed)).generate_state(1)[0])
+
+
+LARGE_CV = 20_000     # rows above which the plan warns that k-fold multiplies the cost
+WIDER_CV = 1.1        # a train_subset that widens the corrected intervals by this much is warned
+
+
+def _check_folds(folds: int, n: int, name: str) -> None:
+    if folds > n:
+        raise DataError(f"dataset.cv.folds: {folds} folds of the {n} samples of dataset {name} "
+                        f"would leave a fold without rows; expected at most {n} folds")
+
+
+def _stratifiable(y: np.ndarray, task: str, folds: int) -> bool:
+    """Whether every class has at least one row per fold (scikit-learn's stratified folds
+    warn and come out unequal below that; the folds are then drawn unstratified)."""
+    return task == "classification" and int(np.unique(y, return_counts=True)[1].min()) >= folds
+
+
+def cv_fold(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cv: dict[str, Any], *, task: str,
+            random_state: int, name: str):
+    """Fold ``cv["fold"]`` of repeat ``cv["repeat"]`` held out as the test split, the other
+    folds kept, as ``_split`` returns them: scikit-learn's RepeatedStratifiedKFold for
+    classification (RepeatedKFold for regression, or when a class has fewer rows than folds),
+    so the folds of one repeat are disjoint and test every row once."""
+    # deferred: scikit-learn's import costs about 1.5 s, which only cross-validated runs pay
+    from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
+
+    folds, repeat, fold = int(cv["folds"]), int(cv.get("repeat", 0)), int(cv.get("fold", 0))
+    _check_folds(folds, len(x), name)
+    stratified = _stratifiable(y, task, folds)
+    splitter = (RepeatedStratifiedKFold if stratified else RepeatedKFold)(
+        n_splits=folds, n_repeats=repeat + 1, random_state=random_state)
+    splits = splitter.split(np.zeros((len(x), 1)), y if stratified else None)
+    keep, out = next(itertools.islice(splits, repeat * folds + fold, None))
+    return x[keep], y[keep], rows[keep], x[out], y[out], rows[out]
+
+
+def cv_warnings(config: dict[str, Any]) -> list[str]:
+    """What the plan says about ``dataset.cv`` once the rows are counted (the data are loaded
+    once per process for it; not while a download is pending): more folds than rows is a
+    DataError; a dataset's own test split left out, a large dataset (k-fold multiplies the
+    runs), folds that cannot be stratified and a ``train_subset`` that widens the corrected
+    intervals are warnings."""
+    cv = config.get("cv")
+    entry = DATASETS.get(config["name"])
+    if not cv or (entry.download_pending is not None and entry.download_pending(config)):
+        return []
+    raw = _load_raw(config)
+    name, n, folds = config["name"], len(raw.x_train), int(cv["folds"])
+    _check_folds(folds, n, name)
+    warnings = []
+    if raw.x_test is not None:
+        warnings.append(f"dataset.cv: dataset {name} has a test split of its own "
+                        f"({len(raw.x_test)} rows); cross-validation folds its {n} training rows "
+                        "and leaves that test split unused")
+    if n > LARGE_CV:
+        warnings.append(f"dataset.cv: dataset {name} has {n} rows: k-fold trains "
+                        f"{folds * int(cv['repeats'])} runs per recipe and seed, each on "
+                        f"{(folds - 1) / folds:.0%} of them; at this size one test split "
+                        "usually settles a comparison at a fraction of the cost")
+    if raw.task == "classification" and not _stratifiable(raw.y_train, raw.task, folds):
+        warnings.append(f"dataset.cv: a class of dataset {name} has fewer rows than the {folds} "
+                        "folds, so the folds are drawn without stratification")
+    subset = _cv_subset_warning(config, n, folds, own_val=raw.x_val is not None)
+    return warnings + ([subset] if subset else [])
+
+
+def _cv_subset_warning(config: dict[str, Any], n: int, folds: int, own_val: bool
+                       ) -> Optional[str]:
+    """The warning for a ``train_subset`` below the rows a fold leaves for training: the
+    corrected resampled t-test's n_test/n_train counts the subset (compare reads it from each
+    run's ``examples``), which widens its intervals by up to √(ratio with / ratio without)."""
+    subset = config.get("train_subset")
+    if not subset:
+        return None
+    val_fraction = 0.0 if own_val else float(config.get("val_fraction", 0.1))
+    test = n / folds                          # a fold's rows, on average
+    with_subset, without = test / subset, test / ((n - test) * (1 - val_fraction))
+    if math.sqrt(with_subset / without) < WIDER_CV:   # no smaller than the folds leave, or
+        return None                                   # hardly (a smoke run's subset, often)
+    return (f"dataset.cv with train_subset: {subset}: every run trains on {subset} rows and "
+            f"tests on a fold of about {test:.0f}, so the corrected t-test's n_test/n_train is "
+            f"{with_subset:.2g} instead of {without:.2g}: its intervals come out wider (up to "
+            f"{math.sqrt(with_subset / without):.1f}×) and cautious; remove train_subset for "
+            "the narrower intervals of the full folds")
 
 
 def fingerprint(rows: np.ndarray) -> str:
@@ -473,7 +585,12 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     # per_seed_with_test: each seed its own test rows, so that the intervals over seeds
     # include the variance of the test sample too
     test_seed = run_split_seed(config, run_seed) if mode == "per_seed_with_test" else seed
-    if raw.x_test is None:
+    cv = config.get("cv")
+    if cv:    # the run's fold is its test split; a dataset's own test split is left out
+        x_train, y_train, rows, x_test, y_test, test_rows = cv_fold(
+            x_train, y_train, rows, cv, task=task,
+            random_state=cv_random_state(config, run_seed), name=name)
+    elif raw.x_test is None:
         x_train, y_train, rows, x_test, y_test, test_rows = _split(
             x_train, y_train, rows, config["test_fraction"], task=task, seed=test_seed,
             key="test_fraction", name=name)
@@ -489,6 +606,8 @@ def prepare(config: dict[str, Any], train_eval_samples: int = 10_000,
     if raw.x_val is None:
         after = (f" left after the test split (dataset.test_fraction "
                  f"{config['test_fraction']:g})" if raw.x_test is None else "")
+        if cv:
+            after = f" left for training by one of dataset.cv's {cv['folds']} folds"
         x_train, y_train, rows, x_val, y_val, val_rows = _split(
             x_train, y_train, rows, config["val_fraction"], task=task,
             seed=derived_seed(seed, 1), key="val_fraction", name=name, after=after)
@@ -567,8 +686,10 @@ def forget_loaded() -> None:
 
 
 def _load_raw(config: dict[str, Any]) -> RawData:
-    """The loader's arrays, once per process (a resampled experiment splits them per seed)."""
-    key = json.dumps(config, sort_keys=True, default=str)
+    """The loader's arrays, once per process (a resampled or cross-validated experiment splits
+    them per run)."""
+    key = json.dumps({k: v for k, v in config.items() if k != "cv"}, sort_keys=True,
+                     default=str)
     if key not in _RAW:
         _RAW.clear()
         _RAW[key] = checked(config["name"], DATASETS.get(config["name"]).load(config))
@@ -578,7 +699,7 @@ def _load_raw(config: dict[str, Any]) -> RawData:
 def load_bundle(config: dict[str, Any], train_eval_samples: int = 10_000,
                 run_seed: Optional[int] = None) -> DataBundle:
     """``prepare`` once per process: every run of an experiment shares the same tensors (with
-    ``resample: per_seed``, every run of one seed)."""
+    ``resample: per_seed``, every run of one seed; with ``cv``, of one seed, repeat and fold)."""
     split = run_split_seed(config, run_seed)
     key = json.dumps([config, train_eval_samples, split], sort_keys=True, default=str)
     if key not in _CACHE:

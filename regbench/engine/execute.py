@@ -49,6 +49,8 @@ def with_data_facts(result: RunResult, spec: RunSpec, data) -> RunResult:
     """The summary's sweep paths, and what the seed varied and which rows it trained,
     validated and tested on."""
     result.summary["sweep_paths"] = spec.get("sweep_paths", {})
+    # dataset.cv: which partition and fold was the test split (compare pairs runs by them)
+    result.summary.update({key: spec[key] for key in ("repeat", "fold") if key in spec})
     result.summary["resample"] = data.meta["resample"]
     result.summary["split"] = data.meta["split"]
     # the smallest difference each split can show is one example: the tables warn on few
@@ -59,7 +61,8 @@ def with_data_facts(result: RunResult, spec: RunSpec, data) -> RunResult:
 
 def execute_task(task: Task, threads: int, on_epoch=None):
     """A run's RunResult, or for a fused group (``fused.GROUP_KEY``) one (spec, RunResult) per
-    member. A group whose fused build or training fails (out of memory, say) trains its members
+    member; ``on_epoch(spec, row)`` gets each run's row as its epoch ends (each member's, with
+    the member's spec). A group whose fused build or training fails (out of memory, say) trains its members
     solo, one after another, each then failing or not on its own; the reason is kept in their
     summaries (``fused.fallback``)."""
     if fused.GROUP_KEY not in task:
@@ -71,8 +74,8 @@ def execute_task(task: Task, threads: int, on_epoch=None):
         device = resolve_device(specs[0]["train"]["device"])
         data = load_bundle(specs[0]["dataset"], specs[0]["train"]["train_eval_samples"],
                            specs[0]["seed"]).to(device)
-        callback = (lambda row: on_epoch(task, row)) if on_epoch else None
-        results = fused.FusedTrainer(specs, data, device).resume().fit(callback)
+        # each member's row with its own spec: every member's curve reaches the trackers
+        results = fused.FusedTrainer(specs, data, device).resume().fit(on_epoch)
     except KeyboardInterrupt:
         raise
     except Exception as exc:   # a member's own fault shows when it trains solo, as it would alone

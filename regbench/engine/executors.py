@@ -15,7 +15,11 @@ built-ins register below with ``register_executor``, as a plugin's executor does
   dataset once (the ``load_bundle`` cache lives as long as the process) and sends start/epoch
   events back on a queue.
 - ``ray``: ``RayExecutor``, one Ray task per task (``num_cpus`` = threads per run, ``num_gpus`` = 1
-  on CUDA).
+  on CUDA), which sends the same events through a ``ray.util.queue.Queue`` (an actor).
+
+Either way the driver hands each epoch's row to ``progress.epoch(spec, row)`` as it arrives (a
+fused group's rows one per member, with the member's spec): the progress display and the live
+trackers (``runner.EpochRelay``).
 
 Ctrl-C and SIGTERM: workers ignore the terminal's SIGINT while idle, and SIGTERM; the driver
 decides. A worker whose driver dies (SIGKILL) exits within a second. On interrupt it stops
@@ -30,7 +34,7 @@ import signal
 import time
 from typing import Any, Iterable, Iterator, Optional
 
-from regbench.engine.result import failed_task
+from regbench.engine.result import GROUP_KEY, failed_task
 from regbench.engine.threads import apply_wait_policy, current_wait_policy
 from regbench.errors import ConfigError, RegbenchError
 from regbench.registry import EXECUTORS, Executor, UnknownName, register_executor
@@ -46,7 +50,8 @@ Item = tuple[Task, Any]   # (run spec, RunResult)
 def train_task(task: Task, threads: int, on_epoch=None):
     """Train one task (a run spec, or a fused group) in this process: a run's RunResult, or a
     group's (spec, RunResult) per member; never raises for a run's own failure. What every
-    executor's workers call, a plugin's included."""
+    executor's workers call, a plugin's included. ``on_epoch(spec, row)``: each run's row as
+    its epoch ends (a group's member by member)."""
     # executors are imported by the CLI and by spawned workers before they set their wait
     # policy: torch loads only here
     from regbench.engine.execute import execute_task  # deferred: torch
@@ -120,8 +125,8 @@ def _worker_run(spec: RunSpec, threads: int):
         return None
     run_id = spec["run_id"]
 
-    def on_epoch(_spec, row):
-        events.put(("epoch", run_id, row))
+    def on_epoch(member, row):       # a fused group's rows come member by member
+        events.put(("epoch", member["run_id"], row))
         if stop.is_set():  # a stop that raced the signal handler's installation
             raise KeyboardInterrupt
 
@@ -175,7 +180,7 @@ class ProcessExecutor:
                 spec = next(feed, None)
                 if spec is None:
                     return
-                self.by_id[spec["run_id"]] = spec
+                self.by_id.update(by_run_id(spec))
                 future = self.pool.submit(_worker_run, spec, threads)
                 self.futures[future] = spec
                 pending.add(future)
@@ -251,11 +256,29 @@ class ProcessExecutor:
             self.pool = None
 
 
+def by_run_id(task: Task) -> dict[str, Any]:
+    """The task under its run id, and a fused group's members under theirs (their epochs
+    arrive one per member)."""
+    return {task["run_id"]: task, **{m["run_id"]: m for m in task.get(GROUP_KEY, ())}}
+
+
 # ----------------------------------------------------------------------------- Ray
 
-def _ray_run(spec: RunSpec, threads: int):
-    """A Ray task: the worker process keeps its ``load_bundle`` cache between tasks."""
-    return train_task(spec, threads)
+def _ray_run(spec: RunSpec, threads: int, events=None):
+    """A Ray task: the worker process keeps its ``load_bundle`` cache between tasks. ``events``
+    (a ``ray.util.queue.Queue``) takes its start and each epoch's row, as the process workers'
+    queue does; a put waits until the row is in the queue, so the driver has every row of a
+    task by the time its result is ready. Best effort: a queue gone never fails the run."""
+    def send(event) -> None:
+        try:
+            events.put(event)
+        except Exception:         # the driver stopped (Ctrl-C, shutdown): train on regardless
+            pass
+
+    if events is None:
+        return train_task(spec, threads)
+    send(("start", spec["run_id"], None))
+    return train_task(spec, threads, lambda member, row: send(("epoch", member["run_id"], row)))
 
 
 def import_ray():
@@ -280,6 +303,9 @@ class RayExecutor:
         self.workers = workers
         self.started = False
         self.refs: dict[Any, dict[str, Any]] = {}
+        self.events = None                      # the tasks' start and epoch events
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.progress = None
         if not ray.is_initialized():
             options = dict(include_dashboard=False, log_to_driver=False,
                            logging_level=logging.WARNING, configure_logging=True)
@@ -308,6 +334,12 @@ class RayExecutor:
         remote = self.ray.remote(_ray_run)
         feed = iter(specs)
         slots = [math.inf if isinstance(specs, list) else None]   # None: from the first task
+        self.progress = progress
+        if progress is not None and self.events is None:
+            from ray.util.queue import Queue  # deferred: ray
+
+            # an actor that needs no CPU of its own: it never takes a task's slot
+            self.events = Queue(actor_options={"num_cpus": 0})
 
         def submit() -> None:
             while slots[0] is None or len(self.refs) < slots[0]:
@@ -319,12 +351,14 @@ class RayExecutor:
                 if slots[0] is None:
                     slots[0] = self._slots(cpus, gpus)
                 ref = remote.options(num_cpus=cpus, num_gpus=gpus,
-                                     max_retries=0).remote(spec, threads)
+                                     max_retries=0).remote(spec, threads, self.events)
                 self.refs[ref] = spec
+                self.by_id.update(by_run_id(spec))
 
         submit()
-        while self.refs:  # per-run progress only: Ray does not report which task is running
+        while self.refs:
             ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=POLL_SECONDS)
+            self._drain_events()     # a ready task's rows are all in the queue by now
             for ref in ready:
                 spec = self.refs.pop(ref)
                 try:
@@ -333,6 +367,24 @@ class RayExecutor:
                     yield spec, failed_task(spec, f"Ray task failed: {type(exc).__name__}: "
                                                     f"{str(exc).splitlines()[0]}")
             submit()
+
+    def _drain_events(self) -> None:
+        """The tasks' start and epoch events so far, handed to ``progress``."""
+        if self.events is None:
+            return
+        try:
+            count = self.events.qsize()
+            events = self.events.get_nowait_batch(count) if count else []
+        except Exception:         # the queue's actor is gone: the rows come with the results
+            return
+        for kind, run_id, payload in events:
+            spec = self.by_id.get(run_id)
+            if spec is None:
+                continue
+            if kind == "start":
+                self.progress.run_started(spec)
+            elif kind == "epoch":
+                self.progress.epoch(spec, payload)
 
     def _slots(self, cpus: float, gpus: float) -> int:
         """Tasks that can run at once: --workers, else what the cluster's CPUs (and GPUs, for
@@ -356,6 +408,12 @@ class RayExecutor:
         return iter(())
 
     def close(self) -> None:
+        if self.events is not None:   # a cluster that stays up keeps no queue of ours
+            try:
+                self.ray.kill(self.events.actor)
+            except Exception:     # already gone
+                pass
+            self.events = None
         if self.started:
             self.ray.shutdown()
             self.started = False

@@ -80,6 +80,7 @@ from regbench.engine.train import (
     make_scheduler,
     resolve_device,
     split_columns,
+    step_scheduler,
     weight_statistics,
 )
 from regbench.models import penalized_parameters
@@ -90,7 +91,7 @@ from regbench.regularizers.dropout import InvertedDropout
 from regbench.vocabulary import GroupTask, RunSpec, Task
 
 MIN_MEMBERS = 2
-OTHER_HOOKS = ("epoch_metrics",)   # hooks the fused loop never calls
+OTHER_HOOKS = ("epoch_metrics", "output_penalty")   # hooks the fused loop never calls
 
 
 def _cannot_fuse(spec: RunSpec) -> Optional[str]:
@@ -98,6 +99,10 @@ def _cannot_fuse(spec: RunSpec) -> Optional[str]:
     if spec["dataset"].get("resample", "fixed") != "fixed":
         return (f"dataset.resample: {spec['dataset']['resample']} gives each seed its own "
                 "data")
+    schedule = spec["train"].get("scheduler") or {}
+    if schedule.get("name") == "plateau":   # one scheduler steps every member at once
+        return (f"train.scheduler plateau sets each run's rate from its own "
+                f"{schedule.get('monitor', 'val_loss')}")
     for name in spec["regularizers"]:
         cls = REGULARIZERS.get(name)
         reason = cls.trains_solo(spec["regularizers"][name])
@@ -124,6 +129,10 @@ def fusable_key(spec: RunSpec) -> Optional[str]:
     if _cannot_fuse(spec):
         return None
     shared = {k: spec[k] for k in ("dataset", "model", "train")}
+    if spec["dataset"].get("cv"):
+        # the dataset section names the run's fold, but each seed draws its own folds: only
+        # runs of one seed, repeat and fold share their data
+        shared["seed"] = spec["seed"]
     # the optimizer's settings may differ (one parameter group each), not which optimizer
     shared["train"] = {**spec["train"], "optimizer": spec["train"]["optimizer"]["name"]}
     shared["regularizers"] = sorted(
@@ -378,7 +387,6 @@ class FusedTrainer:
         group.elapsed = state["elapsed"]
         return group
 
-
     def _optimizer(self) -> tuple[torch.optim.Optimizer, list[tuple[int, int]]]:
         """One optimizer over the stacked tensors, one parameter group per run of consecutive
         members with the same optimizer settings (``group_spec`` orders them so), each group
@@ -588,7 +596,8 @@ class FusedTrainer:
             if name in self.stacked:
                 param.copy_(self.stacked[name][index])
 
-    def fit(self, on_epoch: Optional[Callable[[dict], None]] = None) -> list[RunResult]:
+    def fit(self, on_epoch: Optional[Callable[[RunSpec, dict], None]] = None
+            ) -> list[RunResult]:
         """Train every member, each as its solo ``Trainer.fit`` would: a member whose metrics
         turn non-finite is ``diverged``, one whose regularizer stops it (early stopping) keeps
         its state from then. Either leaves the group and the others train on. A member's own
@@ -622,11 +631,12 @@ class FusedTrainer:
                         training.remove(index)
                         active[index] = False
                         self.frozen = True
-                if on_epoch is not None:   # progress: the first member still training
-                    shown = training[0] if training else 0
-                    on_epoch(rows[shown][-1])
-                if self.scheduler is not None:
-                    self.scheduler.step()
+                if on_epoch is not None:   # every member that trained this epoch, its own row
+                    for member, member_rows in zip(self.members, rows):
+                        if member_rows and member_rows[-1]["epoch"] == epoch:
+                            on_epoch(member.spec, member_rows[-1])
+                if self.scheduler is not None:   # never plateau, which trains solo
+                    step_scheduler(self.scheduler, row)
                 if not training:
                     break
                 self.epoch = epoch

@@ -16,8 +16,9 @@ called for it:
             x, y = X[idx], Y[idx]                        # tensors already on the device
             for reg in regs: x, y = reg.batches(x, y, batch_size)  # <BATCH> augment, mix, smooth
             for x, y in batches of batch_size rows of x, y:
-                loss = data_loss(model(x), y)
+                loss = data_loss(output := model(x), y)
                 loss += Σ reg.penalty(model)             # <PENALTY> l1, l2, KL terms
+                loss += Σ reg.output_penalty(output, y)  # <OUTPUT_PENALTY> confidence penalty
                 loss.backward()
                 for reg in regs: reg.after_backward(model)   # <AFTER_BACKWARD> clip gradients
                 optimizer.step()
@@ -25,7 +26,7 @@ called for it:
         row = measure(train subset, val) in eval mode    #   + reg.epoch_metrics(model)
         if diverged(row): status = diverged; stop        #   objective, train or val loss not finite
         for reg in regs: reg.epoch_end(epoch, row, model) # <EPOCH_END> early stopping
-        scheduler.step()                                 # the next epoch's learning rate
+        step_scheduler(scheduler, row)                   # the next epoch's learning rate
         if any(reg.should_stop): stop
         checkpoint the trainer when due                  #   train.checkpoint_every
     (Ctrl-C anywhere above: status = interrupted; an epoch callback's RunStopped: its status,
@@ -57,10 +58,13 @@ from regbench.engine.metrics import (
     regression_metrics,
 )
 from regbench.engine.result import RunResult, RunStopped
+from regbench.engine.schedules import make_optimizer, make_scheduler, step_scheduler
 from regbench.errors import RegbenchError
 from regbench.models import LayerFactory, build_model, penalized_parameters, place
 from regbench.models.surgery import WHAT, set_slots
+from regbench.models.targets import Target, Unmatched
 from regbench.regularizers import REGULARIZERS, Regularizer, RunContext, batch_order
+from regbench.regularizers._placement import target_of
 from regbench.vocabulary import NEAR_ZERO, RunSpec, metric_names
 
 EVAL_CHUNK = {"cpu": 512, "cuda": 8192}  # samples per forward when measuring: cache-sized on
@@ -83,31 +87,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-ADAMW_DEFAULT_DECAY = 0.01   # torch.optim.AdamW's own default, what `optimizer: adamw` means
-
-
-def make_optimizer(parameters, config: dict[str, Any]) -> torch.optim.Optimizer:
-    optim.prepare()   # no torch._dynamo import for an eager loop (regbench.engine.optim)
-    name, lr = config["name"], config["lr"]
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=config["momentum"],
-                               nesterov=config["nesterov"] and config["momentum"] > 0)
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, betas=tuple(config["betas"]))
-    decay = config.get("weight_decay")
-    return torch.optim.AdamW(parameters, lr=lr, betas=tuple(config["betas"]),
-                             weight_decay=ADAMW_DEFAULT_DECAY if decay is None else decay)
-
-
-def make_scheduler(optimizer, config: Optional[dict[str, Any]], epochs: int):
-    if not config:
-        return None
-    if config["name"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config["step_size"],
-                                           gamma=config["gamma"])
-
-
 def build_run_model(spec: RunSpec, data: DataBundle, device: torch.device
                     ) -> tuple[nn.Module, list[Regularizer], RunContext]:
     """The run's regularizers and its model, built through their ``build`` hooks (seeded)."""
@@ -124,10 +103,17 @@ def build_run_model(spec: RunSpec, data: DataBundle, device: torch.device
     for reg in regularizers:
         before = dataclasses.replace(factory)
         reg.build(factory)
-        owners.update(dict.fromkeys(set_slots(before, factory), reg.name))
+        slots = set_slots(before, factory)
+        owners.update(dict.fromkeys(slots, reg.name))
+        target = target_of(reg)               # its modules:/types:, on every slot it set
+        if target is not None:
+            factory.targets.update(dict.fromkeys(slots, target))
     calls: Counter = Counter()                # surgery's effective changes per slot
-    model = build_model(spec["model"], data.input_shape, data.output_dim, factory, calls)
-    ctx.changes = model_changes(spec, owners, calls)
+    try:
+        model = build_model(spec["model"], data.input_shape, data.output_dim, factory, calls)
+    except Unmatched as exc:                  # a glob or type that matches no place: at its
+        raise exc.under("recipes", spec["recipe"]) from None   # key, located by the caller
+    ctx.changes = model_changes(spec, owners, calls, regularizers, factory.targets)
     model = model.to(device)
     for reg in regularizers:
         model = reg.wrap(model)
@@ -151,25 +137,34 @@ def _group(slot: str) -> str:
     return "weights" if slot in ("linear", "conv", "output") else slot
 
 
-def model_changes(spec: RunSpec, owners: dict[str, str], calls: Counter) -> list[str]:
+def model_changes(spec: RunSpec, owners: dict[str, str], calls: Counter,
+                  regularizers: list[Regularizer],
+                  targets: Optional[dict[str, Target]] = None) -> list[str]:
     """What each regularizer's build hook changed in the model, e.g. "dropout: 2 dropout
-    layers after hidden activations". A regularizer that changed nothing where it should
-    (a slot group used nowhere) is refused: a silent no-op would compare nothing."""
+    layers after hidden activations" (targeted: "…, where modules fc* match"). A regularizer
+    that changed nothing where it should (a slot group used nowhere, or nowhere its target
+    matches) is refused: a silent no-op would compare nothing. What it needs is its
+    ``model_needs`` (an instance may narrow it by its parameters) or the slot's."""
     changes = []
+    by_name = {reg.name: reg for reg in regularizers}
+    targets = targets or {}
     by_reg: dict[str, dict[str, list[str]]] = {}
     for slot, name in owners.items():
         by_reg.setdefault(name, {}).setdefault(_group(slot), []).append(slot)
     for name, groups in by_reg.items():
+        target = next((targets[slot] for group in groups.values() for slot in group
+                       if slot in targets), None)
+        where = f" where {target} match" if target is not None else ""
         for group, slots in groups.items():
             if not any(calls[slot] for slot in slots):
-                needs = REGULARIZERS.get(name).model_needs or SLOT_NEEDS[group]
+                needs = by_name[name].model_needs or SLOT_NEEDS[group]
                 raise RegbenchError(
-                    f"{name} cannot apply to model {spec['model']['name']}: it needs "
-                    f"{needs}, and the model has none; remove {name} from recipe "
-                    f"'{spec['recipe']}' or change the model")
+                    f"{name} cannot apply to model {spec['model']['name']}{where}: it needs "
+                    f"{needs}, and the model has none{' there' if where else ''}; remove "
+                    f"{name} from recipe '{spec['recipe']}' or change the model")
         done = [f"{calls[slot]} {WHAT[slot]}" for group in groups.values() for slot in group
                 if calls[slot]]
-        changes.append(f"{name}: {', '.join(done)}")
+        changes.append(f"{name}: {', '.join(done)}{where and ',' + where}")
     return changes
 
 
@@ -289,7 +284,6 @@ class Trainer:
         trainer.elapsed, trainer.resumed_from = state["elapsed"], len(trainer.rows)
         return trainer
 
-
     def _block_rows(self) -> int:
         """Rows per block: whole batches, up to the device's BLOCK. A block is gathered and
         passed through the batch hooks at once (each small op costs ~10 µs of dispatch on the
@@ -312,11 +306,16 @@ class Trainer:
         penalty_sum = torch.zeros((), device=self.device)
         grad_norm_sum = torch.zeros((), device=self.device)
         steps = measured = 0
+        reading_outputs = [reg for reg in self.regularizers if reg.overrides("output_penalty")]
         for x, y in self._batches(permutation, batch_size):
-            loss = self.data_loss(model(x), y)
+            output = model(x)
+            loss = self.data_loss(output, y)
             penalty = None
             for reg in self.hooks["penalty"]:
                 term = reg.penalty(model)
+                penalty = term if penalty is None else penalty + term
+            for reg in reading_outputs:
+                term = reg.output_penalty(output, y)
                 penalty = term if penalty is None else penalty + term
             objective = loss if penalty is None else loss + penalty
             self.optimizer.zero_grad(set_to_none=True)
@@ -405,7 +404,7 @@ class Trainer:
                 for reg in self.hooks["epoch_end"]:
                     reg.epoch_end(epoch, row, self.model)
                 if self.scheduler is not None:
-                    self.scheduler.step()
+                    step_scheduler(self.scheduler, row)
                 if any(reg.should_stop for reg in self.regularizers):
                     break
                 self.checkpoints.after(epoch, self, time.perf_counter() - started)

@@ -18,11 +18,13 @@ from regbench.config.schema import (
     StrictModel,
     TrainConfig,
     check_safe_name,
+    inherited_train,
 )
 from regbench.config.yaml_io import KEY_MARK, KeyPath, Position, parse_value, read_yaml_file
 from regbench.data import DATASETS
 from regbench.errors import ConfigError, DataError
 from regbench.models import MODELS
+from regbench.models.targets import Unmatched
 from regbench.registry import UnknownName, did_you_mean
 from regbench.regularizers import REGULARIZERS
 from regbench.tracking import TRACKERS
@@ -75,6 +77,16 @@ def data_errors_located(loaded: LoadedConfig) -> Iterator[None]:
             raise
         raise located_error(match.group(2), match.group(1).split("."), loaded.positions,
                             loaded.source) from None
+
+
+@contextlib.contextmanager
+def placement_errors_located(loaded: LoadedConfig) -> Iterator[None]:
+    """Turn a regularizer's ``modules:``/``types:`` that matches no place in its recipe's
+    model (found when the model is built) into the same error at that key's line."""
+    try:
+        yield
+    except Unmatched as exc:
+        raise located_error(exc.message, exc.path, loaded.positions, loaded.source) from None
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -249,7 +261,7 @@ def validate_recipe(name: str, recipe: Any, experiment_train: dict[str, Any],
     train = experiment_train
     for key, params in recipe.items():
         if key == "train":
-            merged = _deep_merge(experiment_train, params or {})
+            merged = _deep_merge(inherited_train(experiment_train, params), params or {})
             train = validate_model(TrainConfig, merged, path + ("train",), positions,
                                    source).model_dump()
             if not isinstance(params, dict):

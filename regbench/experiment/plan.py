@@ -1,10 +1,13 @@
-"""Expand an experiment into runs: recipes × sweep points × seeds, with readable ids.
+"""Expand an experiment into runs: recipes × sweep points × seeds (× repeats × folds with
+``dataset.cv``), with readable ids.
 
 A sweep key under ``recipes.<name>.`` varies only that recipe; any other key path (e.g.
 ``train.optimizer.lr``) varies every recipe, baseline included. Each sweep point is validated like
 the file. Run ids read ``<recipe>[__<key>=<value>...]__seed=<s>``, with each key shortened to the
 shortest suffix of its path that is unique among the recipe's sweep keys
-(``l2__lambda=0.1__seed=2``).
+(``l2__lambda=0.1__seed=2``). With ``dataset.cv`` every seed has one run per repeat and fold,
+``l2__seed=2__repeat=0__fold=3``, whose dataset section names that fold (``cv.repeat``,
+``cv.fold``: all a worker needs to load its data).
 """
 from __future__ import annotations
 
@@ -13,9 +16,9 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-from regbench.data.base import SPLIT_METHOD
+from regbench.data.base import SPLIT_METHOD, cv_warnings
 from regbench.errors import ConfigError
 from regbench.experiment.config import (
     LoadedConfig,
@@ -48,13 +51,39 @@ RUN_PLACEMENT = ("device", "threads", "fuse", "checkpoint_every", "keep_checkpoi
 # settings added after runs were made, at the default that reproduces those runs: left out of the
 # hash, so that completed runs still resume
 HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"),
-                ("dataset", "val_limit", None), ("dataset", "test_limit", None))
+                ("dataset", "val_limit", None), ("dataset", "test_limit", None),
+                ("dataset", "cv", None))
 # how a run's numbers are computed: 3 = every draw of a fusable regularizer from the run's own
 # streams, the loss as the mean of per-sample losses, member-axis max-norm, clipping, noise and
 # smoothing (the same arithmetic solo and fused); 4 = weight noise and DropConnect draw from
 # each layer's own run stream too. Runs computed otherwise retrain on resume instead of mixing
 # with runs of the new arithmetic.
 ARITHMETIC = 4
+
+
+# optimizer settings added after runs were made, at the default that reproduces those runs (None:
+# torch's own default)
+OPTIMIZER_NEUTRAL = {"weight_decay": None, "eps": None, "momentum_decay": None, "alpha": None,
+                     "centered": False}
+WARMUP_KEYS = ("warmup_epochs", "warmup_method", "warmup_factor")
+# cosine and step were hashed with the keys they shared when they were the only schedules
+SHARED_SCHEDULE_KEYS = {"step_size": 10, "gamma": 0.1}
+
+
+def _hash_neutral_train(train: dict[str, Any]) -> dict[str, Any]:
+    """``train`` without the settings added later at their neutral values (above; a schedule's
+    warmup keys without a warmup), and cosine and step as they were hashed before."""
+    train = dict(train)
+    if train.get("optimizer"):
+        train["optimizer"] = {k: v for k, v in train["optimizer"].items()
+                              if k not in OPTIMIZER_NEUTRAL or v != OPTIMIZER_NEUTRAL[k]}
+    schedule = train.get("scheduler")
+    if schedule and not schedule.get("warmup_epochs"):
+        schedule = {k: v for k, v in schedule.items() if k not in WARMUP_KEYS}
+        if schedule["name"] in ("cosine", "step"):
+            schedule = {**SHARED_SCHEDULE_KEYS, **schedule}
+        train["scheduler"] = schedule
+    return train
 
 
 def config_hash(spec: RunSpec) -> str:
@@ -64,13 +93,15 @@ def config_hash(spec: RunSpec) -> str:
     # where and with how many threads a run trains does not change what it computes (beyond
     # float rounding): resuming with another --device or --workers keeps completed runs
     payload["train"] = {k: v for k, v in spec["train"].items() if k not in RUN_PLACEMENT}
+    if payload["dataset"].get("cv"):
+        # a fold's rows do not depend on how many repeats there are (the r-th partition is the
+        # r-th its seed's generator draws): raising repeats keeps the completed runs
+        payload["dataset"] = {**payload["dataset"], "cv": {
+            k: v for k, v in payload["dataset"]["cv"].items() if k != "repeats"}}
     for section, key, default in HASH_NEUTRAL:
         if payload[section].get(key, default) == default:
             payload[section] = {k: v for k, v in payload[section].items() if k != key}
-    optimizer = payload["train"].get("optimizer") or {}
-    if optimizer.get("weight_decay", None) is None and "weight_decay" in optimizer:
-        payload["train"] = {**payload["train"],
-                            "optimizer": {k: v for k, v in optimizer.items() if k != "weight_decay"}}
+    payload["train"] = _hash_neutral_train(payload["train"])
     payload["split_method"] = SPLIT_METHOD   # how rows were split: another way, another run
     payload["arithmetic"] = ARITHMETIC
     payload = json.dumps(payload, sort_keys=True, default=str)
@@ -159,7 +190,9 @@ def _build_plan(loaded: LoadedConfig, seeds: Sequence[int] | None, device: str |
     sweep = experiment["sweep"]
     recipes = experiment["recipes"]
     owners = {path: check_sweep_path(path, experiment, loaded) for path in sweep}
-    warnings = list(loaded.warnings) + check_experiment(experiment)
+    warnings = list(loaded.warnings) + check_experiment(experiment) + \
+        cv_warnings(experiment["dataset"])
+    folds = cv_folds(experiment["dataset"])
     runs: list[RunSpec] = []
     for recipe in recipes:
         paths = [p for p in sweep if owners[p] in (None, recipe)]
@@ -176,9 +209,10 @@ def _build_plan(loaded: LoadedConfig, seeds: Sequence[int] | None, device: str |
                 if warning not in warnings:
                     warnings.append(warning)
             for seed in seeds:
-                runs.append(run_spec(point_experiment, recipe, resolved_recipe, seed,
-                                     sweep_values=values, short=short,
-                                     experiment_train=experiment["train"]))
+                for fold in folds:
+                    runs.append(run_spec(point_experiment, recipe, resolved_recipe, seed,
+                                         sweep_values=values, short=short,
+                                         experiment_train=experiment["train"], fold=fold))
     _refuse_duplicates(runs, loaded)
     return Plan(experiment=experiment, runs=runs, warnings=warnings)
 
@@ -207,11 +241,26 @@ def _refuse_duplicates(runs: list[RunSpec], loaded: LoadedConfig) -> None:
                               "(e.g. 1 and 1.0); remove the duplicate", path, loaded)
 
 
+def cv_folds(dataset: dict[str, Any]) -> list[Optional[tuple[int, int]]]:
+    """The (repeat, fold) of each run of a seed with ``dataset.cv``; [None] without it."""
+    cv = dataset.get("cv")
+    if not cv:
+        return [None]
+    return [(repeat, fold) for repeat in range(cv["repeats"]) for fold in range(cv["folds"])]
+
+
 def run_spec(experiment: dict[str, Any], recipe: str, resolved_recipe: dict[str, Any],
              seed: int, sweep_values: dict[str, Any], short: dict[str, str],
-             experiment_train: dict[str, Any]) -> RunSpec:
+             experiment_train: dict[str, Any],
+             fold: Optional[tuple[int, int]] = None) -> RunSpec:
+    """One run; ``fold``: its (repeat, fold) with ``dataset.cv``, named in its id, its
+    dataset section (what its data are) and the spec's ``repeat`` and ``fold``."""
     parts = [recipe] + [f"{short[p]}={format_value(v)}" for p, v in sweep_values.items()]
     run_id = "__".join(parts + [f"seed={seed}"])
+    dataset = experiment["dataset"]
+    if fold is not None:
+        run_id += f"__repeat={fold[0]}__fold={fold[1]}"
+        dataset = {**dataset, "cv": {**dataset["cv"], "repeat": fold[0], "fold": fold[1]}}
     train = resolved_recipe["train"]
     spec = {
         "run_id": run_id,
@@ -221,13 +270,15 @@ def run_spec(experiment: dict[str, Any], recipe: str, resolved_recipe: dict[str,
         "seed": seed,
         "sweep": {short[p]: v for p, v in sweep_values.items()},
         "sweep_paths": dict(sweep_values),     # full key path -> value (typed by the schema)
-        "dataset": experiment["dataset"],
+        "dataset": dataset,
         "model": experiment["model"],
         "train": train,
         "regularizers": resolved_recipe["regularizers"],
         "train_differs": _differs(train, experiment_train, sweep_values),
         "diagnosis": experiment["diagnosis"],
     }
+    if fold is not None:
+        spec["repeat"], spec["fold"] = fold
     spec["config_hash"] = config_hash(spec)
     return spec
 

@@ -1,8 +1,9 @@
 """Progress display: a live rich view on a terminal, plain log lines otherwise (CI).
 
-Both receive the same calls from the driver: ``start(total, skipped)``, ``run_started(spec)``,
-``epoch(spec, row)`` (from this process or relayed from worker processes), ``run_finished(spec,
-summary)`` and ``close()``.
+Both receive the same calls from the driver: ``start(total, skipped)``, ``run_started(task)``,
+``epoch(spec, row)`` (from this process or relayed from worker processes and Ray tasks; a fused
+group's rows come one per member, with the member's spec), ``run_finished(spec, summary)``,
+``task_finished(task)`` and ``close()``.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from typing import Any, Optional
 
 from regbench.analysis.diagnose import label
+from regbench.engine.result import GROUP_KEY
 from regbench.vocabulary import RunSpec, Task
 
 
@@ -87,7 +89,8 @@ class PlainProgress:
 
 
 class LiveProgress(PlainProgress):
-    """Sweep bar with ETA, one bar per active run with its epoch and latest metrics."""
+    """Sweep bar with ETA, one bar per active run with its epoch and latest metrics (one per
+    fused group, showing the first of its members that trained each epoch)."""
 
     def __init__(self, console=None):
         super().__init__(console)
@@ -105,6 +108,8 @@ class LiveProgress(PlainProgress):
         self.bars = Progress(*columns, console=self.console, transient=False)
         self.sweep_task = None
         self.run_tasks: dict[str, Any] = {}
+        self.group_of: dict[str, str] = {}      # a fused member's run id -> its group's
+        self.shown: dict[str, int] = {}         # a group's bar -> the epoch it shows
 
     def start(self, total: int, skipped: int) -> None:
         self.total, self.done, self.skipped = total, skipped, skipped
@@ -112,15 +117,22 @@ class LiveProgress(PlainProgress):
         self.sweep_task = self.bars.add_task("all runs", total=total, completed=skipped,
                                              metrics=f"{skipped} skipped" if skipped else "")
 
-    def run_started(self, spec: RunSpec) -> None:
+    def run_started(self, spec: Task) -> None:
         self.run_tasks[spec["run_id"]] = self.bars.add_task(
             f"  {spec['run_id']}", total=spec["train"]["epochs"], metrics="")
+        self.group_of.update({member["run_id"]: spec["run_id"]
+                              for member in spec.get(GROUP_KEY, ())})
 
     def epoch(self, spec: RunSpec, row: dict[str, Any]) -> None:
-        task = self.run_tasks.get(spec["run_id"])
+        key = self.group_of.get(spec["run_id"], spec["run_id"])
+        if key != spec["run_id"]:
+            if self.shown.get(key) == row["epoch"]:   # another member's row of that epoch
+                return
+            self.shown[key] = row["epoch"]
+        task = self.run_tasks.get(key)
         if task is None:
             self.run_started(spec)
-            task = self.run_tasks[spec["run_id"]]
+            task = self.run_tasks[key]
         self.bars.update(task, completed=row["epoch"], metrics=_metric_text(row))
 
     def run_finished(self, spec: RunSpec, summary: dict[str, Any]) -> None:
@@ -136,6 +148,9 @@ class LiveProgress(PlainProgress):
         bar = self.run_tasks.pop(task["run_id"], None)
         if bar is not None:
             self.bars.remove_task(bar)
+        self.shown.pop(task["run_id"], None)
+        for member in task.get(GROUP_KEY, ()):
+            self.group_of.pop(member["run_id"], None)
 
     def close(self) -> None:
         self.bars.stop()

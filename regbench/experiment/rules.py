@@ -10,16 +10,23 @@ recipe in this order:
 3. its own ``check`` classmethod (parameter-dependent: batch sizes, patch sizes, groupnorm on
    a model without convs, a flip on digits);
 4. its ``conflicts_with`` classmethod, for combinations that work but defeat each other.
+
+The recipe's schedule is checked against the task too (``check_schedule``): a plateau
+schedule must watch a column the task's runs measure.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from regbench.config.schema import SHARED_BEFORE, monitored_columns
 from regbench.data import data_spec
 from regbench.experiment.config import LoadedConfig, located_error
+from regbench.experiment.sweeps import sweep_error
 from regbench.models import MODELS
+from regbench.registry import did_you_mean
 from regbench.regularizers import REGULARIZERS, CheckContext, Incompatible
 from regbench.regularizers.base import EXCLUSIVE_MEANING
+from regbench.vocabulary import metric_names
 
 
 def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, Any],
@@ -34,7 +41,7 @@ def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, An
                        train=resolved["train"], model_convolutional=(model_entry.needs_images or None
                                             if model_entry.plugin else model_entry.needs_images),
                        mirror_changes_class=spec.mirror_changes_class)
-    warnings: list[str] = []
+    warnings: list[str] = check_schedule(spec.task, recipe, resolved["train"], loaded)
     exclusive: dict[str, str] = {}
     regularizers = resolved["regularizers"]
 
@@ -79,6 +86,59 @@ def check_recipe(experiment: dict[str, Any], recipe: str, resolved: dict[str, An
             if message:
                 warn(f"{first} + {second}", message)
     return warnings
+
+
+def check_schedule(task: str, recipe: str, train: dict[str, Any], loaded: LoadedConfig
+                   ) -> list[str]:
+    """Refuse a plateau schedule watching a column that this task's runs do not measure
+    (every run would fail after its first epoch); warn that a cosine schedule ignores the
+    step_size and gamma written on it (accepted so that configs written when cosine and step
+    shared their keys still load)."""
+    schedule = train.get("scheduler") or {}
+    monitor = schedule.get("monitor")
+    valid = monitored_columns(metric_names(task))
+    if schedule.get("name") == "plateau" and monitor not in valid:
+        message = (f"'{monitor}' is not measured in a {task} run"
+                   f"{did_you_mean(monitor, list(valid))}; expected one of: {', '.join(valid)}")
+        where = _written_at(loaded, recipe, "monitor")
+        if where[0] == "sweep":
+            raise sweep_error(message, where[1], loaded)
+        raise located_error(message, where, loaded.positions, loaded.source)
+    if schedule.get("name") != "cosine":
+        return []
+    warnings = []
+    for prefix in (("train",), ("recipes", recipe, "train")):
+        written = _raw_at(loaded.raw, prefix + ("scheduler",))
+        if not isinstance(written, dict) or written.get("name", "cosine") != "cosine":
+            continue     # (a recipe's schedule without a name is the cosine resolved here)
+        ignored = [key for key in SHARED_BEFORE if key in written]
+        if ignored:
+            warnings.append(f"{'.'.join(prefix)}.scheduler: cosine ignores {', '.join(ignored)} "
+                            "(keys of step, accepted so that configs written when cosine and "
+                            "step shared their keys still load)")
+    return warnings
+
+
+def _raw_at(raw: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` of the config as written (None where it has none)."""
+    for part in path:
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
+
+
+def _written_at(loaded: LoadedConfig, recipe: str, key: str) -> tuple[str, ...]:
+    """Where a recipe's ``train.scheduler.<key>`` was written, the last word first: its own
+    sweep key, its train: block, a sweep key of every recipe, else the experiment's train:
+    (``("sweep", path)`` for a sweep key)."""
+    sweep = _raw_at(loaded.raw, ("sweep",)) or {}
+    for prefix in (("recipes", recipe, "train"), ("train",)):
+        path = prefix + ("scheduler", key)
+        if ".".join(path) in sweep:
+            return "sweep", ".".join(path)
+        written = _raw_at(loaded.raw, path[:-1])
+        if isinstance(written, dict) and key in written:
+            return path
+    return ("train", "scheduler", key)
 
 
 def check_experiment(experiment: dict[str, Any]) -> list[str]:

@@ -29,6 +29,7 @@ from regbench.experiment.config import (
     LoadedConfig,
     data_errors_located,
     load_config,
+    placement_errors_located,
     select_recipes,
 )
 from regbench.experiment.launch import Launch
@@ -231,7 +232,8 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
         with data_errors_located(loaded):
             data = load_bundle(plan.experiment["dataset"],
                                plan.experiment["train"]["train_eval_samples"])
-        plan.models = check_models(plan, data)
+        with placement_errors_located(loaded):   # a target that matches nothing: its line
+            plan.models = check_models(plan, data)
     logging = plan.experiment["logging"]
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         trackers = open_trackers([*logging["trackers"], *launch.trackers], plan, results_dir,
@@ -331,7 +333,7 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
         progress.start(len(plan.runs), len(outcome.skipped))
 
     def record(spec: RunSpec, result) -> None:
-        write_diagnosed_run(results_dir, spec, result)
+        write_diagnosed_run(results_dir, spec, result, keep_events=trackers.owns_event_files)
         trackers.log_run(spec, result.summary, result.rows, result.weights,
                          results_dir / RUNS_DIR / spec["run_id"])
         outcome.summaries.append(result.summary)
@@ -349,8 +351,11 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
 
     for spec in pending:
         set_checkpoint(spec, results_dir)
+    # each epoch's row to the trackers as it ends, and to the display (None: nobody reads it)
+    relay = EpochRelay(trackers, results_dir / RUNS_DIR, progress) \
+        if progress is not None or trackers.trackers else None
     outcome.interrupted = drive(runner, fuse_tasks(pending, plan.models), threads,
-                                progress, record_task)
+                                relay, record_task)
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
         outcome.comparison = compare_results(results_dir, launch.metric, write=True,
                                              min_effect=launch.min_effect)
@@ -373,6 +378,31 @@ def set_checkpoint(spec: RunSpec, results_dir: Path) -> None:
     trial = spec.get("trial") or spec.get("withhold_test")
     spec["checkpoint"] = None if trial or run_dir.is_symlink() else \
         os.path.abspath(run_dir / CHECKPOINT_FILE)
+
+
+@dataclass
+class EpochRelay:
+    """What an executor reports while runs train (its ``progress``), passed on: each epoch's
+    row to the trackers as the epoch ends (live curves, written by this driver process for
+    every executor) and to the progress display (None: quiet)."""
+
+    trackers: Trackers
+    runs_dir: Path
+    progress: Any = None
+
+    def run_started(self, task: Task) -> None:
+        if self.progress is not None:
+            self.progress.run_started(task)
+
+    def epoch(self, spec: Task, row: dict[str, Any]) -> None:
+        if GROUP_KEY not in spec:     # a plugin executor's group row names no run folder
+            self.trackers.log_epoch(spec, row, self.runs_dir / spec["run_id"])
+        if self.progress is not None:
+            self.progress.epoch(spec, row)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
 
 def drive(runner, tasks, threads: int, progress, handle) -> bool:
@@ -402,14 +432,16 @@ def drive(runner, tasks, threads: int, progress, handle) -> bool:
     return interrupted
 
 
-def write_diagnosed_run(results_dir: Path, spec: RunSpec, result) -> None:
+def write_diagnosed_run(results_dir: Path, spec: RunSpec, result,
+                        keep_events: bool = False) -> None:
     """The run's folder, with the overfitting diagnosis in its summary (a run cut short by
-    Ctrl-C has none: its curves end where the user stopped it)."""
+    Ctrl-C has none: its curves end where the user stopped it). ``keep_events``: a tracker
+    wrote the folder's event files as the run trained (``results.write_run``)."""
     if result.status != "failed":
         result.summary["verdict"] = None if result.status == "interrupted" else diagnose_rows(
             result.rows, result.summary["task"], spec.get("diagnosis"), result.status,
             result.summary.get("chosen_epoch"))
-    write_run(results_dir / RUNS_DIR / spec["run_id"], spec, result)
+    write_run(results_dir / RUNS_DIR / spec["run_id"], spec, result, keep_events=keep_events)
 
 
 def fusion_lines(specs: list[RunSpec]) -> list[str]:

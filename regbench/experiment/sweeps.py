@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Iterable, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from regbench.config.schema import DatasetConfig, ModelConfig, TrainConfig
+from regbench.config.schema import (
+    SCHEDULES,
+    CVConfig,
+    DatasetConfig,
+    ModelConfig,
+    OneCycleSchedule,
+    TrainConfig,
+)
 from regbench.config.yaml_io import parse_value
 from regbench.data import DATASETS
 from regbench.errors import ConfigError
@@ -30,6 +37,9 @@ from regbench.regularizers import REGULARIZERS
 
 SMOKE_EPOCHS = 1          # epochs per run in a smoke run
 SMOKE_SAMPLES = 256       # training samples kept in a smoke run
+# dataset.cv in a smoke run: 2 folds of one repeat, the fewest that still pair folds and give
+# an interval, so the cross-validated path is run whole at twice one run's cost
+SMOKE_FOLDS = 2
 SWEEPABLE = ("dataset", "model", "train", "recipes")
 
 
@@ -109,15 +119,16 @@ def _field_names(model: type[BaseModel]) -> dict[str, Any]:
     return names
 
 
-def _sub_model(annotation: Any) -> Optional[type[BaseModel]]:
-    """The pydantic model inside ``X`` or ``Optional[X]``, if any."""
-    candidates = [annotation]
+def _sub_models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside ``X``, ``Optional[X]`` or a union of models (the schedules,
+    told apart by name), each ``Annotated`` or not."""
+    if get_origin(annotation) is Annotated:
+        return _sub_models(get_args(annotation)[0])
     if get_origin(annotation) is Union:
-        candidates = list(get_args(annotation))
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+        return [model for arg in get_args(annotation) for model in _sub_models(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
 
 
 def _walk(models: list[type[BaseModel]], parts: list[str], prefix: str) -> Optional[str]:
@@ -133,10 +144,10 @@ def _walk(models: list[type[BaseModel]], parts: list[str], prefix: str) -> Optio
                 f" expected one of: {', '.join(choices)}")
     if not rest:
         return None
-    sub = _sub_model(fields[head])
-    if sub is None:
+    subs = _sub_models(fields[head])
+    if not subs:
         return f"{prefix}{head} is a single value, not a mapping of settings"
-    return _walk([sub], rest, f"{prefix}{head}.")
+    return _walk(subs, rest, f"{prefix}{head}.")
 
 
 def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig,
@@ -200,8 +211,8 @@ SMOKE_SUFFIX = "-smoke"    # `regbench run --smoke` writes results/<name>-smoke/
 
 
 def shrink_for_smoke(loaded: LoadedConfig, own_folder: bool = False) -> LoadedConfig:
-    """One epoch, a few hundred samples, one seed, the first value of each sweep list; with
-    ``own_folder`` the experiment is renamed ``<name>-smoke`` so that its results never
+    """One epoch, a few hundred samples, one seed (with ``dataset.cv`` two folds of one
+    repeat), the first value of each sweep list; with ``own_folder`` the experiment is renamed ``<name>-smoke`` so that its results never
     replace the full runs of the same experiment."""
     import copy
 
@@ -212,6 +223,7 @@ def shrink_for_smoke(loaded: LoadedConfig, own_folder: bool = False) -> LoadedCo
     dataset = raw.setdefault("dataset", {})
     subset = dataset.get("train_subset")
     dataset["train_subset"] = min(subset, SMOKE_SAMPLES) if isinstance(subset, int) else SMOKE_SAMPLES
+    folds = _smoke_folds(dataset)
     seeds = raw.get("seeds") or [0]
     raw["seeds"] = seeds[:1] if isinstance(seeds, list) else seeds
     for recipe in (raw.get("recipes") or {}).values():
@@ -219,8 +231,66 @@ def shrink_for_smoke(loaded: LoadedConfig, own_folder: bool = False) -> LoadedCo
             recipe["train"]["epochs"] = SMOKE_EPOCHS
     if isinstance(raw.get("sweep"), dict):
         raw["sweep"] = {k: v[:1] if isinstance(v, list) else v for k, v in raw["sweep"].items()}
+    one_cycle = _fit_one_epoch(raw)
     config, _ = resolve_experiment(raw, loaded.positions, loaded.source)
     note = f"smoke run: 1 epoch, at most {SMOKE_SAMPLES} training samples, one seed" + (
+        ", no one_cycle schedule (its rise needs more than one epoch)" if one_cycle else "") + (
+        f", {SMOKE_FOLDS} folds of one repeat" if folds else "") + (
         f", results under {raw['name']}/" if own_folder else "")
     return dataclasses.replace(loaded, raw=raw, config=config,
                                warnings=list(loaded.warnings) + [note])
+
+
+def _smoke_folds(dataset: dict[str, Any]) -> bool:
+    """``dataset.cv`` cut to at most SMOKE_FOLDS folds of one repeat, in place; whether the
+    dataset is cross-validated. A value the schema refuses is left for it to refuse."""
+    cv = dataset.get("cv")
+    if _whole(cv):                                   # cv: 5
+        dataset["cv"] = min(cv, SMOKE_FOLDS)
+    elif isinstance(cv, dict):
+        for key, most in (("folds", SMOKE_FOLDS), ("repeats", 1)):
+            if _whole(value := cv.get(key, CVConfig.model_fields[key].default)):
+                cv[key] = min(value, most)
+    return cv is not None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fit_one_epoch(raw: dict[str, Any]) -> bool:
+    """Schedules fitted to one epoch: a warmup set to 0 epochs (a warmup must be shorter than
+    the run), and one_cycle, whose rise needs more than one epoch, left out with its swept
+    keys (the run keeps the optimizer's rate). Whether a one_cycle was left out."""
+    trains = [raw.get("train")] + [r.get("train") for r in (raw.get("recipes") or {}).values()
+                                   if isinstance(r, dict)]
+    dropped = False
+    for index, train in enumerate(trains):
+        schedule = train.get("scheduler") if isinstance(train, dict) else None
+        if isinstance(schedule, dict) and "warmup_epochs" in schedule:
+            schedule["warmup_epochs"] = 0
+        name = schedule.get("name") if isinstance(schedule, dict) else schedule
+        # a recipe's schedule without a name adds to the experiment's (trains[0])
+        if name == "one_cycle" or (index and dropped and isinstance(schedule, dict)
+                                   and "name" not in schedule):
+            train["scheduler"] = None
+            dropped = True
+    sweep = raw.get("sweep") if isinstance(raw.get("sweep"), dict) else {}
+    for path, values in list(sweep.items()):      # a swept schedule: its first value only
+        first = values[0] if isinstance(values, list) and values else values
+        if str(path).endswith("scheduler") and "one_cycle" in (
+                first, first.get("name") if isinstance(first, dict) else None):
+            sweep[path] = [None]
+            dropped = True
+    for path in list(sweep):
+        parent, _, key = str(path).rpartition(".")
+        if parent.endswith("scheduler") and key == "warmup_epochs":
+            sweep[path] = [0]
+        elif parent.endswith("scheduler") and key in ONE_CYCLE_ONLY and dropped:
+            del sweep[path]
+    return dropped
+
+
+# the keys that only one_cycle has: a smoke run's sweep drops them with the schedule
+ONE_CYCLE_ONLY = set(OneCycleSchedule.model_fields) - {
+    key for name, model in SCHEDULES.items() if name != "one_cycle" for key in model.model_fields}

@@ -57,6 +57,8 @@ from regbench.experiment.config import (
     LoadedConfig,
     data_errors_located,
     load_config,
+    located_error,
+    placement_errors_located,
     resolve_experiment,
     select_recipes,
 )
@@ -651,6 +653,10 @@ def tune_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch()
         raise sweep_error("tune chooses values from search:, not from a sweep grid; remove "
                           "sweep: (or give its values as choices: [...] under search:)", path,
                           loaded)
+    if experiment["dataset"].get("cv"):   # a trial is one run per seed, tested on no fold
+        raise located_error("regbench tune trains one run per trial and seed; remove cv to "
+                            "tune, then compare the chosen values with cv under regbench run",
+                            ("dataset", "cv"), loaded.positions, loaded.source)
     space = search_space(loaded, experiment)
     if not space:
         raise ConfigError("nothing to tune: add a search: section, e.g. search: "
@@ -696,7 +702,8 @@ def tune_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch()
         forget_loaded()
         with data_errors_located(loaded):
             data = load_bundle(experiment["dataset"], experiment["train"]["train_eval_samples"])
-        check_models(plan, data)       # a regularizer that would change nothing: exit 2 now
+        with placement_errors_located(loaded):
+            check_models(plan, data)   # a regularizer that would change nothing: exit 2 now
         with study_errors(url, training=False,
                           made_folder=results_dir if made_folder and not storage else None):
             tuner = Tuner(loaded, experiment, space, search, storage=url, metric=metric,

@@ -100,7 +100,8 @@ def _slots(change: str) -> list[str]:
 
 
 def placement_lines(changes: list[str], placed: list[Placement]) -> list[str]:
-    """Each regularizer's change line, then the layer each of its changes went to (the first
+    """Each regularizer's change line (with its target: "…, where modules 'fc*' match"), then
+    the layer each of its changes went to and the paths its target matched there (the first
     SHOWN, then how many more: a resnet18 gets 20 norms)."""
     lines = []
     for change in changes:

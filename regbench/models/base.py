@@ -4,22 +4,24 @@ their layers.
 Every model, built-in or plugin, is an ordinary torch module made of standard layers
 (``nn.Linear``, ``nn.Conv2d``, activation modules). A regularizer's ``build`` hook sets slots
 of a :class:`LayerFactory` (dropout after activations, a norm after each hidden layer,
-DropConnect or Bayesian linear layers, a drop layer on residual branches), and
-:func:`build_model` applies them to the built model by module surgery
-(:mod:`regbench.models.surgery`).
+DropConnect or Bayesian linear layers, a drop layer on residual branches), each everywhere or
+only where its target matches, and :func:`build_model` applies them to the built model by
+module surgery (:mod:`regbench.models.surgery`).
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from regbench.config.schema import StrictModel
-from regbench.models.surgery import operate
+from regbench.models.surgery import SLOTS, operate
+from regbench.models.targets import Target
 from regbench.registry import Registry, builtin, first_doc_line, params_model
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -33,20 +35,23 @@ class LayerFactory:
     """The layers regularizers ask for; a slot left at its default changes nothing.
 
     The weight slots receive the replaced layer's shape and options: ``linear(in, out,
-    bias=…)``, ``conv(in, out, kernel, stride, padding, bias=…)``."""
+    bias=…)``, ``conv(in, out, kernel, stride, padding, bias=…)``. ``targets`` narrows a
+    slot to the places its :class:`~regbench.models.targets.Target` matches (a regularizer's
+    ``modules:`` and ``types:``); a slot without one changes every place it can."""
 
     linear: Callable[..., nn.Module] = nn.Linear         # hidden fully connected layer (in, out)
     conv: Callable[..., nn.Module] = nn.Conv2d           # hidden conv layer (in, out, kernel, stride, padding)
     output: Callable[..., nn.Module] = nn.Linear         # final layer (in, out)
     norm: Optional[Callable[[int, str], Optional[nn.Module]]] = None  # after each hidden linear/conv, before the activation: (features, "linear"|"conv"); None: no norm there
-    dropout: Optional[Callable[[str], nn.Module]] = None    # after each hidden activation: ("linear"|"conv")
+    dropout: Optional[Callable[[str], Optional[nn.Module]]] = None  # after each hidden activation: (the kind of layer feeding it, "linear"|"conv"); None: no dropout there
     input_dropout: Optional[Callable[[], nn.Module]] = None # on the inputs
     residual_drop: Optional[Callable[[float], nn.Module]] = None  # drop layer for a residual branch, given its relative depth l/L in (0, 1]
+    targets: dict[str, Target] = field(default_factory=dict)  # slot -> where it may change the model (absent: everywhere)
 
     def changed(self) -> list[str]:
         """The slots set to something other than the plain model's layers."""
         plain = LayerFactory()
-        return [f.name for f in fields(self) if getattr(self, f.name) is not getattr(plain, f.name)]
+        return [slot for slot in SLOTS if getattr(self, slot) is not getattr(plain, slot)]
 
 
 @dataclass
@@ -159,6 +164,8 @@ def penalized_parameters(model: nn.Module, include_bias: bool = False
     chosen = []
     for name, module in weight_layers(model):
         weight = getattr(module, "weight", None)
+        if parametrize.is_parametrized(module, "weight"):   # e.g. spectral_norm: the trained W
+            weight = module.parametrizations.weight.original
         if isinstance(weight, nn.Parameter):
             chosen.append((f"{name}.weight", weight))
         bias = getattr(module, "bias", None)

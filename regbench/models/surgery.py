@@ -12,11 +12,22 @@ registration order where the model cannot take a batch of zeros):
   padded other than with zeros) keep their layer;
 - ``norm``: a norm layer after every hidden linear/conv layer;
 - ``dropout``: a dropout layer after every activation module called after a hidden layer and
-  before the output layer (an activation module used twice gets it at both uses);
+  before the output layer (an activation module used twice gets it at both uses; targeted, at
+  the uses whose feeding layers match: :class:`AtCalls`);
 - ``input_dropout``: dropout on the model's input;
 - ``residual_drop``: a drop layer at the end of each residual branch: of every module that
   declares ``residual_branch = "<child>"`` (regbench's residual blocks; a plugin's own blocks
   may declare it), and of torchvision's and timm's ResNet blocks.
+
+A slot with a :class:`~regbench.models.targets.Target` in ``factory.targets`` (a
+regularizer's ``modules:`` globs and ``types:`` class names) changes only the places where one
+module the change concerns matches every criterion given: the layer replaced (``linear``,
+``conv``, ``output``), the hidden layer a norm follows (``norm``), for each call of an
+activation module the activation or a hidden linear/conv layer feeding that call
+(``dropout``), the residual block or its branch's last child (``residual_drop``).
+``input_dropout`` has no place to target. A glob or type that matches no place the
+regularizer's slots could change is refused (:class:`~regbench.models.targets.Unmatched`,
+naming the closest paths or types; regbench/models/targets.py).
 
 Every slot a recipe sets must change the model: :func:`operate` counts each change per slot,
 and a slot used nowhere (a ``linear`` model with dropout, a plugin that applies its
@@ -34,6 +45,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from regbench.models.targets import Anchor, check_targets
+
 SLOTS = ("linear", "conv", "output", "norm", "dropout", "input_dropout", "residual_drop")
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU,
                     nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardswish,
@@ -47,6 +60,9 @@ WHAT = {                                 # how validate describes a slot's chang
 RESNET_BLOCKS = {"BasicBlock": "bn2", "Bottleneck": "bn3"}   # block class -> its branch's end
 RESNET_MODULES = ("torchvision.models.resnet", "timm.models.resnet")
 PLACED = "surgery_placement"             # the attribute holding an added module's Placement
+OUTPUT_NO_DROPOUT = ("the output layer: dropout goes after hidden activations only; for dropout "
+                     "on the output layer's inputs (timm's drop_rate) build it into a plugin "
+                     "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +73,11 @@ class Placement:
     slot: str
     path: str
     change: str
+    matched: tuple[str, ...] = ()        # the paths its slot's Target matched (none: untargeted)
 
     def __str__(self) -> str:
-        return f"{self.path} → {self.change}" if self.path else self.change
+        text = f"{self.path} → {self.change}" if self.path else self.change
+        return text + (f" (matched {', '.join(self.matched)})" if self.matched else "")
 
 
 def placements(model: nn.Module) -> list[Placement]:
@@ -119,19 +137,66 @@ def _kind(module: nn.Module) -> Optional[str]:
     return {nn.Linear: "linear", nn.Conv2d: "conv"}.get(type(module))
 
 
-def _plan(order: list[nn.Module]):
-    """(output layer, hidden weight layers, activations after a hidden layer with its kind)."""
+def _plan(order: list[nn.Module], sequence: Optional[list[nn.Module]]):
+    """(output layer, hidden weight layers, activations): each activation module first called
+    after a hidden layer and before the output layer, with the hidden layer feeding that first
+    call (its kind decides the dropout's) and, per call of the module in ``sequence`` (the
+    forward's calls; None: one call each), the hidden layers called since the previous
+    activation call: what that call's input was computed by (conv2 and the downsample conv
+    for the ReLU after a ResNet block's sum; an activation right after another, the other's)."""
     linears = [i for i, m in enumerate(order) if type(m) is nn.Linear]
     output_index = linears[-1] if linears else None
+    output = order[output_index] if output_index is not None else None
     hidden = [m for i, m in enumerate(order) if _kind(m) and i != output_index]
-    activations, kind = [], None
+    firsts, feeding = [], None
     for index, module in enumerate(order):
         if _kind(module) and index != output_index:
-            kind = _kind(module)
-        elif (isinstance(module, ACTIVATION_TYPES) and kind is not None
+            feeding = module
+        elif (isinstance(module, ACTIVATION_TYPES) and feeding is not None
               and (output_index is None or index < output_index)):
-            activations.append((module, kind))
-    return (order[output_index] if output_index is not None else None), hidden, activations
+            firsts.append((module, feeding))
+    if sequence is None:                 # the forward failed: one call each, as ordered
+        return output, hidden, [(module, feeding, [(feeding,)]) for module, feeding in firsts]
+    fed: dict[int, list[tuple[nn.Module, ...]]] = {}
+    since: list[nn.Module] = []
+    last: tuple[nn.Module, ...] = ()     # an activation right after another has its feeders
+    for module in sequence:
+        if module is output:
+            since, last = [], ()
+        elif _kind(module):
+            since.append(module)
+        elif isinstance(module, ACTIVATION_TYPES):
+            last = tuple(since) or last
+            fed.setdefault(id(module), []).append(last)
+            since = []
+    # an activation the forward never calls (listed first, by registration) keeps one call
+    return output, hidden, [(module, feeding, fed.get(id(module), [(feeding,)]))
+                            for module, feeding in firsts]
+
+
+class AtCalls(nn.Sequential):
+    """An activation module that one forward calls ``every`` times, then ``layer`` after the
+    calls numbered in ``calls`` only (from 0): a target matched the layers feeding some calls
+    of a shared activation and not the others. It counts its calls, so each forward must make
+    all ``every`` of them, as the forward that counted them did (a model whose forward calls
+    the module a varying number of times is not one surgery can tell apart)."""
+
+    def __init__(self, activation: nn.Module, layer: nn.Module, calls: frozenset[int],
+                 every: int):
+        super().__init__(activation, layer)
+        self.calls, self.every, self.count = calls, every, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self[0](x)
+        call, self.count = self.count, (self.count + 1) % self.every
+        return self[1](x) if call in self.calls else x
+
+    def extra_repr(self) -> str:
+        return f"after calls {_numbers(self.calls)} of {self.every}"
+
+
+def _numbers(calls: frozenset[int]) -> str:
+    return ", ".join(str(call + 1) for call in sorted(calls))
 
 
 def _replace(old: nn.Module, new: nn.Module) -> nn.Module:
@@ -165,7 +230,7 @@ def operate(model: nn.Module, factory, slots: set[str], calls: Counter,
     forward = forward_calls(model, input_shape)
     placed: list[tuple[nn.Module, Placement]] = []
     changed = _operate(model, factory, slots, calls, order=_call_order(model, forward),
-                       uses=Counter(map(id, forward or [])), placed=placed)
+                       sequence=forward, placed=placed)
     missed = unreached(changed, made, input_shape)
     for slot, _ in missed:
         calls[slot] -= 1
@@ -212,76 +277,127 @@ def unreached(model: nn.Module, made: list[tuple[str, nn.Module]],
 
 
 def _operate(model: nn.Module, factory, slots: set[str], calls: Counter,
-             order: list[nn.Module], uses: Counter,
+             order: list[nn.Module], sequence: Optional[list[nn.Module]],
              placed: list[tuple[nn.Module, Placement]]) -> nn.Module:
-    """The surgery itself; ``uses`` counts each module's calls (by id) in one forward, and
-    ``placed`` receives every module added, with where it went."""
-    output, hidden, activations = _plan(order)
+    """The surgery itself; ``sequence`` is every module call of one forward (None: the
+    forward failed), and ``placed`` receives every module added, with where it went."""
+    output, hidden, activations = _plan(order, sequence)
     parents = _parents(model)
     paths = {id(module): path for path, module in model.named_modules()}   # before any change
+    blocks = residual_branches(model) if "residual_drop" in slots else []
 
-    def place(module: nn.Module, slot: str, path: str, change: str) -> None:
-        placed.append((module, Placement(slot, path, change)))
+    def at(*modules: nn.Module) -> list[Anchor]:
+        return [(paths[id(module)], module) for module in modules]
 
-    if "dropout" in slots:              # before layers are wrapped: activations stay in place
-        for activation, kind in activations:
-            if id(activation) in parents:
-                parent, name = parents[id(activation)]
-                dropout = factory.dropout(kind)
-                setattr(parent, name, nn.Sequential(activation, dropout))
-                calls["dropout"] += 1
-                times = uses[id(activation)]    # one module applied twice: dropout at both
-                place(dropout, "dropout", paths[id(activation)],
-                      f"dropout after {type(activation).__name__}"
-                      + (f" (at each of its {times} calls)" if times > 1 else ""))
+    # every place a slot could change, as the modules each one concerns: for dropout, each
+    # call of an activation, with the hidden layers feeding that call
+    calls_of = {id(activation): [at(*feeders, activation) for feeders in fed]
+                for activation, _, fed in activations}
+    places = {
+        "dropout": [spot for spots in calls_of.values() for spot in spots],
+        "linear": [at(layer) for layer in hidden if isinstance(layer, nn.Linear)],
+        "conv": [at(layer) for layer in hidden if isinstance(layer, nn.Conv2d)],
+        "norm": [at(layer) for layer in hidden],
+        "output": [at(output)] if output is not None else [],
+        "residual_drop": [at(block, getattr(block, name)) for block, name in blocks],
+    }
+    targets = {slot: target for slot, target in factory.targets.items()
+               if slot in slots and slot in places}
+    check_targets(targets, places, {"dropout": {paths[id(output)]: OUTPUT_NO_DROPOUT}
+                                    if output is not None else {}})
+
+    def where(slot: str, anchors: list[Anchor]) -> Optional[tuple[str, ...]]:
+        """The paths a slot's target matched among ``anchors`` (() untargeted); None: the
+        slot changes nothing here."""
+        if slot not in slots:
+            return None
+        if slot not in targets:
+            return ()
+        return targets[slot].matching(anchors) or None
+
+    def place(module: nn.Module, slot: str, path: str, change: str,
+              matched: tuple[str, ...]) -> None:
+        placed.append((module, Placement(slot, path, change, matched)))
+
+    # dropout before layers are wrapped: activations stay in place
+    for activation, layer, _ in activations:
+        # a module applied more than once (one ReLU shared by several layers) gets dropout
+        # after each call that its target matches: by that call's feeding layers
+        spots = calls_of[id(activation)]
+        hits = {call: found for call, spot in enumerate(spots)
+                if (found := where("dropout", spot)) is not None}
+        if not hits or id(activation) not in parents:
+            continue
+        dropout = factory.dropout(_kind(layer))
+        if dropout is None:             # the slot puts none after this kind of layer
+            continue
+        parent, name = parents[id(activation)]
+        times = len(spots)
+        change = f"dropout after {type(activation).__name__}"
+        if len(hits) == times:
+            setattr(parent, name, nn.Sequential(activation, dropout))
+            change += f" (at each of its {times} calls)" if times > 1 else ""
+        else:
+            setattr(parent, name, AtCalls(activation, dropout, frozenset(hits), times))
+            change += f" (at call{'s' * (len(hits) > 1)} {_numbers(frozenset(hits))} of its " \
+                      f"{times} calls)"
+        calls["dropout"] += 1
+        matched = tuple(dict.fromkeys(path for found in hits.values() for path in found))
+        place(dropout, "dropout", paths[id(activation)], change, matched)
     for layer in hidden:
         if id(layer) not in parents:
             continue
         parent, name = parents[id(layer)]
-        replaced = layer
-        if isinstance(layer, nn.Linear) and "linear" in slots:
+        replaced, anchors = layer, at(layer)
+        if isinstance(layer, nn.Linear) and (matched := where("linear", anchors)) is not None:
             replaced = _replace(layer, factory.linear(layer.in_features, layer.out_features,
                                                       **_bias(layer)))
             calls["linear"] += 1
-            place(replaced, "linear", paths[id(layer)], _replaced(layer, replaced))
-        elif isinstance(layer, nn.Conv2d) and "conv" in slots and _plain_conv(layer):
+            place(replaced, "linear", paths[id(layer)], _replaced(layer, replaced), matched)
+        elif (isinstance(layer, nn.Conv2d) and _plain_conv(layer)
+              and (matched := where("conv", anchors)) is not None):
             replaced = _replace(layer, factory.conv(layer.in_channels, layer.out_channels,
                                                     layer.kernel_size[0], layer.stride[0],
                                                     layer.padding[0], **_bias(layer)))
             calls["conv"] += 1
-            place(replaced, "conv", paths[id(layer)], _replaced(layer, replaced))
+            place(replaced, "conv", paths[id(layer)], _replaced(layer, replaced), matched)
+        matched = where("norm", anchors)
         norm = factory.norm(layer.out_features if isinstance(layer, nn.Linear)
-                            else layer.out_channels, _kind(layer)) if "norm" in slots else None
+                            else layer.out_channels, _kind(layer)) if matched is not None else None
         if norm is not None:
             replaced = nn.Sequential(replaced, norm)
             calls["norm"] += 1
             place(norm, "norm", paths[id(layer)],
-                  f"{type(norm).__name__} after {type(layer).__name__}")
+                  f"{type(norm).__name__} after {type(layer).__name__}", matched)
         if replaced is not layer:
             setattr(parent, name, replaced)
-    if output is not None and "output" in slots and id(output) in parents:
+    if places["output"] and id(output) in parents \
+            and (matched := where("output", places["output"][0])) is not None:
         parent, name = parents[id(output)]
         replaced = _replace(output, factory.output(output.in_features, output.out_features,
                                                    **_bias(output)))
         setattr(parent, name, replaced)
         calls["output"] += 1
-        place(replaced, "output", paths[id(output)], "output " + _replaced(output, replaced))
-    if "residual_drop" in slots:
-        blocks = residual_branches(model)
-        for depth, (block, name) in enumerate(blocks, 1):
-            # the branch's last layer feeds the sum x + f(x): dropping its output drops f
-            drop = factory.residual_drop(depth / len(blocks))
-            setattr(block, name, nn.Sequential(getattr(block, name), drop))
-            calls["residual_drop"] += 1
-            # named from the block: the branch's end itself may be wrapped by now (a norm)
-            place(drop, "residual_drop", f"{paths[id(block)]}.{name}".lstrip("."),
-                  f"{type(drop).__name__} at the end of the residual branch (block {depth} of "
-                  f"{len(blocks)})")
+        place(replaced, "output", paths[id(output)], "output " + _replaced(output, replaced),
+              matched)
+    for depth, ((block, name), anchors) in enumerate(zip(blocks, places["residual_drop"]), 1):
+        matched = where("residual_drop", anchors)
+        if matched is None:
+            continue
+        # the branch's last layer feeds the sum x + f(x): dropping its output drops f; its
+        # depth l/L counts every block of the model, targeted or not
+        drop = factory.residual_drop(depth / len(blocks))
+        setattr(block, name, nn.Sequential(getattr(block, name), drop))
+        calls["residual_drop"] += 1
+        # named from the block: the branch's end itself may be wrapped by now (a norm)
+        place(drop, "residual_drop", f"{paths[id(block)]}.{name}".lstrip("."),
+              f"{type(drop).__name__} at the end of the residual branch (block {depth} of "
+              f"{len(blocks)})", matched)
     if "input_dropout" in slots:
         dropout = factory.input_dropout()
         model = nn.Sequential(dropout, model)
         calls["input_dropout"] += 1
-        place(dropout, "input_dropout", "", "dropout on the model's inputs")
+        place(dropout, "input_dropout", "", "dropout on the model's inputs", ())
     return model
 
 

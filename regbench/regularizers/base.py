@@ -16,8 +16,8 @@ from regbench.models.base import LayerFactory, penalized_parameters
 from regbench.registry import Registry, builtin
 from regbench.regularizers._streams import run_generator
 
-HOOKS = ("build", "wrap", "batch", "penalty", "after_backward", "after_step", "epoch_end",
-         "fit_end", "epoch_metrics")
+HOOKS = ("build", "wrap", "batch", "penalty", "output_penalty", "after_backward", "after_step",
+         "epoch_end", "fit_end", "epoch_metrics")
 
 # The batch hooks of a recipe run in this order, whatever the order of its YAML keys: geometry
 # moves pixels (augment), erasing blanks patches of the moved image (cutout, random_erasing),
@@ -31,6 +31,7 @@ BATCH_STAGES = ("geometry", "erase", "noise", "mix", "targets")
 EXCLUSIVE_MEANING = {
     "norm": "normalisation layers (each inserts a norm after every hidden layer)",
     "weight_layer": "replacements of the model's linear/conv layers",
+    "dropout": "drop layers after the hidden activations (each fills the model's dropout slot)",
 }
 
 
@@ -163,6 +164,12 @@ class Regularizer:
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """A term added to the data loss."""
+        raise NotImplementedError
+
+    def output_penalty(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """A term added to the data loss, from the batch's model outputs (logits, or
+        regression predictions) and its targets, after the forward. The fused loop does not
+        call it: a regularizer that uses it trains solo."""
         raise NotImplementedError
 
     @classmethod

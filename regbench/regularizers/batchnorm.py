@@ -3,6 +3,8 @@
 Paper: Ioffe & Szegedy 2015, "Batch Normalization: Accelerating Deep Network Training by
 Reducing Internal Covariate Shift".
 Hook: build (the layer factory's ``norm``).
+Placement: ``modules`` and ``types`` narrow it to the hidden layers that match
+(``types: Conv2d``: after the conv layers only; regularizers/_placement.py).
 Formula: in training ŷ = γ·(y − μ_B)/√(σ²_B + eps) + β with the batch's per-feature (per-channel
 for conv) mean and variance, and running estimates updated as
 r ← (1 − momentum)·r + momentum·stat; in eval the running estimates replace the batch's.
@@ -18,11 +20,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from regbench.config.schema import StrictModel
+from regbench.regularizers._placement import Placed
 from regbench.regularizers.base import Incompatible, Regularizer, register
 
 
-class Params(StrictModel):
+class Params(Placed):
     momentum: float = Field(0.1, gt=0, le=1)  # weight of the newest batch in the running statistics
     eps: float = Field(1e-5, gt=0)            # added to the variance for numerical stability
 

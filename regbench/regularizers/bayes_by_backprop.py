@@ -4,6 +4,9 @@ Paper: Blundell, Cornebise, Kavukcuoglu & Wierstra 2015, "Weight Uncertainty in 
 Networks"; local reparameterisation from Kingma, Salimans & Welling 2015.
 Hooks: build (every linear/conv layer, output included, becomes Bayesian), wrap (prediction is
 the mean of ``samples`` forwards), penalty (KL), epoch_metrics (kl, predictive_entropy).
+Placement: ``modules`` and ``types`` narrow it to the linear/conv layers that match
+(``modules: "head.*"``); the KL and the prior then cover those layers only
+(regularizers/_placement.py).
 Formula: q(w) = N(μ, σ²) per weight and bias with σ = softplus(ρ); prior p(w) = N(0, σ_p²).
 Training forwards sample pre-activations by local reparameterisation:
 a = x·μᵀ + μ_b + ε ⊙ √(x²·(σ²)ᵀ + σ_b²), ε ~ N(0, 1) per sample and unit.
@@ -25,14 +28,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from regbench.config.schema import StrictModel
 from regbench.regularizers._monte_carlo import MonteCarloAverage
+from regbench.regularizers._placement import Placed
 from regbench.regularizers.base import Regularizer, register
 
 RHO_INIT = -5.0  # initial ρ: σ = softplus(−5) ≈ 0.0067, near-deterministic at the start
 
 
-class Params(StrictModel):
+class Params(Placed):
     prior_sigma: float = Field(0.1, gt=0)  # σ_p, std of the N(0, σ_p²) prior on every weight and bias
     samples: int = Field(10, ge=1, le=1000)  # stochastic forwards averaged for a prediction (eval)
     kl_weight: float = Field(1.0, ge=0)    # scale of the KL/n term (1: the variational bound)

@@ -3,6 +3,8 @@
 Paper: Wan, Zeiler, Zhang, LeCun & Fergus 2013, "Regularization of Neural Networks using
 DropConnect".
 Hook: build (hidden linear and conv layers become DropConnect layers; the output layer is kept).
+Placement: ``modules`` and ``types`` narrow it to the hidden linear/conv layers that match
+(``types: Linear``, ``modules: "fc*"``; regularizers/_placement.py).
 Formula: in every training forward, for each example b of the batch its own masks
 M_b ~ Bernoulli(1 − p) per weight and m_b per bias: r_b = ((M_b ⊙ W) x_b + m_b ⊙ bias)/(1 − p)
 (``mode: per_example``, the paper's definition). ``mode: per_batch`` draws one mask for the
@@ -30,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from regbench.config.schema import StrictModel
+from regbench.regularizers._placement import Placed, placement_key, placement_text
 from regbench.regularizers._streams import member_column, run_generator
 from regbench.regularizers._weight_layers import (
     TransformedConv2d,
@@ -45,7 +47,7 @@ CHUNK_ELEMENTS = 1 << 19    # masked weight values per chunk of examples: 2 MiB 
 LEVELS = 1 << 15            # masks compare uniform 15-bit integers: p is applied in steps of 2⁻¹⁵
 
 
-class Params(StrictModel):
+class Params(Placed):
     p: float = Field(0.5, ge=0, lt=1)  # probability that a weight (or bias) is dropped in a training forward
     mode: Literal["per_example", "per_batch"] = "per_example"  # per_example: each example its own mask (the paper); per_batch: one mask per batch
 
@@ -239,6 +241,10 @@ class DropConnect(Regularizer):
     def trains_solo(cls, params: dict) -> str:
         return cls.solo_because if Params.model_validate(params).mode == "per_example" else ""
 
+    @classmethod
+    def fusion_key(cls, params: dict) -> str:
+        return placement_key(params)
+
     def build(self, factory):
         p, mode = self.params.p, self.params.mode
         made = iter(range(1_000_000))      # the layers' numbers, in the order surgery adds them
@@ -253,6 +259,7 @@ class DropConnect(Regularizer):
                                           mode=mode, bias=bias, stream=stream()))
 
     def describe(self) -> str:
-        return (f"DropConnect p={self.params.p:g} on every hidden weight and bias, "
+        return (f"DropConnect p={self.params.p:g} on every hidden weight and bias"
+                f"{placement_text(self.params)}, "
                 + ("a mask per example" if self.params.mode == "per_example"
                    else "one mask per batch"))

@@ -3,6 +3,8 @@
 Paper: Wu & He 2018, "Group Normalization".
 Hook: build (the layer factory's ``norm``; conv layers only, fully connected layers are left
 as they are: the slot gives no layer for them).
+Placement: ``modules`` and ``types`` narrow it to the hidden conv layers that match
+(``modules: "layer4.*"``; regularizers/_placement.py).
 Formula: per sample, the C channels are split into G groups and each group is normalised over
 its channels and all positions: ŷ = γ_c·(y − μ_g)/√(σ²_g + eps) + β_c. G is ``groups`` or, when
 that does not divide a layer's C, the largest divisor of C below it (a layer with 6 channels and
@@ -16,11 +18,11 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
-from regbench.config.schema import StrictModel
+from regbench.regularizers._placement import Placed
 from regbench.regularizers.base import Incompatible, Regularizer, register
 
 
-class Params(StrictModel):
+class Params(Placed):
     groups: int = Field(8, ge=1)    # G, channel groups per layer (at most; see the docstring)
     eps: float = Field(1e-5, gt=0)  # added to the variance for numerical stability
 

@@ -2,6 +2,8 @@
 
 Paper: Ba, Kiros & Hinton 2016, "Layer Normalization".
 Hook: build (the layer factory's ``norm``).
+Placement: ``modules`` and ``types`` narrow it to the hidden layers that match
+(``modules: "fc*"``: after fc1, fc2, …; regularizers/_placement.py).
 Formula: per sample, ŷ = γ ⊙ (y − μ)/√(σ² + eps) + β with μ, σ² over the layer's features;
 for a conv layer over all of (C, H, W) (implemented as GroupNorm with one group, so the same
 statistics, with one γ, β per channel because H, W are not known when the layer is made).
@@ -14,11 +16,11 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
-from regbench.config.schema import StrictModel
+from regbench.regularizers._placement import Placed
 from regbench.regularizers.base import Regularizer, register
 
 
-class Params(StrictModel):
+class Params(Placed):
     eps: float = Field(1e-5, gt=0)  # added to the variance for numerical stability
 
 

@@ -2,6 +2,9 @@
 
 Paper: Huang, Sun, Liu, Sedra & Weinberger 2016, "Deep Networks with Stochastic Depth".
 Hook: build (the layer factory's ``residual_drop``; residual models only: resnet, resmlp).
+Placement: ``modules`` and ``types`` narrow it to the residual blocks where the block or its
+branch's last layer matches (``modules: "layer4.*"``, ``types: BasicBlock``); a targeted
+block keeps its p_l = p·l/L, l and L counted over all of the model's blocks.
 Formula: block l of L (counted from 1) keeps its branch with probability 1 − p_l, where
 p_l = p·l/L (the linear decay rule; p is the last block's drop probability). In training,
 mode ``row`` draws b ~ Bernoulli(1 − p_l) independently per sample and mode ``batch`` once per
@@ -17,11 +20,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from regbench.config.schema import StrictModel
+from regbench.regularizers._placement import Placed, placement_text
 from regbench.regularizers.base import Regularizer, register
 
 
-class Params(StrictModel):
+class Params(Placed):
     p: float = Field(0.5, ge=0, lt=1)   # drop probability of the last block (paper: 0.5)
     mode: Literal["row", "batch"] = "row"  # row: one draw per sample; batch: one per batch
 
@@ -45,4 +48,4 @@ class StochasticDepth(Regularizer):
 
     def describe(self) -> str:
         return (f"stochastic_depth: block l of L dropped with prob {self.params.p:g}·l/L "
-                f"(mode {self.params.mode})")
+                f"(mode {self.params.mode}){placement_text(self.params)}")

@@ -4,6 +4,9 @@ Paper: Molchanov, Ashukha & Vetrov 2017, "Variational Dropout Sparsifies Deep Ne
 Networks" (building on Kingma, Salimans & Welling 2015).
 Hooks: build (every linear/conv layer, output included), penalty (KL), epoch_metrics (kl,
 prunable_fraction).
+Placement: ``modules`` and ``types`` narrow it to the linear/conv layers that match
+(``types: Linear``); the KL and prunable_fraction then cover those layers only
+(regularizers/_placement.py).
 Formula: w = θ·(1 + √α·ε), i.e. q(w) = N(θ, σ²) with σ² = α·θ², parameterised by θ and
 log σ² (additive reparameterisation); log α = log σ² − log θ², clipped to [−8, 8].
 Training forwards sample pre-activations (local reparameterisation):
@@ -22,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from regbench.config.schema import StrictModel
+from regbench.regularizers._placement import Placed
 from regbench.regularizers.base import Regularizer, register
 
 K1, K2, K3 = 0.63576, 1.87320, 1.48695   # Molchanov et al. 2017, eq. 14
@@ -30,7 +33,7 @@ LOG_ALPHA_CLIP = 8.0                      # log α is clipped to [−8, 8]
 LOG_SIGMA2_INIT = -10.0                   # start almost deterministic (α ≈ e⁻¹⁰/θ²)
 
 
-class Params(StrictModel):
+class Params(Placed):
     threshold: float = Field(3.0)          # log α above this: the weight is prunable (dropout rate > 0.95)
     kl_weight: float = Field(1.0, ge=0)    # scale of the KL/n term (1: the variational bound)
     prune_eval: bool = True                # eval with prunable weights set to 0 (else all θ)

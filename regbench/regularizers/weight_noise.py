@@ -3,6 +3,8 @@
 Paper: Graves 2011, "Practical Variational Inference for Neural Networks" (fixed-σ weight
 noise); An 1996.
 Hook: build (every linear and conv layer, the output layer included).
+Placement: ``modules`` and ``types`` narrow it to the linear/conv layers that match
+(``modules: "head.*"``, ``types: Linear``; regularizers/_placement.py).
 Formula: a training forward uses W + σ·ε with ε ~ N(0, 1) drawn fresh per weight for every
 batch; the gradient of that forward is applied to the clean W (the noise is not stored), and
 eval uses the clean W. Biases are not perturbed. ε comes from the layer's own stream (seeded
@@ -15,13 +17,13 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from regbench.config.schema import StrictModel
+from regbench.regularizers._placement import Placed, placement_key
 from regbench.regularizers._streams import member_column
 from regbench.regularizers._weight_layers import WeightTransform, conv_factory, linear_factory
 from regbench.regularizers.base import Regularizer, register
 
 
-class Params(StrictModel):
+class Params(Placed):
     sigma: float = Field(0.01, ge=0)  # σ, std of the additive noise on each weight
 
 
@@ -58,6 +60,10 @@ class WeightNoise(Regularizer):
     Params = Params
     exclusive = "weight_layer"
     fusable = True      # each member's own noise on its slice of the stacked weights (MLPs)
+
+    @classmethod
+    def fusion_key(cls, params):
+        return placement_key(params)
 
     def build(self, factory):
         made = iter(range(1_000_000))      # the layers' numbers, in the order surgery adds them

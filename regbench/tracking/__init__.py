@@ -2,15 +2,24 @@
 (``--log NAME``: any name in the ``TRACKERS`` registry; each built-in registers itself in its
 module with ``register_tracker``, as a plugin's does).
 
-The driver logs, after it has written each run's folder (workers and Ray tasks only return
-rows), so logging works with every executor, changes no result and never fails a run: a
-tracker's error is a warning naming the run, the tracker is then left out for the rest of the
-experiment (one warning, not one per run), and the sweep goes on.
+The driver logs: each epoch's row as the epoch ends (``log_epoch``: from the training loop in
+this process, or relayed from worker processes and Ray tasks, which send their rows to the
+driver as they train), then the run's final state after it has written the run's folder
+(``log_run``), so logging works with every executor, changes no result and never fails a run:
+a tracker's error is a warning naming the run, the tracker is then left out for the rest of
+the experiment (one warning, not one per run), and the sweep goes on. Nothing is sent twice:
+``log_run`` sends only the epochs not sent live, a row that arrives after its run was logged is
+dropped, and a resumed run continues what its killed attempt sent (each tracker's module says
+how).
 
     trackers = open_trackers(["tensorboard"], plan, results_dir)   # bad names, a missing
-    trackers.log_run(spec, summary, rows, weights, run_dir)           # package: exit 2 here
+    trackers.log_epoch(spec, row, run_dir)                            # package: exit 2 here
+    trackers.log_run(spec, summary, rows, weights, run_dir)
     trackers.replay(spec, run_dir)      # a completed run a tracker has not seen (--log added)
     trackers.finish(interrupted)        # after tables and report
+
+``log_epoch`` is optional for a plugin's tracker (one without it gets each run whole from
+``log_run``, as before).
 """
 from __future__ import annotations
 
@@ -43,6 +52,18 @@ class Trackers:
                                      f" {name} is off for the rest of this experiment; "
                                      "the run folders are complete")
 
+    def log_epoch(self, spec: RunSpec, row: dict[str, Any], run_dir: Path) -> None:
+        """A run's epoch, as it ends, to each tracker that logs epochs live."""
+        self._each(f"run {spec['run_id']}",
+                   lambda tracker: getattr(tracker, "log_epoch", _not_live)(spec, row, run_dir))
+
+    @property
+    def owns_event_files(self) -> bool:
+        """Whether a tracker writes event files into the run folders and replaces an earlier
+        attempt's itself (``results.write_run`` then leaves them: they may be this run's)."""
+        return any(getattr(tracker, "owns_event_files", False)
+                   for tracker in self.trackers.values())
+
     def log_run(self, spec: RunSpec, summary: dict[str, Any], rows: list[dict],
                 weights, run_dir: Path) -> None:
         self._each(f"run {spec['run_id']}",
@@ -55,6 +76,10 @@ class Trackers:
 
     def finish(self, interrupted: bool = False) -> None:
         self._each("experiment", lambda tracker: tracker.finish(interrupted))
+
+
+def _not_live(spec: RunSpec, row: dict[str, Any], run_dir: Path) -> None:
+    """A tracker without ``log_epoch`` gets each run whole, from ``log_run``."""
 
 
 def _entries(names: list[str]) -> dict:
