@@ -65,18 +65,25 @@ def test_every_regularizer_trains_on_the_gpu_with_everything_there(tmp_path, nam
     assert all(math.isfinite(v) for row in result.rows for v in row.values())
 
 
+# torchvision's policies: a block's samples are grouped by the operation each drew, which reads
+# the draws on the host, once per block of batches (8192 rows on a GPU), never per batch
+PER_BLOCK = {"randaugment", "trivialaugment", "augmix"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_a_training_pass_makes_no_host_sync_per_batch(tmp_path, name):
     """Metrics accumulate on the device; the pass syncs once at its end whatever its length,
-    its number of batches or of blocks (one block per batch here)."""
+    its number of batches or of blocks (one block per batch here; one block of 8 batches for
+    a hook that syncs per block: its count must not grow with the batches in a block)."""
     counts = []
     for batches in (2, 8):
         trainer = gpu_trainer(tmp_path, {name: {}}, batches)
-        trainer.block_rows = BATCH
+        trainer.block_rows = BATCH * (8 if name in PER_BLOCK else 1)
         trainer.train_epoch()  # warm-up: lazy initialisation may sync once
         counts.append(syncs_of_a_training_pass(trainer))
     assert counts[0] == counts[1], f"{name}: {counts[0]} syncs for 2 batches, {counts[1]} for 8"
-    assert counts[1] <= 2
+    if name not in PER_BLOCK:
+        assert counts[1] <= 2
 
 
 def test_a_rerun_on_the_same_gpu_gives_the_same_numbers(tmp_path):
