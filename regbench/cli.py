@@ -242,10 +242,13 @@ def render_plan(plan, console, launch: Launch) -> None:
     console.print(table)
     todo = [run for run in plan.runs if run["run_id"] not in done]
     points = len({run["point_id"] for run in plan.runs})
+    cv = plan.experiment["dataset"].get("cv")      # every seed trains each repeat × fold
+    folds = (f" × {cv['folds'] * cv['repeats']} ({cv['folds']} folds × {cv['repeats']} repeats)"
+             if cv else "")
     console.print(f"{len(plan.runs)} runs ({points} recipes/sweep points × "
-                  f"{len(plan.experiment['seeds'])} seeds), {plan.total_epochs} epochs in total; "
-                  f"to train: {len(todo)} runs, {sum(r['train']['epochs'] for r in todo)} epochs "
-                  "(dry run: nothing trained)")
+                  f"{len(plan.experiment['seeds'])} seeds{folds}), {plan.total_epochs} epochs "
+                  f"in total; to train: {len(todo)} runs, "
+                  f"{sum(r['train']['epochs'] for r in todo)} epochs (dry run: nothing trained)")
     for line in fusion_lines(todo):
         console.print(line, markup=False)
     for warning in plan.warnings:
@@ -570,7 +573,8 @@ def validate(
     loaded = configs.load_config(config, set_ or [])
     plan = planning.build_plan(loaded)
     search = check.describe_search(loaded, plan.experiment)
-    lines, warnings = check.describe_plan(plan)
+    with configs.placement_errors_located(loaded):   # a target that matches nothing
+        lines, warnings = check.describe_plan(plan)
     console = _console()
     for line in lines + search:
         console.print(line, markup=False)
@@ -661,6 +665,93 @@ def gallery(
         console.print(f"{key}: {verdict}", markup=False)
     console.print(f"page: {outcome.page}")
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+@guarded
+def suite(
+    suite_file: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file: tasks "
+                                               "and the recipes they share; or `default`, the "
+                                               "shipped suite.")],
+    out: OutOption = Path("results"),
+    seeds: SeedsOption = None,
+    workers: WorkersOption = 1,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    device: DeviceOption = None,
+    fuse: FuseOption = None,
+    resume: ResumeOption = True,
+    dry_run: DryRunOption = False,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="Tiny budget for every task: 1 epoch, a few hundred samples, one seed; "
+        "results go to OUT/<name>-smoke/, never over the full runs.")] = False,
+    report: Annotated[bool, typer.Option(
+        "--report/--no-report", help="Write the figures, suite.html and each task's "
+        "report.html.")] = True,
+    tune: Annotated[bool, typer.Option(
+        "--tune", help="Tune each task that has a search: section as `regbench tune` does "
+        "(every recipe the same --trials, chosen on validation), and aggregate its "
+        "confirmation on 5 fresh seeds (OUT/<name>/tasks/<task>-tune/); other tasks train "
+        "as written.")] = False,
+    trials: Annotated[int, typer.Option(
+        "--trials", metavar="N", help="With --tune: trials per recipe and task.")] = 20,
+    page: Annotated[Optional[Path], typer.Option(
+        "--page", metavar="FILE", help="Also write the answer as a Markdown page with its "
+        "figures beside it (maintainers: docs/suite-default.md).")] = None,
+    plugins: PluginOption = None,
+    trackers: LogOption = None,
+    mlflow_uri: MlflowUriOption = None,
+) -> None:
+    """Train every task × recipe × seed of a suite, each task an ordinary experiment folder
+    (OUT/<name>/tasks/<task>/), then answer across tasks in OUT/<name>/: suite.csv, .md, .tex
+    and suite.html.
+
+    A recipe's improvement on a task is its relative test-error reduction against the
+    baseline, seed by seed (error: 1 − accuracy, or the MSE for regression), so that accuracy
+    and MSE tasks compare. Per recipe: tasks won/tied/lost by each task's own verdict, IQM and
+    mean improvement with 95% stratified bootstrap intervals, the probability of improvement,
+    and the verdict of a Wilcoxon signed-rank test over tasks, Holm over recipes (few tasks
+    cannot reach p < 0.05: the notes say so); Friedman and Nemenyi over all recipes beside it;
+    training time relative to the baseline's. A rerun trains only what is new."""
+    from regbench.experiment import suite as suites  # deferred: the library loads torch
+    from regbench.report.suite_page import HEADER, display_rows  # deferred
+
+    launch = make_launch(locals())
+    console = _console()
+    for warning in launch.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    loaded = suites.load_suite_for(suite_file, launch, smoke=smoke)
+    if dry_run:
+        for line in suites.plan_lines(loaded, launch):
+            console.print(line, markup=False)
+        return
+    search = suites.Search(trials=trials) if tune else None
+    command = " ".join(["regbench suite", str(suite_file), *(["--seeds", seeds] if seeds else []),
+                        *(["--workers", str(workers)] if workers > 1 else []),
+                        *(["--smoke"] if smoke else []),
+                        *(["--tune", "--trials", str(trials)] if tune else []),
+                        "--page", str(page)])
+    outcome = suites.run_suite(loaded, launch, display=Terminal(console), search=search,
+                               page=(page, command) if page else None)
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if outcome.table is not None:
+        from rich.table import Table
+
+        table = Table(title=f"suite {loaded.name}: relative test-error reduction vs baseline")
+        for index, column in enumerate(HEADER):
+            table.add_column(column, justify="left" if index in (0, 8) else "right")
+        for row in display_rows(outcome.table):
+            table.add_row(*row)
+        console.print()
+        for sentence in outcome.table.headline:
+            console.print(f"[bold]»[/] {sentence}", markup=True, highlight=False,
+                          soft_wrap=not console.is_terminal)
+        console.print(table)
+        for note in outcome.table.notes:
+            console.print(f"  • {note}", markup=False)
+        console.print(f"suite: {outcome.suite_dir}")
+    _exit(outcome, console, "finished runs are saved")
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ follows); pydantic keeps types, defaults and ranges.
 The JSON Schema (draft 2020-12) refuses unknown keys everywhere the config does: a dataset or
 model section is one branch per registry name (the shared keys plus that entry's own), a recipe
 maps each regularizer's name to its parameters. ``python -m regbench.experiment.reference``
-rewrites ``docs/config.md`` and ``docs/regbench.schema.json`` from regbench's own registries
-(``--check``: exit 1 when either is out of date).
+rewrites ``docs/config.md``, ``docs/regbench.schema.json`` and, for suite files (``regbench
+suite``), ``docs/regbench-suite.schema.json`` from regbench's own registries (``--check``: exit
+1 when one is out of date).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import Any, Optional, get_args
 from pydantic import BaseModel
 
 from regbench.config.schema import (
+    SCHEDULES,
     CompareConfig,
     DatasetConfig,
     DiagnosisConfig,
@@ -38,6 +40,7 @@ from regbench.config.schema import (
     TrainConfig,
 )
 from regbench.data import DATASETS
+from regbench.experiment.suite_config import SuiteConfig, SuiteTask
 from regbench.models import MODELS
 from regbench.regularizers import REGULARIZERS
 from regbench.results import write_output
@@ -108,6 +111,10 @@ def _describe(schema: dict[str, Any], model: type[BaseModel]) -> None:
     comments = field_comments(model)
     names = {info.alias or name: name for name, info in model.model_fields.items()}
     for branch in [schema, *schema.get("anyOf", [])]:
+        for variant in branch.get("oneOf", []):   # a schedule: each described by its own model
+            name = variant.get("properties", {}).get("name", {}).get("const")
+            if name in SCHEDULES:
+                _describe(variant, SCHEDULES[name])
         for key, prop in branch.get("properties", {}).items():
             if names.get(key) in comments and "description" not in prop:
                 prop["description"] = comments[names[key]]
@@ -281,6 +288,8 @@ def config_markdown() -> str:
         if model.__doc__:
             out += [" ".join(model.__doc__.split()), ""]
         out += _table(schema, prefix, links) + [""]
+        if model is SchedulerConfig:
+            out += _schedule_tables()
     out += ["A recipe may override any `train` key for itself (`recipes.<name>.train`): it is "
             "merged over the experiment's.", ""]
     for title, common, registry in (("dataset", DatasetConfig, DATASETS),
@@ -311,6 +320,18 @@ def config_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _schedule_tables() -> list[str]:
+    """Each schedule's own keys, under its name."""
+    out = []
+    for name, model in SCHEDULES.items():
+        own = model_schema(model)
+        own["properties"].pop("name")
+        out += [f"### `train.scheduler` `{name}`", "", " ".join((model.__doc__ or "").split()), ""]
+        out += (_table(own, "train.scheduler.") if own["properties"] else ["No other keys."])
+        out += [""]
+    return out
+
+
 def _entry_tables(entries, heading: str, prefix: str, empty: str) -> list[str]:
     """A heading, the summary and the key table of each of regbench's own registry entries
     (``heading`` and ``prefix`` take the entry's name at ``{}``)."""
@@ -322,6 +343,63 @@ def _entry_tables(entries, heading: str, prefix: str, empty: str) -> list[str]:
         out += [f"### {heading.format(name)}", "", _cell(entry.summary), ""]
         out += (_table(own, prefix.format(name)) if own.get("properties") else [empty]) + [""]
     return out
+
+
+# --- suite files (`regbench suite`) ----------------------------------------------------------
+
+SUITE_SCHEMA_ID = "https://regbench.dev/schema/regbench-suite.schema.json"
+SUITE_SCHEMA_FILE = "regbench-suite.schema.json"
+
+
+def suite_schema(plugins: bool = True) -> dict[str, Any]:
+    """The JSON Schema of a suite YAML file: its tasks' sections are the experiment schema's
+    (a dataset or model written beside `config:` may leave out its name: it refines the
+    config's), its recipes an experiment's."""
+    experiment = json_schema(plugins=plugins)["properties"]
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SUITE_SCHEMA_ID,
+              "title": "regbench suite",
+              "description": "A regbench suite (regbench suite SUITE); reference: "
+                             "docs/config.md#suite-files-regbench-suite and docs/suite.md",
+              **model_schema(SuiteConfig)}
+    props = schema["properties"]
+    task = model_schema(SuiteTask)
+    for key in ("dataset", "model", "train", "diagnosis", "compare", "search"):
+        section = copy.deepcopy(experiment[key])
+        for branch in section.get("anyOf", []):      # the config may name it
+            branch["required"] = [k for k in branch.get("required", []) if k != "name"]
+        task["properties"][key] = {"anyOf": [section, {"type": "null"}],
+                                   "description": task["properties"][key].get("description", "")}
+    recipe = experiment["recipes"]["additionalProperties"]
+    task["properties"]["recipes"]["additionalProperties"] = {"anyOf": [recipe, {"type": "null"}]}
+    props["tasks"]["additionalProperties"] = task
+    props["tasks"]["minProperties"] = 1
+    props["recipes"] = {**experiment["recipes"], "description": props["recipes"]["description"]}
+    props["logging"] = {**experiment["logging"], "description": props["logging"]["description"]}
+    props["seeds"]["minItems"] = 1
+    props["seeds"]["uniqueItems"] = True
+    return schema
+
+
+def suite_markdown() -> str:
+    """The suite section of docs/config.md."""
+    out = ["## Suite files (`regbench suite`)", "",
+           "A suite file lists tasks (each an experiment's `dataset`, `model` and `train`, "
+           "inline or taken from an experiment file with `config:`) and the recipes every task "
+           "trains; `regbench suite SUITE.yaml` trains each task as an ordinary experiment into "
+           "`OUT/<name>/tasks/<task>/` and aggregates them into `OUT/<name>/suite.csv` and "
+           "`suite.html` (what each number means: [docs/suite.md](suite.md)). Errors are located "
+           "as in an experiment file: `suite.yaml:14:9: tasks.digits.model.hidden: …`, or the "
+           "line of the config a key came from. Editors validate suite files with "
+           f"`docs/{SUITE_SCHEMA_FILE}`.", ""]
+    out += _table(model_schema(SuiteConfig), "") + [""]
+    out += ["### `tasks.<name>`", "", " ".join((SuiteTask.__doc__ or "").split()), ""]
+    out += _table(model_schema(SuiteTask), "tasks.<name>.") + [""]
+    out += ["`tasks.<name>.recipes.<recipe>` changes a shared recipe on that task only, merged "
+            "over it: `{l2: {lambda: 0.1}}` (its own λ) or `{train: {epochs: 60}}`; it may not add "
+            "a regularizer the shared recipe does not have (a recipe means the same method on "
+            "every task). A shared recipe that cannot apply to a task (label smoothing on a "
+            "regression task) is an error naming `tasks.<name>.skip`.", ""]
+    return "\n".join(out)
 
 
 def schema_text(plugins: bool = True, out: Optional[Path] = None) -> str:
@@ -336,7 +414,9 @@ def schema_text(plugins: bool = True, out: Optional[Path] = None) -> str:
 def write(root: Path = Path("."), check: bool = False) -> list[str]:
     """Write (or, with ``check``, compare) the two generated files; the stale ones' names."""
     files = {root / DOCS / SCHEMA_FILE: schema_text(plugins=False),
-             root / DOCS / CONFIG_DOC: config_markdown()}
+             root / DOCS / SUITE_SCHEMA_FILE: json.dumps(suite_schema(plugins=False), indent=2,
+                                                         ensure_ascii=False) + "\n",
+             root / DOCS / CONFIG_DOC: config_markdown() + "\n" + suite_markdown()}
     stale = []
     for path, text in files.items():
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
