@@ -703,16 +703,12 @@ def suite(
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train every task × recipe × seed of a suite, each task an ordinary experiment folder
-    (OUT/<name>/tasks/<task>/), then answer across tasks in OUT/<name>/: suite.csv, .md, .tex
-    and suite.html.
-
-    A recipe's improvement on a task is its relative test-error reduction against the
-    baseline, seed by seed (error: 1 − accuracy, or the MSE for regression), so that accuracy
-    and MSE tasks compare. Per recipe: tasks won/tied/lost by each task's own verdict, IQM and
-    mean improvement with 95% stratified bootstrap intervals, the probability of improvement,
-    and the verdict of a Wilcoxon signed-rank test over tasks, Holm over recipes (few tasks
-    cannot reach p < 0.05: the notes say so); Friedman and Nemenyi over all recipes beside it;
-    training time relative to the baseline's. A rerun trains only what is new."""
+    (OUT/<name>/tasks/<task>/), then answer across tasks in OUT/<name>/ (suite.csv, .md, .tex,
+    suite.html): per recipe, tasks won/tied/lost by each task's own verdict, the IQM and mean
+    relative test-error reduction against the baseline with 95% stratified bootstrap
+    intervals, the probability of improvement, a Wilcoxon signed-rank verdict over tasks (Holm
+    over recipes), Friedman ranks and the training time relative to the baseline's
+    (docs/suite.md says how each is computed). A rerun trains only what is new."""
     from regbench.experiment import suite as suites  # deferred: the library loads torch
     from regbench.report.suite_page import HEADER, display_rows  # deferred
 

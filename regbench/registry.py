@@ -144,6 +144,10 @@ class Tracker(Protocol):
     def replay(self, spec: RunSpec, run_dir: Path) -> None:
         """A completed run that was skipped (resumed): log it from its folder if missing."""
 
+    # Optional: ``log_epoch(spec, row, run_dir)``, each epoch's metrics.csv row as the epoch
+    # ends (live curves); a tracker without it gets each run whole from ``log_run``, which then
+    # sends only the epochs ``log_epoch`` has not (regbench.tracking.Trackers)
+
     def finish(self, interrupted: bool = False) -> None:
         """After the tables and the report."""
 
@@ -190,14 +194,16 @@ Item = tuple[Task, Any]      # (task, what regbench.engine.execute.execute_task 
 @runtime_checkable
 class Executor(Protocol):
     """Where runs train (``--executor NAME``). It returns results; only the driver writes run
-    folders, so an executor's workers need no shared filesystem."""
+    folders, so an executor's workers need no shared filesystem (a plugin executor's runs get
+    no mid-run checkpoints: those are written where a run trains)."""
 
     def run(self, tasks: Iterable[Task], threads: int,
             progress: Any = None) -> Iterator[Item]:
         """Train every task (a run spec, or a fused group of them) and yield ``(task,
         result)`` as each finishes. ``tasks`` is a list (submit it all), or a lazy iterator
         (``regbench tune``: take the next task only once earlier results were yielded).
-        ``progress`` (may be None) has ``run_started(task)`` and ``epoch(task, row)``."""
+        ``progress`` (may be None) has ``run_started(task)`` and ``epoch(spec, row)``: the
+        run's own spec, a fused group's member's too (its trackers log each member live)."""
 
     def interrupt(self) -> Iterator[Item]:
         """Ctrl-C: stop handing out tasks and yield the partial results of those in flight."""

@@ -285,3 +285,23 @@ def test_a_bad_checkpoint_setting_is_a_located_error(tmp_path, value, expected):
     assert "bad.yaml:" in result.output and expected in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_where_a_run_keeps_its_checkpoint(tmp_path):
+    """Its own folder, by absolute path; none for a tuning trial, a linked run folder, or an
+    executor whose workers may not share this disk (results_dir None)."""
+    from regbench.experiment.runner import set_checkpoint
+
+    results = tmp_path / "exp"
+    (results / "runs").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (results / "runs" / "linked").symlink_to(tmp_path / "elsewhere")
+    cases = {"plain": ({"run_id": "plain"}, results),
+             "trial": ({"run_id": "trial", "trial": {"number": 0}}, results),
+             "linked": ({"run_id": "linked"}, results),
+             "remote": ({"run_id": "remote"}, None)}
+    for name, (spec, where) in cases.items():
+        set_checkpoint(spec, where)
+        cases[name] = spec["checkpoint"]
+    assert cases == {"plain": str((results / "runs" / "plain" / CHECKPOINT_FILE).absolute()),
+                     "trial": None, "linked": None, "remote": None}

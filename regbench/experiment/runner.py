@@ -349,8 +349,11 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
         return isinstance(result, StoppedGroup) or any(
             one.status == "interrupted" for _, one in members(task, result))
 
+    # a checkpoint is written where the run trains: on this machine's disk only for this
+    # process, --workers and a local Ray (a remote worker would write on its own disk)
+    here = executor == "local" or (executor == "ray" and not launch.address)
     for spec in pending:
-        set_checkpoint(spec, results_dir)
+        set_checkpoint(spec, results_dir if here else None)
     # each epoch's row to the trackers as it ends, and to the display (None: nobody reads it)
     relay = EpochRelay(trackers, results_dir / RUNS_DIR, progress) \
         if progress is not None or trackers.trackers else None
@@ -370,10 +373,14 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
     return outcome
 
 
-def set_checkpoint(spec: RunSpec, results_dir: Path) -> None:
+def set_checkpoint(spec: RunSpec, results_dir: Optional[Path]) -> None:
     """Where a run (or the fused group it leads) keeps its checkpoint: its own folder, as an
     absolute path (a worker's or a Ray task's working folder is another). None for a tuning
-    trial (its study resumes it) and for a run folder that is a link (never written through)."""
+    trial (its study resumes it), for a run folder that is a link (never written through) and
+    without ``results_dir`` (an executor whose workers may not share this disk)."""
+    if results_dir is None:
+        spec["checkpoint"] = None
+        return
     run_dir = results_dir / RUNS_DIR / spec["run_id"]
     trial = spec.get("trial") or spec.get("withhold_test")
     spec["checkpoint"] = None if trial or run_dir.is_symlink() else \
