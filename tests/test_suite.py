@@ -22,6 +22,7 @@ from regbench.analysis.suite_table import COLUMNS, TaskScores, build_suite_table
 from regbench.cli import app
 from regbench.experiment.launch import Launch
 from regbench.experiment.suite import load_suite_for, run_suite
+from tests.test_bad_input import one_error_line
 
 runner = CliRunner()
 SHIPPED = REPO / "regbench" / "suites" / "default.yaml"
@@ -223,17 +224,6 @@ def test_dry_run_lists_each_task_and_trains_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def one_error_line(result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("regbench: error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
-
-
 BAD = [
     ("tasks:", "taks:", ("suite.yaml:6:1: taks: unknown key 'taks'", "did you mean 'tasks'")),
     ("lambda: 5.0", "lambda: -5.0", ("suite.yaml:4:21: recipes.l2.l2.lambda: must be >= 0",)),
@@ -261,14 +251,14 @@ def test_a_bad_suite_file_exits_2_with_one_located_line(tmp_path, old, new, frag
     assert old in SUITE
     path = write_suite(tmp_path, SUITE.replace(old, new, 1))
     result = invoke("suite", path, "--out", tmp_path / "out")
-    one_error_line(result, *fragments)
+    one_error_line(result, 2, *fragments)
     assert not (tmp_path / "out").exists()      # nothing written before the error
 
 
 def test_an_error_in_a_task_config_is_located_in_that_file(tmp_path):
     path = write_suite(tmp_path)
     (tmp_path / "cancer.yaml").write_text(CANCER.replace("breast_cancer", "breast_cancr"))
-    one_error_line(invoke("suite", path, "--dry-run"),
+    one_error_line(invoke("suite", path, "--dry-run"), 2,
                    "cancer.yaml:3:17: dataset.name: task cancer: unknown dataset "
                    "'breast_cancr'")
 
@@ -276,9 +266,9 @@ def test_an_error_in_a_task_config_is_located_in_that_file(tmp_path):
 def test_an_empty_or_taskless_suite_is_refused(tmp_path):
     path = tmp_path / "suite.yaml"
     path.write_text("")
-    one_error_line(invoke("suite", path), "suite.yaml:1:1: the suite file is empty")
+    one_error_line(invoke("suite", path), 2, "suite.yaml:1:1: the suite file is empty")
     path.write_text("name: x\ntasks: {}\n")
-    one_error_line(invoke("suite", path), "suite.yaml:2:1: tasks: at least one task is needed")
+    one_error_line(invoke("suite", path), 2, "suite.yaml:2:1: tasks: at least one task is needed")
 
 
 def test_smoke_runs_the_shipped_suite_end_to_end(tmp_path):

@@ -82,6 +82,15 @@ def _expected(annotation: Any) -> str:
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def check_seeds(value: list[int]) -> list[int]:
+    """An experiment's or a suite's seeds: at least one, each once."""
+    if not value:
+        raise ValueError("at least one seed is needed")
+    if len(set(value)) != len(value):
+        raise ValueError("seeds must be distinct")
+    return value
+
+
 def check_safe_name(value: str, what: str) -> str:
     """Names become folder names: refuse anything that could escape the results folder."""
     if not NAME_PATTERN.fullmatch(value) or ".." in value or len(value) > 100:
@@ -593,11 +602,7 @@ class ExperimentConfig(StrictModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("at least one seed is needed")
-        if len(set(value)) != len(value):
-            raise ValueError("seeds must be distinct")
-        return value
+        return check_seeds(value)
 
     @field_validator("sweep")
     @classmethod

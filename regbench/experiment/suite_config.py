@@ -33,7 +33,7 @@ from typing import Any, Iterator, Optional
 
 from pydantic import field_validator
 
-from regbench.config.schema import LoggingConfig, Seed, StrictModel, check_safe_name
+from regbench.config.schema import LoggingConfig, Seed, StrictModel, check_safe_name, check_seeds
 from regbench.config.yaml_io import KEY_MARK, KeyPath, Position, read_yaml_file
 from regbench.errors import ConfigError
 from regbench.experiment.config import (
@@ -82,11 +82,7 @@ class SuiteConfig(StrictModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("at least one seed is needed")
-        if len(set(value)) != len(value):
-            raise ValueError("seeds must be distinct")
-        return value
+        return check_seeds(value)
 
     @field_validator("tasks")
     @classmethod

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import torch
 
-from regbench.regularizers.base import CheckContext, Incompatible
+from regbench.regularizers.base import CheckContext, Incompatible, Regularizer
 
 FULL = 255.0
 
@@ -36,6 +36,22 @@ def check_channels(name: str, ctx: CheckContext) -> None:
     if channels not in (1, 3):
         raise Incompatible(f"{name}'s colour operations take grayscale or RGB images (1 or 3 "
                            f"channels); the dataset's images have {channels}")
+
+
+class PolicyRegularizer(Regularizer):
+    """What randaugment, trivialaugment and augmix share: a geometry-stage batch hook on
+    grayscale or RGB images whose every draw comes from the run's own generator, so its runs
+    fuse member by member."""
+
+    batch_stage = "geometry"
+    needs_images = True
+    fusable = True
+    batches_by_member = True
+
+    @classmethod
+    def check(cls, params, ctx):
+        check_channels(cls.name, ctx)
+        return []
 
 
 def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -34,12 +34,12 @@ from regbench.config.schema import StrictModel
 from regbench.regularizers._autoaugment import (
     FULL,
     Policy,
-    check_channels,
+    PolicyRegularizer,
     from_unit,
     sample_dirichlet,
     to_uint8,
 )
-from regbench.regularizers.base import Regularizer, register
+from regbench.regularizers.base import register
 
 MAX_DEPTH = 3           # a chain of random depth has 1 to 3 operations (chain_depth −1)
 
@@ -98,21 +98,12 @@ def augmix(x: torch.Tensor, severity: int = 3, mixture_width: int = 3, chain_dep
 
 
 @register
-class AugMix(Regularizer):
+class AugMix(PolicyRegularizer):
     name = "augmix"
-    batch_stage = "geometry"
     summary = ("each image blended (Beta/Dirichlet weights) with mixture_width chains of 1–3 "
                "random operations, independently per sample (torchvision's AugMix, no JS loss)")
     paper = "Hendrycks et al. 2020"
     Params = Params
-    needs_images = True
-    fusable = True      # every draw from the run's own generator: fuses member by member
-    batches_by_member = True
-
-    @classmethod
-    def check(cls, params, ctx):
-        check_channels(cls.name, ctx)
-        return []
 
     def batch(self, x, y):
         p = self.params

@@ -28,8 +28,8 @@ import torch
 from pydantic import Field, model_validator
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers._autoaugment import FULL, Policy, check_channels, from_unit, to_uint8
-from regbench.regularizers.base import Regularizer, register
+from regbench.regularizers._autoaugment import FULL, Policy, PolicyRegularizer, from_unit, to_uint8
+from regbench.regularizers.base import register
 
 
 class Params(StrictModel):
@@ -66,21 +66,12 @@ def randaugment(x: torch.Tensor, num_ops: int = 2, magnitude: int = 9,
 
 
 @register
-class RandAugment(Regularizer):
+class RandAugment(PolicyRegularizer):
     name = "randaugment"
-    batch_stage = "geometry"
     summary = ("num_ops operations per image drawn from 14 (shear, translate, rotate, colour, "
                "contrast, …) at one magnitude, independently per sample (torchvision's policy)")
     paper = "Cubuk et al. 2020"
     Params = Params
-    needs_images = True
-    fusable = True      # every draw from the run's own generator: fuses member by member
-    batches_by_member = True
-
-    @classmethod
-    def check(cls, params, ctx):
-        check_channels(cls.name, ctx)
-        return []
 
     def batch(self, x, y):
         p = self.params

@@ -26,8 +26,8 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers._autoaugment import FULL, Policy, check_channels, from_unit, to_uint8
-from regbench.regularizers.base import Regularizer, register
+from regbench.regularizers._autoaugment import FULL, Policy, PolicyRegularizer, from_unit, to_uint8
+from regbench.regularizers.base import register
 
 WIDE_SHIFT = 32.0       # px: the wide space's largest translation, whatever the image size
 TRANSLATIONS = 2 / 14   # the share of draws that translate (TranslateX, TranslateY)
@@ -56,20 +56,16 @@ def trivialaugment(x: torch.Tensor, num_magnitude_bins: int = 31,
 
 
 @register
-class TrivialAugment(Regularizer):
+class TrivialAugment(PolicyRegularizer):
     name = "trivialaugment"
-    batch_stage = "geometry"
     summary = ("one operation per image from 14 at a uniformly drawn magnitude (wide ranges), "
                "independently per sample (torchvision's TrivialAugmentWide)")
     paper = "Müller & Hutter 2021"
     Params = Params
-    needs_images = True
-    fusable = True      # every draw from the run's own generator: fuses member by member
-    batches_by_member = True
 
     @classmethod
     def check(cls, params, ctx):
-        check_channels(cls.name, ctx)
+        super().check(params, ctx)
         side = min(ctx.input_shape[1:])
         # bins of the translation range [0, 32] px that shift a side-px image out of view
         out = sum(WIDE_SHIFT * k / (params.num_magnitude_bins - 1) >= side
