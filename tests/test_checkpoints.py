@@ -1,6 +1,6 @@
 """Checkpoints inside a run (train.checkpoint_every): a run stopped after epoch k resumes from
 its checkpoint and ends with the metrics.csv of a run that was never stopped, for every
-regularizer, solo and fused; a checkpoint regbench did not write for these runs is set aside."""
+regularizer, solo and fused; a checkpoint regbench did not write for these runs is ignored."""
 from __future__ import annotations
 
 import json
@@ -200,7 +200,7 @@ def stopped_run(tmp_path):
 
 
 def resume_from_scratch(spec, data, whole) -> list[str]:
-    """A run whose checkpoint is set aside starts over, with the same numbers; its notes."""
+    """A run whose checkpoint is ignored starts over, with the same numbers; its notes."""
     result = Trainer(spec, data, CPU).resume().fit()
     assert result.summary["resumed_from_epoch"] is None
     assert equal_rows(result.rows, whole.rows)

@@ -14,9 +14,9 @@ lazily made stream are covered without code of their own. What a run folder hold
 
 A checkpoint is read only when its header names exactly the runs being trained, with their
 config hashes, regbench's checkpoint format and the same torch, and its payload's digest
-matches; it must be a regular file of this user's inside the run folder. Anything else is set
-aside with a note and the run starts over: a checkpoint is a pickle, and regbench loads only its
-own. Written atomically after an epoch (``train.checkpoint_every``); the driver deletes it when
+matches; it must be a regular file of this user's inside the run folder. Anything else is
+ignored with a note (the next checkpoint replaces it) and the run starts over: a checkpoint is a
+pickle, and regbench loads only its own. Written atomically after an epoch (``train.checkpoint_every``); the driver deletes it when
 it writes the run's folder (``results.write_run``), unless ``train.keep_checkpoint``, or the run
 was stopped by Ctrl-C: that run resumes from it.
 """
@@ -108,7 +108,7 @@ class Checkpoints:
         self.last = time.perf_counter()
 
     def read(self) -> Optional[dict[str, Any]]:
-        """The state to resume from, or None (no checkpoint, or one set aside with a note)."""
+        """The state to resume from, or None (no checkpoint, or one ignored with a note)."""
         if not self.enabled or not (self.path.exists() or self.path.is_symlink()):
             return None
         why = self._refuse()
@@ -121,10 +121,12 @@ class Checkpoints:
                 header, why = {}, "its header is not JSON"
             why = why or self._mismatch(header, payload)
         if why is not None:
-            self.notes.append(f"{self.path.name} set aside ({why}); the run started over")
+            self.notes.append(f"{self.path.name} ignored ({why}); the run started over")
             return None
         try:
-            state = torch.load(io.BytesIO(payload), weights_only=False, map_location="cpu")
+            # on the devices it trained on (a GPU run resumes on its GPU; on a machine
+            # without one the load fails below and the run starts over)
+            state = torch.load(io.BytesIO(payload), weights_only=False)
         except Exception as exc:     # a checkpoint of another regbench: start over
             self.notes.append(f"{self.path.name} could not be read ({type(exc).__name__}: "
                               f"{exc}); the run started over")
