@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from regbench.cli import app
 from tests.conftest import REPO
+from tests.test_resume import ctrl_c_reaches_it
 
 DEADLINE = 240.0      # seconds: a loaded 2-core machine starts torch, workers or Ray slowly
 POLL = 0.05           # how often the test looks again (not a synchronisation)
@@ -316,7 +317,7 @@ def cli(cwd: Path, *args) -> subprocess.Popen:
     env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen([sys.executable, "-m", "regbench", *map(str, args)], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True, preexec_fn=ctrl_c_reaches_it)
 
 
 def wait_until(seen, process: subprocess.Popen, what: str) -> None:
