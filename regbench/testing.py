@@ -31,7 +31,9 @@ What each check verifies:
   first tiny setting (:data:`SETTINGS`) its compatibility rules accept, with finite metrics; and
   it changes something: trained with the same seed, its per-epoch metrics, final weights or test
   metrics differ from the baseline's. A regularizer whose effect needs particular settings to
-  show in three epochs (early stopping's patience) names them in its ``conformance`` attribute.
+  show in three epochs (early stopping's patience) names them in its ``conformance`` attribute;
+  one that needs another regularizer in its recipe (rdrop: dropout) names it in
+  ``conformance_with``, trains beside it, and must change something against it alone.
 - :func:`check_model`: builds on a tiny dataset (8×8 digits by default), a forward gives one
   output per class, a backward gives every trainable parameter a finite gradient, and two
   batches train with finite metrics.
@@ -281,19 +283,30 @@ def check_regularizer(regularizer: Union[type[Regularizer], str],
     if dataset is not None or model is not None:
         settings = [(dataset or SETTINGS[0][0], model or SETTINGS[0][1])]
     effect = dict(cls.conformance if params is None else params)
+    needed = dict(cls.conformance_with)     # the regularizers it needs beside it (rdrop: dropout)
     if effect:     # the defaults train too, not only the parameters that show the effect
-        plan, refusals = plan_for({name: {}}, settings)
+        plan, refusals = plan_for({**needed, name: {}}, settings)
         if plan is None:
             raise ConformanceError(f"regularizer '{name}' with its default parameters fits no "
                                    f"tiny setting: {'; '.join(refusals)}")
         train_recipe(plan)
-    plan, refusals = plan_for({name: effect}, settings, epochs=epochs)
+    plan, refusals = plan_for({**needed, name: effect}, settings, epochs=epochs)
     if plan is None:
         raise ConformanceError(f"regularizer '{name}' with parameters {effect or 'defaulted'} "
                                f"fits no tiny setting: {'; '.join(refusals)}")
     spec = run_of(plan, "r")
     result = finite_run(spec, what=f"regularizer '{name}'")
-    baseline = finite_run(run_of(plan, "baseline"), what=f"the baseline of '{name}'")
+    baseline_spec = run_of(plan, "baseline")
+    if needed:     # its effect is what it adds to the regularizers it needs, alone on this setting
+        setting = next(s for s in settings if (s[0]["name"], s[1]["name"]) ==
+                       (spec["dataset"]["name"], spec["model"]["name"]))
+        alone, refusals = plan_for(needed, [setting], epochs=epochs)
+        if alone is None:
+            raise ConformanceError(f"regularizer '{name}': the regularizers it needs "
+                                   f"({', '.join(needed)}) alone fit no tiny setting: "
+                                   f"{'; '.join(refusals)}")
+        baseline_spec = run_of(alone, "r")
+    baseline = finite_run(baseline_spec, what=f"the baseline of '{name}'")
     if not differences(baseline, result):
         raise ConformanceError(
             f"regularizer '{name}' changed nothing: its run's metrics equal the baseline's in "

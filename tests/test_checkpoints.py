@@ -70,7 +70,8 @@ PARAMS = {"early_stopping": {"patience": 2, "min_delta": 10.0}}
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_every_regularizer_resumes_bit_for_bit(tmp_path, name):
     cls = REGULARIZERS.get(name)
-    plan, refusals = plan_for({name: PARAMS.get(name, dict(cls.conformance))}, epochs=EPOCHS)
+    recipe = {**cls.conformance_with, name: PARAMS.get(name, dict(cls.conformance))}
+    plan, refusals = plan_for(recipe, epochs=EPOCHS)
     assert plan is not None, refusals
     spec = run_of(plan, "r")
     data = load_bundle(spec["dataset"], spec["train"]["train_eval_samples"], spec["seed"])

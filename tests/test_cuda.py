@@ -28,9 +28,10 @@ NAMES = REGULARIZERS.names()
 
 
 def gpu_trainer(tmp_path, recipe: dict, batches: int = 2) -> Trainer:
-    """A Trainer of ``recipe`` on the GPU, on the first tiny setting that accepts it, with
-    ``batches`` batches per epoch."""
-    plan, refusals = plan_for(recipe)
+    """A Trainer of ``recipe`` (beside the regularizers its entries need) on the GPU, on the
+    first tiny setting that accepts it, with ``batches`` batches per epoch."""
+    needed = {k: v for name in recipe for k, v in REGULARIZERS.get(name).conformance_with.items()}
+    plan, refusals = plan_for({**needed, **recipe})
     assert plan is not None, refusals
     spec = next(run for run in plan.runs if run["recipe"] == "r")
     spec["dataset"] = {**spec["dataset"], "train_subset": batches * BATCH}

@@ -91,7 +91,8 @@ from regbench.regularizers.dropout import InvertedDropout
 from regbench.vocabulary import GroupTask, RunSpec, Task
 
 MIN_MEMBERS = 2
-OTHER_HOOKS = ("epoch_metrics", "output_penalty")   # hooks the fused loop never calls
+OTHER_HOOKS = ("epoch_metrics", "output_penalty", "consistency_penalty",  # hooks the fused
+               "perturb", "eval_weights")                                 # loop never calls
 
 
 def _cannot_fuse(spec: RunSpec) -> Optional[str]:

@@ -16,14 +16,24 @@ called for it:
             x, y = X[idx], Y[idx]                        # tensors already on the device
             for reg in regs: x, y = reg.batches(x, y, batch_size)  # <BATCH> augment, mix, smooth
             for x, y in batches of batch_size rows of x, y:
-                loss = data_loss(output := model(x), y)
-                loss += Σ reg.penalty(model)             # <PENALTY> l1, l2, KL terms
-                loss += Σ reg.output_penalty(output, y)  # <OUTPUT_PENALTY> confidence penalty
+                loss = objective(x, y)                   #   logged: objective, penalty
+                    data = data_loss(output := model(x), y)
+                    penalty = Σ reg.penalty(model)       # <PENALTY> l1, l2, KL terms
+                    penalty += Σ reg.output_penalty(output, y)   # <OUTPUT_PENALTY> confidence
+                    if any reg has consistency_penalty:  #   the batch again, fresh masks:
+                        data = (data + data_loss(again := model(x), y)) / 2
+                        penalty += Σ reg.consistency_penalty(output, again, y)  # <CONSISTENCY>
+                    return data + penalty                #   (R-Drop's symmetric KL)
                 loss.backward()
+                if any reg has perturb:                  #   two passes per step:
+                    undo = [reg.perturb(model) for reg]  # <PERTURB> SAM: w <- w + ε(∇loss)
+                    objective(x, y).backward()           #   the gradient at w + ε
+                    for restore in reversed(undo): restore()  # w back; that gradient is stepped
                 for reg in regs: reg.after_backward(model)   # <AFTER_BACKWARD> clip gradients
                 optimizer.step()
-                for reg in regs: reg.after_step(model)   # <AFTER_STEP> decay, max-norm
-        row = measure(train subset, val) in eval mode    #   + reg.epoch_metrics(model)
+                for reg in regs: reg.after_step(model)   # <AFTER_STEP> decay, max-norm, averages
+        evaluated = first reg.eval_weights(model, X) or model  # <EVAL_WEIGHTS> ema, swa
+        row = measure(train subset, val) in eval mode    #   of evaluated; + epoch_metrics(model)
         if diverged(row): status = diverged; stop        #   objective, train or val loss not finite
         for reg in regs: reg.epoch_end(epoch, row, model) # <EPOCH_END> early stopping
         step_scheduler(scheduler, row)                   # the next epoch's learning rate
@@ -35,6 +45,7 @@ called for it:
         for reg in regs: chosen = reg.fit_end(model)     #   restore the best epoch
         test metrics from the chosen epoch's weights     #   (none for any other status,
                                                          #   nor for a tuning trial)
+    test metrics, weight statistics, model.pt: of evaluated (after fit_end), as every row
 """
 from __future__ import annotations
 
@@ -307,7 +318,11 @@ class Trainer:
         grad_norm_sum = torch.zeros((), device=self.device)
         steps = measured = 0
         reading_outputs = [reg for reg in self.regularizers if reg.overrides("output_penalty")]
-        for x, y in self._batches(permutation, batch_size):
+        comparing = [reg for reg in self.regularizers if reg.overrides("consistency_penalty")]
+        perturbing = [reg for reg in self.regularizers if reg.overrides("perturb")]
+
+        def objective_of(x: torch.Tensor, y: torch.Tensor):
+            """The batch's objective at the current weights, and its penalty part (or None)."""
             output = model(x)
             loss = self.data_loss(output, y)
             penalty = None
@@ -317,9 +332,24 @@ class Trainer:
             for reg in reading_outputs:
                 term = reg.output_penalty(output, y)
                 penalty = term if penalty is None else penalty + term
-            objective = loss if penalty is None else loss + penalty
+            if comparing:       # the batch again, through fresh masks of the stochastic layers
+                again = model(x)
+                loss = (loss + self.data_loss(again, y)) / 2
+                for reg in comparing:
+                    term = reg.consistency_penalty(output, again, y)
+                    penalty = term if penalty is None else penalty + term
+            return (loss if penalty is None else loss + penalty), penalty
+
+        for x, y in self._batches(permutation, batch_size):
+            objective, penalty = objective_of(x, y)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
+            if perturbing:      # the step takes the gradient at the moved weights (SAM)
+                undo = [reg.perturb(model) for reg in perturbing]
+                self.optimizer.zero_grad(set_to_none=True)
+                objective_of(x, y)[0].backward()
+                for restore in reversed(undo):
+                    restore()
             if steps % GRAD_NORM_EVERY == 0:  # pre-clip norm, sampled: it costs ~5% of a step
                 grads = [p.grad for p in self.parameters if p.grad is not None]
                 grad_norm_sum.add_(gradient_norm(grads))
@@ -350,24 +380,45 @@ class Trainer:
             yield from zip(x.split(batch_size), y.split(batch_size))
 
     # ------------------------------------------------------------------ measuring
-    @torch.inference_mode()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        chunk = EVAL_CHUNK.get(self.device.type, 8192)
-        return torch.cat([self.model(part) for part in x.split(chunk)])
+    def evaluated(self) -> nn.Module:
+        """The module the run is measured and saved with: the first a regularizer puts in
+        place of the trained model (``eval_weights``: ema's and swa's averages), else the
+        model itself."""
+        for reg in self.regularizers:
+            if reg.overrides("eval_weights"):
+                module = reg.eval_weights(self.model, self.data.x_train)
+                if module is not None:
+                    return module
+        return self.model
+
+    def predict(self, x: torch.Tensor, model: Optional[nn.Module] = None) -> torch.Tensor:
+        """Eval-mode outputs of ``model`` (default: the evaluated one) on ``x``."""
+        if model is None:     # outside inference mode: swa recomputes batch norm statistics
+            model = self.evaluated()
+        with torch.inference_mode():
+            self.model.eval()
+            model.eval()
+            chunk = EVAL_CHUNK.get(self.device.type, 8192)
+            return torch.cat([model(part) for part in x.split(chunk)])
 
     def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return split_metrics(self.data, self.predict(x), y)
 
+    def weights_of(self, model: nn.Module) -> list[torch.Tensor]:
+        """The penalized weights of ``model``: the trained model's, or their averaged copies."""
+        return self.weights if model is self.model else [w for _, w in penalized_parameters(model)]
+
     @torch.inference_mode()
-    def weight_stats(self) -> dict[str, torch.Tensor]:
-        return weight_statistics(self.weights, self.device)
+    def weight_stats(self, model: Optional[nn.Module] = None) -> dict[str, torch.Tensor]:
+        return weight_statistics(self.weights_of(self.model if model is None else model),
+                                 self.device)
 
     def measure_epoch(self) -> dict[str, float]:
-        """Eval-mode metrics of the train subset and the val split, weight statistics and the
-        regularizers' own columns."""
-        measured = split_columns(self.data, self.train_eval, self.predict)
-        measured.update(self.weight_stats())
+        """Eval-mode metrics of the train subset and the val split and weight statistics, of
+        the evaluated module (``evaluated``), then the regularizers' own columns."""
+        model = self.evaluated()
+        measured = split_columns(self.data, self.train_eval, lambda x: self.predict(x, model))
+        measured.update(self.weight_stats(model))
         keys = list(measured)
         values = torch.stack([measured[k].float() for k in keys]).tolist()  # one host sync
         row = dict(zip(keys, values))
@@ -425,9 +476,10 @@ class Trainer:
         summary["resumed_from_epoch"] = self.resumed_from
         if self.checkpoints.notes:
             summary["checkpoint_notes"] = self.checkpoints.notes
+        model = self.evaluated()   # what the test metrics measured (run_summary's measure)
         weights = None
         if self.weights:
-            flat = torch.cat([w.detach().flatten() for w in self.weights]).float().cpu()
+            flat = torch.cat([w.detach().flatten() for w in self.weights_of(model)]).float().cpu()
             if flat.numel() > WEIGHT_SAMPLE:
                 generator = torch.Generator().manual_seed(0)
                 flat = flat[torch.randperm(flat.numel(), generator=generator)[:WEIGHT_SAMPLE]]
@@ -435,7 +487,7 @@ class Trainer:
         state = None
         if self.train_cfg.get("save_model") and status == "completed":
             buffer = io.BytesIO()
-            torch.save({k: v.cpu() for k, v in self.model.state_dict().items()}, buffer)
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
             state = buffer.getvalue()
         return RunResult(status=status, rows=rows, summary=summary, weights=weights,
                          model_state=state)

@@ -6,7 +6,7 @@ A regularizer overrides only the hooks it uses; the loop calls just those (see
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 from torch import nn
@@ -16,8 +16,8 @@ from regbench.models.base import LayerFactory, penalized_parameters
 from regbench.registry import Registry, builtin
 from regbench.regularizers._streams import run_generator
 
-HOOKS = ("build", "wrap", "batch", "penalty", "output_penalty", "after_backward", "after_step",
-         "epoch_end", "fit_end", "epoch_metrics")
+HOOKS = ("build", "wrap", "batch", "penalty", "output_penalty", "consistency_penalty", "perturb",
+         "after_backward", "after_step", "eval_weights", "epoch_end", "fit_end", "epoch_metrics")
 
 # The batch hooks of a recipe run in this order, whatever the order of its YAML keys: geometry
 # moves pixels (augment), erasing blanks patches of the moved image (cutout, random_erasing),
@@ -32,6 +32,8 @@ EXCLUSIVE_MEANING = {
     "norm": "normalisation layers (each inserts a norm after every hidden layer)",
     "weight_layer": "replacements of the model's linear/conv layers",
     "dropout": "drop layers after the hidden activations (each fills the model's dropout slot)",
+    "averaging": "averages of the weights that the run is evaluated with in place of the "
+                 "trained ones",
 }
 
 
@@ -120,6 +122,10 @@ class Regularizer:
     conformance: ClassVar[dict[str, Any]] = {}  # params that show this regularizer's effect in a
                                                 # few-epoch run, for regbench.testing (empty:
                                                 # its defaults already change training)
+    conformance_with: ClassVar[dict[str, dict[str, Any]]] = {}  # other regularizers (name ->
+                                                # params) it needs in its recipe, which the shared
+                                                # tests train it beside (rdrop: dropout); its
+                                                # effect is measured against them alone
 
     def __init__(self, params: StrictModel, ctx: RunContext):
         self.params = params
@@ -170,6 +176,22 @@ class Regularizer:
         """A term added to the data loss, from the batch's model outputs (logits, or
         regression predictions) and its targets, after the forward. The fused loop does not
         call it: a regularizer that uses it trains solo."""
+        raise NotImplementedError
+
+    def consistency_penalty(self, output: torch.Tensor, again: torch.Tensor,
+                            y: torch.Tensor) -> torch.Tensor:
+        """A term added to the loss from two forwards of the same batch through the model's
+        stochastic layers (``output`` and ``again``, fresh dropout masks each). Where any
+        regularizer has this hook the loop makes the second forward, once for all of them, and
+        the data loss is the mean of the two forwards'. Solo loop only."""
+        raise NotImplementedError
+
+    def perturb(self, model: nn.Module) -> Callable[[], None]:
+        """Move the weights after the step's first backward (``.grad`` holds its gradient),
+        returning what puts them back. Where any regularizer has this hook the loop computes
+        the objective and its gradient again at the moved weights, calls the returned undo,
+        and the after_backward hooks and the optimizer step use that second gradient. Solo
+        loop only."""
         raise NotImplementedError
 
     @classmethod
@@ -229,6 +251,15 @@ class Regularizer:
         """Fused training (``fusable``): every member's ``after_step`` at once on the stacked
         weights [M, ...] its members hold; not defined: each member's own is called."""
         raise NotImplementedError
+
+    def eval_weights(self, model: nn.Module, x_train: torch.Tensor) -> Optional[nn.Module]:
+        """The module the run is evaluated with in place of ``model`` (an average of its
+        weights: ema, swa), or None for ``model`` itself. The solo loop measures every epoch's
+        train and val metrics, the test metrics and the weight statistics with it and saves it
+        as model.pt (after fit_end). ``x_train`` (the training inputs, on the device) is for
+        statistics the module recomputes, e.g. batch norm's. The fused loop does not call it: a
+        regularizer that uses it trains solo."""
+        return None
 
     def epoch_end(self, epoch: int, row: dict[str, float], model: nn.Module) -> None:
         """See the epoch's metrics after validation; may set ``should_stop``."""
