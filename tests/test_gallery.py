@@ -247,14 +247,14 @@ def test_gallery_figures_on_a_full_disk_are_one_line_and_no_half_file(smoke, tmp
     out, _, _ = smoke
     name = experiment_name(CONFIG_DIR / "batchnorm.yaml")
     shutil.copytree(out / name, tmp_path / "out" / name)
-    assert (tmp_path / "out" / name / "plots" / "curves__baseline.png").stat().st_size > 8000
+    assert (tmp_path / "out" / name / "plots" / "curves.png").stat().st_size > 8000
     process = subprocess.run([sys.executable, "-m", "regbench", "gallery", "--out",
                               str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
                              timeout=120, preexec_fn=limited_file_size(8000))
     assert process.returncode == 1, process.stderr
     errors = [line for line in process.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("regbench: error: "), process.stderr
-    assert "batchnorm__curves__baseline.png: cannot write (File too large)" in errors[0]
+    assert "batchnorm__curves.png: cannot write (File too large)" in errors[0]
     assets = tmp_path / "out" / "gallery"                # the page's pictures
     assert (list(assets.rglob("*")) if assets.is_dir() else []) == []
     assert not (tmp_path / "out" / "gallery.md").exists()

@@ -85,9 +85,10 @@ def results(tmp_path: Path) -> Path:
 
 def test_learning_curves_mean_band_and_best_epoch():
     frames = [curve(seed, 1.0) for seed in range(3)]
-    figure = learning_curves_figure("baseline", frames, "accuracy")
+    figure = learning_curves_figure({"baseline": frames}, "accuracy")
     loss_ax, acc_ax = figure.axes
-    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("epoch", "loss")
+    assert loss_ax.get_title() == "baseline · best epoch 3"
+    assert (figure.get_supxlabel(), loss_ax.get_ylabel()) == ("epoch", "loss")
     assert acc_ax.get_ylabel() == "accuracy"
     lines = {line.get_label(): line for line in loss_ax.get_lines()}
     assert set(lines) == {"train (mean of 3)", "val (mean of 3)",
@@ -98,17 +99,22 @@ def test_learning_curves_mean_band_and_best_epoch():
     assert list(lines["best epoch 3 (lowest val loss)"].get_xdata()) == [3, 3]
     bands = [c for c in loss_ax.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 2  # one ±std band per split
+    # points with different numbers of seeds say how many each
+    uneven = learning_curves_figure({"a": frames, "b": frames[:2]}, "accuracy")
+    assert [ax.get_title() for ax in uneven.axes if ax.get_title()] == [
+        "a · best epoch 3 · 3 seed(s)", "b · best epoch 3 · 2 seed(s)"]
 
 
 def test_learning_curves_survive_a_diverged_run():
     frames = [curve(0, 1.0), curve(1, 1.0, diverge_at=4)]
-    figure = learning_curves_figure("l2", frames, "accuracy", diverged_at=[4])
+    figure = learning_curves_figure({"l2": frames}, "accuracy", diverged_at={"l2": [4]})
     loss_ax = figure.axes[0]
+    assert loss_ax.get_title() == "l2\nbest epoch 3 · diverged at epoch 4"   # too long for 1 line
     val = next(line for line in loss_ax.get_lines() if line.get_label().startswith("val"))
     assert np.isfinite(val.get_ydata()).all() and len(val.get_xdata()) == EPOCHS
     assert "diverged at epoch 4" in [line.get_label() for line in loss_ax.get_lines()]
     # a run that diverged in its first epoch leaves no finite loss at all
-    empty = learning_curves_figure("x", [curve(0, 1.0, diverge_at=1)], "accuracy", [1])
+    empty = learning_curves_figure({"x": [curve(0, 1.0, diverge_at=1)]}, "accuracy", {"x": [1]})
     assert "no finite loss values" in [t.get_text() for t in empty.axes[0].texts]
 
 
@@ -199,16 +205,17 @@ def test_sparsity_figure_one_line_per_point():
 def test_make_plots_writes_every_figure(results: Path):
     plots = make_plots(results)
     names = sorted(p.path.name for p in plots)
-    assert names == sorted(["curves__baseline.png", "curves__l1__lambda=0.01.png",
-                            "curves__l1__lambda=0.1.png", "curves__l1__lambda=1.png",
-                            "curves__l2.png", "validation__lambda.png", "gap.png",
-                            "weights.png", "sparsity.png", "forest.png", "curves__all.png"])
+    # the learning curves of all 5 points are one figure (curves.png), not one file each
+    assert names == sorted(["curves.png", "validation__lambda.png", "gap.png", "weights.png",
+                            "sparsity.png", "forest.png", "curves__all.png"])
+    assert sorted(p.name for p in (results / "plots").iterdir()) == names
     for plot in plots:
         image = imread(plot.path)
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
         assert len(np.unique(image.reshape(-1, image.shape[2]), axis=0)) > 20  # not blank
-    curves = next(p for p in plots if p.path.name == "curves__l2.png")
-    assert "1 diverged" in curves.caption
+    curves = next(p for p in plots if p.path.name == "curves.png")
+    assert curves.title == "learning curves of every recipe and sweep point"
+    assert "1 diverged" in curves.caption and "3 seed(s) each" in curves.caption
     # the histograms show one point of the 3-point l1 sweep, and say which
     comparison = build_comparison(load_summaries(results))
     best = comparison.best_points["l1"]["point"].replace("__", " ")

@@ -91,7 +91,9 @@ def test_report_command_rebuilds_from_run_folders(experiment: Path):
     result = runner.invoke(app, ["report", str(experiment)])
     assert result.exit_code == 0, result.output
     assert (experiment / "report.html").is_file()
-    assert (experiment / "plots" / "curves__exploding.png").is_file()
+    # every point's learning curves, the diverged one's too, in one small-multiples figure
+    assert sorted(p.name for p in (experiment / "plots").glob("curves*.png")) == [
+        "curves.png", "curves__all.png"]
     missing = runner.invoke(app, ["report", str(experiment / "nope")])
     assert missing.exit_code == 2 and "no such results folder" in missing.output + (missing.stderr or "")
 

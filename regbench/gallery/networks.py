@@ -263,10 +263,8 @@ def analyse_batchnorm(results: Results) -> Outcome:
                    (gate.reason + "; " if gate else "") + reason,
                    ["quantity", "baseline", "batchnorm", "batchnorm − baseline [95% CI]"], rows,
                    notes,
-                   figures=[("learning curves, baseline (regbench's report)",
-                             results.folder / "plots" / "curves__baseline.png"),
-                            ("learning curves, batchnorm (regbench's report)",
-                             results.folder / "plots" / "curves__batchnorm.png")])
+                   figures=[("learning curves, baseline and batchnorm (regbench's report)",
+                             results.folder / "plots" / "curves.png")])
 
 
 # ----------------------------------------------------------------------------- 6. label noise
@@ -347,5 +345,5 @@ def analyse_label_noise(results: Results) -> Outcome:
                        "minutes. early_stopping restores the epoch of lowest validation loss, "
                        "which under label noise is not the epoch of best validation accuracy "
                        "(its `monitor: val_accuracy` would return that one)"],
-                   figures=[("learning curves, baseline (regbench's report)",
-                             results.folder / "plots" / "curves__baseline.png")])
+                   figures=[("learning curves of every recipe (regbench's report)",
+                             results.folder / "plots" / "curves.png")])

@@ -2,9 +2,11 @@
 weights.npy) and reduced over seeds. Nothing here draws."""
 from __future__ import annotations
 
+import csv
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,16 +16,62 @@ from regbench.analysis.diagnose import RATES
 from regbench.results import load_summaries, task_of
 from regbench.vocabulary import METRICS_FILE, WEIGHTS_FILE
 
+Metrics = dict[str, np.ndarray]         # metrics.csv: column name -> float values per epoch
+
 
 @dataclass
 class RunData:
     summary: dict[str, Any]
-    frame: Any                          # pandas DataFrame of metrics.csv, or None
+    metrics: Optional[Metrics]          # metrics.csv's columns (read_metrics), or None
     weights: Optional[np.ndarray]       # sample of final penalized weights, or None
 
     @property
     def point(self) -> str:
         return self.summary.get("point_id") or self.summary.get("recipe", "?")
+
+    @cached_property
+    def frame(self):
+        """metrics.csv as a pandas DataFrame (float columns), or None; built on first use, so
+        that the report, which needs only the columns, never imports pandas (as long to
+        import as two of its figures take to draw)."""
+        if self.metrics is None:
+            return None
+        import pandas as pd
+
+        return pd.DataFrame(self.metrics)
+
+
+def rows(metrics) -> int:
+    """Epochs logged in a metrics.csv (a Metrics mapping or a DataFrame), 0 for None."""
+    return 0 if metrics is None or "epoch" not in metrics else len(metrics["epoch"])
+
+
+def read_metrics(path: Path) -> Optional[Metrics]:
+    """A metrics.csv as float columns, a cell that is not a number as NaN (what
+    ``pandas.to_numeric(errors="coerce")`` makes of it); None when the file is missing,
+    unreadable, empty or has a row longer than its header. A repeated column name keeps its
+    first column."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            lines = [row for row in csv.reader(handle) if row]
+    except (OSError, UnicodeError, csv.Error):
+        return None
+    if not lines:
+        return None
+    header, body = lines[0], lines[1:]
+    if any(len(row) > len(header) for row in body):
+        return None
+    columns: Metrics = {}
+    for index, name in enumerate(header):
+        if name in columns:
+            continue
+        values = columns[name] = np.full(len(body), np.nan)
+        for row_index, row in enumerate(body):
+            try:
+                values[row_index] = float(row[index])
+            except (IndexError, ValueError):     # a short row, or not a number
+                pass
+    return columns
 
 
 @dataclass
@@ -52,38 +100,34 @@ def finite(values: np.ndarray) -> np.ndarray:
 
 def load_runs(results_dir: Path) -> list[RunData]:
     """Every finished run folder with its metrics and weights; unreadable parts become None."""
-    import pandas as pd
-
     runs = []
     for summary in load_summaries(results_dir):
         folder = Path(summary["_dir"])
-        frame = weights = None
-        try:
-            frame = pd.read_csv(folder / METRICS_FILE)
-            frame = frame.apply(pd.to_numeric, errors="coerce")
-        except (OSError, ValueError, pd.errors.EmptyDataError):
-            frame = None
         try:
             weights = np.load(folder / WEIGHTS_FILE, allow_pickle=False)
         except (OSError, ValueError):
             weights = None
-        runs.append(RunData(summary, frame, weights))
+        runs.append(RunData(summary, read_metrics(folder / METRICS_FILE), weights))
     return runs
 
 
 def aggregate(frames: list, column: str) -> Curve:
-    """Mean and std per epoch over the frames (seeds) that logged a finite value there."""
-    import pandas as pd
-
-    parts = [f[["epoch", column]] for f in frames if f is not None and column in f]
+    """Mean and std per epoch over the frames (seeds: Metrics or DataFrames) that logged a
+    finite value there."""
+    parts = [f for f in frames if f is not None and column in f]
     if not parts:
         return Curve(np.array([]), np.array([]), np.array([]), 0)
-    data = pd.concat(parts)
-    data = data[np.isfinite(data[column]) & np.isfinite(data["epoch"])]
-    grouped = data.groupby("epoch")[column]
-    std = grouped.std(ddof=1).fillna(0.0)
-    return Curve(grouped.mean().index.to_numpy(float), grouped.mean().to_numpy(float),
-                 std.to_numpy(float), len(parts))
+    # numpy, not a pandas groupby: a sweep's report calls this a few times per point
+    epochs = np.concatenate([np.asarray(f["epoch"], dtype=float) for f in parts])
+    values = np.concatenate([np.asarray(f[column], dtype=float) for f in parts])
+    keep = np.isfinite(epochs) & np.isfinite(values)
+    epochs, values = epochs[keep], values[keep]
+    unique, group = np.unique(epochs, return_inverse=True)
+    count = np.bincount(group, minlength=len(unique))
+    mean = np.bincount(group, values, len(unique)) / np.maximum(count, 1)
+    squares = np.bincount(group, (values - mean[group]) ** 2, len(unique))
+    std = np.sqrt(squares / np.maximum(count - 1, 1)) * (count > 1)   # one seed: 0
+    return Curve(unique, mean, std, len(parts))
 
 
 def _num(value: Any) -> float:
