@@ -30,6 +30,7 @@ from regbench.gallery.page import (
     build_page,
     experiment_name,
     findings,
+    previous_findings,
     run_gallery,
 )
 from regbench.gallery.stats import Results, mean_interval, paired
@@ -135,6 +136,36 @@ def test_a_page_lists_findings_without_results_and_shows_the_others(smoke, tmp_p
     assert {v for k, v in verdicts.items() if k != "ridge"} == {"no results"}
     assert "run `regbench gallery --run --only dropout`" in text
     assert text.count("\n## ") == 1                   # one section: the finding with runs
+
+
+def test_a_finding_trained_elsewhere_keeps_its_section_from_the_page_it_replaces(smoke,
+                                                                                   tmp_path):
+    """Retraining one finding into a fresh results folder and writing the same page keeps every
+    other section as that page showed it (renumbered, said at the top), with its verdict; a
+    finding the old page lacks is listed as having no results."""
+    out, _, page = smoke
+    target = tmp_path / "gallery.md"
+    target.write_text(page.replace("## 2. L1 gives", "## 7. L1 gives"))   # numbers are redone
+    only = tmp_path / "only"
+    ridge = experiment_name(CONFIG_DIR / "ridge.yaml")
+    (only / ridge).parent.mkdir()
+    (only / ridge).symlink_to(out / ridge, target_is_directory=True)
+    text, verdicts = build_page(only, target)
+    assert verdicts == {key: INCONCLUSIVE for key in findings()}
+    assert f"*Sections 2–{len(findings())} are kept as the page this one replaced" in text
+    old_sections, new_sections = page.split("\n## ")[1:], text.split("\n## ")[1:]
+    assert new_sections[1:] == old_sections[1:]        # verbatim, numbered as before
+    dropped = page.split("\n## 3. ")[0] + "\n"          # a page without sections 3 onwards
+    target.write_text(dropped)
+    text, verdicts = build_page(only, target)
+    assert verdicts["dropout"] == "no results" and verdicts["l1_vs_l2"] == INCONCLUSIVE
+    assert "run `regbench gallery --run --only dropout`" in text
+
+
+def test_the_page_order_is_the_committed_pages():
+    """Findings are numbered by module and definition order, never by import order."""
+    titles = re.findall(r"^## \d+\. (.+)$", PAGE.read_text(), re.MULTILINE)
+    assert titles == [entry.title for entry in findings().values()]
 
 
 def test_cli_without_results_exits_2_and_touches_no_page(tmp_path):
@@ -318,9 +349,5 @@ def test_full_run_reproduces_the_committed_verdict(key, tmp_path):
 
 def _committed_verdicts() -> dict[str, str]:
     """finding key -> verdict, from the summary table at the top of docs/gallery.md."""
-    text = PAGE.read_text()
-    verdicts = {}
-    for number, key in enumerate(findings(), 1):
-        match = re.search(rf"^\| \[{number}\. .*\) \| ([^|]+) \| [^|]+ \|$", text, re.MULTILINE)
-        verdicts[key] = match.group(1).strip()
-    return verdicts
+    shown = previous_findings(PAGE)
+    return {key: shown[entry.title].verdict for key, entry in findings().items()}

@@ -41,11 +41,7 @@ from regbench.experiment.config import load_config
 from regbench.experiment.launch import Launch
 from regbench.experiment.runner import Display, ProgressOnly, run_experiment
 from regbench.experiment.sweeps import shrink_for_smoke
-from regbench.gallery import (  # noqa: F401  (register findings 1–6)
-    fidelity,  # noqa: F401,E402  (then 7–12: page order is import order)
-    linear,
-    networks,
-)
+from regbench.gallery import fidelity, linear, modern, networks
 from regbench.gallery.core import FINDINGS, Finding
 from regbench.gallery.stats import Results
 from regbench.registry import did_you_mean
@@ -59,9 +55,17 @@ PAGE_NAME = "gallery.md"                        # written under --out unless --p
 TIMING = "gallery.json"                         # per results folder: wall time of the gallery run
 
 
+# The page's order: these modules' findings in turn, each module's in the order it defines them
+# (never import order, which a linter may sort).
+PAGE_ORDER = (linear, networks, fidelity, modern)
+
+
 def findings() -> dict[str, Finding]:
     """The registered findings, in page order."""
-    return FINDINGS
+    rank = {module.__name__: number for number, module in enumerate(PAGE_ORDER)}
+    ordered = sorted(FINDINGS.values(),
+                     key=lambda entry: rank.get(entry.analyse.__module__, len(PAGE_ORDER)))
+    return {entry.key: entry for entry in ordered}
 
 
 # ----------------------------------------------------------------------------- running
@@ -167,17 +171,42 @@ def results_of(folder: Path) -> Optional[Results]:
 
 
 SUMMARY_ROW = re.compile(r"^\| \[\d+\. (?P<title>.+?)\]\(#[^)]*\) \| (?P<verdict>[^|(]+?)"
-                         r"(?: \(was [^)]*\))? \| [^|]* \|$")
+                         r"(?: \(was [^)]*\))? \| (?P<wall>[^|]*) \|$")
+SECTION_HEAD = re.compile(r"^## \d+\. (?P<title>.+)$")
 
 
-def previous_verdicts(page: Path) -> dict[str, str]:
-    """Finding title -> verdict on the page about to be replaced (none when there is none)."""
+@dataclass
+class Previous:
+    """A finding as the page about to be replaced shows it."""
+
+    verdict: str
+    wall: str                                   # the summary table's wall-time cell
+    section: list[str]                          # its section, from its heading to the next one
+
+
+def previous_findings(page: Path) -> dict[str, Previous]:
+    """Finding title -> how the page about to be replaced shows it (none when there is none)."""
     try:
-        text = Path(page).read_text(encoding="utf-8")
+        lines = Path(page).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return {}
-    return {m["title"]: m["verdict"].strip() for m in map(SUMMARY_ROW.match, text.splitlines())
-            if m}
+    sections: dict[str, list[str]] = {}
+    current: Optional[list[str]] = None
+    for line in lines:
+        head = SECTION_HEAD.match(line)
+        if head:
+            current = sections.setdefault(head["title"], [])
+        if current is not None:
+            current.append(line)
+    return {m["title"]: Previous(m["verdict"].strip(), m["wall"].strip(),
+                                 sections.get(m["title"], []))
+            for m in map(SUMMARY_ROW.match, lines) if m}
+
+
+def _carried(number: int, previous: Previous) -> list[str]:
+    """A section of the page being replaced, renumbered, kept as it was."""
+    title = SECTION_HEAD.match(previous.section[0])["title"]
+    return [f"## {number}. {title}", *previous.section[1:]]
 
 
 def section(number: int, entry: Finding, folder: Path, results: Results, *,
@@ -222,9 +251,11 @@ def section(number: int, entry: Finding, folder: Path, results: Results, *,
 def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[str, str]]:
     """The gallery page from the result folders under ``out``; also the verdict per finding.
 
-    Findings with no completed runs under ``out`` are listed as such in the summary table; a
-    page with none at all is refused (RegbenchError) so that no page of numbers is ever
-    replaced by an empty one.
+    A finding with no completed runs under ``out`` keeps its section from the page being
+    replaced, when that page has one (said at the top: its runs were trained elsewhere, e.g.
+    when one finding is retrained into a fresh folder), and is otherwise listed as having no
+    results in the summary table; a page with none at all is refused (RegbenchError) so that
+    no page of numbers is ever replaced by an empty one.
     """
     entries = findings()
     folders = {key: out / experiment_name(CONFIG_DIR / f"{key}.yaml") for key in entries}
@@ -253,26 +284,50 @@ def build_page(out: Path, page: Path, header_note: str = "") -> tuple[str, dict[
              "docs/gallery.md` refreshes the repository's copy.", ""]
     if header_note:
         lines += [header_note, ""]
-    previous = previous_verdicts(page)
-    verdicts = {}
-    lines += ["| finding | result | wall time |", "|---|---|---|"]
+    previous = previous_findings(page)
+    verdicts, carried = {}, []
+    table = ["| finding | result | wall time |", "|---|---|---|"]
     body: list[str] = []
     for number, entry in enumerate(entries.values(), 1):
         folder, results = folders[entry.key], found[entry.key]
+        was = previous.get(entry.title)
+        link = f"[{number}. {entry.title}](#{_anchor(number, entry.title)})"
+        if results is None and was is not None and was.section:
+            # trained elsewhere: its section stays as the page it replaces shows it
+            verdicts[entry.key] = was.verdict
+            carried.append(number)
+            table.append(f"| {link} | {was.verdict} | {was.wall} |")
+            body += _carried(number, was)
+            continue
         if results is None:
             verdicts[entry.key] = "no results"
-            lines.append(f"| {number}. {entry.title} | no results in `{out}`: run `regbench "
+            table.append(f"| {number}. {entry.title} | no results in `{out}`: run `regbench "
                          f"gallery --run --only {entry.key}` | — |")
             continue
-        text, verdict = section(number, entry, folder, results,
-                                where=(assets, page.parent), previous=previous.get(entry.title))
+        text, verdict = section(number, entry, folder, results, where=(assets, page.parent),
+                                previous=was.verdict if was else None)
         verdicts[entry.key] = verdict
-        was = previous.get(entry.title)
-        shown = verdict if was in (None, verdict) else f"{verdict} (was {was})"
-        lines.append(f"| [{number}. {entry.title}](#{_anchor(number, entry.title)}) | {shown} "
-                     f"| {_wall_minutes(folder)} |")
+        shown = verdict if was is None or was.verdict == verdict else \
+            f"{verdict} (was {was.verdict})"
+        table.append(f"| {link} | {shown} | {_wall_minutes(folder)} |")
         body += text
-    return "\n".join(lines + [""] + body).rstrip() + "\n", verdicts
+    if carried:
+        lines += [f"*{_numbers(carried)} kept as the page this one replaced showed "
+                  "them: their runs are not in this results folder (trained on another day, into "
+                  "another folder).*", ""]
+    return "\n".join(lines + table + [""] + body).rstrip() + "\n", verdicts
+
+
+def _numbers(numbers: list[int]) -> str:
+    """'Section 3' or 'Sections 1–4, 7' for ascending section numbers."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    text = ", ".join(f"{a}–{b}" if b > a else str(a) for a, b in spans)
+    return f"Section{'s' if len(numbers) > 1 else ''} {text} {'are' if len(numbers) > 1 else 'is'}"
 
 
 def _anchor(number: int, title: str) -> str:
