@@ -92,7 +92,7 @@ from regbench.vocabulary import GroupTask, RunSpec, Task
 
 MIN_MEMBERS = 2
 OTHER_HOOKS = ("epoch_metrics", "output_penalty", "consistency_penalty",  # hooks the fused
-               "perturb", "eval_weights")                                 # loop never calls
+               "view_penalty", "perturb", "eval_weights")                 # loop never calls
 
 
 def _cannot_fuse(spec: RunSpec) -> Optional[str]:

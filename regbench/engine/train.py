@@ -23,7 +23,9 @@ called for it:
                     if any reg has consistency_penalty:  #   the batch again, fresh masks:
                         data = (data + data_loss(again := model(x), y)) / 2
                         penalty += Σ reg.consistency_penalty(output, again, y)  # <CONSISTENCY>
-                    return data + penalty                #   (R-Drop's symmetric KL)
+                    for reg: penalty += reg.view_penalty(output, [model(v) for v in
+                                                        reg.views(x)], y)  # <VIEW_PENALTY>
+                    return data + penalty                #   (R-Drop's KL, AugMix's JS)
                 loss.backward()
                 if any reg has perturb:                  #   two passes per step:
                     undo = [reg.perturb(model) for reg]  # <PERTURB> SAM: w <- w + ε(∇loss)
@@ -320,6 +322,7 @@ class Trainer:
         reading_outputs = [reg for reg in self.regularizers if reg.overrides("output_penalty")]
         comparing = [reg for reg in self.regularizers if reg.overrides("consistency_penalty")]
         perturbing = [reg for reg in self.regularizers if reg.overrides("perturb")]
+        viewing = [reg for reg in self.regularizers if reg.overrides("view_penalty")]
 
         def objective_of(x: torch.Tensor, y: torch.Tensor):
             """The batch's objective at the current weights, and its penalty part (or None)."""
@@ -338,6 +341,9 @@ class Trainer:
                 for reg in comparing:
                     term = reg.consistency_penalty(output, again, y)
                     penalty = term if penalty is None else penalty + term
+            for reg in viewing:  # other views of the batch (AugMix's): their outputs compared
+                term = reg.view_penalty(output, [model(view) for view in reg.views(x)], y)
+                penalty = term if penalty is None else penalty + term
             return (loss if penalty is None else loss + penalty), penalty
 
         for x, y in self._batches(permutation, batch_size):

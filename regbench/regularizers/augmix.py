@@ -16,8 +16,9 @@ operation and magnitude at a step of a chain are transformed together
 (regularizers/_autoaugment.py, which also says how a normalised image is turned into the uint8
 image the policy takes and back).
 Deviations from the paper: the Jensen–Shannon consistency loss between the clean image and two
-AugMix views is not included (it needs three forwards per step, which the batch hook cannot
-ask of the loop): this is AugMix's augmentation alone, as torchvision's transform is. all_ops
+AugMix views is not part of this one (it needs three forwards per step, which a batch hook
+cannot ask of the loop): this is AugMix's augmentation alone, as torchvision's transform is,
+and it fuses; ``augmix_jsd`` is the paper's whole method (solo). all_ops
 defaults to false, as the paper, which leaves out the operations that overlap ImageNet-C's
 corruptions (torchvision's default is true). torchvision's implementation (tensor ops, bilinear
 interpolation, discrete magnitude bins) rather than the paper's PIL one with continuous levels;
@@ -101,7 +102,8 @@ def augmix(x: torch.Tensor, severity: int = 3, mixture_width: int = 3, chain_dep
 class AugMix(PolicyRegularizer):
     name = "augmix"
     summary = ("each image blended (Beta/Dirichlet weights) with mixture_width chains of 1–3 "
-               "random operations, independently per sample (torchvision's AugMix, no JS loss)")
+               "random operations, independently per sample (torchvision's AugMix; with the JS "
+               "loss: augmix_jsd)")
     paper = "Hendrycks et al. 2020"
     Params = Params
 

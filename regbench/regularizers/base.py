@@ -16,7 +16,8 @@ from regbench.models.base import LayerFactory, penalized_parameters
 from regbench.registry import Registry, builtin
 from regbench.regularizers._streams import run_generator
 
-HOOKS = ("build", "wrap", "batch", "penalty", "output_penalty", "consistency_penalty", "perturb",
+HOOKS = ("build", "wrap", "batch", "penalty", "output_penalty", "consistency_penalty",
+         "view_penalty", "perturb",
          "after_backward", "after_step", "eval_weights", "epoch_end", "fit_end", "epoch_metrics")
 
 # The batch hooks of a recipe run in this order, whatever the order of its YAML keys: geometry
@@ -184,6 +185,17 @@ class Regularizer:
         stochastic layers (``output`` and ``again``, fresh dropout masks each). Where any
         regularizer has this hook the loop makes the second forward, once for all of them, and
         the data loss is the mean of the two forwards'. Solo loop only."""
+        raise NotImplementedError
+
+    def views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Other views of the batch's inputs (e.g. augmented copies) that the loop forwards
+        too, for ``view_penalty``; the data loss stays the batch's own."""
+        raise NotImplementedError
+
+    def view_penalty(self, output: torch.Tensor, others: list[torch.Tensor],
+                     y: torch.Tensor) -> torch.Tensor:
+        """A term added to the loss from the batch's outputs and those of its ``views``
+        (``others``, in order). Solo loop only."""
         raise NotImplementedError
 
     def perturb(self, model: nn.Module) -> Callable[[], None]:
