@@ -63,7 +63,11 @@ CASES = {   # name -> (dataset, model, batch size[, sweep: l2 unless named])
                                   "{name: mlp, hidden: [256, 256]}", 64, "weight_noise"),
     "mnist-shaped-mixup": ("{name: synthetic_classification, n_samples: 6000, n_features: 784, "
                            "n_classes: 10}", "{name: mlp, hidden: [256, 256]}", 64, "mixup"),
+    # the grid `fuse: auto` is checked on (issue 38): one hidden layer of 64 to 4096 units
+    **{f"digits-h{width}": ("{name: digits}", f"{{name: mlp, hidden: [{width}]}}", 32)
+       for width in (64, 256, 1024, 4096)},
 }
+AUTO_GRID = [f"digits-h{width}" for width in (64, 256, 1024, 4096)]
 
 CONFIG = """\
 name: fused_{case}
@@ -101,13 +105,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", choices=sorted([*CASES, "dropconnect-per-example"]))
+    parser.add_argument("--only", choices=sorted([*CASES, "dropconnect-per-example", "auto-grid"]),
+                        help="one case; auto-grid: the four widths `fuse: auto` is checked on")
     args = parser.parse_args()
     if args.only == "dropconnect-per-example":
         per_example_step(args.rounds)
         return
     for case, (dataset, model, batch, *swept) in CASES.items():
-        if args.only and case != args.only:
+        if args.only and case != args.only and not (args.only == "auto-grid" and
+                                                    case in AUTO_GRID):
             continue
         recipe, sweep = SWEEPS[swept[0] if swept else "l2"]
         seeds, epochs = list(range(4)), args.epochs
@@ -133,6 +139,9 @@ def main() -> None:
         print(f"  wall:     solo {wall['off']:7.2f} s, fused {wall['on']:7.2f} s  "
               f"-> {wall['off'] / wall['on']:.2f}×")
         print(f"  fuse: auto fused {auto[2]} of {runs} runs (training {auto[1]:.2f} s)")
+        chosen = "on" if auto[2] else "off"
+        print(f"  auto's choice ({'fused' if auto[2] else 'solo'}) ÷ the faster of the two: "
+              f"{train[chosen] / min(train.values()):.2f}× (target ≤ 1.05)")
         if case == "digits":
             command, torch_s = whole_command(args.epochs, args.device)
             print(f"  whole command `regbench run --no-report` (fuse auto): {command:.2f} s = "

@@ -43,7 +43,42 @@ def check_same(sequential, tmp_path, **options):
 
 
 def test_two_worker_processes_match_sequential(sequential, tmp_path):
-    check_same(sequential, tmp_path, workers=2)
+    check_same(sequential, tmp_path, workers=2, fuse="off")   # six tasks: two processes
+
+
+def test_workers_never_outnumber_the_tasks(tmp_path, monkeypatch):
+    """``--workers 3`` on a sweep that fuses into two groups (the baseline's runs, l2's)
+    starts two worker processes, with the same numbers as one process; a sweep that fuses
+    into one group trains in this process with every core: spawning a worker for it would
+    only add the worker's start-up (benchmarks/sweep_workers.py)."""
+    from regbench.experiment import runner
+
+    built = []
+    real = runner.make_executor
+
+    def recording(name, workers=1, **options):
+        built.append(workers)
+        return real(name, workers=workers, **options)
+
+    monkeypatch.setattr(runner, "make_executor", recording)
+    config = write_config(tmp_path / "t.yaml", TINY_DIGITS.replace("seeds: [0]", "seeds: [0, 1]"))
+    one = run_experiment(apply_params(load_config(config), GRID),
+                         Launch(out=tmp_path / "one", report=False))
+    three = run_experiment(apply_params(load_config(config), GRID),
+                           Launch(out=tmp_path / "three", report=False, workers=3))
+    assert one.exit_code == three.exit_code == 0 and built == [1, 2]
+    assert sorted(s["fused"]["members"] for s in three.summaries) == [2, 2, 4, 4, 4, 4]
+    expected, found = metrics(one.results_dir), metrics(three.results_dir)
+    assert list(found) == list(expected) and len(found) == 6
+    for name in expected:
+        pd.testing.assert_frame_equal(found[name], expected[name], check_exact=True)
+    alone = config.with_name("alone.yaml")
+    alone.write_text(config.read_text().replace("l2: {l2: {lambda: 1.0}}", "baseline: {}")
+                     .replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    outcome = run_experiment(load_config(alone), Launch(out=tmp_path / "two", report=False,
+                                                        workers=2))
+    assert outcome.exit_code == 0 and built[-1] == 1       # one group of 3: this process
+    assert {s["fused"]["members"] for s in outcome.summaries} == {3}
 
 
 def test_ray_tasks_match_sequential(sequential, tmp_path):

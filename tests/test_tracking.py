@@ -38,7 +38,8 @@ def test_tensorboard_event_files_hold_every_epoch(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     result = runner.invoke(app, ["run", str(experiment(tmp_path)), "--out", str(tmp_path),
-                                 "--log", "tensorboard", "--workers", "2", "--no-report"])
+                                 "--log", "tensorboard", "--workers", "2", "--fuse", "off",
+                                 "--no-report"])
     assert result.exit_code == 0, result.output
     folders = run_folders(tmp_path / "tracked")
     assert sorted(folders) == ["baseline__seed=0", "baseline__seed=1", "l2__seed=0",

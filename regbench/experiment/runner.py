@@ -325,6 +325,9 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
     # the runs of this plan: tables and plots leave out folders of an earlier grid
     atomic_write_text(results_dir / PLAN_FILE, to_json(
         {"run_ids": [r["run_id"] for r in plan.runs], **({"confirms": confirms} if confirms else {})}))
+    tasks = fuse_tasks(pending, plan.models)
+    if executor == "local":   # never more processes than tasks: one task trains here
+        workers = max(1, min(workers, len(tasks)))
     # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
     runner = make_executor(executor, workers=workers, address=launch.address,
@@ -357,8 +360,7 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
     # each epoch's row to the trackers as it ends, and to the display (None: nobody reads it)
     relay = EpochRelay(trackers, results_dir / RUNS_DIR, progress) \
         if progress is not None or trackers.trackers else None
-    outcome.interrupted = drive(runner, fuse_tasks(pending, plan.models), threads,
-                                relay, record_task)
+    outcome.interrupted = drive(runner, tasks, threads, relay, record_task)
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
         outcome.comparison = compare_results(results_dir, launch.metric, write=True,
                                              min_effect=launch.min_effect)
