@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sweep_command import CONFIG as TWO_TASKS  # noqa: E402  (its 24-run sweep)
 
 ONE_TASK = """\
 name: one_task
@@ -34,18 +35,6 @@ model: {{name: mlp, hidden: [128]}}
 train: {{epochs: {epochs}, batch_size: 32, optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}}}
 recipes:
   baseline: {{}}
-"""
-
-ONE_GROUP = """\
-name: one_group
-seeds: [0, 1, 2, 3]
-dataset: {{name: digits}}
-model: {{name: mlp, hidden: [128]}}
-train: {{epochs: {epochs}, batch_size: 32, optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}}}
-recipes:
-  l2: {{l2: {{lambda: 1.0}}}}
-sweep:
-  recipes.l2.l2.lambda: [0.01, 0.1, 1.0, 10.0, 100.0]
 """
 
 FOUR_GROUPS = """\
@@ -101,7 +90,7 @@ def main() -> None:
 
     variants = {"one process": 1, "--workers 2": 2}
     with tempfile.TemporaryDirectory() as folder:
-        for name, text in (("two tasks", ONE_GROUP), ("eight tasks", FOUR_GROUPS),
+        for name, text in (("two tasks", TWO_TASKS), ("eight tasks", FOUR_GROUPS),
                            ("one task", ONE_TASK)):
             config = Path(folder) / f"{name.replace(' ', '_')}.yaml"
             config.write_text(text.format(epochs=args.epochs))

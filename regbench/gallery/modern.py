@@ -50,6 +50,15 @@ def _compare(results: Results, recipe: str, baseline: str,
     return rows, diffs
 
 
+def _head_to_head(claimed: str) -> list[tuple[str, object, str]]:
+    """Two recipes compared: test accuracy (the rule's, ``claimed``), NLL and the gap."""
+    return [("test accuracy", "test_accuracy", claimed),
+            ("test NLL (loss)", "test_loss", "— (reported)"),
+            ("train − val accuracy gap",
+             lambda run: run.summary["train_accuracy"] - run.summary["val_accuracy"],
+             "— (reported)")]
+
+
 def _direction(diff: Estimate, low: str = "lower", high: str = "higher") -> str:
     return low if diff.below(0) else high if diff.above(0) else "no clear change"
 
@@ -191,12 +200,8 @@ def analyse_ema_early(results: Results) -> Outcome:
               f"−{NON_INFERIORITY} but not wholly below 0). Each policy against no augmentation "
               f"is reported, not part of the rule.")
 def analyse_trivialaugment(results: Results) -> Outcome:
-    quantities = [("test accuracy", "test_accuracy", "not lower"),
-                  ("test NLL (loss)", "test_loss", "— (reported)"),
-                  ("train − val accuracy gap",
-                   lambda run: run.summary["train_accuracy"] - run.summary["val_accuracy"],
-                   "— (reported)")]
-    rows, diffs = _compare(results, "trivialaugment", "randaugment", quantities)
+    rows, diffs = _compare(results, "trivialaugment", "randaugment",
+                           _head_to_head("not lower"))
     accuracy = diffs[0]
     if accuracy.above(-NON_INFERIORITY):
         verdict = REPRODUCED
@@ -256,11 +261,7 @@ def analyse_confidence_penalty(results: Results) -> Outcome:
               "reproduced* otherwise. Dropout is placed after the conv activations, where "
               "DropBlock drops blocks, with the same rate.")
 def analyse_dropblock(results: Results) -> Outcome:
-    quantities = [("test accuracy", "test_accuracy", "higher"),
-                  ("test NLL (loss)", "test_loss", "— (reported)"),
-                  ("train − val accuracy gap",
-                   lambda run: run.summary["train_accuracy"] - run.summary["val_accuracy"],
-                   "— (reported)")]
+    quantities = _head_to_head("higher")
     rows, diffs = _compare(results, "dropblock", "dropout", quantities)
     base_rows, base_diffs = _compare(results, "dropblock", "baseline", quantities[:1])
     rows += [[f"{row[0]} (against no dropping: baseline | dropblock | dropblock − baseline)",
