@@ -532,6 +532,19 @@ def report(results_dir: Annotated[Path, typer.Argument(help="results/<name> fold
 
 @app.command()
 @guarded
+def status(
+    results_dir: Annotated[Path, typer.Argument(help="results/<name> folder.")],
+    all_: Annotated[bool, typer.Option("--all", help="List completed runs too.")] = False,
+) -> None:
+    """Where a results folder stands: completed, in progress, pending and failed runs, and
+    whether a regbench process is working on it (read-only, any executor)."""
+    from regbench.analysis.status import folder_status, render_status  # deferred
+
+    render_status(folder_status(results_dir), _console(), show_all=all_)
+
+
+@app.command()
+@guarded
 def diagnose(
     target: Annotated[Path, typer.Argument(help="results/<name> folder, a metrics CSV, a "
                                            "TensorBoard log folder or runs:/<MLflow run id>.")],

@@ -287,6 +287,23 @@ class ResultsLock:
         ResultsLock.held[key] = 1
         return self
 
+    def holder(self) -> Optional[str]:
+        """Who holds this folder's lock now ("regbench pid … on … since …"), or None; the lock
+        file is only read, never taken or changed."""
+        import fcntl
+
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None                         # no lock file (or a planted link): nobody
+        with os.fdopen(descriptor, "r", encoding="utf-8", errors="replace") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:             # an exclusive holder is alive
+                return handle.read(400).strip() or "another regbench process"
+            fcntl.flock(handle, fcntl.LOCK_UN)  # a file its dead holder left: nobody
+            return None
+
     def __exit__(self, *exc_info) -> None:
         key = self.path.absolute()
         if ResultsLock.held.get(key, 0) > 1:

@@ -34,10 +34,11 @@ def results(tmp_path_factory):
     return root / "tiny"
 
 
-@pytest.mark.parametrize("command", [["compare"], ["diagnose"], ["report"], ["list"],
+@pytest.mark.parametrize("command", [["compare"], ["diagnose"], ["report"], ["status"], ["list"],
                                      ["list", "models"], ["--help"]])
 def test_reading_commands_import_no_torch_sklearn_or_ray(results, command):
-    args = command + ([str(results)] if command[0] in ("compare", "diagnose", "report") else [])
+    args = command + ([str(results)] if command[0] in ("compare", "diagnose", "report", "status")
+                      else [])
     done = regbench("-X", "importtime", "-m", "regbench", *args)
     assert done.returncode == 0, done.stderr[-2000:]
     heavy = sorted({m.group(1) for m in HEAVY.finditer(done.stderr)})
@@ -46,6 +47,8 @@ def test_reading_commands_import_no_torch_sklearn_or_ray(results, command):
         assert "dropconnect" in done.stdout and "torchvision" in done.stdout
     if command[0] == "report":
         assert (results / "report.html").is_file()
+    if command[0] == "status":
+        assert "2 runs in its plan: 2 completed" in done.stdout
 
 
 def test_version_and_debug_after_the_command(results):
