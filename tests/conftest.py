@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the tests that pass --workers mean worker processes, however short their runs: no training
+# in the driver first (tests/test_executors.py tests that, setting it back)
+os.environ["REGBENCH_WORKERS_PAYBACK"] = "0"
 # pytest-xdist's workers (execnet) export COLUMNS=80 and LINES=24; the CLI fits its tables to
 # an explicit COLUMNS, so the tests run as a log does, unless a test sets COLUMNS itself
 os.environ.pop("COLUMNS", None)

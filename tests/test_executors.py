@@ -2,6 +2,8 @@
 metrics.csv (apart from the seconds column) for the same config and seeds."""
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -79,6 +81,48 @@ def test_workers_never_outnumber_the_tasks(tmp_path, monkeypatch):
                                                         workers=2))
     assert outcome.exit_code == 0 and built[-1] == 1       # one group of 3: this process
     assert {s["fused"]["members"] for s in outcome.summaries} == {3}
+
+
+def test_a_short_sweep_under_workers_trains_here_and_a_long_one_in_processes(
+        sequential, tmp_path, monkeypatch):
+    """--workers trains the first task in this process, timed, and starts the worker
+    processes for the rest only when they would take at least REGBENCH_WORKERS_PAYBACK
+    seconds here; the numbers are the same either way."""
+    import regbench.engine.executors as executors
+
+    monkeypatch.delenv("REGBENCH_WORKERS_PAYBACK")
+    spawned = []
+    real_pool = executors.ProcessExecutor.run
+
+    def watching(self, specs, threads, progress=None):
+        for item in real_pool(self, specs, threads, progress):
+            spawned.append(self.pool is not None)
+            yield item
+
+    monkeypatch.setattr(executors.ProcessExecutor, "run", watching)
+    assert executors.PAYBACK_SECONDS == 10.0
+    check_same(sequential, tmp_path / "short", workers=2, fuse="off")   # six runs, ~0.1 s each
+    assert spawned == [False] * 6                                       # none: all here
+    spawned.clear()
+    monkeypatch.setenv("REGBENCH_WORKERS_PAYBACK", "1e-6")              # any sweep is long
+    check_same(sequential, tmp_path / "long", workers=2, fuse="off")
+    assert spawned == [False] + [True] * 5          # the first here, the rest in processes
+
+
+def test_a_bad_payback_is_one_line_before_anything_is_written(tiny_config, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "REGBENCH_WORKERS_PAYBACK": "soon"}
+    done = subprocess.run([sys.executable, "-m", "regbench", "run", str(tiny_config), "--out",
+                           str(tmp_path / "out"), "--workers", "2"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "REGBENCH_WORKERS_PAYBACK: must be a number of seconds >= 0 (got 'soon')" in \
+        done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_ray_tasks_match_sequential(sequential, tmp_path):

@@ -248,6 +248,13 @@ def test_auto_is_decided_before_the_runs_are_handed_out(tmp_path: Path):
     assert not any(GROUP_KEY in t for t in fuse_tasks(specs, large))
     forced = plan_runs(tmp_path, text.replace("threads: 1", "threads: 1, fuse: on"))
     assert sum(GROUP_KEY in t for t in fuse_tasks(forced, large)) == 2
+    wide = {s["run_id"]: ModelFacts(1000, True, "mlp", widest=4096) for s in specs}
+    assert not any(GROUP_KEY in t for t in fuse_tasks(specs, wide))    # measured to lose
+    from regbench.engine.fused import model_facts
+    from regbench.models import build_model
+
+    assert model_facts(build_model({"name": "mlp", "hidden": [4096, 16]}, (64,), 10)).widest \
+        == 4096
     mixed = {**facts(1000), specs[0]["run_id"]: ModelFacts(1000, True, "other layers")}
     tasks = fuse_tasks(specs, mixed)
     assert [t["run_id"] for t in tasks if GROUP_KEY not in t] == [s["run_id"] for s in specs[:2]]

@@ -43,6 +43,12 @@ from regbench.vocabulary import RunSpec, Task
 INTERRUPT_GRACE_SECONDS = 30.0   # how long the driver waits for interrupted runs to report back
 POLL_SECONDS = 0.2               # driver wake-up interval (progress events, Ctrl-C)
 PARENT_POLL_SECONDS = 0.5        # how often a worker checks that its driver still lives
+# A worker process costs its start-up before it trains (spawning, importing torch and
+# regbench: ~2.4 s each on 2 loaded cores, benchmarks/sweep_workers.py), which a sweep of a few
+# seconds never earns back: --workers trains the first task here and starts the processes for
+# the rest only when they would take at least this long here (at its pace per run-epoch).
+# REGBENCH_WORKERS_PAYBACK=0 always starts them.
+PAYBACK_SECONDS = 10.0
 
 Item = tuple[Task, Any]   # (run spec, RunResult)
 
@@ -138,12 +144,27 @@ def _worker_run(spec: RunSpec, threads: int):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _payback_from_environment() -> float:
+    value = os.environ.get("REGBENCH_WORKERS_PAYBACK", "").strip()
+    if not value:
+        return PAYBACK_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:
+        raise ConfigError(f"must be a number of seconds >= 0 (got {value!r}); 0 always starts "
+                          "the worker processes", source="REGBENCH_WORKERS_PAYBACK")
+    return seconds
+
+
 class ProcessExecutor:
     """``--workers N``: N runs at once in spawned processes (a fresh interpreter: no forked torch
     state, same behaviour on Linux and macOS)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, payback: Optional[float] = None):
         self.workers = workers
+        self.payback = payback if payback is not None else _payback_from_environment()
         self.pool = None
         self.futures: dict[Any, dict[str, Any]] = {}
         self.active: dict[str, int] = {}          # run id -> worker pid, while training
@@ -159,6 +180,8 @@ class ProcessExecutor:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+        if isinstance(specs, list) and len(specs) > 1 and self.payback > 0:
+            specs = yield from self._here_while_short(specs, progress)
         size = len(specs) if isinstance(specs, list) else self.workers
         feed = iter(specs)
         if not size:
@@ -195,6 +218,22 @@ class ProcessExecutor:
                 if item is not None:
                     yield item
             submit()
+
+    def _here_while_short(self, specs: list[Task], progress) -> Iterator[Item]:
+        """Train the first task in this process with every core, timed; the rest too when
+        they would take less than ``payback`` seconds at its pace per run-epoch (spawning
+        would cost more than it saves). Returns the tasks left for the worker processes."""
+        from regbench.engine.threads import default_threads
+
+        here = SequentialExecutor()
+        started = time.perf_counter()
+        yield from here.run(specs[:1], default_threads(1), progress)
+        rest = specs[1:]
+        pace = (time.perf_counter() - started) / _size(specs[0])
+        if pace * sum(map(_size, rest)) >= self.payback:
+            return rest
+        yield from here.run(rest, default_threads(1), progress)
+        return []
 
     def _collect(self, future) -> Optional[Item]:
         spec = self.futures[future]
@@ -254,6 +293,11 @@ class ProcessExecutor:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+def _size(task: Task) -> int:
+    """A task's epochs summed over its runs: what ``_here_while_short`` scales its pace by."""
+    return sum(int(spec["train"]["epochs"]) for spec in task.get(GROUP_KEY, [task]))
 
 
 def by_run_id(task: Task) -> dict[str, Any]:
@@ -424,6 +468,8 @@ class RayExecutor:
 def _local_check(workers: int = 1, address: Optional[str] = None, **options) -> None:
     if address:
         raise ConfigError("only used with --executor ray", source="--address")
+    if workers > 1:
+        _payback_from_environment()     # a bad value: exit 2 before anything is written
 
 
 @register_executor("local", check=_local_check,

@@ -152,6 +152,7 @@ class ModelFacts(NamedTuple):
                           # (stacked; dropout's p may differ), or the whole module (vmap)
     fuses: bool = True    # False: it cannot (random layers through vmap: no per-member
                           # streams)
+    widest: int = 0       # the most units of any linear layer (stacked path)
 
 
 # layers that draw in training forwards: each member draws from its own streams only on the
@@ -164,8 +165,10 @@ def model_facts(model: torch.nn.Module) -> ModelFacts:
     layout = repr([(name, type(layer).__name__) for name, layer in layers]) if layers \
         else repr(model)
     draws = any(isinstance(m, RANDOM_LAYERS) for m in model.modules())
+    widest = max((layer.out_features for _, layer in layers or ()
+                  if isinstance(layer, torch.nn.Linear)), default=0)
     return ModelFacts(sum(p.numel() for p in model.parameters()), layers is not None, layout,
-                      fuses=layers is not None or not draws)
+                      fuses=layers is not None or not draws, widest=widest)
 
 
 def fuse_tasks(specs: list[RunSpec], models: Optional[dict[str, ModelFacts]] = None
@@ -215,6 +218,10 @@ def group_spec(members: list[RunSpec]) -> GroupTask:
 # batch size × parameters up to which fusing was faster on 2 CPU cores (benchmarks/fused.py),
 # for the stacked path (batched matrix products) and the vmap path (any other model)
 CPU_FUSE_MAX_WORK = {True: 20_000_000, False: 2_500_000}
+# the widest linear layer the stacked path pays for on the CPU (benchmarks/fused.py --only
+# auto-grid: digits' MLP with one hidden layer of 1024 units fused 1.65–6.4× faster than solo,
+# of 4096 units 0.92× on a quiet machine; nothing between was measured)
+CPU_FUSE_MAX_WIDTH = 2048
 
 
 def worth_fusing(mode: str, device: torch.device, batch_size: int, facts: ModelFacts) -> bool:
@@ -225,7 +232,9 @@ def worth_fusing(mode: str, device: torch.device, batch_size: int, facts: ModelF
     32 (0.3 M) 5.5×, the synthetic 40-256-4 MLP (0.4 M) 4.5×, the 784-256-256-10 MLP at batch
     64 (17 M) 1.5×, the 784-1024-1024-10 MLP at batch 128 (239 M) 0.53× (slower); through vmap
     digits' residual MLP (2.4 M) 2.3×, the 784-256-256-10 MLP (17 M) 0.6×. Each limit sits
-    just above the largest size measured to pay: nothing between was measured. Per-weight
+    just above the largest size measured to pay: nothing between was measured. A stacked
+    layer wider than CPU_FUSE_MAX_WIDTH trains solo too: digits' 64-4096-10 MLP (9.8 M) fused
+    0.92× solo, where 64-1024-10 (2.5 M) fused 1.65–6.4× (``--only auto-grid``). Per-weight
     draws and batch hooks leave the limit where it is (their work is the same solo and fused,
     5 values × 4 seeds, 2 cores shared with other work): at 17 M weight noise 1.27–1.55×,
     mixup 1.26× (l2 1.30× that day); on digits' MLP input noise 2.2–3.9×, mixup 1.8–4.0×,
@@ -234,8 +243,9 @@ def worth_fusing(mode: str, device: torch.device, batch_size: int, facts: ModelF
         return True
     if mode == "off":
         return False
-    return device.type == "cuda" or \
+    return device.type == "cuda" or (
         batch_size * facts.parameters <= CPU_FUSE_MAX_WORK[facts.stacks]
+        and facts.widest <= CPU_FUSE_MAX_WIDTH)
 
 
 ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.GELU,
