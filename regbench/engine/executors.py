@@ -35,7 +35,7 @@ import time
 from typing import Any, Iterable, Iterator, Optional
 
 from regbench.engine.result import GROUP_KEY, failed_task
-from regbench.engine.threads import apply_wait_policy, current_wait_policy
+from regbench.engine.threads import apply_wait_policy, current_wait_policy, default_threads
 from regbench.errors import ConfigError, RegbenchError
 from regbench.registry import EXECUTORS, Executor, UnknownName, register_executor
 from regbench.vocabulary import RunSpec, Task
@@ -223,8 +223,6 @@ class ProcessExecutor:
         """Train the first task in this process with every core, timed; the rest too when
         they would take less than ``payback`` seconds at its pace per run-epoch (spawning
         would cost more than it saves). Returns the tasks left for the worker processes."""
-        from regbench.engine.threads import default_threads
-
         here = SequentialExecutor()
         started = time.perf_counter()
         yield from here.run(specs[:1], default_threads(1), progress)
