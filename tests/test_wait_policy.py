@@ -10,7 +10,9 @@ import time
 
 from regbench.engine.threads import wait_policy_for
 
-CLEAN = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+# without the policy and without the REGBENCH_* settings the tests' conftest makes
+CLEAN = {k: v for k, v in os.environ.items()
+         if k != "OMP_WAIT_POLICY" and not k.startswith("REGBENCH")}
 # what the console script does before any command runs, then what a process sees
 CLI_PROBE = ("import os, regbench.cli as cli; cli.choose_wait_policy(); "
              "print(os.environ.get('OMP_WAIT_POLICY'))")
