@@ -21,7 +21,8 @@ from regbench.errors import RegbenchError
 from regbench.results import ResultsLock, inspect_summary
 from regbench.vocabulary import CHECKPOINT_FILE, PLAN_FILE, RUNS_DIR
 
-HEADER_BYTES = 1 << 16         # a checkpoint's JSON header line is read up to this size
+HEADER_BYTES = 1 << 20         # a checkpoint's JSON header line is read up to this size (a group of
+                               # thousands of members names them all)
 ORDER = ("completed", "in progress", "pending", "stopped", "interrupted", "failed", "diverged",
          "damaged")
 
