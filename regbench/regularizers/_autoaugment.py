@@ -21,7 +21,7 @@ and the fill of the geometric ops (0) is each channel's darkest value.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 
@@ -47,11 +47,20 @@ class PolicyRegularizer(Regularizer):
     needs_images = True
     fusable = True
     batches_by_member = True
+    # the functional form, policy(x, **params, generator=...) -> (x̃, its draws…), and the
+    # parameters that are not its arguments
+    policy: ClassVar[Callable[..., tuple]]
+    not_policy_params: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def check(cls, params, ctx):
         check_channels(cls.name, ctx)
         return []
+
+    def transformed(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` through the policy with this run's parameters and its own generator."""
+        return type(self).policy(x, **self.params.model_dump(exclude=self.not_policy_params),
+                                 generator=self.own_generator())[0]
 
 
 def to_uint8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -107,8 +107,7 @@ class AugMix(PolicyRegularizer):
     paper = "Hendrycks et al. 2020"
     Params = Params
 
+    policy = staticmethod(augmix)
+
     def batch(self, x, y):
-        p = self.params
-        return augmix(x, severity=p.severity, mixture_width=p.mixture_width,
-                      chain_depth=p.chain_depth, alpha=p.alpha, all_ops=p.all_ops,
-                      interpolation=p.interpolation, generator=self.own_generator())[0], y
+        return self.transformed(x), y

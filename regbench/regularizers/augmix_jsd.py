@@ -52,6 +52,8 @@ class AugMixJSD(PolicyRegularizer):
     batch_stage = None
     fusable = False
     batches_by_member = False
+    policy = staticmethod(augmix)
+    not_policy_params = frozenset({"js_weight"})
     solo_because = ("its two extra forwards of each batch (the view_penalty hook) are not part "
                     "of the fused loop")
 
@@ -64,11 +66,7 @@ class AugMixJSD(PolicyRegularizer):
         return None
 
     def views(self, x):
-        p = self.params
-        settings = dict(severity=p.severity, mixture_width=p.mixture_width,
-                        chain_depth=p.chain_depth, alpha=p.alpha, all_ops=p.all_ops,
-                        interpolation=p.interpolation, generator=self.own_generator())
-        return [augmix(x, **settings)[0], augmix(x, **settings)[0]]
+        return [self.transformed(x), self.transformed(x)]
 
     def view_penalty(self, output, others, y):
         return self.params.js_weight * jensen_shannon(output, *others)

@@ -73,8 +73,7 @@ class RandAugment(PolicyRegularizer):
     paper = "Cubuk et al. 2020"
     Params = Params
 
+    policy = staticmethod(randaugment)
+
     def batch(self, x, y):
-        p = self.params
-        return randaugment(x, num_ops=p.num_ops, magnitude=p.magnitude,
-                           num_magnitude_bins=p.num_magnitude_bins,
-                           interpolation=p.interpolation, generator=self.own_generator())[0], y
+        return self.transformed(x), y

@@ -76,7 +76,7 @@ class TrivialAugment(PolicyRegularizer):
                     f"{side}-px frame"]
         return []
 
+    policy = staticmethod(trivialaugment)
+
     def batch(self, x, y):
-        p = self.params
-        return trivialaugment(x, p.num_magnitude_bins, p.interpolation,
-                              self.own_generator())[0], y
+        return self.transformed(x), y
