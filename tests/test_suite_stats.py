@@ -44,6 +44,9 @@ def test_probability_of_improvement_by_rliables_formula():
     by_u = np.mean([stats.mannwhitneyu(-np.array(r), -np.array(b)).statistic / (len(r) * len(b))
                     for r, b in zip(recipe, baseline)])
     assert st.probability_of_improvement(recipe, baseline) == pytest.approx(by_u)
+    # a completed run with no test error is left out, never counted as a loss
+    with_gap = [[0.1, 0.2, math.nan], [0.3, 0.3, 0.1]]
+    assert st.probability_of_improvement(with_gap, baseline) == pytest.approx(hand)
 
 
 def _exact_signed_rank_p(values):

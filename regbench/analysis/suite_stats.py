@@ -41,6 +41,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from scipy import stats
 
+from regbench.analysis.stats import probability_of_improvement as improvement
+
 LEVEL = 0.95            # every interval of the suite table
 ALPHA = 0.05            # a verdict needs the Holm-adjusted p below this
 RESAMPLES = 4000        # bootstrap resamples per interval
@@ -132,11 +134,9 @@ def _improvement_chance(recipe: np.ndarray, baseline: np.ndarray) -> np.ndarray:
 def probability_of_improvement(recipe: Sequence[Sequence[float]],
                                baseline: Sequence[Sequence[float]]) -> float:
     """rliable's P(improve): per task, the chance that a recipe's seed has the lower error than
-    a baseline's seed (ties half), averaged over tasks."""
-    if not recipe:
-        return math.nan
-    return float(np.mean([_improvement_chance(np.asarray(r, float), np.asarray(b, float))
-                          for r, b in zip(recipe, baseline)]))
+    a baseline's seed (ties half; a run with no error left out), averaged over tasks."""
+    chances = [improvement(r, b, higher_is_better=False) for r, b in zip(recipe, baseline)]
+    return float(np.nanmean(chances)) if chances and not np.all(np.isnan(chances)) else math.nan
 
 
 def improvement_interval(recipe: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]],

@@ -18,6 +18,7 @@ import numpy as np
 
 from regbench.analysis import suite_stats as st
 from regbench.analysis.compare import chosen_rows, compare_results
+from regbench.analysis.stats import finite
 from regbench.errors import RegbenchError
 from regbench.results import load_summaries, task_of
 from regbench.vocabulary import default_metric
@@ -150,8 +151,9 @@ def _row(table: SuiteTable, recipe: str) -> dict[str, Any]:
     verdicts = [ran[name].verdicts.get(recipe, "") for name in by_task]
     mean_low, mean_high = st.stratified_interval(samples, st.stacked_mean)
     iqm_low, iqm_high = st.stratified_interval(samples, st.pooled_iqm)
-    mine = [list(ran[name].errors[recipe].values()) for name in by_task]
-    theirs = [list(ran[name].errors["baseline"].values()) for name in by_task]
+    # each seed's test error; a completed run without one is left out, never counted a loss
+    mine = [finite(list(ran[name].errors[recipe].values())) for name in by_task]
+    theirs = [finite(list(ran[name].errors["baseline"].values())) for name in by_task]
     chance_low, chance_high = st.improvement_interval(mine, theirs)
     p_value, direction = st.signed_rank_test([float(np.mean(s)) for s in samples])
     ratios = [_mean(ran[name].seconds.get(recipe)) / _mean(ran[name].seconds.get("baseline"))
