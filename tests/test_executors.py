@@ -90,7 +90,7 @@ def test_a_short_sweep_under_workers_trains_here_and_a_long_one_in_processes(
     seconds here; the numbers are the same either way."""
     import regbench.engine.executors as executors
 
-    monkeypatch.delenv("REGBENCH_WORKERS_PAYBACK")
+    monkeypatch.delenv("REGBENCH_WORKERS_PAYBACK")          # the default, then set below
     spawned = []
     real_pool = executors.ProcessExecutor.run
 
@@ -100,8 +100,10 @@ def test_a_short_sweep_under_workers_trains_here_and_a_long_one_in_processes(
             yield item
 
     monkeypatch.setattr(executors.ProcessExecutor, "run", watching)
-    assert executors.PAYBACK_SECONDS == 10.0
-    check_same(sequential, tmp_path / "short", workers=2, fuse="off")   # six runs, ~0.1 s each
+    assert executors.PAYBACK_SECONDS == 10.0 and executors._payback_from_environment() == 10.0
+    # six runs of ~0.1 s: short under any load with a payback no machine reaches
+    monkeypatch.setenv("REGBENCH_WORKERS_PAYBACK", "1e9")
+    check_same(sequential, tmp_path / "short", workers=2, fuse="off")
     assert spawned == [False] * 6                                       # none: all here
     spawned.clear()
     monkeypatch.setenv("REGBENCH_WORKERS_PAYBACK", "1e-6")              # any sweep is long

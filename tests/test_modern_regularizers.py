@@ -246,6 +246,11 @@ def test_randaugment_and_trivialaugment_transform_each_sample_as_torchvision_alo
             "trivialaugment": trivialaugment(x, generator=torch.Generator().manual_seed(3)),
     }.items():
         keys = keys.view(-1, len(x))
+        # the policy's own settings: RandAugment N=2 operations at M=9, TrivialAugment one
+        assert keys.shape[0] == (2 if name == "randaugment" else 1)
+        levels = torch.div(keys % (2 * policy.bins), 2, rounding_mode="floor")
+        if name == "trivialaugment":          # drawn uniformly: every bin can come up
+            assert levels.min() == 0 and levels.max() >= policy.bins - 3
         transform = policy.transform
         table = transform._AUGMENTATION_SPACE
         for i in range(len(x)):
@@ -255,6 +260,8 @@ def test_randaugment_and_trivialaugment_transform_each_sample_as_torchvision_alo
                 level, negative = divmod(rest, 2)
                 op_name = list(table)[op]
                 bins = table[op_name][0](policy.bins, 12, 12)
+                if name == "randaugment":     # M = 9 for every operation that has a magnitude
+                    assert level == (0 if bins is None else 9)
                 magnitude = 0.0 if bins is None else float(bins[level]) * (-1) ** negative
                 image = transform._apply_image_or_video_transform(
                     image, op_name, magnitude, interpolation=transform.interpolation,
@@ -278,6 +285,7 @@ def test_augmix_blends_each_image_with_its_chains_by_its_own_weights():
             for step in range(int(draws["depth"][chain, i])):
                 op, rest = divmod(int(draws["keys"][chain, step, i]), 2 * policy.bins)
                 level, negative = divmod(rest, 2)
+                assert level < 3                  # severity 3: the 3 lowest of 10 bins
                 op_name = policy.names[op]
                 bins = transform._PARTIAL_AUGMENTATION_SPACE[op_name][0](10, 12, 12)
                 magnitude = 0.0 if bins is None else float(bins[level]) * (-1) ** negative
@@ -326,6 +334,8 @@ def test_a_run_with_a_policy_trains_with_finite_metrics(name):
     assert plan is not None, refusals
     result = train_recipe(plan)
     assert len(result.rows) == 2 and result.status == "completed"
+    assert all(math.isfinite(value) for row in result.rows for value in row.values()
+               if isinstance(value, float))
 
 
 def test_a_policy_refuses_images_that_are_neither_grayscale_nor_rgb():

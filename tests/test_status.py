@@ -3,6 +3,7 @@ once it is finished; damaged and foreign folders. Nothing in the folder is chang
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def freeze_mid_run(process, folder: Path) -> None:
     deadline = time.monotonic() + DEADLINE
     while True:
         process.send_signal(signal.SIGSTOP)
+        os.waitpid(process.pid, os.WUNTRACED)       # returns once it has stopped
         if any(not (path.parent / "summary.json").exists()
                for path in (folder / "runs").glob("*/checkpoint.pt")):
             return
