@@ -11,6 +11,7 @@ import math
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
 
@@ -218,6 +219,24 @@ def check_results_folder(results_dir: Path, run_ids: Iterable[str] = ()) -> None
 
 # ----------------------------------------------------------------------------- one writer
 
+LOCK_TRIES = 10       # ``regbench status`` holds a shared lock for a moment: wait that out
+LOCK_WAIT = 0.02     # seconds between tries (0.2 s in all), then the folder is in use
+
+
+def _lock_exclusive(handle) -> None:
+    """An exclusive flock without blocking for long; BlockingIOError when held."""
+    import fcntl
+
+    for attempt in range(LOCK_TRIES):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == LOCK_TRIES - 1:
+                raise
+            time.sleep(LOCK_WAIT)
+
+
 class ResultsLock:
     """One writer per results folder: an exclusive ``flock`` on ``<out>/.<name>.lock``, which
     records the holder's pid, host and start time and is removed when the holder is done. The
@@ -237,7 +256,6 @@ class ResultsLock:
 
     def __enter__(self) -> "ResultsLock":
         import datetime as _dt
-        import fcntl
         import socket
 
         key = self.path.absolute()
@@ -259,7 +277,7 @@ class ResultsLock:
                                     f"({exc.strerror or exc}); choose a writable folder with "
                                     "--out") from None
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_exclusive(handle)
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another regbench process"

@@ -111,6 +111,24 @@ def test_a_short_sweep_under_workers_trains_here_and_a_long_one_in_processes(
     assert spawned == [False] + [True] * 5          # the first here, the rest in processes
 
 
+def test_the_pace_counts_only_the_epochs_a_task_trained_here():
+    """A first task resumed late or stopped early trained few epochs: the pace is its time per
+    epoch trained, never per epoch planned (which would make any sweep look short)."""
+    from types import SimpleNamespace
+
+    from regbench.engine.executors import _trained
+    from regbench.engine.result import GROUP_KEY
+
+    def result(rows, resumed=None):
+        return SimpleNamespace(rows=[{}] * rows, summary={"resumed_from_epoch": resumed})
+
+    assert _trained({"run_id": "a"}, result(10)) == 10
+    assert _trained({"run_id": "a"}, result(10, resumed=8)) == 2
+    group = {"run_id": "g", GROUP_KEY: [{}, {}]}
+    assert _trained(group, [({}, result(3)), ({}, result(5, resumed=5))]) == 3
+    assert _trained({"run_id": "a"}, SimpleNamespace(rows=[], summary=None)) == 0
+
+
 def test_a_bad_payback_is_one_line_before_anything_is_written(tiny_config, tmp_path):
     import subprocess
     import sys

@@ -121,3 +121,23 @@ def test_a_folder_that_is_not_a_results_folder_is_one_line(tmp_path):
     (tmp_path / "plan.json").write_text('{"run_ids": 3}')
     one_error_line(runner.invoke(app, ["status", str(tmp_path)]), 2,
                    "run_ids is not a list of run names")
+
+
+def test_a_status_reading_the_lock_never_makes_a_run_fail(tmp_path):
+    """``status`` holds a shared lock on the folder's lock file for a moment; a run taking the
+    folder then waits that moment out instead of calling the folder in use."""
+    import fcntl
+    import threading
+
+    from regbench.results import ResultsLock
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    lock = ResultsLock(folder)
+    lock.path.write_text("")
+    reader = open(lock.path)
+    fcntl.flock(reader, fcntl.LOCK_SH)                         # as holder() does
+    threading.Timer(0.05, lambda: fcntl.flock(reader, fcntl.LOCK_UN)).start()
+    with lock:                                                 # no "in use" error
+        assert f"regbench pid {os.getpid()}" in lock.path.read_text()
+    reader.close()

@@ -225,11 +225,14 @@ class ProcessExecutor:
         would cost more than it saves). Returns the tasks left for the worker processes."""
         here = SequentialExecutor()
         started = time.perf_counter()
-        yield from here.run(specs[:1], default_threads(1), progress)
+        trained = 0             # run-epochs the first task really trained (resumed, stopped
+        for task, result in here.run(specs[:1], default_threads(1), progress):  # early: fewer)
+            trained = _trained(task, result)
+            yield task, result
         rest = specs[1:]
-        pace = (time.perf_counter() - started) / _size(specs[0])
-        if pace * sum(map(_size, rest)) >= self.payback:
-            return rest
+        seconds = time.perf_counter() - started
+        if not trained or seconds / trained * sum(map(_size, rest)) >= self.payback:
+            return rest         # no pace to go by (it failed at once): the processes decide
         yield from here.run(rest, default_threads(1), progress)
         return []
 
@@ -294,8 +297,17 @@ class ProcessExecutor:
 
 
 def _size(task: Task) -> int:
-    """A task's epochs summed over its runs: what ``_here_while_short`` scales its pace by."""
+    """A task's planned epochs summed over its runs: what the rest are estimated by."""
     return sum(int(spec["train"]["epochs"]) for spec in task.get(GROUP_KEY, [task]))
+
+
+def _trained(task: Task, result) -> int:
+    """Run-epochs a task trained in this call (a resumed run's earlier epochs left out)."""
+    results = [one for _, one in result] if GROUP_KEY in task and isinstance(result, list) \
+        else [result]
+    return sum(max(0, len(getattr(one, "rows", ()) or ())
+                   - int((getattr(one, "summary", None) or {}).get("resumed_from_epoch") or 0))
+               for one in results)
 
 
 def by_run_id(task: Task) -> dict[str, Any]:

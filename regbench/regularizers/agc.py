@@ -58,11 +58,13 @@ def clip_unitwise(weights: list[torch.Tensor], grads: list[torch.Tensor],
         grad.mul_(torch.where(norm > limit, limit / norm, torch.ones_like(norm)))
 
 
-def agc(parameters: list[torch.Tensor], clipping: float = 0.01, eps: float = 1e-3) -> None:
-    """Adaptive gradient clipping of the gradients of ``parameters`` (in place)."""
+def agc(parameters: list[torch.Tensor], clipping: float = 0.01, eps: float = 1e-3,
+        cache: Optional[dict] = None) -> None:
+    """Adaptive gradient clipping of the gradients of ``parameters`` (in place); ``cache``
+    keeps the per-device constants between calls."""
     chosen = [p for p in parameters if p.grad is not None]
     clip_unitwise([p.detach()[None] for p in chosen], [p.grad[None] for p in chosen],
-                  [clipping], [eps])
+                  [clipping], [eps], cache)
 
 
 @register
@@ -109,9 +111,7 @@ class AGC(Regularizer):
     fusable = True      # every member's gradients at once, on the stacked ones
 
     def after_backward(self, model):
-        chosen = [p for p in self.parameters if p.grad is not None]
-        clip_unitwise([p.detach()[None] for p in chosen], [p.grad[None] for p in chosen],
-                      [self.params.clipping], [self.params.eps], self.columns)
+        agc(self.parameters, self.params.clipping, self.params.eps, self.columns)
 
     @classmethod
     def stacked_after_backward(cls, members, parameters):
