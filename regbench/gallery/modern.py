@@ -11,6 +11,7 @@ import math
 
 from regbench.gallery.core import NOT_REPRODUCED, PARTLY, REPRODUCED, Outcome, finding
 from regbench.gallery.networks import (
+    best_val_accuracy,
     calibration_outcome,
     memorisation_drop,
     overconfidence,
@@ -128,7 +129,7 @@ def analyse_sam_label_noise(results: Results) -> Outcome:
     rows, diffs = _compare(results, "sam", "baseline", [
         ("test accuracy (final epoch)", "test_accuracy", "higher"),
         ("memorisation drop: best − final val accuracy", memorisation_drop, "lower"),
-        ("best val accuracy", lambda run: float(run.frame["val_accuracy"].max()), "— (reported)"),
+        ("best val accuracy", best_val_accuracy, "— (reported)"),
         ("train accuracy (noisy labels)", "train_accuracy", "— (reported)")])
     accuracy, drop = diffs[0], diffs[1]
     reason = (f"sam − baseline: test accuracy {accuracy.text(signed=True)} "
@@ -148,9 +149,7 @@ def analyse_sam_label_noise(results: Results) -> Outcome:
 
 def _early_epoch(results: Results) -> int:
     """The epoch a quarter of the way through training (at least 1)."""
-    last = max((int(r.frame["epoch"].max()) for r in results.runs if r.frame is not None),
-               default=1)
-    return max(1, math.ceil(last / 4))
+    return max(1, math.ceil(results.last_epoch() / 4))
 
 
 @finding(key="ema_early", title="EMA beats the raw weights early in training",
@@ -170,7 +169,7 @@ def _early_epoch(results: Results) -> int:
               "alone. The last epoch is reported, not part of the rule.")
 def analyse_ema_early(results: Results) -> Outcome:
     early = _early_epoch(results)
-    last = max(int(r.frame["epoch"].max()) for r in results.runs if r.frame is not None)
+    last = results.last_epoch()
     rows, diffs = _compare(results, "ema", "baseline", [
         (f"val accuracy after epoch {early}", _column_at("val_accuracy", early), "higher"),
         (f"val NLL after epoch {early}", _column_at("val_loss", early), "lower"),

@@ -250,8 +250,7 @@ def analyse_batchnorm(results: Results) -> Outcome:
         return lambda run: _val_accuracy_at(run, epoch)
 
     reach = lambda run: _epochs_to_reach(run, BN_THRESHOLD)  # noqa: E731
-    last = max((int(r.frame["epoch"].max()) for r in results.runs if r.frame is not None),
-               default=1)
+    last = results.last_epoch()
     quantities = [("val accuracy after epoch 1", at(1)), ("val accuracy after epoch 2", at(2)),
                   (f"val accuracy after epoch {last}", at(last)),
                   (f"epochs to reach {BN_THRESHOLD:.0%} val accuracy", reach)]

@@ -81,6 +81,11 @@ class Results:
                 out[run.summary["seed"]] = float(number)
         return out
 
+    def last_epoch(self) -> int:
+        """The last epoch any run logged (1 when none logged any)."""
+        return max((int(r.frame["epoch"].max()) for r in self.runs if r.frame is not None),
+                   default=1)
+
     def seeds(self) -> int:
         counts = [len(self.of(p)) for p in self.points()]
         return min(counts) if counts else 0
