@@ -358,3 +358,14 @@ def test_the_plain_paired_t_test_keeps_its_exact_digits():
     half = t_quantile(0.975, n - 1) * (sd / np.sqrt(n))
     got = difference_of(diffs)
     assert (got.low, got.high) == (diffs.mean() - half, diffs.mean() + half)
+
+
+@pytest.mark.parametrize("path", ["dataset.cv.folds", "dataset.cv.repeats"])
+def test_sweeping_the_folds_is_refused_at_its_line(tmp_path, path):
+    """The folds are planned once for the experiment: a swept fold setting would train its
+    other points on the wrong folds, so it is one clear error instead."""
+    config = write_config(tmp_path / "c.yaml", (
+        "name: c\ndataset: {name: breast_cancer, cv: {folds: 2}}\nmodel: {name: mlp, hidden: [8]}\n"
+        f"train: {{epochs: 1}}\nrecipes:\n  l2: {{l2: {{lambda: 1.0}}}}\nsweep:\n  {path}: [2, 3]\n"))
+    one_error_line(invoke("validate", config), 2, f"c.yaml:8:3: sweep.{path}",
+                   "dataset.cv cannot be swept")

@@ -168,6 +168,9 @@ def check_sweep_path(path: str, experiment: dict[str, Any], loaded: LoadedConfig
         raise sweep_error(f"'{path}' is a whole section; sweep one setting inside it, e.g. "
                           f"{parts[0]}.<key>", path, loaded, section)
     owner = None
+    if parts[:2] == ["dataset", "cv"]:   # the folds are planned once for the experiment
+        raise sweep_error("dataset.cv cannot be swept: every point is cross-validated with the "
+                          "same folds; run one experiment per fold setting", path, loaded, section)
     if parts[0] == "dataset":
         models = [DatasetConfig, DATASETS.get(experiment["dataset"]["name"]).Params]
         reason = _walk(models, parts[1:], "dataset.")
