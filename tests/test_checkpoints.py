@@ -225,6 +225,17 @@ def test_a_checkpoint_of_another_config_is_set_aside(stopped_run):
     assert "config_hashes" in resume_from_scratch(spec, data, whole)[0]
 
 
+def test_a_checkpoint_from_another_device_is_set_aside(stopped_run):
+    """--device is placement (left out of the config hash), so the header names the device:
+    a run moved from a GPU to the CPU, or back, starts over instead of mixing devices."""
+    spec, data, whole, path = stopped_run
+    assert json.loads(path.read_bytes().partition(b"\n")[0])["device"] == "cpu"
+    line, _, payload = path.read_bytes().partition(b"\n")
+    header = {**json.loads(line), "device": "cuda:0"}
+    path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+    assert "device is 'cuda:0', not 'cpu'" in resume_from_scratch(spec, data, whole)[0]
+
+
 def test_a_linked_checkpoint_is_never_read_nor_its_target_touched(stopped_run, tmp_path):
     spec, data, whole, path = stopped_run
     elsewhere = tmp_path / "not-ours.pt"

@@ -60,8 +60,9 @@ class Checkpoints:
     folders for: the path of the file; none (the Python API's bare trainers, tuning trials): no
     checkpoints."""
 
-    def __init__(self, specs: list[RunSpec]):
+    def __init__(self, specs: list[RunSpec], device: Any = "cpu"):
         first = specs[0]
+        self.device = str(device)         # a checkpoint loads onto the device it trained on
         self.path: Optional[Path] = Path(first["checkpoint"]) if first.get("checkpoint") \
             else None
         self.every = first["train"].get("checkpoint_every", "auto")
@@ -99,7 +100,7 @@ class Checkpoints:
         torch.save(state, buffer, pickle_module=cloudpickle)
         payload = buffer.getvalue()
         header = {"format": FORMAT, "run_ids": self.run_ids, "config_hashes": self.hashes,
-                  "epoch": epoch, **_versions(),
+                  "device": self.device, "epoch": epoch, **_versions(),
                   "sha256": hashlib.sha256(payload).hexdigest()}
         try:
             atomic_write_bytes(self.path, json.dumps(header).encode() + b"\n" + payload)
@@ -147,7 +148,7 @@ class Checkpoints:
 
     def _mismatch(self, header: dict[str, Any], payload: bytes) -> Optional[str]:
         expected = {"format": FORMAT, "run_ids": self.run_ids, "config_hashes": self.hashes,
-                    **_versions()}
+                    "device": self.device, **_versions()}   # --device is left out of the hash
         for key, value in expected.items():
             if header.get(key) != value:
                 return f"its {key} is {header.get(key)!r}, not {value!r}"

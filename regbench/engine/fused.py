@@ -375,7 +375,7 @@ class FusedTrainer:
         self.active = torch.ones(count, dtype=torch.bool, device=self.device)
         self.training = list(range(count))
         self.epoch, self.elapsed = 0, 0.0
-        self.checkpoints = Checkpoints(specs)
+        self.checkpoints = Checkpoints(specs, device)
 
     TRANSIENT = ("data", "checkpoints")    # what a checkpoint leaves out (see Trainer's)
 

@@ -275,7 +275,7 @@ class Trainer:
         self.block_rows = self._block_rows()
         # the fixed subset measured for train metrics, gathered once
         self.train_eval = (data.x_train[data.train_eval_index], data.y_train[data.train_eval_index])
-        self.checkpoints = Checkpoints([spec])
+        self.checkpoints = Checkpoints([spec], device)
         self.rows: list[dict] = []             # the epochs trained so far (a resumed run's too)
         self.elapsed = 0.0                     # seconds trained before a resume
         self.resumed_from: Optional[int] = None
