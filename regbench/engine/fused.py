@@ -412,8 +412,9 @@ class FusedTrainer:
             else:
                 slices.append((index, index + 1))
         optimizer = None
-        for start, stop in slices:
-            views = [self.stacked[name].detach()[start:stop] for name in self.names]
+        for start, stop in slices:   # one group over all: the stacked tensors themselves
+            views = [self.stacked[name] if len(slices) == 1 else
+                     self.stacked[name].detach()[start:stop] for name in self.names]
             built = make_optimizer(views, self.members[start].train_cfg["optimizer"])
             if optimizer is None:
                 optimizer = built
@@ -439,14 +440,13 @@ class FusedTrainer:
 
     def penalty(self) -> torch.Tensor:
         """Every member's total penalty [M]."""
-        total = torch.zeros(len(self.members), device=self.device)
+        total = None
         for cls, regs, names in self.penalties:
-            if names is not None:
-                total = total + cls.stacked_penalty(regs, [self.stacked[n] for n in names])
-            else:
-                total = total + torch.stack([r.penalty(m.model)
-                                             for r, m in zip(regs, self.members)])
-        return total
+            term = cls.stacked_penalty(regs, [self.stacked[n] for n in names]) \
+                if names is not None else \
+                torch.stack([r.penalty(m.model) for r, m in zip(regs, self.members)])
+            total = term if total is None else total + term
+        return torch.zeros(len(self.members), device=self.device) if total is None else total
 
     def _batched_model(self) -> Callable:
         """params, x [M, B, ...] (or [B, ...]: the same inputs for every member) -> each
@@ -541,8 +541,9 @@ class FusedTrainer:
         grad_norm_sum = torch.zeros(count, device=self.device)
         steps = measured = 0
         params = list(self.stacked.values())
-        groups = [(group["params"], start, stop) for group, (start, stop)
-                  in zip(self.optimizer.param_groups, self.slices)]
+        groups = [] if len(self.slices) == 1 else \
+            [(group["params"], start, stop) for group, (start, stop)
+             in zip(self.optimizer.param_groups, self.slices)]
         for x, y in self._batches(permutation, batch_size):   # [M, B, ...], [M, B(, K)]
             loss = self.forward(self.stacked, x, y)          # [M]
             penalty = self.penalty()

@@ -24,7 +24,7 @@ def elastic_net_penalty(weights: list[torch.Tensor], lam: float, l1_ratio: float
                         n: int) -> torch.Tensor:
     """λ/n · (ρ·Σ|w| + (1−ρ)/2 · Σw²)."""
     l1 = sum(w.abs().sum() for w in weights)
-    l2 = sum(w.pow(2).sum() for w in weights)
+    l2 = sum((w * w).sum() for w in weights)
     return lam / n * (l1_ratio * l1 + (1 - l1_ratio) / 2 * l2)
 
 
@@ -48,7 +48,7 @@ class ElasticNet(WeightRegularizer):
         lam = weights[0].new_tensor([m.params.lambda_ for m in members])
         rho = weights[0].new_tensor([m.params.l1_ratio for m in members])
         l1 = sum(w.abs().flatten(1).sum(1) for w in weights)
-        l2 = sum(w.pow(2).flatten(1).sum(1) for w in weights)
+        l2 = sum((w * w).flatten(1).sum(1) for w in weights)
         return lam / members[0].ctx.n_train * (rho * l1 + (1 - rho) / 2 * l2)
 
     def describe(self) -> str:

@@ -23,7 +23,7 @@ class Params(StrictModel):
 
 def l2_penalty(weights: list[torch.Tensor], lam: float, n: int) -> torch.Tensor:
     """λ/(2n) · Σ w²."""
-    return lam / (2 * n) * sum(w.pow(2).sum() for w in weights)
+    return lam / (2 * n) * sum((w * w).sum() for w in weights)
 
 
 @register
@@ -42,7 +42,7 @@ class L2(WeightRegularizer):
     @classmethod
     def stacked_penalty(cls, members, weights):
         lam = weights[0].new_tensor([m.params.lambda_ for m in members])
-        return lam / (2 * members[0].ctx.n_train) * sum(w.pow(2).flatten(1).sum(1)
+        return lam / (2 * members[0].ctx.n_train) * sum((w * w).flatten(1).sum(1)
                                                         for w in weights)
 
     def describe(self) -> str:
