@@ -38,7 +38,8 @@ from regbench.errors import OutputError
 from regbench.results import atomic_write_bytes
 from regbench.vocabulary import RunSpec
 
-FORMAT = 1
+FORMAT = 2   # the pickled trainers' layout: 2 since a fused group's one optimizer group steps
+             # the stacked tensors themselves (format 1 stepped views of them)
 AUTO_SECONDS = 30.0     # `checkpoint_every: auto`: write once this much training has passed
                         # since the run began or its last checkpoint (a resnet18 epoch on a
                         # CPU takes minutes: every epoch; a digits MLP run: never)
