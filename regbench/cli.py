@@ -205,6 +205,12 @@ def _print_outcome(outcome, console, title: str = "") -> None:
 
     for warning in outcome.plan.warnings + outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+    if outcome.outstanding:
+        jobs = ", ".join(outcome.outstanding)
+        console.print(f"Slurm job(s) {jobs} still hold {_pending_count(outcome)} run(s): "
+                      f"`regbench status {outcome.results_dir}` follows them; the same command "
+                      f"again collects them and writes the tables (scancel {jobs} stops them)",
+                      markup=False)
     if outcome.comparison is not None:
         comparison = outcome.comparison
         print_headline(comparison, console)
@@ -213,6 +219,10 @@ def _print_outcome(outcome, console, title: str = "") -> None:
         for note in comparison.notes:
             console.print(f"  • {note}")
     console.print(f"results: {outcome.results_dir}")
+
+
+def _pending_count(outcome) -> int:
+    return len(outcome.plan.runs) - sum(1 for s in outcome.summaries if s)
 
 
 def print_headline(comparison, console) -> None:
@@ -267,7 +277,11 @@ SeedsOption = Annotated[Optional[str], typer.Option(
 WorkersOption = Annotated[int, typer.Option(
     "--workers", help="Runs trained in parallel processes.")]
 ExecutorOption = Annotated[str, typer.Option(
-    "--executor", help="local processes, ray tasks, or a plugin's registered executor.")]
+    "--executor", help="local processes, ray tasks, a slurm job array (execution.slurm in the "
+    "config; --set execution.slurm.partition=…), or a plugin's registered executor.")]
+DetachOption = Annotated[bool, typer.Option(
+    "--detach", help="With --executor slurm: submit and return at once; `regbench status "
+    "OUT/NAME` follows the jobs, and the same command again collects and writes the tables.")]
 AddressOption = Annotated[Optional[str], typer.Option(
     "--address", help="Ray cluster address (none: start a local Ray).")]
 DeviceOption = Annotated[Optional[Device], typer.Option(
@@ -340,6 +354,7 @@ def run(
     trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
     recipes: RecipesOption = None,
+    detach: DetachOption = False,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     launch = make_launch(locals())
@@ -373,6 +388,7 @@ def sweep(
     trackers: LogOption = None,
     mlflow_uri: MlflowUriOption = None,
     recipes: RecipesOption = None,
+    detach: DetachOption = False,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     launch = make_launch(locals())
@@ -539,8 +555,10 @@ def status(
     """Where a results folder stands: completed, in progress, pending and failed runs, and
     whether a regbench process is working on it (read-only, any executor)."""
     from regbench.analysis.status import folder_status, render_status  # deferred
+    from regbench.engine.slurm import run_elements  # deferred
 
-    render_status(folder_status(results_dir), _console(), show_all=all_)
+    render_status(folder_status(results_dir, run_elements(results_dir)), _console(),
+                  show_all=all_)
 
 
 @app.command()

@@ -126,3 +126,9 @@ def format_value(value: Any) -> str:
 
 
 ENTRY_POINT_GROUP = "regbench.plugins"   # installed packages register plugins under this group
+
+
+# squeue states in which a Slurm job-array element still holds its runs (engine.slurm, status)
+SLURM_LIVE_STATES = frozenset({
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+    "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"})

@@ -139,7 +139,9 @@ DEFERRED_IMPORTS = {
     "regbench.cli": None,                 # any number: one or two per command
     "regbench": 2,                        # the lazy public API (regbench.run, register_*)
     "regbench.catalogue": 2,              # the live catalogue, only when plugins are installed
-    "regbench.engine.executors": 2,       # a worker process imports the engine when it starts
+    "regbench.engine.executors": 3,       # a worker process imports the engine when it starts;
+                                          # the slurm executor its optional submitit
+    "regbench.engine.slurm": 1,           # an array element imports the engine when it starts
     "regbench.experiment.launch": 1,      # plugins load torch; a Launch is built before them
 }
 

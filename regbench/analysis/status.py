@@ -19,11 +19,12 @@ from typing import Optional
 
 from regbench.errors import RegbenchError
 from regbench.results import ResultsLock, inspect_summary
-from regbench.vocabulary import CHECKPOINT_FILE, PLAN_FILE, RUNS_DIR
+from regbench.vocabulary import CHECKPOINT_FILE, PLAN_FILE, RUNS_DIR, SLURM_LIVE_STATES
 
 HEADER_BYTES = 1 << 20         # a checkpoint's JSON header line is read up to this size (a group of
                                # thousands of members names them all)
-ORDER = ("completed", "in progress", "pending", "stopped", "interrupted", "failed", "diverged",
+QUEUED = SLURM_LIVE_STATES | {"UNKNOWN"}    # UNKNOWN: squeue could not be asked
+ORDER = ("completed", "running", "queued", "in progress", "pending", "stopped", "interrupted", "failed", "diverged",
          "damaged")
 
 
@@ -39,6 +40,7 @@ class FolderStatus:
     folder: Path
     runs: list[RunState] = field(default_factory=list)
     holder: Optional[str] = None             # who is working on the folder now
+    jobs: set[str] = field(default_factory=set)   # Slurm arrays that still hold runs
 
     def counts(self) -> dict[str, int]:
         counted = Counter(run.state for run in self.runs)
@@ -81,8 +83,12 @@ def _checkpoints(runs_dir: Path) -> dict[str, tuple[int, str]]:
     return found
 
 
-def folder_status(folder: Path) -> FolderStatus:
+def folder_status(folder: Path, jobs: Optional[dict[str, tuple[str, Optional[str]]]] = None
+                  ) -> FolderStatus:
+    """``jobs``: run id -> (the Slurm element that took it, its queue state or None once it
+    left the queue), from ``engine.slurm.run_elements`` (the CLI's: analysis never asks Slurm)."""
     folder = Path(folder)
+    jobs = jobs or {}
     if not folder.is_dir():
         raise RegbenchError(f"{folder}: no such results folder; name the folder a run wrote, "
                             "OUT/<experiment name>")
@@ -99,6 +105,13 @@ def folder_status(folder: Path) -> FolderStatus:
             status.runs.append(RunState(run_id, state, detail))
         elif damage:
             status.runs.append(RunState(run_id, "damaged", f"summary.json {damage}"))
+        elif jobs.get(run_id, ("", None))[1] in QUEUED:   # a Slurm element holds it
+            element, queued = jobs[run_id]
+            held = "running" if queued == "RUNNING" else "queued"
+            epoch = f", checkpoint after epoch {checkpoints[run_id][0]}" \
+                if run_id in checkpoints else ""
+            status.runs.append(RunState(run_id, held, f"Slurm {element} {queued}{epoch}"))
+            status.jobs.add(element.split("_")[0])
         elif run_id in checkpoints:    # training now, or killed: it resumes from there
             epoch, where = checkpoints[run_id]
             shared = "" if where == run_id else f" (the fused group's, in {where})"
@@ -106,6 +119,11 @@ def folder_status(folder: Path) -> FolderStatus:
                                         f"checkpoint after epoch {epoch}{shared}"))
         else:
             status.runs.append(RunState(run_id, "pending"))
+        if run_id in jobs and status.runs[-1].state not in ("running", "queued"):
+            element, queued = jobs[run_id]
+            said = status.runs[-1].detail
+            status.runs[-1].detail = "; ".join(filter(None, [
+                said, f"Slurm {element}" + (f" {queued}" if queued else "")]))
     return status
 
 
@@ -117,9 +135,14 @@ def render_status(status: FolderStatus, console, show_all: bool = False) -> None
     counts = ", ".join(f"{n} {state}" for state, n in status.counts().items()) or "no runs"
     console.print(f"{status.folder}: {len(status.runs)} runs in its plan: {counts}",
                   markup=False)
+    if status.jobs:
+        held = sum(run.state in ("running", "queued") for run in status.runs)
+        console.print(f"Slurm job(s) {', '.join(sorted(status.jobs))} hold {held} run(s); run "
+                      "the same command again to collect them (it waits for them, or with "
+                      "--detach returns at once)", markup=False)
     if status.holder:
         console.print(f"working on it now: {status.holder}", markup=False)
-    else:
+    elif not status.jobs:
         unfinished = sum(run.state != "completed" for run in status.runs)
         console.print("no regbench process is working on it" +
                       (f"; run the same command again to train the {unfinished} unfinished "

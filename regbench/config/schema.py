@@ -530,6 +530,60 @@ class LoggingConfig(StrictModel):
     mlflow_uri: Optional[str] = None                # MLflow tracking URI (--mlflow-uri overrides it; unset: MLFLOW_TRACKING_URI, else MLflow's default)
 
 
+SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+class SlurmConfig(StrictModel):
+    """How `--executor slurm` asks for each job-array element (sbatch's options, through
+    submitit). Where and how runs are placed: not part of any run's config hash."""
+
+    partition: Optional[str] = None                 # the partition (unset: the cluster's default)
+    time: Union[int, str] = 60                      # each element's time limit: minutes, or Slurm's [D-]HH:MM[:SS]; near it the element is requeued and resumes its run from its checkpoint
+    cpus_per_task: int = Field(1, ge=1)             # cores per element: its runs' torch threads (unless train.threads)
+    gpus_per_task: int = Field(0, ge=0)             # GPUs per element (device: auto then trains on it)
+    mem: Optional[str] = None                       # memory per element in Slurm's units (4G, 8000M; unset: the partition's default)
+    array_parallelism: Optional[int] = Field(None, ge=1)  # elements running at once (unset: --workers when over 1, else 64)
+    runs_per_element: int = Field(1, ge=1)          # tasks each element trains in turn (a fused group counts as one)
+    additional: dict[str, Union[str, int]] = {}     # further sbatch options by their long name, e.g. {account: proj1, qos: short}
+
+    @field_validator("time")
+    @classmethod
+    def _minutes(cls, value: Union[int, str]) -> int:
+        """Minutes; text as Slurm writes a time limit: MM, HH:MM:SS or D-HH[:MM[:SS]]."""
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"must be at least 1 minute (got {value})")
+            return value
+        found = SLURM_TIME.match(value.strip())
+        if not found:
+            raise ValueError(f"expected minutes or Slurm's [D-]HH:MM[:SS] (got {value!r})")
+        days, first, second, third = (int(g) if g else 0 for g in found.groups())
+        if found.group(1):                          # D-HH[:MM[:SS]]
+            minutes = days * 1440 + first * 60 + second + (third > 0)
+        elif found.group(4):                        # HH:MM:SS
+            minutes = first * 60 + second + (third > 0)
+        elif found.group(3):                        # MM:SS
+            minutes = first + (second > 0)
+        else:                                       # MM
+            minutes = first
+        if minutes < 1:
+            raise ValueError(f"must be at least 1 minute (got {value!r})")
+        return minutes
+
+    @field_validator("mem")
+    @classmethod
+    def _memory(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"\d+[KMGT]?B?", value.strip(), re.I):
+            raise ValueError(f"expected an amount such as 4G or 8000M (got {value!r})")
+        return value
+
+
+class ExecutionConfig(StrictModel):
+    """Where runs train, for the executors that read settings from the config."""
+
+    slurm: SlurmConfig = SlurmConfig()              # `--executor slurm`: each job-array element's sbatch options
+
+
 class CompareConfig(StrictModel):
     """How the comparison judges a recipe against the baseline."""
 
@@ -592,6 +646,7 @@ class ExperimentConfig(StrictModel):
     search: dict[str, SearchRange] = {}             # key path -> range `regbench tune` searches
     diagnosis: DiagnosisConfig = DiagnosisConfig()  # thresholds of the overfitting diagnosis
     logging: LoggingConfig = LoggingConfig()        # trackers: TensorBoard, MLflow
+    execution: ExecutionConfig = ExecutionConfig()  # executor settings (execution.slurm); no run's result depends on them
     compare: CompareConfig = CompareConfig()        # how recipes are judged: the smallest difference of interest
 
     @field_validator("name")

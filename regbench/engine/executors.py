@@ -28,6 +28,7 @@ the training loop, which returns the partial run as ``interrupted``) and collect
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import signal
@@ -495,6 +496,19 @@ def ray_executor(workers: int = 1, address: Optional[str] = None, cores: Optiona
     return RayExecutor(workers, address, cores)
 
 
+@register_executor("slurm", check=lambda **options: _slurm().check_slurm(**options),
+                   summary="a Slurm job array through submitit (execution.slurm; --detach)")
+def slurm_executor(workers: int = 1, *, results_dir, write, settings, detach: bool = False,
+                   **options) -> Executor:
+    return _slurm().SlurmExecutor(results_dir, write, settings["slurm"], detach, workers)
+
+
+def _slurm():
+    from regbench.engine import slurm  # deferred: submitit is an optional extra
+
+    return slurm
+
+
 def _entry(name: str):
     try:
         return EXECUTORS.get(name)
@@ -509,9 +523,16 @@ def check_executor(name: str, workers: int = 1, address: Optional[str] = None) -
 
 
 def make_executor(name: str, workers: int = 1, address: Optional[str] = None,
-                  cores: Optional[int] = None) -> Executor:
+                  cores: Optional[int] = None, **context: Any) -> Executor:
     """The executor registered as ``name`` (``--executor``), checked, then built for
-    ``--workers``, ``--address`` and this machine's usable ``cores``."""
+    ``--workers``, ``--address`` and this machine's usable ``cores``. ``context`` (the results
+    folder, the run-folder writer, the config's ``execution`` settings, ``--detach``) goes to
+    a build that takes those keywords (or ``**options``); a plugin's that does not, never sees
+    it."""
     entry = _entry(name)
     entry.check(workers=workers, address=address)
-    return entry.build(workers=workers, address=address, cores=cores)
+    accepted = inspect.signature(entry.build).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted):
+        names = {p.name for p in accepted}
+        context = {k: v for k, v in context.items() if k in names}
+    return entry.build(workers=workers, address=address, cores=cores, **context)

@@ -49,6 +49,29 @@ def failed_task(task: Task, message: str):
     return failed_result(task, message)
 
 
+def members(task: Task, result) -> list[tuple[RunSpec, Any]]:
+    """(spec, RunResult) of each run of a task: a run's own, or each member of a fused group
+    (a group that failed as a whole, e.g. its worker died, fails every member with its
+    message)."""
+    if GROUP_KEY not in task:
+        return [(task, result)]
+    if isinstance(result, list):
+        return result
+    return failed_task(task, result.error or "the fused group failed")
+
+
+@dataclass
+class WrittenRun:
+    """A run whose folder the worker that trained it wrote itself (a Slurm element, on the disk
+    the cluster shares): the driver reads the folder instead of writing it again."""
+
+    summary: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status"))
+
+
 class StoppedGroup(list):
     """A fused group's (spec, RunResult) pairs that finished before a Ctrl-C stopped it between
     two members: recorded, and the experiment stops as interrupted."""

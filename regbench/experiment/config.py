@@ -322,6 +322,7 @@ def resolve_experiment(raw: Any, positions: dict[KeyPath, Position], source: str
         "diagnosis": config.diagnosis.model_dump(),
         "logging": config.logging.model_dump(),
         "compare": config.compare.model_dump(),
+        "execution": config.execution.model_dump(),
     }
     return config, resolved
 

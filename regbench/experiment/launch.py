@@ -36,7 +36,7 @@ class Launch:
     out: Path = Path("results")            # results root: each experiment writes OUT/<name>/
     seeds: Optional[tuple[int, ...]] = None  # replaces the config's seeds ("0-4", "0,2", [0, 2])
     workers: int = 1                       # runs trained at once, in parallel processes
-    executor: str = "local"                # local processes or ray tasks
+    executor: str = "local"                # local processes, ray tasks or a slurm job array
     address: Optional[str] = None          # Ray cluster address (none: start a local Ray)
     device: Optional[str] = None           # auto | cpu | cuda (none: the config's train.device)
     fuse: Optional[str] = None             # auto | on | off (none: the config's train.fuse)
@@ -50,6 +50,7 @@ class Launch:
     mlflow_uri: Optional[str] = None       # MLflow tracking URI (none: logging.mlflow_uri, …)
     junit: Optional[Path] = None           # also write JUnit XML here, one test case per run
     recipes: tuple[str, ...] = ()          # --recipes: train only these and the baseline (none: all)
+    detach: bool = False                   # --detach: submit (Slurm) and return; the same command collects
 
     def __post_init__(self) -> None:
         for name, value in normalised(self).items():
@@ -99,9 +100,17 @@ def normalised(launch: Launch) -> dict[str, Any]:
             else _whole(launch.confirm_seeds, "--confirm-seeds", 1, MAX_CONFIRM_SEEDS),
             "min_effect": _min_effect(launch.min_effect),
             "resume": _flag(launch.resume, "--resume"), "report": _flag(launch.report, "--report"),
+            "detach": _detach(launch.detach, launch.executor),
             "plugins": _names(launch.plugins, "--plugin"),
             "trackers": _names(launch.trackers, "--log"),
             "junit": _junit(launch.junit), "recipes": _recipes(launch.recipes)}
+
+
+def _detach(value: Any, executor: str) -> bool:
+    if _flag(value, "--detach") and executor != "slurm":
+        raise ConfigError("only with --executor slurm (its jobs go on without this command; "
+                          "local and Ray runs need it running)", source="--detach")
+    return value
 
 
 def _whole(value: Any, option: str, least: int, most: Optional[int] = None) -> int:

@@ -31,12 +31,14 @@ from regbench.config.schema import (
     CompareConfig,
     DatasetConfig,
     DiagnosisConfig,
+    ExecutionConfig,
     ExperimentConfig,
     LoggingConfig,
     ModelConfig,
     OptimizerConfig,
     SchedulerConfig,
     SearchRange,
+    SlurmConfig,
     TrainConfig,
 )
 from regbench.data import DATASETS
@@ -103,7 +105,8 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 SECTIONS: dict[str, type[BaseModel]] = {"train": TrainConfig, "optimizer": OptimizerConfig,
-                                        "scheduler": SchedulerConfig}
+                                        "scheduler": SchedulerConfig,
+                                        "execution": ExecutionConfig, "slurm": SlurmConfig}
 
 
 def _describe(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -271,7 +274,7 @@ def config_markdown() -> str:
            "on the first line of a config (the path is relative to the YAML file).", ""]
     links = {"dataset": "dataset", "model": "model", "train": "train", "recipes": "recipes",
              "sweep": "sweep", "search": "search", "diagnosis": "diagnosis", "logging": "logging",
-             "compare": "compare",
+             "compare": "compare", "execution": "executionslurm",
              "train.optimizer": "trainoptimizer",
              "train.scheduler": "trainscheduler"}
     top = model_schema(ExperimentConfig)
@@ -281,7 +284,8 @@ def config_markdown() -> str:
                 ("train.scheduler", SchedulerConfig, "train.scheduler."),
                 ("diagnosis", DiagnosisConfig, "diagnosis."),
                 ("logging", LoggingConfig, "logging."),
-                ("compare", CompareConfig, "compare.")]
+                ("compare", CompareConfig, "compare."),
+                ("execution.slurm", SlurmConfig, "execution.slurm.")]
     for title, model, prefix in sections:
         schema = model_schema(model)
         out += [f"## `{title}`", ""]

@@ -20,7 +20,7 @@ from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
 from regbench.engine.executors import make_executor
 from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts, solo_reason
-from regbench.engine.result import GROUP_KEY, StoppedGroup, failed_task
+from regbench.engine.result import GROUP_KEY, StoppedGroup, WrittenRun, members
 from regbench.engine.threads import available_cores, default_threads
 from regbench.engine.train import build_run_model
 from regbench.errors import ConfigError, RegbenchError
@@ -106,6 +106,7 @@ class ExperimentOutcome:
     comparison: Any = None
     warnings: list[str] = field(default_factory=list)
     confirmation: Optional["ExperimentOutcome"] = None   # --confirm-seeds: the headline
+    outstanding: list[str] = field(default_factory=list)  # jobs still queued (--detach, Ctrl-C)
 
     def all(self) -> list["ExperimentOutcome"]:
         """This experiment and its confirmation, in the order they ran."""
@@ -223,7 +224,7 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
         spec["plugins"] = list(plugins)
     if launch.metric:  # a typo must not cost a whole sweep
         check_metric(launch.metric, data_spec(plan.experiment["dataset"]).task)
-    if launch.executor != "ray":  # a Ray cluster's GPUs are not this machine's
+    if launch.executor not in ("ray", "slurm"):  # a cluster's GPUs are not this machine's
         check_device(plan.runs)
     results_dir = launch.out / plan.experiment["name"]
     check_results_folder(results_dir, [spec["run_id"] for spec in plan.runs])
@@ -331,14 +332,19 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
     # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
     runner = make_executor(executor, workers=workers, address=launch.address,
-                           cores=available_cores())
+                           cores=available_cores(), results_dir=results_dir,
+                           write=write_diagnosed_run, detach=launch.detach,
+                           settings=plan.experiment["execution"])
     if progress is not None:
         progress.start(len(plan.runs), len(outcome.skipped))
 
     def record(spec: RunSpec, result) -> None:
-        write_diagnosed_run(results_dir, spec, result, keep_events=trackers.owns_event_files)
-        trackers.log_run(spec, result.summary, result.rows, result.weights,
-                         results_dir / RUNS_DIR / spec["run_id"])
+        run_dir = results_dir / RUNS_DIR / spec["run_id"]
+        if isinstance(result, WrittenRun):    # its worker wrote the folder (a Slurm element)
+            trackers.replay(spec, run_dir)
+        else:
+            write_diagnosed_run(results_dir, spec, result, keep_events=trackers.owns_event_files)
+            trackers.log_run(spec, result.summary, result.rows, result.weights, run_dir)
         outcome.summaries.append(result.summary)
         if progress is not None:
             progress.run_finished(spec, result.summary)
@@ -354,13 +360,17 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
 
     # a checkpoint is written where the run trains: on this machine's disk only for this
     # process, --workers and a local Ray (a remote worker would write on its own disk)
-    here = executor == "local" or (executor == "ray" and not launch.address)
+    # (Slurm's nodes share the results folder by design: its elements write the run folders)
+    here = executor in ("local", "slurm") or (executor == "ray" and not launch.address)
     for spec in pending:
         set_checkpoint(spec, results_dir if here else None)
     # each epoch's row to the trackers as it ends, and to the display (None: nobody reads it)
     relay = EpochRelay(trackers, results_dir / RUNS_DIR, progress) \
         if progress is not None or trackers.trackers else None
     outcome.interrupted = drive(runner, tasks, threads, relay, record_task)
+    outcome.outstanding = list(getattr(runner, "outstanding", None) or [])
+    if outcome.outstanding and not outcome.interrupted:
+        return outcome    # --detach: the jobs write the runs; the same command collects them
     if any(read_summary(p.parent) for p in (results_dir / RUNS_DIR).glob(f"*/{SUMMARY}")):
         outcome.comparison = compare_results(results_dir, launch.metric, write=True,
                                              min_effect=launch.min_effect)
@@ -481,17 +491,6 @@ def fusion_lines(specs: list[RunSpec]) -> list[str]:
 
 def _some(run_ids: list[str]) -> str:
     return ", ".join(run_ids[:3]) + (f" and {len(run_ids) - 3} more" if len(run_ids) > 3 else "")
-
-
-def members(task: Task, result) -> list[tuple[RunSpec, Any]]:
-    """(spec, RunResult) of each run of a task: a run's own, or each member of a fused group
-    (a group that failed as a whole, e.g. its worker died, fails every member with its
-    message)."""
-    if GROUP_KEY not in task:
-        return [(task, result)]
-    if isinstance(result, list):
-        return result
-    return failed_task(task, result.error or "the fused group failed")
 
 
 def write_report_if_available(results_dir: Path) -> Optional[str]:

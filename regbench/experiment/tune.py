@@ -674,6 +674,11 @@ def tune_experiment(config: LoadedConfig | str | Path, launch: Launch = Launch()
                           "shared and is never deleted by regbench; tune under another "
                           "experiment name (--set name=…), or delete the study yourself "
                           "(optuna delete-study)", source="--fresh")
+    if launch.executor == "slurm":
+        raise ConfigError("tune asks its study for one trial at a time, which a Slurm job "
+                          "array cannot; run several `regbench tune --storage URL` as Slurm "
+                          "jobs sharing one study, or tune with --executor local or ray",
+                          source="--executor")
     if launch.executor == "ray":       # Ray itself was checked with the launch's plugins
         if launch.address and (not storage or storage.startswith("sqlite")):
             raise ConfigError("a Ray cluster's nodes cannot open the study.db in this "
