@@ -42,6 +42,7 @@ def check_same(sequential, tmp_path, **options):
     assert list(found) == list(expected) and len(found) == 6
     for name in expected:
         pd.testing.assert_frame_equal(found[name], expected[name], check_exact=True)
+    return outcome
 
 
 def test_two_worker_processes_match_sequential(sequential, tmp_path):
@@ -149,7 +150,11 @@ def test_ray_tasks_match_sequential(sequential, tmp_path):
     # a real local Ray: the ray extra, which .ci/run installs; README's dev install does not
     pytest.importorskip("ray", reason="the optional 'ray' extra is not installed "
                                       "(pip install -e '.[ray]')")
-    check_same(sequential, tmp_path, executor="ray")
+    outcome = check_same(sequential, tmp_path, executor="ray")
+    from regbench.analysis.status import folder_status
+
+    status = folder_status(outcome.results_dir)         # `regbench status` on a Ray folder
+    assert status.counts() == {"completed": 6} and status.holder is None
 
 
 def test_threads_are_split_between_workers():

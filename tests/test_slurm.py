@@ -149,6 +149,25 @@ def test_detach_then_status_then_the_same_command_collects(slurm, tmp_path):
     assert {s["slurm_job"].split("_")[0] for s in summaries(folder).values()} == {array}
 
 
+def test_runs_a_detached_job_holds_are_not_trained_elsewhere_meanwhile(slurm, tmp_path):
+    config = sweep_config(tmp_path, "held", epochs=3000)
+    out, folder = tmp_path / "out", tmp_path / "out" / "held"
+    detached = regbench(slurm, "run", str(config), "--out", str(out), "--executor", "slurm",
+                        "--detach", "--no-report")
+    assert detached.returncode == 0, detached.stderr
+    array = json.loads((folder / "slurm" / "jobs.json").read_text())[0]["job"]
+    try:
+        before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()
+                  and "slurm" not in p.parts and "runs" not in p.parts}
+        here = regbench(slurm, "run", str(config), "--out", str(out), "--no-report")
+        assert here.returncode == 2 and "Traceback" not in here.stderr
+        assert f"Slurm job(s) {array} still train runs of this folder" in \
+            " ".join(here.stderr.split()) + " ".join(here.stdout.split())
+        assert {p: p.read_bytes() for p in before} == before      # nothing written
+    finally:
+        subprocess.run(["scancel", array], env=slurm, check=True)
+
+
 def test_an_element_cancelled_mid_run_is_retrained_next_time_and_nothing_else(slurm, tmp_path):
     config = sweep_config(tmp_path, "cancel", epochs=400)
     out, folder = tmp_path / "out", tmp_path / "out" / "cancel"

@@ -21,6 +21,7 @@ from regbench.engine.execute import check_device
 from regbench.engine.executors import make_executor
 from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts, solo_reason
 from regbench.engine.result import GROUP_KEY, StoppedGroup, WrittenRun, members
+from regbench.engine.slurm import run_elements
 from regbench.engine.threads import available_cores, default_threads
 from regbench.engine.train import build_run_model
 from regbench.errors import ConfigError, RegbenchError
@@ -55,6 +56,7 @@ from regbench.vocabulary import (
     EXPERIMENT_FILE,
     PLAN_FILE,
     RUNS_DIR,
+    SLURM_LIVE_STATES,
     SUMMARY,
     RunSpec,
     Task,
@@ -235,6 +237,8 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
                                plan.experiment["train"]["train_eval_samples"])
         with placement_errors_located(loaded):   # a target that matches nothing: its line
             plan.models = check_models(plan, data)
+    if launch.executor != "slurm":
+        check_not_held(results_dir, plan)
     logging = plan.experiment["logging"]
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         trackers = open_trackers([*logging["trackers"], *launch.trackers], plan, results_dir,
@@ -251,6 +255,20 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
     if display is not None:
         display.outcome(outcome, title)
     return outcome
+
+
+def check_not_held(results_dir: Path, plan: Plan) -> None:
+    """Refuse (exit 2) to train runs that a Slurm element of an earlier ``--detach`` still
+    holds: both would write their folders. Where Slurm cannot be asked (the folder copied to
+    another machine) nothing is known to hold them."""
+    elements = run_elements(results_dir)
+    held = sorted({elements[r["run_id"]][0].split("_")[0] for r in plan.runs
+                   if elements.get(r["run_id"], ("", None))[1] in SLURM_LIVE_STATES})
+    if held:
+        raise RegbenchError(f"{results_dir}: Slurm job(s) {', '.join(held)} still train runs "
+                            f"of this folder (regbench status {results_dir}); collect them "
+                            "with the same command and --executor slurm, or scancel "
+                            f"{' '.join(held)} first")
 
 
 def check_models(plan: Plan, data) -> dict[str, ModelFacts]:
