@@ -19,6 +19,12 @@ $PY -c "import torch, regbench; print('torch', torch.__version__, 'cuda', torch.
 echo "== CUDA tests"
 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$LOG_DIR/cuda_tests.log" | tail -40
 
+echo "== worker processes pinned to the GPUs (--gpus, train.runs_per_gpu)"
+gpus=$($PY -c "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")
+timeout 120 $PY -m regbench run configs/smoke/digits.yaml --out "$LOG_DIR/gpus" --fresh --no-report \
+  --fuse off --gpus "$gpus" --set train.runs_per_gpu=2 2>&1 | tail -3
+grep -h '"device"' "$LOG_DIR"/gpus/*/runs/*/summary.json | sort | uniq -c
+
 echo "== epoch benchmark on the GPU"
 timeout 170 $PY benchmarks/epoch_overhead.py --device cuda --rounds 5 2>&1 | tee "$LOG_DIR/bench_cuda.log"
 

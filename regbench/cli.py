@@ -279,6 +279,9 @@ WorkersOption = Annotated[int, typer.Option(
 ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="local processes, ray tasks, a slurm job array (execution.slurm in the "
     "config; --set execution.slurm.partition=…), or a plugin's registered executor.")]
+GpusOption = Annotated[Optional[str], typer.Option(
+    "--gpus", metavar="0,1,…", help="The GPUs local worker processes train on, round-robin, "
+    "train.runs_per_gpu processes on each (default with --workers N: every GPU).")]
 DetachOption = Annotated[bool, typer.Option(
     "--detach", help="With --executor slurm: submit and return at once; `regbench status "
     "OUT/NAME` follows the jobs, and the same command again collects and writes the tables.")]
@@ -355,6 +358,7 @@ def run(
     mlflow_uri: MlflowUriOption = None,
     recipes: RecipesOption = None,
     detach: DetachOption = False,
+    gpus: GpusOption = None,
 ) -> None:
     """Train every recipe × sweep point × seed and print the comparison."""
     launch = make_launch(locals())
@@ -389,6 +393,7 @@ def sweep(
     mlflow_uri: MlflowUriOption = None,
     recipes: RecipesOption = None,
     detach: DetachOption = False,
+    gpus: GpusOption = None,
 ) -> None:
     """Like run, with the sweep grid given on the command line."""
     launch = make_launch(locals())

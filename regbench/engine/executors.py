@@ -33,7 +33,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from regbench.engine.result import GROUP_KEY, failed_task
 from regbench.engine.threads import apply_wait_policy, current_wait_policy, default_threads
@@ -50,6 +50,8 @@ PARENT_POLL_SECONDS = 0.5        # how often a worker checks that its driver sti
 # the rest only when they would take at least this long here (at its pace per run-epoch).
 # REGBENCH_WORKERS_PAYBACK=0 always starts them.
 PAYBACK_SECONDS = 10.0
+PIN_SECONDS = 60.0               # a worker waits this long for its GPU slot (the driver has
+                                 # queued one per worker before starting them)
 
 Item = tuple[Task, Any]   # (run spec, RunResult)
 
@@ -97,8 +99,22 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
+def gpu_slots(gpus: list[int], runs_per_gpu: int, workers: int) -> list[int]:
+    """The GPU each worker process is pinned to: round-robin over ``gpus``, at most
+    ``runs_per_gpu`` processes on one GPU (so at most len(gpus) × runs_per_gpu workers)."""
+    return [gpus[i % len(gpus)] for i in range(min(workers, len(gpus) * runs_per_gpu))]
+
+
+def pin_gpu(tokens) -> str:
+    """A worker's GPU, taken from the driver's queue of slots before torch loads: the process
+    then sees that one GPU alone, as ``cuda`` (CUDA_VISIBLE_DEVICES)."""
+    gpu = str(tokens.get(timeout=PIN_SECONDS))
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    return gpu
+
+
 def _init_worker(threads: int, events, stop, wait_policy: Optional[str],
-                 driver: Optional[int] = None) -> None:
+                 driver: Optional[int] = None, gpu_tokens=None) -> None:
     """Process start: watch the driver first (exit when it dies: importing torch takes seconds
     on a loaded machine, and a driver killed meanwhile must not leave this process behind),
     the driver's OpenMP wait policy (before torch loads), ignore the terminal's Ctrl-C and a
@@ -109,6 +125,8 @@ def _init_worker(threads: int, events, stop, wait_policy: Optional[str],
     threading.Thread(target=_watch_parent, args=(driver or os.getppid(),), daemon=True,
                      name="regbench-parent-watch").start()
     apply_wait_policy(wait_policy)
+    if gpu_tokens is not None:
+        pin_gpu(gpu_tokens)
     import torch  # deferred: OpenMP reads the wait policy when torch loads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -163,8 +181,10 @@ class ProcessExecutor:
     """``--workers N``: N runs at once in spawned processes (a fresh interpreter: no forked torch
     state, same behaviour on Linux and macOS)."""
 
-    def __init__(self, workers: int, payback: Optional[float] = None):
-        self.workers = workers
+    def __init__(self, workers: int, payback: Optional[float] = None,
+                 gpus: Optional[list[int]] = None):
+        self.workers = len(gpus) if gpus else workers
+        self.gpus = list(gpus or [])        # each worker's GPU (gpu_slots), or none
         self.payback = payback if payback is not None else _payback_from_environment()
         self.pool = None
         self.futures: dict[Any, dict[str, Any]] = {}
@@ -181,8 +201,8 @@ class ProcessExecutor:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        if isinstance(specs, list) and len(specs) > 1 and self.payback > 0:
-            specs = yield from self._here_while_short(specs, progress)
+        if isinstance(specs, list) and len(specs) > 1 and self.payback > 0 and not self.gpus:
+            specs = yield from self._here_while_short(specs, progress)   # (GPU runs: on theirs)
         size = len(specs) if isinstance(specs, list) else self.workers
         feed = iter(specs)
         if not size:
@@ -190,12 +210,18 @@ class ProcessExecutor:
         context = multiprocessing.get_context("spawn")
         self.events, self.stop = context.Queue(), context.Event()
         self.progress = progress
+        workers = min(self.workers, size)
+        tokens = None
+        if self.gpus:
+            tokens = context.Queue()
+            for gpu in self.gpus[:workers]:
+                tokens.put(gpu)
         # the workers' wait policy is the driver's view of the machine: their siblings, started
         # together, are not "other work" to wait passively for
-        self.pool = ProcessPoolExecutor(min(self.workers, size), mp_context=context,
+        self.pool = ProcessPoolExecutor(workers, mp_context=context,
                                         initializer=_init_worker,
                                         initargs=(threads, self.events, self.stop,
-                                                  current_wait_policy(), os.getpid()))
+                                                  current_wait_policy(), os.getpid(), tokens))
         pending: set = set()
         window = math.inf if isinstance(specs, list) else self.workers
 
@@ -336,6 +362,16 @@ def _ray_run(spec: RunSpec, threads: int, events=None):
     return train_task(spec, threads, lambda member, row: send(("epoch", member["run_id"], row)))
 
 
+def ray_gpus(spec: RunSpec, cluster_has_gpus: Callable[[], bool]) -> float:
+    """The GPUs a Ray task asks for: a share of one (1 / train.runs_per_gpu) when the run
+    trains on CUDA (``device: auto`` on a cluster with GPUs: Ray hides them from a task that
+    asks for none), else none."""
+    device = spec["train"]["device"]
+    if device == "cuda" or (device == "auto" and cluster_has_gpus()):
+        return 1 / int(spec["train"].get("runs_per_gpu") or 1)
+    return 0
+
+
 def import_ray():
     try:
         import ray  # deferred: heavy, and an optional extra
@@ -375,12 +411,7 @@ class RayExecutor:
             self.started = True
 
     def _gpus(self, spec: RunSpec) -> float:
-        device = spec["train"]["device"]
-        if device == "cuda":
-            return 1
-        if device == "auto" and self.ray.cluster_resources().get("GPU", 0) > 0:
-            return 1  # Ray hides GPUs from tasks that do not ask for one
-        return 0
+        return ray_gpus(spec, lambda: self.ray.cluster_resources().get("GPU", 0) > 0)
 
     def run(self, specs: Iterable[Task], threads: int,
             progress=None) -> Iterator[Item]:
@@ -485,8 +516,9 @@ def _local_check(workers: int = 1, address: Optional[str] = None, **options) -> 
 
 @register_executor("local", check=_local_check,
                    summary="this machine: in this process, or --workers N processes")
-def local_executor(workers: int = 1, **options) -> Executor:
-    return SequentialExecutor() if workers <= 1 else ProcessExecutor(workers)
+def local_executor(workers: int = 1, gpus: Optional[list[int]] = None, **options) -> Executor:
+    return SequentialExecutor() if workers <= 1 and not gpus else \
+        ProcessExecutor(workers, gpus=gpus)
 
 
 @register_executor("ray", check=lambda **options: import_ray(),

@@ -51,6 +51,7 @@ class Launch:
     junit: Optional[Path] = None           # also write JUnit XML here, one test case per run
     recipes: tuple[str, ...] = ()          # --recipes: train only these and the baseline (none: all)
     detach: bool = False                   # --detach: submit (Slurm) and return; the same command collects
+    gpus: Optional[tuple[int, ...]] = None  # --gpus 0,1: the GPUs local worker processes use, round-robin
 
     def __post_init__(self) -> None:
         for name, value in normalised(self).items():
@@ -101,6 +102,7 @@ def normalised(launch: Launch) -> dict[str, Any]:
             "min_effect": _min_effect(launch.min_effect),
             "resume": _flag(launch.resume, "--resume"), "report": _flag(launch.report, "--report"),
             "detach": _detach(launch.detach, launch.executor),
+            "gpus": _gpus(launch.gpus, launch.executor, launch.device),
             "plugins": _names(launch.plugins, "--plugin"),
             "trackers": _names(launch.trackers, "--log"),
             "junit": _junit(launch.junit), "recipes": _recipes(launch.recipes)}
@@ -111,6 +113,31 @@ def _detach(value: Any, executor: str) -> bool:
         raise ConfigError("only with --executor slurm (its jobs go on without this command; "
                           "local and Ray runs need it running)", source="--detach")
     return value
+
+
+def _gpus(value: Any, executor: str, device: Optional[str]) -> Optional[tuple[int, ...]]:
+    """``"0,1"`` or a list of GPU indices -> distinct indices; whether the machine has them is
+    checked with the runs (``runner.gpu_assignment``)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        gpus = tuple(int(p.strip()) if isinstance(p, str) and p.strip().isdigit() else
+                     p if isinstance(p, int) and not isinstance(p, bool) and p >= 0 else
+                     int("x") for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected GPU indices such as 0,1 (got {value!r})",
+                          source="--gpus") from None
+    if not gpus or len(set(gpus)) != len(gpus):
+        raise ConfigError(f"expected distinct GPU indices such as 0,1 (got {value!r})",
+                          source="--gpus")
+    if executor != "local":
+        raise ConfigError("only with the local executor (Ray and Slurm give each task its "
+                          "GPUs: train.runs_per_gpu, execution.slurm.gpus_per_task)",
+                          source="--gpus")
+    if device == "cpu":
+        raise ConfigError("--device cpu trains on no GPU", source="--gpus")
+    return gpus
 
 
 def _whole(value: Any, option: str, least: int, most: Optional[int] = None) -> int:

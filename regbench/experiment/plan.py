@@ -47,7 +47,8 @@ class Plan:
 
 
 # where, how and how often a run is checkpointed: none of it changes what it computes
-RUN_PLACEMENT = ("device", "threads", "fuse", "checkpoint_every", "keep_checkpoint")
+RUN_PLACEMENT = ("device", "threads", "fuse", "checkpoint_every", "keep_checkpoint",
+                 "runs_per_gpu")
 # settings added after runs were made, at the default that reproduces those runs: left out of the
 # hash, so that completed runs still resume
 HASH_NEUTRAL = (("dataset", "resample", "fixed"), ("dataset", "label_noise_mode", "different"),

@@ -18,7 +18,7 @@ from regbench.analysis.diagnose import diagnose_rows
 from regbench.config.yaml_io import dump_yaml
 from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
-from regbench.engine.executors import make_executor
+from regbench.engine.executors import gpu_slots, make_executor
 from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts, solo_reason
 from regbench.engine.result import GROUP_KEY, StoppedGroup, WrittenRun, members
 from regbench.engine.slurm import run_elements
@@ -228,6 +228,7 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
         check_metric(launch.metric, data_spec(plan.experiment["dataset"]).task)
     if launch.executor not in ("ray", "slurm"):  # a cluster's GPUs are not this machine's
         check_device(plan.runs)
+    gpus = gpu_assignment(plan.runs, launch) if launch.executor == "local" else ([], [])
     results_dir = launch.out / plan.experiment["name"]
     check_results_folder(results_dir, [spec["run_id"] for spec in plan.runs])
     if not launch.resume or _pending(plan, results_dir):  # corrupt data files, or a regularizer
@@ -246,7 +247,8 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
                                  launch.resume)     # exit 2 if unusable
         try:
             outcome = _train(plan, results_dir, launch, display,
-                             confirms=confirms, trackers=trackers)
+                             confirms=confirms, trackers=trackers, gpus=gpus[0])
+            outcome.warnings += gpus[1]
         except BaseException:
             trackers.finish(interrupted=True)      # no tracker run is left open
             raise
@@ -255,6 +257,34 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
     if display is not None:
         display.outcome(outcome, title)
     return outcome
+
+
+def gpu_assignment(specs: list[RunSpec], launch: Launch) -> tuple[list[int], list[str]]:
+    """Each local worker process's GPU, round-robin (``gpu_slots``), when the runs train on
+    CUDA and either ``--gpus`` names GPUs or ``--workers N`` meets several; [] where every
+    process may use the default GPU. With the warnings to show (workers capped at GPUs ×
+    ``train.runs_per_gpu``). Exit 2 for ``--gpus`` this machine does not have."""
+    import torch  # deferred: loaded with the engine anyway
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    on_gpu = [s for s in specs if s["train"]["device"] == "cuda"
+              or (s["train"]["device"] == "auto" and count)]
+    if launch.gpus:
+        bad = [g for g in launch.gpus if g >= count]
+        if bad or not on_gpu:
+            have = f"{count} CUDA GPU(s) (0-{count - 1})" if count else "no CUDA GPU"
+            raise ConfigError(f"this machine has {have}; got {bad[0]}" if bad else
+                              "the runs train on the CPU (train.device: cpu)", source="--gpus")
+    if not on_gpu or (not launch.gpus and (count < 2 or launch.workers < 2)):
+        return [], []
+    per = min(int(s["train"].get("runs_per_gpu") or 1) for s in on_gpu)
+    gpus = list(launch.gpus or range(count))
+    wanted = launch.workers if launch.workers > 1 else len(gpus) * per
+    slots = gpu_slots(gpus, per, wanted)
+    warnings = [f"--workers {wanted}: {len(slots)} processes, {per} per GPU on {len(gpus)} "
+                "GPU(s); raise train.runs_per_gpu to train more runs at once on each"] \
+        if wanted > len(slots) else []
+    return slots, warnings
 
 
 def check_not_held(results_dir: Path, plan: Plan) -> None:
@@ -322,7 +352,8 @@ def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
 
 
 def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Display], *,
-           confirms: Optional[dict[str, Any]], trackers: Trackers) -> ExperimentOutcome:
+           confirms: Optional[dict[str, Any]], trackers: Trackers,
+           gpus: Optional[list[int]] = None) -> ExperimentOutcome:
     """The locked part of run_experiment: skip completed runs, train the rest, write results."""
     resume, workers, executor = launch.resume, launch.workers, launch.executor
     progress = display.progress() if display is not None else None
@@ -345,12 +376,15 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
     atomic_write_text(results_dir / PLAN_FILE, to_json(
         {"run_ids": [r["run_id"] for r in plan.runs], **({"confirms": confirms} if confirms else {})}))
     tasks = fuse_tasks(pending, plan.models)
+    if gpus:                  # one process per GPU slot (gpu_assignment)
+        workers = len(gpus)
     if executor == "local":   # never more processes than tasks: one task trains here
         workers = max(1, min(workers, len(tasks)))
+        gpus = (gpus or [])[:workers] if workers > 1 or launch.gpus else []
     # Ray without --workers: one thread per task, as many tasks as the cluster has CPUs
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
     runner = make_executor(executor, workers=workers, address=launch.address,
-                           cores=available_cores(), results_dir=results_dir,
+                           cores=available_cores(), results_dir=results_dir, gpus=gpus,
                            write=write_diagnosed_run, detach=launch.detach,
                            settings=plan.experiment["execution"])
     if progress is not None:
