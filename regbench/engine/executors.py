@@ -14,8 +14,16 @@ built-ins register below with ``register_executor``, as a plugin's executor does
   progress), or with ``--workers N`` ``ProcessExecutor``, N spawned processes; each loads the
   dataset once (the ``load_bundle`` cache lives as long as the process) and sends start/epoch
   events back on a queue.
-- ``ray``: ``RayExecutor``, one Ray task per task (``num_cpus`` = threads per run, ``num_gpus`` = 1
-  on CUDA), which sends the same events through a ``ray.util.queue.Queue`` (an actor).
+- ``ray``: ``RayExecutor``, one Ray task per task (``num_cpus`` = threads per run, ``num_gpus`` =
+  1 / ``train.runs_per_gpu`` on CUDA), which sends the same events through a
+  ``ray.util.queue.Queue`` (an actor). A task whose node or worker process dies runs again
+  (``NODE_RETRIES``); a run that fails is a result, never retried. With ``--address`` the
+  plugin files go to the nodes with the job (``runtime_env``).
+- ``slurm``: :mod:`regbench.engine.slurm`, a job array whose elements write their own run
+  folders on the shared disk.
+
+With ``--workers N`` on several GPUs (or ``--gpus``), each local worker process is pinned to
+one GPU, round-robin (``gpu_slots``, ``pin_gpu``).
 
 Either way the driver hands each epoch's row to ``progress.epoch(spec, row)`` as it arrives (a
 fused group's rows one per member, with the member's spec): the progress display and the live
@@ -33,6 +41,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from regbench.engine.result import GROUP_KEY, failed_task
@@ -41,6 +50,8 @@ from regbench.errors import ConfigError, RegbenchError
 from regbench.registry import EXECUTORS, Executor, UnknownName, register_executor
 from regbench.vocabulary import RunSpec, Task
 
+NODE_RETRIES = 3                 # a Ray task whose node or worker process died runs again
+                                 # (never one whose run failed: that is its result)
 INTERRUPT_GRACE_SECONDS = 30.0   # how long the driver waits for interrupted runs to report back
 POLL_SECONDS = 0.2               # driver wake-up interval (progress events, Ctrl-C)
 PARENT_POLL_SECONDS = 0.5        # how often a worker checks that its driver still lives
@@ -362,6 +373,10 @@ def _ray_run(spec: RunSpec, threads: int, events=None):
     return train_task(spec, threads, lambda member, row: send(("epoch", member["run_id"], row)))
 
 
+def _plugin_files(task: Task) -> list[str]:
+    return [p for p in task.get("plugins", ()) if p.endswith(".py")]
+
+
 def ray_gpus(spec: RunSpec, cluster_has_gpus: Callable[[], bool]) -> float:
     """The GPUs a Ray task asks for: a share of one (1 / train.runs_per_gpu) when the run
     trains on CUDA (``device: auto`` on a cluster with GPUs: Ray hides them from a task that
@@ -386,12 +401,13 @@ class RayExecutor:
     its nodes); without it a local Ray is started with this machine's cores and stopped at the end.
     """
 
-    def __init__(self, workers: int, address: Optional[str] = None, cores: Optional[int] = None):
+    def __init__(self, workers: int, address: Optional[str] = None, cores: Optional[int] = None,
+                 plugins: Iterable[str] = ()):
         import logging
 
         ray = import_ray()
         self.ray = ray
-        self.workers = workers
+        self.workers, self.address = workers, address
         self.started = False
         self.refs: dict[Any, dict[str, Any]] = {}
         self.events = None                      # the tasks' start and epoch events
@@ -401,8 +417,11 @@ class RayExecutor:
             options = dict(include_dashboard=False, log_to_driver=False,
                            logging_level=logging.WARNING, configure_logging=True)
             try:
-                if address:
-                    ray.init(address=address, **options)
+                files = [p for p in plugins if p.endswith(".py")]
+                if address:       # the plugin files go to the nodes with the job: they
+                    # need not share this disk (regbench itself must be installed there)
+                    ray.init(address=address, runtime_env={"py_modules": files} if files
+                             else None, **options)
                 else:
                     ray.init(num_cpus=cores, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -436,8 +455,9 @@ class RayExecutor:
                 gpus = self._gpus(spec)
                 if slots[0] is None:
                     slots[0] = self._slots(cpus, gpus)
-                ref = remote.options(num_cpus=cpus, num_gpus=gpus,
-                                     max_retries=0).remote(spec, threads, self.events)
+                ref = remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=NODE_RETRIES,
+                                     retry_exceptions=False
+                                     ).remote(self._as_shipped(spec), threads, self.events)
                 self.refs[ref] = spec
                 self.by_id.update(by_run_id(spec))
 
@@ -453,6 +473,21 @@ class RayExecutor:
                     yield spec, failed_task(spec, f"Ray task failed: {type(exc).__name__}: "
                                                     f"{str(exc).splitlines()[0]}")
             submit()
+
+    def _as_shipped(self, task: Task) -> Task:
+        """The task as a cluster's node loads it: a plugin file shipped with the job
+        (``runtime_env``'s ``py_modules``) by its module name."""
+        if not (self.address and _plugin_files(task)):
+            return task
+
+        def rename(spec: RunSpec) -> RunSpec:
+            return {**spec, "plugins": [Path(p).stem if p.endswith(".py") else p
+                                        for p in spec.get("plugins", ())]}
+
+        shipped = rename(task)
+        if GROUP_KEY in task:
+            shipped[GROUP_KEY] = [rename(member) for member in task[GROUP_KEY]]
+        return shipped
 
     def _drain_events(self) -> None:
         """The tasks' start and epoch events so far, handed to ``progress``."""
@@ -524,8 +559,8 @@ def local_executor(workers: int = 1, gpus: Optional[list[int]] = None, **options
 @register_executor("ray", check=lambda **options: import_ray(),
                    summary="one Ray task per run, on a local Ray or the cluster at --address")
 def ray_executor(workers: int = 1, address: Optional[str] = None, cores: Optional[int] = None,
-                 **options) -> Executor:
-    return RayExecutor(workers, address, cores)
+                 plugins: Iterable[str] = (), **options) -> Executor:
+    return RayExecutor(workers, address, cores, plugins)
 
 
 @register_executor("slurm", check=lambda **options: _slurm().check_slurm(**options),

@@ -385,6 +385,7 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
     threads = 1 if executor == "ray" and workers == 1 else default_threads(workers)
     runner = make_executor(executor, workers=workers, address=launch.address,
                            cores=available_cores(), results_dir=results_dir, gpus=gpus,
+                           plugins=pending[0]["plugins"] if pending else (),
                            write=write_diagnosed_run, detach=launch.detach,
                            settings=plan.experiment["execution"])
     if progress is not None:
