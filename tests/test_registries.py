@@ -77,7 +77,7 @@ def test_regbenchs_own_entries_are_marked_as_its_own():
                      "dataset": dict.fromkeys(own["datasets"], False),
                      "regularizer": dict.fromkeys(own["regularizers"], False),
                      "tracker": {"tensorboard": False, "mlflow": False},
-                     "executor": {"local": False, "ray": False}}
+                     "executor": {"local": False, "ray": False, "slurm": False}}
 
 
 def test_a_builtin_model_takes_its_keys_as_a_plugins_does():

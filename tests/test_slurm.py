@@ -312,3 +312,15 @@ def test_slurm_without_its_commands_or_submitit_says_what_to_install(tmp_path):
     assert missing.returncode == 2 and "pip install -e '.[slurm]'" in missing.stdout + \
         missing.stderr
     assert not (tmp_path / "n").exists()
+
+
+@pytest.mark.parametrize("minutes, warned", [(60, 90), (4, 60), (1, 15)])
+def test_the_warning_before_the_time_limit_leaves_time_to_train(tmp_path, minutes, warned):
+    """Slurm signals an element signal_delay_s before its limit (submitit then requeues it):
+    90 s as submitit does, but never more than a quarter of a short limit."""
+    pytest.importorskip("submitit", reason="the slurm extra is not installed")
+    from regbench.config.schema import SlurmConfig
+    from regbench.engine.slurm import SlurmExecutor
+
+    executor = SlurmExecutor(tmp_path, print, SlurmConfig(time=minutes).model_dump())
+    assert executor._parameters()["signal_delay_s"] == warned

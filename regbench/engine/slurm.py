@@ -39,6 +39,7 @@ from regbench.vocabulary import RUNS_DIR, SLURM_LIVE_STATES, RunSpec, Task
 JOBS_DIR = "slurm"             # submitit's folder (scripts, pickles, logs) and jobs.json
 JOBS_FILE = "jobs.json"        # element -> the run ids it trains, per submitted array
 POLL_SECONDS = 2.0             # how often the driver asks squeue while it waits
+SIGNAL_SECONDS = 90            # Slurm warns an element this long before its time limit
 SQUEUE_TRIES = 10             # squeue failing this many times in a row ends the wait (exit 2)
 GONE_GRACE_SECONDS = 5.0       # an element that left the queue may still be closing its files
 SUMMARY_KEY = "slurm_job"      # summary.json: the element (JOB_TASK) that wrote the run
@@ -188,6 +189,9 @@ class SlurmExecutor:
     def _parameters(self) -> dict[str, Any]:
         s = self.settings
         parameters = {"job_name": f"regbench-{self.results_dir.name}", "time": s["time"],
+                      # the warning before the time limit: submitit's 90 s, or a quarter of a
+                      # short limit (a 1-minute element would be warned as it starts)
+                      "signal_delay_s": min(SIGNAL_SECONDS, s["time"] * 60 // 4),
                       "cpus_per_task": s["cpus_per_task"],
                       "array_parallelism": s.get("array_parallelism") or 64,
                       "additional_parameters": dict(s.get("additional") or {})}
@@ -235,7 +239,6 @@ class SlurmExecutor:
         record = {"job": array, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "elements": {}}
         for job_id, batch in zip(ids, batches):
-            job_id = job_id if "_" in job_id else f"{job_id}"
             record["elements"][job_id] = [s["run_id"] for t in batch for s in _task_specs(t)]
             self.waiting[job_id] = list(batch)
         arrays = [a for a in read_jobs(self.results_dir) if a["job"] != array] + [record]

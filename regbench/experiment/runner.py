@@ -238,8 +238,8 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
                                plan.experiment["train"]["train_eval_samples"])
         with placement_errors_located(loaded):   # a target that matches nothing: its line
             plan.models = check_models(plan, data)
-    if launch.executor != "slurm":
-        check_not_held(results_dir, plan)
+    if launch.executor != "slurm" or not launch.resume:   # (--fresh would set the folder
+        check_not_held(results_dir, plan)                 # aside under the jobs' feet)
     logging = plan.experiment["logging"]
     with ResultsLock(results_dir):   # a second process on this folder stops here (exit 2)
         trackers = open_trackers([*logging["trackers"], *launch.trackers], plan, results_dir,
