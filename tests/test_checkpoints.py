@@ -97,7 +97,11 @@ def test_every_regularizer_resumes_bit_for_bit(tmp_path, name):
     # torch.func.vmap over a conv model
     ("  a: {l2: {lambda: 0.1}, augment: {rotate: 10.0, hflip: 0.0}}\n"
      "  b: {l2: {lambda: 1.0}, augment: {rotate: 5.0, hflip: 0.0}}\n", "cnn"),
-], ids=["dropout-mixup-early-stopping", "dropconnect-l1", "cnn-augment"])
+    # members penalising different weights: each member's own penalty, through views of
+    # the stacked weights that a resumed group must take again
+    ("  a: {l2: {lambda: 1.0, include_bias: true}}\n"
+     "  b: {l2: {lambda: 3.0}}\n", "mlp"),
+], ids=["dropout-mixup-early-stopping", "dropconnect-l1", "cnn-augment", "per-member-penalty"])
 def test_a_fused_group_resumes_bit_for_bit(tmp_path, recipes, model):
     text = digits_yaml("g", recipes, seeds="[0]", epochs=EPOCHS, train_subset=200)
     if model == "cnn":

@@ -103,14 +103,16 @@ def queue(env: dict) -> dict[str, str]:
     return dict(line.strip().split("|") for line in listed.splitlines() if line.strip())
 
 
+@pytest.mark.cluster
 def test_a_sweep_on_slurm_writes_the_tables_a_local_run_writes(slurm, tmp_path):
     """Fused groups and solo runs alike, two tasks per element: every run folder's numbers
     and the comparison equal the local run's, and each run names the element that wrote it."""
     config = sweep_config(tmp_path, "sw", execution="execution:\n  slurm: {runs_per_element: 2}\n")
     on_slurm = regbench(slurm, "run", str(config), "--out", str(tmp_path / "slurm"),
-                        "--executor", "slurm", "--no-report")
+                        "--executor", "slurm", "--no-report", "--fuse", "off")
     assert on_slurm.returncode == 0, on_slurm.stdout + on_slurm.stderr
-    here = regbench(slurm, "run", str(config), "--out", str(tmp_path / "local"), "--no-report")
+    here = regbench(slurm, "run", str(config), "--out", str(tmp_path / "local"), "--no-report",
+                    "--fuse", "off")
     assert here.returncode == 0, here.stderr
     a, b = tmp_path / "slurm" / "sw", tmp_path / "local" / "sw"
     assert without_seconds(a / "comparison.csv") == without_seconds(b / "comparison.csv")
@@ -122,13 +124,15 @@ def test_a_sweep_on_slurm_writes_the_tables_a_local_run_writes(slurm, tmp_path):
     jobs = json.loads((a / "slurm" / "jobs.json").read_text())
     assert len(jobs) == 1
     elements = jobs[0]["elements"]
-    assert all(len(ids) <= 2 for ids in elements.values()) or len(elements) == 1
+    assert sorted(map(len, elements.values())) == [2, 2, 2]       # six tasks, two per element
     taken = {run: element for element, ids in elements.items() for run in ids}
-    assert {run: s["slurm_job"] for run, s in summaries(a).items()} == taken
+    assert {run: s["slurm"] for run, s in summaries(a).items()} == \
+        {run: {"element": element, "token": jobs[0]["token"]} for run, element in taken.items()}
     shown = " ".join(regbench(slurm, "status", str(a), "--all").stdout.split())
     assert "6 completed" in shown and f"Slurm {taken[runs[0]]} COMPLETED" in shown
 
 
+@pytest.mark.cluster
 def test_detach_then_status_then_the_same_command_collects(slurm, tmp_path):
     config = sweep_config(tmp_path, "det", epochs=30)
     out, folder = tmp_path / "out", tmp_path / "out" / "det"
@@ -146,9 +150,10 @@ def test_detach_then_status_then_the_same_command_collects(slurm, tmp_path):
     assert (folder / "comparison.csv").exists()
     assert len(json.loads((folder / "slurm" / "jobs.json").read_text())) == 1   # not resubmitted
     assert {s["status"] for s in summaries(folder).values()} == {"completed"}
-    assert {s["slurm_job"].split("_")[0] for s in summaries(folder).values()} == {array}
+    assert {s["slurm"]["element"].split("_")[0] for s in summaries(folder).values()} == {array}
 
 
+@pytest.mark.cluster
 def test_runs_a_detached_job_holds_are_not_trained_elsewhere_meanwhile(slurm, tmp_path):
     config = sweep_config(tmp_path, "held", epochs=3000)
     out, folder = tmp_path / "out", tmp_path / "out" / "held"
@@ -168,13 +173,16 @@ def test_runs_a_detached_job_holds_are_not_trained_elsewhere_meanwhile(slurm, tm
         subprocess.run(["scancel", array], env=slurm, check=True)
 
 
-def test_an_element_cancelled_mid_run_is_retrained_next_time_and_nothing_else(slurm, tmp_path):
+@pytest.mark.cluster
+def test_an_element_cancelled_mid_run_is_retrained_next_time_and_nothing_else(slurm, tmp_path,
+                                                                               request):
     config = sweep_config(tmp_path, "cancel", epochs=400)
     out, folder = tmp_path / "out", tmp_path / "out" / "cancel"
     command = [sys.executable, "-m", "regbench", "run", str(config), "--out", str(out),
                "--executor", "slurm", "--no-report", "--fuse", "off"]
     driver = subprocess.Popen(command, cwd=REPO, env=slurm, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
+    request.addfinalizer(driver.kill)
     jobs = folder / "slurm" / "jobs.json"
     deadline = time.monotonic() + DEADLINE
     victim = None
@@ -183,36 +191,38 @@ def test_an_element_cancelled_mid_run_is_retrained_next_time_and_nothing_else(sl
         assert time.monotonic() < deadline, "no element started training"
         if jobs.exists():
             array = json.loads(jobs.read_text())[0]
-            metrics = {e: folder / "runs" / ids[0] / "metrics.csv"
-                       for e, ids in array["elements"].items()}
+            metrics = {e: folder / "runs" / next(iter(runs)) / "metrics.csv"
+                       for e, runs in array["elements"].items()}
             running = [e for e, state in queue(slurm).items() if state == "RUNNING"
                        and e in metrics and not (metrics[e].parent / "summary.json").exists()]
             victim = running[0] if running else None
         time.sleep(0.5)
-    killed_run = array["elements"][victim][0]
+    killed_run = next(iter(array["elements"][victim]))
     subprocess.run(["scancel", victim], env=slurm, check=True)
     output, _ = driver.communicate(timeout=DEADLINE)
     assert driver.returncode == 1, output                        # a run failed: exit 1
     first = summaries(folder)
-    assert first[killed_run]["status"] == "failed"
-    assert f"Slurm element {victim} ended" in first[killed_run]["error"]
-    others = {run: (folder / "runs" / run / "summary.json").read_bytes() for run in first
-              if run != killed_run}
+    assert killed_run not in first        # its folder is left as the element left it
+    others = {run: (folder / "runs" / run / "summary.json").read_bytes() for run in first}
     assert all(first[run]["status"] == "completed" for run in others) and len(others) == 5
+    shown = " ".join(regbench(slurm, "status", str(folder)).stdout.split())
+    assert "5 completed" in shown and f"Slurm {victim} CANCELLED" in shown
 
     again = regbench(slurm, "run", str(config), "--out", str(out), "--executor", "slurm",
                      "--no-report", "--fuse", "off")
     assert again.returncode == 0, again.stdout + again.stderr
     second = summaries(folder)
     assert second[killed_run]["status"] == "completed"
-    assert second[killed_run]["slurm_job"].split("_")[0] != victim.split("_")[0]
+    assert second[killed_run]["slurm"]["element"].split("_")[0] != victim.split("_")[0]
     assert {run: (folder / "runs" / run / "summary.json").read_bytes() for run in others} \
         == others                                                # nothing completed retrained
     arrays = json.loads(jobs.read_text())
-    assert [ids for a in arrays[1:] for ids in a["elements"].values()] == [[killed_run]]
+    assert [list(runs) for a in arrays[1:] for runs in a["elements"].values()] == [[killed_run]]
 
 
-def test_a_preempted_element_requeues_and_resumes_its_run_from_the_checkpoint(slurm, tmp_path):
+@pytest.mark.cluster
+def test_a_preempted_element_requeues_and_resumes_its_run_from_the_checkpoint(slurm, tmp_path,
+                                                                              request):
     """Slurm's warning signal (USR2, as before a time limit or a preemption) makes submitit
     requeue the element; it resumes the run from its mid-run checkpoint, and the run's numbers
     equal an uninterrupted local run's."""
@@ -224,6 +234,7 @@ def test_a_preempted_element_requeues_and_resumes_its_run_from_the_checkpoint(sl
                                str(out), "--executor", "slurm", "--no-report"], cwd=REPO,
                               env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
+    request.addfinalizer(driver.kill)
     checkpoint = folder / "runs" / "baseline__seed=0" / "checkpoint.pt"
 
     def epoch() -> int:
@@ -256,6 +267,30 @@ def test_a_preempted_element_requeues_and_resumes_its_run_from_the_checkpoint(sl
         without_seconds(tmp_path / "local" / "pre" / "runs" / "baseline__seed=0" / "metrics.csv")
 
 
+@pytest.mark.cluster
+def test_runs_held_by_a_live_element_are_waited_for_even_when_they_now_fuse(slurm, tmp_path):
+    """Seed 0 detached with every run solo; then seeds 0 and 1 fused: the new groups mix runs
+    the live elements hold with new ones. The held runs wait for their elements (never
+    trained twice); only seed 1's runs are submitted, solo."""
+    config = sweep_config(tmp_path, "mix", epochs=150)
+    out, folder = tmp_path / "out", tmp_path / "out" / "mix"
+    first = regbench(slurm, "run", str(config), "--out", str(out), "--executor", "slurm",
+                     "--detach", "--no-report", "--fuse", "off", "--seeds", "0")
+    assert first.returncode == 0, first.stderr
+    both = regbench(slurm, "run", str(config), "--out", str(out), "--executor", "slurm",
+                    "--no-report", "--fuse", "on", "--seeds", "0,1")
+    assert both.returncode == 0, both.stdout + both.stderr
+    arrays = json.loads((folder / "slurm" / "jobs.json").read_text())
+    held = {run for e in arrays[0]["elements"].values() for run in e}
+    assert held == {r for r in summaries(folder) if r.endswith("seed=0")} and len(held) == 3
+    assert len(arrays) == 2
+    assert sorted(run for e in arrays[1]["elements"].values() for run in e) == \
+        sorted(r for r in summaries(folder) if r.endswith("seed=1"))
+    assert all(s["slurm"]["token"] == arrays[0]["token"]
+               for r, s in summaries(folder).items() if r in held)
+    assert {s["status"] for s in summaries(folder).values()} == {"completed"}
+
+
 # ------------------------------------------------------------------ refused before any job
 
 def test_detach_without_slurm_is_refused(tmp_path):
@@ -273,6 +308,28 @@ def test_a_bad_time_limit_is_refused_at_its_line(tmp_path, value, expected):
                           if isinstance(value, str) else f"execution:\n  slurm: {{time: {value}}}\n")
     result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--dry-run"])
     one_error_line(result, 2, f"{config.name}:", "execution.slurm.time", expected)
+
+
+@pytest.mark.parametrize("execution, fragment", [
+    ("{partition: \"a\\ntouch /tmp/x\"}", "execution.slurm.partition: expected a partition name"),
+    ("{additional: {array: 1-3}}", "array: regbench sets it itself"),
+    ("{additional: {time: 5}}", "time: set it as execution.slurm.time"),
+    ("{additional: {Account: p1}}", "'Account' is not an sbatch option's long name"),
+    ("{additional: {account: \"p1\\n#SBATCH --x\"}}", "account: the value must be one line")])
+def test_sbatch_options_cannot_reach_the_script_as_extra_lines(tmp_path, execution, fragment):
+    """The sbatch script holds one option per line: a value with a line break would add
+    lines (shell commands) to it, and an option regbench sets would be set twice."""
+    config = sweep_config(tmp_path, "inj", execution=f"execution:\n  slurm: {execution}\n")
+    result = runner.invoke(app, ["run", str(config), "--out", str(tmp_path), "--dry-run"])
+    one_error_line(result, 2, f"{config.name}:", fragment)
+
+
+def test_an_unquoted_time_limit_is_read_as_slurm_reads_it(tmp_path):
+    """YAML 1.1 would read 1:30:00 as the base-60 number 5400: 90 hours, not 90 minutes."""
+    from regbench.experiment.config import load_config
+
+    config = sweep_config(tmp_path, "tm", execution="execution:\n  slurm: {time: 1:30:00}\n")
+    assert load_config(config).config.execution.slurm.time == 90
 
 
 @pytest.mark.parametrize("value, minutes", [(90, 90), ("45", 45), ("1:30:00", 90),

@@ -6,8 +6,10 @@ the epoch it holds, from the checkpoint's JSON header alone; a fused group's che
 every member) or, when no process holds the folder, *stopped* there (killed: the next run
 resumes it from that checkpoint), *damaged* (a summary that cannot be read: the next run trains it again) or
 *pending*. Whether a regbench process is working on the folder now comes from its lock
-(``ResultsLock.holder``: the pid, host and start time it wrote). The same for every executor:
-they all write run folders and hold the lock from the driver. Nothing is written or locked.
+(``ResultsLock.holder``: the pid, host and start time it wrote). A run that an element of the
+folder's Slurm jobs holds (``slurm/jobs.json``; the CLI asks squeue) is *running* or *queued*
+there, *unknown* where squeue cannot be asked from this machine: Slurm elements write their
+own run folders, without the driver or its lock. Nothing is written or locked.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from regbench.vocabulary import CHECKPOINT_FILE, PLAN_FILE, RUNS_DIR, SLURM_LIVE
 
 HEADER_BYTES = 1 << 20         # a checkpoint's JSON header line is read up to this size (a group of
                                # thousands of members names them all)
-QUEUED = SLURM_LIVE_STATES | {"UNKNOWN"}    # UNKNOWN: squeue could not be asked
-ORDER = ("completed", "running", "queued", "in progress", "pending", "stopped", "interrupted", "failed", "diverged",
+QUEUED = SLURM_LIVE_STATES | {"UNKNOWN"}    # UNKNOWN: squeue cannot be asked from here
+ORDER = ("completed", "running", "queued", "unknown", "in progress", "pending", "stopped", "interrupted", "failed", "diverged",
          "damaged")
 
 
@@ -83,10 +85,13 @@ def _checkpoints(runs_dir: Path) -> dict[str, tuple[int, str]]:
     return found
 
 
-def folder_status(folder: Path, jobs: Optional[dict[str, tuple[str, Optional[str]]]] = None
+def folder_status(folder: Path,
+                  jobs: Optional[dict[str, tuple[str, Optional[str], str]]] = None
                   ) -> FolderStatus:
-    """``jobs``: run id -> (the Slurm element that took it, its queue state or None once it
-    left the queue), from ``engine.slurm.run_elements`` (the CLI's: analysis never asks Slurm)."""
+    """``jobs``: run id -> (the Slurm element that took it last, its queue state or None once
+    it left the queue, squeue's reason), from ``engine.slurm.run_elements`` (the CLI's:
+    analysis never asks Slurm). A live element's run shows as running or queued whatever an
+    earlier attempt's summary says (it is being trained again)."""
     folder = Path(folder)
     jobs = jobs or {}
     if not folder.is_dir():
@@ -97,6 +102,18 @@ def folder_status(folder: Path, jobs: Optional[dict[str, tuple[str, Optional[str
     checkpoints = _checkpoints(runs_dir) if runs_dir.is_dir() else {}
     for run_id in _plan_ids(folder):
         summary, damage = inspect_summary(runs_dir / run_id)
+        element, queued, reason = jobs.get(run_id, ("", None, ""))
+        epoch = f"checkpoint after epoch {checkpoints[run_id][0]}" \
+            if run_id in checkpoints else ""
+        if queued in QUEUED and str((summary or {}).get("status")) != "completed":
+            held = "running" if queued == "RUNNING" else \
+                "unknown" if queued == "UNKNOWN" else "queued"
+            said = f"{queued} ({reason})" if reason and reason != "None" else queued
+            status.runs.append(RunState(run_id, held, "; ".join(
+                filter(None, [f"Slurm {element} {said}", epoch]))))
+            if held != "unknown":
+                status.jobs.add(element.split("_")[0])
+            continue
         if summary is not None:
             state = str(summary.get("status") or "completed")
             detail = (f"after epoch {summary.get('stopped_epoch')}" if state == "interrupted" else
@@ -105,25 +122,16 @@ def folder_status(folder: Path, jobs: Optional[dict[str, tuple[str, Optional[str
             status.runs.append(RunState(run_id, state, detail))
         elif damage:
             status.runs.append(RunState(run_id, "damaged", f"summary.json {damage}"))
-        elif jobs.get(run_id, ("", None))[1] in QUEUED:   # a Slurm element holds it
-            element, queued = jobs[run_id]
-            held = "running" if queued == "RUNNING" else "queued"
-            epoch = f", checkpoint after epoch {checkpoints[run_id][0]}" \
-                if run_id in checkpoints else ""
-            status.runs.append(RunState(run_id, held, f"Slurm {element} {queued}{epoch}"))
-            status.jobs.add(element.split("_")[0])
         elif run_id in checkpoints:    # training now, or killed: it resumes from there
-            epoch, where = checkpoints[run_id]
+            _, where = checkpoints[run_id]
             shared = "" if where == run_id else f" (the fused group's, in {where})"
             status.runs.append(RunState(run_id, "in progress" if status.holder else "stopped",
-                                        f"checkpoint after epoch {epoch}{shared}"))
+                                        epoch + shared))
         else:
             status.runs.append(RunState(run_id, "pending"))
-        if run_id in jobs and status.runs[-1].state not in ("running", "queued"):
-            element, queued = jobs[run_id]
-            said = status.runs[-1].detail
+        if element:
             status.runs[-1].detail = "; ".join(filter(None, [
-                said, f"Slurm {element}" + (f" {queued}" if queued else "")]))
+                status.runs[-1].detail, f"Slurm {element}" + (f" {queued}" if queued else "")]))
     return status
 
 

@@ -531,6 +531,14 @@ class LoggingConfig(StrictModel):
     mlflow_uri: Optional[str] = None                # MLflow tracking URI (--mlflow-uri overrides it; unset: MLFLOW_TRACKING_URI, else MLflow's default)
 
 
+SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-]+(?:,[A-Za-z0-9_.\-]+)*")
+SLURM_OPTION = re.compile(r"[a-z][a-z0-9_\-]*")
+# sbatch options an element's script already has: the field that sets them, or "" (regbench's
+# or submitit's own: the array, the logs, the warning signal, requeueing)
+SLURM_OWN_OPTIONS = {"partition": "partition", "time": "time", "cpus-per-task": "cpus_per_task",
+                     "gpus-per-task": "gpus_per_task", "mem": "mem", "array": "", "signal": "",
+                     "output": "", "error": "", "open-mode": "", "job-name": "", "wckey": "",
+                     "nodes": "", "ntasks-per-node": "", "requeue": "", "no-requeue": ""}
 SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
@@ -570,6 +578,31 @@ class SlurmConfig(StrictModel):
         if minutes < 1:
             raise ValueError(f"must be at least 1 minute (got {value!r})")
         return minutes
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not SLURM_NAME.fullmatch(value):
+            raise ValueError(f"expected a partition name, or several joined by commas (got "
+                             f"{value!r})")
+        return value
+
+    @field_validator("additional")
+    @classmethod
+    def _sbatch_options(cls, value: dict[str, Union[str, int]]) -> dict[str, Union[str, int]]:
+        """Options the sbatch script takes one per line: a name, a value on one line, and
+        none that regbench or submitit set themselves."""
+        for key, option in value.items():
+            flag = key.replace("_", "-")
+            if not SLURM_OPTION.fullmatch(key):
+                raise ValueError(f"{key!r} is not an sbatch option's long name (e.g. account, "
+                                 "qos, constraint)")
+            if flag in SLURM_OWN_OPTIONS:
+                own = SLURM_OWN_OPTIONS[flag]
+                raise ValueError(f"{key}: {'set it as execution.slurm.' + own if own else 'regbench sets it itself'}")
+            if isinstance(option, str) and any(ord(c) < 32 or ord(c) == 127 for c in option):
+                raise ValueError(f"{key}: the value must be one line of text")
+        return value
 
     @field_validator("mem")
     @classmethod

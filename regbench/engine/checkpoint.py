@@ -5,8 +5,8 @@ its schedule, every regularizer's state (early stopping's best weights, mixup's 
 dropout layer's drawn-ahead masks, each run-owned random stream) and the global RNG — so that
 the resumed run draws and computes exactly what the uninterrupted one would have: its
 metrics.csv is the same, bit for bit on the CPU with the same threads. The state is pickled
-whole (cloudpickle through torch.save, which keeps the stacked views of a fused group's
-optimizer as views) rather than through a state_dict per class: a plugin's regularizer and a
+whole (cloudpickle through torch.save, which keeps a fused group's optimizer on the stacked
+tensors, or on views of them where members differ in settings) rather than through a state_dict per class: a plugin's regularizer and a
 lazily made stream are covered without code of their own. What a run folder holds:
 
     checkpoint.pt = one JSON line (format, run ids, config hashes, epoch, versions, the payload's

@@ -9,8 +9,9 @@ are stacked along a leading member axis and every step is one batched forward an
 
     members = [Trainer(spec_m) for each run]        # each built exactly as its solo run
     S[name] = stack(member_m's parameter `name`)    # [M, ...] leaves
-    optimizer: one parameter group per optimizer setting, over its members' slices S[a:b]
-    each member's regularizers see views S[name][m] as their weights
+    optimizer: over S itself when every member has the same optimizer settings, else one
+      parameter group per setting over its members' slices S[a:b]
+    each member's regularizers see views S[name][m] as their weights (made again on resume)
     per epoch: perm_m = member m's own randperm (its solo RNG stream)
       per step: x = X[perm[:, batch]] -> [M, B, ...]; loss_m = data_loss(model(S[m], x_m))
                 objective = Σ_m (loss_m + Σ member m's penalties); backward; step
@@ -395,13 +396,21 @@ class FusedTrainer:
             for key in Trainer.TRANSIENT:
                 setattr(restored, key, getattr(fresh, key))
             restored.resumed_from = group.epoch
+        # a regularizer's weights were views of the stacked tensors; unpickled they are
+        # tensors of their own (same storage, no autograd link): its penalty would reach no
+        # gradient, so they become views again
+        for (index, name), weights in group.penalized.items():
+            reg = next(r for r in group.members[index].regularizers if r.name == name)
+            reg.weights = [group.stacked[weight][index] for weight in weights]
         group.elapsed = state["elapsed"]
         return group
 
     def _optimizer(self) -> tuple[torch.optim.Optimizer, list[tuple[int, int]]]:
-        """One optimizer over the stacked tensors, one parameter group per run of consecutive
-        members with the same optimizer settings (``group_spec`` orders them so), each group
-        over its members' slice ``S[a:b]`` of every stacked tensor: members may differ in
+        """One optimizer over the stacked tensors: over the tensors themselves when every
+        member has the same settings (no gradient views to refresh each step), else one
+        parameter group per run of consecutive members with the same optimizer settings
+        (``group_spec`` orders them so), each group over its members' slice ``S[a:b]`` of
+        every stacked tensor: members may differ in
         learning rate, momentum, betas or decay, and each slice steps as its solo run's
         optimizer would (torch's updates are elementwise)."""
         slices: list[tuple[int, int]] = []
@@ -443,8 +452,9 @@ class FusedTrainer:
         total = None
         for cls, regs, names in self.penalties:
             term = cls.stacked_penalty(regs, [self.stacked[n] for n in names]) \
-                if names is not None else \
-                torch.stack([r.penalty(m.model) for r, m in zip(regs, self.members)])
+                if names is not None else None
+            if term is None:       # no stacked form (or it declined): each member's own
+                term = torch.stack([r.penalty(m.model) for r, m in zip(regs, self.members)])
             total = term if total is None else total + term
         return torch.zeros(len(self.members), device=self.device) if total is None else total
 

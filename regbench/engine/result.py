@@ -61,11 +61,14 @@ def members(task: Task, result) -> list[tuple[RunSpec, Any]]:
 
 
 @dataclass
-class WrittenRun:
-    """A run whose folder the worker that trained it wrote itself (a Slurm element, on the disk
-    the cluster shares): the driver reads the folder instead of writing it again."""
+class KeptFolder:
+    """A run whose folder the driver leaves as it is: its worker wrote it (a Slurm element, on
+    the disk the cluster shares; the driver reads it), or, with ``written`` false, its worker
+    was lost before writing it (the folder keeps what it had, a checkpoint to resume from; the
+    summary here, a failure, is this command's alone)."""
 
     summary: dict[str, Any]
+    written: bool = True
 
     @property
     def status(self) -> str:

@@ -3,46 +3,55 @@
 Each array element trains a batch of tasks (``execution.slurm.runs_per_element``; a fused
 group counts as one) and writes each run's folder into the results folder itself, as its
 runs finish: the results folder must be on a disk the cluster's nodes share, as submitit's
-own job folder (``OUT/NAME/slurm/``) must. The driver keeps which element holds which runs in
-``slurm/jobs.json`` and follows the elements with ``squeue``, so it needs no job accounting
-(``sacct``):
+own job folder (``OUT/NAME/slurm/``) must. The driver keeps which element holds which runs
+(and their config hashes) in ``slurm/jobs.json`` and follows the elements with ``squeue``, so
+it needs no job accounting (``sacct``):
 
 - an element still pending or running holds its runs: the same command run again waits for
-  it (or, with ``--detach``, leaves it) instead of submitting them twice;
-- a run whose folder its element wrote is handed to the driver as a :class:`WrittenRun`
-  (trackers and tables read the folder; it is not written again);
+  it (or, with ``--detach``, leaves it) instead of submitting them twice, even where they now
+  fuse differently;
+- a run whose folder its element wrote (its summary names the element and the submission's
+  token: a job id Slurm reuses after a reset is not mistaken for it) reaches the driver as a
+  :class:`~regbench.engine.result.KeptFolder`: trackers and tables read the folder;
 - an element gone from the queue without writing a run (``scancel``, killed, out of memory, a
-  node lost) leaves that run failed, so the next invocation trains it again; nothing it had
-  completed is retrained.
+  node lost) leaves that run failed for this command, its folder untouched (a checkpoint in it
+  resumes it), and the next invocation trains it again; nothing completed is retrained.
 
 Preemption and time limits: submitit signals the element before Slurm kills it and requeues
-it (:class:`Element` is ``Checkpointable``); the requeued element skips the runs it already
-wrote and resumes the one in flight from its mid-run checkpoint (``train.checkpoint_every``).
-Ctrl-C stops the driver's waiting, never the jobs: it says which are still queued.
+it (:class:`Element` is checkpointable, up to ``MAX_REQUEUES`` times); the requeued element skips
+the runs it already wrote and resumes the one in flight from its mid-run checkpoint
+(``train.checkpoint_every``). Ctrl-C stops the driver's waiting, never the jobs.
 """
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from regbench.engine.result import GROUP_KEY, WrittenRun, failed_task, members
+from regbench.engine.result import GROUP_KEY, KeptFolder, failed_result, members
 from regbench.errors import ConfigError, RegbenchError
 from regbench.results import atomic_write_text, read_summary, to_json
 from regbench.vocabulary import RUNS_DIR, SLURM_LIVE_STATES, RunSpec, Task
 
 JOBS_DIR = "slurm"             # submitit's folder (scripts, pickles, logs) and jobs.json
-JOBS_FILE = "jobs.json"        # element -> the run ids it trains, per submitted array
-POLL_SECONDS = 2.0             # how often the driver asks squeue while it waits
+JOBS_FILE = "jobs.json"        # per submitted array: its token, element -> {run id: hash}
+SUMMARY_KEY = "slurm"          # summary.json: {"element": JOB_TASK, "token": the submission's}
+POLL_SECONDS = 5.0             # how often the driver asks squeue while it waits
 SIGNAL_SECONDS = 90            # Slurm warns an element this long before its time limit
-SQUEUE_TRIES = 10             # squeue failing this many times in a row ends the wait (exit 2)
-GONE_GRACE_SECONDS = 5.0       # an element that left the queue may still be closing its files
-SUMMARY_KEY = "slurm_job"      # summary.json: the element (JOB_TASK) that wrote the run
+MAX_REQUEUES = 100             # time limits an element may reach (resuming each time)
+SQUEUE_TRIES = 10              # squeue failing this many times in a row ends the wait (exit 2)
+GONE_GRACE_SECONDS = 10.0      # an element that left the queue may still be closing its files
+ELEMENT = re.compile(r"^\d+(?:_\d+)?$")
+ARRAY_VARIABLES = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
+                   "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP")
 
 
 def import_submitit():
@@ -74,10 +83,19 @@ def element_id() -> str:
     return f"{job}_{task}" if task is not None else job
 
 
-def _written_by(run_dir: Path, spec: RunSpec, element: str) -> Optional[dict[str, Any]]:
-    """The run's summary when ``element`` wrote it for this config, else None."""
+def _written_by(run_dir: Path, spec: RunSpec, mark: dict[str, str]) -> Optional[dict[str, Any]]:
+    """The run's summary when the element and submission ``mark`` names wrote it for this
+    config, else None."""
     summary = read_summary(run_dir)
-    if summary and summary.get(SUMMARY_KEY) == element and \
+    if summary and summary.get(SUMMARY_KEY) == mark and \
+            summary.get("config_hash") == spec["config_hash"]:
+        return summary
+    return None
+
+
+def _complete(run_dir: Path, spec: RunSpec) -> Optional[dict[str, Any]]:
+    summary = read_summary(run_dir)
+    if summary and summary.get("status") == "completed" and \
             summary.get("config_hash") == spec["config_hash"]:
         return summary
     return None
@@ -93,22 +111,21 @@ class Element:
     requeued element (preempted, or past its time limit) skips what it already wrote."""
 
     def __init__(self, tasks: list[Task], threads: int, results_dir: str,
-                 write: Callable[[Path, RunSpec, Any], None]):
-        self.tasks, self.threads, self.results_dir, self.write = \
-            tasks, threads, results_dir, write
+                 write: Callable[[Path, RunSpec, Any], None], token: str):
+        self.tasks, self.threads, self.results_dir, self.write, self.token = \
+            tasks, threads, results_dir, write, token
 
     def __call__(self) -> list[str]:
         from regbench.engine.execute import execute_task  # deferred: torch, in the element
 
-        me, runs = element_id(), Path(self.results_dir) / RUNS_DIR
-        done = []
+        mark = {"element": element_id(), "token": self.token}
+        runs, done = Path(self.results_dir) / RUNS_DIR, []
         for task in self.tasks:
-            specs = _task_specs(task)
-            if all(_written_by(runs / s["run_id"], s, me) for s in specs):
+            if all(_written_by(runs / s["run_id"], s, mark) for s in _task_specs(task)):
                 continue           # requeued after writing it
             result = execute_task(task, self.threads)
             for spec, one in members(task, result):
-                one.summary[SUMMARY_KEY] = me
+                one.summary[SUMMARY_KEY] = mark
                 self.write(Path(self.results_dir), spec, one)
                 done.append(spec["run_id"])
         return done
@@ -117,31 +134,63 @@ class Element:
         return import_submitit().helpers.DelayedSubmission(self)
 
 
-def queue_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """Each element of the given arrays that Slurm still knows, as JOB_TASK -> state
-    (``squeue --array``: pending elements one per line); elements gone are absent."""
-    wanted = {str(j) for j in job_ids}
+@dataclass
+class Queued:
+    state: str
+    reason: str = ""
+
+
+def queue_states(job_ids: Iterable[str]) -> dict[str, Queued]:
+    """Each element of the given jobs that Slurm still knows, as JOB_TASK -> its state and
+    reason (``squeue --array``: pending elements one per line); elements gone are absent.
+    Asked by job id, whoever submitted them (a colleague's jobs on a shared folder count)."""
+    wanted = sorted({str(j) for j in job_ids if ELEMENT.match(str(j))})
     if not wanted:
         return {}
-    command = ["squeue", "--noheader", "--array", "--states=all", "--user", getpass.getuser(),
-               "--format=%i|%T"]
+    listed = _squeue(wanted)
+    if listed is None:         # a job Slurm has forgotten makes squeue refuse the whole list
+        listed = "".join(_squeue([job]) or "" for job in wanted)
+    states = {}
+    for line in listed.splitlines():
+        element, _, rest = line.strip().partition("|")
+        state, _, reason = rest.partition("|")
+        if element.split("_")[0] in wanted:
+            states[element] = Queued(state.strip(), reason.strip())
+    return states
+
+
+def _squeue(jobs: list[str]) -> Optional[str]:
+    """squeue's lines for these jobs; None when one of them is unknown to Slurm."""
+    command = ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r",
+               f"--jobs={','.join(jobs)}"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RegbenchError(f"--executor slurm: squeue failed ({exc})") from None
     if done.returncode != 0:
+        if "invalid job id" in done.stderr.lower():
+            return None
         raise RegbenchError(f"--executor slurm: squeue failed: {done.stderr.strip()[:300]}")
-    states = {}
-    for line in done.stdout.splitlines():
-        element, _, state = line.strip().partition("|")
-        if element.split("_")[0] in wanted:
-            states[element] = state.strip()
-    return states
+    return done.stdout
+
+
+def _asked(job_ids: Iterable[str]) -> dict[str, Queued]:
+    """queue_states, asked again while the controller is busy or restarting."""
+    job_ids = list(job_ids)
+    for attempt in range(SQUEUE_TRIES):
+        try:
+            return queue_states(job_ids)
+        except RegbenchError:
+            if attempt == SQUEUE_TRIES - 1:
+                raise
+            time.sleep(POLL_SECONDS)
+    return {}
 
 
 def read_jobs(results_dir: Path) -> list[dict[str, Any]]:
-    """The arrays this folder's commands submitted: [{job, elements: {JOB_TASK: [run ids]}}];
-    a file that cannot be read counts as none (its elements' runs are submitted again)."""
+    """The arrays this folder's commands submitted: [{job, token, elements: {JOB_TASK: {run
+    id: config hash}}}]; entries of any other shape are left out (their runs count as held by
+    nobody, and are submitted again)."""
     path = results_dir / JOBS_DIR / JOBS_FILE
     try:
         arrays = json.loads(path.read_text(encoding="utf-8"))
@@ -149,27 +198,56 @@ def read_jobs(results_dir: Path) -> list[dict[str, Any]]:
         return []
     if not isinstance(arrays, list):
         return []
-    return [a for a in arrays if isinstance(a, dict) and isinstance(a.get("job"), str)
-            and isinstance(a.get("elements"), dict)
-            and all(isinstance(ids, list) for ids in a["elements"].values())]
+
+    def valid(array: Any) -> bool:
+        return isinstance(array, dict) and isinstance(array.get("job"), str) \
+            and isinstance(array.get("token"), str) and isinstance(array.get("elements"), dict) \
+            and all(isinstance(e, str) and ELEMENT.match(e) and isinstance(runs, dict)
+                    and all(isinstance(r, str) and isinstance(h, str) for r, h in runs.items())
+                    for e, runs in array["elements"].items())
+
+    return [array for array in arrays if valid(array)]
 
 
-def run_elements(results_dir: Path) -> dict[str, tuple[str, Optional[str]]]:
-    """run id -> (the element that last took it, its state in Slurm's queue: None once it has
-    left it), for `regbench status`; empty when this folder never went to Slurm. Without
-    squeue on this machine every state reads "unknown"."""
+@dataclass
+class Holder:
+    """The element that last took a run, what it trains it as, and where Slurm has it."""
+
+    element: str
+    token: str
+    config_hash: str
+    queued: Optional[Queued]           # None once it has left the queue
+
+    @property
+    def live(self) -> bool:
+        return self.queued is not None and self.queued.state in SLURM_LIVE_STATES
+
+
+def holders(results_dir: Path, asked: Optional[Callable] = None) -> dict[str, Holder]:
+    """run id -> the element of this folder's Slurm jobs that took it last (a later array's
+    over an earlier one's). ``asked`` queries squeue (``queue_states``); its RegbenchError
+    passes on."""
     arrays = read_jobs(Path(results_dir))
     if not arrays:
         return {}
+    states = (asked or queue_states)(a["job"] for a in arrays)
+    return {run_id: Holder(element, a["token"], config_hash, states.get(element))
+            for a in arrays for element, runs in a["elements"].items()
+            for run_id, config_hash in runs.items()}
+
+
+def run_elements(results_dir: Path) -> dict[str, tuple[str, Optional[str], str]]:
+    """For `regbench status`: run id -> (its element, the element's queue state or None once
+    it left the queue, squeue's reason); the state is "UNKNOWN" where squeue cannot be asked
+    from here. Empty when the folder never went to Slurm."""
     try:
-        states: dict[str, Optional[str]] = dict(queue_states(a["job"] for a in arrays))
+        found = holders(results_dir)
     except RegbenchError:
-        states = {}
-        unknown = True
-    else:
-        unknown = False
-    return {run_id: (element, "UNKNOWN" if unknown else states.get(element))
-            for a in arrays for element, ids in a["elements"].items() for run_id in ids}
+        unknown = Queued("UNKNOWN", "squeue cannot be asked from here")
+        found = {run: Holder(h.element, h.token, h.config_hash, unknown)
+                 for run, h in holders(results_dir, lambda jobs: {}).items()}
+    return {run: (h.element, h.queued.state if h.queued else None,
+                  h.queued.reason if h.queued else "") for run, h in found.items()}
 
 
 class SlurmExecutor:
@@ -183,8 +261,9 @@ class SlurmExecutor:
         self.settings = dict(settings)
         if workers > 1 and self.settings.get("array_parallelism") is None:
             self.settings["array_parallelism"] = workers     # --workers: elements at once
-        self.outstanding: list[str] = []      # arrays still queued when run() returned
-        self.waiting: dict[str, list[Task]] = {}   # element -> its tasks not yet handed on
+        self.outstanding: list[str] = []      # jobs still queued when run() returned
+        # element -> (its submission's token, its tasks not yet handed on)
+        self.waiting: dict[str, tuple[str, list[Task]]] = {}
 
     def _parameters(self) -> dict[str, Any]:
         s = self.settings
@@ -202,21 +281,43 @@ class SlurmExecutor:
             parameters["gpus_per_task"] = s["gpus_per_task"]
         return parameters
 
-    def _attach(self, tasks: list[Task]) -> list[Task]:
-        """Tasks an element of an earlier command still holds wait for it; returns the rest."""
-        arrays = read_jobs(self.results_dir)
-        live = queue_states(a["job"] for a in arrays)
-        held = {run_id: element for a in arrays for element, ids in a["elements"].items()
-                if live.get(element) in SLURM_LIVE_STATES for run_id in ids}
-        rest = []
+    def _attach(self, tasks: list[Task]) -> tuple[list[Task], list[tuple[Task, Any]]]:
+        """Runs a live element of an earlier command holds wait for it (a group whose runs
+        it holds only in part is split: the rest train solo); runs completed since the plan
+        was made are handed on as they are. Returns (the tasks to submit, those done)."""
+        found = holders(self.results_dir, _asked)
+        runs = self.results_dir / RUNS_DIR
+        rest: list[Task] = []
+        done: list[tuple[Task, Any]] = []
         for task in tasks:
             specs = _task_specs(task)
-            element = held.get(specs[0]["run_id"])
-            if element is not None and all(held.get(s["run_id"]) == element for s in specs):
-                self.waiting.setdefault(element, []).append(task)
-            else:
+            held = [found.get(s["run_id"]) for s in specs]
+            held = [h if h is not None and h.live else None for h in held]
+            for spec, holder in zip(specs, held):
+                if holder is not None and holder.config_hash != spec["config_hash"]:
+                    raise RegbenchError(
+                        f"Slurm element {holder.element} still trains run {spec['run_id']} "
+                        "with another config; wait for it (regbench status "
+                        f"{self.results_dir}) or scancel {holder.element}, then run again")
+            elements = {h.element for h in held if h is not None}
+            if len(elements) == 1 and all(held):
+                holder = held[0]
+                self.waiting.setdefault(holder.element, (holder.token, []))[1].append(task)
+                continue
+            loose = []
+            for spec, holder in zip(specs, held):
+                if holder is not None:
+                    self.waiting.setdefault(holder.element, (holder.token, []))[1].append(spec)
+                else:
+                    loose.append(spec)
+            summaries = [_complete(runs / s["run_id"], s) for s in loose]
+            if loose == specs and all(summaries):
+                done.append((task, _kept(task, summaries)))       # finished meanwhile
+            elif loose == specs:
                 rest.append(task)
-        return rest
+            else:
+                rest += loose        # what no element holds, solo: the group is split
+        return rest, done
 
     def _submit(self, tasks: list[Task], threads: int) -> None:
         if not tasks:
@@ -224,74 +325,95 @@ class SlurmExecutor:
         per = max(1, int(self.settings.get("runs_per_element") or 1))
         batches = [tasks[i:i + per] for i in range(0, len(tasks), per)]
         folder = self.results_dir / JOBS_DIR
-        executor = self.submitit.SlurmExecutor(folder=str(folder / "%j"))
+        executor = self.submitit.SlurmExecutor(folder=str(folder / "%j"),
+                                               max_num_timeout=MAX_REQUEUES)
         executor.update_parameters(**self._parameters())
-        elements = [Element(batch, threads, str(self.results_dir.resolve()), self.write)
+        token = uuid.uuid4().hex
+        elements = [Element(batch, threads, str(self.results_dir.resolve()), self.write, token)
                     for batch in batches]
+        # submitted from inside an array job, a plain job would inherit its parent's array
+        # variables and take its element id; and a Ctrl-C between sbatch and jobs.json would
+        # leave an array nobody follows
+        inherited = {k: os.environ.pop(k) for k in ARRAY_VARIABLES if k in os.environ}
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             with executor.batch():
                 jobs = [executor.submit(element) for element in elements]
-        except Exception as exc:          # sbatch refused (a partition, a limit): exit 2 …
-            raise RegbenchError(f"--executor slurm: submission failed: "
-                                f"{str(exc).strip().splitlines()[-1][:400]}") from None
-        ids = [job.job_id for job in jobs]
-        array = ids[0].split("_")[0]
-        record = {"job": array, "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "elements": {}}
+            ids = [job.job_id for job in jobs]
+            record = {"job": ids[0].split("_")[0], "token": token,
+                      "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                      "elements": {job_id: {s["run_id"]: s["config_hash"]
+                                            for t in batch for s in _task_specs(t)}
+                                   for job_id, batch in zip(ids, batches)}}
+            arrays = [a for a in read_jobs(self.results_dir) if a["job"] != record["job"]]
+            atomic_write_text(folder / JOBS_FILE, to_json(arrays + [record]))
+        except Exception as exc:          # sbatch refused (a partition, a limit): exit 2
+            said = [line for line in str(exc).strip().splitlines() if line.strip()]
+            raise RegbenchError("--executor slurm: submission failed: "
+                                f"{(said or [type(exc).__name__])[-1][:400]}") from None
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+            os.environ.update(inherited)
         for job_id, batch in zip(ids, batches):
-            record["elements"][job_id] = [s["run_id"] for t in batch for s in _task_specs(t)]
-            self.waiting[job_id] = list(batch)
-        arrays = [a for a in read_jobs(self.results_dir) if a["job"] != array] + [record]
-        atomic_write_text(folder / JOBS_FILE, to_json(arrays))
+            self.waiting[job_id] = (token, list(batch))
 
     def run(self, tasks: Iterable[Task], threads: int, progress=None) -> Iterator[tuple]:
-        tasks = list(tasks)
         threads = int(self.settings.get("cpus_per_task") or threads)
-        self._submit(self._attach(tasks), threads)
+        rest, done = self._attach(list(tasks))
+        yield from done
+        self._submit(rest, threads)
         if self.detach:
             self.outstanding = sorted({e.split("_")[0] for e in self.waiting})
             return
         started: set[str] = set()
         gone: dict[str, float] = {}
         runs = self.results_dir / RUNS_DIR
-        failures = 0
         while self.waiting:
-            try:
-                states = queue_states({e.split("_")[0] for e in self.waiting})
-                failures = 0
-            except RegbenchError:     # a controller busy or restarting: ask again shortly
-                failures += 1
-                if failures >= SQUEUE_TRIES:
-                    raise
-                time.sleep(POLL_SECONDS)
-                continue
-            for element, held in list(self.waiting.items()):
-                state = states.get(element)
-                if state == "RUNNING" and element not in started and progress is not None:
+            states = _asked({e.split("_")[0] for e in self.waiting})
+            for element, (token, held) in list(self.waiting.items()):
+                queued = states.get(element)
+                mark = {"element": element, "token": token}
+                if queued and queued.state == "RUNNING" and element not in started \
+                        and progress is not None:
                     started.add(element)
                     for task in held:
                         progress.run_started(task)
-                finished = [(task, [_written_by(runs / s["run_id"], s, element)
-                                    for s in _task_specs(task)]) for task in held]
-                for task, summaries in finished:
+                for task in list(held):
+                    summaries = [_written_by(runs / s["run_id"], s, mark)
+                                 for s in _task_specs(task)]
                     if all(summaries):
                         held.remove(task)
-                        yield task, _written(task, summaries)
-                if state in SLURM_LIVE_STATES:
+                        yield task, _kept(task, summaries)
+                if queued and queued.state in SLURM_LIVE_STATES:
                     gone.pop(element, None)
                 elif held and time.monotonic() - gone.setdefault(element, time.monotonic()) \
                         >= GONE_GRACE_SECONDS:
-                    message = (f"Slurm element {element} ended ({state or 'left the queue'}) "
-                               "before this run finished (cancelled, killed, out of memory or "
-                               f"a node lost; its log: {self.results_dir / JOBS_DIR}/"
-                               f"{element.split('_')[0]}/); run the command again to train it")
                     for task in held:
-                        yield task, failed_task(task, message)
+                        yield task, self._lost(task, element, queued, mark)
                     held.clear()
                 if not held:
                     del self.waiting[element]
             if self.waiting:
                 time.sleep(POLL_SECONDS)
+
+    def _lost(self, task: Task, element: str, queued: Optional[Queued], mark: dict):
+        """A task whose element ended without writing all of it: the runs it wrote as they
+        are, the others failed for this command with their folders untouched."""
+        message = (f"Slurm element {element} ended "
+                   f"({queued.state if queued else 'left the queue'}) before this run finished "
+                   "(cancelled, killed, out of memory or a node lost; its log: "
+                   f"{self.results_dir / JOBS_DIR}/{element}/); run the command again to "
+                   "train it")
+        runs = self.results_dir / RUNS_DIR
+
+        def one(spec: RunSpec) -> KeptFolder:
+            summary = _written_by(runs / spec["run_id"], spec, mark)
+            return KeptFolder(summary) if summary else \
+                KeptFolder(failed_result(spec, message).summary, written=False)
+
+        if GROUP_KEY not in task:
+            return one(task)
+        return [(spec, one(spec)) for spec in task[GROUP_KEY]]
 
     def interrupt(self) -> Iterator[tuple]:
         """Ctrl-C stops the waiting, never the jobs: they go on and write their runs."""
@@ -302,8 +424,7 @@ class SlurmExecutor:
         pass
 
 
-def _written(task: Task, summaries: list[dict[str, Any]]):
+def _kept(task: Task, summaries: list[dict[str, Any]]):
     if GROUP_KEY not in task:
-        return WrittenRun(summaries[0])
-    return [(spec, WrittenRun(summary)) for spec, summary in zip(task[GROUP_KEY], summaries)]
-
+        return KeptFolder(summaries[0])
+    return [(spec, KeptFolder(summary)) for spec, summary in zip(task[GROUP_KEY], summaries)]

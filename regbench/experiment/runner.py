@@ -20,7 +20,7 @@ from regbench.data import data_spec, forget_loaded, load_bundle
 from regbench.engine.execute import check_device
 from regbench.engine.executors import gpu_slots, make_executor
 from regbench.engine.fused import ModelFacts, fuse_tasks, model_facts, solo_reason
-from regbench.engine.result import GROUP_KEY, StoppedGroup, WrittenRun, members
+from regbench.engine.result import GROUP_KEY, KeptFolder, StoppedGroup, members
 from regbench.engine.slurm import run_elements
 from regbench.engine.threads import available_cores, default_threads
 from regbench.engine.train import build_run_model
@@ -48,6 +48,7 @@ from regbench.results import (
     write_run,
 )
 from regbench.tracking import TRACKERS, Trackers, open_trackers
+from regbench.tracking.base import from_folder
 from regbench.vocabulary import (
     CHECKPOINT_FILE,
     EXIT_INTERRUPTED,
@@ -58,6 +59,7 @@ from regbench.vocabulary import (
     RUNS_DIR,
     SLURM_LIVE_STATES,
     SUMMARY,
+    WEIGHTS_FILE,
     RunSpec,
     Task,
 )
@@ -393,8 +395,9 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
 
     def record(spec: RunSpec, result) -> None:
         run_dir = results_dir / RUNS_DIR / spec["run_id"]
-        if isinstance(result, WrittenRun):    # its worker wrote the folder (a Slurm element)
-            trackers.replay(spec, run_dir)
+        if isinstance(result, KeptFolder):    # a Slurm element wrote it, or was lost before
+            if result.written:                # a new attempt of the run: every tracker logs it
+                trackers.log_run(spec, *folder_record(run_dir), run_dir)
         else:
             write_diagnosed_run(results_dir, spec, result, keep_events=trackers.owns_event_files)
             trackers.log_run(spec, result.summary, result.rows, result.weights, run_dir)
@@ -436,6 +439,15 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
                        if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))
     return outcome
+
+
+def folder_record(run_dir: Path) -> tuple[dict[str, Any], list[dict], Any]:
+    """A run folder's summary, epoch rows and weight sample, as a tracker logs a run."""
+    import numpy as np
+
+    summary, rows = from_folder(run_dir)
+    weights = run_dir / WEIGHTS_FILE
+    return summary, rows, np.load(weights, allow_pickle=False) if weights.is_file() else None
 
 
 def set_checkpoint(spec: RunSpec, results_dir: Optional[Path]) -> None:
