@@ -58,29 +58,38 @@ def test_each_spawned_worker_sees_only_its_own_gpu():
 
 def test_assignment_follows_the_machine_and_the_options(monkeypatch, tmp_path):
     """Four GPUs reported by torch (the hardware is what is stood in for; the rule is what is
-    tested): --workers on several GPUs pins round-robin, capped at GPUs × runs_per_gpu with a
-    warning; --gpus picks them; one GPU or one process leaves placement to torch."""
+    tested): --workers on several GPUs pins round-robin, capped at GPUs × runs_per_gpu when
+    that is set; --gpus picks them; one GPU or one process leaves placement to torch; an
+    inherited CUDA_VISIBLE_DEVICES names the GPUs the slots mean."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    spec = {"train": {"device": "auto", "runs_per_gpu": 1}}
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    free = {"train": {"device": "auto", "runs_per_gpu": None}}
+    one = {"train": {"device": "auto", "runs_per_gpu": 1}}
     two = {"train": {"device": "auto", "runs_per_gpu": 2}}
-    assert gpu_assignment([spec], Launch(workers=4)) == ([0, 1, 2, 3], [])
-    slots, warnings = gpu_assignment([spec], Launch(workers=6))
-    assert slots == [0, 1, 2, 3] and "raise train.runs_per_gpu" in warnings[0]
-    assert gpu_assignment([two], Launch(workers=6))[0] == [0, 1, 2, 3, 0, 1]
-    assert gpu_assignment([two], Launch(gpus="2,3"))[0] == [2, 3, 2, 3]   # --gpus alone: all slots
-    assert gpu_assignment([spec], Launch(workers=1)) == ([], [])           # one process
+    assert gpu_assignment([free], Launch(workers=6)) == (["0", "1", "2", "3", "0", "1"], [])
+    assert gpu_assignment([one], Launch(workers=4)) == (["0", "1", "2", "3"], [])
+    slots, warnings = gpu_assignment([one], Launch(workers=6))
+    assert slots == ["0", "1", "2", "3"] and "1 per GPU" in warnings[0]
+    assert gpu_assignment([two], Launch(workers=6))[0] == ["0", "1", "2", "3", "0", "1"]
+    assert gpu_assignment([two], Launch(gpus="2,3"))[0] == ["2", "3", "2", "3"]  # --gpus alone
+    assert gpu_assignment([free], Launch(gpus="1"))[0] == ["1"]
+    assert gpu_assignment([one], Launch(workers=1)) == ([], [])           # one process
     assert gpu_assignment([{"train": {"device": "cpu"}}], Launch(workers=4)) == ([], [])
     with pytest.raises(ConfigError, match="this machine has 4 CUDA GPU"):
-        gpu_assignment([spec], Launch(gpus="1,4"))
+        gpu_assignment([one], Launch(gpus="1,4"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7,GPU-3f2a,MIG-1")   # what torch counts
+    assert gpu_assignment([one], Launch(workers=4))[0] == ["5", "7", "GPU-3f2a", "MIG-1"]
+    assert gpu_assignment([one], Launch(gpus="1,2"))[0] == ["7", "GPU-3f2a"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert gpu_assignment([spec], Launch(workers=4)) == ([], [])           # one GPU: torch's
+    assert gpu_assignment([one], Launch(workers=4)) == ([], [])           # one GPU: torch's
 
 
 def test_ray_tasks_ask_for_a_share_of_a_gpu():
     def spec(device, per=1):
         return {"train": {"device": device, "runs_per_gpu": per}}
 
+    assert ray_gpus(spec("cuda", None), lambda: False) == 1
     assert ray_gpus(spec("cuda"), lambda: False) == 1
     assert ray_gpus(spec("cuda", 4), lambda: False) == 0.25
     assert ray_gpus(spec("auto", 2), lambda: True) == 0.5
@@ -107,3 +116,29 @@ def test_gpus_on_a_machine_without_one_is_refused_before_anything_is_written(tmp
                                  "0"])
     one_error_line(result, 2, "--gpus", "this machine has no CUDA GPU; got 0")
     assert not (tmp_path / "o" / "tiny" / "runs").exists()
+
+
+def test_plugin_files_ship_as_modules_of_their_own(tmp_path):
+    """What a Ray cluster's nodes import for --plugin files: two files named alike, one named
+    like a standard module and one with a dot in its name each load as themselves."""
+    import importlib
+    import sys
+
+    from regbench.engine.executors import shipped_modules
+
+    files = []
+    for folder, name, value in (("a", "plug", 1), ("b", "plug", 2), ("c", "types", 3),
+                                ("d", "my.plugin", 4)):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / f"{name}.py"
+        path.write_text(f"VALUE = {value}\n")
+        files.append(str(path))
+    ship = tmp_path / "ship"
+    ship.mkdir()
+    names = shipped_modules(files, ship)
+    assert len(set(names.values())) == 4
+    sys.path.insert(0, str(ship))
+    try:
+        assert [importlib.import_module(names[f]).VALUE for f in files] == [1, 2, 3, 4]
+    finally:
+        sys.path.remove(str(ship))

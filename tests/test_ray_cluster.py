@@ -58,6 +58,7 @@ def same_tables(a: Path, b: Path) -> None:
             without_seconds(b / "runs" / run / "metrics.csv"), run
 
 
+@pytest.mark.cluster      # (a cluster on this machine: a plain ray.init() elsewhere would join it)
 def test_address_joins_a_running_cluster_and_ships_the_plugin(cluster, tmp_path):
     cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
@@ -91,8 +92,8 @@ def test_a_node_killed_mid_sweep_loses_nothing_and_the_tables_are_equal(cluster,
         assert sweep.poll() is None, sweep.stdout.read()
         assert time.monotonic() < deadline, "no run finished on node A"
         time.sleep(0.2)
-    done_before = len(list(runs.glob("*/summary.json")))
     cluster.add_node(num_cpus=2)
+    done_before = len(list(runs.glob("*/summary.json")))
     cluster.remove_node(node_a, allow_graceful=False)
     finished(sweep)
     assert done_before < 6                       # A died with runs still to train

@@ -375,7 +375,7 @@ class TrainConfig(StrictModel):
     scheduler: Optional[Schedule] = None             # learning-rate schedule, stepped once per epoch (a name, or a mapping with its name and keys)
     device: Literal["auto", "cpu", "cuda"] = "auto" # auto: cuda when available
     threads: Optional[int] = Field(None, ge=1, le=1024)  # torch CPU threads per run; None: cores ÷ workers
-    runs_per_gpu: int = Field(1, ge=1, le=64)       # runs training at once on one GPU (local --workers processes, Ray's fractional GPU per task); placement, not in the config hash
+    runs_per_gpu: Optional[int] = Field(None, ge=1, le=64)  # at most this many runs at once on one GPU (local --workers processes; Ray tasks ask for 1/runs_per_gpu of a GPU); unset: --workers spread over the GPUs, and a whole GPU per Ray task; placement, not in the config hash
     fuse: Literal["auto", "on", "off"] = "auto"     # train runs that share data, model and settings as one stacked model: auto where measured faster (GPU; small CPU models), on, off
     train_eval_samples: int = Field(10_000, ge=1)   # size of the fixed subset measured for train metrics
     save_model: bool = False                        # also write model.pt (a state_dict)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -110,7 +111,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def gpu_slots(gpus: list[int], runs_per_gpu: int, workers: int) -> list[int]:
+def gpu_slots(gpus: list, runs_per_gpu: int, workers: int) -> list:
     """The GPU each worker process is pinned to: round-robin over ``gpus``, at most
     ``runs_per_gpu`` processes on one GPU (so at most len(gpus) × runs_per_gpu workers)."""
     return [gpus[i % len(gpus)] for i in range(min(workers, len(gpus) * runs_per_gpu))]
@@ -193,7 +194,7 @@ class ProcessExecutor:
     state, same behaviour on Linux and macOS)."""
 
     def __init__(self, workers: int, payback: Optional[float] = None,
-                 gpus: Optional[list[int]] = None):
+                 gpus: Optional[list[str]] = None):
         self.workers = len(gpus) if gpus else workers
         self.gpus = list(gpus or [])        # each worker's GPU (gpu_slots), or none
         self.payback = payback if payback is not None else _payback_from_environment()
@@ -373,8 +374,20 @@ def _ray_run(spec: RunSpec, threads: int, events=None):
     return train_task(spec, threads, lambda member, row: send(("epoch", member["run_id"], row)))
 
 
-def _plugin_files(task: Task) -> list[str]:
-    return [p for p in task.get("plugins", ()) if p.endswith(".py")]
+def shipped_modules(files: list[str], folder: Path) -> dict[str, str]:
+    """Each plugin file copied into ``folder`` as a module whose name no other module has
+    (``regbench_plugin_<its content's digest>_<its name>``: two plugin files named alike,
+    or one named like a standard module, stay their own); file -> module name."""
+    import hashlib
+    import shutil
+
+    names = {}
+    for path in files:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        name = f"regbench_plugin_{digest}_{re.sub(r'[^0-9A-Za-z_]', '_', Path(path).stem)}"
+        shutil.copyfile(path, folder / f"{name}.py")
+        names[path] = name
+    return names
 
 
 def ray_gpus(spec: RunSpec, cluster_has_gpus: Callable[[], bool]) -> float:
@@ -408,6 +421,8 @@ class RayExecutor:
         ray = import_ray()
         self.ray = ray
         self.workers, self.address = workers, address
+        self.shipped: dict[str, str] = {}       # plugin file -> the module name nodes import
+        self.folder: Optional[str] = None       # where the shipped copies were made
         self.started = False
         self.refs: dict[Any, dict[str, Any]] = {}
         self.events = None                      # the tasks' start and epoch events
@@ -417,13 +432,11 @@ class RayExecutor:
             options = dict(include_dashboard=False, log_to_driver=False,
                            logging_level=logging.WARNING, configure_logging=True)
             try:
-                files = [p for p in plugins if p.endswith(".py")]
                 if address:       # the plugin files go to the nodes with the job: they
                     # need not share this disk (regbench itself must be installed there)
-                    ray.init(address=address, runtime_env={"py_modules": files} if files
-                             else None, **options)
-                else:
-                    ray.init(num_cpus=cores, **options)
+                    ray.init(address=address, runtime_env=self._ship(plugins), **options)
+                else:             # "local": a new Ray, never one a `ray start` left running
+                    ray.init(address="local", num_cpus=cores, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {address}" if address else "a local Ray"
                 raise RegbenchError(f"--executor ray: cannot start or join {where}: {exc}") from None
@@ -442,9 +455,13 @@ class RayExecutor:
         self.progress = progress
         if progress is not None and self.events is None:
             from ray.util.queue import Queue  # deferred: ray
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            # an actor that needs no CPU of its own: it never takes a task's slot
-            self.events = Queue(actor_options={"num_cpus": 0})
+            # an actor that needs no CPU of its own (it never takes a task's slot), on the
+            # driver's node: a worker node lost must not take the progress with it
+            here = NodeAffinitySchedulingStrategy(
+                self.ray.get_runtime_context().get_node_id(), soft=False)
+            self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
 
         def submit() -> None:
             while slots[0] is None or len(self.refs) < slots[0]:
@@ -455,7 +472,10 @@ class RayExecutor:
                 gpus = self._gpus(spec)
                 if slots[0] is None:
                     slots[0] = self._slots(cpus, gpus)
-                ref = remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=NODE_RETRIES,
+                # a cluster's task runs again when its node dies; a local Ray has one node,
+                # where a dead worker process is the run's own crash, a result
+                retries = NODE_RETRIES if self.address else 0
+                ref = remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
                                      retry_exceptions=False
                                      ).remote(self._as_shipped(spec), threads, self.events)
                 self.refs[ref] = spec
@@ -474,14 +494,26 @@ class RayExecutor:
                                                     f"{str(exc).splitlines()[0]}")
             submit()
 
+    def _ship(self, plugins: Iterable[str]) -> Optional[dict[str, Any]]:
+        """The job's runtime_env: the plugin files, as modules (``shipped_modules``)."""
+        import tempfile
+
+        files = [p for p in plugins if p.endswith(".py")]
+        if not files:
+            return None
+        self.folder = tempfile.mkdtemp(prefix="regbench-ship-")
+        self.shipped = shipped_modules(files, Path(self.folder))
+        return {"py_modules": [str(Path(self.folder) / f"{n}.py")
+                               for n in self.shipped.values()]}
+
     def _as_shipped(self, task: Task) -> Task:
         """The task as a cluster's node loads it: a plugin file shipped with the job
         (``runtime_env``'s ``py_modules``) by its module name."""
-        if not (self.address and _plugin_files(task)):
+        if not any(p in self.shipped for p in task.get("plugins", ())):
             return task
 
         def rename(spec: RunSpec) -> RunSpec:
-            return {**spec, "plugins": [Path(p).stem if p.endswith(".py") else p
+            return {**spec, "plugins": [self.shipped.get(p, p)
                                         for p in spec.get("plugins", ())]}
 
         shipped = rename(task)
@@ -514,8 +546,8 @@ class RayExecutor:
             return self.workers
         resources = self.ray.cluster_resources()
         fits = resources.get("CPU", 1) // max(cpus, 1)
-        if gpus:
-            fits = min(fits, resources.get("GPU", 0) // gpus)
+        if gpus:      # (1 // (1/5) is 4.0: a share's float rounding must not lose a slot)
+            fits = min(fits, math.floor(resources.get("GPU", 0) / gpus + 1e-9))
         return max(1, int(fits))
 
     def interrupt(self) -> Iterator[Item]:
@@ -538,6 +570,11 @@ class RayExecutor:
         if self.started:
             self.ray.shutdown()
             self.started = False
+        if self.folder is not None:          # the shipped copies, uploaded at ray.init
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -551,7 +588,7 @@ def _local_check(workers: int = 1, address: Optional[str] = None, **options) -> 
 
 @register_executor("local", check=_local_check,
                    summary="this machine: in this process, or --workers N processes")
-def local_executor(workers: int = 1, gpus: Optional[list[int]] = None, **options) -> Executor:
+def local_executor(workers: int = 1, gpus: Optional[list[str]] = None, **options) -> Executor:
     return SequentialExecutor() if workers <= 1 and not gpus else \
         ProcessExecutor(workers, gpus=gpus)
 

@@ -118,6 +118,10 @@ class LiveProgress(PlainProgress):
                                              metrics=f"{skipped} skipped" if skipped else "")
 
     def run_started(self, spec: Task) -> None:
+        known = self.run_tasks.get(spec["run_id"])
+        if known is not None:          # started again (a Ray task retried on another node)
+            self.bars.reset(known, total=spec["train"]["epochs"])
+            return
         self.run_tasks[spec["run_id"]] = self.bars.add_task(
             f"  {spec['run_id']}", total=spec["train"]["epochs"], metrics="")
         self.group_of.update({member["run_id"]: spec["run_id"]

@@ -261,11 +261,13 @@ def train_experiment(loaded: LoadedConfig, launch: Launch, display: Optional[Dis
     return outcome
 
 
-def gpu_assignment(specs: list[RunSpec], launch: Launch) -> tuple[list[int], list[str]]:
+def gpu_assignment(specs: list[RunSpec], launch: Launch) -> tuple[list[str], list[str]]:
     """Each local worker process's GPU, round-robin (``gpu_slots``), when the runs train on
     CUDA and either ``--gpus`` names GPUs or ``--workers N`` meets several; [] where every
-    process may use the default GPU. With the warnings to show (workers capped at GPUs ×
-    ``train.runs_per_gpu``). Exit 2 for ``--gpus`` this machine does not have."""
+    process may use the default GPU. A GPU is named as this process sees it: an index, or
+    the entry of an inherited CUDA_VISIBLE_DEVICES (``--gpus`` counts its positions). With
+    the warnings to show (workers capped at GPUs × ``train.runs_per_gpu``, when set). Exit 2
+    for ``--gpus`` this machine does not have."""
     import torch  # deferred: loaded with the engine anyway
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -279,14 +281,16 @@ def gpu_assignment(specs: list[RunSpec], launch: Launch) -> tuple[list[int], lis
                               "the runs train on the CPU (train.device: cpu)", source="--gpus")
     if not on_gpu or (not launch.gpus and (count < 2 or launch.workers < 2)):
         return [], []
-    per = min(int(s["train"].get("runs_per_gpu") or 1) for s in on_gpu)
+    caps = [s["train"].get("runs_per_gpu") for s in on_gpu]
+    per = min(c for c in caps if c) if any(caps) else None
     gpus = list(launch.gpus or range(count))
-    wanted = launch.workers if launch.workers > 1 else len(gpus) * per
-    slots = gpu_slots(gpus, per, wanted)
+    wanted = launch.workers if launch.workers > 1 else len(gpus) * (per or 1)
+    slots = gpu_slots(gpus, per or wanted, wanted)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [v.strip() for v in visible.split(",")] if visible else None
     warnings = [f"--workers {wanted}: {len(slots)} processes, {per} per GPU on {len(gpus)} "
-                "GPU(s); raise train.runs_per_gpu to train more runs at once on each"] \
-        if wanted > len(slots) else []
-    return slots, warnings
+                "GPU(s) (train.runs_per_gpu)"] if wanted > len(slots) else []
+    return [names[g] if names and g < len(names) else str(g) for g in slots], warnings
 
 
 def check_not_held(results_dir: Path, plan: Plan) -> None:
@@ -355,7 +359,7 @@ def _pending(plan: Plan, results_dir: Path) -> list[dict[str, Any]]:
 
 def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Display], *,
            confirms: Optional[dict[str, Any]], trackers: Trackers,
-           gpus: Optional[list[int]] = None) -> ExperimentOutcome:
+           gpus: Optional[list[str]] = None) -> ExperimentOutcome:
     """The locked part of run_experiment: skip completed runs, train the rest, write results."""
     resume, workers, executor = launch.resume, launch.workers, launch.executor
     progress = display.progress() if display is not None else None

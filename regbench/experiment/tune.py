@@ -994,7 +994,7 @@ def _search(tuner: Tuner, outcome: TuneOutcome, launch: Launch, progress) -> boo
     threads = 1 if launch.executor == "ray" and launch.workers == 1 else \
         default_threads(launch.workers)
     runner = make_executor(launch.executor, workers=launch.workers, address=launch.address,
-                           cores=available_cores())
+                           cores=available_cores(), plugins=tuner.plugins)
     if progress is not None:
         done = tuner.finished() * len(tuner.seeds)
         progress.start(owed + done, done)
