@@ -23,7 +23,8 @@ echo "== worker processes pinned to the GPUs (--gpus, train.runs_per_gpu)"
 gpus=$($PY -c "import torch; print(','.join(map(str, range(torch.cuda.device_count()))))")
 timeout 120 $PY -m regbench run configs/smoke/digits.yaml --out "$LOG_DIR/gpus" --fresh --no-report \
   --fuse off --gpus "$gpus" --set train.runs_per_gpu=2 2>&1 | tail -3
-grep -h '"device"' "$LOG_DIR"/gpus/*/runs/*/summary.json | sort | uniq -c
+grep -h '"status"' "$LOG_DIR"/gpus/*/runs/*/summary.json | sort | uniq -c   # (which GPU each
+# process saw is tests/test_gpus.py's; here: the pinned processes train on CUDA and complete)
 
 echo "== epoch benchmark on the GPU"
 timeout 170 $PY benchmarks/epoch_overhead.py --device cuda --rounds 5 2>&1 | tee "$LOG_DIR/bench_cuda.log"

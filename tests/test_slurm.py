@@ -169,6 +169,11 @@ def test_runs_a_detached_job_holds_are_not_trained_elsewhere_meanwhile(slurm, tm
         assert f"Slurm job(s) {array} still train runs of this folder" in \
             " ".join(here.stderr.split()) + " ".join(here.stdout.split())
         assert {p: p.read_bytes() for p in before} == before      # nothing written
+        fresh = regbench(slurm, "run", str(config), "--out", str(out), "--executor", "slurm",
+                         "--fresh", "--no-report")        # would set the folder aside
+        assert fresh.returncode == 2 and f"Slurm job(s) {array} still train" in \
+            " ".join(fresh.stderr.split())
+        assert folder.is_dir() and {p: p.read_bytes() for p in before} == before
     finally:
         subprocess.run(["scancel", array], env=slurm, check=True)
 
