@@ -329,6 +329,65 @@ def test_a_shared_activation_gets_dropout_only_after_the_matched_layers_calls(
     assert "    act → dropout after ReLU (at each of its 3 calls)" in lines
 
 
+MIXED_PLUGIN = '''
+import numpy as np
+from torch import nn
+
+import regbench
+
+
+class ConvThenLinear(nn.Module):
+    """One activation module after a conv layer and after a linear layer."""
+
+    def __init__(self, channels, side, outputs):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * side * side, 16)
+        self.act = nn.ReLU()
+        self.out = nn.Linear(16, outputs)
+
+    def forward(self, x):
+        x = self.act(self.conv(x))
+        return self.out(self.act(self.fc(x.flatten(1))))
+
+
+@regbench.register_model("target_mixed_act", needs_images=True)
+def mixed_act(input_shape, output_dim):
+    return ConvThenLinear(input_shape[0], input_shape[1], output_dim)
+'''
+
+
+def test_a_shared_activation_after_a_conv_and_a_linear_layer_gets_each_calls_kind(tmp_path):
+    """The ReLU's first call takes the conv's output, its second the linear layer's:
+    DropBlock and channel dropout go after the first call only (a linear layer's output has
+    no feature map: DropBlock there would fail), element-wise dropout after both (one layer
+    per kind of call, each with its own stream)."""
+    from regbench.models.surgery import AtCalls
+    from regbench.regularizers.dropblock import DropBlockLayer
+    from regbench.regularizers.dropout import ChannelDropout
+
+    path = tmp_path / "mixed_act_plugin.py"
+    path.write_text(MIXED_PLUGIN)
+    load_plugin(str(path))
+    config = write_config(tmp_path / "m.yaml", HEADS.format(recipes=(
+        "  block: {dropblock: {p: 0.5, block_size: 3, schedule: constant}}\n"
+        "  channel: {dropout: {p: 0.5, mode: channel}}\n"
+        "  element: {dropout: {p: 0.5}}\n")).replace("target_heads", "target_mixed_act"))
+    models = built(config)
+    x = torch.rand(16, 1, 8, 8)
+    for recipe, kind in (("block", DropBlockLayer), ("channel", ChannelDropout)):
+        model = models[recipe]
+        assert isinstance(model.act, AtCalls) and model.act.after == {0: 1}, recipe
+        assert paths_of(model, kind) == ["act.1"], recipe
+        assert dropped_calls(model, "act", x) == [True, False], recipe
+    assert paths_of(models["element"], InvertedDropout) == ["act.1", "act.2"]
+    assert models["element"].act.after == {0: 1, 1: 2}
+    assert dropped_calls(models["element"], "act", x) == [True, True]
+    result = runner.invoke(app, ["validate", str(config), "--plugin", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "    act → dropout after ReLU (at call 1 of its 2 calls)" in result.output.splitlines()
+
+
 def test_dropout_after_one_resnet18_blocks_conv2_drops_after_its_sum_only(tmp_path):
     """torchvision resnet18 shares one ReLU per block between conv1's output and the block's
     sum: `modules: layer4.1.conv2` drops after the sum of that block (the ReLU's second call)

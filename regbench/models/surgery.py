@@ -175,24 +175,34 @@ def _plan(order: list[nn.Module], sequence: Optional[list[nn.Module]]):
 
 
 class AtCalls(nn.Sequential):
-    """An activation module that one forward calls ``every`` times, then ``layer`` after the
-    calls numbered in ``calls`` only (from 0): a target matched the layers feeding some calls
-    of a shared activation and not the others. It counts its calls, so each forward must make
-    all ``every`` of them, as the forward that counted them did (a model whose forward calls
-    the module a varying number of times is not one surgery can tell apart)."""
+    """An activation module that one forward calls ``every`` times, then one of ``layers``
+    after some of its calls: ``after`` maps a call's number (from 0) to the layer's position
+    here (from 1). A target matched the layers feeding some calls of a shared activation and
+    not the others, or the calls are fed by layers of different kinds (a conv's output takes
+    DropBlock, a linear layer's none). It counts its calls, so each forward must make all
+    ``every`` of them, as the forward that counted them did (a model whose forward calls the
+    module a varying number of times is not one surgery can tell apart)."""
 
-    def __init__(self, activation: nn.Module, layer: nn.Module, calls: frozenset[int],
+    def __init__(self, activation: nn.Module, layers: list[nn.Module], after: dict[int, int],
                  every: int):
-        super().__init__(activation, layer)
-        self.calls, self.every, self.count = calls, every, 0
+        super().__init__(activation, *layers)
+        self.after, self.every, self.count = dict(after), every, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self[0](x)
         call, self.count = self.count, (self.count + 1) % self.every
-        return self[1](x) if call in self.calls else x
+        which = self.after.get(call)
+        return self[which](x) if which else x
 
     def extra_repr(self) -> str:
-        return f"after calls {_numbers(self.calls)} of {self.every}"
+        return f"after calls {_numbers(frozenset(self.after))} of {self.every}"
+
+
+def _feeding_kind(spot: list[Anchor], first: nn.Module) -> Optional[str]:
+    """The kind of layer whose output one call of an activation takes: the last weight layer
+    of that call's feeders (``spot`` ends with the activation), else the first call's."""
+    feeders = [module for _, module in spot[:-1] if _kind(module)]
+    return _kind(feeders[-1]) if feeders else _kind(first)
 
 
 def _numbers(calls: frozenset[int]) -> str:
@@ -328,22 +338,30 @@ def _operate(model: nn.Module, factory, slots: set[str], calls: Counter,
                 if (found := where("dropout", spot)) is not None}
         if not hits or id(activation) not in parents:
             continue
-        dropout = factory.dropout(_kind(layer))
-        if dropout is None:             # the slot puts none after this kind of layer
+        # each call's dropout is for the kind of layer feeding that call (one ReLU after a
+        # conv and after a linear layer: DropBlock or channel dropout after the conv's only)
+        kinds = {call: _feeding_kind(spots[call], layer) for call in hits}
+        made = {kind: factory.dropout(kind) for kind in dict.fromkeys(kinds.values())}
+        hits = {call: found for call, found in hits.items() if made[kinds[call]] is not None}
+        if not hits:                    # the slot puts none after these kinds of layer
             continue
+        used = [made[kind] for kind in dict.fromkeys(kinds[call] for call in hits)]
         parent, name = parents[id(activation)]
         times = len(spots)
-        change = f"dropout after {type(activation).__name__}"
-        if len(hits) == times:
-            setattr(parent, name, nn.Sequential(activation, dropout))
-            change += f" (at each of its {times} calls)" if times > 1 else ""
+        if len(hits) == times and len(used) == 1:
+            setattr(parent, name, nn.Sequential(activation, used[0]))
         else:
-            setattr(parent, name, AtCalls(activation, dropout, frozenset(hits), times))
-            change += f" (at call{'s' * (len(hits) > 1)} {_numbers(frozenset(hits))} of its " \
-                      f"{times} calls)"
-        calls["dropout"] += 1
-        matched = tuple(dict.fromkeys(path for found in hits.values() for path in found))
-        place(dropout, "dropout", paths[id(activation)], change, matched)
+            setattr(parent, name, AtCalls(activation, used, {
+                call: used.index(made[kinds[call]]) + 1 for call in hits}, times))
+        for dropout in used:
+            mine = frozenset(call for call in hits if made[kinds[call]] is dropout)
+            change = f"dropout after {type(activation).__name__}"
+            change += f" (at each of its {times} calls)" if len(mine) == times > 1 else \
+                f" (at call{'s' * (len(mine) > 1)} {_numbers(mine)} of its {times} calls)" \
+                if len(mine) < times else ""
+            calls["dropout"] += 1
+            matched = tuple(dict.fromkeys(path for call in sorted(mine) for path in hits[call]))
+            place(dropout, "dropout", paths[id(activation)], change, matched)
     for layer in hidden:
         if id(layer) not in parents:
             continue
