@@ -37,9 +37,11 @@ runner = CliRunner()
 TOLERANCE = 0.0
 EPOCHS = 20            # long enough for a rounding difference to grow into a visible one
 FUSABLE = {  # name -> (its parameters, the swept key, two values)
-    "l1": ("{lambda: 0.5}", "lambda", "[0.1, 1.0]"),
-    "l2": ("{lambda: 1.0}", "lambda", "[0.1, 1.0]"),
-    "elastic_net": ("{lambda: 1.0, l1_ratio: 0.5}", "lambda", "[0.1, 1.0]"),
+    # strengths whose λ/n a float32 division would round otherwise than the solo penalty's
+    # double one: the fused coefficient must be the solo run's, to the last bit
+    "l1": ("{lambda: 0.5}", "lambda", "[0.13, 2.9]"),
+    "l2": ("{lambda: 1.0}", "lambda", "[0.13, 2.9]"),
+    "elastic_net": ("{lambda: 1.0, l1_ratio: 0.3}", "lambda", "[0.13, 2.9]"),
     "weight_decay": ("{lambda: 0.01}", "lambda", "[0.1, 1.0]"),
     # no epoch improves by 10 after the first: patience 1 stops after epoch 2 (epoch 1's
     # weights restored), patience 2 trains all 3

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, member_values, register
 
 
 class Params(StrictModel):
@@ -45,11 +45,13 @@ class ElasticNet(WeightRegularizer):
 
     @classmethod
     def stacked_penalty(cls, members, weights):
-        lam = weights[0].new_tensor([m.params.lambda_ for m in members])
-        rho = weights[0].new_tensor([m.params.l1_ratio for m in members])
+        n, like = members[0].ctx.n_train, weights[0]   # each factor as the solo penalty's
+        coefficient = member_values([m.params.lambda_ / n for m in members], like)
+        rho = member_values([m.params.l1_ratio for m in members], like)
+        half_rest = member_values([(1 - m.params.l1_ratio) / 2 for m in members], like)
         l1 = sum(w.abs().flatten(1).sum(1) for w in weights)
         l2 = sum((w * w).flatten(1).sum(1) for w in weights)
-        return lam / members[0].ctx.n_train * (rho * l1 + (1 - rho) / 2 * l2)
+        return coefficient * (rho * l1 + half_rest * l2)
 
     def describe(self) -> str:
         p, n = self.params, self.ctx.n_train

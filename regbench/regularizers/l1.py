@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, member_values, register
 
 
 class Params(StrictModel):
@@ -41,8 +41,9 @@ class L1(WeightRegularizer):
 
     @classmethod
     def stacked_penalty(cls, members, weights):
-        lam = weights[0].new_tensor([m.params.lambda_ for m in members])
-        return lam / members[0].ctx.n_train * sum(w.abs().flatten(1).sum(1) for w in weights)
+        n = members[0].ctx.n_train     # λ/n divided as the solo penalty divides it (l2's)
+        coefficient = member_values([m.params.lambda_ / n for m in members], weights[0])
+        return coefficient * sum(w.abs().flatten(1).sum(1) for w in weights)
 
     def describe(self) -> str:
         lam, n = self.params.lambda_, self.ctx.n_train

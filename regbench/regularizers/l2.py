@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from regbench.config.schema import StrictModel
-from regbench.regularizers.base import WeightRegularizer, register
+from regbench.regularizers.base import WeightRegularizer, member_values, register
 
 
 class Params(StrictModel):
@@ -42,9 +42,12 @@ class L2(WeightRegularizer):
 
     @classmethod
     def stacked_penalty(cls, members, weights):
-        lam = weights[0].new_tensor([m.params.lambda_ for m in members])
-        return lam / (2 * members[0].ctx.n_train) * sum((w * w).flatten(1).sum(1)
-                                                        for w in weights)
+        # λ/(2n) divided as the solo penalty divides it (in double precision, then float32):
+        # dividing a float32 λ by 2n would differ from it in the last bit for about a
+        # quarter of (λ, n) pairs, and a fused member would drift from its solo run
+        n = members[0].ctx.n_train
+        coefficient = member_values([m.params.lambda_ / (2 * n) for m in members], weights[0])
+        return coefficient * sum((w * w).flatten(1).sum(1) for w in weights)
 
     def describe(self) -> str:
         lam, n, lr = self.params.lambda_, self.ctx.n_train, self.ctx.configured_lr
