@@ -132,14 +132,21 @@ def test_a_sweep_on_slurm_writes_the_tables_a_local_run_writes(slurm, tmp_path):
     assert "6 completed" in shown and f"Slurm {taken[runs[0]]} COMPLETED" in shown
 
 
-@pytest.mark.cluster
-def test_detach_then_status_then_the_same_command_collects(slurm, tmp_path):
-    config = sweep_config(tmp_path, "det", epochs=30)
-    out, folder = tmp_path / "out", tmp_path / "out" / "det"
+def detach(slurm: dict, tmp_path: Path, name: str, epochs: int):
+    """A sweep submitted with --detach: its config, --out, folder, the command's result and
+    the array's job id."""
+    config = sweep_config(tmp_path, name, epochs=epochs)
+    out, folder = tmp_path / "out", tmp_path / "out" / name
     detached = regbench(slurm, "run", str(config), "--out", str(out), "--executor", "slurm",
                         "--detach", "--no-report")
     assert detached.returncode == 0, detached.stderr
     array = json.loads((folder / "slurm" / "jobs.json").read_text())[0]["job"]
+    return config, out, folder, detached, array
+
+
+@pytest.mark.cluster
+def test_detach_then_status_then_the_same_command_collects(slurm, tmp_path):
+    config, out, folder, detached, array = detach(slurm, tmp_path, "det", epochs=30)
     assert f"Slurm job(s) {array} still hold" in " ".join(detached.stdout.split())
     assert not (folder / "comparison.csv").exists()     # nothing to compare yet
     shown = " ".join(regbench(slurm, "status", str(folder)).stdout.split())
@@ -155,12 +162,7 @@ def test_detach_then_status_then_the_same_command_collects(slurm, tmp_path):
 
 @pytest.mark.cluster
 def test_runs_a_detached_job_holds_are_not_trained_elsewhere_meanwhile(slurm, tmp_path):
-    config = sweep_config(tmp_path, "held", epochs=3000)
-    out, folder = tmp_path / "out", tmp_path / "out" / "held"
-    detached = regbench(slurm, "run", str(config), "--out", str(out), "--executor", "slurm",
-                        "--detach", "--no-report")
-    assert detached.returncode == 0, detached.stderr
-    array = json.loads((folder / "slurm" / "jobs.json").read_text())[0]["job"]
+    config, out, folder, _, array = detach(slurm, tmp_path, "held", epochs=3000)
     try:
         before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()
                   and "slurm" not in p.parts and "runs" not in p.parts}
