@@ -523,6 +523,15 @@ def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
     return inspect_summary(run_dir)[0]
 
 
+def completed_summary(run_dir: Path, config_hash: str) -> Optional[dict[str, Any]]:
+    """The run's summary when it completed with this config (hash), else None."""
+    summary = read_summary(run_dir)
+    if summary and summary.get("status") == "completed" and \
+            summary.get("config_hash") == config_hash:
+        return summary
+    return None
+
+
 def damaged_summary(run_dir: Path, why: str) -> dict[str, Any]:
     """What the tables show for a run whose summary.json is damaged: its name and the reason."""
     point, _, seed = run_dir.name.rpartition("__seed=")

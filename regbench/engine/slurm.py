@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from regbench.engine.result import GROUP_KEY, KeptFolder, failed_result, members
 from regbench.errors import ConfigError, RegbenchError
-from regbench.results import atomic_write_text, read_summary, to_json
+from regbench.results import atomic_write_text, completed_summary, read_summary, to_json
 from regbench.vocabulary import RUNS_DIR, SLURM_LIVE_STATES, RunSpec, Task
 
 JOBS_DIR = "slurm"             # submitit's folder (scripts, pickles, logs) and jobs.json
@@ -88,14 +88,6 @@ def _written_by(run_dir: Path, spec: RunSpec, mark: dict[str, str]) -> Optional[
     config, else None."""
     summary = read_summary(run_dir)
     if summary and summary.get(SUMMARY_KEY) == mark and \
-            summary.get("config_hash") == spec["config_hash"]:
-        return summary
-    return None
-
-
-def _complete(run_dir: Path, spec: RunSpec) -> Optional[dict[str, Any]]:
-    summary = read_summary(run_dir)
-    if summary and summary.get("status") == "completed" and \
             summary.get("config_hash") == spec["config_hash"]:
         return summary
     return None
@@ -310,7 +302,7 @@ class SlurmExecutor:
                     self.waiting.setdefault(holder.element, (holder.token, []))[1].append(spec)
                 else:
                     loose.append(spec)
-            summaries = [_complete(runs / s["run_id"], s) for s in loose]
+            summaries = [completed_summary(runs / s["run_id"], s["config_hash"]) for s in loose]
             if loose == specs and all(summaries):
                 done.append((task, _kept(task, summaries)))       # finished meanwhile
             elif loose == specs:

@@ -42,13 +42,14 @@ from regbench.results import (
     ResultsLock,
     atomic_write_text,
     check_results_folder,
+    completed_summary,
     inspect_summary,
     read_summary,
     to_json,
     write_run,
 )
 from regbench.tracking import TRACKERS, Trackers, open_trackers
-from regbench.tracking.base import from_folder
+from regbench.tracking.base import folder_record
 from regbench.vocabulary import (
     CHECKPOINT_FILE,
     EXIT_INTERRUPTED,
@@ -59,7 +60,6 @@ from regbench.vocabulary import (
     RUNS_DIR,
     SLURM_LIVE_STATES,
     SUMMARY,
-    WEIGHTS_FILE,
     RunSpec,
     Task,
 )
@@ -139,9 +139,7 @@ def check_writable(folder: Path) -> None:
 
 
 def is_complete(run_dir: Path, spec: RunSpec) -> bool:
-    summary = read_summary(run_dir)
-    return bool(summary and summary.get("status") == "completed"
-                and summary.get("config_hash") == spec["config_hash"])
+    return completed_summary(run_dir, spec["config_hash"]) is not None
 
 
 def prepare_results_dir(out: Path, name: str, fresh: bool) -> Path:
@@ -443,15 +441,6 @@ def _train(plan: Plan, results_dir: Path, launch: Launch, display: Optional[Disp
                        if s and s.get("status") != "interrupted")
         write_interrupted_page(results_dir, finished, len(plan.runs))
     return outcome
-
-
-def folder_record(run_dir: Path) -> tuple[dict[str, Any], list[dict], Any]:
-    """A run folder's summary, epoch rows and weight sample, as a tracker logs a run."""
-    import numpy as np
-
-    summary, rows = from_folder(run_dir)
-    weights = run_dir / WEIGHTS_FILE
-    return summary, rows, np.load(weights, allow_pickle=False) if weights.is_file() else None
 
 
 def set_checkpoint(spec: RunSpec, results_dir: Optional[Path]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from regbench.analysis.diagnose import label
 from regbench.results import load_metrics
-from regbench.vocabulary import SUMMARY, RunSpec
+from regbench.vocabulary import SUMMARY, WEIGHTS_FILE, RunSpec
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -57,3 +57,13 @@ def from_folder(run_dir: Path) -> tuple[dict[str, Any], list[dict]]:
     rows = [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
             for row in load_metrics(run_dir).to_dict("records")]
     return summary, rows
+
+
+def folder_record(run_dir: Path) -> tuple[dict[str, Any], list[dict], Any]:
+    """A run folder's summary, epoch rows and weight sample (None without one), as a
+    tracker's ``log_run`` takes them."""
+    import numpy as np
+
+    summary, rows = from_folder(run_dir)
+    weights = Path(run_dir) / WEIGHTS_FILE
+    return summary, rows, np.load(weights, allow_pickle=False) if weights.is_file() else None

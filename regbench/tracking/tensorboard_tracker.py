@@ -34,8 +34,8 @@ from regbench.data import data_spec
 from regbench.errors import RegbenchError
 from regbench.registry import register_tracker
 from regbench.results import check_inside
-from regbench.tracking.base import final_metrics, from_folder, run_hparams
-from regbench.vocabulary import RUNS_DIR, WEIGHTS_FILE, RunSpec, metric_names
+from regbench.tracking.base import final_metrics, folder_record, run_hparams
+from regbench.vocabulary import RUNS_DIR, RunSpec, metric_names
 
 EVENTS = "events.out.tfevents.*"
 ROOT_DIR = "tensorboard"          # results/<name>/tensorboard/: the experiment-wide summaries
@@ -339,9 +339,7 @@ class TensorBoardTracker:
         run_dir = Path(run_dir)
         if _whole(run_dir):
             return
-        summary, rows = from_folder(run_dir)
-        weights = np.load(run_dir / WEIGHTS_FILE) if (run_dir / WEIGHTS_FILE).exists() else None
-        self.log_run(spec, summary, rows, weights, run_dir)
+        self.log_run(spec, *folder_record(run_dir), run_dir)
 
     def finish(self, interrupted: bool = False) -> None:
         """The experiment's HParams table (every planned run's keys and final metrics) and
