@@ -36,6 +36,11 @@ def test_slots_go_round_robin_with_at_most_runs_per_gpu_on_each(gpus, per, worke
     assert slots[:len(gpus)] == gpus[:len(slots)]
 
 
+def _pin_then_wait(tokens, ready) -> None:
+    pin_gpu(tokens)                    # what a worker does first, then: every worker up before
+    ready.wait(timeout=300)            # any task runs (a late starter would get none to report)
+
+
 def _visible(_: int) -> tuple[int, str]:
     time.sleep(0.3)                    # every worker gets a task: none finishes them all alone
     return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -49,8 +54,9 @@ def test_each_spawned_worker_sees_only_its_own_gpu():
     tokens = context.Queue()
     for gpu in slots:
         tokens.put(gpu)
-    with ProcessPoolExecutor(len(slots), mp_context=context, initializer=pin_gpu,
-                             initargs=(tokens,)) as pool:
+    ready = context.Barrier(len(slots))
+    with ProcessPoolExecutor(len(slots), mp_context=context, initializer=_pin_then_wait,
+                             initargs=(tokens, ready)) as pool:
         seen = dict(pool.map(_visible, range(4 * len(slots))))
     assert len(seen) == len(slots)                       # every worker, one GPU each
     assert sorted(seen.values()) == sorted(map(str, slots))
